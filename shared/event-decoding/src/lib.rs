@@ -1,0 +1,1 @@
+//! Decoding of Kafka event source mapping payloads.
