@@ -1,0 +1,212 @@
+//! Reading configuration from environment variables, with errors that name the variable.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A setting that is missing or malformed; fails the cold start.
+///
+/// ```
+/// use lambda_kit::config::ConfigError;
+/// let e = ConfigError::new("GIFTS_TABLE", "must not be empty");
+/// assert_eq!(e.to_string(), "invalid configuration GIFTS_TABLE: must not be empty");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration {var}: {problem}")]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// The environment variable (or setting) at fault.
+    pub var: String,
+    /// What is wrong with it (never its value when it may be a secret).
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// A new error about `var`.
+    pub fn new(var: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            var: var.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Where settings are read from: the process environment, or a map in tests.
+///
+/// ```
+/// use lambda_kit::config::Env;
+/// let env = Env::from_pairs([("MAX_ROWS", "500")]);
+/// assert_eq!(env.parse_or("MAX_ROWS", 100usize).unwrap(), 500);
+/// assert_eq!(env.parse_or("MISSING", 100usize).unwrap(), 100);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    overrides: Option<std::collections::HashMap<String, String>>,
+}
+
+impl Env {
+    /// Reads the process environment.
+    pub fn process() -> Self {
+        Self { overrides: None }
+    }
+
+    /// Reads only the given pairs (tests).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            overrides: Some(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// An environment with nothing set (tests).
+    pub fn empty() -> Self {
+        Self {
+            overrides: Some(Default::default()),
+        }
+    }
+
+    /// The value of `var`, `None` when unset or blank.
+    pub fn get(&self, var: &str) -> Option<String> {
+        let v = match &self.overrides {
+            Some(map) => map.get(var).cloned(),
+            None => std::env::var(var).ok(),
+        }?;
+        let trimmed = v.trim();
+        (!trimmed.is_empty()).then(|| trimmed.to_owned())
+    }
+
+    /// The value of `var`, or an error naming it.
+    pub fn required(&self, var: &str) -> Result<String, ConfigError> {
+        self.get(var)
+            .ok_or_else(|| ConfigError::new(var, "is required but not set"))
+    }
+
+    /// The value of `var`, or `default`.
+    pub fn string_or(&self, var: &str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// `var` parsed as `T`, or `default` when unset.
+    pub fn parse_or<T>(&self, var: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e| {
+                ConfigError::new(
+                    var,
+                    format!("cannot parse {v:?} as {}: {e}", std::any::type_name::<T>()),
+                )
+            }),
+        }
+    }
+
+    /// A positive integer, or `default` when unset.
+    pub fn positive_or(&self, var: &str, default: usize) -> Result<usize, ConfigError> {
+        let v: usize = self.parse_or(var, default)?;
+        if v == 0 {
+            return Err(ConfigError::new(var, "must be greater than 0"));
+        }
+        Ok(v)
+    }
+
+    /// A duration given in milliseconds, or `default` when unset.
+    pub fn millis_or(&self, var: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(_) => Ok(Duration::from_millis(self.parse_or::<u64>(var, 0)?)),
+        }
+    }
+
+    /// A table or column name for a PostgREST path: ASCII letters, digits and `_`.
+    pub fn identifier_or(&self, var: &str, default: &str) -> Result<String, ConfigError> {
+        let v = self.string_or(var, default);
+        if is_identifier(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::new(
+                var,
+                "must be a table name made of letters, digits and '_'",
+            ))
+        }
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_name_the_variable() {
+        let env = Env::from_pairs([("N", "abc")]);
+        let e = env.parse_or("N", 1usize).unwrap_err();
+        assert_eq!(e.var, "N");
+        assert!(e.to_string().contains("N"), "{e}");
+    }
+
+    #[test]
+    fn blank_is_unset() {
+        let env = Env::from_pairs([("X", "  ")]);
+        assert_eq!(env.get("X"), None);
+        assert_eq!(env.required("X").unwrap_err().var, "X");
+    }
+
+    #[test]
+    fn zero_is_rejected_for_positive() {
+        let env = Env::from_pairs([("N", "0")]);
+        assert!(env.positive_or("N", 3).is_err());
+        assert_eq!(
+            Env::from_pairs([("N", "7")]).positive_or("N", 3).unwrap(),
+            7
+        );
+    }
+
+    #[test]
+    fn millis() {
+        let env = Env::from_pairs([("T", "250")]);
+        assert_eq!(
+            env.millis_or("T", Duration::ZERO).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            env.millis_or("U", Duration::from_secs(1)).unwrap(),
+            Duration::from_secs(1)
+        );
+        assert!(
+            Env::from_pairs([("T", "-1")])
+                .millis_or("T", Duration::ZERO)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn identifiers() {
+        let env = Env::from_pairs([
+            ("A", "vault"),
+            ("B", "public.vault"),
+            ("C", "vault?x=1"),
+            ("D", "a.b.c"),
+        ]);
+        assert_eq!(env.identifier_or("A", "x").unwrap(), "vault");
+        assert!(env.identifier_or("B", "x").is_err());
+        assert!(env.identifier_or("C", "x").is_err());
+        assert!(env.identifier_or("D", "x").is_err());
+        assert_eq!(
+            env.identifier_or("E", "dead_letters").unwrap(),
+            "dead_letters"
+        );
+    }
+}

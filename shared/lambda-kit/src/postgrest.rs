@@ -1,0 +1,786 @@
+//! A small PostgREST client: bulk upserts of pre-serialized JSON, selects and deletes with
+//! filters, errors parsed from PostgREST's error JSON and classified for retries and dead letters.
+//!
+//! Built once in `main` and borrowed by handlers. Every call retries transient faults with the
+//! client's [`RetryPolicy`] and never runs past the [`Deadline`] it is given.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use serde::de::DeserializeOwned;
+
+use crate::config::{ConfigError, Env};
+use crate::error::{Classify, ErrorClass};
+use crate::http;
+use crate::retry::{Deadline, RetryPolicy};
+
+/// Characters left as is in query values; everything else is percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A secret string (API key). `Debug` and `Display` print `[REDACTED]`.
+///
+/// ```
+/// use lambda_kit::postgrest::Secret;
+/// let s = Secret::new("sk-live-123");
+/// assert_eq!(format!("{s} {s:?}"), "[REDACTED] Secret([REDACTED])");
+/// assert_eq!(s.expose(), "sk-live-123");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Arc::from(value.into()))
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([REDACTED])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// Settings of a [`PostgrestClient`].
+///
+/// Defaults: request timeout 10 s, connect timeout 2 s, [`RetryPolicy::default`].
+#[derive(Debug, Clone)]
+pub struct PostgrestConfig {
+    /// PostgREST base URL without a trailing `/` (tables are served below it).
+    pub base_url: String,
+    /// The service key, sent as `apikey` and `Authorization: Bearer`.
+    pub key: Secret,
+    /// Timeout of one HTTP request (further capped by the deadline).
+    pub request_timeout: Duration,
+    /// Timeout of establishing a connection.
+    pub connect_timeout: Duration,
+    /// Retries of transient faults.
+    pub retry: RetryPolicy,
+}
+
+impl PostgrestConfig {
+    /// A configuration with default timeouts and retries.
+    pub fn new(base_url: impl Into<String>, key: Secret) -> Self {
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            key,
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Reads the base URL from `SUPABASE_REST_URL` (used as is) or `SUPABASE_URL` (+ `/rest/v1`),
+    /// `HTTP_TIMEOUT_MS`, `HTTP_CONNECT_TIMEOUT_MS` and the `RETRY_*` settings
+    /// ([`RetryPolicy::from_env`]).
+    ///
+    /// ```
+    /// use lambda_kit::{config::Env, postgrest::{PostgrestConfig, Secret}};
+    /// let env = Env::from_pairs([("SUPABASE_URL", "https://x.supabase.co/")]);
+    /// let c = PostgrestConfig::from_env(&env, Secret::new("k")).unwrap();
+    /// assert_eq!(c.base_url, "https://x.supabase.co/rest/v1");
+    /// ```
+    pub fn from_env(env: &Env, key: Secret) -> Result<Self, ConfigError> {
+        let base_url = match (env.get("SUPABASE_REST_URL"), env.get("SUPABASE_URL")) {
+            (Some(rest), _) => check_url("SUPABASE_REST_URL", &rest)?,
+            (None, Some(url)) => format!("{}/rest/v1", check_url("SUPABASE_URL", &url)?),
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "SUPABASE_URL",
+                    "set SUPABASE_URL or SUPABASE_REST_URL",
+                ));
+            }
+        };
+        let d = Self::new(base_url, key);
+        Ok(Self {
+            request_timeout: env.millis_or("HTTP_TIMEOUT_MS", d.request_timeout)?,
+            connect_timeout: env.millis_or("HTTP_CONNECT_TIMEOUT_MS", d.connect_timeout)?,
+            retry: RetryPolicy::from_env(env, "RETRY_")?,
+            ..d
+        })
+    }
+}
+
+fn check_url(var: &str, url: &str) -> Result<String, ConfigError> {
+    let url = url.trim_end_matches('/');
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {
+            Ok(url.to_owned())
+        }
+        Ok(_) => Err(ConfigError::new(
+            var,
+            "must be an http(s) URL without a query",
+        )),
+        Err(e) => Err(ConfigError::new(var, format!("is not a valid URL: {e}"))),
+    }
+}
+
+/// What an upsert does with a row whose conflict key already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Duplicates {
+    /// `Prefer: resolution=merge-duplicates`: update the existing row.
+    Merge,
+    /// `Prefer: resolution=ignore-duplicates`: keep the existing row.
+    Ignore,
+}
+
+/// Options of [`PostgrestClient::upsert`].
+///
+/// ```
+/// use lambda_kit::postgrest::{Duplicates, Upsert};
+/// let u = Upsert::on_conflict("event_id", Duplicates::Ignore);
+/// assert_eq!(u.on_conflict.as_deref(), Some("event_id"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Upsert {
+    /// Columns of the unique constraint (`?on_conflict=`), comma separated.
+    pub on_conflict: Option<String>,
+    /// Resolution of duplicates; `None` is a plain insert (duplicates fail with 409).
+    pub duplicates: Option<Duplicates>,
+}
+
+impl Upsert {
+    /// An upsert on the given unique columns.
+    pub fn on_conflict(columns: impl Into<String>, duplicates: Duplicates) -> Self {
+        Self {
+            on_conflict: Some(columns.into()),
+            duplicates: Some(duplicates),
+        }
+    }
+
+    /// A plain insert.
+    pub fn insert() -> Self {
+        Self {
+            on_conflict: None,
+            duplicates: None,
+        }
+    }
+}
+
+/// A PostgREST row filter (`column=op.value`), values percent-encoded.
+///
+/// ```
+/// use lambda_kit::postgrest::Filter;
+/// assert_eq!(Filter::eq("topic", "a b&c").to_query(), "topic=eq.a%20b%26c");
+/// assert_eq!(Filter::in_list("id", ["1", "x,y"]).to_query(), "id=in.(1,%22x%2Cy%22)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    column: String,
+    op: &'static str,
+    value: String,
+}
+
+impl Filter {
+    /// `column = value`.
+    pub fn eq(column: impl Into<String>, value: impl fmt::Display) -> Self {
+        Self {
+            column: column.into(),
+            op: "eq",
+            value: encode(&value.to_string()),
+        }
+    }
+
+    /// `column >= value`.
+    pub fn gte(column: impl Into<String>, value: impl fmt::Display) -> Self {
+        Self {
+            column: column.into(),
+            op: "gte",
+            value: encode(&value.to_string()),
+        }
+    }
+
+    /// `column IS NULL`.
+    pub fn is_null(column: impl Into<String>) -> Self {
+        Self {
+            column: column.into(),
+            op: "is",
+            value: "null".into(),
+        }
+    }
+
+    /// `column IN (values...)`. Values with PostgREST's reserved characters (`,.:()"\` or
+    /// spaces) are double-quoted with `"` and `\` escaped.
+    pub fn in_list<I, V>(column: impl Into<String>, values: I) -> Self
+    where
+        I: IntoIterator<Item = V>,
+        V: AsRef<str>,
+    {
+        let items: Vec<String> = values
+            .into_iter()
+            .map(|v| encode(&quote_in_value(v.as_ref())))
+            .collect();
+        Self {
+            column: column.into(),
+            op: "in",
+            value: format!("({})", items.join(",")),
+        }
+    }
+
+    /// The query-string pair.
+    pub fn to_query(&self) -> String {
+        format!("{}={}.{}", encode(&self.column), self.op, self.value)
+    }
+}
+
+fn encode(s: &str) -> String {
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
+}
+
+fn quote_in_value(v: &str) -> String {
+    let reserved = v.is_empty()
+        || v.chars()
+            .any(|c| matches!(c, ',' | '.' | ':' | '(' | ')' | '"' | '\\') || c.is_whitespace());
+    if !reserved {
+        return v.to_owned();
+    }
+    let mut s = String::with_capacity(v.len() + 2);
+    s.push('"');
+    for c in v.chars() {
+        if c == '"' || c == '\\' {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    s
+}
+
+/// A failed PostgREST call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PostgrestError {
+    /// PostgREST answered with an error status.
+    #[error("PostgREST {status}: {message}{}", code.as_deref().map(|c| format!(" (code {c})")).unwrap_or_default())]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// PostgREST / PostgreSQL error code (`23505`, `PGRST204`, ...).
+        code: Option<String>,
+        /// Error message (short, secret-free).
+        message: String,
+        /// `details` of the error JSON.
+        details: Option<String>,
+        /// `hint` of the error JSON.
+        hint: Option<String>,
+        /// Class decided from the status and `Retry-After`.
+        class: ErrorClass,
+    },
+    /// The request did not complete (connection refused/reset, timeout, ...).
+    #[error("PostgREST request failed: {message}")]
+    Transport {
+        /// Low-cardinality code (`http_connect`, `http_timeout`, ...).
+        code: &'static str,
+        /// Class of the transport error.
+        class: ErrorClass,
+        /// Description with causes.
+        message: String,
+    },
+    /// A successful response could not be decoded.
+    #[error("PostgREST response could not be decoded: {0}")]
+    Decode(String),
+    /// The deadline passed before the call could be (re)tried.
+    #[error("deadline reached before the PostgREST call could complete")]
+    DeadlineExceeded,
+    /// The client could not be built (bad URL or TLS setup).
+    #[error("PostgREST client could not be built: {0}")]
+    Build(String),
+}
+
+impl PostgrestError {
+    /// The HTTP status of an API error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl Classify for PostgrestError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Api { class, .. } | Self::Transport { class, .. } => *class,
+            Self::Decode(_) | Self::Build(_) => ErrorClass::Permanent,
+            Self::DeadlineExceeded => ErrorClass::TRANSIENT,
+        }
+    }
+
+    fn error_code(&self) -> &'static str {
+        match self {
+            Self::Api { status, .. } => match *status {
+                400 => "db_bad_request",
+                401 | 403 => "db_unauthorized",
+                404 => "db_not_found",
+                409 => "db_conflict",
+                413 => "db_payload_too_large",
+                408 | 429 => "db_throttled",
+                500..=599 => "db_server_error",
+                _ => "db_rejected",
+            },
+            Self::Transport { code, .. } => code,
+            Self::Decode(_) => "db_decode",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::Build(_) => "db_client_build",
+        }
+    }
+
+    /// Only a rejection of the data itself (400 bad value/column, 409 constraint, 413 too large,
+    /// 422) blames the rows: bad credentials (401/403), a missing table (404) or a method not
+    /// allowed are environment problems, and the rows must not be dead-lettered for them.
+    fn blames_input(&self) -> bool {
+        matches!(
+            self,
+            Self::Api {
+                status: 400 | 409 | 413 | 422,
+                ..
+            }
+        )
+    }
+}
+
+/// The PostgREST client; cheap to clone (shared connection pool and counters).
+#[derive(Debug, Clone)]
+pub struct PostgrestClient {
+    http: reqwest::Client,
+    base_url: Arc<str>,
+    key: Secret,
+    auth: HeaderValue,
+    apikey: HeaderValue,
+    request_timeout: Duration,
+    retry: RetryPolicy,
+    requests: Arc<AtomicU64>,
+}
+
+impl PostgrestClient {
+    /// Builds the client (connection pool, timeouts, auth headers).
+    ///
+    /// ```
+    /// use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
+    /// let c = PostgrestClient::new(PostgrestConfig::new("http://127.0.0.1:3000", Secret::new("k"))).unwrap();
+    /// assert_eq!(c.table_url("vault"), "http://127.0.0.1:3000/vault");
+    /// ```
+    pub fn new(config: PostgrestConfig) -> Result<Self, PostgrestError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| PostgrestError::Build(http::describe_reqwest(&e)))?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", config.key.expose())).map_err(|_| {
+                PostgrestError::Build(
+                    "the API key contains characters not allowed in a header".into(),
+                )
+            })?;
+        auth.set_sensitive(true);
+        let mut apikey = HeaderValue::from_str(config.key.expose()).map_err(|_| {
+            PostgrestError::Build("the API key contains characters not allowed in a header".into())
+        })?;
+        apikey.set_sensitive(true);
+        Ok(Self {
+            http,
+            base_url: Arc::from(config.base_url.trim_end_matches('/')),
+            key: config.key,
+            auth,
+            apikey,
+            request_timeout: config.request_timeout,
+            retry: config.retry,
+            requests: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// URL of a table (path segment percent-encoded).
+    pub fn table_url(&self, table: &str) -> String {
+        format!("{}/{}", self.base_url, encode(table))
+    }
+
+    /// HTTP requests sent so far by this client and its clones (retries included).
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Inserts or upserts the rows of `body`, a JSON array of objects, in one request
+    /// (`Prefer: return=minimal`).
+    pub async fn upsert(
+        &self,
+        deadline: &Deadline,
+        table: &str,
+        body: Bytes,
+        options: &Upsert,
+    ) -> Result<(), PostgrestError> {
+        let mut url = self.table_url(table);
+        if let Some(cols) = &options.on_conflict {
+            url.push_str("?on_conflict=");
+            url.push_str(&encode(cols).replace("%2C", ","));
+        }
+        let prefer = match options.duplicates {
+            Some(Duplicates::Merge) => "return=minimal,resolution=merge-duplicates",
+            Some(Duplicates::Ignore) => "return=minimal,resolution=ignore-duplicates",
+            None => "return=minimal",
+        };
+        self.send(deadline, || {
+            self.http
+                .post(&url)
+                .header(CONTENT_TYPE, "application/json")
+                .header("Prefer", prefer)
+                .body(body.clone())
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Rows of `table` matching every filter, `select` being PostgREST's column list (`*`,
+    /// `a,b`).
+    pub async fn select<T: DeserializeOwned>(
+        &self,
+        deadline: &Deadline,
+        table: &str,
+        select: &str,
+        filters: &[Filter],
+    ) -> Result<Vec<T>, PostgrestError> {
+        let url = self.url_with_filters(table, Some(select), filters);
+        let body = self.send(deadline, || self.http.get(&url)).await?;
+        serde_json::from_slice(&body).map_err(|e| PostgrestError::Decode(e.to_string()))
+    }
+
+    /// Deletes the rows matching every filter (at least one filter is required, to avoid
+    /// emptying a table by mistake).
+    pub async fn delete(
+        &self,
+        deadline: &Deadline,
+        table: &str,
+        filters: &[Filter],
+    ) -> Result<(), PostgrestError> {
+        if filters.is_empty() {
+            return Err(PostgrestError::Build(
+                "delete without a filter is refused".into(),
+            ));
+        }
+        let url = self.url_with_filters(table, None, filters);
+        self.send(deadline, || {
+            self.http.delete(&url).header("Prefer", "return=minimal")
+        })
+        .await
+        .map(drop)
+    }
+
+    fn url_with_filters(&self, table: &str, select: Option<&str>, filters: &[Filter]) -> String {
+        let mut parts: Vec<String> = Vec::with_capacity(filters.len() + 1);
+        if let Some(select) = select {
+            parts.push(format!(
+                "select={}",
+                encode(select).replace("%2C", ",").replace("%2A", "*")
+            ));
+        }
+        parts.extend(filters.iter().map(Filter::to_query));
+        let mut url = self.table_url(table);
+        if !parts.is_empty() {
+            url.push('?');
+            url.push_str(&parts.join("&"));
+        }
+        url
+    }
+
+    async fn send<F>(&self, deadline: &Deadline, build: F) -> Result<Bytes, PostgrestError>
+    where
+        F: Fn() -> reqwest::RequestBuilder,
+    {
+        crate::retry::retry(
+            &self.retry,
+            deadline,
+            || PostgrestError::DeadlineExceeded,
+            |attempt| {
+                let request = build()
+                    .header("apikey", self.apikey.clone())
+                    .header(AUTHORIZATION, self.auth.clone())
+                    .timeout(self.request_timeout.min(attempt.remaining));
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    let body = response
+                        .bytes()
+                        .await
+                        .map_err(|e| self.transport_error(&e))?;
+                    if status.is_success() {
+                        Ok(body)
+                    } else {
+                        let err = self.api_error(status, &headers, &body);
+                        tracing::debug!(
+                            status = status.as_u16(),
+                            error_code = err.error_code(),
+                            "PostgREST error"
+                        );
+                        Err(err)
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> PostgrestError {
+        PostgrestError::Transport {
+            code: http::reqwest_error_code(e),
+            class: http::classify_reqwest(e),
+            message: http::sanitize_body(&http::describe_reqwest(e), Some(self.key.expose())),
+        }
+    }
+
+    fn api_error(
+        &self,
+        status: StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+    ) -> PostgrestError {
+        let class = http::classify_status(status, headers);
+        let key = Some(self.key.expose());
+        let clean = |s: &str| http::sanitize_body(s, key);
+        #[derive(serde::Deserialize)]
+        struct Body {
+            code: Option<serde_json::Value>,
+            message: Option<String>,
+            details: Option<serde_json::Value>,
+            hint: Option<serde_json::Value>,
+        }
+        let text = |v: Option<serde_json::Value>| match v {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(clean(&s)),
+            Some(other) => Some(clean(&other.to_string())),
+        };
+        match serde_json::from_slice::<Body>(body) {
+            Ok(b) => PostgrestError::Api {
+                status: status.as_u16(),
+                code: text(b.code),
+                message: clean(b.message.as_deref().unwrap_or("(no message)")),
+                details: text(b.details),
+                hint: text(b.hint),
+                class,
+            },
+            Err(_) => PostgrestError::Api {
+                status: status.as_u16(),
+                code: None,
+                message: clean(&String::from_utf8_lossy(body)),
+                details: None,
+                hint: None,
+                class,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MockServer;
+
+    fn client(url: &str) -> PostgrestClient {
+        let mut c = PostgrestConfig::new(url, Secret::new("sekret-key"));
+        c.retry = RetryPolicy {
+            initial_backoff: Duration::from_millis(1),
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        PostgrestClient::new(c).unwrap()
+    }
+
+    #[test]
+    fn in_list_quoting() {
+        assert_eq!(quote_in_value("abc"), "abc");
+        assert_eq!(quote_in_value("a,b"), "\"a,b\"");
+        assert_eq!(quote_in_value("say \"hi\"\\"), "\"say \\\"hi\\\"\\\\\"");
+        assert_eq!(quote_in_value(""), "\"\"");
+        assert_eq!(Filter::in_list("k", ["é"]).to_query(), "k=in.(%C3%A9)");
+        assert_eq!(Filter::is_null("x").to_query(), "x=is.null");
+    }
+
+    #[test]
+    fn config_prefers_rest_url_and_validates() {
+        let env = Env::from_pairs([
+            ("SUPABASE_REST_URL", "http://127.0.0.1:1/"),
+            ("SUPABASE_URL", "http://x"),
+        ]);
+        assert_eq!(
+            PostgrestConfig::from_env(&env, Secret::new("k"))
+                .unwrap()
+                .base_url,
+            "http://127.0.0.1:1"
+        );
+        let e = PostgrestConfig::from_env(
+            &Env::from_pairs([("SUPABASE_URL", "not a url")]),
+            Secret::new("k"),
+        )
+        .unwrap_err();
+        assert_eq!(e.var, "SUPABASE_URL");
+        let e = PostgrestConfig::from_env(&Env::empty(), Secret::new("k")).unwrap_err();
+        assert_eq!(e.var, "SUPABASE_URL");
+    }
+
+    #[tokio::test]
+    async fn upsert_sends_auth_prefer_and_conflict() {
+        let server = MockServer::start(vec![(201, vec![], String::new())]).await;
+        let c = client(&server.url());
+        c.upsert(
+            &Deadline::after(Duration::from_secs(5)),
+            "vault",
+            Bytes::from_static(b"[{}]"),
+            &Upsert::on_conflict("event_id", Duplicates::Ignore),
+        )
+        .await
+        .unwrap();
+        let reqs = server.requests();
+        assert_eq!(reqs.len(), 1);
+        let r = &reqs[0];
+        assert!(
+            r.head
+                .starts_with("POST /vault?on_conflict=event_id HTTP/1.1"),
+            "{}",
+            r.head
+        );
+        let head = r.head.to_ascii_lowercase();
+        assert!(head.contains("apikey: sekret-key"));
+        assert!(head.contains("authorization: bearer sekret-key"));
+        assert!(head.contains("prefer: return=minimal,resolution=ignore-duplicates"));
+        assert_eq!(r.body, b"[{}]");
+        assert_eq!(c.requests_sent(), 1);
+    }
+
+    #[tokio::test]
+    async fn retries_503_then_succeeds_and_parses_select() {
+        let server = MockServer::start(vec![
+            (503, vec![("retry-after", "0")], "oops".into()),
+            (200, vec![], r#"[{"id":1}]"#.into()),
+        ])
+        .await;
+        let c = client(&server.url());
+        let rows: Vec<serde_json::Value> = c
+            .select(
+                &Deadline::after(Duration::from_secs(5)),
+                "t",
+                "id,name",
+                &[Filter::eq("topic", "a&b")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![serde_json::json!({"id": 1})]);
+        let reqs = server.requests();
+        assert_eq!(reqs.len(), 2);
+        assert!(
+            reqs[1]
+                .head
+                .starts_with("GET /t?select=id,name&topic=eq.a%26b "),
+            "{}",
+            reqs[1].head
+        );
+    }
+
+    #[tokio::test]
+    async fn constraint_error_is_parsed_permanent_and_blames_input() {
+        let body = r#"{"code":"23502","message":"null value in column \"question\" violates not-null constraint sekret-key","details":null,"hint":null}"#;
+        let server = MockServer::start(vec![(400, vec![], body.into())]).await;
+        let c = client(&server.url());
+        let e = c
+            .upsert(
+                &Deadline::after(Duration::from_secs(5)),
+                "vault",
+                Bytes::from_static(b"[]"),
+                &Upsert::insert(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            server.requests().len(),
+            1,
+            "permanent errors are not retried"
+        );
+        assert!(e.class().is_permanent());
+        assert!(e.blames_input());
+        assert_eq!(e.error_code(), "db_bad_request");
+        let text = e.to_string();
+        assert!(
+            text.contains("23502") && text.contains("not-null"),
+            "{text}"
+        );
+        assert!(!text.contains("sekret-key"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn unauthorized_does_not_blame_rows() {
+        let server = MockServer::start(vec![(
+            401,
+            vec![],
+            r#"{"code":"PGRST301","message":"JWT invalid"}"#.into(),
+        )])
+        .await;
+        let e = client(&server.url())
+            .delete(
+                &Deadline::after(Duration::from_secs(5)),
+                "t",
+                &[Filter::eq("a", 1)],
+            )
+            .await
+            .unwrap_err();
+        assert!(e.class().is_permanent());
+        assert!(!e.blames_input());
+        assert_eq!(e.error_code(), "db_unauthorized");
+    }
+
+    #[tokio::test]
+    async fn connection_refused_gives_up_at_the_deadline() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cfg = PostgrestConfig::new(format!("http://127.0.0.1:{port}"), Secret::new("k"));
+        cfg.retry = RetryPolicy {
+            max_attempts: 1000,
+            initial_backoff: Duration::from_millis(20),
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        let c = PostgrestClient::new(cfg).unwrap();
+        let start = std::time::Instant::now();
+        let e = c
+            .upsert(
+                &Deadline::after(Duration::from_millis(300)),
+                "t",
+                Bytes::new(),
+                &Upsert::insert(),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.class().is_transient(), "{e:?}");
+        assert!(
+            start.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(c.requests_sent() >= 2);
+    }
+}
