@@ -51,12 +51,12 @@ pub fn classify_status(status: StatusCode, headers: &HeaderMap) -> ErrorClass {
 /// assert_eq!(retry_after(&h, SystemTime::now()), Some(Duration::from_millis(1500)));
 /// ```
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()) {
-        if let Ok(ms) = ms.trim().parse::<f64>() {
-            if ms.is_finite() && ms >= 0.0 {
-                return Some(Duration::from_secs_f64(ms.min(86_400_000.0) / 1000.0));
-            }
-        }
+    let ms = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    if let Some(ms) = ms.filter(|ms| ms.is_finite() && *ms >= 0.0) {
+        return Some(Duration::from_secs_f64(ms.min(86_400_000.0) / 1000.0));
     }
     let value = headers
         .get(reqwest::header::RETRY_AFTER)?
