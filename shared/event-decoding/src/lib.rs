@@ -1,1 +1,40 @@
-//! Decoding of Kafka event source mapping payloads.
+//! Decoding of Kafka event source mapping (ESM) payloads for AWS Lambda.
+//!
+//! - [`KafkaBatch`]: the invocation payload (MSK or self-managed), records in a deterministic
+//!   order, tolerant of absent headers, null keys/values and unknown fields.
+//! - [`KafkaRecord`]: lazy base64 decoding, typed JSON values with per-record [`RecordError`]s
+//!   carrying a stable [`ErrorCode`], and CDC decoding into [`Change`]s.
+//! - [`KafkaBatchResponse`] and [`BatchReport`]: the partial batch response.
+//!
+//! ```
+//! use event_decoding::{BatchReport, KafkaBatch, Outcome};
+//! #[derive(serde::Deserialize)]
+//! struct Gift { page_id: i64 }
+//!
+//! let payload = br#"{"eventSource":"aws:kafka","eventSourceArn":"arn:aws:kafka:...","records":{
+//!   "gift_events-0":[{"topic":"gift_events","partition":0,"offset":3,"timestamp":1,
+//!                     "value":"eyJwYWdlX2lkIjoxfQ=="}]}}"#;
+//! let batch = KafkaBatch::from_slice(payload).unwrap();
+//! let mut report = BatchReport::for_batch(&batch);
+//! for record in batch.records() {
+//!     match record.value_json::<Gift>() {
+//!         Ok(gift) => { assert_eq!(gift.page_id, 1); report.record(&record.id(), Outcome::Stored) }
+//!         Err(_) => report.record(&record.id(), Outcome::DeadLettered),
+//!     }
+//! }
+//! assert!(report.into_response().unwrap().batch_item_failures.is_empty());
+//! ```
+
+mod batch;
+pub mod cdc;
+mod error;
+mod record;
+mod response;
+
+pub use batch::{EventSource, KafkaBatch, KafkaBatchBuilder};
+pub use cdc::{Change, Op};
+pub use error::{BatchError, ErrorCode, RecordError};
+pub use record::{Header, KafkaRecord, RecordId};
+pub use response::{
+    AllFailed, BatchItemFailure, BatchReport, Counts, ItemIdentifier, KafkaBatchResponse, Outcome,
+};

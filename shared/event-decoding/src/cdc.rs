@@ -1,0 +1,700 @@
+//! Change data capture: turns a record into a [`Change`] whatever the producer's format.
+//!
+//! Recognised shapes of the record value (after removing a Kafka Connect JsonConverter
+//! `{"schema": .., "payload": ..}` wrapper, which `schemas.enable=true`, the default, adds):
+//!
+//! | shape | example | result |
+//! | --- | --- | --- |
+//! | Debezium envelope | `{"before":..,"after":{..},"source":{..},"op":"c"}` | `c`/`u`/`r` upsert `after`, `d` delete `before`, `t` truncate, `m` skip |
+//! | Debezium Cassandra | `{"after":{"page_id":{"value":"42","deletion_ts":null,"set":true}},"op":"i"}` | cells unwrapped; `i`/`u` upsert, `d` delete (the primary key cells in `after`) |
+//! | `ExtractNewRecordState` | `{"page_id":"42",..,"__op":"u","__deleted":"false"}` | upsert, or delete when `__deleted` is true / `__op` is `d`; `__`-prefixed fields removed |
+//! | plain row | `{"page_id":"42","body":".."}` (optional `"op"`) | upsert, or delete for `"op":"d"` |
+//! | tombstone | value null/absent | [`Change::Tombstone`] keyed by the record key |
+//!
+//! An `op` this module does not know is an `unknown_op` error, never a silent skip.
+
+use serde_json::{Map, Value};
+
+use crate::error::{ErrorCode, RecordError};
+use crate::record::KafkaRecord;
+
+/// The kind of write an upsert came from.
+///
+/// ```
+/// assert_eq!(event_decoding::Op::Read.as_str(), "r");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `c`: insert.
+    Create,
+    /// `u`: update.
+    Update,
+    /// `r`: snapshot read.
+    Read,
+    /// `i`: Cassandra insert.
+    Insert,
+    /// A plain row without an `op` field.
+    Plain,
+}
+
+impl Op {
+    /// The Debezium op letter (`""` for [`Op::Plain`]).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Read => "r",
+            Op::Insert => "i",
+            Op::Plain => "",
+        }
+    }
+}
+
+/// One decoded change.
+///
+/// ```
+/// use event_decoding::{Change, KafkaRecord};
+/// // A tombstone: null value, the key identifies the row.
+/// let r = KafkaRecord::new("cdc.pages", 0, 9, 0).with_key(r#"{"page_id":"42"}"#);
+/// let change = r.change().unwrap();
+/// assert!(matches!(change, Change::Tombstone { .. }));
+/// assert_eq!(change.field("page_id").and_then(|v| v.as_str()), Some("42"));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Insert, update, snapshot read or plain row: the new row.
+    Upsert {
+        /// Where it came from.
+        op: Op,
+        /// The row after the change (Cassandra cells unwrapped, metadata fields removed).
+        row: Map<String, Value>,
+        /// The record key (JSON unwrapped, or a string), when present.
+        key: Option<Value>,
+    },
+    /// A delete: `before` (Debezium), the primary key cells (Cassandra) or the flattened row.
+    Delete {
+        /// What the producer says about the deleted row, if anything.
+        row: Option<Map<String, Value>>,
+        /// The record key, when present.
+        key: Option<Value>,
+    },
+    /// A null value: the key identifies a deleted row (log compaction marker).
+    Tombstone {
+        /// The record key (JSON object unwrapped from a schema/payload wrapper, or a string).
+        key: Value,
+    },
+    /// The table was truncated.
+    Truncate,
+    /// A record that carries no row change (e.g. a Debezium `m` logical decoding message).
+    Skip {
+        /// Why, as a static low-cardinality string.
+        reason: &'static str,
+    },
+}
+
+impl Change {
+    /// Looks `name` up in the row, then in the key when it is an object.
+    ///
+    /// ```
+    /// use event_decoding::KafkaRecord;
+    /// let r = KafkaRecord::new("t", 0, 0, 0)
+    ///     .with_key(r#"{"page_id": 42}"#)
+    ///     .with_value(r#"{"before": null, "after": {"title": "T"}, "op": "c"}"#);
+    /// let c = r.change().unwrap();
+    /// assert_eq!(c.field("title").and_then(|v| v.as_str()), Some("T"));
+    /// assert_eq!(c.field("page_id").and_then(|v| v.as_i64()), Some(42));
+    /// assert_eq!(c.field("nope"), None);
+    /// ```
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        let (row, key) = match self {
+            Change::Upsert { row, key, .. } => (Some(row), key.as_ref()),
+            Change::Delete { row, key } => (row.as_ref(), key.as_ref()),
+            Change::Tombstone { key } => (None, Some(key)),
+            Change::Truncate | Change::Skip { .. } => (None, None),
+        };
+        row.and_then(|r| r.get(name))
+            .filter(|v| !v.is_null())
+            .or_else(|| key.and_then(|k| k.as_object()).and_then(|k| k.get(name)))
+    }
+
+    /// The record key, when the change has one.
+    pub fn key(&self) -> Option<&Value> {
+        match self {
+            Change::Upsert { key, .. } | Change::Delete { key, .. } => key.as_ref(),
+            Change::Tombstone { key } => Some(key),
+            Change::Truncate | Change::Skip { .. } => None,
+        }
+    }
+
+    /// A static name of the variant for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Upsert { .. } => "upsert",
+            Change::Delete { .. } => "delete",
+            Change::Tombstone { .. } => "tombstone",
+            Change::Truncate => "truncate",
+            Change::Skip { .. } => "skip",
+        }
+    }
+}
+
+pub(crate) fn decode(record: &KafkaRecord) -> Result<Change, RecordError> {
+    let Some(bytes) = record.value()? else {
+        return tombstone(record);
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(record.error(
+            ErrorCode::MissingValue,
+            "value is empty; expected a JSON change event (a tombstone has a null value)",
+        ));
+    }
+    let value: Value = record.parse_json(&bytes, "value")?;
+    let value = unwrap_schema(value);
+    let obj = match value {
+        Value::Object(o) => o,
+        // `{"schema": .., "payload": null}`: the converter's rendering of a null value.
+        Value::Null => return tombstone(record),
+        other => {
+            return Err(record.error(
+                ErrorCode::InvalidEnvelope,
+                format!("value: expected a JSON object, found {}", json_kind(&other)),
+            ));
+        }
+    };
+    let key = || key_value(record);
+
+    if obj.contains_key("op")
+        && ["before", "after", "source"]
+            .iter()
+            .any(|k| obj.contains_key(*k))
+    {
+        return debezium(record, obj, key()?);
+    }
+    if obj.contains_key("__op") || obj.contains_key("__deleted") {
+        return flattened(record, obj, key()?);
+    }
+    plain(record, obj, key()?)
+}
+
+fn tombstone(record: &KafkaRecord) -> Result<Change, RecordError> {
+    match key_value(record)? {
+        Some(key) if !key.is_null() => Ok(Change::Tombstone { key }),
+        _ => Err(record.error(
+            ErrorCode::MissingKey,
+            "value is null (a tombstone) but key is null or absent; cannot tell which row was deleted",
+        )),
+    }
+}
+
+/// The key as JSON (schema/payload wrapper removed), or as a string when it is not JSON.
+fn key_value(record: &KafkaRecord) -> Result<Option<Value>, RecordError> {
+    let Some(bytes) = record.key()? else {
+        return Ok(None);
+    };
+    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+        let v = unwrap_schema(v);
+        return Ok(Some(match v {
+            Value::Object(o) => Value::Object(unwrap_cells(o)),
+            other => other,
+        }));
+    }
+    match String::from_utf8(bytes) {
+        Ok(s) => Ok(Some(Value::String(s))),
+        Err(e) => Err(record.error(
+            ErrorCode::InvalidUtf8,
+            format!(
+                "key is neither JSON nor UTF-8 text: invalid byte sequence at byte {}",
+                e.utf8_error().valid_up_to()
+            ),
+        )),
+    }
+}
+
+/// Removes a JsonConverter `{"schema": .., "payload": ..}` wrapper.
+fn unwrap_schema(v: Value) -> Value {
+    match v {
+        Value::Object(mut o)
+            if o.len() == 2 && o.contains_key("schema") && o.contains_key("payload") =>
+        {
+            o.remove("payload").unwrap_or(Value::Null)
+        }
+        other => other,
+    }
+}
+
+fn op_str<'a>(
+    record: &KafkaRecord,
+    obj: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, RecordError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(record.error(
+            ErrorCode::InvalidField,
+            format!("{field}: expected a string, found {}", json_kind(other)),
+        )),
+    }
+}
+
+fn debezium(
+    record: &KafkaRecord,
+    mut obj: Map<String, Value>,
+    key: Option<Value>,
+) -> Result<Change, RecordError> {
+    let op = op_str(record, &obj, "op")?.unwrap_or_default().to_string();
+    let cassandra = obj
+        .get("source")
+        .and_then(|s| s.get("connector"))
+        .and_then(Value::as_str)
+        .is_some_and(|c| c == "cassandra");
+    let mut take_row =
+        |name: &str, required: bool| -> Result<Option<Map<String, Value>>, RecordError> {
+            match obj.remove(name) {
+                Some(Value::Object(row)) => Ok(Some(if cassandra || looks_like_cells(&row) {
+                    unwrap_cells(row)
+                } else {
+                    row
+                })),
+                None | Some(Value::Null) if !required => Ok(None),
+                None | Some(Value::Null) => Err(record.error(
+                    ErrorCode::InvalidEnvelope,
+                    format!("{name}: required for op \"{op}\" but null or absent"),
+                )),
+                Some(other) => Err(record.error(
+                    ErrorCode::InvalidEnvelope,
+                    format!("{name}: expected an object, found {}", json_kind(&other)),
+                )),
+            }
+        };
+    let upsert = |op, row: Option<Map<String, Value>>, key| Change::Upsert {
+        op,
+        row: row.unwrap_or_default(),
+        key,
+    };
+    Ok(match op.as_str() {
+        "c" => upsert(Op::Create, take_row("after", true)?, key),
+        "u" => upsert(Op::Update, take_row("after", true)?, key),
+        "r" => upsert(Op::Read, take_row("after", true)?, key),
+        "i" => upsert(Op::Insert, take_row("after", true)?, key),
+        "d" => {
+            // Relational connectors put the old row in `before`; Cassandra has no `before` and
+            // puts the primary key cells in `after`.
+            let row = match take_row("before", false)? {
+                Some(row) => Some(row),
+                None => take_row("after", false)?,
+            };
+            Change::Delete { row, key }
+        }
+        "t" => Change::Truncate,
+        "m" => Change::Skip { reason: "message" },
+        other => return Err(unknown_op(record, "op", other)),
+    })
+}
+
+fn flattened(
+    record: &KafkaRecord,
+    mut obj: Map<String, Value>,
+    key: Option<Value>,
+) -> Result<Change, RecordError> {
+    let op = op_str(record, &obj, "__op")?.map(str::to_string);
+    let deleted = match obj.get("__deleted") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s == "true" => true,
+        Some(Value::String(s)) if s == "false" => false,
+        Some(other) => {
+            return Err(record.error(
+                ErrorCode::InvalidField,
+                format!(
+                    "__deleted: expected \"true\" or \"false\", found {}",
+                    json_kind(other)
+                ),
+            ));
+        }
+    };
+    // ExtractNewRecordState's added metadata (`add.fields`) all carry the `__` prefix.
+    obj.retain(|k, _| !k.starts_with("__"));
+    if deleted {
+        return Ok(Change::Delete {
+            row: Some(obj),
+            key,
+        });
+    }
+    Ok(match op.as_deref() {
+        None => Change::Upsert {
+            op: Op::Plain,
+            row: obj,
+            key,
+        },
+        Some(letter) => by_letter(record, "__op", letter, obj, key)?,
+    })
+}
+
+fn plain(
+    record: &KafkaRecord,
+    mut obj: Map<String, Value>,
+    key: Option<Value>,
+) -> Result<Change, RecordError> {
+    let op = op_str(record, &obj, "op")?.map(str::to_string);
+    obj.remove("op");
+    Ok(match op.as_deref() {
+        None => Change::Upsert {
+            op: Op::Plain,
+            row: obj,
+            key,
+        },
+        Some(letter) => by_letter(record, "op", letter, obj, key)?,
+    })
+}
+
+fn by_letter(
+    record: &KafkaRecord,
+    field: &str,
+    letter: &str,
+    row: Map<String, Value>,
+    key: Option<Value>,
+) -> Result<Change, RecordError> {
+    Ok(match letter {
+        "c" => Change::Upsert {
+            op: Op::Create,
+            row,
+            key,
+        },
+        "u" => Change::Upsert {
+            op: Op::Update,
+            row,
+            key,
+        },
+        "r" => Change::Upsert {
+            op: Op::Read,
+            row,
+            key,
+        },
+        "i" => Change::Upsert {
+            op: Op::Insert,
+            row,
+            key,
+        },
+        "d" => Change::Delete {
+            row: Some(row),
+            key,
+        },
+        "t" => Change::Truncate,
+        "m" => Change::Skip { reason: "message" },
+        other => return Err(unknown_op(record, field, other)),
+    })
+}
+
+fn unknown_op(record: &KafkaRecord, field: &str, op: &str) -> RecordError {
+    // Bound the echoed text: the op comes from the payload.
+    let shown: String = op.chars().take(16).collect();
+    record.error(
+        ErrorCode::UnknownOp,
+        format!("{field}: unknown operation {shown:?}; expected one of c, u, r, i, d, t, m"),
+    )
+}
+
+const CELL_KEYS: [&str; 3] = ["value", "deletion_ts", "set"];
+
+fn is_cell(v: &Value) -> bool {
+    v.as_object().is_some_and(|o| {
+        o.contains_key("value") && o.keys().all(|k| CELL_KEYS.contains(&k.as_str()))
+    })
+}
+
+/// A Cassandra row without `source.connector` (e.g. source stripped): every column is a cell.
+fn looks_like_cells(row: &Map<String, Value>) -> bool {
+    !row.is_empty() && row.values().all(|v| v.is_null() || is_cell(v))
+}
+
+fn unwrap_cells(row: Map<String, Value>) -> Map<String, Value> {
+    if !row.values().any(is_cell) {
+        return row;
+    }
+    row.into_iter()
+        .map(|(k, v)| match v {
+            Value::Object(mut cell)
+                if cell.contains_key("value")
+                    && cell.keys().all(|k| CELL_KEYS.contains(&k.as_str())) =>
+            {
+                (k, cell.remove("value").unwrap_or(Value::Null))
+            }
+            other => (k, other),
+        })
+        .collect()
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(value: Option<Value>, key: Option<Value>) -> KafkaRecord {
+        let mut r = KafkaRecord::new("cdc.pages", 0, 1, 0);
+        if let Some(v) = value {
+            r = r.with_value(v.to_string());
+        }
+        if let Some(k) = key {
+            r = r.with_key(match k {
+                Value::String(s) => s,
+                other => other.to_string(),
+            });
+        }
+        r
+    }
+
+    fn change(value: Value) -> Result<Change, RecordError> {
+        rec(Some(value), None).change()
+    }
+
+    fn row(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn debezium_ops_with_and_without_schema_wrapper() {
+        let after = json!({"page_id": "42", "title": "T", "body": "B"});
+        for (letter, op) in [("c", Op::Create), ("u", Op::Update), ("r", Op::Read)] {
+            let env = json!({"before": null, "after": after, "source": {"connector": "postgresql"}, "op": letter, "ts_ms": 1});
+            let expected = Change::Upsert {
+                op,
+                row: row(after.clone()),
+                key: None,
+            };
+            assert_eq!(change(env.clone()).unwrap(), expected);
+            let wrapped = json!({"schema": {"type": "struct"}, "payload": env});
+            assert_eq!(change(wrapped).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn debezium_delete_truncate_message() {
+        let before = json!({"page_id": 42});
+        let c = change(json!({"before": before, "after": null, "op": "d"})).unwrap();
+        assert_eq!(
+            c,
+            Change::Delete {
+                row: Some(row(before)),
+                key: None
+            }
+        );
+        assert_eq!(c.field("page_id"), Some(&json!(42)));
+        assert_eq!(
+            change(json!({"before": null, "after": null, "op": "t", "source": {}})).unwrap(),
+            Change::Truncate
+        );
+        assert_eq!(
+            change(json!({"op": "m", "source": {}, "message": {"prefix": "x"}})).unwrap(),
+            Change::Skip { reason: "message" }
+        );
+    }
+
+    #[test]
+    fn debezium_delete_without_before_keeps_key() {
+        let r = rec(
+            Some(json!({"before": null, "after": null, "op": "d", "source": {}})),
+            Some(json!({"page_id": "7"})),
+        );
+        let c = r.change().unwrap();
+        assert_eq!(
+            c,
+            Change::Delete {
+                row: None,
+                key: Some(json!({"page_id": "7"}))
+            }
+        );
+        assert_eq!(c.field("page_id"), Some(&json!("7")));
+    }
+
+    #[test]
+    fn debezium_errors() {
+        let err = change(json!({"before": null, "after": null, "op": "c"})).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidEnvelope);
+        assert!(
+            err.message.starts_with("after: required"),
+            "{}",
+            err.message
+        );
+        let err = change(json!({"after": [1], "op": "u"})).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidEnvelope);
+        let err = change(json!({"after": {}, "op": "x"})).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownOp);
+        assert!(err.message.contains("\"x\""));
+        let err = change(json!({"after": {}, "op": 5})).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidField);
+    }
+
+    #[test]
+    fn cassandra_insert_update_delete() {
+        let source = json!({"connector": "cassandra", "keyspace": "ks", "table": "pages"});
+        let after = json!({
+            "page_id": {"value": "42", "deletion_ts": null, "set": true},
+            "title": {"value": "T", "deletion_ts": null, "set": true},
+            "body": {"value": null, "deletion_ts": 1, "set": true}
+        });
+        let c = change(json!({"op": "i", "ts_ms": 1, "source": source, "after": after})).unwrap();
+        assert_eq!(
+            c,
+            Change::Upsert {
+                op: Op::Insert,
+                row: row(json!({"page_id": "42", "title": "T", "body": null})),
+                key: None
+            }
+        );
+        // Without source.connector the cell shape is recognised on its own.
+        let c = change(json!({"op": "u", "after": after})).unwrap();
+        assert_eq!(c.field("title"), Some(&json!("T")));
+        let c = change(json!({"op": "d", "source": source, "after": {"page_id": {"value": "42", "deletion_ts": 5, "set": true}}})).unwrap();
+        assert_eq!(
+            c,
+            Change::Delete {
+                row: Some(row(json!({"page_id": "42"}))),
+                key: None
+            }
+        );
+    }
+
+    #[test]
+    fn flattened_rows() {
+        let c = change(json!({"page_id": "1", "title": "T", "__op": "u", "__table": "pages", "__deleted": "false"})).unwrap();
+        assert_eq!(
+            c,
+            Change::Upsert {
+                op: Op::Update,
+                row: row(json!({"page_id": "1", "title": "T"})),
+                key: None
+            }
+        );
+        let c = change(json!({"page_id": "1", "__op": "d", "__deleted": "true"})).unwrap();
+        assert_eq!(
+            c,
+            Change::Delete {
+                row: Some(row(json!({"page_id": "1"}))),
+                key: None
+            }
+        );
+        let c = change(json!({"page_id": "1", "__deleted": true})).unwrap();
+        assert!(matches!(c, Change::Delete { .. }));
+        let c = change(json!({"page_id": "1", "__deleted": "false"})).unwrap();
+        assert!(matches!(c, Change::Upsert { op: Op::Plain, .. }));
+        assert_eq!(
+            change(json!({"page_id": "1", "__op": "q"}))
+                .unwrap_err()
+                .code,
+            ErrorCode::UnknownOp
+        );
+        assert_eq!(
+            change(json!({"page_id": "1", "__deleted": "yes"}))
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidField
+        );
+    }
+
+    #[test]
+    fn plain_rows() {
+        let c = change(json!({"page_id": "42", "body": "x"})).unwrap();
+        assert_eq!(
+            c,
+            Change::Upsert {
+                op: Op::Plain,
+                row: row(json!({"page_id": "42", "body": "x"})),
+                key: None
+            }
+        );
+        let c = change(json!({"page_id": "42", "body": "x", "op": "c"})).unwrap();
+        assert_eq!(
+            c,
+            Change::Upsert {
+                op: Op::Create,
+                row: row(json!({"page_id": "42", "body": "x"})),
+                key: None
+            }
+        );
+        let c = change(json!({"page_id": 42, "op": "d"})).unwrap();
+        assert_eq!(
+            c,
+            Change::Delete {
+                row: Some(row(json!({"page_id": 42}))),
+                key: None
+            }
+        );
+        let err = change(json!({"page_id": 42, "op": "upsert"})).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownOp);
+        let err = change(json!([1, 2])).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidEnvelope);
+    }
+
+    #[test]
+    fn tombstones() {
+        let plain_key = rec(None, Some(json!("42"))).change().unwrap();
+        assert_eq!(plain_key, Change::Tombstone { key: json!(42) });
+        let text_key = rec(None, Some(json!("page-42"))).change().unwrap();
+        assert_eq!(
+            text_key,
+            Change::Tombstone {
+                key: json!("page-42")
+            }
+        );
+        let wrapped = rec(
+            None,
+            Some(json!({"schema": {"type": "struct"}, "payload": {"page_id": "42"}})),
+        )
+        .change()
+        .unwrap();
+        assert_eq!(
+            wrapped,
+            Change::Tombstone {
+                key: json!({"page_id": "42"})
+            }
+        );
+        assert_eq!(wrapped.field("page_id"), Some(&json!("42")));
+        let err = rec(None, None).change().unwrap_err();
+        assert_eq!(err.code, ErrorCode::MissingKey);
+        let null_payload = rec(
+            Some(json!({"schema": null, "payload": null})),
+            Some(json!("9")),
+        )
+        .change()
+        .unwrap();
+        assert_eq!(null_payload, Change::Tombstone { key: json!(9) });
+        let bad_key = KafkaRecord::new("t", 0, 0, 0)
+            .with_key([0xff, 0xfe])
+            .change()
+            .unwrap_err();
+        assert_eq!(bad_key.code, ErrorCode::InvalidUtf8);
+    }
+
+    #[test]
+    fn empty_and_malformed_values() {
+        let r = KafkaRecord::new("t", 0, 0, 0).with_value("");
+        assert_eq!(r.change().unwrap_err().code, ErrorCode::MissingValue);
+        let r = KafkaRecord::new("t", 0, 0, 0).with_value("{not json");
+        assert_eq!(r.change().unwrap_err().code, ErrorCode::InvalidJson);
+        let r = KafkaRecord::new("t", 0, 0, 0).with_raw_value("!!");
+        assert_eq!(r.change().unwrap_err().code, ErrorCode::InvalidBase64);
+        let r = KafkaRecord::new("t", 0, 0, 0).with_value([b'{', 0xc3, b'}']);
+        assert_eq!(r.change().unwrap_err().code, ErrorCode::InvalidUtf8);
+    }
+
+    #[test]
+    fn upsert_carries_unwrapped_key() {
+        let r = rec(
+            Some(json!({"page_id": "1", "op": "c"})),
+            Some(json!({"schema": {}, "payload": {"page_id": "1"}})),
+        );
+        assert_eq!(r.change().unwrap().key(), Some(&json!({"page_id": "1"})));
+    }
+}
