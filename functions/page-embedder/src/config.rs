@@ -1,0 +1,309 @@
+//! The function's configuration, read once at cold start from environment variables; a bad
+//! setting fails the start with an error naming the variable.
+
+use std::time::Duration;
+
+use lambda_kit::config::{ConfigError, Env};
+use lambda_kit::postgrest::Secret;
+use lambda_kit::retry::{DeadlineSettings, RetryPolicy};
+
+use crate::chunk::ChunkLimits;
+
+/// Embedding provider (`EMBED_PROVIDER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Provider {
+    /// Ollama's native `POST /api/embed`.
+    Ollama,
+    /// OpenAI `POST /v1/embeddings` and compatible servers (vLLM, TEI, LM Studio, LiteLLM,
+    /// Ollama's `/v1`).
+    OpenAi,
+}
+
+impl Provider {
+    fn parse(s: &str) -> Result<Self, ConfigError> {
+        match s.to_ascii_lowercase().as_str() {
+            "ollama" => Ok(Provider::Ollama),
+            "openai" => Ok(Provider::OpenAi),
+            other => Err(ConfigError::new(
+                "EMBED_PROVIDER",
+                format!("unknown provider {other:?}; expected ollama or openai"),
+            )),
+        }
+    }
+
+    fn default_base_url(self) -> &'static str {
+        match self {
+            Provider::Ollama => "http://localhost:11434",
+            Provider::OpenAi => "https://api.openai.com",
+        }
+    }
+}
+
+/// Where an API key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeySource {
+    /// No key (local servers).
+    None,
+    /// The key itself (`OPENAI_API_KEY`).
+    Plain(Secret),
+    /// A Secrets Manager secret id (`OPENAI_API_KEY_SECRET_ID`), read once and cached.
+    SecretId(String),
+}
+
+/// Vector store (`VECTOR_STORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// `page_vectors` through PostgREST.
+    Supabase,
+}
+
+/// Everything about the embedding calls.
+#[derive(Debug, Clone)]
+pub struct EmbedConfig {
+    /// `EMBED_PROVIDER` (default `ollama`).
+    pub provider: Provider,
+    /// `EMBED_BASE_URL`.
+    pub base_url: String,
+    /// `EMBED_MODEL` (default `nomic-embed-text`).
+    pub model: String,
+    /// `EMBED_DIM` (default 768).
+    pub dimensions: usize,
+    /// Whether `EMBED_DIM` was set explicitly (then `dimensions` is sent to the provider).
+    pub dimensions_explicit: bool,
+    /// `EMBED_DOC_PREFIX` (default `search_document: ` for nomic models, empty otherwise).
+    pub doc_prefix: String,
+    /// `EMBED_MAX_CHARS` (default 4000) and `EMBED_OVERLAP_CHARS` (default 200), prefix included.
+    pub limits: ChunkLimits,
+    /// `EMBED_BATCH_SIZE`: texts per request (default 64).
+    pub batch_size: usize,
+    /// `EMBED_CONCURRENCY`: requests in flight (default 4).
+    pub concurrency: usize,
+    /// `EMBED_TIMEOUT_MS`: one request (default 30 s).
+    pub timeout: Duration,
+    /// `EMBED_KEEP_ALIVE` (Ollama only, e.g. `10m`).
+    pub keep_alive: Option<String>,
+    /// `EMBED_RETRY_MAX_ATTEMPTS`, `EMBED_RETRY_INITIAL_BACKOFF_MS`, `EMBED_RETRY_MAX_BACKOFF_MS`.
+    pub retry: RetryPolicy,
+    /// `OPENAI_API_KEY` or `OPENAI_API_KEY_SECRET_ID`.
+    pub api_key: KeySource,
+}
+
+/// RAG refresh hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RagConfig {
+    /// `RAG_REFRESH_URL`.
+    pub url: String,
+    /// `RAG_REFRESH_TIMEOUT_MS` (default 5000).
+    pub timeout: Duration,
+    /// `RAG_REFRESH_CONCURRENCY` (default 8).
+    pub concurrency: usize,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PAGE_ID_FIELD` (default `page_id`).
+    pub page_id_field: String,
+    /// `BODY_FIELD` (default `body`).
+    pub body_field: String,
+    /// Embedding settings.
+    pub embed: EmbedConfig,
+    /// `VECTOR_STORE` (default `supabase`).
+    pub store: StoreKind,
+    /// `VECTORS_TABLE` (default `page_vectors`).
+    pub vectors_table: String,
+    /// `RAG_REFRESH_URL` and friends, when set.
+    pub rag: Option<RagConfig>,
+    /// `DEADLINE_SAFETY_MARGIN_MS`, `DEFAULT_BUDGET_MS`.
+    pub deadline: DeadlineSettings,
+}
+
+impl Config {
+    /// Reads and validates every setting.
+    ///
+    /// ```
+    /// use lambda_kit::config::Env;
+    /// use page_embedder::config::{Config, Provider};
+    /// let c = Config::from_env(&Env::from_pairs([("EMBED_PROVIDER", "openai"), ("EMBED_MODEL", "text-embedding-3-small"), ("EMBED_DIM", "1536")])).unwrap();
+    /// assert_eq!(c.embed.provider, Provider::OpenAi);
+    /// assert_eq!(c.embed.base_url, "https://api.openai.com");
+    /// assert!(c.embed.dimensions_explicit && c.embed.doc_prefix.is_empty());
+    /// let err = Config::from_env(&Env::from_pairs([("EMBED_DIM", "zero")])).unwrap_err();
+    /// assert_eq!(err.var, "EMBED_DIM");
+    /// ```
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let provider = Provider::parse(&env.string_or("EMBED_PROVIDER", "ollama"))?;
+        let base_url = env
+            .string_or("EMBED_BASE_URL", provider.default_base_url())
+            .trim_end_matches('/')
+            .to_owned();
+        match reqwest::Url::parse(&base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => return Err(ConfigError::new("EMBED_BASE_URL", "must be an http(s) URL")),
+        }
+        let model = env.string_or("EMBED_MODEL", "nomic-embed-text");
+        let dimensions_explicit = env.get("EMBED_DIM").is_some();
+        let dimensions = env.positive_or("EMBED_DIM", 768)?;
+        let doc_prefix = match env.get("EMBED_DOC_PREFIX") {
+            // Values are trimmed; the usual `task: ` prefixes get their space back.
+            Some(p) if p.eq_ignore_ascii_case("none") => String::new(),
+            Some(p) if p.ends_with(':') => format!("{p} "),
+            Some(p) => p,
+            None if model.to_ascii_lowercase().contains("nomic") => "search_document: ".to_owned(),
+            None => String::new(),
+        };
+        let max_chars = env.positive_or("EMBED_MAX_CHARS", 4000)?;
+        let prefix_len = doc_prefix.chars().count();
+        if max_chars < prefix_len + 64 {
+            return Err(ConfigError::new(
+                "EMBED_MAX_CHARS",
+                format!("must be at least {} (prefix + 64)", prefix_len + 64),
+            ));
+        }
+        let overlap = env.parse_or("EMBED_OVERLAP_CHARS", 200usize)?;
+        if overlap * 2 > max_chars - prefix_len {
+            return Err(ConfigError::new(
+                "EMBED_OVERLAP_CHARS",
+                "must be at most half of EMBED_MAX_CHARS",
+            ));
+        }
+        let api_key = match (
+            env.get("OPENAI_API_KEY"),
+            env.get("OPENAI_API_KEY_SECRET_ID"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "OPENAI_API_KEY_SECRET_ID",
+                    "set either OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ID, not both",
+                ));
+            }
+            (Some(k), None) => KeySource::Plain(Secret::new(k)),
+            (None, Some(id)) => KeySource::SecretId(id),
+            (None, None) => KeySource::None,
+        };
+        let store = match env
+            .string_or("VECTOR_STORE", "supabase")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "supabase" => StoreKind::Supabase,
+            other => {
+                return Err(ConfigError::new(
+                    "VECTOR_STORE",
+                    format!("unknown store {other:?}; expected supabase"),
+                ));
+            }
+        };
+        let rag = match env.get("RAG_REFRESH_URL") {
+            Some(url) => {
+                match reqwest::Url::parse(&url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                    _ => {
+                        return Err(ConfigError::new(
+                            "RAG_REFRESH_URL",
+                            "must be an http(s) URL",
+                        ));
+                    }
+                }
+                Some(RagConfig {
+                    url,
+                    timeout: env.millis_or("RAG_REFRESH_TIMEOUT_MS", Duration::from_secs(5))?,
+                    concurrency: env.positive_or("RAG_REFRESH_CONCURRENCY", 8)?,
+                })
+            }
+            None => None,
+        };
+        Ok(Self {
+            page_id_field: env.identifier_or("PAGE_ID_FIELD", "page_id")?,
+            body_field: env.identifier_or("BODY_FIELD", "body")?,
+            embed: EmbedConfig {
+                provider,
+                base_url,
+                model,
+                dimensions,
+                dimensions_explicit,
+                doc_prefix,
+                limits: ChunkLimits::new(max_chars - prefix_len, overlap),
+                batch_size: env.positive_or("EMBED_BATCH_SIZE", 64)?,
+                concurrency: env.positive_or("EMBED_CONCURRENCY", 4)?,
+                timeout: env.millis_or("EMBED_TIMEOUT_MS", Duration::from_secs(30))?,
+                keep_alive: env.get("EMBED_KEEP_ALIVE"),
+                retry: RetryPolicy::from_env(env, "EMBED_RETRY_")?,
+                api_key,
+            },
+            store,
+            vectors_table: env.identifier_or("VECTORS_TABLE", "page_vectors")?,
+            rag,
+            deadline: DeadlineSettings::from_env(env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_seed_worker() {
+        let c = Config::from_env(&Env::from_pairs::<&str, &str>([])).unwrap();
+        assert_eq!(c.embed.provider, Provider::Ollama);
+        assert_eq!(c.embed.base_url, "http://localhost:11434");
+        assert_eq!(c.embed.model, "nomic-embed-text");
+        assert_eq!(c.embed.dimensions, 768);
+        assert!(!c.embed.dimensions_explicit);
+        assert_eq!(c.embed.doc_prefix, "search_document: ");
+        assert_eq!(c.embed.limits.max_chars, 4000 - "search_document: ".len());
+        assert_eq!(c.page_id_field, "page_id");
+        assert_eq!(c.body_field, "body");
+        assert_eq!(c.vectors_table, "page_vectors");
+        assert!(c.rag.is_none());
+        assert_eq!(c.embed.api_key, KeySource::None);
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        for (var, value) in [
+            ("EMBED_PROVIDER", "cohere"),
+            ("EMBED_BASE_URL", "localhost:11434"),
+            ("EMBED_DIM", "-1"),
+            ("EMBED_MAX_CHARS", "10"),
+            ("EMBED_OVERLAP_CHARS", "3000"),
+            ("EMBED_BATCH_SIZE", "0"),
+            ("VECTOR_STORE", "qdrant"),
+            ("RAG_REFRESH_URL", "ftp://x"),
+            ("PAGE_ID_FIELD", "page id; drop"),
+        ] {
+            let err = Config::from_env(&Env::from_pairs([(var, value)])).unwrap_err();
+            assert_eq!(err.var, var, "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn key_sources_and_prefix_forms() {
+        let c = Config::from_env(&Env::from_pairs([
+            ("OPENAI_API_KEY", "sk-abc"),
+            ("EMBED_DOC_PREFIX", "none"),
+        ]))
+        .unwrap();
+        assert!(matches!(c.embed.api_key, KeySource::Plain(_)));
+        assert!(!format!("{c:?}").contains("sk-abc"));
+        assert_eq!(c.embed.doc_prefix, "");
+        let c = Config::from_env(&Env::from_pairs([
+            ("OPENAI_API_KEY_SECRET_ID", "prod/openai"),
+            ("EMBED_DOC_PREFIX", "passage:"),
+        ]))
+        .unwrap();
+        assert_eq!(c.embed.api_key, KeySource::SecretId("prod/openai".into()));
+        assert_eq!(c.embed.doc_prefix, "passage: ");
+        assert!(
+            Config::from_env(&Env::from_pairs([
+                ("OPENAI_API_KEY", "a"),
+                ("OPENAI_API_KEY_SECRET_ID", "b")
+            ]))
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Telling the RAG service which pages changed, after their vectors are stored: one POST per
+//! changed page (`{"page_id", "vector", "chunks", "model", "content_hash"}`, `vector` being the
+//! first chunk's, as the seed contract expects) or deleted page (`{"page_id", "deleted": true}`).
+//! Best effort: a failure is logged and counted, never fails the batch (the vectors are already
+//! stored and the next change of the page notifies again).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+/// One chunk in a refresh notification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChunkNote {
+    /// Position in the page.
+    pub chunk_index: usize,
+    /// Hash of (embedded text, model, dimension).
+    pub content_hash: String,
+    /// The vector when it was computed in this invocation (changed chunks and chunk 0); absent for
+    /// unchanged chunks, which the RAG service already has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A notification body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Refresh {
+    /// The page's vectors changed.
+    Changed {
+        /// Page id.
+        page_id: String,
+        /// Vector of chunk 0.
+        vector: Vec<f32>,
+        /// Every current chunk of the page.
+        chunks: Vec<ChunkNote>,
+        /// Model of the vectors.
+        model: String,
+        /// Hash over the page's chunk hashes.
+        content_hash: String,
+    },
+    /// The page has no vectors any more.
+    Deleted {
+        /// Page id.
+        page_id: String,
+        /// Always `true`.
+        deleted: bool,
+    },
+}
+
+impl Refresh {
+    /// The notification for a deleted page.
+    ///
+    /// ```
+    /// let r = page_embedder::rag::Refresh::deleted("42");
+    /// assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"page_id":"42","deleted":true}"#);
+    /// ```
+    pub fn deleted(page_id: impl Into<String>) -> Self {
+        Refresh::Deleted {
+            page_id: page_id.into(),
+            deleted: true,
+        }
+    }
+
+    /// The page the notification is about.
+    pub fn page_id(&self) -> &str {
+        match self {
+            Refresh::Changed { page_id, .. } | Refresh::Deleted { page_id, .. } => page_id,
+        }
+    }
+}
+
+/// Delivery counts of one batch of notifications.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefreshStats {
+    /// Accepted (2xx).
+    pub sent: usize,
+    /// Failed (error status, timeout, connection).
+    pub failed: usize,
+}
+
+/// Receives refresh notifications.
+pub trait RagNotifier: Send + Sync {
+    /// Sends every notification; never fails, reports counts.
+    fn notify(&self, refreshes: Vec<Refresh>) -> impl Future<Output = RefreshStats> + Send;
+}
+
+/// No RAG hook configured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRag;
+
+impl RagNotifier for NoRag {
+    async fn notify(&self, _: Vec<Refresh>) -> RefreshStats {
+        RefreshStats::default()
+    }
+}
+
+/// POSTs notifications to `RAG_REFRESH_URL` with a timeout and bounded concurrency.
+#[derive(Debug)]
+pub struct HttpRag {
+    client: reqwest::Client,
+    url: String,
+    timeout: Duration,
+    concurrency: usize,
+    failures: AtomicU64,
+}
+
+impl HttpRag {
+    /// A notifier for `url` (`RAG_REFRESH_TIMEOUT_MS` default 5 s, `RAG_REFRESH_CONCURRENCY`).
+    pub fn new(
+        client: reqwest::Client,
+        url: impl Into<String>,
+        timeout: Duration,
+        concurrency: usize,
+    ) -> Self {
+        Self {
+            client,
+            url: url.into(),
+            timeout,
+            concurrency: concurrency.max(1),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Notifications that failed since start (for metrics and tests).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    async fn send_one(&self, refresh: Refresh) -> bool {
+        let page_id = refresh.page_id().to_owned();
+        let result = self
+            .client
+            .post(&self.url)
+            .timeout(self.timeout)
+            .json(&refresh)
+            .send()
+            .await;
+        let problem = match result {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) => format!("HTTP {}", r.status().as_u16()),
+            Err(e) => lambda_kit::http::reqwest_error_code(&e).to_owned(),
+        };
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(page_id = %page_id, error_code = "rag_refresh_failed", problem = %problem, "RAG refresh failed; vectors are stored");
+        false
+    }
+}
+
+impl RagNotifier for HttpRag {
+    async fn notify(&self, refreshes: Vec<Refresh>) -> RefreshStats {
+        let results: Vec<bool> =
+            futures_util::stream::iter(refreshes.into_iter().map(|r| self.send_one(r)))
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+        let sent = results.iter().filter(|ok| **ok).count();
+        RefreshStats {
+            sent,
+            failed: results.len() - sent,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Where vectors live: the store-agnostic [`VectorStore`] trait the handler depends on (Supabase
+//! through PostgREST today; Qdrant or Stargate can implement it later) and its row types.
+
+mod memory;
+mod supabase;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+
+use lambda_kit::error::{Classify, ErrorClass};
+use lambda_kit::retry::Deadline;
+
+pub use memory::MemoryStore;
+pub use supabase::{SupabaseStore, vector_literal};
+
+/// What is stored about one chunk, enough to decide whether it must be embedded again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    /// Position of the chunk in its page, from 0.
+    pub chunk_index: usize,
+    /// [`crate::hash::content_hash`] of the embedded text, model and dimension.
+    pub content_hash: String,
+}
+
+/// One chunk's vector, ready to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorRow {
+    /// Page id (text).
+    pub page_id: String,
+    /// Position of the chunk in its page, from 0.
+    pub chunk_index: usize,
+    /// The vector.
+    pub embedding: Vec<f32>,
+    /// Hash of (embedded text, model, dimension).
+    pub content_hash: String,
+    /// Model that produced the vector.
+    pub model: String,
+    /// The chunk's text (without the model prefix).
+    pub chunk_text: String,
+}
+
+/// A failed store call, keeping the class and code of the underlying error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreError {
+    /// Retry or not.
+    pub class: ErrorClass,
+    /// Low-cardinality code of the underlying error.
+    pub code: &'static str,
+    /// Whether the rows themselves were rejected (dead-letter) or the environment is at fault.
+    pub blames_input: bool,
+    /// Description (secret-free).
+    pub message: String,
+}
+
+impl StoreError {
+    /// Wraps any classified error.
+    ///
+    /// ```
+    /// use lambda_kit::postgrest::PostgrestError;
+    /// use page_embedder::store::StoreError;
+    /// let e = StoreError::from_error(&PostgrestError::DeadlineExceeded);
+    /// assert_eq!(e.code, "deadline_exceeded");
+    /// ```
+    pub fn from_error<E: Classify + fmt::Display>(err: &E) -> Self {
+        Self {
+            class: err.class(),
+            code: err.error_code(),
+            blames_input: err.blames_input(),
+            message: err.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vector store: {}", self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl Classify for StoreError {
+    fn class(&self) -> ErrorClass {
+        self.class
+    }
+    fn error_code(&self) -> &'static str {
+        self.code
+    }
+    fn blames_input(&self) -> bool {
+        self.blames_input
+    }
+}
+
+/// Stored hashes by page id.
+pub type StoredHashes = HashMap<String, Vec<StoredChunk>>;
+
+/// A vector store. Every method is one bulk operation; all are idempotent, so a redelivered batch
+/// can repeat them harmlessly.
+pub trait VectorStore: Send + Sync {
+    /// Stored chunk hashes of `page_ids`, in as few queries as the store allows (one for
+    /// PostgREST). Pages without vectors are absent from the map.
+    fn stored_hashes(
+        &self,
+        deadline: &Deadline,
+        page_ids: &[String],
+    ) -> impl Future<Output = Result<StoredHashes, StoreError>> + Send;
+
+    /// Inserts or replaces rows by `(page_id, chunk_index)`.
+    fn upsert(
+        &self,
+        deadline: &Deadline,
+        rows: &[VectorRow],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes every chunk of `page_ids`. Removing a page that has no vectors succeeds.
+    fn delete_pages(
+        &self,
+        deadline: &Deadline,
+        page_ids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the chunks of `page_id` whose index is `from` or more (a page that shrank).
+    fn delete_chunks_from(
+        &self,
+        deadline: &Deadline,
+        page_id: &str,
+        from: usize,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
