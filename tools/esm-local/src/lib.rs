@@ -1,0 +1,13 @@
+//! `esm-local`: a local stand-in for Lambda's Kafka event source mapping.
+//!
+//! It polls a Kafka broker with a consumer group, builds batches the way the ESM does, drives
+//! a real function binary through an emulated Lambda Runtime API, honours partial batch
+//! responses, retries, dead-letters exhausted batches and commits offsets.
+
+pub mod api;
+pub mod dead_letter;
+pub mod invoke;
+pub mod kafka;
+pub mod payload;
+pub mod publish;
+pub mod runner;
