@@ -6,12 +6,19 @@
 //! - [`retry`]: [`RetryPolicy`](retry::RetryPolicy), [`Deadline`](retry::Deadline), [`retry`](retry::retry).
 //! - [`postgrest`]: [`PostgrestClient`](postgrest::PostgrestClient) and [`Secret`](postgrest::Secret).
 //! - [`config`]: environment variables with errors naming the variable.
+//! - [`secrets`]: API keys from the environment or AWS Secrets Manager.
+//! - [`batch`]: chunked bulk writes that bisect rejected chunks; [`RowFate`](batch::RowFate).
+//! - [`dead_letter`]: [`DeadLetter`](dead_letter::DeadLetter) rows and the
+//!   [`DeadLetterSink`](dead_letter::DeadLetterSink) trait with its PostgREST implementation.
 
+pub mod batch;
 pub mod config;
+pub mod dead_letter;
 pub mod error;
 pub mod http;
 pub mod postgrest;
 pub mod retry;
+pub mod secrets;
 
 #[cfg(test)]
 mod testing;

@@ -1,0 +1,235 @@
+//! Dead letters: records that can never succeed are stored with the reason instead of being
+//! retried forever or dropped. Writes are idempotent (one row per function and record), so a
+//! redelivered batch does not duplicate them.
+
+use std::future::Future;
+
+use base64::Engine as _;
+use event_decoding::{KafkaRecord, RecordId};
+use serde::Serialize;
+
+use crate::batch::{ChunkLimits, RowFate, write_rows};
+use crate::error::Classify;
+use crate::postgrest::{Duplicates, PostgrestClient, PostgrestError, Upsert};
+use crate::retry::Deadline;
+
+/// How `raw_value` is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ValueEncoding {
+    /// The value bytes were UTF-8 text (without NUL) and are stored as is.
+    Utf8,
+    /// Anything else: base64 of the bytes as delivered.
+    Base64,
+}
+
+/// One dead-lettered record, serialized as a row of the dead-letter table.
+///
+/// ```
+/// use event_decoding::KafkaRecord;
+/// use lambda_kit::dead_letter::{DeadLetter, ValueEncoding};
+///
+/// let r = KafkaRecord::new("gift_events", 0, 7, 0).with_value(b"{oops");
+/// let d = DeadLetter::new("gift-persister", &r, "invalid_json", "expected value at line 1");
+/// assert_eq!(d.raw_value.as_deref(), Some("{oops"));
+/// assert_eq!(d.value_encoding, ValueEncoding::Utf8);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// The function giving up on the record.
+    pub function_name: String,
+    /// Where the record came from.
+    #[serde(skip)]
+    pub record: RecordId,
+    #[serde(rename = "topic")]
+    topic: String,
+    kafka_partition: i32,
+    kafka_offset: i64,
+    /// The key as text (UTF-8 when valid, else base64 as delivered).
+    #[serde(rename = "record_key")]
+    pub key: Option<String>,
+    /// The value as text or base64, see `value_encoding`.
+    pub raw_value: Option<String>,
+    /// How `raw_value` is encoded.
+    pub value_encoding: ValueEncoding,
+    /// Low-cardinality reason.
+    pub error_code: String,
+    /// Human-readable reason (truncated, never a secret).
+    pub error_message: String,
+}
+
+impl DeadLetter {
+    /// A dead letter for `record` with the given reason.
+    pub fn new(
+        function_name: &str,
+        record: &KafkaRecord,
+        error_code: &str,
+        error_message: impl Into<String>,
+    ) -> Self {
+        let id = record.id();
+        let key = match record.key() {
+            Ok(Some(bytes)) => Some(text_or_base64(&bytes, record.raw_key()).0),
+            Ok(None) => None,
+            Err(_) => record.raw_key().map(str::to_owned),
+        };
+        let (raw_value, value_encoding) = match record.value() {
+            Ok(Some(bytes)) => {
+                let (s, enc) = text_or_base64(&bytes, record.raw_value());
+                (Some(s), enc)
+            }
+            Ok(None) => (None, ValueEncoding::Utf8),
+            // Not even base64: keep what was delivered.
+            Err(_) => (record.raw_value().map(str::to_owned), ValueEncoding::Base64),
+        };
+        // Short, single-line, control characters removed.
+        let error_message = crate::http::sanitize_body(&error_message.into(), None);
+        Self {
+            function_name: function_name.to_owned(),
+            topic: id.topic.clone(),
+            kafka_partition: id.partition,
+            kafka_offset: id.offset,
+            record: id,
+            key,
+            raw_value,
+            value_encoding,
+            error_code: error_code.to_owned(),
+            error_message,
+        }
+    }
+
+    /// A dead letter whose reason is `error` (its `error_code` and message).
+    pub fn for_error<E: Classify + std::fmt::Display>(
+        function_name: &str,
+        record: &KafkaRecord,
+        error: &E,
+    ) -> Self {
+        Self::new(function_name, record, error.error_code(), error.to_string())
+    }
+
+    /// The row as JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a dead letter always serializes")
+    }
+}
+
+/// PostgreSQL text cannot hold NUL, so such values are stored as base64 too.
+fn text_or_base64(bytes: &[u8], delivered: Option<&str>) -> (String, ValueEncoding) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.contains('\0') => (s.to_owned(), ValueEncoding::Utf8),
+        _ => (
+            delivered
+                .map(str::to_owned)
+                .unwrap_or_else(|| base64::engine::general_purpose::STANDARD.encode(bytes)),
+            ValueEncoding::Base64,
+        ),
+    }
+}
+
+/// Where dead letters go.
+pub trait DeadLetterSink: Send + Sync {
+    /// Why a dead letter could not be stored.
+    type Error: Classify + std::fmt::Display + std::fmt::Debug + Send + Sync + 'static;
+
+    /// Stores the letters; returns the fate of each, in order. A letter that is not
+    /// [`RowFate::Stored`] means its record must be reported as failed (redelivered).
+    fn write(
+        &self,
+        deadline: &Deadline,
+        letters: &[DeadLetter],
+    ) -> impl Future<Output = Vec<RowFate<Self::Error>>> + Send;
+}
+
+/// Dead letters in a PostgREST table (`dead_letters` schema), upserted on
+/// `(function_name, topic, kafka_partition, kafka_offset)` with ignore-duplicates.
+#[derive(Debug, Clone)]
+pub struct PostgrestDeadLetters {
+    client: PostgrestClient,
+    table: String,
+    limits: ChunkLimits,
+}
+
+impl PostgrestDeadLetters {
+    /// Dead letters in `table` through `client`.
+    ///
+    /// ```
+    /// use lambda_kit::{batch::ChunkLimits, dead_letter::PostgrestDeadLetters};
+    /// use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
+    /// let client = PostgrestClient::new(PostgrestConfig::new("http://127.0.0.1:3000", Secret::new("k"))).unwrap();
+    /// let sink = PostgrestDeadLetters::new(client, "dead_letters", ChunkLimits::default());
+    /// ```
+    pub fn new(client: PostgrestClient, table: impl Into<String>, limits: ChunkLimits) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            limits,
+        }
+    }
+}
+
+impl DeadLetterSink for PostgrestDeadLetters {
+    type Error = PostgrestError;
+
+    async fn write(
+        &self,
+        deadline: &Deadline,
+        letters: &[DeadLetter],
+    ) -> Vec<RowFate<PostgrestError>> {
+        if letters.is_empty() {
+            return Vec::new();
+        }
+        let rows: Vec<Vec<u8>> = letters.iter().map(DeadLetter::to_json).collect();
+        let upsert = Upsert::on_conflict(
+            "function_name,topic,kafka_partition,kafka_offset",
+            Duplicates::Ignore,
+        );
+        write_rows(&rows, &self.limits, |body| {
+            self.client.upsert(deadline, &self.table, body, &upsert)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_value_is_base64_as_delivered() {
+        let r = KafkaRecord::new("t", 1, 2, 0)
+            .with_value([0xff, 0x00, 0x10])
+            .with_key(b"k1");
+        let d = DeadLetter::new("f", &r, "invalid_utf8", "bad");
+        assert_eq!(d.value_encoding, ValueEncoding::Base64);
+        assert_eq!(d.raw_value.as_deref(), Some("/wAQ"));
+        assert_eq!(d.key.as_deref(), Some("k1"));
+        let json: serde_json::Value = serde_json::from_slice(&d.to_json()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"function_name":"f","topic":"t","kafka_partition":1,"kafka_offset":2,
+                "record_key":"k1","raw_value":"/wAQ","value_encoding":"base64","error_code":"invalid_utf8","error_message":"bad"})
+        );
+    }
+
+    #[test]
+    fn nul_in_text_goes_base64_and_invalid_base64_is_kept() {
+        let r = KafkaRecord::new("t", 0, 0, 0).with_value(b"a\0b");
+        assert_eq!(
+            DeadLetter::new("f", &r, "x", "y").value_encoding,
+            ValueEncoding::Base64
+        );
+        let r = KafkaRecord::new("t", 0, 0, 0).with_raw_value("!!not base64!!");
+        let d = DeadLetter::new("f", &r, "invalid_base64", "y");
+        assert_eq!(d.raw_value.as_deref(), Some("!!not base64!!"));
+        assert_eq!(d.value_encoding, ValueEncoding::Base64);
+    }
+
+    #[test]
+    fn null_value_and_long_unicode_message() {
+        let r = KafkaRecord::new("t", 0, 0, 0);
+        let d = DeadLetter::new("f", &r, "missing_value", "é".repeat(5000));
+        assert_eq!(d.raw_value, None);
+        assert!(d.error_message.len() <= crate::http::MAX_ERROR_BODY + 4);
+    }
+}
