@@ -373,7 +373,10 @@ fn topic_from_group_key(key: &str, partition: i32) -> Option<String> {
 impl TryFrom<aws_lambda_events::event::kafka::KafkaEvent> for KafkaBatch {
     type Error = BatchError;
 
-    /// Converts the `aws_lambda_events` type for callers that already have one.
+    /// Converts the `aws_lambda_events` type for callers that already have one. Prefer
+    /// deserializing [`KafkaBatch`] directly: the upstream type rejects records without
+    /// `headers`, and its timestamp parsing goes through floating point, which can shift a
+    /// timestamp by one millisecond.
     fn try_from(event: aws_lambda_events::event::kafka::KafkaEvent) -> Result<Self, BatchError> {
         // Sort the groups so duplicate handling does not depend on HashMap order.
         let groups: BTreeMap<_, _> = event.records.into_iter().collect();
@@ -420,5 +423,181 @@ impl TryFrom<aws_lambda_events::event::kafka::KafkaEvent> for KafkaBatch {
             records: RawRecords(raw),
         }
         .into_batch()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: serde_json::Value) -> Result<KafkaBatch, BatchError> {
+        KafkaBatch::from_slice(&serde_json::to_vec(&v).unwrap())
+    }
+
+    #[test]
+    fn empty_batch() {
+        let b = parse(json!({"eventSource": "aws:kafka", "eventSourceArn": "arn", "records": {}}))
+            .unwrap();
+        assert!(b.is_empty());
+        assert_eq!(b.len(), 0);
+        assert_eq!(b.oldest_timestamp_ms(), None);
+        let b = parse(json!({"eventSource": "aws:kafka", "records": null})).unwrap();
+        assert!(b.is_empty());
+        let b = parse(json!({"eventSource": "aws:kafka", "records": {"t-0": []}})).unwrap();
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn not_an_esm_event() {
+        for bad in [
+            json!({"Records": []}),
+            json!([]),
+            json!("x"),
+            json!({"records": []}),
+        ] {
+            let err = parse(bad.clone()).unwrap_err();
+            assert_eq!(err.error_code(), "invalid_event", "{bad}");
+        }
+        let err = KafkaBatch::from_slice(b"{not json").unwrap_err();
+        assert!(matches!(err, BatchError::InvalidEvent { .. }));
+        let err =
+            parse(json!({"records": {"t-0": [{"topic": "t", "partition": 0, "timestamp": 1}]}}))
+                .unwrap_err();
+        match err {
+            BatchError::InvalidEvent { path, message } => {
+                assert_eq!(path, "records.t-0[0]");
+                assert!(message.contains("offset"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = parse(json!({"records": {"t-0": [{"topic": "t", "partition": 1_i64 << 40, "offset": 0, "timestamp": 1}]}}))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            BatchError::OutOfRange {
+                field: "partition",
+                ..
+            }
+        ));
+        let err = parse(json!({"records": {"t-0": [{"topic": "t", "partition": 0, "offset": 0, "timestamp": 1, "headers": [{"h": [1000]}]}]}}))
+            .unwrap_err();
+        assert!(err.to_string().contains("headers"), "{err}");
+    }
+
+    #[test]
+    fn tolerant_of_missing_optional_fields_and_unknown_ones() {
+        let b = parse(json!({
+            "eventSource": "SelfManagedKafka",
+            "bootstrapServers": "b:9092",
+            "somethingNew": {"x": 1},
+            "records": {"t-0": [{
+                "topic": "t", "partition": 0, "offset": 5, "timestamp": 9,
+                "keySchemaMetadata": {"dataFormat": "AVRO", "schemaId": "abc"},
+                "valueSchemaMetadata": null,
+                "futureField": [1, 2]
+            }]}
+        }))
+        .unwrap();
+        let r = b.records().next().unwrap();
+        assert_eq!(r.key().unwrap(), None);
+        assert_eq!(r.value().unwrap(), None);
+        assert!(r.headers().is_empty());
+        assert_eq!(r.timestamp_type, None);
+        assert_eq!(b.event_source(), &EventSource::SelfManaged);
+        let b = parse(json!({"records": {}})).unwrap();
+        assert_eq!(b.event_source(), &EventSource::Other(String::new()));
+    }
+
+    #[test]
+    fn topics_with_dashes_and_dots_come_from_record_fields() {
+        let rec = |topic: &str, p: i32, o: i64| json!({"topic": topic, "partition": p, "offset": o, "timestamp": 0});
+        let b = parse(json!({"eventSource": "aws:kafka", "records": {
+            "my-topic.v2-10-3": [rec("my-topic.v2-10", 3, 8), rec("my-topic.v2-10", 3, 2)],
+            "my-topic.v2-1": [rec("my-topic.v2", 1, 0)],
+            "a-10": [rec("a", 10, 0)],
+            "a-2": [rec("a", 2, 0)],
+        }}))
+        .unwrap();
+        let ids: Vec<String> = b.records().map(|r| r.id().to_string()).collect();
+        assert_eq!(
+            ids,
+            [
+                "a-2@0",
+                "a-10@0",
+                "my-topic.v2-1@0",
+                "my-topic.v2-10-3@2",
+                "my-topic.v2-10-3@8"
+            ]
+        );
+        assert_eq!(b.records().nth(3).unwrap().topic, "my-topic.v2-10");
+    }
+
+    #[test]
+    fn missing_topic_recovered_from_the_key_suffix_only() {
+        let b = parse(
+            json!({"records": {"cdc.pages-x-7": [{"partition": 7, "offset": 1, "timestamp": 0}]}}),
+        )
+        .unwrap();
+        assert_eq!(b.records().next().unwrap().topic, "cdc.pages-x");
+        let err = parse(
+            json!({"records": {"cdc.pages-7": [{"partition": 8, "offset": 1, "timestamp": 0}]}}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("has no `topic`"), "{err}");
+    }
+
+    #[test]
+    fn order_is_independent_of_input_order() {
+        let recs: Vec<KafkaRecord> = (0..20)
+            .map(|i| KafkaRecord::new(format!("t{}", i % 3), i % 2, 100 - i as i64, 0))
+            .collect();
+        let forward = KafkaBatch::builder(EventSource::Msk)
+            .records(recs.clone())
+            .build();
+        let backward = KafkaBatch::builder(EventSource::Msk)
+            .records(recs.into_iter().rev())
+            .build();
+        assert_eq!(forward, backward);
+        let json = serde_json::to_value(&forward).unwrap();
+        assert_eq!(json["records"].as_object().unwrap().len(), 6);
+        assert_eq!(
+            KafkaBatch::from_slice(&serde_json::to_vec(&json).unwrap()).unwrap(),
+            forward
+        );
+    }
+
+    #[test]
+    fn six_megabyte_batch_decodes_every_record() {
+        #[derive(Deserialize)]
+        struct Gift {
+            page_id: i64,
+            answer: String,
+        }
+        let answer = "a".repeat(340);
+        let batch = KafkaBatch::builder(EventSource::Msk)
+            .records((0..10_000).map(|i| {
+                KafkaRecord::new("gift_events", i % 4, i64::from(i), 0)
+                    .with_value(format!(
+                        r#"{{"page_id":{i},"question":"Q?","answer":"{answer}"}}"#
+                    ))
+                    .with_header("h", vec![0xc3, 0xbc])
+            }))
+            .build();
+        let bytes = serde_json::to_vec(&batch).unwrap();
+        assert!(
+            bytes.len() > 6_000_000 && bytes.len() < 6_300_000,
+            "{}",
+            bytes.len()
+        );
+        let decoded = KafkaBatch::from_slice(&bytes).unwrap();
+        assert_eq!(decoded.len(), 10_000);
+        let mut sum = 0i64;
+        for r in decoded.records() {
+            let g: Gift = r.value_json().unwrap();
+            assert_eq!(g.answer.len(), 340);
+            sum += g.page_id;
+        }
+        assert_eq!(sum, (0..10_000).sum::<i64>());
     }
 }
