@@ -89,7 +89,7 @@ pub struct FunctionSpec {
 #[derive(Debug)]
 pub enum Invoker {
     /// A child process driven through our own Runtime API.
-    Process(FunctionProcess),
+    Process(Box<FunctionProcess>),
     /// HTTP POST to an invoke URL.
     Http(HttpInvoker),
 }
@@ -282,10 +282,10 @@ impl FunctionProcess {
             }
             () = tokio::time::sleep(timeout) => Err(InvokeError::Timeout(timeout)),
         };
-        if result.is_err() {
-            if let Some(mut r) = self.running.take() {
-                r.child.kill().await.ok();
-            }
+        if result.is_err()
+            && let Some(mut r) = self.running.take()
+        {
+            r.child.kill().await.ok();
         }
         result
     }

@@ -205,7 +205,9 @@ impl Lane {
             ));
         }
         let invoker = match &config.function {
-            FunctionTarget::Process(spec) => Invoker::Process(FunctionProcess::new(spec.clone())),
+            FunctionTarget::Process(spec) => {
+                Invoker::Process(Box::new(FunctionProcess::new(spec.clone())))
+            }
             FunctionTarget::InvokeUrl(url, timeout) => {
                 Invoker::Http(HttpInvoker::new(url.clone(), *timeout)?)
             }

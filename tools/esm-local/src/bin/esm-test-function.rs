@@ -77,12 +77,12 @@ async fn handle(b: &Mutex<Behaviour>, event: LambdaEvent<Value>) -> Result<Value
                 function_error = Some(format!("poison value at {key}@{offset}"));
             }
             let times = b.fail_times;
-            if let Some(n) = b.fail.get_mut(&(key.clone(), offset)) {
-                if times.is_none_or(|t| *n < t) {
-                    *n += 1;
-                    failures.push(json!({"itemIdentifier": {"partition": key, "offset": offset}}));
-                    break; // the rest of this partition is redelivered anyway
-                }
+            if let Some(n) = b.fail.get_mut(&(key.clone(), offset))
+                && times.is_none_or(|t| *n < t)
+            {
+                *n += 1;
+                failures.push(json!({"itemIdentifier": {"partition": key, "offset": offset}}));
+                break; // the rest of this partition is redelivered anyway
             }
             lines.push(
                 json!({"kind": "stored", "partition": key, "offset": offset, "value": value}),

@@ -454,10 +454,10 @@ impl KafkaClient {
             err.broker_error(),
             Some(ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable)
         );
-        if moved || err.is_transient() {
-            if let Some(addr) = self.coordinators.remove(group) {
-                self.drop_conn_on_io(&addr, err);
-            }
+        if (moved || err.is_transient())
+            && let Some(addr) = self.coordinators.remove(group)
+        {
+            self.drop_conn_on_io(&addr, err);
         }
     }
 
