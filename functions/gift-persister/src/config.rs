@@ -1,0 +1,140 @@
+//! Configuration of the function, read once at cold start.
+//!
+//! | variable | default | meaning |
+//! | --- | --- | --- |
+//! | `SUPABASE_REST_URL` / `SUPABASE_URL` | required | PostgREST base URL, or project URL + `/rest/v1` |
+//! | `SUPABASE_SERVICE_ROLE_KEY` / `SUPABASE_KEY_SECRET_ID` | required | key, or Secrets Manager id/ARN (plain or JSON `key`) |
+//! | `GIFTS_TABLE` | `vault` | gifts table |
+//! | `DEAD_LETTER_TABLE` | `dead_letters` | dead-letter table |
+//! | `WRITE_MAX_ROWS` | 500 | rows per bulk request |
+//! | `WRITE_MAX_BYTES` | 1048576 | JSON body bytes per bulk request |
+//! | `GIFT_MAX_TEXT_CHARS` | 10000 | max characters of `question` / `answer` |
+//! | `HTTP_TIMEOUT_MS` | 10000 | one HTTP request |
+//! | `HTTP_CONNECT_TIMEOUT_MS` | 2000 | connecting |
+//! | `RETRY_MAX_ATTEMPTS` | 5 | attempts per request, first included |
+//! | `RETRY_INITIAL_BACKOFF_MS` | 100 | first backoff (doubles, jitter 50 %) |
+//! | `RETRY_MAX_BACKOFF_MS` | 5000 | backoff cap |
+//! | `DEADLINE_SAFETY_MARGIN_MS` | 2000 | kept before the Lambda deadline |
+//! | `DEFAULT_BUDGET_MS` | 60000 | budget when the context has no deadline |
+
+use lambda_kit::batch::ChunkLimits;
+use lambda_kit::config::{ConfigError, Env};
+use lambda_kit::postgrest::PostgrestConfig;
+use lambda_kit::retry::DeadlineSettings;
+use lambda_kit::secrets::{self, SecretError, SecretSpec};
+
+use crate::gift::GiftLimits;
+
+/// Name of the function in dead letters (stable across deployments, so redelivery dedupes).
+pub const FUNCTION_NAME: &str = "gift-persister";
+
+/// Where the key comes from.
+pub const KEY_SPEC: SecretSpec<'static> = SecretSpec {
+    env_var: "SUPABASE_SERVICE_ROLE_KEY",
+    secret_id_var: "SUPABASE_KEY_SECRET_ID",
+    json_field: "key",
+};
+
+/// Everything the function needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// PostgREST connection.
+    pub postgrest: PostgrestConfig,
+    /// Gifts table.
+    pub gifts_table: String,
+    /// Dead-letter table.
+    pub dead_letter_table: String,
+    /// Bulk write bounds.
+    pub limits: ChunkLimits,
+    /// Validation bounds.
+    pub gift_limits: GiftLimits,
+    /// Deadline derivation.
+    pub deadline: DeadlineSettings,
+}
+
+/// A failed cold start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A bad setting.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The key could not be resolved.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+impl Config {
+    /// Reads the process environment (and Secrets Manager for the key).
+    pub async fn from_env() -> Result<Self, InitError> {
+        Self::from(&Env::process()).await
+    }
+
+    /// Reads `env`.
+    pub async fn from(env: &Env) -> Result<Self, InitError> {
+        // Check the URL before fetching the key, so a typo fails fast without an AWS call.
+        let probe = PostgrestConfig::from_env(env, lambda_kit::postgrest::Secret::new(""))?;
+        let key = secrets::resolve(env, &KEY_SPEC).await?;
+        let d = GiftLimits::default();
+        Ok(Self {
+            postgrest: PostgrestConfig { key, ..probe },
+            gifts_table: env.identifier_or("GIFTS_TABLE", "vault")?,
+            dead_letter_table: env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")?,
+            limits: ChunkLimits::from_env(env)?,
+            gift_limits: GiftLimits {
+                max_text_chars: env.positive_or("GIFT_MAX_TEXT_CHARS", d.max_text_chars)?,
+                ..d
+            },
+            deadline: DeadlineSettings::from_env(env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn defaults_and_errors_name_the_variable() {
+        let env = Env::from_pairs([
+            ("SUPABASE_URL", "http://127.0.0.1:9"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "k"),
+        ]);
+        let c = Config::from(&env).await.unwrap();
+        assert_eq!(c.postgrest.base_url, "http://127.0.0.1:9/rest/v1");
+        assert_eq!(
+            (c.gifts_table.as_str(), c.dead_letter_table.as_str()),
+            ("vault", "dead_letters")
+        );
+        assert_eq!(c.limits, ChunkLimits::default());
+        assert_eq!(c.postgrest.key.expose(), "k");
+
+        let e = Config::from(&Env::from_pairs([("SUPABASE_URL", "http://x")]))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("SUPABASE_SERVICE_ROLE_KEY"), "{e}");
+        let e = Config::from(&Env::from_pairs([("SUPABASE_SERVICE_ROLE_KEY", "k")]))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("SUPABASE_URL"), "{e}");
+        let env = Env::from_pairs([
+            ("SUPABASE_URL", "http://x"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "k"),
+            ("WRITE_MAX_ROWS", "lots"),
+        ]);
+        let e = Config::from(&env).await.unwrap_err();
+        assert!(e.to_string().contains("WRITE_MAX_ROWS"), "{e}");
+        let env = Env::from_pairs([
+            ("SUPABASE_URL", "http://x"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "k"),
+            ("GIFTS_TABLE", "vault;drop"),
+        ]);
+        assert!(
+            Config::from(&env)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("GIFTS_TABLE")
+        );
+    }
+}

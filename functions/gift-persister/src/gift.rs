@@ -1,0 +1,500 @@
+//! Validation of one gift event and its row in the gifts table.
+//!
+//! A gift is `{"page_id": 1, "question": "..", "answer": "..", "ts": 1732350000.123}` with an
+//! optional `event_id`; unknown fields are kept in `raw`. Every failure has its own error code and
+//! a message naming the field.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Limits of the validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GiftLimits {
+    /// Maximum length of `question` and `answer`, in characters.
+    pub max_text_chars: usize,
+    /// Maximum length of a provided `event_id`, in characters.
+    pub max_event_id_chars: usize,
+}
+
+impl Default for GiftLimits {
+    fn default() -> Self {
+        Self {
+            max_text_chars: 10_000,
+            max_event_id_chars: 200,
+        }
+    }
+}
+
+/// Why a gift is invalid (permanent: the record is dead-lettered).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GiftError {
+    /// The value is JSON but not an object.
+    #[error("value must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    /// A required field is absent or null.
+    #[error("{0}: is required")]
+    MissingField(&'static str),
+    /// A field has the wrong JSON type.
+    #[error("{field}: must be {expected}, got {got}")]
+    InvalidType {
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// What it is.
+        got: &'static str,
+    },
+    /// `page_id` is negative or does not fit.
+    #[error("page_id: must be an integer >= 0 and < 2^63, got {0}")]
+    PageIdOutOfRange(String),
+    /// A text field is empty or whitespace.
+    #[error("{0}: must not be empty")]
+    EmptyField(&'static str),
+    /// A text field is longer than allowed.
+    #[error("{field}: {chars} characters, at most {max} allowed")]
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length.
+        chars: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `ts` is neither epoch seconds nor an RFC 3339 date-time in range.
+    #[error("ts: {0}")]
+    InvalidTimestamp(String),
+}
+
+impl GiftError {
+    /// Low-cardinality code stored with the dead letter.
+    pub fn error_code(&self) -> &'static str {
+        match self {
+            Self::NotAnObject(_) => "not_an_object",
+            Self::MissingField(_) => "missing_field",
+            Self::InvalidType { .. } => "invalid_type",
+            Self::PageIdOutOfRange(_) => "page_id_out_of_range",
+            Self::EmptyField(_) => "empty_field",
+            Self::TooLong { .. } => "too_long",
+            Self::InvalidTimestamp(_) => "invalid_timestamp",
+        }
+    }
+}
+
+impl lambda_kit::error::Classify for GiftError {
+    fn class(&self) -> lambda_kit::error::ErrorClass {
+        lambda_kit::error::ErrorClass::Permanent
+    }
+    fn error_code(&self) -> &'static str {
+        GiftError::error_code(self)
+    }
+}
+
+/// A validated gift, ready to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gift {
+    /// Idempotency key: the payload's `event_id`, or SHA-256 of the canonical fields.
+    pub event_id: String,
+    /// Page the gift belongs to.
+    pub page_id: i64,
+    /// The question.
+    pub question: String,
+    /// The answer.
+    pub answer: String,
+    /// Event time in microseconds since the epoch (PostgreSQL's precision).
+    pub ts_micros: i64,
+    /// The whole original message.
+    pub raw: Map<String, Value>,
+}
+
+/// Where a record came from, stored with its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Provenance<'a> {
+    /// Kafka topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn present<'v>(obj: &'v Map<String, Value>, field: &str) -> Option<&'v Value> {
+    obj.get(field).filter(|v| !v.is_null())
+}
+
+fn text(obj: &Map<String, Value>, field: &'static str, max: usize) -> Result<String, GiftError> {
+    let v = present(obj, field).ok_or(GiftError::MissingField(field))?;
+    let s = v.as_str().ok_or(GiftError::InvalidType {
+        field,
+        expected: "a string",
+        got: type_name(v),
+    })?;
+    if s.trim().is_empty() {
+        return Err(GiftError::EmptyField(field));
+    }
+    let chars = s.chars().count();
+    if chars > max {
+        return Err(GiftError::TooLong { field, chars, max });
+    }
+    Ok(s.to_owned())
+}
+
+/// Earliest and latest accepted event times (years 1 to 9999, as PostgreSQL prints them).
+const MIN_MICROS: i64 = -62_135_596_800_000_000;
+const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+fn timestamp(obj: &Map<String, Value>, record_ts_ms: i64) -> Result<i64, GiftError> {
+    let micros = match present(obj, "ts") {
+        None => record_ts_ms.checked_mul(1000).ok_or_else(|| {
+            GiftError::InvalidTimestamp("absent and the Kafka timestamp is out of range".into())
+        })?,
+        Some(Value::Number(n)) => {
+            let secs = n.as_f64().filter(|s| s.is_finite()).ok_or_else(|| {
+                GiftError::InvalidTimestamp(format!("{n} is not a finite number"))
+            })?;
+            match n.as_i64() {
+                Some(i) => i.checked_mul(1_000_000).ok_or_else(|| {
+                    GiftError::InvalidTimestamp(format!("{n} seconds is out of range"))
+                })?,
+                None => {
+                    let m = (secs * 1e6).round();
+                    if !(MIN_MICROS as f64..=MAX_MICROS as f64).contains(&m) {
+                        return Err(GiftError::InvalidTimestamp(format!(
+                            "{n} seconds is out of range"
+                        )));
+                    }
+                    m as i64
+                }
+            }
+        }
+        Some(Value::String(s)) => {
+            let dt = OffsetDateTime::parse(s.trim(), &Rfc3339).map_err(|e| {
+                GiftError::InvalidTimestamp(format!(
+                    "{:?} is not epoch seconds or an RFC 3339 date-time ({e})",
+                    truncate(s, 64)
+                ))
+            })?;
+            i64::try_from(dt.unix_timestamp_nanos() / 1000)
+                .map_err(|_| GiftError::InvalidTimestamp("out of range".into()))?
+        }
+        Some(other) => {
+            return Err(GiftError::InvalidType {
+                field: "ts",
+                expected: "a number of seconds or an RFC 3339 string",
+                got: type_name(other),
+            });
+        }
+    };
+    if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
+        return Err(GiftError::InvalidTimestamp(
+            "must be between years 1 and 9999".into(),
+        ));
+    }
+    Ok(micros)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+impl Gift {
+    /// Validates a decoded message; `record_ts_ms` (the Kafka timestamp) stands in for an absent
+    /// `ts`.
+    ///
+    /// ```
+    /// use gift_persister::gift::{Gift, GiftLimits};
+    /// let v = serde_json::json!({"page_id": 1, "question": "Q?", "answer": "A", "ts": 1.5});
+    /// let g = Gift::validate(v, 0, &GiftLimits::default()).unwrap();
+    /// assert_eq!(g.ts_micros, 1_500_000);
+    /// assert_eq!(g.event_id.len(), 64);
+    /// ```
+    pub fn validate(
+        value: Value,
+        record_ts_ms: i64,
+        limits: &GiftLimits,
+    ) -> Result<Self, GiftError> {
+        let Value::Object(raw) = value else {
+            return Err(GiftError::NotAnObject(type_name(&value)));
+        };
+        let page_id = match present(&raw, "page_id") {
+            None => return Err(GiftError::MissingField("page_id")),
+            Some(Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) if i >= 0 => i,
+                (Some(_), _) | (None, Some(_)) => {
+                    return Err(GiftError::PageIdOutOfRange(n.to_string()));
+                }
+                (None, None) => {
+                    return Err(GiftError::InvalidType {
+                        field: "page_id",
+                        expected: "an integer",
+                        got: "a fractional number",
+                    });
+                }
+            },
+            Some(other) => {
+                return Err(GiftError::InvalidType {
+                    field: "page_id",
+                    expected: "an integer",
+                    got: type_name(other),
+                });
+            }
+        };
+        let question = text(&raw, "question", limits.max_text_chars)?;
+        let answer = text(&raw, "answer", limits.max_text_chars)?;
+        let ts_micros = timestamp(&raw, record_ts_ms)?;
+        let event_id = match present(&raw, "event_id") {
+            None => content_hash(page_id, &question, &answer, ts_micros),
+            Some(_) => text(&raw, "event_id", limits.max_event_id_chars)?,
+        };
+        Ok(Self {
+            event_id,
+            page_id,
+            question,
+            answer,
+            ts_micros,
+            raw,
+        })
+    }
+
+    /// The row for the gifts table, as JSON.
+    pub fn to_row(&self, from: Provenance<'_>) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            event_id: &'a str,
+            page_id: i64,
+            question: &'a str,
+            answer: &'a str,
+            ts: String,
+            kafka_topic: &'a str,
+            kafka_partition: i32,
+            kafka_offset: i64,
+            raw: &'a Map<String, Value>,
+        }
+        serde_json::to_vec(&Row {
+            event_id: &self.event_id,
+            page_id: self.page_id,
+            question: &self.question,
+            answer: &self.answer,
+            ts: micros_to_rfc3339(self.ts_micros),
+            kafka_topic: from.topic,
+            kafka_partition: from.partition,
+            kafka_offset: from.offset,
+            raw: &self.raw,
+        })
+        .expect("a gift row always serializes")
+    }
+}
+
+/// SHA-256 (hex) over the canonical validated fields, so the same gift re-sent without an
+/// `event_id` maps to the same row. A JSON array gives an unambiguous encoding of the strings.
+pub fn content_hash(page_id: i64, question: &str, answer: &str, ts_micros: i64) -> String {
+    let canonical =
+        serde_json::to_vec(&(page_id, question, answer, ts_micros)).expect("serializes");
+    let mut h = Sha256::new();
+    h.update(b"gift:v1:");
+    h.update(&canonical);
+    hex::encode(h.finalize())
+}
+
+fn micros_to_rfc3339(micros: i64) -> String {
+    let dt = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .expect("validated range");
+    dt.format(&Rfc3339).expect("in range years format")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn ok(v: Value) -> Gift {
+        Gift::validate(v, 1_700_000_000_000, &GiftLimits::default()).unwrap()
+    }
+
+    fn err(v: Value) -> GiftError {
+        Gift::validate(v, 1_700_000_000_000, &GiftLimits::default()).unwrap_err()
+    }
+
+    #[test]
+    fn valid_gift_keeps_unknown_fields_and_hashes() {
+        let g = ok(
+            json!({"page_id": 1, "question": "TEST Q?", "answer": "TEST A", "ts": 1732350000.123, "extra": [1]}),
+        );
+        assert_eq!(g.page_id, 1);
+        assert_eq!(g.ts_micros, 1_732_350_000_123_000);
+        assert_eq!(g.raw["extra"], json!([1]));
+        assert_eq!(
+            g.event_id,
+            content_hash(1, "TEST Q?", "TEST A", 1_732_350_000_123_000)
+        );
+        let row: Value = serde_json::from_slice(&g.to_row(Provenance {
+            topic: "t",
+            partition: 2,
+            offset: 9,
+        }))
+        .unwrap();
+        assert_eq!(row["ts"], "2024-11-23T08:20:00.123Z");
+        assert_eq!(row["kafka_partition"], 2);
+        assert_eq!(row["raw"]["extra"], json!([1]));
+    }
+
+    #[test]
+    fn same_content_same_id_and_explicit_id_wins() {
+        let a = ok(json!({"page_id": 1, "question": "Q", "answer": "A", "ts": 10}));
+        let b = ok(
+            json!({"answer": "A", "ts": "1970-01-01T00:00:10Z", "question": "Q", "page_id": 1, "x": 1}),
+        );
+        assert_eq!(a.event_id, b.event_id);
+        let c = ok(json!({"page_id": 1, "question": "Q", "answer": "A ", "ts": 10}));
+        assert_ne!(a.event_id, c.event_id);
+        assert_eq!(
+            ok(json!({"page_id": 1, "question": "Q", "answer": "A", "event_id": "e-1"})).event_id,
+            "e-1"
+        );
+    }
+
+    #[test]
+    fn ts_forms() {
+        assert_eq!(
+            ok(json!({"page_id": 0, "question": "Q", "answer": "A"})).ts_micros,
+            1_700_000_000_000_000
+        );
+        assert_eq!(
+            ok(json!({"page_id": 0, "question": "Q", "answer": "A", "ts": null})).ts_micros,
+            1_700_000_000_000_000
+        );
+        assert_eq!(ok(json!({"page_id": 0, "question": "Q", "answer": "A", "ts": "2024-11-23T09:20:15+01:00"})).ts_micros, 1_732_350_015_000_000);
+        assert_eq!(
+            err(json!({"page_id": 0, "question": "Q", "answer": "A", "ts": "yesterday"}))
+                .error_code(),
+            "invalid_timestamp"
+        );
+        assert_eq!(
+            err(json!({"page_id": 0, "question": "Q", "answer": "A", "ts": 1e300})).error_code(),
+            "invalid_timestamp"
+        );
+        assert_eq!(
+            err(json!({"page_id": 0, "question": "Q", "answer": "A", "ts": true})).error_code(),
+            "invalid_type"
+        );
+    }
+
+    #[test]
+    fn every_failure_names_its_field() {
+        let cases = [
+            (json!([1]), "not_an_object", "object"),
+            (
+                json!({"question": "Q", "answer": "A"}),
+                "missing_field",
+                "page_id",
+            ),
+            (
+                json!({"page_id": "twelve", "question": "Q", "answer": "A"}),
+                "invalid_type",
+                "page_id",
+            ),
+            (
+                json!({"page_id": 1.5, "question": "Q", "answer": "A"}),
+                "invalid_type",
+                "page_id",
+            ),
+            (
+                json!({"page_id": -1, "question": "Q", "answer": "A"}),
+                "page_id_out_of_range",
+                "page_id",
+            ),
+            (
+                json!({"page_id": u64::MAX, "question": "Q", "answer": "A"}),
+                "page_id_out_of_range",
+                "page_id",
+            ),
+            (
+                json!({"page_id": 1, "question": ["Q"], "answer": "A"}),
+                "invalid_type",
+                "question",
+            ),
+            (
+                json!({"page_id": 1, "question": " \n", "answer": "A"}),
+                "empty_field",
+                "question",
+            ),
+            (
+                json!({"page_id": 1, "question": "Q"}),
+                "missing_field",
+                "answer",
+            ),
+            (
+                json!({"page_id": 1, "question": "Q", "answer": "A".repeat(10_001)}),
+                "too_long",
+                "answer",
+            ),
+            (
+                json!({"page_id": 1, "question": "Q", "answer": "A", "event_id": 5}),
+                "invalid_type",
+                "event_id",
+            ),
+            (
+                json!({"page_id": 1, "question": "Q", "answer": "A", "event_id": ""}),
+                "empty_field",
+                "event_id",
+            ),
+        ];
+        for (v, code, field) in cases {
+            let e = err(v.clone());
+            assert_eq!(e.error_code(), code, "{v}");
+            assert!(e.to_string().contains(field), "{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn length_counts_characters_not_bytes() {
+        let limits = GiftLimits {
+            max_text_chars: 3,
+            ..GiftLimits::default()
+        };
+        assert!(
+            Gift::validate(
+                json!({"page_id": 1, "question": "🎁🎁🎁", "answer": "é"}),
+                0,
+                &limits
+            )
+            .is_ok()
+        );
+        assert!(
+            Gift::validate(
+                json!({"page_id": 1, "question": "🎁🎁🎁🎁", "answer": "é"}),
+                0,
+                &limits
+            )
+            .is_err()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn validate_never_panics_and_rows_round_trip(page_id in any::<i64>(), q in ".{0,40}", a in ".{0,40}", ts in any::<f64>()) {
+            let v = json!({"page_id": page_id, "question": q, "answer": a, "ts": ts});
+            if let Ok(g) = Gift::validate(v, 0, &GiftLimits::default()) {
+                let row: Value = serde_json::from_slice(&g.to_row(Provenance { topic: "t", partition: 0, offset: 0 })).unwrap();
+                prop_assert_eq!(row["question"].as_str(), Some(q.as_str()));
+                let parsed = OffsetDateTime::parse(row["ts"].as_str().unwrap(), &Rfc3339).unwrap();
+                prop_assert_eq!((parsed.unix_timestamp_nanos() / 1000) as i64, g.ts_micros);
+            }
+        }
+    }
+}

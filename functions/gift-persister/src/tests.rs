@@ -1,0 +1,348 @@
+//! Handler tests with in-memory stores, on the `events/` fixtures and built batches.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
+use lambda_kit::batch::{ChunkLimits, RowFate, write_rows};
+use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink};
+use lambda_kit::error::{Classify, ErrorClass};
+use lambda_kit::retry::Deadline;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+
+use crate::handler::{Handler, Settings};
+use crate::store::GiftStore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum MemError {
+    #[error("row rejected: invalid input syntax")]
+    Row,
+    #[error("database unavailable")]
+    Down,
+    #[error("unauthorized")]
+    Auth,
+}
+
+impl Classify for MemError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            MemError::Down => ErrorClass::TRANSIENT,
+            _ => ErrorClass::Permanent,
+        }
+    }
+    fn error_code(&self) -> &'static str {
+        match self {
+            MemError::Row => "db_bad_request",
+            MemError::Down => "db_server_error",
+            MemError::Auth => "db_unauthorized",
+        }
+    }
+    fn blames_input(&self) -> bool {
+        *self == MemError::Row
+    }
+}
+
+/// Gifts keyed by `event_id`, first write wins (like ignore-duplicates). Rows whose question
+/// contains `REJECT` are refused as bad data, `FLAKY` as a transient fault; `mode` fails all.
+#[derive(Debug, Default)]
+struct MemStore {
+    rows: Mutex<BTreeMap<String, Value>>,
+    requests: AtomicUsize,
+    mode: Option<MemError>,
+}
+
+impl MemStore {
+    fn failing(e: MemError) -> Self {
+        Self {
+            mode: Some(e),
+            ..Self::default()
+        }
+    }
+    fn rows(&self) -> BTreeMap<String, Value> {
+        self.rows.lock().unwrap().clone()
+    }
+}
+
+impl GiftStore for MemStore {
+    type Error = MemError;
+    async fn write(&self, _deadline: &Deadline, rows: &[Vec<u8>]) -> Vec<RowFate<MemError>> {
+        write_rows(
+            rows,
+            &ChunkLimits {
+                max_rows: 4,
+                max_bytes: 1 << 20,
+            },
+            |body| {
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                let parsed: Vec<Value> = serde_json::from_slice(&body).unwrap();
+                let result = if let Some(e) = self.mode {
+                    Err(e)
+                } else if parsed
+                    .iter()
+                    .any(|r| r["question"].as_str().unwrap().contains("REJECT"))
+                {
+                    Err(MemError::Row)
+                } else if parsed
+                    .iter()
+                    .any(|r| r["question"].as_str().unwrap().contains("FLAKY"))
+                {
+                    Err(MemError::Down)
+                } else {
+                    let mut map = self.rows.lock().unwrap();
+                    for r in parsed {
+                        map.entry(r["event_id"].as_str().unwrap().to_owned())
+                            .or_insert(r);
+                    }
+                    Ok(())
+                };
+                async move { result }
+            },
+        )
+        .await
+    }
+}
+
+#[derive(Debug, Default)]
+struct MemDeadLetters {
+    letters: Mutex<BTreeMap<(String, i32, i64), DeadLetter>>,
+    down: bool,
+}
+
+impl DeadLetterSink for MemDeadLetters {
+    type Error = MemError;
+    async fn write(&self, _deadline: &Deadline, letters: &[DeadLetter]) -> Vec<RowFate<MemError>> {
+        if self.down {
+            let e = std::sync::Arc::new(MemError::Down);
+            return letters.iter().map(|_| RowFate::Failed(e.clone())).collect();
+        }
+        let mut map = self.letters.lock().unwrap();
+        for l in letters {
+            let id = &l.record;
+            map.entry((id.topic.clone(), id.partition, id.offset))
+                .or_insert_with(|| l.clone());
+        }
+        letters.iter().map(|_| RowFate::Stored).collect()
+    }
+}
+
+fn fixture(name: &str) -> KafkaBatch {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    KafkaBatch::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn handler(store: MemStore, dl: MemDeadLetters) -> Handler<MemStore, MemDeadLetters> {
+    Handler::new(store, dl, Settings::default())
+}
+
+async fn run(
+    h: &Handler<MemStore, MemDeadLetters>,
+    batch: KafkaBatch,
+) -> Result<Vec<(String, i64)>, String> {
+    h.handle(LambdaEvent::new(batch, Context::default()))
+        .await
+        .map(|r| {
+            r.batch_item_failures
+                .iter()
+                .map(|f| {
+                    (
+                        f.item_identifier.partition.clone(),
+                        f.item_identifier.offset,
+                    )
+                })
+                .collect()
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn gift(offset: i64, question: &str) -> KafkaRecord {
+    let v = serde_json::json!({"page_id": offset, "question": question, "answer": "A", "ts": 1_732_350_000});
+    KafkaRecord::new("gift_events", 0, offset, 1_732_350_000_000).with_value(v.to_string())
+}
+
+#[tokio::test]
+async fn msk_and_self_managed_fixtures_store_every_gift_once() {
+    for name in ["gift-msk.json", "gift-self-managed.json"] {
+        let h = handler(MemStore::default(), MemDeadLetters::default());
+        for _ in 0..3 {
+            assert_eq!(run(&h, fixture(name)).await.unwrap(), vec![], "{name}");
+        }
+        let rows = h.store().rows();
+        assert_eq!(rows.len(), 6, "{name}");
+        assert!(rows.contains_key("evt-8"));
+        let first = rows.values().find(|r| r["kafka_offset"] == 100).unwrap();
+        assert_eq!(first["ts"], "2024-11-23T08:20:00.123Z");
+        assert_eq!(first["raw"]["question"], "TEST Q?");
+        let no_ts = rows.values().find(|r| r["page_id"] == 3).unwrap();
+        assert_eq!(no_ts["kafka_partition"], 0);
+        assert!(h.dead_letters().letters.lock().unwrap().is_empty());
+        // One request per chunk of 4, not one per record.
+        assert_eq!(h.store().requests.load(Ordering::Relaxed), 3 * 2);
+    }
+}
+
+#[tokio::test]
+async fn bad_fixture_dead_letters_each_bad_record_with_its_code() {
+    let h = handler(MemStore::default(), MemDeadLetters::default());
+    assert_eq!(run(&h, fixture("gift-bad.json")).await.unwrap(), vec![]);
+    let rows = h.store().rows();
+    let offsets: Vec<i64> = rows
+        .values()
+        .map(|r| r["kafka_offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(offsets.len(), 2);
+    assert!(offsets.contains(&0) && offsets.contains(&15));
+    let letters = h.dead_letters().letters.lock().unwrap().clone();
+    let codes: BTreeMap<i64, String> = letters
+        .iter()
+        .map(|((_, _, o), l)| (*o, l.error_code.clone()))
+        .collect();
+    let expected = [
+        (1, "invalid_base64"),
+        (2, "invalid_utf8"),
+        (3, "invalid_json"),
+        (4, "missing_value"),
+        (5, "missing_value"),
+        (6, "invalid_type"),
+        (7, "invalid_type"),
+        (8, "page_id_out_of_range"),
+        (9, "empty_field"),
+        (10, "too_long"),
+        (11, "missing_field"),
+        (12, "invalid_timestamp"),
+        (14, "not_an_object"),
+    ];
+    for (offset, code) in expected {
+        assert_eq!(
+            codes.get(&offset).map(String::as_str),
+            Some(code),
+            "offset {offset}"
+        );
+    }
+    assert!(
+        codes.contains_key(&13),
+        "empty value is dead-lettered too: {codes:?}"
+    );
+    assert_eq!(codes.len(), 14);
+    // Raw bytes kept: the truncated JSON as text, the invalid UTF-8 as base64.
+    let l3 = &letters[&("gift_events".to_owned(), 0, 3)];
+    assert_eq!(
+        l3.raw_value.as_deref(),
+        Some(r#"{"page_id": 12, "question": "unterminated"#)
+    );
+    let l2 = &letters[&("gift_events".to_owned(), 0, 2)];
+    assert_eq!(format!("{:?}", l2.value_encoding), "Base64");
+    assert!(l3.error_message.contains("line") || !l3.error_message.is_empty());
+    let l6 = &letters[&("gift_events".to_owned(), 0, 6)];
+    assert!(l6.error_message.contains("page_id"), "{}", l6.error_message);
+}
+
+#[tokio::test]
+async fn duplicates_in_one_batch_are_written_once() {
+    let h = handler(MemStore::default(), MemDeadLetters::default());
+    let dup = |offset| {
+        KafkaRecord::new("gift_events", 0, offset, 0)
+            .with_value(r#"{"page_id":1,"question":"Q","answer":"A","ts":5}"#)
+    };
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .record(dup(1))
+        .record(dup(2))
+        .build();
+    assert_eq!(run(&h, batch).await.unwrap(), vec![]);
+    let rows = h.store().rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.values().next().unwrap()["kafka_offset"], 1);
+}
+
+#[tokio::test]
+async fn database_rejection_isolates_the_row() {
+    let h = handler(MemStore::default(), MemDeadLetters::default());
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .records((0..10).map(|i| gift(i, if i == 6 { "REJECT me" } else { "fine" })))
+        .build();
+    assert_eq!(run(&h, batch).await.unwrap(), vec![]);
+    assert_eq!(h.store().rows().len(), 9);
+    let letters = h.dead_letters().letters.lock().unwrap().clone();
+    assert_eq!(letters.len(), 1);
+    let l = letters.values().next().unwrap();
+    assert_eq!(
+        (l.record.offset, l.error_code.as_str()),
+        (6, "db_bad_request")
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_are_reported_and_all_failed_is_an_error() {
+    let h = handler(MemStore::default(), MemDeadLetters::default());
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .records((0..8).map(|i| gift(i, if i == 5 { "FLAKY" } else { "fine" })))
+        .build();
+    // Chunks of 4: the chunk holding offset 5 fails as a whole, the other is stored.
+    let failed = run(&h, batch).await.unwrap();
+    assert_eq!(
+        failed,
+        (4..8)
+            .map(|o| ("gift_events-0".to_owned(), o))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(h.store().rows().len(), 4);
+
+    let h = handler(MemStore::failing(MemError::Down), MemDeadLetters::default());
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .records((0..3).map(|i| gift(i, "q")))
+        .build();
+    let err = run(&h, batch).await.unwrap_err();
+    assert!(err.contains("all 3 records failed"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_credentials_dead_letter_nothing() {
+    let h = handler(MemStore::failing(MemError::Auth), MemDeadLetters::default());
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .records((0..6).map(|i| gift(i, "q")))
+        .record(KafkaRecord::new("gift_events", 0, 6, 0).with_value("not json"))
+        .build();
+    let failed = run(&h, batch).await.unwrap();
+    assert_eq!(
+        failed.len(),
+        6,
+        "valid records are failed, not dead-lettered"
+    );
+    assert_eq!(
+        h.store().requests.load(Ordering::Relaxed),
+        1,
+        "no further requests after a credentials error"
+    );
+    let letters = h.dead_letters().letters.lock().unwrap();
+    assert_eq!(letters.len(), 1, "only the invalid record is dead-lettered");
+}
+
+#[tokio::test]
+async fn dead_letter_failure_reports_the_record() {
+    let dl = MemDeadLetters {
+        down: true,
+        ..MemDeadLetters::default()
+    };
+    let h = handler(MemStore::default(), dl);
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .record(gift(0, "ok"))
+        .record(KafkaRecord::new("gift_events", 0, 1, 0).with_value("{"))
+        .build();
+    assert_eq!(
+        run(&h, batch).await.unwrap(),
+        vec![("gift_events-0".to_owned(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn empty_batch_is_fine() {
+    let h = handler(MemStore::default(), MemDeadLetters::default());
+    assert_eq!(
+        run(&h, KafkaBatch::builder(EventSource::Msk).build())
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(h.store().requests.load(Ordering::Relaxed), 0);
+}
