@@ -1,7 +1,11 @@
 //! Where vectors live: the store-agnostic [`VectorStore`] trait the handler depends on (Supabase
-//! through PostgREST today; Qdrant or Stargate can implement it later) and its row types.
+//! through PostgREST, Qdrant's REST API, or Stargate REST v2 for the legacy Cassandra table) and
+//! its row types.
 
 mod memory;
+mod qdrant;
+mod rest;
+mod stargate;
 mod supabase;
 
 use std::collections::HashMap;
@@ -12,6 +16,8 @@ use lambda_kit::error::{Classify, ErrorClass};
 use lambda_kit::retry::Deadline;
 
 pub use memory::MemoryStore;
+pub use qdrant::{QdrantConfig, QdrantStore, point_id};
+pub use stargate::{StargateConfig, StargateStore};
 pub use supabase::{SupabaseStore, vector_literal};
 
 /// What is stored about one chunk, enough to decide whether it must be embedded again.

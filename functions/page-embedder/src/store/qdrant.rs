@@ -1,0 +1,434 @@
+//! `VECTOR_STORE=qdrant`: chunk vectors as points of a Qdrant collection, through its REST API.
+//!
+//! - A point id must be an unsigned integer or a UUID, so each chunk gets the UUIDv5 of
+//!   `(chunk_index, page_id)` ([`point_id`]): re-embedding a chunk overwrites its point.
+//! - The payload keeps `page_id`, `chunk_index`, `content_hash`, `model` and `chunk_text`.
+//! - Writes use `?wait=true`, so a successful answer means the change is applied and visible
+//!   to the next read (a redelivered batch sees it).
+//! - Deletes select by payload filter (`page_id`, and `chunk_index >= n` for a page that shrank);
+//!   deleting points that do not exist succeeds.
+//! - The unchanged-content check scrolls the payloads of the batch's pages
+//!   (`with_vector: false`).
+//!
+//! The collection must exist with the model's vector size and cosine distance; filters are fast
+//! with payload indexes on `page_id` (keyword) and `chunk_index` (integer):
+//!
+//! ```text
+//! PUT /collections/pages  {"vectors": {"size": 384, "distance": "Cosine"}}
+//! PUT /collections/pages/index?wait=true  {"field_name": "page_id", "field_schema": "keyword"}
+//! PUT /collections/pages/index?wait=true  {"field_name": "chunk_index", "field_schema": "integer"}
+//! ```
+
+use std::time::Duration;
+
+use lambda_kit::config::{ConfigError, Env};
+use lambda_kit::error::ErrorClass;
+use lambda_kit::postgrest::Secret;
+use lambda_kit::retry::{Deadline, RetryPolicy};
+use reqwest::Method;
+use reqwest::header::HeaderName;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::rest::{RestClient, RestSettings, segment};
+use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
+use crate::config::KeySource;
+
+/// Namespace of the point ids (a fixed random UUID: changing it would orphan every point).
+const POINT_NAMESPACE: uuid::Uuid = uuid::uuid!("6f1c2b8e-5d3a-4e7f-9a41-2c8d0b7e6a13");
+
+/// Page ids per filter, and points per scroll page.
+const IDS_PER_QUERY: usize = 200;
+const SCROLL_LIMIT: usize = 512;
+
+/// The Qdrant point id of a chunk: UUIDv5 of `"{chunk_index}/{page_id}"` (the index first, so
+/// the name is unambiguous whatever the page id contains).
+///
+/// ```
+/// use page_embedder::store::point_id;
+/// assert_eq!(point_id("p1", 0), point_id("p1", 0));
+/// assert_ne!(point_id("p1", 0), point_id("p1", 1));
+/// assert_ne!(point_id("1/p", 0), point_id("p", 1));
+/// assert_eq!(point_id("p1", 0).get_version_num(), 5);
+/// ```
+pub fn point_id(page_id: &str, chunk_index: usize) -> uuid::Uuid {
+    uuid::Uuid::new_v5(
+        &POINT_NAMESPACE,
+        format!("{chunk_index}/{page_id}").as_bytes(),
+    )
+}
+
+/// Settings of the Qdrant store.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct QdrantConfig {
+    /// `QDRANT_URL`, e.g. `http://localhost:6333` or a Qdrant Cloud cluster URL.
+    pub url: String,
+    /// `QDRANT_COLLECTION` (default `page_vectors`).
+    pub collection: String,
+    /// `QDRANT_API_KEY` or `QDRANT_API_KEY_SECRET_ID` (none for an unsecured local Qdrant).
+    pub api_key: KeySource,
+    /// `HTTP_TIMEOUT_MS` (default 10 s).
+    pub request_timeout: Duration,
+    /// `HTTP_CONNECT_TIMEOUT_MS` (default 2 s).
+    pub connect_timeout: Duration,
+    /// `RETRY_MAX_ATTEMPTS`, `RETRY_INITIAL_BACKOFF_MS`, `RETRY_MAX_BACKOFF_MS`.
+    pub retry: RetryPolicy,
+}
+
+impl QdrantConfig {
+    /// Reads the settings; `QDRANT_URL` is required.
+    ///
+    /// ```
+    /// use lambda_kit::config::Env;
+    /// use page_embedder::store::QdrantConfig;
+    /// let c = QdrantConfig::from_env(&Env::from_pairs([("QDRANT_URL", "http://127.0.0.1:6333/")])).unwrap();
+    /// assert_eq!((c.url.as_str(), c.collection.as_str()), ("http://127.0.0.1:6333", "page_vectors"));
+    /// assert_eq!(QdrantConfig::from_env(&Env::empty()).unwrap_err().var, "QDRANT_URL");
+    /// ```
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let url = http_url(env, "QDRANT_URL")?;
+        let collection = env.string_or("QDRANT_COLLECTION", "page_vectors");
+        if collection.is_empty() || collection == "." || collection == ".." {
+            return Err(ConfigError::new(
+                "QDRANT_COLLECTION",
+                "must be a collection name",
+            ));
+        }
+        Ok(Self {
+            url,
+            collection,
+            api_key: key_source(env, "QDRANT_API_KEY", "QDRANT_API_KEY_SECRET_ID")?,
+            request_timeout: env.millis_or("HTTP_TIMEOUT_MS", Duration::from_secs(10))?,
+            connect_timeout: env.millis_or("HTTP_CONNECT_TIMEOUT_MS", Duration::from_secs(2))?,
+            retry: RetryPolicy::from_env(env, "RETRY_")?,
+        })
+    }
+}
+
+/// An `http(s)` URL without a query, trailing `/` removed.
+pub(crate) fn http_url(env: &Env, var: &str) -> Result<String, ConfigError> {
+    let url = env.required(var)?;
+    let url = url.trim_end_matches('/').to_owned();
+    match reqwest::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => Ok(url),
+        _ => Err(ConfigError::new(
+            var,
+            "must be an http(s) URL without a query",
+        )),
+    }
+}
+
+/// A key given directly or as a Secrets Manager id, not both.
+pub(crate) fn key_source(
+    env: &Env,
+    plain: &str,
+    secret_id: &str,
+) -> Result<KeySource, ConfigError> {
+    match (env.get(plain), env.get(secret_id)) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            secret_id,
+            format!("set either {plain} or {secret_id}, not both"),
+        )),
+        (Some(k), None) => Ok(KeySource::Plain(Secret::new(k))),
+        (None, Some(id)) => Ok(KeySource::SecretId(id)),
+        (None, None) => Ok(KeySource::None),
+    }
+}
+
+/// Qdrant's error body: `{"status": {"error": "..."}, "time": ...}`.
+fn qdrant_error_text(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v.pointer("/status/error")?.as_str().map(str::to_owned)
+}
+
+/// Chunk vectors in a Qdrant collection.
+#[derive(Debug, Clone)]
+pub struct QdrantStore {
+    rest: RestClient,
+    /// `{url}/collections/{collection}`.
+    base: String,
+}
+
+#[derive(Serialize)]
+struct Point<'a> {
+    /// Hyphenated UUID text, the form Qdrant accepts for UUID ids.
+    id: String,
+    vector: &'a [f32],
+    payload: Payload<'a>,
+}
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    page_id: &'a str,
+    chunk_index: usize,
+    content_hash: &'a str,
+    model: &'a str,
+    chunk_text: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    status: Value,
+    result: Option<T>,
+}
+
+#[derive(Deserialize)]
+struct ScrollResult {
+    points: Vec<ScrolledPoint>,
+    next_page_offset: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ScrolledPoint {
+    payload: Option<HashPayload>,
+}
+
+#[derive(Deserialize)]
+struct HashPayload {
+    page_id: String,
+    chunk_index: usize,
+    content_hash: String,
+}
+
+impl QdrantStore {
+    /// A store for `config`, with the API key already resolved (`None` when the cluster has no
+    /// key).
+    ///
+    /// ```
+    /// use lambda_kit::config::Env;
+    /// use page_embedder::store::{QdrantConfig, QdrantStore};
+    /// let c = QdrantConfig::from_env(&Env::from_pairs([("QDRANT_URL", "http://127.0.0.1:6333"), ("QDRANT_COLLECTION", "pages v2")])).unwrap();
+    /// let store = QdrantStore::new(&c, None).unwrap();
+    /// assert_eq!(store.collection_url(), "http://127.0.0.1:6333/collections/pages%20v2");
+    /// ```
+    pub fn new(config: &QdrantConfig, api_key: Option<Secret>) -> Result<Self, StoreError> {
+        let rest = RestClient::new(RestSettings {
+            service: "qdrant",
+            auth: api_key.map(|k| (HeaderName::from_static("api-key"), k)),
+            request_timeout: config.request_timeout,
+            connect_timeout: config.connect_timeout,
+            retry: config.retry.clone(),
+            error_text: qdrant_error_text,
+        })?;
+        let base = format!(
+            "{}/collections/{}",
+            config.url,
+            segment("QDRANT_COLLECTION", &config.collection)?
+        );
+        Ok(Self { rest, base })
+    }
+
+    /// `{QDRANT_URL}/collections/{collection}` (collection percent-encoded).
+    pub fn collection_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a write (`?wait=true`) and checks Qdrant's `"status": "ok"`.
+    async fn write(
+        &self,
+        deadline: &Deadline,
+        method: Method,
+        path: &str,
+        body: Value,
+    ) -> Result<(), StoreError> {
+        let url = format!("{}{path}?wait=true", self.base);
+        let bytes = serde_json::to_vec(&body).map_err(encode_error)?;
+        let (_, answer) = self.rest.send(deadline, method, &url, Some(bytes)).await?;
+        let envelope: Envelope<Value> = self.rest.decode(&answer)?;
+        check_ok(&envelope.status)
+    }
+}
+
+fn check_ok(status: &Value) -> Result<(), StoreError> {
+    if status.as_str() == Some("ok") {
+        Ok(())
+    } else {
+        Err(StoreError {
+            class: ErrorClass::TRANSIENT,
+            code: "store_decode",
+            blames_input: false,
+            message: format!("qdrant answered 2xx with status {status}"),
+        })
+    }
+}
+
+fn encode_error(e: serde_json::Error) -> StoreError {
+    StoreError {
+        class: ErrorClass::Permanent,
+        code: "encode",
+        blames_input: true,
+        message: e.to_string(),
+    }
+}
+
+fn page_filter(ids: &[String]) -> Value {
+    json!({"must": [{"key": "page_id", "match": {"any": ids}}]})
+}
+
+impl VectorStore for QdrantStore {
+    async fn stored_hashes(
+        &self,
+        deadline: &Deadline,
+        page_ids: &[String],
+    ) -> Result<StoredHashes, StoreError> {
+        let mut out = StoredHashes::new();
+        let url = format!("{}/points/scroll", self.base);
+        for ids in page_ids.chunks(IDS_PER_QUERY) {
+            let mut offset: Option<Value> = None;
+            loop {
+                let mut body = json!({
+                    "filter": page_filter(ids),
+                    "limit": SCROLL_LIMIT,
+                    "with_payload": ["page_id", "chunk_index", "content_hash"],
+                    "with_vector": false,
+                });
+                if let Some(offset) = offset.take() {
+                    body["offset"] = offset;
+                }
+                let bytes = serde_json::to_vec(&body).map_err(encode_error)?;
+                let (_, answer) = self
+                    .rest
+                    .send(deadline, Method::POST, &url, Some(bytes))
+                    .await?;
+                let envelope: Envelope<ScrollResult> = self.rest.decode(&answer)?;
+                check_ok(&envelope.status)?;
+                let Some(result) = envelope.result else {
+                    return Err(check_ok(&Value::Null).unwrap_err());
+                };
+                for point in result.points {
+                    // Points written by something else (no payload of ours) are not our chunks.
+                    if let Some(p) = point.payload {
+                        out.entry(p.page_id).or_default().push(StoredChunk {
+                            chunk_index: p.chunk_index,
+                            content_hash: p.content_hash,
+                        });
+                    }
+                }
+                match result.next_page_offset {
+                    Some(next) if !next.is_null() => offset = Some(next),
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn upsert(&self, deadline: &Deadline, rows: &[VectorRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let points: Vec<Point<'_>> = rows
+            .iter()
+            .map(|r| Point {
+                id: point_id(&r.page_id, r.chunk_index).to_string(),
+                vector: &r.embedding,
+                payload: Payload {
+                    page_id: &r.page_id,
+                    chunk_index: r.chunk_index,
+                    content_hash: &r.content_hash,
+                    model: &r.model,
+                    chunk_text: &r.chunk_text,
+                },
+            })
+            .collect();
+        self.write(
+            deadline,
+            Method::PUT,
+            "/points",
+            json!({ "points": points }),
+        )
+        .await
+    }
+
+    async fn delete_pages(
+        &self,
+        deadline: &Deadline,
+        page_ids: &[String],
+    ) -> Result<(), StoreError> {
+        for ids in page_ids.chunks(IDS_PER_QUERY) {
+            self.write(
+                deadline,
+                Method::POST,
+                "/points/delete",
+                json!({ "filter": page_filter(ids) }),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_chunks_from(
+        &self,
+        deadline: &Deadline,
+        page_id: &str,
+        from: usize,
+    ) -> Result<(), StoreError> {
+        let filter = json!({"must": [
+            {"key": "page_id", "match": {"value": page_id}},
+            {"key": "chunk_index", "range": {"gte": from}},
+        ]});
+        self.write(
+            deadline,
+            Method::POST,
+            "/points/delete",
+            json!({ "filter": filter }),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_reads_qdrant_bodies() {
+        let body =
+            br#"{"status":{"error":"Not found: Collection `x` doesn't exist!"},"time":0.0001}"#;
+        assert_eq!(
+            qdrant_error_text(body).unwrap(),
+            "Not found: Collection `x` doesn't exist!"
+        );
+        assert!(qdrant_error_text(b"Unauthorized").is_none());
+    }
+
+    #[test]
+    fn config_errors_name_the_variable() {
+        for (pairs, var) in [
+            (vec![("QDRANT_URL", "localhost:6333")], "QDRANT_URL"),
+            (vec![("QDRANT_URL", "http://h?x=1")], "QDRANT_URL"),
+            (
+                vec![("QDRANT_URL", "http://h"), ("QDRANT_COLLECTION", "..")],
+                "QDRANT_COLLECTION",
+            ),
+            (
+                vec![
+                    ("QDRANT_URL", "http://h"),
+                    ("QDRANT_API_KEY", "k"),
+                    ("QDRANT_API_KEY_SECRET_ID", "s"),
+                ],
+                "QDRANT_API_KEY_SECRET_ID",
+            ),
+        ] {
+            let err = QdrantConfig::from_env(&Env::from_pairs(pairs)).unwrap_err();
+            assert_eq!(err.var, var);
+        }
+        let c = QdrantConfig::from_env(&Env::from_pairs([
+            ("QDRANT_URL", "https://q"),
+            ("QDRANT_API_KEY", "sekrit"),
+        ]))
+        .unwrap();
+        assert!(matches!(c.api_key, KeySource::Plain(_)));
+        assert!(!format!("{c:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn point_ids_are_stable_uuids() {
+        // Pinned: a change would orphan every stored point.
+        let id = point_id("page-1", 3);
+        assert_eq!(id, point_id("page-1", 3));
+        assert_eq!(id.to_string().len(), 36);
+        assert_eq!(id, uuid::Uuid::new_v5(&POINT_NAMESPACE, b"3/page-1"));
+    }
+}
