@@ -258,6 +258,27 @@ mod tests {
         assert!(lone.try_push(&tp, &rec(0, &vec![b'a'; 7 * 1024 * 1024])));
     }
 
+    /// What the functions will see: our event decoded by the workspace's own decoder.
+    #[test]
+    fn events_decode_with_event_decoding() {
+        let mut b = EventBuilder::new("127.0.0.1:9092");
+        let tp = TopicPartition::new("gift_events", 2);
+        let mut r = rec(41, "{\"gift\":\"ünïcode\"}".as_bytes());
+        r.key = Some(Bytes::from_static(b"user-1"));
+        assert!(b.try_push(&tp, &r));
+        assert!(b.try_push(&tp, &rec(42, b"")));
+        let batch = event_decoding::KafkaBatch::from_slice(&b.build()).unwrap();
+        assert_eq!(batch.event_source(), &event_decoding::EventSource::SelfManaged);
+        assert_eq!(batch.bootstrap_servers(), Some("127.0.0.1:9092"));
+        let recs: Vec<_> = batch.records().collect();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].topic_partition(), "gift_events-2");
+        assert_eq!(recs[0].key_str().unwrap().as_deref(), Some("user-1"));
+        assert_eq!(recs[0].value_str().unwrap().as_deref(), Some("{\"gift\":\"ünïcode\"}"));
+        assert_eq!(recs[1].value().unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(recs[1].key().unwrap(), None);
+    }
+
     fn batch() -> HashMap<String, (TopicPartition, Vec<i64>)> {
         HashMap::from([
             (
