@@ -1,5 +1,10 @@
 //! Helpers shared by the integration tests.
 
+// page-embedder fakes (documented Ollama / OpenAI embedding APIs, RAG hook) and test helpers.
+pub mod fake_embedder;
+pub mod fake_http;
+pub mod pages;
+
 // Vector-store fakes (documented Qdrant and Stargate REST APIs) and their raw-path server.
 pub mod fake_qdrant;
 pub mod fake_rest;

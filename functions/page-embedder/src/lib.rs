@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod config;
 pub mod embed;
 pub mod embedding;
+pub mod handler;
 pub mod hash;
 pub mod pipeline;
 pub mod plan;

@@ -1,1 +1,80 @@
-fn main() {}
+//! Wiring only: tracing, configuration, clients, runtime loop.
+
+use lambda_kit::config::Env;
+use lambda_kit::dead_letter::PostgrestDeadLetters;
+use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig};
+use lambda_kit::secrets::{SecretSpec, resolve};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use page_embedder::config::{Config, KeySource, Provider, StoreKind};
+use page_embedder::embed::{OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
+use page_embedder::embedding::EmbedSettings;
+use page_embedder::handler::Handler;
+use page_embedder::pipeline::{Pipeline, Settings};
+use page_embedder::rag::HttpRag;
+use page_embedder::store::SupabaseStore;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let env = Env::process();
+    let config = Config::from_env(&env)?;
+
+    let http = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(2)).build()?;
+    let api_key = match &config.embed.api_key {
+        KeySource::None => None,
+        _ => Some(resolve(&env, &SecretSpec::new("OPENAI_API_KEY", "OPENAI_API_KEY_SECRET_ID", "key")).await?),
+    };
+    let e = &config.embed;
+    let embedder = match e.provider {
+        Provider::OpenAi => ProviderEmbedder::OpenAi(
+            OpenAiEmbedder::new(
+                http.clone(),
+                &e.base_url,
+                &e.model,
+                e.dimensions,
+                e.dimensions_explicit,
+                api_key.map(|k| k.expose().to_owned()),
+            )
+            .with_timeout(e.timeout),
+        ),
+        _ => ProviderEmbedder::Ollama(
+            OllamaEmbedder::new(http.clone(), &e.base_url, &e.model, e.dimensions, e.dimensions_explicit)
+                .with_keep_alive(e.keep_alive.clone())
+                .with_timeout(e.timeout),
+        ),
+    };
+
+    let key = resolve(&env, &SecretSpec::new("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY_SECRET_ID", "key")).await?;
+    let postgrest = PostgrestClient::new(PostgrestConfig::from_env(&env, key)?)?;
+    let store = match config.store {
+        StoreKind::Supabase => SupabaseStore::new(postgrest.clone(), config.vectors_table.clone()),
+        other => return Err(format!("VECTOR_STORE {other:?} is not wired in this binary").into()),
+    };
+    let dead_letters = PostgrestDeadLetters::new(
+        postgrest,
+        env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")?,
+        lambda_kit::batch::ChunkLimits::from_env(&env)?,
+    );
+    let rag = config.rag.as_ref().map(|r| HttpRag::new(http.clone(), r.url.clone(), r.timeout, r.concurrency));
+
+    let handler = Handler {
+        pipeline: Pipeline {
+            embedder,
+            store,
+            rag,
+            settings: Settings {
+                page_id_field: config.page_id_field.clone(),
+                body_field: config.body_field.clone(),
+                doc_prefix: e.doc_prefix.clone(),
+                limits: e.limits,
+                embed: EmbedSettings { batch_size: e.batch_size, concurrency: e.concurrency, retry: e.retry.clone() },
+                rag_enabled: config.rag.is_some(),
+            },
+        },
+        dead_letters,
+        function_name: env.string_or("AWS_LAMBDA_FUNCTION_NAME", "page-embedder"),
+        deadline: config.deadline.clone(),
+    };
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| handler.handle(event))).await
+}

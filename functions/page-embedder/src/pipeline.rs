@@ -142,6 +142,7 @@ fn page_id_text(v: &Value) -> Result<String, &'static str> {
     match v {
         Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
         Value::String(_) => Err("is empty"),
+        Value::Number(n) if n.as_i64().is_some_and(|i| i < 0) => Err("must not be negative"),
         Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
         Value::Number(_) => Err("is a non-integer number"),
         _ => Err("must be a string or an integer"),

@@ -163,3 +163,13 @@ impl RagNotifier for HttpRag {
         }
     }
 }
+
+/// `RAG_REFRESH_URL` unset: `None` notifies nobody.
+impl<R: RagNotifier> RagNotifier for Option<R> {
+    async fn notify(&self, refreshes: Vec<Refresh>) -> RefreshStats {
+        match self {
+            Some(r) => r.notify(refreshes).await,
+            None => RefreshStats::default(),
+        }
+    }
+}

@@ -366,3 +366,36 @@ mod tests {
         assert_eq!(err(413, "too large").error_code(), "embed_input_too_long");
     }
 }
+
+/// The provider chosen by `EMBED_PROVIDER`, as one type the handler can be generic over.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ProviderEmbedder {
+    /// Ollama's native API.
+    Ollama(OllamaEmbedder),
+    /// OpenAI-compatible API.
+    OpenAi(OpenAiEmbedder),
+}
+
+impl Embedder for ProviderEmbedder {
+    fn model(&self) -> &str {
+        match self {
+            Self::Ollama(e) => e.model(),
+            Self::OpenAi(e) => e.model(),
+        }
+    }
+
+    fn dimensions(&self) -> usize {
+        match self {
+            Self::Ollama(e) => e.dimensions(),
+            Self::OpenAi(e) => e.dimensions(),
+        }
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match self {
+            Self::Ollama(e) => e.embed(texts).await,
+            Self::OpenAi(e) => e.embed(texts).await,
+        }
+    }
+}

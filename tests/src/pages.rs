@@ -1,0 +1,275 @@
+//! Helpers of the page-embedder integration tests: the local stack's settings (tests skip loudly
+//! without them), fixtures with page ids made unique per test, a handler wired to the real
+//! PostgREST store and a fake provider, and readers of `page_vectors` / `dead_letters`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
+use lambda_kit::dead_letter::PostgrestDeadLetters;
+use lambda_kit::postgrest::{Filter, PostgrestClient, PostgrestConfig, Secret};
+use lambda_kit::retry::{Deadline, DeadlineSettings, RetryPolicy};
+use page_embedder::chunk::ChunkLimits;
+use page_embedder::embed::{OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
+use page_embedder::embedding::EmbedSettings;
+use page_embedder::handler::{Handled, Handler};
+use page_embedder::pipeline::{Pipeline, Settings};
+use page_embedder::rag::HttpRag;
+use page_embedder::store::SupabaseStore;
+use serde_json::Value;
+
+use crate::fake_embedder::Api;
+
+/// `SUPABASE_REST_URL` and `SUPABASE_SERVICE_ROLE_KEY` from `scripts/local-stack env`; `None`
+/// (after saying so on stderr) when absent, so the caller returns early: a loud skip.
+pub fn stack(test: &str) -> Option<PostgrestClient> {
+    let (Ok(url), Ok(key)) = (std::env::var("SUPABASE_REST_URL"), std::env::var("SUPABASE_SERVICE_ROLE_KEY")) else {
+        eprintln!(
+            "SKIPPED {test}: SUPABASE_REST_URL / SUPABASE_SERVICE_ROLE_KEY not set; run `eval \"$(scripts/local-stack env)\"` (scripts/test does)"
+        );
+        return None;
+    };
+    let mut config = PostgrestConfig::new(url, Secret::new(key));
+    config.retry = RetryPolicy { max_attempts: 2, ..RetryPolicy::default() };
+    Some(PostgrestClient::new(config).expect("PostgREST client"))
+}
+
+/// A prefix unique to this test run and call, for page ids and function names.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("t{}-{}-{}-{}", nanos % 1_000_000_000_000, std::process::id(), N.fetch_add(1, Ordering::Relaxed), tag)
+}
+
+/// Everything a test configures about the function.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Provider API.
+    pub api: Api,
+    /// Provider base URL.
+    pub base_url: String,
+    /// Model.
+    pub model: String,
+    /// Expected dimension.
+    pub dims: usize,
+    /// Chunk size (prefix excluded) and overlap.
+    pub limits: ChunkLimits,
+    /// Prefix.
+    pub prefix: String,
+    /// Texts per request.
+    pub batch_size: usize,
+    /// RAG hook.
+    pub rag_url: Option<String>,
+    /// Name in dead letters (unique per test).
+    pub function_name: String,
+}
+
+impl Setup {
+    /// Defaults of the function with a 768-dimension `nomic-embed-text` at `base_url`.
+    pub fn new(api: Api, base_url: String, function_name: String) -> Self {
+        Self {
+            api,
+            base_url,
+            model: "nomic-embed-text".into(),
+            dims: 768,
+            limits: ChunkLimits::new(4000 - 17, 200),
+            prefix: "search_document: ".into(),
+            batch_size: 64,
+            rag_url: None,
+            function_name,
+        }
+    }
+}
+
+/// The handler type the tests run.
+pub type TestHandler = Handler<ProviderEmbedder, SupabaseStore, Option<HttpRag>, PostgrestDeadLetters>;
+
+/// Builds the function as `main.rs` does, against the local stack.
+pub fn handler(client: &PostgrestClient, s: &Setup) -> TestHandler {
+    let http = reqwest::Client::new();
+    let embedder = match s.api {
+        Api::Ollama => ProviderEmbedder::Ollama(
+            OllamaEmbedder::new(http.clone(), &s.base_url, &s.model, s.dims, false).with_timeout(Duration::from_secs(5)),
+        ),
+        Api::OpenAi => ProviderEmbedder::OpenAi(
+            OpenAiEmbedder::new(http.clone(), &s.base_url, &s.model, s.dims, true, Some("sk-test-key".into()))
+                .with_timeout(Duration::from_secs(5)),
+        ),
+    };
+    Handler {
+        pipeline: Pipeline {
+            embedder,
+            store: SupabaseStore::new(client.clone(), "page_vectors"),
+            rag: s.rag_url.as_ref().map(|u| HttpRag::new(http.clone(), u.clone(), Duration::from_secs(5), 4)),
+            settings: Settings {
+                page_id_field: "page_id".into(),
+                body_field: "body".into(),
+                doc_prefix: s.prefix.clone(),
+                limits: s.limits,
+                embed: EmbedSettings {
+                    batch_size: s.batch_size,
+                    concurrency: 2,
+                    retry: RetryPolicy {
+                        max_attempts: 3,
+                        initial_backoff: Duration::from_millis(10),
+                        max_backoff: Duration::from_millis(50),
+                        ..RetryPolicy::default()
+                    },
+                },
+                rag_enabled: s.rag_url.is_some(),
+            },
+        },
+        dead_letters: PostgrestDeadLetters::new(client.clone(), "dead_letters", lambda_kit::batch::ChunkLimits::default()),
+        function_name: s.function_name.clone(),
+        deadline: DeadlineSettings::default(),
+    }
+}
+
+/// Runs one batch with a 20 s budget.
+pub async fn run(h: &TestHandler, batch: &KafkaBatch) -> Handled {
+    h.process(batch, &Deadline::after(Duration::from_secs(20))).await
+}
+
+/// A plain-row record `{"page_id", "body"}` (the simplest format the decoder accepts).
+pub fn upsert(offset: i64, page_id: &str, body: &str) -> KafkaRecord {
+    let value = serde_json::json!({ "page_id": page_id, "title": "t", "body": body });
+    KafkaRecord::new("cdc.pages", 0, offset, 0)
+        .with_key(serde_json::json!({ "page_id": page_id }).to_string())
+        .with_value(value.to_string())
+}
+
+/// A plain-row delete.
+pub fn delete(offset: i64, page_id: &str) -> KafkaRecord {
+    KafkaRecord::new("cdc.pages", 0, offset, 0)
+        .with_key(serde_json::json!({ "page_id": page_id }).to_string())
+        .with_value(serde_json::json!({ "page_id": page_id, "op": "d" }).to_string())
+}
+
+/// A batch of records.
+pub fn batch(records: Vec<KafkaRecord>) -> KafkaBatch {
+    KafkaBatch::builder(EventSource::Msk).records(records).build()
+}
+
+/// Loads `events/<name>` with every page id made unique by `prefix`: strings and non-negative
+/// integers under a `page_id` key (Debezium rows, keys, Cassandra cells) and plain-string keys
+/// become `"{prefix}{id}"`; invalid ids (negative, boolean) are left invalid.
+pub fn fixture(name: &str, prefix: &str) -> KafkaBatch {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(name);
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("fixture JSON");
+    for records in doc["records"].as_object_mut().expect("records").values_mut() {
+        for record in records.as_array_mut().expect("array") {
+            for field in ["key", "value"] {
+                let Some(b64) = record[field].as_str() else { continue };
+                let Ok(bytes) = STANDARD.decode(b64) else { continue };
+                let Ok(text) = String::from_utf8(bytes) else { continue };
+                let rewritten = match serde_json::from_str::<Value>(&text) {
+                    // A scalar key (`42`, `"42"`) is the page id itself: keep it a plain string.
+                    Ok(Value::String(id)) if field == "key" => format!("{prefix}{id}"),
+                    Ok(Value::Number(id)) if field == "key" => format!("{prefix}{id}"),
+                    Ok(mut v) => {
+                        rewrite_ids(&mut v, prefix);
+                        v.to_string()
+                    }
+                    // A plain-string key is the page id itself.
+                    Err(_) if field == "key" => format!("{prefix}{text}"),
+                    Err(_) => continue,
+                };
+                record[field] = Value::String(STANDARD.encode(rewritten));
+            }
+        }
+    }
+    KafkaBatch::from_slice(&serde_json::to_vec(&doc).unwrap()).expect("fixture decodes")
+}
+
+fn prefixed(v: &Value, prefix: &str) -> Option<Value> {
+    match v {
+        Value::String(s) => Some(Value::String(format!("{prefix}{s}"))),
+        Value::Number(n) if n.as_u64().is_some() => Some(Value::String(format!("{prefix}{n}"))),
+        _ => None,
+    }
+}
+
+fn rewrite_ids(v: &mut Value, prefix: &str) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if k == "page_id" {
+                    if let Some(new) = prefixed(child, prefix) {
+                        *child = new;
+                        continue;
+                    }
+                    // Cassandra cell `{"value": .., "deletion_ts": .., "set": true}`.
+                    if let Some(inner) = child.get_mut("value")
+                        && let Some(new) = prefixed(inner, prefix)
+                    {
+                        *inner = new;
+                        continue;
+                    }
+                }
+                rewrite_ids(child, prefix);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|c| rewrite_ids(c, prefix)),
+        _ => {}
+    }
+}
+
+/// A stored chunk row.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Row {
+    /// Page id.
+    pub page_id: String,
+    /// Chunk index.
+    pub chunk_index: i64,
+    /// Hash.
+    pub content_hash: String,
+    /// Model.
+    pub model: String,
+    /// Chunk text.
+    pub chunk_text: Option<String>,
+    /// pgvector text form or JSON array, as the API returns it.
+    pub embedding: Value,
+}
+
+impl Row {
+    /// The vector as numbers.
+    pub fn vector(&self) -> Vec<f32> {
+        match &self.embedding {
+            Value::String(s) => serde_json::from_str(s).expect("vector literal"),
+            other => serde_json::from_value(other.clone()).expect("vector array"),
+        }
+    }
+}
+
+/// Rows of `page_ids`, ordered by page and chunk.
+pub async fn rows(client: &PostgrestClient, page_ids: &[String]) -> Vec<Row> {
+    let deadline = Deadline::after(Duration::from_secs(10));
+    let mut rows: Vec<Row> = client
+        .select(
+            &deadline,
+            "page_vectors",
+            "page_id,chunk_index,content_hash,model,chunk_text,embedding",
+            &[Filter::in_list("page_id", page_ids)],
+        )
+        .await
+        .expect("select page_vectors");
+    rows.sort_by(|a, b| (a.page_id.as_str(), a.chunk_index).cmp(&(b.page_id.as_str(), b.chunk_index)));
+    rows
+}
+
+/// Dead letters written under `function_name`: `(kafka_offset, error_code)` sorted.
+pub async fn dead_letters(client: &PostgrestClient, function_name: &str) -> Vec<(i64, String)> {
+    let deadline = Deadline::after(Duration::from_secs(10));
+    let rows: Vec<Value> = client
+        .select(&deadline, "dead_letters", "kafka_offset,error_code", &[Filter::eq("function_name", function_name)])
+        .await
+        .expect("select dead_letters");
+    let mut out: Vec<(i64, String)> = rows
+        .iter()
+        .map(|r| (r["kafka_offset"].as_i64().unwrap_or(-1), r["error_code"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    out.sort();
+    out
+}
