@@ -18,6 +18,10 @@ pub enum Provider {
     /// OpenAI `POST /v1/embeddings` and compatible servers (vLLM, TEI, LM Studio, LiteLLM,
     /// Ollama's `/v1`).
     OpenAi,
+    /// In process, no server: a sentence-transformers BERT model loaded from `LOCAL_MODEL_DIR`
+    /// (default all-MiniLM-L6-v2, 384 dimensions; `scripts/model` fetches it). Needs the
+    /// `local-embedder` cargo feature.
+    Local,
 }
 
 impl Provider {
@@ -25,9 +29,10 @@ impl Provider {
         match s.to_ascii_lowercase().as_str() {
             "ollama" => Ok(Provider::Ollama),
             "openai" => Ok(Provider::OpenAi),
+            "local" => Ok(Provider::Local),
             other => Err(ConfigError::new(
                 "EMBED_PROVIDER",
-                format!("unknown provider {other:?}; expected ollama or openai"),
+                format!("unknown provider {other:?}; expected ollama, openai or local"),
             )),
         }
     }
@@ -36,6 +41,8 @@ impl Provider {
         match self {
             Provider::Ollama => "http://localhost:11434",
             Provider::OpenAi => "https://api.openai.com",
+            // Not used: the model runs in process.
+            Provider::Local => "http://localhost",
         }
     }
 }
@@ -58,6 +65,11 @@ pub enum KeySource {
 pub enum StoreKind {
     /// `page_vectors` through PostgREST.
     Supabase,
+    /// A Qdrant collection ([`crate::store::QdrantStore`], settings in [`Config::qdrant`]).
+    Qdrant,
+    /// A Cassandra table behind Stargate REST v2 ([`crate::store::StargateStore`], settings in
+    /// [`Config::stargate`]); deprecated on Astra DB, kept for existing deployments.
+    Stargate,
 }
 
 /// Everything about the embedding calls.
@@ -89,6 +101,8 @@ pub struct EmbedConfig {
     pub retry: RetryPolicy,
     /// `OPENAI_API_KEY` or `OPENAI_API_KEY_SECRET_ID`.
     pub api_key: KeySource,
+    /// `LOCAL_MODEL_DIR`, required with `EMBED_PROVIDER=local`.
+    pub local_model_dir: Option<String>,
 }
 
 /// RAG refresh hook.
@@ -113,8 +127,14 @@ pub struct Config {
     pub embed: EmbedConfig,
     /// `VECTOR_STORE` (default `supabase`).
     pub store: StoreKind,
-    /// `VECTORS_TABLE` (default `page_vectors`).
+    /// `VECTORS_TABLE` (default `page_vectors`, `vector(768)`; with `EMBED_PROVIDER=local`
+    /// `page_vectors_minilm`, `vector(384)`: a column has one dimension, so each model size
+    /// gets its own table).
     pub vectors_table: String,
+    /// `QDRANT_*` settings when `VECTOR_STORE=qdrant`.
+    pub qdrant: Option<crate::store::QdrantConfig>,
+    /// `STARGATE_*` settings when `VECTOR_STORE=stargate`.
+    pub stargate: Option<crate::store::StargateConfig>,
     /// `RAG_REFRESH_URL` and friends, when set.
     pub rag: Option<RagConfig>,
     /// `DEADLINE_SAFETY_MARGIN_MS`, `DEFAULT_BUDGET_MS`.
@@ -144,9 +164,17 @@ impl Config {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => return Err(ConfigError::new("EMBED_BASE_URL", "must be an http(s) URL")),
         }
-        let model = env.string_or("EMBED_MODEL", "nomic-embed-text");
+        let local = provider == Provider::Local;
+        let model = env.string_or(
+            "EMBED_MODEL",
+            if local {
+                "all-MiniLM-L6-v2"
+            } else {
+                "nomic-embed-text"
+            },
+        );
         let dimensions_explicit = env.get("EMBED_DIM").is_some();
-        let dimensions = env.positive_or("EMBED_DIM", 768)?;
+        let dimensions = env.positive_or("EMBED_DIM", if local { 384 } else { 768 })?;
         let doc_prefix = match env.get("EMBED_DOC_PREFIX") {
             // Values are trimmed; the usual `task: ` prefixes get their space back.
             Some(p) if p.eq_ignore_ascii_case("none") => String::new(),
@@ -155,7 +183,9 @@ impl Config {
             None if model.to_ascii_lowercase().contains("nomic") => "search_document: ".to_owned(),
             None => String::new(),
         };
-        let max_chars = env.positive_or("EMBED_MAX_CHARS", 4000)?;
+        // all-MiniLM-L6-v2 reads 256 tokens (about 1000 characters of English) and truncates the
+        // rest, so local chunks are smaller.
+        let max_chars = env.positive_or("EMBED_MAX_CHARS", if local { 1000 } else { 4000 })?;
         let prefix_len = doc_prefix.chars().count();
         if max_chars < prefix_len + 64 {
             return Err(ConfigError::new(
@@ -163,7 +193,7 @@ impl Config {
                 format!("must be at least {} (prefix + 64)", prefix_len + 64),
             ));
         }
-        let overlap = env.parse_or("EMBED_OVERLAP_CHARS", 200usize)?;
+        let overlap = env.parse_or("EMBED_OVERLAP_CHARS", if local { 100 } else { 200 })?;
         if overlap * 2 > max_chars - prefix_len {
             return Err(ConfigError::new(
                 "EMBED_OVERLAP_CHARS",
@@ -190,12 +220,31 @@ impl Config {
             .as_str()
         {
             "supabase" => StoreKind::Supabase,
+            "qdrant" => StoreKind::Qdrant,
+            "stargate" => StoreKind::Stargate,
             other => {
                 return Err(ConfigError::new(
                     "VECTOR_STORE",
-                    format!("unknown store {other:?}; expected supabase"),
+                    format!("unknown store {other:?}; expected supabase, qdrant or stargate"),
                 ));
             }
+        };
+        let qdrant = match store {
+            StoreKind::Qdrant => Some(crate::store::QdrantConfig::from_env(env)?),
+            _ => None,
+        };
+        let stargate = match store {
+            StoreKind::Stargate => Some(crate::store::StargateConfig::from_env(env)?),
+            _ => None,
+        };
+        let local_model_dir = match (local, env.get("LOCAL_MODEL_DIR")) {
+            (true, None) => {
+                return Err(ConfigError::new(
+                    "LOCAL_MODEL_DIR",
+                    "required with EMBED_PROVIDER=local: a directory with config.json, tokenizer.json and model.safetensors (scripts/model prints one)",
+                ));
+            }
+            (_, dir) => dir,
         };
         let rag = match env.get("RAG_REFRESH_URL") {
             Some(url) => {
@@ -233,9 +282,19 @@ impl Config {
                 keep_alive: env.get("EMBED_KEEP_ALIVE"),
                 retry: RetryPolicy::from_env(env, "EMBED_RETRY_")?,
                 api_key,
+                local_model_dir,
             },
             store,
-            vectors_table: env.identifier_or("VECTORS_TABLE", "page_vectors")?,
+            vectors_table: env.identifier_or(
+                "VECTORS_TABLE",
+                if local {
+                    "page_vectors_minilm"
+                } else {
+                    "page_vectors"
+                },
+            )?,
+            qdrant,
+            stargate,
             rag,
             deadline: DeadlineSettings::from_env(env)?,
         })
@@ -272,13 +331,50 @@ mod tests {
             ("EMBED_MAX_CHARS", "10"),
             ("EMBED_OVERLAP_CHARS", "3000"),
             ("EMBED_BATCH_SIZE", "0"),
-            ("VECTOR_STORE", "qdrant"),
+            ("VECTOR_STORE", "pinecone"),
             ("RAG_REFRESH_URL", "ftp://x"),
             ("PAGE_ID_FIELD", "page id; drop"),
         ] {
             let err = Config::from_env(&Env::from_pairs([(var, value)])).unwrap_err();
             assert_eq!(err.var, var, "{value}: {err}");
         }
+    }
+
+    #[test]
+    fn local_provider_and_other_stores() {
+        let err = Config::from_env(&Env::from_pairs([("EMBED_PROVIDER", "local")])).unwrap_err();
+        assert_eq!(err.var, "LOCAL_MODEL_DIR");
+        let c = Config::from_env(&Env::from_pairs([
+            ("EMBED_PROVIDER", "local"),
+            ("LOCAL_MODEL_DIR", "model"),
+        ]))
+        .unwrap();
+        assert_eq!(c.embed.provider, Provider::Local);
+        assert_eq!(
+            (c.embed.model.as_str(), c.embed.dimensions),
+            ("all-MiniLM-L6-v2", 384)
+        );
+        assert_eq!(c.vectors_table, "page_vectors_minilm");
+        assert_eq!(c.embed.doc_prefix, "");
+        assert_eq!(c.embed.limits.max_chars, 1000);
+
+        let err = Config::from_env(&Env::from_pairs([("VECTOR_STORE", "qdrant")])).unwrap_err();
+        assert_eq!(err.var, "QDRANT_URL");
+        let c = Config::from_env(&Env::from_pairs([
+            ("VECTOR_STORE", "Qdrant"),
+            ("QDRANT_URL", "http://127.0.0.1:6333"),
+        ]))
+        .unwrap();
+        assert_eq!(c.store, StoreKind::Qdrant);
+        assert_eq!(c.qdrant.unwrap().collection, "page_vectors");
+        let c = Config::from_env(&Env::from_pairs([
+            ("VECTOR_STORE", "stargate"),
+            ("STARGATE_URL", "http://127.0.0.1:8082"),
+            ("STARGATE_AUTH_TOKEN", "tok"),
+        ]))
+        .unwrap();
+        assert_eq!(c.store, StoreKind::Stargate);
+        assert!(c.stargate.is_some() && c.qdrant.is_none());
     }
 
     #[test]
