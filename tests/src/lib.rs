@@ -9,3 +9,7 @@ pub mod pages;
 pub mod fake_qdrant;
 pub mod fake_rest;
 pub mod fake_stargate;
+
+// gift-persister tests: the stack's env and SQL, a fault-injecting proxy.
+pub mod fault_proxy;
+pub mod stack;

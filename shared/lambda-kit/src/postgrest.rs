@@ -185,7 +185,7 @@ impl Upsert {
 /// ```
 /// use lambda_kit::postgrest::Filter;
 /// assert_eq!(Filter::eq("topic", "a b&c").to_query(), "topic=eq.a%20b%26c");
-/// assert_eq!(Filter::in_list("id", ["1", "x,y"]).to_query(), "id=in.(1,%22x%2Cy%22)");
+/// assert_eq!(Filter::in_list("id", ["1", "x,y"]).to_query(), "id=in.(%221%22,%22x%2Cy%22)");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
@@ -222,8 +222,8 @@ impl Filter {
         }
     }
 
-    /// `column IN (values...)`. Values with PostgREST's reserved characters (`,.:()"\` or
-    /// spaces) are double-quoted with `"` and `\` escaped.
+    /// `column IN (values...)`. Every value is double-quoted with `"` and `\` backslash-escaped,
+    /// so PostgREST's reserved characters (`,.:()`) inside values are taken literally.
     pub fn in_list<I, V>(column: impl Into<String>, values: I) -> Self
     where
         I: IntoIterator<Item = V>,
@@ -251,12 +251,6 @@ fn encode(s: &str) -> String {
 }
 
 fn quote_in_value(v: &str) -> String {
-    let reserved = v.is_empty()
-        || v.chars()
-            .any(|c| matches!(c, ',' | '.' | ':' | '(' | ')' | '"' | '\\') || c.is_whitespace());
-    if !reserved {
-        return v.to_owned();
-    }
     let mut s = String::with_capacity(v.len() + 2);
     s.push('"');
     for c in v.chars() {
@@ -611,11 +605,14 @@ mod tests {
 
     #[test]
     fn in_list_quoting() {
-        assert_eq!(quote_in_value("abc"), "abc");
+        assert_eq!(quote_in_value("abc"), "\"abc\"");
         assert_eq!(quote_in_value("a,b"), "\"a,b\"");
         assert_eq!(quote_in_value("say \"hi\"\\"), "\"say \\\"hi\\\"\\\\\"");
         assert_eq!(quote_in_value(""), "\"\"");
-        assert_eq!(Filter::in_list("k", ["é"]).to_query(), "k=in.(%C3%A9)");
+        assert_eq!(
+            Filter::in_list("k", ["é"]).to_query(),
+            "k=in.(%22%C3%A9%22)"
+        );
         assert_eq!(Filter::is_null("x").to_query(), "x=is.null");
     }
 
