@@ -25,22 +25,37 @@ use crate::fake_embedder::Api;
 /// `SUPABASE_REST_URL` and `SUPABASE_SERVICE_ROLE_KEY` from `scripts/local-stack env`; `None`
 /// (after saying so on stderr) when absent, so the caller returns early: a loud skip.
 pub fn stack(test: &str) -> Option<PostgrestClient> {
-    let (Ok(url), Ok(key)) = (std::env::var("SUPABASE_REST_URL"), std::env::var("SUPABASE_SERVICE_ROLE_KEY")) else {
+    let (Ok(url), Ok(key)) = (
+        std::env::var("SUPABASE_REST_URL"),
+        std::env::var("SUPABASE_SERVICE_ROLE_KEY"),
+    ) else {
         eprintln!(
             "SKIPPED {test}: SUPABASE_REST_URL / SUPABASE_SERVICE_ROLE_KEY not set; run `eval \"$(scripts/local-stack env)\"` (scripts/test does)"
         );
         return None;
     };
     let mut config = PostgrestConfig::new(url, Secret::new(key));
-    config.retry = RetryPolicy { max_attempts: 2, ..RetryPolicy::default() };
+    config.retry = RetryPolicy {
+        max_attempts: 2,
+        ..RetryPolicy::default()
+    };
     Some(PostgrestClient::new(config).expect("PostgREST client"))
 }
 
 /// A prefix unique to this test run and call, for page ids and function names.
 pub fn unique(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("t{}-{}-{}-{}", nanos % 1_000_000_000_000, std::process::id(), N.fetch_add(1, Ordering::Relaxed), tag)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "t{}-{}-{}-{}",
+        nanos % 1_000_000_000_000,
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        tag
+    )
 }
 
 /// Everything a test configures about the function.
@@ -84,25 +99,37 @@ impl Setup {
 }
 
 /// The handler type the tests run.
-pub type TestHandler = Handler<ProviderEmbedder, SupabaseStore, Option<HttpRag>, PostgrestDeadLetters>;
+pub type TestHandler =
+    Handler<ProviderEmbedder, SupabaseStore, Option<HttpRag>, PostgrestDeadLetters>;
 
 /// Builds the function as `main.rs` does, against the local stack.
 pub fn handler(client: &PostgrestClient, s: &Setup) -> TestHandler {
     let http = reqwest::Client::new();
     let embedder = match s.api {
         Api::Ollama => ProviderEmbedder::Ollama(
-            OllamaEmbedder::new(http.clone(), &s.base_url, &s.model, s.dims, false).with_timeout(Duration::from_secs(5)),
+            OllamaEmbedder::new(http.clone(), &s.base_url, &s.model, s.dims, false)
+                .with_timeout(Duration::from_secs(5)),
         ),
         Api::OpenAi => ProviderEmbedder::OpenAi(
-            OpenAiEmbedder::new(http.clone(), &s.base_url, &s.model, s.dims, true, Some("sk-test-key".into()))
-                .with_timeout(Duration::from_secs(5)),
+            OpenAiEmbedder::new(
+                http.clone(),
+                &s.base_url,
+                &s.model,
+                s.dims,
+                true,
+                Some("sk-test-key".into()),
+            )
+            .with_timeout(Duration::from_secs(5)),
         ),
     };
     Handler {
         pipeline: Pipeline {
             embedder,
             store: SupabaseStore::new(client.clone(), "page_vectors"),
-            rag: s.rag_url.as_ref().map(|u| HttpRag::new(http.clone(), u.clone(), Duration::from_secs(5), 4)),
+            rag: s
+                .rag_url
+                .as_ref()
+                .map(|u| HttpRag::new(http.clone(), u.clone(), Duration::from_secs(5), 4)),
             settings: Settings {
                 page_id_field: "page_id".into(),
                 body_field: "body".into(),
@@ -121,7 +148,11 @@ pub fn handler(client: &PostgrestClient, s: &Setup) -> TestHandler {
                 rag_enabled: s.rag_url.is_some(),
             },
         },
-        dead_letters: PostgrestDeadLetters::new(client.clone(), "dead_letters", lambda_kit::batch::ChunkLimits::default()),
+        dead_letters: PostgrestDeadLetters::new(
+            client.clone(),
+            "dead_letters",
+            lambda_kit::batch::ChunkLimits::default(),
+        ),
         function_name: s.function_name.clone(),
         deadline: DeadlineSettings::default(),
     }
@@ -129,7 +160,8 @@ pub fn handler(client: &PostgrestClient, s: &Setup) -> TestHandler {
 
 /// Runs one batch with a 20 s budget.
 pub async fn run(h: &TestHandler, batch: &KafkaBatch) -> Handled {
-    h.process(batch, &Deadline::after(Duration::from_secs(20))).await
+    h.process(batch, &Deadline::after(Duration::from_secs(20)))
+        .await
 }
 
 /// A plain-row record `{"page_id", "body"}` (the simplest format the decoder accepts).
@@ -149,21 +181,36 @@ pub fn delete(offset: i64, page_id: &str) -> KafkaRecord {
 
 /// A batch of records.
 pub fn batch(records: Vec<KafkaRecord>) -> KafkaBatch {
-    KafkaBatch::builder(EventSource::Msk).records(records).build()
+    KafkaBatch::builder(EventSource::Msk)
+        .records(records)
+        .build()
 }
 
 /// Loads `events/<name>` with every page id made unique by `prefix`: strings and non-negative
 /// integers under a `page_id` key (Debezium rows, keys, Cassandra cells) and plain-string keys
 /// become `"{prefix}{id}"`; invalid ids (negative, boolean) are left invalid.
 pub fn fixture(name: &str, prefix: &str) -> KafkaBatch {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(name);
-    let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("fixture JSON");
-    for records in doc["records"].as_object_mut().expect("records").values_mut() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(name);
+    let mut doc: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("fixture JSON");
+    for records in doc["records"]
+        .as_object_mut()
+        .expect("records")
+        .values_mut()
+    {
         for record in records.as_array_mut().expect("array") {
             for field in ["key", "value"] {
-                let Some(b64) = record[field].as_str() else { continue };
-                let Ok(bytes) = STANDARD.decode(b64) else { continue };
-                let Ok(text) = String::from_utf8(bytes) else { continue };
+                let Some(b64) = record[field].as_str() else {
+                    continue;
+                };
+                let Ok(bytes) = STANDARD.decode(b64) else {
+                    continue;
+                };
+                let Ok(text) = String::from_utf8(bytes) else {
+                    continue;
+                };
                 let rewritten = match serde_json::from_str::<Value>(&text) {
                     // A scalar key (`42`, `"42"`) is the page id itself: keep it a plain string.
                     Ok(Value::String(id)) if field == "key" => format!("{prefix}{id}"),
@@ -185,6 +232,8 @@ pub fn fixture(name: &str, prefix: &str) -> KafkaBatch {
 
 fn prefixed(v: &Value, prefix: &str) -> Option<Value> {
     match v {
+        // A negative numeric id stays as it is: the function must reject it.
+        Value::String(s) if s.parse::<i64>().is_ok_and(|i| i < 0) => None,
         Value::String(s) => Some(Value::String(format!("{prefix}{s}"))),
         Value::Number(n) if n.as_u64().is_some() => Some(Value::String(format!("{prefix}{n}"))),
         _ => None,
@@ -255,7 +304,9 @@ pub async fn rows(client: &PostgrestClient, page_ids: &[String]) -> Vec<Row> {
         )
         .await
         .expect("select page_vectors");
-    rows.sort_by(|a, b| (a.page_id.as_str(), a.chunk_index).cmp(&(b.page_id.as_str(), b.chunk_index)));
+    rows.sort_by(|a, b| {
+        (a.page_id.as_str(), a.chunk_index).cmp(&(b.page_id.as_str(), b.chunk_index))
+    });
     rows
 }
 
@@ -263,12 +314,22 @@ pub async fn rows(client: &PostgrestClient, page_ids: &[String]) -> Vec<Row> {
 pub async fn dead_letters(client: &PostgrestClient, function_name: &str) -> Vec<(i64, String)> {
     let deadline = Deadline::after(Duration::from_secs(10));
     let rows: Vec<Value> = client
-        .select(&deadline, "dead_letters", "kafka_offset,error_code", &[Filter::eq("function_name", function_name)])
+        .select(
+            &deadline,
+            "dead_letters",
+            "kafka_offset,error_code",
+            &[Filter::eq("function_name", function_name)],
+        )
         .await
         .expect("select dead_letters");
     let mut out: Vec<(i64, String)> = rows
         .iter()
-        .map(|r| (r["kafka_offset"].as_i64().unwrap_or(-1), r["error_code"].as_str().unwrap_or("").to_owned()))
+        .map(|r| {
+            (
+                r["kafka_offset"].as_i64().unwrap_or(-1),
+                r["error_code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
     out.sort();
     out

@@ -140,8 +140,12 @@ impl PageWork {
 /// Page id as text: strings as they are, integers in decimal.
 fn page_id_text(v: &Value) -> Result<String, &'static str> {
     match v {
-        Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
-        Value::String(_) => Err("is empty"),
+        Value::String(s) if s.trim().is_empty() => Err("is empty"),
+        // Page ids are non-negative numbers or names; "-9" is a corrupted numeric id.
+        Value::String(s) if s.trim().parse::<i64>().is_ok_and(|i| i < 0) => {
+            Err("must not be negative")
+        }
+        Value::String(s) => Ok(s.clone()),
         Value::Number(n) if n.as_i64().is_some_and(|i| i < 0) => Err("must not be negative"),
         Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
         Value::Number(_) => Err("is a non-integer number"),
@@ -580,5 +584,26 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         } else {
             page.fail(e.code);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn page_ids_are_normalised_to_text_and_bad_ones_named() {
+        assert_eq!(page_id_text(&json!("42")), Ok("42".into()));
+        assert_eq!(page_id_text(&json!(42)), Ok("42".into()));
+        assert_eq!(page_id_text(&json!(u64::MAX)), Ok(u64::MAX.to_string()));
+        assert_eq!(page_id_text(&json!("-9")), Err("must not be negative"));
+        assert_eq!(page_id_text(&json!(-9)), Err("must not be negative"));
+        assert_eq!(page_id_text(&json!(" ")), Err("is empty"));
+        assert_eq!(page_id_text(&json!(1.5)), Err("is a non-integer number"));
+        assert_eq!(
+            page_id_text(&json!(true)),
+            Err("must be a string or an integer")
+        );
     }
 }

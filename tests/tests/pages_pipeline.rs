@@ -1,0 +1,536 @@
+//! page-embedder against the real local stack (PostgREST `page_vectors`, `dead_letters`) with
+//! fake providers speaking Ollama's and OpenAI's documented embedding APIs and a recording RAG
+//! hook. Every test uses its own page ids, so tests run in parallel against one database. Tests
+//! print `SKIPPED` and return when the stack's environment is absent (`scripts/test` sets it).
+
+use std::collections::BTreeMap;
+
+use event_decoding::Change;
+use integration_tests::fake_embedder::{Api, FakeEmbedder, FakeRag, Fault, expected_vector};
+use integration_tests::pages::{
+    Setup, batch, dead_letters, delete, fixture, handler, rows, run, stack, unique, upsert,
+};
+use page_embedder::chunk::ChunkLimits;
+
+const PREFIX: &str = "search_document: ";
+
+/// The expected final state of a batch, computed from the decoded changes with "last change per
+/// page wins": page id -> body (`None` = deleted).
+fn expected_state(b: &event_decoding::KafkaBatch) -> BTreeMap<String, Option<String>> {
+    let mut state = BTreeMap::new();
+    for r in b.records() {
+        let Ok(change) = r.change() else { continue };
+        let id = change
+            .field("page_id")
+            .or_else(|| change.key().filter(|k| k.is_string()))
+            .and_then(|v| v.as_str().map(str::to_owned));
+        let Some(id) = id else { continue };
+        match &change {
+            Change::Upsert { row, .. } => {
+                let body = row
+                    .get("body")
+                    .and_then(|b| b.as_str())
+                    .unwrap_or("")
+                    .to_owned();
+                state.insert(id, Some(body));
+            }
+            Change::Delete { .. } | Change::Tombstone { .. } => {
+                state.insert(id, None);
+            }
+            _ => {}
+        }
+    }
+    state
+}
+
+#[tokio::test]
+async fn every_cdc_format_ends_in_the_expected_state() {
+    let Some(client) = stack("every_cdc_format_ends_in_the_expected_state") else {
+        return;
+    };
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    for name in [
+        "pages-debezium.json",
+        "pages-debezium-plain.json",
+        "pages-cassandra.json",
+        "pages-unwrapped.json",
+        "pages-plain.json",
+    ] {
+        let prefix = unique("fmt");
+        let b = fixture(name, &format!("{prefix}-"));
+        let expected = expected_state(&b);
+        assert!(
+            expected.values().any(Option::is_some),
+            "{name}: fixture has upserts"
+        );
+        let h = handler(
+            &client,
+            &Setup::new(Api::Ollama, fake.base_url(), prefix.clone()),
+        );
+        let handled = run(&h, &b).await;
+        let response = handled.response.expect("not all failed");
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "{name}: {response:?}"
+        );
+
+        let ids: Vec<String> = expected.keys().cloned().collect();
+        let stored = rows(&client, &ids).await;
+        for (id, body) in &expected {
+            let page: Vec<_> = stored.iter().filter(|r| &r.page_id == id).collect();
+            match body {
+                Some(body) if !body.trim().is_empty() => {
+                    assert_eq!(page.len(), 1, "{name}: page {id} has one chunk");
+                    assert_eq!(page[0].chunk_text.as_deref(), Some(body.as_str()));
+                    assert_eq!(page[0].model, "nomic-embed-text");
+                    let want = expected_vector(&format!("{PREFIX}{body}"), 768);
+                    let got = page[0].vector();
+                    assert!(
+                        got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+                        "{name}: vector of {id}"
+                    );
+                }
+                _ => assert!(page.is_empty(), "{name}: page {id} must have no vectors"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_records_are_dead_lettered_with_clear_codes() {
+    let Some(client) = stack("bad_records_are_dead_lettered_with_clear_codes") else {
+        return;
+    };
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let prefix = unique("bad");
+    let b = fixture("pages-bad.json", &format!("{prefix}-"));
+    let h = handler(
+        &client,
+        &Setup::new(Api::Ollama, fake.base_url(), prefix.clone()),
+    );
+    let handled = run(&h, &b).await;
+    assert!(
+        handled
+            .response
+            .expect("partial")
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(handled.counts.stored, 2, "offsets 0 and 13 are valid");
+    let letters = dead_letters(&client, &prefix).await;
+    let offsets: Vec<i64> = letters.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (1..=12).collect::<Vec<_>>(), "{letters:?}");
+    let code = |o: i64| {
+        letters
+            .iter()
+            .find(|(x, _)| *x == o)
+            .map(|(_, c)| c.as_str())
+            .unwrap()
+    };
+    assert_eq!(code(1), "invalid_base64");
+    assert_eq!(code(6), "unknown_op");
+    assert_eq!(code(5), "missing_key");
+    assert_eq!(code(9), "invalid_page_id");
+    assert_eq!(code(10), "invalid_page_id");
+    assert_eq!(code(11), "invalid_body");
+}
+
+#[tokio::test]
+async fn last_change_per_page_wins() {
+    let Some(client) = stack("last_change_per_page_wins") else {
+        return;
+    };
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let p = unique("order");
+    let (a, b, c) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"));
+    let h = handler(
+        &client,
+        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
+    );
+    // c exists before the batch; the batch deletes it and recreates it with new text.
+    run(&h, &batch(vec![upsert(0, &c, "old c")])).await;
+    let handled = run(
+        &h,
+        &batch(vec![
+            upsert(1, &a, "a v1"),
+            upsert(2, &b, "b deleted later"),
+            delete(3, &c),
+            delete(4, &b),
+            upsert(5, &a, "a v2"),
+            upsert(6, &c, "c reborn"),
+        ]),
+    )
+    .await;
+    assert!(handled.response.unwrap().batch_item_failures.is_empty());
+    let stored = rows(&client, &[a.clone(), b.clone(), c.clone()]).await;
+    let texts: Vec<(&str, &str)> = stored
+        .iter()
+        .map(|r| (r.page_id.as_str(), r.chunk_text.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(texts, vec![(a.as_str(), "a v2"), (c.as_str(), "c reborn")]);
+    // Superseded versions were never embedded.
+    assert!(
+        !fake
+            .inputs()
+            .iter()
+            .any(|t| t.ends_with("a v1") || t.ends_with("b deleted later"))
+    );
+    // Repeating a delete is harmless.
+    let again = run(&h, &batch(vec![delete(7, &b), delete(8, &b)])).await;
+    assert!(again.response.unwrap().batch_item_failures.is_empty());
+}
+
+#[tokio::test]
+async fn long_page_gives_several_chunks_and_shrinking_removes_the_tail() {
+    let Some(client) = stack("long_page_gives_several_chunks_and_shrinking_removes_the_tail")
+    else {
+        return;
+    };
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let p = unique("long");
+    let id = format!("{p}-page");
+    let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());
+    setup.limits = ChunkLimits::new(200, 40);
+    let h = handler(&client, &setup);
+    let long: String = (0..40)
+        .map(|i| format!("Sentence number {i} of the long page. "))
+        .collect();
+    run(&h, &batch(vec![upsert(0, &id, &long)]))
+        .await
+        .response
+        .unwrap();
+    let stored = rows(&client, std::slice::from_ref(&id)).await;
+    assert!(stored.len() >= 8, "{} chunks", stored.len());
+    let indexes: Vec<i64> = stored.iter().map(|r| r.chunk_index).collect();
+    assert_eq!(indexes, (0..stored.len() as i64).collect::<Vec<_>>());
+    for r in &stored {
+        let text = r.chunk_text.as_deref().unwrap();
+        assert!(text.chars().count() <= 200);
+        assert!(long.contains(text));
+    }
+    // No text lost: every sentence is in some chunk.
+    for i in 0..40 {
+        let s = format!("Sentence number {i} of the long page.");
+        assert!(
+            stored
+                .iter()
+                .any(|r| r.chunk_text.as_deref().unwrap().contains(&s)),
+            "{s}"
+        );
+    }
+    let short = "Now the page is short.";
+    run(&h, &batch(vec![upsert(1, &id, short)]))
+        .await
+        .response
+        .unwrap();
+    let stored = rows(&client, std::slice::from_ref(&id)).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].chunk_text.as_deref(), Some(short));
+}
+
+#[tokio::test]
+async fn redelivery_makes_zero_embedding_calls_and_a_change_reembeds_only_that_page() {
+    let Some(client) = stack("redelivery_makes_zero_embedding_calls") else {
+        return;
+    };
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let p = unique("redeliver");
+    let ids: Vec<String> = (0..5).map(|i| format!("{p}-{i}")).collect();
+    let h = handler(
+        &client,
+        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
+    );
+    let records = |changed: Option<usize>| {
+        batch(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let body = if Some(i) == changed {
+                        format!("changed body {i}")
+                    } else {
+                        format!("body {i}")
+                    };
+                    upsert(i as i64, id, &body)
+                })
+                .collect(),
+        )
+    };
+    let first = run(&h, &records(None)).await;
+    assert_eq!(
+        first.stats.embed_requests, 1,
+        "5 pages in one batch request"
+    );
+    let before = fake.request_count();
+    // A fresh handler: nothing cached in memory, as after a cold start.
+    let h = handler(
+        &client,
+        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
+    );
+    let again = run(&h, &records(None)).await;
+    assert!(again.response.unwrap().batch_item_failures.is_empty());
+    assert_eq!(
+        fake.request_count(),
+        before,
+        "redelivery made embedding calls"
+    );
+    assert_eq!(again.stats.chunks_unchanged, 5);
+
+    let inputs_before = fake.inputs().len();
+    let changed = run(&h, &records(Some(3))).await;
+    assert!(changed.response.unwrap().batch_item_failures.is_empty());
+    let new_inputs = fake.inputs()[inputs_before..].to_vec();
+    assert_eq!(new_inputs, vec![format!("{PREFIX}changed body 3")]);
+    let stored = rows(&client, &ids).await;
+    assert_eq!(stored[3].chunk_text.as_deref(), Some("changed body 3"));
+}
+
+#[tokio::test]
+async fn a_model_change_reembeds() {
+    let Some(client) = stack("a_model_change_reembeds") else {
+        return;
+    };
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    fake.with_state(|s| s.models.push("nomic-embed-text:v1.5".into()));
+    let p = unique("model");
+    let id = format!("{p}-page");
+    let b = batch(vec![upsert(0, &id, "same text")]);
+    run(
+        &handler(
+            &client,
+            &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
+        ),
+        &b,
+    )
+    .await
+    .response
+    .unwrap();
+    let hash_a = rows(&client, std::slice::from_ref(&id)).await[0]
+        .content_hash
+        .clone();
+    let before = fake.request_count();
+    let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());
+    setup.model = "nomic-embed-text:v1.5".into();
+    run(&handler(&client, &setup), &b).await.response.unwrap();
+    assert_eq!(fake.request_count(), before + 1);
+    let stored = rows(&client, std::slice::from_ref(&id)).await;
+    assert_eq!(stored[0].model, "nomic-embed-text:v1.5");
+    assert_ne!(stored[0].content_hash, hash_a);
+}
+
+#[tokio::test]
+async fn a_wrong_dimension_is_dead_lettered_and_nothing_is_written() {
+    let Some(client) = stack("a_wrong_dimension_is_dead_lettered") else {
+        return;
+    };
+    // The provider answers 512 values where 768 are configured.
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 512).await;
+    let p = unique("dims");
+    let id = format!("{p}-page");
+    let h = handler(
+        &client,
+        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
+    );
+    let handled = run(&h, &batch(vec![upsert(0, &id, "text")])).await;
+    assert!(handled.response.unwrap().batch_item_failures.is_empty());
+    assert_eq!(handled.counts.dead_lettered, 1);
+    assert!(rows(&client, std::slice::from_ref(&id)).await.is_empty());
+    assert_eq!(
+        dead_letters(&client, &p).await,
+        vec![(0, "embed_invalid_vector".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn provider_down_gives_a_partial_response_then_recovery_completes() {
+    let Some(client) = stack("provider_down_gives_a_partial_response") else {
+        return;
+    };
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let p = unique("down");
+    let (a, b, gone) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-gone"));
+    let h = handler(
+        &client,
+        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
+    );
+    let records = || {
+        batch(vec![
+            upsert(0, &a, "alpha"),
+            delete(1, &gone),
+            upsert(2, &b, "beta"),
+            upsert(3, &a, "alpha 2"),
+        ])
+    };
+    fake.with_state(|s| s.down = true);
+    let handled = run(&h, &records()).await;
+    let failed: Vec<i64> = handled
+        .response
+        .unwrap()
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.offset)
+        .collect();
+    // Every record of a failing page is reported, so none is acknowledged ahead of it; the
+    // delete, which needs no provider, is done.
+    assert_eq!(failed, vec![0, 2, 3]);
+    assert!(rows(&client, &[a.clone(), b.clone()]).await.is_empty());
+    assert!(
+        dead_letters(&client, &p).await.is_empty(),
+        "provider faults are never dead-lettered"
+    );
+
+    fake.with_state(|s| s.down = false);
+    let handled = run(&h, &records()).await;
+    assert!(handled.response.unwrap().batch_item_failures.is_empty());
+    let texts: Vec<String> = rows(&client, &[a.clone(), b.clone()])
+        .await
+        .iter()
+        .map(|r| r.chunk_text.clone().unwrap())
+        .collect();
+    assert_eq!(texts, vec!["alpha 2", "beta"]);
+}
+
+#[tokio::test]
+async fn model_not_found_fails_the_batch_without_dead_letters() {
+    let Some(client) = stack("model_not_found_fails_the_batch") else {
+        return;
+    };
+    // Ollama answers 404 `model "x" not found, try pulling it first` for an unknown model.
+    let fake = FakeEmbedder::start(Api::Ollama, "other-model", 768).await;
+    let p = unique("404");
+    let h = handler(
+        &client,
+        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
+    );
+    let handled = run(&h, &batch(vec![upsert(0, &format!("{p}-x"), "text")])).await;
+    assert!(
+        handled.response.is_err(),
+        "all records failed: the whole batch is retried"
+    );
+    assert_eq!(fake.request_count(), 1, "a 404 is not retried");
+    assert!(dead_letters(&client, &p).await.is_empty());
+}
+
+#[tokio::test]
+async fn ollama_refusing_a_long_input_makes_smaller_chunks() {
+    let Some(client) = stack("ollama_refusing_a_long_input") else {
+        return;
+    };
+    // With `truncate: false`, Ollama answers 400 "the input length exceeds the context length".
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    fake.with_state(|s| s.max_input_chars = Some(300));
+    let p = unique("toolong");
+    let id = format!("{p}-page");
+    let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());
+    setup.limits = ChunkLimits::new(1000, 50);
+    let h = handler(&client, &setup);
+    let body: String = (0..30)
+        .map(|i| format!("Part {i} of a page that the model cannot take whole. "))
+        .collect();
+    let handled = run(&h, &batch(vec![upsert(0, &id, &body)])).await;
+    assert!(handled.response.unwrap().batch_item_failures.is_empty());
+    let stored = rows(&client, std::slice::from_ref(&id)).await;
+    assert!(stored.len() >= 6, "{}", stored.len());
+    for r in &stored {
+        assert!(PREFIX.len() + r.chunk_text.as_deref().unwrap().chars().count() <= 300);
+    }
+    assert!(fake.with_state(|s| s.requests.iter().all(|r| r["truncate"] == false)));
+}
+
+#[tokio::test]
+async fn openai_throttling_is_retried_honouring_retry_after_ms() {
+    let Some(client) = stack("openai_throttling_is_retried") else {
+        return;
+    };
+    // OpenAI: 429 with `retry-after-ms`, then 500, then success; `data[]` comes back by `index`.
+    let fake = FakeEmbedder::start(Api::OpenAi, "text-embedding-3-small", 768).await;
+    fake.with_state(|s| s.faults = vec![Fault::Throttle { ms: 150 }, Fault::ServerError]);
+    let p = unique("openai");
+    let ids = [format!("{p}-a"), format!("{p}-b")];
+    let mut setup = Setup::new(Api::OpenAi, format!("{}/v1", fake.base_url()), p.clone());
+    setup.model = "text-embedding-3-small".into();
+    setup.dims = 768;
+    setup.prefix = String::new();
+    let h = handler(&client, &setup);
+    let started = std::time::Instant::now();
+    let handled = run(
+        &h,
+        &batch(vec![
+            upsert(0, &ids[0], "first"),
+            upsert(1, &ids[1], "second"),
+        ]),
+    )
+    .await;
+    assert!(handled.response.unwrap().batch_item_failures.is_empty());
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(150),
+        "retry-after-ms honoured"
+    );
+    assert_eq!(fake.request_count(), 3);
+    fake.with_state(|s| {
+        assert_eq!(s.requests[2]["dimensions"], 768);
+        assert!(
+            s.auth
+                .iter()
+                .all(|a| a.as_deref() == Some("Bearer sk-test-key"))
+        );
+    });
+    let stored = rows(&client, &ids).await;
+    assert_eq!(stored[0].vector(), expected_vector("first", 768));
+    assert_eq!(stored[1].vector(), expected_vector("second", 768));
+}
+
+#[tokio::test]
+async fn rag_is_notified_after_storage_and_its_failure_loses_nothing() {
+    let Some(client) = stack("rag_is_notified_after_storage") else {
+        return;
+    };
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let rag = FakeRag::start().await;
+    let p = unique("rag");
+    let (a, gone) = (format!("{p}-a"), format!("{p}-gone"));
+    let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());
+    setup.rag_url = Some(rag.url());
+    let h = handler(&client, &setup);
+    run(
+        &h,
+        &batch(vec![upsert(0, &a, "hello rag"), delete(1, &gone)]),
+    )
+    .await
+    .response
+    .unwrap();
+    let notes = rag.for_page(&a);
+    assert_eq!(notes.len(), 1);
+    let stored = rows(&client, std::slice::from_ref(&a)).await;
+    let vector: Vec<f32> = serde_json::from_value(notes[0]["vector"].clone()).unwrap();
+    assert_eq!(
+        vector,
+        stored[0].vector(),
+        "seed contract: vector is the first chunk's"
+    );
+    assert_eq!(notes[0]["model"], "nomic-embed-text");
+    assert_eq!(
+        notes[0]["chunks"][0]["content_hash"],
+        stored[0].content_hash.as_str()
+    );
+    assert!(
+        notes[0]["content_hash"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64)
+    );
+    assert_eq!(
+        rag.for_page(&gone),
+        vec![serde_json::json!({ "page_id": gone, "deleted": true })]
+    );
+
+    // RAG down: vectors are stored anyway and the batch succeeds.
+    *rag.failing.lock().unwrap() = true;
+    let handled = run(&h, &batch(vec![upsert(2, &a, "hello again")])).await;
+    assert!(handled.response.unwrap().batch_item_failures.is_empty());
+    assert_eq!(handled.stats.rag.failed, 1);
+    assert_eq!(
+        rows(&client, std::slice::from_ref(&a)).await[0]
+            .chunk_text
+            .as_deref(),
+        Some("hello again")
+    );
+}
