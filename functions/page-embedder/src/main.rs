@@ -5,13 +5,13 @@ use lambda_kit::dead_letter::PostgrestDeadLetters;
 use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig};
 use lambda_kit::secrets::{SecretSpec, resolve};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use page_embedder::config::{Config, KeySource, Provider, StoreKind};
+use page_embedder::config::{Config, KeySource, Provider};
 use page_embedder::embed::{OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
 use page_embedder::embedding::EmbedSettings;
 use page_embedder::handler::Handler;
 use page_embedder::pipeline::{Pipeline, Settings};
 use page_embedder::rag::HttpRag;
-use page_embedder::store::SupabaseStore;
+use page_embedder::store::AnyStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -19,10 +19,18 @@ async fn main() -> Result<(), Error> {
     let env = Env::process();
     let config = Config::from_env(&env)?;
 
-    let http = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(2)).build()?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .build()?;
     let api_key = match &config.embed.api_key {
         KeySource::None => None,
-        _ => Some(resolve(&env, &SecretSpec::new("OPENAI_API_KEY", "OPENAI_API_KEY_SECRET_ID", "key")).await?),
+        _ => Some(
+            resolve(
+                &env,
+                &SecretSpec::new("OPENAI_API_KEY", "OPENAI_API_KEY_SECRET_ID", "key"),
+            )
+            .await?,
+        ),
     };
     let e = &config.embed;
     let embedder = match e.provider {
@@ -37,25 +45,57 @@ async fn main() -> Result<(), Error> {
             )
             .with_timeout(e.timeout),
         ),
+        #[cfg(feature = "local-embedder")]
+        Provider::Local => {
+            let dir = e.local_model_dir.as_deref().unwrap_or_default();
+            let local = page_embedder::embed::LocalProvider::load(dir, &e.model)?;
+            let dims = local.embedder().dimensions();
+            if dims != e.dimensions {
+                return Err(format!(
+                    "EMBED_DIM is {} but the model in LOCAL_MODEL_DIR produces {dims}",
+                    e.dimensions
+                )
+                .into());
+            }
+            ProviderEmbedder::Local(local)
+        }
+        #[cfg(not(feature = "local-embedder"))]
+        Provider::Local => {
+            return Err(
+                "EMBED_PROVIDER=local: this binary was built without the local-embedder feature \
+                        (cargo build --features local-embedder)"
+                    .into(),
+            );
+        }
         _ => ProviderEmbedder::Ollama(
-            OllamaEmbedder::new(http.clone(), &e.base_url, &e.model, e.dimensions, e.dimensions_explicit)
-                .with_keep_alive(e.keep_alive.clone())
-                .with_timeout(e.timeout),
+            OllamaEmbedder::new(
+                http.clone(),
+                &e.base_url,
+                &e.model,
+                e.dimensions,
+                e.dimensions_explicit,
+            )
+            .with_keep_alive(e.keep_alive.clone())
+            .with_timeout(e.timeout),
         ),
     };
 
-    let key = resolve(&env, &SecretSpec::new("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY_SECRET_ID", "key")).await?;
+    let key = resolve(
+        &env,
+        &SecretSpec::new("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY_SECRET_ID", "key"),
+    )
+    .await?;
     let postgrest = PostgrestClient::new(PostgrestConfig::from_env(&env, key)?)?;
-    let store = match config.store {
-        StoreKind::Supabase => SupabaseStore::new(postgrest.clone(), config.vectors_table.clone()),
-        other => return Err(format!("VECTOR_STORE {other:?} is not wired in this binary").into()),
-    };
+    let store = AnyStore::from_config(&config, &env, postgrest.clone()).await?;
     let dead_letters = PostgrestDeadLetters::new(
         postgrest,
         env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")?,
         lambda_kit::batch::ChunkLimits::from_env(&env)?,
     );
-    let rag = config.rag.as_ref().map(|r| HttpRag::new(http.clone(), r.url.clone(), r.timeout, r.concurrency));
+    let rag = config
+        .rag
+        .as_ref()
+        .map(|r| HttpRag::new(http.clone(), r.url.clone(), r.timeout, r.concurrency));
 
     let handler = Handler {
         pipeline: Pipeline {
@@ -67,7 +107,11 @@ async fn main() -> Result<(), Error> {
                 body_field: config.body_field.clone(),
                 doc_prefix: e.doc_prefix.clone(),
                 limits: e.limits,
-                embed: EmbedSettings { batch_size: e.batch_size, concurrency: e.concurrency, retry: e.retry.clone() },
+                embed: EmbedSettings {
+                    batch_size: e.batch_size,
+                    concurrency: e.concurrency,
+                    retry: e.retry.clone(),
+                },
                 rag_enabled: config.rag.is_some(),
             },
         },
@@ -76,5 +120,8 @@ async fn main() -> Result<(), Error> {
         deadline: config.deadline.clone(),
     };
     let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| handler.handle(event))).await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
+        handler.handle(event)
+    }))
+    .await
 }

@@ -2,6 +2,8 @@
 //! provider call, the vector checks every provider's answer goes through, and the HTTP clients
 //! for Ollama's native API and the OpenAI-compatible API.
 
+#[cfg(feature = "local-embedder")]
+mod local;
 mod ollama;
 mod openai;
 
@@ -10,6 +12,8 @@ use std::time::Duration;
 
 use lambda_kit::error::{Classify, ErrorClass};
 
+#[cfg(feature = "local-embedder")]
+pub use local::LocalProvider;
 pub use ollama::OllamaEmbedder;
 pub use openai::OpenAiEmbedder;
 
@@ -375,6 +379,9 @@ pub enum ProviderEmbedder {
     Ollama(OllamaEmbedder),
     /// OpenAI-compatible API.
     OpenAi(OpenAiEmbedder),
+    /// In-process model (`EMBED_PROVIDER=local`, cargo feature `local-embedder`).
+    #[cfg(feature = "local-embedder")]
+    Local(LocalProvider),
 }
 
 impl Embedder for ProviderEmbedder {
@@ -382,6 +389,8 @@ impl Embedder for ProviderEmbedder {
         match self {
             Self::Ollama(e) => e.model(),
             Self::OpenAi(e) => e.model(),
+            #[cfg(feature = "local-embedder")]
+            Self::Local(e) => e.model(),
         }
     }
 
@@ -389,6 +398,8 @@ impl Embedder for ProviderEmbedder {
         match self {
             Self::Ollama(e) => e.dimensions(),
             Self::OpenAi(e) => e.dimensions(),
+            #[cfg(feature = "local-embedder")]
+            Self::Local(e) => e.dimensions(),
         }
     }
 
@@ -396,6 +407,8 @@ impl Embedder for ProviderEmbedder {
         match self {
             Self::Ollama(e) => e.embed(texts).await,
             Self::OpenAi(e) => e.embed(texts).await,
+            #[cfg(feature = "local-embedder")]
+            Self::Local(e) => e.embed(texts).await,
         }
     }
 }

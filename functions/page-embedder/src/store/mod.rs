@@ -2,6 +2,7 @@
 //! through PostgREST, Qdrant's REST API, or Stargate REST v2 for the legacy Cassandra table) and
 //! its row types.
 
+mod any;
 mod memory;
 mod qdrant;
 mod rest;
@@ -15,6 +16,7 @@ use std::future::Future;
 use lambda_kit::error::{Classify, ErrorClass};
 use lambda_kit::retry::Deadline;
 
+pub use any::{AnyStore, BuildStoreError};
 pub use memory::MemoryStore;
 pub use qdrant::{QdrantConfig, QdrantStore, point_id};
 pub use stargate::{StargateConfig, StargateStore};

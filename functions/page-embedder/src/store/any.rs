@@ -1,0 +1,145 @@
+//! The store chosen by `VECTOR_STORE`, as one type the handler can be generic over, and its
+//! construction from the configuration (keys resolved once, at cold start).
+
+use lambda_kit::config::Env;
+use lambda_kit::postgrest::{PostgrestClient, Secret};
+use lambda_kit::retry::Deadline;
+use lambda_kit::secrets::{SecretError, SecretSpec, resolve};
+
+use super::{
+    QdrantStore, StargateStore, StoreError, StoredHashes, SupabaseStore, VectorRow, VectorStore,
+};
+use crate::config::{Config, KeySource, StoreKind};
+
+/// One of the stores.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// `page_vectors` through PostgREST.
+    Supabase(SupabaseStore),
+    /// A Qdrant collection.
+    Qdrant(QdrantStore),
+    /// Stargate REST v2.
+    Stargate(StargateStore),
+}
+
+/// Why the store could not be built (fails the cold start).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildStoreError {
+    /// A key could not be resolved.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The client could not be built.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+async fn key(
+    env: &Env,
+    source: &KeySource,
+    plain: &str,
+    secret_id: &str,
+) -> Result<Option<Secret>, SecretError> {
+    match source {
+        KeySource::None => Ok(None),
+        _ => resolve(env, &SecretSpec::new(plain, secret_id, "key"))
+            .await
+            .map(Some),
+    }
+}
+
+impl AnyStore {
+    /// Builds the configured store. `postgrest` serves the Supabase store (the function needs
+    /// it for dead letters anyway).
+    ///
+    /// ```
+    /// use lambda_kit::config::Env;
+    /// use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
+    /// use page_embedder::config::Config;
+    /// use page_embedder::store::AnyStore;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let env = Env::from_pairs([("VECTOR_STORE", "qdrant"), ("QDRANT_URL", "http://127.0.0.1:6333")]);
+    /// let config = Config::from_env(&env).unwrap();
+    /// let pg = PostgrestClient::new(PostgrestConfig::new("http://127.0.0.1:3000", Secret::new("k"))).unwrap();
+    /// let store = AnyStore::from_config(&config, &env, pg).await.unwrap();
+    /// assert!(matches!(store, AnyStore::Qdrant(_)));
+    /// # }
+    /// ```
+    pub async fn from_config(
+        config: &Config,
+        env: &Env,
+        postgrest: PostgrestClient,
+    ) -> Result<Self, BuildStoreError> {
+        Ok(match (config.store, &config.qdrant, &config.stargate) {
+            (StoreKind::Qdrant, Some(q), _) => {
+                let k = key(
+                    env,
+                    &q.api_key,
+                    "QDRANT_API_KEY",
+                    "QDRANT_API_KEY_SECRET_ID",
+                )
+                .await?;
+                Self::Qdrant(QdrantStore::new(q, k)?)
+            }
+            (StoreKind::Stargate, _, Some(s)) => {
+                let k = key(
+                    env,
+                    &s.auth_token,
+                    "STARGATE_AUTH_TOKEN",
+                    "STARGATE_AUTH_TOKEN_SECRET_ID",
+                )
+                .await?;
+                Self::Stargate(StargateStore::new(s, k)?)
+            }
+            _ => Self::Supabase(SupabaseStore::new(postgrest, config.vectors_table.clone())),
+        })
+    }
+}
+
+impl VectorStore for AnyStore {
+    async fn stored_hashes(
+        &self,
+        deadline: &Deadline,
+        page_ids: &[String],
+    ) -> Result<StoredHashes, StoreError> {
+        match self {
+            Self::Supabase(s) => s.stored_hashes(deadline, page_ids).await,
+            Self::Qdrant(s) => s.stored_hashes(deadline, page_ids).await,
+            Self::Stargate(s) => s.stored_hashes(deadline, page_ids).await,
+        }
+    }
+
+    async fn upsert(&self, deadline: &Deadline, rows: &[VectorRow]) -> Result<(), StoreError> {
+        match self {
+            Self::Supabase(s) => s.upsert(deadline, rows).await,
+            Self::Qdrant(s) => s.upsert(deadline, rows).await,
+            Self::Stargate(s) => s.upsert(deadline, rows).await,
+        }
+    }
+
+    async fn delete_pages(
+        &self,
+        deadline: &Deadline,
+        page_ids: &[String],
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Supabase(s) => s.delete_pages(deadline, page_ids).await,
+            Self::Qdrant(s) => s.delete_pages(deadline, page_ids).await,
+            Self::Stargate(s) => s.delete_pages(deadline, page_ids).await,
+        }
+    }
+
+    async fn delete_chunks_from(
+        &self,
+        deadline: &Deadline,
+        page_id: &str,
+        from: usize,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Supabase(s) => s.delete_chunks_from(deadline, page_id, from).await,
+            Self::Qdrant(s) => s.delete_chunks_from(deadline, page_id, from).await,
+            Self::Stargate(s) => s.delete_chunks_from(deadline, page_id, from).await,
+        }
+    }
+}
