@@ -50,7 +50,12 @@ pub fn expected_vector(text: &str, dims: usize) -> Vec<f32> {
             ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::MIN_POSITIVE);
     v.iter_mut().for_each(|x| *x /= norm);
     v
 }
@@ -88,7 +93,11 @@ pub struct FakeEmbedder {
 impl FakeEmbedder {
     /// Starts a fake for `api` knowing `model`, returning `dims`-long vectors.
     pub async fn start(api: Api, model: &str, dims: usize) -> Self {
-        let state = Arc::new(Mutex::new(EmbedState { models: vec![model.to_owned()], dims, ..EmbedState::default() }));
+        let state = Arc::new(Mutex::new(EmbedState {
+            models: vec![model.to_owned()],
+            dims,
+            ..EmbedState::default()
+        }));
         let s = state.clone();
         let server = FakeServer::start(move |req| answer(api, &s, req)).await;
         Self { server, state, api }
@@ -142,7 +151,15 @@ fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse
     }
     let body: Value = match serde_json::from_slice(&req.body) {
         Ok(v) => v,
-        Err(e) => return error(api, 400, &format!("invalid JSON: {e}"), "invalid_request_error", None),
+        Err(e) => {
+            return error(
+                api,
+                400,
+                &format!("invalid JSON: {e}"),
+                "invalid_request_error",
+                None,
+            );
+        }
     };
     let mut st = state.lock().unwrap();
     st.requests.push(body.clone());
@@ -153,17 +170,31 @@ fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse
     if !st.faults.is_empty() {
         match st.faults.remove(0) {
             Fault::Throttle { ms } => {
-                return error(api, 429, "Rate limit reached", "requests", Some("rate_limit_exceeded"))
-                    .with_header("retry-after", "0")
-                    .with_header("retry-after-ms", ms.to_string());
+                return error(
+                    api,
+                    429,
+                    "Rate limit reached",
+                    "requests",
+                    Some("rate_limit_exceeded"),
+                )
+                .with_header("retry-after", "0")
+                .with_header("retry-after-ms", ms.to_string());
             }
-            Fault::ServerError => return error(api, 500, "internal server error", "server_error", None),
+            Fault::ServerError => {
+                return error(api, 500, "internal server error", "server_error", None);
+            }
         }
     }
     let model = body["model"].as_str().unwrap_or_default();
     if !st.models.iter().any(|m| m == model) {
         return match api {
-            Api::Ollama => error(api, 404, &format!("model \"{model}\" not found, try pulling it first"), "", None),
+            Api::Ollama => error(
+                api,
+                404,
+                &format!("model \"{model}\" not found, try pulling it first"),
+                "",
+                None,
+            ),
             Api::OpenAi => error(
                 api,
                 404,
@@ -175,18 +206,41 @@ fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse
     }
     let inputs: Vec<String> = match &body["input"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-        _ => return error(api, 400, "input must be a string or an array of strings", "invalid_request_error", None),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => {
+            return error(
+                api,
+                400,
+                "input must be a string or an array of strings",
+                "invalid_request_error",
+                None,
+            );
+        }
     };
     if api == Api::OpenAi && inputs.iter().any(String::is_empty) {
-        return error(api, 400, "'$.input' is invalid: empty string", "invalid_request_error", None);
+        return error(
+            api,
+            400,
+            "'$.input' is invalid: empty string",
+            "invalid_request_error",
+            None,
+        );
     }
     if let Some(max) = st.max_input_chars {
         // Ollama truncates silently unless `truncate: false`; this fake only checks the strict mode.
         let strict = api == Api::OpenAi || body["truncate"] == Value::Bool(false);
         if strict && inputs.iter().any(|t| t.chars().count() > max) {
             return match api {
-                Api::Ollama => error(api, 400, "the input length exceeds the context length", "", None),
+                Api::Ollama => error(
+                    api,
+                    400,
+                    "the input length exceeds the context length",
+                    "",
+                    None,
+                ),
                 Api::OpenAi => error(
                     api,
                     400,
@@ -197,11 +251,17 @@ fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse
             };
         }
     }
-    let dims = body["dimensions"].as_u64().map(|d| d as usize).unwrap_or(st.dims);
+    let dims = body["dimensions"]
+        .as_u64()
+        .map(|d| d as usize)
+        .unwrap_or(st.dims);
     let dims = if dims == st.dims { dims } else { st.dims };
     let vectors: Vec<Vec<f32>> = inputs.iter().map(|t| expected_vector(t, dims)).collect();
     match api {
-        Api::Ollama => FakeResponse::json(200, json!({ "model": model, "embeddings": vectors, "total_duration": 1000, "load_duration": 10, "prompt_eval_count": inputs.len() })),
+        Api::Ollama => FakeResponse::json(
+            200,
+            json!({ "model": model, "embeddings": vectors, "total_duration": 1000, "load_duration": 10, "prompt_eval_count": inputs.len() }),
+        ),
         Api::OpenAi => {
             // Documented: `data` items carry their `index`; emit them reversed to prove the client sorts.
             let data: Vec<Value> = vectors
@@ -210,7 +270,10 @@ fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse
                 .rev()
                 .map(|(i, v)| json!({ "object": "embedding", "index": i, "embedding": v }))
                 .collect();
-            FakeResponse::json(200, json!({ "object": "list", "data": data, "model": model, "usage": { "prompt_tokens": 1, "total_tokens": 1 } }))
+            FakeResponse::json(
+                200,
+                json!({ "object": "list", "data": data, "model": model, "usage": { "prompt_tokens": 1, "total_tokens": 1 } }),
+            )
         }
     }
 }
@@ -242,7 +305,11 @@ impl FakeRag {
             FakeResponse::json(202, json!({ "ok": true }))
         })
         .await;
-        Self { server, received, failing }
+        Self {
+            server,
+            received,
+            failing,
+        }
     }
 
     /// `RAG_REFRESH_URL`.
@@ -252,6 +319,12 @@ impl FakeRag {
 
     /// Bodies received about `page_id`.
     pub fn for_page(&self, page_id: &str) -> Vec<Value> {
-        self.received.lock().unwrap().iter().filter(|v| v["page_id"] == page_id).cloned().collect()
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["page_id"] == page_id)
+            .cloned()
+            .collect()
     }
 }

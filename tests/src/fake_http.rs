@@ -28,7 +28,10 @@ pub struct FakeRequest {
 impl FakeRequest {
     /// The first value of header `name` (lower-case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -48,7 +51,12 @@ pub struct FakeResponse {
 impl FakeResponse {
     /// `status` with a JSON body.
     pub fn json(status: u16, body: serde_json::Value) -> Self {
-        Self { status, headers: Vec::new(), body: body.to_string(), delay: std::time::Duration::ZERO }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+            delay: std::time::Duration::ZERO,
+        }
     }
 
     /// Adds a header.
@@ -78,26 +86,36 @@ impl FakeServer {
     where
         F: Fn(FakeRequest) -> FakeResponse + Send + Sync + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
         let handler = Arc::new(handler);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let handler = handler.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let handler = handler.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             let request = FakeRequest {
                                 method: parts.method.to_string(),
                                 path: parts.uri.path().to_owned(),
                                 headers: parts
                                     .headers
                                     .iter()
-                                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                                    .map(|(k, v)| {
+                                        (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
+                                    })
                                     .collect(),
                                 body,
                             };
@@ -111,10 +129,16 @@ impl FakeServer {
                             for (k, v) in &answer.headers {
                                 response = response.header(*k, v.as_str());
                             }
-                            Ok::<_, Infallible>(response.body(Full::new(Bytes::from(answer.body))).expect("response"))
+                            Ok::<_, Infallible>(
+                                response
+                                    .body(Full::new(Bytes::from(answer.body)))
+                                    .expect("response"),
+                            )
                         }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });

@@ -48,12 +48,23 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier, D: DeadLetterSink> Handler<E, 
             let letters: Vec<DeadLetter> = processed
                 .rejections
                 .iter()
-                .map(|r| DeadLetter::new(&self.function_name, &records[r.record], r.code, r.message.clone()))
+                .map(|r| {
+                    DeadLetter::new(
+                        &self.function_name,
+                        &records[r.record],
+                        r.code,
+                        r.message.clone(),
+                    )
+                })
                 .collect();
             let fates = self.dead_letters.write(deadline, &letters).await;
             for (rejection, fate) in processed.rejections.iter().zip(fates) {
                 if let RowFate::Rejected(e) | RowFate::Failed(e) = &fate {
-                    tracing::warn!(error_code = e.error_code(), record_error = rejection.code, "dead letter not written; record will be redelivered");
+                    tracing::warn!(
+                        error_code = e.error_code(),
+                        record_error = rejection.code,
+                        "dead letter not written; record will be redelivered"
+                    );
                     processed.outcomes[rejection.record] = Outcome::Failed;
                 }
             }
@@ -79,11 +90,18 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier, D: DeadLetterSink> Handler<E, 
             rag_failed = stats.rag.failed,
             "batch processed"
         );
-        Handled { response: report.into_response(), counts, stats }
+        Handled {
+            response: report.into_response(),
+            counts,
+            stats,
+        }
     }
 
     /// The Lambda entry point.
-    pub async fn handle(&self, event: LambdaEvent<KafkaBatch>) -> Result<KafkaBatchResponse, lambda_runtime::Error> {
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<KafkaBatch>,
+    ) -> Result<KafkaBatchResponse, lambda_runtime::Error> {
         let deadline = Deadline::from_context(&event.context, &self.deadline);
         let handled = self.process(&event.payload, &deadline).await;
         Ok(handled.response?)
