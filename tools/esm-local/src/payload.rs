@@ -268,13 +268,19 @@ mod tests {
         assert!(b.try_push(&tp, &r));
         assert!(b.try_push(&tp, &rec(42, b"")));
         let batch = event_decoding::KafkaBatch::from_slice(&b.build()).unwrap();
-        assert_eq!(batch.event_source(), &event_decoding::EventSource::SelfManaged);
+        assert_eq!(
+            batch.event_source(),
+            &event_decoding::EventSource::SelfManaged
+        );
         assert_eq!(batch.bootstrap_servers(), Some("127.0.0.1:9092"));
         let recs: Vec<_> = batch.records().collect();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0].topic_partition(), "gift_events-2");
         assert_eq!(recs[0].key_str().unwrap().as_deref(), Some("user-1"));
-        assert_eq!(recs[0].value_str().unwrap().as_deref(), Some("{\"gift\":\"ünïcode\"}"));
+        assert_eq!(
+            recs[0].value_str().unwrap().as_deref(),
+            Some("{\"gift\":\"ünïcode\"}")
+        );
         assert_eq!(recs[1].value().unwrap().as_deref(), Some(&b""[..]));
         assert_eq!(recs[1].key().unwrap(), None);
     }

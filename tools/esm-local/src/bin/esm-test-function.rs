@@ -2,7 +2,7 @@
 //!
 //! Environment:
 //! - `ESM_TEST_OUT`: file to append JSON lines to: one `{"kind":"batch",...}` per invocation and
-//!   one `{"kind":"stored","partition","offset","value"}` per record it acknowledges.
+//!   one `{"kind":"stored","partition","offset","value","stored_at_ms"}` per record it acknowledges.
 //! - `ESM_TEST_FAIL`: `topic-partition:offset` list; those records are reported in
 //!   `batchItemFailures` (with everything after them in their partition left unstored).
 //! - `ESM_TEST_FAIL_TIMES`: how many times each listed record fails (default: always).
@@ -84,9 +84,11 @@ async fn handle(b: &Mutex<Behaviour>, event: LambdaEvent<Value>) -> Result<Value
                 failures.push(json!({"itemIdentifier": {"partition": key, "offset": offset}}));
                 break; // the rest of this partition is redelivered anyway
             }
-            lines.push(
-                json!({"kind": "stored", "partition": key, "offset": offset, "value": value}),
-            );
+            let at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64;
+            lines.push(json!({"kind": "stored", "partition": key, "offset": offset, "value": value, "stored_at_ms": at_ms}));
         }
     }
     if let Some(e) = function_error {
