@@ -13,3 +13,7 @@ pub mod fake_stargate;
 // gift-persister tests: the stack's env and SQL, a fault-injecting proxy.
 pub mod fault_proxy;
 pub mod stack;
+
+// Real Kafka end to end: the runner, the function binaries, a private API outage.
+pub mod esm;
+pub mod tcp_gate;
