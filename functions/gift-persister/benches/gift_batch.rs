@@ -39,7 +39,7 @@ fn gift_json(tag: &str, i: usize) -> String {
     serde_json::json!({
         "page_id": i,
         "question": format!("Question {i} of {tag}?"),
-        "answer": format!("{} {i}", "An answer long enough to make the batch about six megabytes. ".repeat(6)),
+        "answer": format!("{} {i}", "An answer long enough to make the batch about six megabytes. ".repeat(3)),
         "ts": 1_732_350_000.0 + i as f64 / 1000.0,
     })
     .to_string()
