@@ -151,6 +151,16 @@ impl Deadline {
             return Self::after(settings.default_budget);
         }
         let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+        // Some emulators (`cargo lambda watch`) send the timeout itself (`600000`) rather than
+        // an epoch time; a "deadline" more than a day in the past can only be that.
+        if now
+            .duration_since(deadline)
+            .is_ok_and(|ago| ago > Duration::from_secs(86_400))
+        {
+            return Self::after(
+                Duration::from_millis(deadline_ms).saturating_sub(settings.safety_margin),
+            );
+        }
         let left = deadline.duration_since(now).unwrap_or(Duration::ZERO);
         Self::after(left.saturating_sub(settings.safety_margin))
     }
@@ -447,5 +457,9 @@ mod tests {
         // A deadline already passed (or closer than the margin) leaves nothing.
         let d = Deadline::from_epoch_ms(1_000_500, now, &s);
         assert!(d.is_expired());
+        // cargo lambda watch sends a duration (600000 ms) instead of an epoch deadline.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let d = Deadline::from_epoch_ms(600_000, now, &s);
+        assert_eq!(d.remaining(), Duration::from_secs(599));
     }
 }
