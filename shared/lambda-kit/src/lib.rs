@@ -10,12 +10,14 @@
 //! - [`batch`]: chunked bulk writes that bisect rejected chunks; [`RowFate`](batch::RowFate).
 //! - [`dead_letter`]: [`DeadLetter`](dead_letter::DeadLetter) rows and the
 //!   [`DeadLetterSink`](dead_letter::DeadLetterSink) trait with its PostgREST implementation.
+//! - [`metrics`]: per-invocation CloudWatch Embedded Metric Format lines.
 
 pub mod batch;
 pub mod config;
 pub mod dead_letter;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod postgrest;
 pub mod retry;
 pub mod secrets;
