@@ -7,6 +7,7 @@ use event_decoding::{BatchReport, KafkaBatch, KafkaBatchResponse, KafkaRecord, O
 use lambda_kit::batch::RowFate;
 use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink};
 use lambda_kit::error::Classify;
+use lambda_kit::metrics::{MetricSet, Metrics};
 use lambda_kit::retry::{Deadline, DeadlineSettings};
 use lambda_runtime::{Error, LambdaEvent};
 
@@ -29,6 +30,7 @@ pub struct Handler<S, D> {
     store: S,
     dead_letters: D,
     settings: Settings,
+    metrics: Metrics,
 }
 
 enum Fate {
@@ -45,7 +47,14 @@ impl<S: GiftStore, D: DeadLetterSink> Handler<S, D> {
             store,
             dead_letters,
             settings,
+            metrics: Metrics::disabled(),
         }
+    }
+
+    /// Emits one EMF metrics line per invocation to `metrics` (disabled by default).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The gifts store.
@@ -203,16 +212,25 @@ impl<S: GiftStore, D: DeadLetterSink> Handler<S, D> {
             Some(Fate::Failed { code }) => Some(*code),
             _ => None,
         });
+        let duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
             records = records.len(),
             stored = counts.stored,
             skipped = counts.skipped,
             dead_lettered = counts.dead_lettered,
             failed = counts.failed,
-            duration_ms = started.elapsed().as_millis() as u64,
+            duration_ms,
             failure_code,
             "gift batch processed"
         );
+        if self.metrics.is_enabled() {
+            self.metrics.emit(&MetricSet::for_batch(
+                batch.as_slice(),
+                &counts,
+                duration_ms,
+                lambda_kit::metrics::now_ms(),
+            ));
+        }
         report.into_response().map_err(Error::from)
     }
 }

@@ -346,3 +346,48 @@ async fn empty_batch_is_fine() {
     );
     assert_eq!(h.store().requests.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test]
+async fn emf_line_counts_the_bad_fixture() {
+    use lambda_kit::metrics::{Metrics, check_emf, now_ms};
+    let (metrics, lines) = Metrics::capture("KafkaLambdas", "gift-persister");
+    let h = handler(MemStore::default(), MemDeadLetters::default()).with_metrics(metrics);
+    let batch = fixture("gift-bad.json");
+    let oldest = batch.records().map(|r| r.timestamp).min().unwrap();
+    let before = now_ms();
+    run(&h, batch).await.unwrap();
+    let after = now_ms();
+    let docs = lines.documents();
+    assert_eq!(docs.len(), 1, "one EMF line per invocation");
+    let doc = &docs[0];
+    let shape = check_emf(doc).unwrap();
+    assert_eq!(shape.namespace, "KafkaLambdas");
+    assert_eq!(doc["FunctionName"], "gift-persister");
+    assert_eq!(doc["RecordsReceived"], 16);
+    assert_eq!(doc["RecordsStored"], 2);
+    assert_eq!(doc["RecordsDeadLettered"], 14);
+    assert_eq!(doc["RecordsSkipped"], 0);
+    assert_eq!(doc["RecordsFailed"], 0);
+    let age = doc["BatchAge"].as_i64().unwrap();
+    assert!(
+        (before - oldest..=after - oldest).contains(&age),
+        "{age} ms"
+    );
+    assert!(doc["Duration"].is_u64());
+}
+
+#[tokio::test]
+async fn emf_line_counts_failures_even_when_the_invocation_errors() {
+    use lambda_kit::metrics::Metrics;
+    let (metrics, lines) = Metrics::capture("Ns", "f");
+    let h =
+        handler(MemStore::failing(MemError::Down), MemDeadLetters::default()).with_metrics(metrics);
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .records((0..3).map(|i| gift(i, "q")))
+        .build();
+    run(&h, batch).await.unwrap_err();
+    let doc = &lines.documents()[0];
+    assert_eq!(doc["RecordsReceived"], 3);
+    assert_eq!(doc["RecordsFailed"], 3);
+    assert_eq!(doc["RecordsStored"], 0);
+}
