@@ -7,8 +7,10 @@ use event_decoding::{AllFailed, BatchReport, Counts, KafkaBatch, KafkaBatchRespo
 use lambda_kit::batch::RowFate;
 use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink};
 use lambda_kit::error::Classify;
+use lambda_kit::metrics::{MetricSet, Metrics};
 use lambda_kit::retry::{Deadline, DeadlineSettings};
 use lambda_runtime::LambdaEvent;
+use std::time::Instant;
 
 use crate::embed::Embedder;
 use crate::pipeline::{Pipeline, Stats};
@@ -42,6 +44,7 @@ pub struct Handled {
 impl<E: Embedder, S: VectorStore, R: RagNotifier, D: DeadLetterSink> Handler<E, S, R, D> {
     /// Processes `batch` within `deadline`.
     pub async fn process(&self, batch: &KafkaBatch, deadline: &Deadline) -> Handled {
+        let started = Instant::now();
         let records = batch.as_slice();
         let mut processed = self.pipeline.process(batch, deadline).await;
         if !processed.rejections.is_empty() {
@@ -60,7 +63,11 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier, D: DeadLetterSink> Handler<E, 
             let fates = self.dead_letters.write(deadline, &letters).await;
             for (rejection, fate) in processed.rejections.iter().zip(fates) {
                 if let RowFate::Rejected(e) | RowFate::Failed(e) = &fate {
+                    let r = &records[rejection.record];
                     tracing::warn!(
+                        topic = %r.topic,
+                        partition = r.partition,
+                        offset = r.offset,
                         error_code = e.error_code(),
                         record_error = rejection.code,
                         "dead letter not written; record will be redelivered"
@@ -88,6 +95,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier, D: DeadLetterSink> Handler<E, 
             pages_deleted = stats.pages_deleted,
             rag_sent = stats.rag.sent,
             rag_failed = stats.rag.failed,
+            duration_ms = started.elapsed().as_millis() as u64,
             "batch processed"
         );
         Handled {
@@ -97,13 +105,169 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier, D: DeadLetterSink> Handler<E, 
         }
     }
 
+    /// [`process`](Self::process), then one EMF metrics line: the batch metrics of
+    /// [`MetricSet::for_batch`] plus `EmbeddingCalls`, `ChunksEmbedded` and `ChunksUnchanged`
+    /// (chunks skipped because their stored hash matched).
+    pub async fn process_with_metrics(
+        &self,
+        batch: &KafkaBatch,
+        deadline: &Deadline,
+        metrics: &Metrics,
+    ) -> Handled {
+        let started = Instant::now();
+        let handled = self.process(batch, deadline).await;
+        if metrics.is_enabled() {
+            let mut set = MetricSet::for_batch(
+                batch.as_slice(),
+                &handled.counts,
+                started.elapsed().as_millis() as u64,
+                lambda_kit::metrics::now_ms(),
+            );
+            set.count("EmbeddingCalls", handled.stats.embed_requests as u64)
+                .count("ChunksEmbedded", handled.stats.chunks_embedded as u64)
+                .count("ChunksUnchanged", handled.stats.chunks_unchanged as u64);
+            metrics.emit(&set);
+        }
+        handled
+    }
+
     /// The Lambda entry point.
     pub async fn handle(
         &self,
         event: LambdaEvent<KafkaBatch>,
     ) -> Result<KafkaBatchResponse, lambda_runtime::Error> {
+        self.handle_with_metrics(event, &Metrics::disabled()).await
+    }
+
+    /// The Lambda entry point, emitting one EMF metrics line per invocation to `metrics`.
+    pub async fn handle_with_metrics(
+        &self,
+        event: LambdaEvent<KafkaBatch>,
+        metrics: &Metrics,
+    ) -> Result<KafkaBatchResponse, lambda_runtime::Error> {
         let deadline = Deadline::from_context(&event.context, &self.deadline);
-        let handled = self.process(&event.payload, &deadline).await;
+        let handled = self
+            .process_with_metrics(&event.payload, &deadline, metrics)
+            .await;
         Ok(handled.response?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use lambda_kit::metrics::check_emf;
+    use lambda_kit::postgrest::PostgrestError;
+    use lambda_kit::retry::RetryPolicy;
+    use lambda_runtime::Context;
+
+    use super::*;
+    use crate::chunk::ChunkLimits;
+    use crate::embed::EmbedError;
+    use crate::embedding::EmbedSettings;
+    use crate::pipeline::Settings;
+    use crate::rag::NoRag;
+    use crate::store::MemoryStore;
+
+    struct Stub(AtomicUsize);
+
+    impl Embedder for Stub {
+        fn model(&self) -> &str {
+            "stub"
+        }
+        fn dimensions(&self) -> usize {
+            4
+        }
+        async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Ok(texts.iter().map(|t| vec![t.len() as f32; 4]).collect())
+        }
+    }
+
+    #[derive(Default)]
+    struct Letters(Mutex<Vec<String>>);
+
+    impl DeadLetterSink for Letters {
+        type Error = PostgrestError;
+        async fn write(
+            &self,
+            _: &Deadline,
+            letters: &[DeadLetter],
+        ) -> Vec<RowFate<PostgrestError>> {
+            let mut seen = self.0.lock().unwrap();
+            seen.extend(letters.iter().map(|l| l.error_code.clone()));
+            letters.iter().map(|_| RowFate::Stored).collect()
+        }
+    }
+
+    fn handler() -> Handler<Stub, MemoryStore, NoRag, Letters> {
+        Handler {
+            pipeline: Pipeline {
+                embedder: Stub(AtomicUsize::new(0)),
+                store: MemoryStore::new(),
+                rag: NoRag,
+                settings: Settings {
+                    page_id_field: "page_id".into(),
+                    body_field: "body".into(),
+                    doc_prefix: String::new(),
+                    limits: ChunkLimits::new(2000, 100),
+                    embed: EmbedSettings {
+                        batch_size: 16,
+                        concurrency: 2,
+                        retry: RetryPolicy::default(),
+                    },
+                    rag_enabled: false,
+                },
+            },
+            dead_letters: Letters::default(),
+            function_name: "page-embedder".into(),
+            deadline: DeadlineSettings::default(),
+        }
+    }
+
+    fn fixture(name: &str) -> KafkaBatch {
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        KafkaBatch::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn emf_line_counts_the_bad_fixture_and_the_unchanged_redelivery() {
+        let (metrics, lines) = Metrics::capture("KafkaLambdas", "page-embedder");
+        let h = handler();
+        let batch = fixture("pages-bad.json");
+        let event = || LambdaEvent::new(batch.clone(), Context::default());
+        h.handle_with_metrics(event(), &metrics).await.unwrap();
+        let calls = h.pipeline.embedder.0.load(Ordering::Relaxed) as u64;
+
+        let docs = lines.documents();
+        assert_eq!(docs.len(), 1, "one EMF line per invocation");
+        let doc = &docs[0];
+        check_emf(doc).unwrap();
+        assert_eq!(doc["FunctionName"], "page-embedder");
+        assert_eq!(doc["RecordsReceived"], 14);
+        assert_eq!(doc["RecordsStored"], 2, "offsets 0 and 13");
+        assert_eq!(doc["RecordsDeadLettered"], 12);
+        assert_eq!(doc["RecordsFailed"], 0);
+        assert_eq!(h.dead_letters.0.lock().unwrap().len(), 12);
+        assert!(calls >= 1);
+        assert_eq!(
+            doc["EmbeddingCalls"], calls,
+            "counts the provider's requests"
+        );
+        let embedded = doc["ChunksEmbedded"].as_u64().unwrap();
+        assert!(embedded >= 2, "{embedded}");
+        assert_eq!(doc["ChunksUnchanged"], 0);
+        assert!(doc["BatchAge"].as_u64().unwrap() > 0);
+
+        // Redelivery: every chunk is unchanged, nothing is embedded.
+        h.handle_with_metrics(event(), &metrics).await.unwrap();
+        let docs = lines.documents();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1]["EmbeddingCalls"], 0);
+        assert_eq!(docs[1]["ChunksEmbedded"], 0);
+        assert_eq!(docs[1]["ChunksUnchanged"], embedded);
+        assert_eq!(docs[1]["RecordsStored"], 2);
     }
 }

@@ -2,6 +2,7 @@
 
 use lambda_kit::config::Env;
 use lambda_kit::dead_letter::PostgrestDeadLetters;
+use lambda_kit::metrics::Metrics;
 use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig};
 use lambda_kit::secrets::{SecretSpec, resolve};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -18,6 +19,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let env = Env::process();
     let config = Config::from_env(&env)?;
+    let metrics = Metrics::from_env(&env, env!("CARGO_PKG_NAME"))?;
 
     let http = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(2))
@@ -119,9 +121,9 @@ async fn main() -> Result<(), Error> {
         function_name: env.string_or("AWS_LAMBDA_FUNCTION_NAME", "page-embedder"),
         deadline: config.deadline.clone(),
     };
-    let handler = &handler;
+    let (handler, metrics) = (&handler, &metrics);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
-        handler.handle(event)
+        handler.handle_with_metrics(event, metrics)
     }))
     .await
 }

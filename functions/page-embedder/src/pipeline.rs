@@ -289,6 +289,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                 Ok(None) => outcomes[i] = Outcome::Skipped,
                 Err(r) => {
                     tracing::warn!(
+                        topic = %record.topic,
                         offset = record.offset,
                         partition = record.partition,
                         error_code = r.code,
