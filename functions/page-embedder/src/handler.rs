@@ -203,10 +203,14 @@ mod tests {
     }
 
     fn handler() -> Handler<Stub, MemoryStore, NoRag, Letters> {
+        handler_with(MemoryStore::new())
+    }
+
+    fn handler_with<S: VectorStore>(store: S) -> Handler<Stub, S, NoRag, Letters> {
         Handler {
             pipeline: Pipeline {
                 embedder: Stub(AtomicUsize::new(0)),
-                store: MemoryStore::new(),
+                store,
                 rag: NoRag,
                 settings: Settings {
                     page_id_field: "page_id".into(),
@@ -269,5 +273,77 @@ mod tests {
         assert_eq!(docs[1]["ChunksEmbedded"], 0);
         assert_eq!(docs[1]["ChunksUnchanged"], embedded);
         assert_eq!(docs[1]["RecordsStored"], 2);
+    }
+
+    /// The vector table is `vector(768)` but the function embeds with another dimension:
+    /// PostgREST answers every upsert with pgvector's 400.
+    struct WrongDimensions(MemoryStore);
+
+    impl VectorStore for WrongDimensions {
+        async fn stored_hashes(
+            &self,
+            d: &Deadline,
+            ids: &[String],
+        ) -> Result<crate::store::StoredHashes, crate::store::StoreError> {
+            self.0.stored_hashes(d, ids).await
+        }
+        async fn upsert(
+            &self,
+            _: &Deadline,
+            _: &[crate::store::VectorRow],
+        ) -> Result<(), crate::store::StoreError> {
+            let e = PostgrestError::Api {
+                status: 400,
+                code: Some("22000".into()),
+                message: "expected 768 dimensions, not 4".into(),
+                details: None,
+                hint: None,
+                class: lambda_kit::error::ErrorClass::Permanent,
+            };
+            Err(crate::store::StoreError::from_error(&e))
+        }
+        async fn delete_pages(
+            &self,
+            d: &Deadline,
+            ids: &[String],
+        ) -> Result<(), crate::store::StoreError> {
+            self.0.delete_pages(d, ids).await
+        }
+        async fn delete_chunks_from(
+            &self,
+            d: &Deadline,
+            id: &str,
+            from: usize,
+        ) -> Result<(), crate::store::StoreError> {
+            self.0.delete_chunks_from(d, id, from).await
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_vector_dimension_fails_records_and_dead_letters_none_of_them() {
+        let (metrics, lines) = Metrics::capture("KafkaLambdas", "page-embedder");
+        let h = handler_with(WrongDimensions(MemoryStore::new()));
+        let response = h
+            .handle_with_metrics(
+                LambdaEvent::new(fixture("pages-bad.json"), Context::default()),
+                &metrics,
+            )
+            .await
+            .unwrap();
+        // The two valid pages are reported for redelivery, not dead-lettered.
+        let mut failed: Vec<i64> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.offset)
+            .collect();
+        failed.sort_unstable();
+        assert_eq!(failed, vec![0, 13]);
+        let letters = h.dead_letters.0.lock().unwrap().clone();
+        assert_eq!(letters.len(), 12, "only the bad records: {letters:?}");
+        assert!(!letters.iter().any(|c| c.starts_with("db_")), "{letters:?}");
+        let doc = &lines.documents()[0];
+        assert_eq!(doc["RecordsFailed"], 2);
+        assert_eq!(doc["RecordsDeadLettered"], 12);
+        assert_eq!(doc["RecordsStored"], 0);
     }
 }

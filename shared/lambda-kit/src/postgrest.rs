@@ -312,6 +312,42 @@ impl PostgrestError {
             _ => None,
         }
     }
+
+    /// `true` for pgvector's refusal of a vector whose length is not the column's `vector(N)`
+    /// (SQLSTATE `22000`, "expected N dimensions, not M"): the writer's configured dimension
+    /// (`EMBED_DIM`, the model) does not match the table, a configuration error that every row
+    /// would hit, not a fault of one row.
+    ///
+    /// ```
+    /// use lambda_kit::error::{Classify, ErrorClass};
+    /// use lambda_kit::postgrest::PostgrestError;
+    /// let e = PostgrestError::Api {
+    ///     status: 400,
+    ///     code: Some("22000".into()),
+    ///     message: "expected 768 dimensions, not 3".into(),
+    ///     details: None,
+    ///     hint: None,
+    ///     class: ErrorClass::Permanent,
+    /// };
+    /// assert!(e.is_vector_dimension_mismatch());
+    /// assert!(!e.blames_input());
+    /// assert_eq!(e.error_code(), "db_vector_dimensions");
+    /// ```
+    pub fn is_vector_dimension_mismatch(&self) -> bool {
+        match self {
+            Self::Api {
+                status: 400,
+                code: Some(code),
+                message,
+                ..
+            } => {
+                code == "22000"
+                    && message.starts_with("expected ")
+                    && message.contains(" dimensions, not ")
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Classify for PostgrestError {
@@ -325,6 +361,7 @@ impl Classify for PostgrestError {
 
     fn error_code(&self) -> &'static str {
         match self {
+            _ if self.is_vector_dimension_mismatch() => "db_vector_dimensions",
             Self::Api { status, .. } => match *status {
                 400 => "db_bad_request",
                 401 | 403 => "db_unauthorized",
@@ -343,16 +380,19 @@ impl Classify for PostgrestError {
     }
 
     /// Only a rejection of the data itself (400 bad value/column, 409 constraint, 413 too large,
-    /// 422) blames the rows: bad credentials (401/403), a missing table (404) or a method not
-    /// allowed are environment problems, and the rows must not be dead-lettered for them.
+    /// 422) blames the rows: bad credentials (401/403), a missing table (404), a method not
+    /// allowed or a vector column of another dimension
+    /// ([`is_vector_dimension_mismatch`](PostgrestError::is_vector_dimension_mismatch)) are
+    /// environment problems, and the rows must not be dead-lettered for them.
     fn blames_input(&self) -> bool {
-        matches!(
-            self,
-            Self::Api {
-                status: 400 | 409 | 413 | 422,
-                ..
-            }
-        )
+        !self.is_vector_dimension_mismatch()
+            && matches!(
+                self,
+                Self::Api {
+                    status: 400 | 409 | 413 | 422,
+                    ..
+                }
+            )
     }
 }
 
@@ -724,6 +764,41 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("sekret-key"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn vector_dimension_mismatch_does_not_blame_rows() {
+        // The answer of the local stack (PostgREST + pgvector) to a 3-d vector in vector(768).
+        let body = r#"{"code":"22000","details":null,"hint":null,"message":"expected 768 dimensions, not 3"}"#;
+        let server = MockServer::start(vec![(400, vec![], body.into())]).await;
+        let e = client(&server.url())
+            .upsert(
+                &Deadline::after(Duration::from_secs(5)),
+                "page_vectors",
+                Bytes::from_static(b"[]"),
+                &Upsert::insert(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(server.requests().len(), 1, "not retried");
+        assert!(e.is_vector_dimension_mismatch());
+        assert!(e.class().is_permanent());
+        assert!(!e.blames_input());
+        assert_eq!(e.error_code(), "db_vector_dimensions");
+        assert!(e.to_string().contains("expected 768 dimensions"), "{e}");
+
+        // Another data exception with code 22000 still blames the row.
+        let other = PostgrestError::Api {
+            status: 400,
+            code: Some("22000".into()),
+            message: "some other data exception".into(),
+            details: None,
+            hint: None,
+            class: ErrorClass::Permanent,
+        };
+        assert!(!other.is_vector_dimension_mismatch());
+        assert!(other.blames_input());
+        assert_eq!(other.error_code(), "db_bad_request");
     }
 
     #[tokio::test]
