@@ -4,6 +4,7 @@
 //! optional `event_id`; unknown fields are kept in `raw`. Every failure has its own error code and
 //! a message naming the field.
 
+use event_decoding::json_kind;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -121,17 +122,6 @@ pub struct Provenance<'a> {
     pub offset: i64,
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn present<'v>(obj: &'v Map<String, Value>, field: &str) -> Option<&'v Value> {
     obj.get(field).filter(|v| !v.is_null())
 }
@@ -141,7 +131,7 @@ fn text(obj: &Map<String, Value>, field: &'static str, max: usize) -> Result<Str
     let s = v.as_str().ok_or(GiftError::InvalidType {
         field,
         expected: "a string",
-        got: type_name(v),
+        got: json_kind(v),
     })?;
     if s.trim().is_empty() {
         return Err(GiftError::EmptyField(field));
@@ -195,7 +185,7 @@ fn timestamp(obj: &Map<String, Value>, record_ts_ms: i64) -> Result<i64, GiftErr
             return Err(GiftError::InvalidType {
                 field: "ts",
                 expected: "a number of seconds or an RFC 3339 string",
-                got: type_name(other),
+                got: json_kind(other),
             });
         }
     };
@@ -228,7 +218,7 @@ impl Gift {
         limits: &GiftLimits,
     ) -> Result<Self, GiftError> {
         let Value::Object(raw) = value else {
-            return Err(GiftError::NotAnObject(type_name(&value)));
+            return Err(GiftError::NotAnObject(json_kind(&value)));
         };
         let page_id = match present(&raw, "page_id") {
             None => return Err(GiftError::MissingField("page_id")),
@@ -249,7 +239,7 @@ impl Gift {
                 return Err(GiftError::InvalidType {
                     field: "page_id",
                     expected: "an integer",
-                    got: type_name(other),
+                    got: json_kind(other),
                 });
             }
         };

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use event_decoding::{Change, KafkaBatch, Outcome};
+use event_decoding::{Change, KafkaBatch, Outcome, json_kind};
 use lambda_kit::error::Classify;
 use lambda_kit::retry::Deadline;
 use serde_json::Value;
@@ -150,17 +150,6 @@ fn page_id_text(v: &Value) -> Result<String, &'static str> {
         Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
         Value::Number(_) => Err("is a non-integer number"),
         _ => Err("must be a string or an integer"),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

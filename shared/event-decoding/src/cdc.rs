@@ -425,7 +425,21 @@ fn unwrap_cells(row: Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// Names the JSON type of `v` with its article (`"a string"`, `"an object"`, `"null"`), for error
+/// messages of the form "expected X, found Y". Every decoder in the workspace uses it so the
+/// wording of type mismatches is the same everywhere.
+///
+/// ```
+/// use event_decoding::json_kind;
+/// use serde_json::json;
+///
+/// assert_eq!(json_kind(&json!({"a": 1})), "an object");
+/// assert_eq!(json_kind(&json!(null)), "null");
+/// assert_eq!(format!("expected a string, found {}", json_kind(&json!(7))),
+///            "expected a string, found a number");
+/// ```
+#[must_use]
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -461,6 +475,21 @@ mod tests {
 
     fn row(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn json_kind_names_every_json_type() {
+        let cases = [
+            (json!(null), "null"),
+            (json!(true), "a boolean"),
+            (json!(1.5), "a number"),
+            (json!("x"), "a string"),
+            (json!([1]), "an array"),
+            (json!({}), "an object"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(json_kind(&v), want, "{v}");
+        }
     }
 
     #[test]

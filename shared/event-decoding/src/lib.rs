@@ -32,7 +32,7 @@ mod record;
 mod response;
 
 pub use batch::{EventSource, KafkaBatch, KafkaBatchBuilder};
-pub use cdc::{Change, Op};
+pub use cdc::{Change, Op, json_kind};
 pub use error::{BatchError, ErrorCode, RecordError};
 pub use record::{Header, KafkaRecord, RecordId};
 pub use response::{
