@@ -1,16 +1,13 @@
 //! A tiny HTTP/1 server on 127.0.0.1 for fakes: each request's method, path, headers and body go
-//! to a handler closure that returns status, headers and body. Stops when dropped.
+//! to a handler closure that returns status, headers and body. Stops when dropped. Serving is
+//! [`crate::serve`]'s.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+
+use crate::serve::{Server, header_pairs, json_reply, read_request};
 
 /// A request as the fake saw it.
 #[derive(Debug, Clone)]
@@ -77,7 +74,7 @@ impl FakeResponse {
 pub struct FakeServer {
     /// Where it listens.
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    server: Server,
 }
 
 impl FakeServer {
@@ -86,73 +83,33 @@ impl FakeServer {
     where
         F: Fn(FakeRequest) -> FakeResponse + Send + Sync + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("local addr");
         let handler = Arc::new(handler);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+        let server = Server::start(move |req| {
+            let handler = Arc::clone(&handler);
+            async move {
+                let (parts, body) = read_request(req).await;
+                let request = FakeRequest {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_owned(),
+                    headers: header_pairs(&parts),
+                    body,
                 };
-                let handler = handler.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let handler = handler.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let request = FakeRequest {
-                                method: parts.method.to_string(),
-                                path: parts.uri.path().to_owned(),
-                                headers: parts
-                                    .headers
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
-                                    })
-                                    .collect(),
-                                body,
-                            };
-                            let answer = handler(request);
-                            if !answer.delay.is_zero() {
-                                tokio::time::sleep(answer.delay).await;
-                            }
-                            let mut response = hyper::Response::builder()
-                                .status(answer.status)
-                                .header("content-type", "application/json");
-                            for (k, v) in &answer.headers {
-                                response = response.header(*k, v.as_str());
-                            }
-                            Ok::<_, Infallible>(
-                                response
-                                    .body(Full::new(Bytes::from(answer.body)))
-                                    .expect("response"),
-                            )
-                        }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                let answer = handler(request);
+                if !answer.delay.is_zero() {
+                    tokio::time::sleep(answer.delay).await;
+                }
+                json_reply(answer.status, &answer.headers, Bytes::from(answer.body))
             }
-        });
-        Self { addr, task }
+        })
+        .await;
+        Self {
+            addr: server.addr,
+            server,
+        }
     }
 
     /// `http://127.0.0.1:port`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.server.url()
     }
 }

@@ -1,17 +1,14 @@
 //! A loopback HTTP/1 server for the vector-store fakes that hands the handler the raw
 //! (still percent-encoded) path and the query string, so fakes can check how a client encoded
-//! its URLs. Stops when dropped.
+//! its URLs. Stops when dropped. Serving is [`crate::serve`]'s.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use http_body_util::Full;
+
+use crate::serve::{Server, header_pairs, json_reply, read_request};
 
 /// A request as received.
 #[derive(Debug, Clone)]
@@ -92,7 +89,7 @@ impl RawResponse {
 pub struct RestServer {
     /// Where it listens (127.0.0.1, ephemeral port).
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    server: Server,
 }
 
 impl RestServer {
@@ -101,69 +98,39 @@ impl RestServer {
     where
         F: Fn(RawRequest) -> RawResponse + Send + Sync + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("local addr");
         let handler = Arc::new(handler);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+        let server = Server::start(move |req| {
+            let handler = Arc::clone(&handler);
+            async move {
+                let (parts, body) = read_request(req).await;
+                let request = RawRequest {
+                    method: parts.method.to_string(),
+                    raw_path: parts.uri.path().to_owned(),
+                    query: parts.uri.query().unwrap_or("").to_owned(),
+                    headers: header_pairs(&parts),
+                    body,
                 };
-                let handler = handler.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let handler = handler.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let request = RawRequest {
-                                method: parts.method.to_string(),
-                                raw_path: parts.uri.path().to_owned(),
-                                query: parts.uri.query().unwrap_or("").to_owned(),
-                                headers: parts
-                                    .headers
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
-                                    })
-                                    .collect(),
-                                body,
-                            };
-                            let answer = handler(request);
-                            let mut response = hyper::Response::builder().status(answer.status);
-                            let body = match answer.body {
-                                Some(b) => {
-                                    response = response.header("content-type", "application/json");
-                                    Bytes::from(b)
-                                }
-                                None => Bytes::new(),
-                            };
-                            Ok::<_, Infallible>(response.body(Full::new(body)).expect("response"))
-                        }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                match handler(request) {
+                    RawResponse {
+                        status,
+                        body: Some(b),
+                    } => json_reply(status, &[], Bytes::from(b)),
+                    RawResponse { status, body: None } => hyper::Response::builder()
+                        .status(status)
+                        .body(Full::new(Bytes::new()))
+                        .expect("response"),
+                }
             }
-        });
-        Self { addr, task }
+        })
+        .await;
+        Self {
+            addr: server.addr,
+            server,
+        }
     }
 
     /// `http://127.0.0.1:port`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for RestServer {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.server.url()
     }
 }

@@ -14,6 +14,9 @@ pub mod fake_stargate;
 pub mod fault_proxy;
 pub mod stack;
 
+// The loopback serve loop behind the fakes and the fault proxy.
+pub mod serve;
+
 // Real Kafka end to end: the runner, the function binaries, a private API outage.
 pub mod esm;
 pub mod tcp_gate;
