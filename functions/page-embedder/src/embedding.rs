@@ -211,17 +211,21 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
+    async fn embed_within_5s(f: &Fake, t: &[String], batch_size: usize) -> Embedded {
+        embed_all(
+            f,
+            t,
+            &settings(batch_size),
+            &Deadline::after(Duration::from_secs(5)),
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn batches_and_keeps_order() {
         let f = fake(0, 3);
         let t = texts(&["a", "bb", "ccc", "dddd", "eeeee"]);
-        let out = embed_all(
-            &f,
-            &t,
-            &settings(2),
-            &Deadline::after(Duration::from_secs(5)),
-        )
-        .await;
+        let out = embed_within_5s(&f, &t, 2).await;
         assert_eq!(out.requests, 3);
         let firsts: Vec<f32> = out.results.iter().map(|r| r.as_ref().unwrap()[0]).collect();
         assert_eq!(firsts, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
@@ -230,13 +234,7 @@ mod tests {
     #[tokio::test]
     async fn throttling_is_retried() {
         let f = fake(2, 3);
-        let out = embed_all(
-            &f,
-            &texts(&["a"]),
-            &settings(8),
-            &Deadline::after(Duration::from_secs(5)),
-        )
-        .await;
+        let out = embed_within_5s(&f, &texts(&["a"]), 8).await;
         assert!(out.results[0].is_ok());
         assert_eq!(out.requests, 3);
     }
@@ -245,13 +243,7 @@ mod tests {
     async fn a_rejected_input_is_isolated_by_bisection() {
         let f = fake(0, 3);
         let t = texts(&["a", "b", "BAD", "d"]);
-        let out = embed_all(
-            &f,
-            &t,
-            &settings(4),
-            &Deadline::after(Duration::from_secs(5)),
-        )
-        .await;
+        let out = embed_within_5s(&f, &t, 4).await;
         assert!(matches!(
             out.results[2],
             Err(EmbedError::InputTooLong { .. })
@@ -264,13 +256,7 @@ mod tests {
     #[tokio::test]
     async fn wrong_dimension_is_a_permanent_error_naming_model_and_dims() {
         let f = fake(0, 2);
-        let out = embed_all(
-            &f,
-            &texts(&["a"]),
-            &settings(8),
-            &Deadline::after(Duration::from_secs(5)),
-        )
-        .await;
+        let out = embed_within_5s(&f, &texts(&["a"]), 8).await;
         let err = out.results[0].as_ref().unwrap_err();
         assert!(err.class().is_permanent());
         let msg = err.to_string();

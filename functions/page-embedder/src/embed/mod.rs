@@ -258,10 +258,40 @@ fn transport_error(err: &reqwest::Error, model: &str, secret: Option<&str>) -> E
             retry_after: None,
         }
     } else {
-        EmbedError::InvalidResponse {
-            model: model.to_owned(),
-            message,
-        }
+        invalid_response(model, message)
+    }
+}
+
+/// An [`EmbedError::InvalidResponse`] from `model`'s provider.
+fn invalid_response(model: &str, message: String) -> EmbedError {
+    EmbedError::InvalidResponse {
+        model: model.to_owned(),
+        message,
+    }
+}
+
+/// Sends a prepared JSON request and parses the body of a 2xx answer as `T`; a body that does not
+/// parse is an [`EmbedError::InvalidResponse`] naming the `shape` expected.
+async fn send_json<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    model: &str,
+    secret: Option<&str>,
+    shape: &str,
+) -> Result<T, EmbedError> {
+    let text = send(request, model, secret).await?;
+    serde_json::from_str(&text)
+        .map_err(|e| invalid_response(model, format!("body is not {shape}: {e}")))
+}
+
+/// A provider must answer one embedding per input.
+fn check_count(model: &str, embeddings: usize, inputs: usize) -> Result<(), EmbedError> {
+    if embeddings == inputs {
+        Ok(())
+    } else {
+        Err(invalid_response(
+            model,
+            format!("{embeddings} embeddings for {inputs} inputs"),
+        ))
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EmbedError, Embedder, send};
+use super::{EmbedError, Embedder, check_count, send_json};
 
 /// Client of Ollama's `/api/embed`.
 #[derive(Debug, Clone)]
@@ -99,22 +99,9 @@ impl Embedder for OllamaEmbedder {
             .post(&self.url)
             .timeout(self.timeout)
             .json(&body);
-        let text = send(request, &self.model, None).await?;
         let response: Response =
-            serde_json::from_str(&text).map_err(|e| EmbedError::InvalidResponse {
-                model: self.model.clone(),
-                message: format!("body is not {{\"embeddings\": [[number]]}}: {e}"),
-            })?;
-        if response.embeddings.len() != texts.len() {
-            return Err(EmbedError::InvalidResponse {
-                model: self.model.clone(),
-                message: format!(
-                    "{} embeddings for {} inputs",
-                    response.embeddings.len(),
-                    texts.len()
-                ),
-            });
-        }
+            send_json(request, &self.model, None, "{\"embeddings\": [[number]]}").await?;
+        check_count(&self.model, response.embeddings.len(), texts.len())?;
         Ok(response.embeddings)
     }
 }

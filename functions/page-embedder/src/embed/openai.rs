@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EmbedError, Embedder, send};
+use super::{EmbedError, Embedder, check_count, invalid_response, send_json};
 
 /// Client of an OpenAI-compatible `/v1/embeddings`.
 #[derive(Clone)]
@@ -124,23 +124,15 @@ impl Embedder for OpenAiEmbedder {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
-        let text = send(request, &self.model, self.api_key.as_deref()).await?;
-        let invalid = |message: String| EmbedError::InvalidResponse {
-            model: self.model.clone(),
-            message,
-        };
-        let response: Response = serde_json::from_str(&text).map_err(|e| {
-            invalid(format!(
-                "body is not {{\"data\": [{{\"index\", \"embedding\"}}]}}: {e}"
-            ))
-        })?;
-        if response.data.len() != texts.len() {
-            return Err(invalid(format!(
-                "{} embeddings for {} inputs",
-                response.data.len(),
-                texts.len()
-            )));
-        }
+        let response: Response = send_json(
+            request,
+            &self.model,
+            self.api_key.as_deref(),
+            "{\"data\": [{\"index\", \"embedding\"}]}",
+        )
+        .await?;
+        check_count(&self.model, response.data.len(), texts.len())?;
+        let invalid = |message: String| invalid_response(&self.model, message);
         let mut out: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
         for item in response.data {
             let slot = out
