@@ -8,6 +8,7 @@ use lambda_kit::secrets::{SecretError, SecretSpec, resolve};
 
 use super::{
     QdrantStore, StargateStore, StoreError, StoredHashes, SupabaseStore, VectorRow, VectorStore,
+    qdrant, stargate,
 };
 use crate::config::{Config, KeySource, StoreKind};
 
@@ -38,8 +39,7 @@ pub enum BuildStoreError {
 async fn key(
     env: &Env,
     source: &KeySource,
-    plain: &str,
-    secret_id: &str,
+    (plain, secret_id): (&str, &str),
 ) -> Result<Option<Secret>, SecretError> {
     match source {
         KeySource::None => Ok(None),
@@ -73,23 +73,11 @@ impl AnyStore {
     ) -> Result<Self, BuildStoreError> {
         Ok(match (config.store, &config.qdrant, &config.stargate) {
             (StoreKind::Qdrant, Some(q), _) => {
-                let k = key(
-                    env,
-                    &q.api_key,
-                    "QDRANT_API_KEY",
-                    "QDRANT_API_KEY_SECRET_ID",
-                )
-                .await?;
+                let k = key(env, &q.api_key, qdrant::API_KEY_VARS).await?;
                 Self::Qdrant(QdrantStore::new(q, k)?)
             }
             (StoreKind::Stargate, _, Some(s)) => {
-                let k = key(
-                    env,
-                    &s.auth_token,
-                    "STARGATE_AUTH_TOKEN",
-                    "STARGATE_AUTH_TOKEN_SECRET_ID",
-                )
-                .await?;
+                let k = key(env, &s.auth_token, stargate::AUTH_TOKEN_VARS).await?;
                 Self::Stargate(StargateStore::new(s, k)?)
             }
             _ => Self::Supabase(SupabaseStore::new(postgrest, config.vectors_table.clone())),

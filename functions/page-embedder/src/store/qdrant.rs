@@ -37,6 +37,9 @@ use crate::config::KeySource;
 /// Namespace of the point ids (a fixed random UUID: changing it would orphan every point).
 const POINT_NAMESPACE: uuid::Uuid = uuid::uuid!("6f1c2b8e-5d3a-4e7f-9a41-2c8d0b7e6a13");
 
+/// The variables giving the API key: directly, or as a Secrets Manager id.
+pub(crate) const API_KEY_VARS: (&str, &str) = ("QDRANT_API_KEY", "QDRANT_API_KEY_SECRET_ID");
+
 /// Page ids per filter, and points per scroll page.
 const IDS_PER_QUERY: usize = 200;
 const SCROLL_LIMIT: usize = 512;
@@ -98,7 +101,7 @@ impl QdrantConfig {
         Ok(Self {
             url,
             collection,
-            api_key: key_source(env, "QDRANT_API_KEY", "QDRANT_API_KEY_SECRET_ID")?,
+            api_key: key_source(env, API_KEY_VARS)?,
             request_timeout: env.millis_or("HTTP_TIMEOUT_MS", Duration::from_secs(10))?,
             connect_timeout: env.millis_or("HTTP_CONNECT_TIMEOUT_MS", Duration::from_secs(2))?,
             retry: RetryPolicy::from_env(env, "RETRY_")?,
@@ -122,8 +125,7 @@ pub(crate) fn http_url(env: &Env, var: &str) -> Result<String, ConfigError> {
 /// A key given directly or as a Secrets Manager id, not both.
 pub(crate) fn key_source(
     env: &Env,
-    plain: &str,
-    secret_id: &str,
+    (plain, secret_id): (&str, &str),
 ) -> Result<KeySource, ConfigError> {
     match (env.get(plain), env.get(secret_id)) {
         (Some(_), Some(_)) => Err(ConfigError::new(

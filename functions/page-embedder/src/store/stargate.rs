@@ -39,6 +39,10 @@ use super::rest::{RestClient, RestSettings, segment};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
 use crate::config::KeySource;
 
+/// The variables giving the auth token: directly, or as a Secrets Manager id.
+pub(crate) const AUTH_TOKEN_VARS: (&str, &str) =
+    ("STARGATE_AUTH_TOKEN", "STARGATE_AUTH_TOKEN_SECRET_ID");
+
 /// Requests in flight at once (the API has no bulk write).
 const CONCURRENCY: usize = 8;
 /// Rows per read page.
@@ -78,7 +82,7 @@ impl StargateConfig {
             url: http_url(env, "STARGATE_URL")?,
             keyspace: env.identifier_or("STARGATE_KEYSPACE", "gibsey")?,
             table: env.identifier_or("STARGATE_TABLE", "page_vectors")?,
-            auth_token: key_source(env, "STARGATE_AUTH_TOKEN", "STARGATE_AUTH_TOKEN_SECRET_ID")?,
+            auth_token: key_source(env, AUTH_TOKEN_VARS)?,
             request_timeout: env.millis_or("HTTP_TIMEOUT_MS", Duration::from_secs(10))?,
             connect_timeout: env.millis_or("HTTP_CONNECT_TIMEOUT_MS", Duration::from_secs(2))?,
             retry: RetryPolicy::from_env(env, "RETRY_")?,
