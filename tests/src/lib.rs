@@ -12,6 +12,7 @@ pub mod fake_stargate;
 
 // gift-persister tests: the stack's env and SQL, a fault-injecting proxy.
 pub mod fault_proxy;
+pub mod gifts;
 pub mod stack;
 
 // The loopback serve loop behind the fakes and the fault proxy.

@@ -1,55 +1,13 @@
 //! gift-persister against the real local stack: fixtures, redelivery, bad records, API down,
 //! injected 5xx/429/slow responses, secrets kept out of output.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use event_decoding::{EventSource, KafkaBatch, KafkaBatchResponse, KafkaRecord};
-use gift_persister::handler::{Handler, Settings};
-use gift_persister::store::PostgrestGiftStore;
 use integration_tests::fault_proxy::{Fault, FaultProxy};
+use integration_tests::gifts::{gifts, handler, invoke};
 use integration_tests::stack::{StackEnv, lit, unique};
-use lambda_kit::batch::ChunkLimits;
-use lambda_kit::dead_letter::PostgrestDeadLetters;
-use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
-use lambda_kit::retry::{DeadlineSettings, RetryPolicy};
-use lambda_runtime::{Context, LambdaEvent};
-
-type RealHandler = Handler<PostgrestGiftStore, PostgrestDeadLetters>;
-
-fn handler(url: &str, key: &str, budget: Duration) -> (RealHandler, PostgrestClient) {
-    let mut cfg = PostgrestConfig::new(url, Secret::new(key));
-    cfg.retry = RetryPolicy {
-        initial_backoff: Duration::from_millis(20),
-        ..RetryPolicy::default()
-    };
-    cfg.request_timeout = Duration::from_secs(2);
-    let client = PostgrestClient::new(cfg).unwrap();
-    let limits = ChunkLimits {
-        max_rows: 4,
-        ..ChunkLimits::default()
-    };
-    let settings = Settings {
-        deadline: DeadlineSettings {
-            default_budget: budget,
-            ..DeadlineSettings::default()
-        },
-        ..Settings::default()
-    };
-    let h = Handler::new(
-        PostgrestGiftStore::new(client.clone(), "vault", limits),
-        PostgrestDeadLetters::new(client.clone(), "dead_letters", limits),
-        settings,
-    );
-    (h, client)
-}
-
-async fn invoke(h: &RealHandler, batch: &KafkaBatch) -> Result<KafkaBatchResponse, String> {
-    h.handle(LambdaEvent::new(batch.clone(), Context::default()))
-        .await
-        .map_err(|e| e.to_string())
-}
 
 /// The fixture's records moved to `topic`, with valid gifts made unique to this run (question
 /// and event_id suffixed) so parallel tests and reruns never share rows.
@@ -90,16 +48,6 @@ fn fixture_on(name: &str, topic: &str, source: EventSource) -> KafkaBatch {
         }
     });
     KafkaBatch::builder(source).records(records).build()
-}
-
-fn gifts(topic: &str, n: i64) -> KafkaBatch {
-    let records = (0..n).map(|i| {
-        let v = serde_json::json!({"page_id": i, "question": format!("Q{i} {topic}"), "answer": "A", "ts": 1_732_350_000 + i});
-        KafkaRecord::new(topic, (i % 2) as i32, i, 1_732_350_000_000).with_value(v.to_string())
-    });
-    KafkaBatch::builder(EventSource::Msk)
-        .records(records)
-        .build()
 }
 
 fn vault_count(env: &StackEnv, topic: &str) -> i64 {
@@ -336,65 +284,4 @@ async fn gift_5xx_429_and_slow_responses_are_retried_within_the_deadline() {
             .is_empty()
     );
     assert_eq!(vault_count(&env, &topic), 8);
-}
-
-/// Collects everything the tracing subscriber prints.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn gift_secrets_never_appear_in_logs_or_errors() {
-    let Some(env) = StackEnv::get_or_skip("gift_secrets_output") else {
-        return;
-    };
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let topic = unique("gift_secret");
-    let batch = gifts(&topic, 3);
-    let mut outputs = Vec::new();
-    // The right key through a failing proxy, and a wrong key (401) straight to the API.
-    let proxy = FaultProxy::start(&env.rest_url).await;
-    proxy.push([Fault::Status(503, vec![]), Fault::Status(401, vec![])]);
-    let (h, _) = handler(&proxy.url(), &env.service_key, Duration::from_secs(10));
-    outputs.push(format!("{:?}", invoke(&h, &batch).await));
-    let wrong_key = format!("wrong-{}", unique("key"));
-    let (bad, _) = handler(&env.rest_url, &wrong_key, Duration::from_secs(10));
-    let r = invoke(&bad, &batch).await;
-    assert!(r.is_err(), "a bad key fails every record: {r:?}");
-    outputs.push(format!("{r:?}"));
-    outputs.push(format!("{:?}", bad));
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        logs.contains("gift batch processed"),
-        "the summary line is logged"
-    );
-    assert!(logs.contains("db_unauthorized"), "{logs}");
-    for text in outputs.iter().chain([&logs]) {
-        assert!(!text.contains(&env.service_key), "service key leaked");
-        assert!(!text.contains(&wrong_key), "key leaked");
-    }
-    // Nothing was dead-lettered for the bad key.
-    assert_eq!(
-        env.count(&format!(
-            "select count(*) from dead_letters where topic = {}",
-            lit(&topic)
-        )),
-        0
-    );
 }

@@ -1,0 +1,71 @@
+//! Keys never reach logs or errors. Its own test binary: the test installs a thread-local tracing
+//! subscriber to capture logs, and tests running concurrently in the same process can race with it
+//! over tracing's per-callsite interest cache, so a capture could miss lines.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use integration_tests::fault_proxy::{Fault, FaultProxy};
+use integration_tests::gifts::{gifts, handler, invoke};
+use integration_tests::stack::{StackEnv, lit, unique};
+
+/// Collects everything the tracing subscriber prints.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn gift_secrets_never_appear_in_logs_or_errors() {
+    let Some(env) = StackEnv::get_or_skip("gift_secrets_output") else {
+        return;
+    };
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let topic = unique("gift_secret");
+    let batch = gifts(&topic, 3);
+    let mut outputs = Vec::new();
+    // The right key through a failing proxy, and a wrong key (401) straight to the API.
+    let proxy = FaultProxy::start(&env.rest_url).await;
+    proxy.push([Fault::Status(503, vec![]), Fault::Status(401, vec![])]);
+    let (h, _) = handler(&proxy.url(), &env.service_key, Duration::from_secs(10));
+    outputs.push(format!("{:?}", invoke(&h, &batch).await));
+    let wrong_key = format!("wrong-{}", unique("key"));
+    let (bad, _) = handler(&env.rest_url, &wrong_key, Duration::from_secs(10));
+    let r = invoke(&bad, &batch).await;
+    assert!(r.is_err(), "a bad key fails every record: {r:?}");
+    outputs.push(format!("{r:?}"));
+    outputs.push(format!("{:?}", bad));
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("gift batch processed"),
+        "the summary line is logged"
+    );
+    assert!(logs.contains("db_unauthorized"), "{logs}");
+    for text in outputs.iter().chain([&logs]) {
+        assert!(!text.contains(&env.service_key), "service key leaked");
+        assert!(!text.contains(&wrong_key), "key leaked");
+    }
+    // Nothing was dead-lettered for the bad key.
+    assert_eq!(
+        env.count(&format!(
+            "select count(*) from dead_letters where topic = {}",
+            lit(&topic)
+        )),
+        0
+    );
+}
