@@ -41,8 +41,8 @@ pub fn function_binary(name: &str) -> PathBuf {
     let path = profile_dir.join(name);
     assert!(
         path.is_file(),
-        "{} does not exist: build it first in the same profile (`cargo build -p {name}`, or \
-         `cargo test --workspace`, which builds every binary before running tests)",
+        "{} does not exist: build it first in the same profile (`cargo build -p {name}`; \
+         `scripts/test` does it before running the tests)",
         path.display()
     );
     path
