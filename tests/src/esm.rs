@@ -145,7 +145,7 @@ pub async fn publish(
             key: k.as_ref().map(|k| k.clone().into_bytes()),
             value: Some(v.clone()),
             headers: vec![],
-            timestamp_ms: 0,
+            timestamp_ms: now_ms() as i64,
         })
         .collect();
     client

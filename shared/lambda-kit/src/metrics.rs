@@ -153,13 +153,18 @@ impl MetricSet {
 }
 
 /// Milliseconds between the oldest record timestamp and `now_ms` (0 when the clock is behind the
-/// broker's); `None` for an empty batch.
+/// broker's); `None` for an empty batch or one whose records carry no timestamp (Kafka's `-1`, or
+/// `0` from producers that never set one: an age of 56 years would only poison the metric).
 ///
 /// ```
 /// assert_eq!(lambda_kit::metrics::batch_age_ms(&[], 5), None);
 /// ```
 pub fn batch_age_ms(records: &[KafkaRecord], now_ms: i64) -> Option<u64> {
-    let oldest = records.iter().map(|r| r.timestamp).min()?;
+    let oldest = records
+        .iter()
+        .map(|r| r.timestamp)
+        .filter(|&ts| ts > 0)
+        .min()?;
     Some(u64::try_from(now_ms.saturating_sub(oldest)).unwrap_or(0))
 }
 
@@ -572,6 +577,15 @@ mod tests {
         // A record from the future (clock skew) is age 0, not a wrapped huge number.
         let b = batch(&[2_000]);
         assert_eq!(batch_age_ms(b.as_slice(), 1_000), Some(0));
+    }
+
+    #[test]
+    fn records_without_timestamps_do_not_count_for_batch_age() {
+        assert_eq!(batch_age_ms(batch(&[-1, 0]).as_slice(), 5_000), None);
+        assert_eq!(
+            batch_age_ms(batch(&[0, 4_000, 4_500]).as_slice(), 5_000),
+            Some(1_000)
+        );
     }
 
     #[test]
