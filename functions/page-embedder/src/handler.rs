@@ -24,7 +24,8 @@ pub struct Handler<E, S, R, D> {
     pub pipeline: Pipeline<E, S, R>,
     /// Where rejected records go.
     pub dead_letters: D,
-    /// Name written in dead letters.
+    /// Name written in dead letters: stable across deployments, so a redelivered record that was
+    /// already dead-lettered is not written twice.
     pub function_name: String,
     /// Safety margin before the Lambda deadline.
     pub deadline: DeadlineSettings,

@@ -21,8 +21,11 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&env)?;
     let metrics = Metrics::from_env(&env, env!("CARGO_PKG_NAME"))?;
 
+    // One connection pool (and one load of the TLS roots) for PostgREST, the embedding provider,
+    // the vector store and the RAG service; every request sets its own timeout.
     let http = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(2))
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
         .build()?;
     let api_key = match &config.embed.api_key {
         KeySource::None => None,
@@ -87,7 +90,8 @@ async fn main() -> Result<(), Error> {
         &SecretSpec::new("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY_SECRET_ID", "key"),
     )
     .await?;
-    let postgrest = PostgrestClient::new(PostgrestConfig::from_env(&env, key)?)?;
+    let postgrest =
+        PostgrestClient::with_http(PostgrestConfig::from_env(&env, key)?, http.clone())?;
     let store = AnyStore::from_config(&config, &env, postgrest.clone()).await?;
     let dead_letters = PostgrestDeadLetters::new(
         postgrest,
@@ -118,7 +122,10 @@ async fn main() -> Result<(), Error> {
             },
         },
         dead_letters,
-        function_name: env.string_or("AWS_LAMBDA_FUNCTION_NAME", "page-embedder"),
+        // The package name, not AWS_LAMBDA_FUNCTION_NAME: dead letters are keyed by function name,
+        // topic, partition and offset, and a redeploy under a new name must still dedupe a
+        // redelivered record (gift-persister does the same).
+        function_name: env!("CARGO_PKG_NAME").to_owned(),
         deadline: config.deadline.clone(),
     };
     let (handler, metrics) = (&handler, &metrics);

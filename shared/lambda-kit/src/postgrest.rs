@@ -420,10 +420,20 @@ impl PostgrestClient {
     pub fn new(config: PostgrestConfig) -> Result<Self, PostgrestError> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| PostgrestError::Build(http::describe_reqwest(&e)))?;
+        Self::with_http(config, http)
+    }
+
+    /// Like [`new`](Self::new) but on a connection pool the caller already has (a function that
+    /// also calls other HTTP APIs loads the TLS roots once). Every request carries
+    /// `config.request_timeout` itself (capped by the invocation deadline); the client's own
+    /// connect timeout applies, `config.connect_timeout` does not.
+    pub fn with_http(
+        config: PostgrestConfig,
+        http: reqwest::Client,
+    ) -> Result<Self, PostgrestError> {
         let mut auth =
             HeaderValue::from_str(&format!("Bearer {}", config.key.expose())).map_err(|_| {
                 PostgrestError::Build(

@@ -437,6 +437,72 @@ async fn ollama_refusing_a_long_input_makes_smaller_chunks() {
 }
 
 #[tokio::test]
+async fn ollama_busy_and_server_errors_are_retried() {
+    let Some(client) = stack("ollama_busy_and_server_errors_are_retried") else {
+        return;
+    };
+    // Ollama answers 429 with `{"error": ...}` when its request queue is full (OLLAMA_MAX_QUEUE)
+    // and 500 when the runner fails; both are transient, so the batch still completes.
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    fake.with_state(|s| s.faults = vec![Fault::Throttle { ms: 100 }, Fault::ServerError]);
+    let p = unique("ollama-busy");
+    let ids = [format!("{p}-a"), format!("{p}-b")];
+    let h = handler(
+        &client,
+        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
+    );
+    let handled = run(
+        &h,
+        &batch(vec![
+            upsert(0, &ids[0], "first"),
+            upsert(1, &ids[1], "second"),
+        ]),
+    )
+    .await;
+    assert!(handled.response.unwrap().batch_item_failures.is_empty());
+    assert_eq!(fake.request_count(), 3, "429, 500, then success");
+    let stored = rows(&client, &ids).await;
+    assert_eq!(
+        stored[0].vector(),
+        expected_vector(&format!("{PREFIX}first"), 768)
+    );
+    assert_eq!(
+        stored[1].vector(),
+        expected_vector(&format!("{PREFIX}second"), 768)
+    );
+    assert!(dead_letters(&client, &p).await.is_empty());
+}
+
+#[tokio::test]
+async fn openai_context_length_exceeded_makes_smaller_chunks() {
+    let Some(client) = stack("openai_context_length_exceeded") else {
+        return;
+    };
+    // OpenAI answers 400 `context_length_exceeded` for an input over the model's limit; the
+    // page is split further instead of being dead-lettered.
+    let fake = FakeEmbedder::start(Api::OpenAi, "text-embedding-3-small", 768).await;
+    fake.with_state(|s| s.max_input_chars = Some(300));
+    let p = unique("oa-toolong");
+    let id = format!("{p}-page");
+    let mut setup = Setup::new(Api::OpenAi, format!("{}/v1", fake.base_url()), p.clone());
+    setup.model = "text-embedding-3-small".into();
+    setup.prefix = String::new();
+    setup.limits = ChunkLimits::new(1000, 50);
+    let h = handler(&client, &setup);
+    let body: String = (0..30)
+        .map(|i| format!("Part {i} of a page that the model cannot take whole. "))
+        .collect();
+    let handled = run(&h, &batch(vec![upsert(0, &id, &body)])).await;
+    assert!(handled.response.unwrap().batch_item_failures.is_empty());
+    let stored = rows(&client, std::slice::from_ref(&id)).await;
+    assert!(stored.len() >= 6, "{}", stored.len());
+    for r in &stored {
+        assert!(r.chunk_text.as_deref().unwrap().chars().count() <= 300);
+    }
+    assert!(dead_letters(&client, &p).await.is_empty());
+}
+
+#[tokio::test]
 async fn openai_throttling_is_retried_honouring_retry_after_ms() {
     let Some(client) = stack("openai_throttling_is_retried") else {
         return;

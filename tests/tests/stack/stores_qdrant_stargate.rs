@@ -171,7 +171,7 @@ async fn redelivery_skips_unchanged<S: VectorStore>(store: S) -> S {
             rag_enabled: false,
         },
     };
-    let batch = KafkaBatch::from_slice(include_bytes!("../../events/pages-plain.json")).unwrap();
+    let batch = KafkaBatch::from_slice(include_bytes!("../../../events/pages-plain.json")).unwrap();
     let first = pipeline.process(&batch, &deadline()).await;
     let embedded = pipeline.embedder.texts.load(Ordering::SeqCst);
     assert!(embedded > 0, "first delivery embeds: {:?}", first.stats);

@@ -1,0 +1,15 @@
+//! Integration and end-to-end tests against the real local stack (`scripts/local-stack`,
+//! `scripts/kafka-broker`), one module per area.
+//!
+//! They share one test binary on purpose: every linked test binary carries the AWS SDK, candle and
+//! the Kafka client, so six binaries cost six links and six copies on disk. Every test uses its
+//! own ids, so the modules run in parallel against one database and one broker. The log-capture
+//! test (`gift_log_secrets`) keeps a binary of its own: it installs a tracing subscriber, which
+//! must not race with other tests.
+
+mod esm_e2e;
+mod gift_persister;
+mod gift_secrets;
+mod observability;
+mod pages_pipeline;
+mod stores_qdrant_stargate;
