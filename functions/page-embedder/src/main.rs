@@ -21,10 +21,17 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&env)?;
     let metrics = Metrics::from_env(&env, env!("CARGO_PKG_NAME"))?;
 
-    // One connection pool (and one load of the TLS roots) for PostgREST, the embedding provider,
-    // the vector store and the RAG service; every request sets its own timeout.
+    let key = resolve(
+        &env,
+        &SecretSpec::new("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY_SECRET_ID", "key"),
+    )
+    .await?;
+    let postgrest_config = PostgrestConfig::from_env(&env, key)?;
+    // One connection pool (and one load of the TLS roots) for PostgREST, the embedding provider
+    // and the RAG service, connecting within HTTP_CONNECT_TIMEOUT_MS; every request sets its own
+    // timeout.
     let http = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(2))
+        .connect_timeout(postgrest_config.connect_timeout)
         .pool_idle_timeout(std::time::Duration::from_secs(60))
         .build()?;
     let api_key = match &config.embed.api_key {
@@ -85,13 +92,7 @@ async fn main() -> Result<(), Error> {
         ),
     };
 
-    let key = resolve(
-        &env,
-        &SecretSpec::new("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY_SECRET_ID", "key"),
-    )
-    .await?;
-    let postgrest =
-        PostgrestClient::with_http(PostgrestConfig::from_env(&env, key)?, http.clone())?;
+    let postgrest = PostgrestClient::with_http(postgrest_config, http.clone())?;
     let store = AnyStore::from_config(&config, &env, postgrest.clone()).await?;
     let dead_letters = PostgrestDeadLetters::new(
         postgrest,
