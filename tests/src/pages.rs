@@ -96,6 +96,16 @@ impl Setup {
             function_name,
         }
     }
+
+    /// An OpenAI-compatible `text-embedding-3-small` (768 dimensions requested, no prefix) served
+    /// at `{server}/v1`.
+    pub fn openai(server: &str, function_name: String) -> Self {
+        Self {
+            model: "text-embedding-3-small".into(),
+            prefix: String::new(),
+            ..Self::new(Api::OpenAi, format!("{server}/v1"), function_name)
+        }
+    }
 }
 
 /// The handler type the tests run.

@@ -8,9 +8,12 @@ use std::collections::BTreeMap;
 use event_decoding::Change;
 use integration_tests::fake_embedder::{Api, FakeEmbedder, FakeRag, Fault, expected_vector};
 use integration_tests::pages::{
-    Setup, batch, dead_letters, delete, fixture, handler, rows, run, stack, unique, upsert,
+    Setup, TestHandler, batch, dead_letters, delete, fixture, handler, rows, run, stack, unique,
+    upsert,
 };
+use lambda_kit::postgrest::PostgrestClient;
 use page_embedder::chunk::ChunkLimits;
+use page_embedder::handler::Handled;
 
 const PREFIX: &str = "search_document: ";
 
@@ -41,6 +44,42 @@ fn expected_state(b: &event_decoding::KafkaBatch) -> BTreeMap<String, Option<Str
         }
     }
     state
+}
+
+/// Pages `{p}-a` ("first") and `{p}-b` ("second") upserted in one batch.
+async fn run_two_pages(h: &TestHandler, p: &str) -> (Handled, [String; 2]) {
+    let ids = [format!("{p}-a"), format!("{p}-b")];
+    let handled = run(
+        h,
+        &batch(vec![
+            upsert(0, &ids[0], "first"),
+            upsert(1, &ids[1], "second"),
+        ]),
+    )
+    .await;
+    (handled, ids)
+}
+
+/// Upserts one ~1,600-character page through a provider that refuses inputs over `max_chars`
+/// and checks the page was split further instead of failing: every record done, at least six
+/// chunks each within the limit with the prefix, no dead letters.
+async fn long_page_is_split_under(client: &PostgrestClient, mut setup: Setup, max_chars: usize) {
+    let id = format!("{}-page", setup.function_name);
+    setup.limits = ChunkLimits::new(1000, 50);
+    let h = handler(client, &setup);
+    let body: String = (0..30)
+        .map(|i| format!("Part {i} of a page that the model cannot take whole. "))
+        .collect();
+    let handled = run(&h, &batch(vec![upsert(0, &id, &body)])).await;
+    assert!(handled.response.unwrap().batch_item_failures.is_empty());
+    let stored = rows(client, std::slice::from_ref(&id)).await;
+    assert!(stored.len() >= 6, "{}", stored.len());
+    for r in &stored {
+        let embedded =
+            setup.prefix.chars().count() + r.chunk_text.as_deref().unwrap().chars().count();
+        assert!(embedded <= max_chars, "{embedded} > {max_chars}");
+    }
+    assert!(dead_letters(client, &setup.function_name).await.is_empty());
 }
 
 #[tokio::test]
@@ -418,21 +457,8 @@ async fn ollama_refusing_a_long_input_makes_smaller_chunks() {
     // With `truncate: false`, Ollama answers 400 "the input length exceeds the context length".
     let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
     fake.with_state(|s| s.max_input_chars = Some(300));
-    let p = unique("toolong");
-    let id = format!("{p}-page");
-    let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());
-    setup.limits = ChunkLimits::new(1000, 50);
-    let h = handler(&client, &setup);
-    let body: String = (0..30)
-        .map(|i| format!("Part {i} of a page that the model cannot take whole. "))
-        .collect();
-    let handled = run(&h, &batch(vec![upsert(0, &id, &body)])).await;
-    assert!(handled.response.unwrap().batch_item_failures.is_empty());
-    let stored = rows(&client, std::slice::from_ref(&id)).await;
-    assert!(stored.len() >= 6, "{}", stored.len());
-    for r in &stored {
-        assert!(PREFIX.len() + r.chunk_text.as_deref().unwrap().chars().count() <= 300);
-    }
+    let setup = Setup::new(Api::Ollama, fake.base_url(), unique("toolong"));
+    long_page_is_split_under(&client, setup, 300).await;
     assert!(fake.with_state(|s| s.requests.iter().all(|r| r["truncate"] == false)));
 }
 
@@ -446,19 +472,11 @@ async fn ollama_busy_and_server_errors_are_retried() {
     let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
     fake.with_state(|s| s.faults = vec![Fault::Throttle { ms: 100 }, Fault::ServerError]);
     let p = unique("ollama-busy");
-    let ids = [format!("{p}-a"), format!("{p}-b")];
     let h = handler(
         &client,
         &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
     );
-    let handled = run(
-        &h,
-        &batch(vec![
-            upsert(0, &ids[0], "first"),
-            upsert(1, &ids[1], "second"),
-        ]),
-    )
-    .await;
+    let (handled, ids) = run_two_pages(&h, &p).await;
     assert!(handled.response.unwrap().batch_item_failures.is_empty());
     assert_eq!(fake.request_count(), 3, "429, 500, then success");
     let stored = rows(&client, &ids).await;
@@ -482,24 +500,12 @@ async fn openai_context_length_exceeded_makes_smaller_chunks() {
     // page is split further instead of being dead-lettered.
     let fake = FakeEmbedder::start(Api::OpenAi, "text-embedding-3-small", 768).await;
     fake.with_state(|s| s.max_input_chars = Some(300));
-    let p = unique("oa-toolong");
-    let id = format!("{p}-page");
-    let mut setup = Setup::new(Api::OpenAi, format!("{}/v1", fake.base_url()), p.clone());
-    setup.model = "text-embedding-3-small".into();
-    setup.prefix = String::new();
-    setup.limits = ChunkLimits::new(1000, 50);
-    let h = handler(&client, &setup);
-    let body: String = (0..30)
-        .map(|i| format!("Part {i} of a page that the model cannot take whole. "))
-        .collect();
-    let handled = run(&h, &batch(vec![upsert(0, &id, &body)])).await;
-    assert!(handled.response.unwrap().batch_item_failures.is_empty());
-    let stored = rows(&client, std::slice::from_ref(&id)).await;
-    assert!(stored.len() >= 6, "{}", stored.len());
-    for r in &stored {
-        assert!(r.chunk_text.as_deref().unwrap().chars().count() <= 300);
-    }
-    assert!(dead_letters(&client, &p).await.is_empty());
+    long_page_is_split_under(
+        &client,
+        Setup::openai(&fake.base_url(), unique("oa-toolong")),
+        300,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -511,21 +517,10 @@ async fn openai_throttling_is_retried_honouring_retry_after_ms() {
     let fake = FakeEmbedder::start(Api::OpenAi, "text-embedding-3-small", 768).await;
     fake.with_state(|s| s.faults = vec![Fault::Throttle { ms: 150 }, Fault::ServerError]);
     let p = unique("openai");
-    let ids = [format!("{p}-a"), format!("{p}-b")];
-    let mut setup = Setup::new(Api::OpenAi, format!("{}/v1", fake.base_url()), p.clone());
-    setup.model = "text-embedding-3-small".into();
-    setup.dims = 768;
-    setup.prefix = String::new();
+    let setup = Setup::openai(&fake.base_url(), p.clone());
     let h = handler(&client, &setup);
     let started = std::time::Instant::now();
-    let handled = run(
-        &h,
-        &batch(vec![
-            upsert(0, &ids[0], "first"),
-            upsert(1, &ids[1], "second"),
-        ]),
-    )
-    .await;
+    let (handled, ids) = run_two_pages(&h, &p).await;
     assert!(handled.response.unwrap().batch_item_failures.is_empty());
     assert!(
         started.elapsed() >= std::time::Duration::from_millis(150),
