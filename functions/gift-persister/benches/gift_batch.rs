@@ -14,12 +14,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 use event_decoding::KafkaBatch;
-use gift_persister::handler::{Handler, Settings};
-use gift_persister::store::PostgrestGiftStore;
-use lambda_kit::batch::ChunkLimits;
-use lambda_kit::dead_letter::PostgrestDeadLetters;
-use lambda_kit::postgrest::{Duplicates, PostgrestClient, PostgrestConfig, Secret, Upsert};
-use lambda_kit::retry::{Deadline, DeadlineSettings};
+use gift_persister::config::Config;
+use lambda_kit::config::Env;
+use lambda_kit::postgrest::{Duplicates, Upsert};
+use lambda_kit::retry::Deadline;
 use lambda_runtime::{Context, LambdaEvent};
 
 const GIFTS: usize = 10_000;
@@ -108,20 +106,15 @@ async fn main() {
     let topic = format!("{run}_handler");
     let bytes = payload(&topic);
     let payload_mb = bytes.len() as f64 / 1e6;
-    let client =
-        PostgrestClient::new(PostgrestConfig::new(&url, Secret::new(key.clone()))).unwrap();
-    let limits = ChunkLimits::default();
-    let handler = Handler::new(
-        PostgrestGiftStore::new(client.clone(), "vault", limits),
-        PostgrestDeadLetters::new(client.clone(), "dead_letters", limits),
-        Settings {
-            deadline: DeadlineSettings {
-                default_budget: Duration::from_secs(120),
-                ..Default::default()
-            },
-            ..Settings::default()
-        },
-    );
+    // Built as `main` builds it.
+    let env = Env::from_pairs([
+        ("SUPABASE_REST_URL", url.as_str()),
+        ("SUPABASE_SERVICE_ROLE_KEY", key.as_str()),
+        ("DEFAULT_BUDGET_MS", "120000"),
+        ("METRICS_ENABLED", "false"),
+    ]);
+    let handler = Config::from(&env).await.unwrap().build().unwrap();
+    let client = handler.function().store().client();
     let started = Instant::now();
     let batch = KafkaBatch::from_slice(&bytes).unwrap();
     drop(bytes);

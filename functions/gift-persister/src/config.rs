@@ -16,14 +16,20 @@
 //! | `RETRY_MAX_BACKOFF_MS` | 5000 | backoff cap |
 //! | `DEADLINE_SAFETY_MARGIN_MS` | 2000 | kept before the Lambda deadline |
 //! | `DEFAULT_BUDGET_MS` | 60000 | budget when the context has no deadline |
+//! | `METRICS_ENABLED` / `METRICS_NAMESPACE` | `true` / `KafkaLambdas` | one EMF metrics line per invocation |
 
-use lambda_kit::batch::ChunkLimits;
+use lambda_kit::batch::WriteLimits;
 use lambda_kit::config::{ConfigError, Env};
-use lambda_kit::postgrest::PostgrestConfig;
+use lambda_kit::dead_letter::PostgrestDeadLetters;
+use lambda_kit::metrics::Metrics;
+use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, PostgrestError};
 use lambda_kit::retry::DeadlineSettings;
+use lambda_kit::runner::Runner;
 use lambda_kit::secrets::{self, SecretError, SecretSpec};
 
 use crate::gift::GiftLimits;
+use crate::handler::{Gifts, PostgrestHandler};
+use crate::store::PostgrestGiftStore;
 
 /// Name of the function in dead letters (stable across deployments, so redelivery dedupes).
 pub const FUNCTION_NAME: &str = "gift-persister";
@@ -45,11 +51,13 @@ pub struct Config {
     /// Dead-letter table.
     pub dead_letter_table: String,
     /// Bulk write bounds.
-    pub limits: ChunkLimits,
+    pub limits: WriteLimits,
     /// Validation bounds.
     pub gift_limits: GiftLimits,
     /// Deadline derivation.
     pub deadline: DeadlineSettings,
+    /// The EMF metrics line (`METRICS_ENABLED`, `METRICS_NAMESPACE`).
+    pub metrics: Metrics,
 }
 
 /// A failed cold start.
@@ -62,6 +70,9 @@ pub enum InitError {
     /// The key could not be resolved.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] PostgrestError),
 }
 
 impl Config {
@@ -80,13 +91,27 @@ impl Config {
             postgrest: PostgrestConfig { key, ..probe },
             gifts_table: env.identifier_or("GIFTS_TABLE", "vault")?,
             dead_letter_table: env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")?,
-            limits: ChunkLimits::from_env(env)?,
+            limits: WriteLimits::from_env(env)?,
             gift_limits: GiftLimits {
                 max_text_chars: env.positive_or("GIFT_MAX_TEXT_CHARS", d.max_text_chars)?,
                 ..d
             },
             deadline: DeadlineSettings::from_env(env)?,
+            metrics: Metrics::from_env(env, FUNCTION_NAME)?,
         })
+    }
+
+    /// The handler `main` runs (tests and benchmarks build theirs the same way).
+    pub fn build(&self) -> Result<PostgrestHandler, InitError> {
+        let client = PostgrestClient::new(self.postgrest.clone())?;
+        let gifts =
+            PostgrestGiftStore::new(client.clone(), self.gifts_table.clone(), self.limits);
+        let dead_letters =
+            PostgrestDeadLetters::new(client, self.dead_letter_table.clone(), self.limits);
+        Ok(
+            Runner::new(Gifts::new(gifts, self.gift_limits), dead_letters, self.deadline.clone())
+                .with_metrics(self.metrics.clone()),
+        )
     }
 }
 
@@ -106,7 +131,7 @@ mod tests {
             (c.gifts_table.as_str(), c.dead_letter_table.as_str()),
             ("vault", "dead_letters")
         );
-        assert_eq!(c.limits, ChunkLimits::default());
+        assert_eq!(c.limits, WriteLimits::default());
         assert_eq!(c.postgrest.key.expose(), "k");
 
         let e = Config::from(&Env::from_pairs([("SUPABASE_URL", "http://x")]))

@@ -2,22 +2,15 @@
 
 use std::future::Future;
 
-use lambda_kit::batch::{ChunkLimits, RowFate, write_rows};
-use lambda_kit::error::Classify;
-use lambda_kit::postgrest::{Duplicates, PostgrestClient, PostgrestError, Upsert};
+use lambda_kit::batch::{WriteLimits, write_rows};
+use lambda_kit::fate::Fate;
+use lambda_kit::postgrest::{Duplicates, PostgrestClient, Upsert};
 use lambda_kit::retry::Deadline;
 
 /// Where validated gifts go.
 pub trait GiftStore: Send + Sync {
-    /// Why a row could not be stored.
-    type Error: Classify + std::fmt::Display + std::fmt::Debug + Send + Sync + 'static;
-
     /// Upserts the rows (JSON objects, unique `event_id`s) and returns the fate of each, in order.
-    fn write(
-        &self,
-        deadline: &Deadline,
-        rows: &[Vec<u8>],
-    ) -> impl Future<Output = Vec<RowFate<Self::Error>>> + Send;
+    fn write(&self, deadline: &Deadline, rows: &[Vec<u8>]) -> impl Future<Output = Vec<Fate>> + Send;
 }
 
 /// Gifts upserted on `event_id` with `resolution=ignore-duplicates`: a redelivered or re-sent
@@ -26,13 +19,13 @@ pub trait GiftStore: Send + Sync {
 pub struct PostgrestGiftStore {
     client: PostgrestClient,
     table: String,
-    limits: ChunkLimits,
+    limits: WriteLimits,
     upsert: Upsert,
 }
 
 impl PostgrestGiftStore {
     /// Gifts in `table` through `client`, written in chunks within `limits`.
-    pub fn new(client: PostgrestClient, table: impl Into<String>, limits: ChunkLimits) -> Self {
+    pub fn new(client: PostgrestClient, table: impl Into<String>, limits: WriteLimits) -> Self {
         Self {
             client,
             table: table.into(),
@@ -40,12 +33,15 @@ impl PostgrestGiftStore {
             upsert: Upsert::on_conflict("event_id", Duplicates::Ignore),
         }
     }
+
+    /// The PostgREST client (its request counter is shared with the dead-letter sink's clone).
+    pub fn client(&self) -> &PostgrestClient {
+        &self.client
+    }
 }
 
 impl GiftStore for PostgrestGiftStore {
-    type Error = PostgrestError;
-
-    async fn write(&self, deadline: &Deadline, rows: &[Vec<u8>]) -> Vec<RowFate<PostgrestError>> {
+    async fn write(&self, deadline: &Deadline, rows: &[Vec<u8>]) -> Vec<Fate> {
         write_rows(rows, &self.limits, |body| {
             self.client
                 .upsert(deadline, &self.table, body, &self.upsert)

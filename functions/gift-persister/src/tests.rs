@@ -5,14 +5,18 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
-use lambda_kit::batch::{ChunkLimits, RowFate, write_rows};
+use lambda_kit::batch::{WriteLimits, write_rows};
 use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink};
 use lambda_kit::error::{Classify, ErrorClass};
+use lambda_kit::fate::Fate;
 use lambda_kit::retry::Deadline;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 
-use crate::handler::{Handler, Settings};
+use lambda_kit::retry::DeadlineSettings;
+
+use crate::gift::GiftLimits;
+use crate::handler::{Gifts, Handler};
 use crate::store::GiftStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -66,11 +70,10 @@ impl MemStore {
 }
 
 impl GiftStore for MemStore {
-    type Error = MemError;
-    async fn write(&self, _deadline: &Deadline, rows: &[Vec<u8>]) -> Vec<RowFate<MemError>> {
+    async fn write(&self, _deadline: &Deadline, rows: &[Vec<u8>]) -> Vec<Fate> {
         write_rows(
             rows,
-            &ChunkLimits {
+            &WriteLimits {
                 max_rows: 4,
                 max_bytes: 1 << 20,
             },
@@ -111,11 +114,9 @@ struct MemDeadLetters {
 }
 
 impl DeadLetterSink for MemDeadLetters {
-    type Error = MemError;
-    async fn write(&self, _deadline: &Deadline, letters: &[DeadLetter]) -> Vec<RowFate<MemError>> {
+    async fn write(&self, _deadline: &Deadline, letters: &[DeadLetter]) -> Vec<Fate> {
         if self.down {
-            let e = std::sync::Arc::new(MemError::Down);
-            return letters.iter().map(|_| RowFate::Failed(e.clone())).collect();
+            return letters.iter().map(|_| Fate::failed(&MemError::Down)).collect();
         }
         let mut map = self.letters.lock().unwrap();
         for l in letters {
@@ -123,7 +124,7 @@ impl DeadLetterSink for MemDeadLetters {
             map.entry((id.topic.clone(), id.partition, id.offset))
                 .or_insert_with(|| l.clone());
         }
-        letters.iter().map(|_| RowFate::Stored).collect()
+        letters.iter().map(|_| Fate::Stored).collect()
     }
 }
 
@@ -133,7 +134,11 @@ fn fixture(name: &str) -> KafkaBatch {
 }
 
 fn handler(store: MemStore, dl: MemDeadLetters) -> Handler<MemStore, MemDeadLetters> {
-    Handler::new(store, dl, Settings::default())
+    Handler::new(
+        Gifts::new(store, GiftLimits::default()),
+        dl,
+        DeadlineSettings::default(),
+    )
 }
 
 async fn run(
@@ -168,7 +173,7 @@ async fn msk_and_self_managed_fixtures_store_every_gift_once() {
         for _ in 0..3 {
             assert_eq!(run(&h, fixture(name)).await.unwrap(), vec![], "{name}");
         }
-        let rows = h.store().rows();
+        let rows = h.function().store().rows();
         assert_eq!(rows.len(), 6, "{name}");
         assert!(rows.contains_key("evt-8"));
         let first = rows.values().find(|r| r["kafka_offset"] == 100).unwrap();
@@ -178,7 +183,7 @@ async fn msk_and_self_managed_fixtures_store_every_gift_once() {
         assert_eq!(no_ts["kafka_partition"], 0);
         assert!(h.dead_letters().letters.lock().unwrap().is_empty());
         // One request per chunk of 4, not one per record.
-        assert_eq!(h.store().requests.load(Ordering::Relaxed), 3 * 2);
+        assert_eq!(h.function().store().requests.load(Ordering::Relaxed), 3 * 2);
     }
 }
 
@@ -186,7 +191,7 @@ async fn msk_and_self_managed_fixtures_store_every_gift_once() {
 async fn bad_fixture_dead_letters_each_bad_record_with_its_code() {
     let h = handler(MemStore::default(), MemDeadLetters::default());
     assert_eq!(run(&h, fixture("gift-bad.json")).await.unwrap(), vec![]);
-    let rows = h.store().rows();
+    let rows = h.function().store().rows();
     let offsets: Vec<i64> = rows
         .values()
         .map(|r| r["kafka_offset"].as_i64().unwrap())
@@ -250,7 +255,7 @@ async fn duplicates_in_one_batch_are_written_once() {
         .record(dup(2))
         .build();
     assert_eq!(run(&h, batch).await.unwrap(), vec![]);
-    let rows = h.store().rows();
+    let rows = h.function().store().rows();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows.values().next().unwrap()["kafka_offset"], 1);
 }
@@ -262,7 +267,7 @@ async fn database_rejection_isolates_the_row() {
         .records((0..10).map(|i| gift(i, if i == 6 { "REJECT me" } else { "fine" })))
         .build();
     assert_eq!(run(&h, batch).await.unwrap(), vec![]);
-    assert_eq!(h.store().rows().len(), 9);
+    assert_eq!(h.function().store().rows().len(), 9);
     let letters = h.dead_letters().letters.lock().unwrap().clone();
     assert_eq!(letters.len(), 1);
     let l = letters.values().next().unwrap();
@@ -286,7 +291,7 @@ async fn transient_failures_are_reported_and_all_failed_is_an_error() {
             .map(|o| ("gift_events-0".to_owned(), o))
             .collect::<Vec<_>>()
     );
-    assert_eq!(h.store().rows().len(), 4);
+    assert_eq!(h.function().store().rows().len(), 4);
 
     let h = handler(MemStore::failing(MemError::Down), MemDeadLetters::default());
     let batch = KafkaBatch::builder(EventSource::Msk)
@@ -310,7 +315,7 @@ async fn bad_credentials_dead_letter_nothing() {
         "valid records are failed, not dead-lettered"
     );
     assert_eq!(
-        h.store().requests.load(Ordering::Relaxed),
+        h.function().store().requests.load(Ordering::Relaxed),
         1,
         "no further requests after a credentials error"
     );
@@ -344,7 +349,7 @@ async fn empty_batch_is_fine() {
             .unwrap(),
         vec![]
     );
-    assert_eq!(h.store().requests.load(Ordering::Relaxed), 0);
+    assert_eq!(h.function().store().requests.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]

@@ -10,25 +10,26 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::config::{ConfigError, Env};
 use crate::error::Classify;
+use crate::fate::Fate;
 
 /// Bounds of one bulk write request.
 ///
 /// Defaults: 500 rows, 1 MiB of JSON body.
 ///
 /// ```
-/// use lambda_kit::batch::ChunkLimits;
-/// let l = ChunkLimits { max_rows: 2, max_bytes: 1 << 20 };
+/// use lambda_kit::batch::WriteLimits;
+/// let l = WriteLimits { max_rows: 2, max_bytes: 1 << 20 };
 /// assert_eq!(l.plan(&[10, 10, 10]), vec![0..2, 2..3]);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkLimits {
+pub struct WriteLimits {
     /// Rows per request.
     pub max_rows: usize,
     /// JSON body bytes per request (a single larger row still goes alone).
     pub max_bytes: usize,
 }
 
-impl Default for ChunkLimits {
+impl Default for WriteLimits {
     fn default() -> Self {
         Self {
             max_rows: 500,
@@ -37,7 +38,7 @@ impl Default for ChunkLimits {
     }
 }
 
-impl ChunkLimits {
+impl WriteLimits {
     /// Reads `WRITE_MAX_ROWS` and `WRITE_MAX_BYTES`, overriding the defaults.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let d = Self::default();
@@ -69,36 +70,6 @@ impl ChunkLimits {
     }
 }
 
-/// What became of one row.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum RowFate<E> {
-    /// Durably written.
-    Stored,
-    /// Rejected for its own data: dead-letter it, never retry.
-    Rejected(Arc<E>),
-    /// Not written for a reason that is not the row's fault (transient fault after retries,
-    /// bad credentials, missing table): report it so it is redelivered.
-    Failed(Arc<E>),
-}
-
-impl<E> Clone for RowFate<E> {
-    fn clone(&self) -> Self {
-        match self {
-            Self::Stored => Self::Stored,
-            Self::Rejected(e) => Self::Rejected(Arc::clone(e)),
-            Self::Failed(e) => Self::Failed(Arc::clone(e)),
-        }
-    }
-}
-
-impl<E> RowFate<E> {
-    /// `true` for [`RowFate::Stored`].
-    pub fn is_stored(&self) -> bool {
-        matches!(self, Self::Stored)
-    }
-}
-
 /// Joins serialized JSON objects into a JSON array body.
 ///
 /// ```
@@ -119,24 +90,95 @@ pub fn json_array<R: AsRef<[u8]>>(rows: &[R]) -> Bytes {
     buf.freeze()
 }
 
+/// Isolates the inputs an operation refuses: `attempt` is called with each range of `ranges` in
+/// order; a range refused with an error that is permanent and
+/// [blames the input](Classify::blames_input) is halved and both halves are tried, until the
+/// refused inputs stand alone. Returns every range tried last, with its result.
+///
+/// Any other error ends the range's tries with that error; a permanent one (credentials, a
+/// missing table: the environment, not the data) also ends the ranges not yet tried, which get
+/// the same error without being sent.
+///
+/// The workspace's one isolation strategy: bulk writes ([`write_rows`]), embedding requests and
+/// vector upserts all isolate bad inputs with it.
+///
+/// ```
+/// use lambda_kit::batch::bisect;
+/// use lambda_kit::error::{Classify, ErrorClass};
+///
+/// #[derive(Debug)]
+/// struct Bad;
+/// impl Classify for Bad {
+///     fn class(&self) -> ErrorClass { ErrorClass::Permanent }
+///     fn error_code(&self) -> &'static str { "bad" }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let items = [1, 2, 666, 4];
+/// let tried = bisect([0..4], |r| {
+///     let bad = items[r].contains(&666);
+///     async move { if bad { Err(Bad) } else { Ok(()) } }
+/// }).await;
+/// let refused: Vec<_> = tried.iter().filter(|(_, r)| r.is_err()).map(|(r, _)| r.clone()).collect();
+/// assert_eq!(refused, vec![2..3]);
+/// # }
+/// ```
+pub async fn bisect<T, E, F, Fut>(
+    ranges: impl IntoIterator<Item = Range<usize>>,
+    mut attempt: F,
+) -> Vec<(Range<usize>, Result<T, Arc<E>>)>
+where
+    E: Classify,
+    F: FnMut(Range<usize>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut out = Vec::new();
+    // Work list in reverse so ranges are tried in order; halves are pushed back in front.
+    let mut todo: Vec<Range<usize>> = ranges.into_iter().collect();
+    todo.reverse();
+    while let Some(range) = todo.pop() {
+        match attempt(range.clone()).await {
+            Ok(t) => out.push((range, Ok(t))),
+            Err(e) if e.blames_input() && e.class().is_permanent() && range.len() > 1 => {
+                let mid = range.start + range.len() / 2;
+                todo.push(mid..range.end);
+                todo.push(range.start..mid);
+            }
+            Err(e) => {
+                let environment = e.class().is_permanent() && !e.blames_input();
+                let e = Arc::new(e);
+                out.push((range, Err(Arc::clone(&e))));
+                if environment {
+                    out.extend(todo.drain(..).rev().map(|r| (r, Err(Arc::clone(&e)))));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Writes `rows` (serialized JSON objects) in chunks within `limits`, calling `write` with the
 /// JSON array body of each chunk, and returns the fate of every row, in order.
 ///
-/// - success: the chunk's rows are [`RowFate::Stored`];
-/// - an error that [`blames_input`](Classify::blames_input): the chunk is halved and each half
-///   retried until single rows remain, which are [`RowFate::Rejected`];
-/// - any other error: the chunk's rows are [`RowFate::Failed`]. A permanent error that does not
+/// - success: the chunk's rows are [`Fate::Stored`];
+/// - an error that [`blames_input`](Classify::blames_input): the chunk is [bisected](bisect)
+///   until single rows remain, which are [`Fate::Rejected`];
+/// - any other error: the chunk's rows are [`Fate::Failed`]. A permanent error that does not
 ///   blame the input (bad credentials, missing table) also fails every row not yet written,
 ///   without sending them.
 ///
 /// `write` is expected to retry transient faults itself (the PostgREST client does).
 ///
 /// ```
-/// use lambda_kit::batch::{write_rows, ChunkLimits, RowFate};
+/// use lambda_kit::batch::{write_rows, WriteLimits};
 /// use lambda_kit::error::{Classify, ErrorClass};
+/// use lambda_kit::fate::Fate;
 ///
 /// #[derive(Debug)]
 /// struct BadRow;
+/// impl std::fmt::Display for BadRow {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("bad row") }
+/// }
 /// impl Classify for BadRow {
 ///     fn class(&self) -> ErrorClass { ErrorClass::Permanent }
 ///     fn error_code(&self) -> &'static str { "bad_row" }
@@ -144,57 +186,33 @@ pub fn json_array<R: AsRef<[u8]>>(rows: &[R]) -> Bytes {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let rows = vec![b"1".to_vec(), b"2".to_vec(), b"666".to_vec(), b"4".to_vec()];
-/// let fates = write_rows(&rows, &ChunkLimits::default(), |body| async move {
+/// let fates = write_rows(&rows, &WriteLimits::default(), |body| async move {
 ///     if body.windows(3).any(|w| w == b"666") { Err(BadRow) } else { Ok(()) }
 /// }).await;
-/// let stored: Vec<bool> = fates.iter().map(RowFate::is_stored).collect();
+/// let stored: Vec<bool> = fates.iter().map(Fate::is_stored).collect();
 /// assert_eq!(stored, vec![true, true, false, true]);
 /// # }
 /// ```
-pub async fn write_rows<R, E, F, Fut>(
-    rows: &[R],
-    limits: &ChunkLimits,
-    mut write: F,
-) -> Vec<RowFate<E>>
+pub async fn write_rows<R, E, F, Fut>(rows: &[R], limits: &WriteLimits, mut write: F) -> Vec<Fate>
 where
     R: AsRef<[u8]>,
-    E: Classify,
+    E: Classify + std::fmt::Display,
     F: FnMut(Bytes) -> Fut,
     Fut: Future<Output = Result<(), E>>,
 {
     let sizes: Vec<usize> = rows.iter().map(|r| r.as_ref().len()).collect();
-    let mut fates: Vec<Option<RowFate<E>>> = (0..rows.len()).map(|_| None).collect();
-    // Work list in reverse so chunks are written in order; halves are pushed back in front.
-    let mut todo: Vec<Range<usize>> = limits.plan(&sizes).into_iter().rev().collect();
-    while let Some(range) = todo.pop() {
-        let result = write(json_array(&rows[range.clone()])).await;
-        match result {
-            Ok(()) => range.for_each(|i| fates[i] = Some(RowFate::Stored)),
-            Err(e) if e.blames_input() && e.class().is_permanent() => {
-                if range.len() == 1 {
-                    fates[range.start] = Some(RowFate::Rejected(Arc::new(e)));
-                } else {
-                    let mid = range.start + range.len() / 2;
-                    todo.push(mid..range.end);
-                    todo.push(range.start..mid);
-                }
-            }
-            Err(e) => {
-                let fatal = e.class().is_permanent();
-                let e = Arc::new(e);
-                range.for_each(|i| fates[i] = Some(RowFate::Failed(Arc::clone(&e))));
-                if fatal {
-                    for rest in todo.drain(..) {
-                        rest.for_each(|i| fates[i] = Some(RowFate::Failed(Arc::clone(&e))));
-                    }
-                }
-            }
+    let mut fates: Vec<Fate> = vec![Fate::missing(); rows.len()];
+    let tried = bisect(limits.plan(&sizes), |range| write(json_array(&rows[range]))).await;
+    for (range, result) in tried {
+        let fate = match result {
+            Ok(()) => Fate::Stored,
+            Err(e) => Fate::from_error(&*e),
+        };
+        for i in range {
+            fates[i] = fate.clone();
         }
     }
     fates
-        .into_iter()
-        .map(|f| f.expect("every row is planned in exactly one chunk"))
-        .collect()
 }
 
 #[cfg(test)]
@@ -208,6 +226,11 @@ mod tests {
         Row,
         Auth,
         Down,
+    }
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{self:?}")
+        }
     }
     impl Classify for E {
         fn class(&self) -> ErrorClass {
@@ -232,7 +255,7 @@ mod tests {
 
     #[test]
     fn plan_respects_bytes_and_rows() {
-        let l = ChunkLimits {
+        let l = WriteLimits {
             max_rows: 10,
             max_bytes: 10,
         };
@@ -246,7 +269,7 @@ mod tests {
     proptest! {
         #[test]
         fn plan_covers_every_row_once(sizes in proptest::collection::vec(0usize..300, 0..200), max_rows in 1usize..20, max_bytes in 1usize..2000) {
-            let l = ChunkLimits { max_rows, max_bytes };
+            let l = WriteLimits { max_rows, max_bytes };
             let chunks = l.plan(&sizes);
             let mut next = 0;
             for c in &chunks {
@@ -267,7 +290,7 @@ mod tests {
         let mut calls = 0;
         let fates = write_rows(
             &rows,
-            &ChunkLimits {
+            &WriteLimits {
                 max_rows: 16,
                 max_bytes: 1 << 20,
             },
@@ -281,7 +304,7 @@ mod tests {
         .await;
         for (i, f) in fates.iter().enumerate() {
             assert_eq!(
-                matches!(f, RowFate::Rejected(_)),
+                matches!(f, Fate::Rejected { .. }),
                 bad.contains(&i),
                 "row {i}"
             );
@@ -296,7 +319,7 @@ mod tests {
         let mut n = 0;
         let fates = write_rows(
             &rows,
-            &ChunkLimits {
+            &WriteLimits {
                 max_rows: 2,
                 max_bytes: 1 << 20,
             },
@@ -310,9 +333,10 @@ mod tests {
         let kinds: Vec<&str> = fates
             .iter()
             .map(|f| match f {
-                RowFate::Stored => "s",
-                RowFate::Failed(_) => "f",
-                RowFate::Rejected(_) => "r",
+                Fate::Stored => "s",
+                Fate::Failed { .. } => "f",
+                Fate::Rejected { .. } => "r",
+                Fate::Skipped => "skipped",
             })
             .collect();
         assert_eq!(kinds, ["s", "s", "f", "f", "s", "s"]);
@@ -324,7 +348,7 @@ mod tests {
         let mut n = 0;
         let fates = write_rows(
             &rows,
-            &ChunkLimits {
+            &WriteLimits {
                 max_rows: 2,
                 max_bytes: 1 << 20,
             },
@@ -335,13 +359,13 @@ mod tests {
         )
         .await;
         assert_eq!(n, 1);
-        assert!(fates.iter().all(|f| matches!(f, RowFate::Failed(_))));
+        assert!(fates.iter().all(|f| matches!(f, Fate::Failed { .. })));
     }
 
     #[tokio::test]
     async fn empty_input_sends_nothing() {
         let mut n = 0;
-        let fates = write_rows(&Vec::<Vec<u8>>::new(), &ChunkLimits::default(), |_| {
+        let fates = write_rows(&Vec::<Vec<u8>>::new(), &WriteLimits::default(), |_| {
             n += 1;
             async { Ok::<(), E>(()) }
         })

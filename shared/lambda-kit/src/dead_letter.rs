@@ -8,9 +8,10 @@ use base64::Engine as _;
 use event_decoding::{KafkaRecord, RecordId};
 use serde::Serialize;
 
-use crate::batch::{ChunkLimits, RowFate, write_rows};
+use crate::batch::{WriteLimits, write_rows};
 use crate::error::Classify;
-use crate::postgrest::{Duplicates, PostgrestClient, PostgrestError, Upsert};
+use crate::fate::Fate;
+use crate::postgrest::{Duplicates, PostgrestClient, Upsert};
 use crate::retry::Deadline;
 
 /// How `raw_value` is stored.
@@ -129,16 +130,14 @@ fn text_or_base64(bytes: &[u8], delivered: Option<&str>) -> (String, ValueEncodi
 
 /// Where dead letters go.
 pub trait DeadLetterSink: Send + Sync {
-    /// Why a dead letter could not be stored.
-    type Error: Classify + std::fmt::Display + std::fmt::Debug + Send + Sync + 'static;
-
     /// Stores the letters; returns the fate of each, in order. A letter that is not
-    /// [`RowFate::Stored`] means its record must be reported as failed (redelivered).
+    /// [`Fate::Stored`] (or has no fate) means its record must be reported as failed
+    /// (redelivered).
     fn write(
         &self,
         deadline: &Deadline,
         letters: &[DeadLetter],
-    ) -> impl Future<Output = Vec<RowFate<Self::Error>>> + Send;
+    ) -> impl Future<Output = Vec<Fate>> + Send;
 }
 
 /// Dead letters in a PostgREST table (`dead_letters` schema), upserted on
@@ -147,19 +146,19 @@ pub trait DeadLetterSink: Send + Sync {
 pub struct PostgrestDeadLetters {
     client: PostgrestClient,
     table: String,
-    limits: ChunkLimits,
+    limits: WriteLimits,
 }
 
 impl PostgrestDeadLetters {
     /// Dead letters in `table` through `client`.
     ///
     /// ```
-    /// use lambda_kit::{batch::ChunkLimits, dead_letter::PostgrestDeadLetters};
+    /// use lambda_kit::{batch::WriteLimits, dead_letter::PostgrestDeadLetters};
     /// use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
     /// let client = PostgrestClient::new(PostgrestConfig::new("http://127.0.0.1:3000", Secret::new("k"))).unwrap();
-    /// let sink = PostgrestDeadLetters::new(client, "dead_letters", ChunkLimits::default());
+    /// let sink = PostgrestDeadLetters::new(client, "dead_letters", WriteLimits::default());
     /// ```
-    pub fn new(client: PostgrestClient, table: impl Into<String>, limits: ChunkLimits) -> Self {
+    pub fn new(client: PostgrestClient, table: impl Into<String>, limits: WriteLimits) -> Self {
         Self {
             client,
             table: table.into(),
@@ -169,13 +168,7 @@ impl PostgrestDeadLetters {
 }
 
 impl DeadLetterSink for PostgrestDeadLetters {
-    type Error = PostgrestError;
-
-    async fn write(
-        &self,
-        deadline: &Deadline,
-        letters: &[DeadLetter],
-    ) -> Vec<RowFate<PostgrestError>> {
+    async fn write(&self, deadline: &Deadline, letters: &[DeadLetter]) -> Vec<Fate> {
         if letters.is_empty() {
             return Vec::new();
         }

@@ -7,7 +7,12 @@
 //! - [`postgrest`]: [`PostgrestClient`](postgrest::PostgrestClient) and [`Secret`](postgrest::Secret).
 //! - [`config`]: environment variables with errors naming the variable.
 //! - [`secrets`]: API keys from the environment or AWS Secrets Manager.
-//! - [`batch`]: chunked bulk writes that bisect rejected chunks; [`RowFate`](batch::RowFate).
+//! - [`fate`]: [`Fate`](fate::Fate), what became of one record: the workspace's outcome
+//!   vocabulary.
+//! - [`runner`]: the batch lifecycle every function plugs into ([`BatchFunction`](runner::BatchFunction),
+//!   [`Runner`](runner::Runner)).
+//! - [`batch`]: chunked bulk writes and [`bisect`](batch::bisect), the one way bad inputs are
+//!   isolated.
 //! - [`dead_letter`]: [`DeadLetter`](dead_letter::DeadLetter) rows and the
 //!   [`DeadLetterSink`](dead_letter::DeadLetterSink) trait with its PostgREST implementation.
 //! - [`metrics`]: per-invocation CloudWatch Embedded Metric Format lines.
@@ -16,10 +21,12 @@ pub mod batch;
 pub mod config;
 pub mod dead_letter;
 pub mod error;
+pub mod fate;
 pub mod http;
 pub mod metrics;
 pub mod postgrest;
 pub mod retry;
+pub mod runner;
 pub mod secrets;
 
 #[cfg(test)]

@@ -285,7 +285,8 @@ impl Metrics {
         }
     }
 
-    /// Writes to a buffer that the returned [`Captured`] reads (tests).
+    /// Writes to a buffer that the returned [`Captured`] reads (tests; `testing` feature).
+    #[cfg(any(test, feature = "testing"))]
     pub fn capture(namespace: &str, function_name: &str) -> (Self, Captured) {
         let captured = Captured::default();
         (
@@ -345,9 +346,11 @@ impl Metrics {
 }
 
 /// Lines written by a [`Metrics::capture`] sink.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, Default)]
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
+#[cfg(any(test, feature = "testing"))]
 impl Captured {
     /// Every complete line written so far.
     pub fn lines(&self) -> Vec<String> {
@@ -367,6 +370,7 @@ impl Captured {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0
@@ -392,6 +396,7 @@ impl Write for Captured {
 /// assert_eq!(shape.namespace, "Ns");
 /// assert_eq!(shape.metrics, vec![("A".to_owned(), "Count".to_owned())]);
 /// ```
+#[cfg(any(test, feature = "testing"))]
 pub fn check_emf(doc: &Value) -> Result<EmfShape, String> {
     let root = doc.as_object().ok_or("root is not an object")?;
     let aws = root
@@ -460,6 +465,7 @@ pub fn check_emf(doc: &Value) -> Result<EmfShape, String> {
 }
 
 /// What [`check_emf`] found.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EmfShape {

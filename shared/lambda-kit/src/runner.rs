@@ -1,0 +1,665 @@
+//! One batch lifecycle for every Kafka-triggered function: a function supplies its decode and its
+//! write ([`BatchFunction`]); the [`Runner`] owns everything else — grouping records by key,
+//! fanning each group's fate back to all its records, dead letters, the partial batch response,
+//! the summary log line and the metrics line.
+//!
+//! ```text
+//!  records ──decode──▶ items by key ──write──▶ one fate per item ──fan out──▶ fate per record
+//!                                                                  │
+//!   response ◀── report ◀── dead letters (not stored: the record fails) ◀┘
+//! ```
+//!
+//! What the runner guarantees, whatever the function does:
+//! - every record ends with exactly one [`Fate`]; a result the function does not return counts as
+//!   [`Fate::Failed`], never as acknowledged;
+//! - a rejected record is acknowledged only once its dead letter is stored;
+//! - each rejected record is logged with its topic, partition and offset; environment faults are
+//!   logged once per invocation and error code, at error level, with the message naming what to
+//!   fix;
+//! - every invocation ends with one summary log line and, when enabled, one EMF metrics line.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::time::Instant;
+
+use event_decoding::{AllFailed, BatchReport, Counts, KafkaBatch, KafkaBatchResponse, KafkaRecord};
+use lambda_runtime::LambdaEvent;
+
+use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::fate::Fate;
+use crate::metrics::{MetricSet, Metrics, now_ms};
+use crate::retry::{Deadline, DeadlineSettings};
+
+/// Which item of a key's records is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Keep {
+    /// The first record of a key is written; the later ones are duplicates. A duplicate follows
+    /// the first record: [`Fate::Skipped`] when it was stored, the same rejection or failure
+    /// otherwise (so a redelivered bad event is dead-lettered, not silently acknowledged).
+    First,
+    /// The last record of a key (in partition/offset order) is written; the earlier ones are
+    /// superseded changes. They share a stored or failed fate with it (none is acknowledged ahead
+    /// of the change that replaces it); when the last one is rejected they are
+    /// [`Fate::Skipped`] and only the last one is dead-lettered.
+    Last,
+}
+
+/// What a function makes of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded<K, I> {
+    /// Write `item`, grouped with the batch's other items of the same `key`.
+    Item {
+        /// The grouping key (an event id, a page id).
+        key: K,
+        /// What the write step receives.
+        item: I,
+    },
+    /// Nothing to write: the record's fate is already known ([`Fate::Skipped`] or
+    /// [`Fate::Rejected`]).
+    Settled(Fate),
+}
+
+/// A Kafka-triggered function, as the [`Runner`] drives it.
+///
+/// ```
+/// use event_decoding::{KafkaBatch, KafkaRecord, EventSource};
+/// use lambda_kit::fate::Fate;
+/// use lambda_kit::retry::Deadline;
+/// use lambda_kit::runner::{BatchFunction, Decoded, Keep, Runner};
+/// # use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink};
+/// # struct NoLetters;
+/// # impl DeadLetterSink for NoLetters {
+/// #     async fn write(&self, _: &Deadline, l: &[DeadLetter]) -> Vec<Fate> { vec![Fate::Stored; l.len()] }
+/// # }
+///
+/// /// Counts words; values that are not UTF-8 are rejected.
+/// struct Words;
+/// impl BatchFunction for Words {
+///     type Key = i64;
+///     type Item = usize;
+///     type Stats = usize;
+///     const KEEP: Keep = Keep::First;
+///     fn name(&self) -> &str { "words" }
+///     fn decode(&self, record: &KafkaRecord) -> Decoded<i64, usize> {
+///         match record.value_str() {
+///             Ok(Some(text)) => Decoded::Item { key: record.offset, item: text.split_whitespace().count() },
+///             _ => Decoded::Settled(Fate::rejected("not_text", "the value is not UTF-8 text")),
+///         }
+///     }
+///     async fn write(&self, _: &Deadline, items: Vec<(i64, usize)>, words: &mut usize) -> Vec<Fate> {
+///         *words += items.iter().map(|(_, n)| n).sum::<usize>();
+///         vec![Fate::Stored; items.len()]
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let batch = KafkaBatch::builder(EventSource::Msk)
+///     .record(KafkaRecord::new("t", 0, 0, 0).with_value("two words"))
+///     .record(KafkaRecord::new("t", 0, 1, 0).with_value([0xff]))
+///     .build();
+/// let runner = Runner::new(Words, NoLetters, Default::default());
+/// let handled = runner.process(&batch, &Deadline::after(std::time::Duration::from_secs(1))).await;
+/// assert_eq!(handled.stats, 2);
+/// assert_eq!((handled.counts.stored, handled.counts.dead_lettered), (1, 1));
+/// assert!(handled.response.unwrap().batch_item_failures.is_empty());
+/// # }
+/// ```
+pub trait BatchFunction: Send + Sync {
+    /// Groups the records that write the same thing.
+    type Key: Eq + Hash + Send;
+    /// One decoded record, ready to write.
+    type Item: Send;
+    /// The function's own counters of one invocation (logged in the summary line, added to the
+    /// metrics line by [`metrics`](Self::metrics)).
+    type Stats: Default + fmt::Debug + Send;
+
+    /// Which record of a key is written.
+    const KEEP: Keep;
+
+    /// The function's name in dead letters: stable across deployments, so a redelivered record
+    /// that was already dead-lettered is not written twice.
+    fn name(&self) -> &str;
+
+    /// Decodes and validates one record. Never fails the batch: a bad record is
+    /// [`Decoded::Settled`] with [`Fate::Rejected`].
+    fn decode(&self, record: &KafkaRecord) -> Decoded<Self::Key, Self::Item>;
+
+    /// Writes one item per key and returns one fate per item, in order. A missing fate counts as
+    /// [`Fate::Failed`].
+    fn write(
+        &self,
+        deadline: &Deadline,
+        items: Vec<(Self::Key, Self::Item)>,
+        stats: &mut Self::Stats,
+    ) -> impl Future<Output = Vec<Fate>> + Send;
+
+    /// Adds the function's counters to the invocation's metrics line.
+    fn metrics(&self, stats: &Self::Stats, set: &mut MetricSet) {
+        let _ = (stats, set);
+    }
+}
+
+/// What one invocation did, for the caller (the Lambda entry point, tests, benchmarks).
+#[derive(Debug)]
+pub struct Handled<S> {
+    /// The partial batch response, or [`AllFailed`] when every record failed.
+    pub response: Result<KafkaBatchResponse, AllFailed>,
+    /// Outcome counts.
+    pub counts: Counts,
+    /// The function's own counters.
+    pub stats: S,
+}
+
+/// A [`BatchFunction`] with its dead-letter sink, deadline settings and metrics: the Lambda
+/// handler of a Kafka-triggered function.
+#[derive(Debug)]
+pub struct Runner<F, D> {
+    function: F,
+    dead_letters: D,
+    deadline: DeadlineSettings,
+    metrics: Metrics,
+}
+
+/// One group of records with the same key.
+struct Group<I> {
+    /// Record indices in batch order.
+    records: Vec<usize>,
+    item: I,
+}
+
+impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
+    /// `function` with its dead letters in `dead_letters`; metrics disabled.
+    pub fn new(function: F, dead_letters: D, deadline: DeadlineSettings) -> Self {
+        Self {
+            function,
+            dead_letters,
+            deadline,
+            metrics: Metrics::disabled(),
+        }
+    }
+
+    /// Emits one EMF metrics line per invocation to `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The function.
+    pub fn function(&self) -> &F {
+        &self.function
+    }
+
+    /// The dead-letter sink.
+    pub fn dead_letters(&self) -> &D {
+        &self.dead_letters
+    }
+
+    /// The Lambda entry point: the partial batch response, or an error when every record failed
+    /// (so Lambda retries the whole batch and counts an error).
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<KafkaBatch>,
+    ) -> Result<KafkaBatchResponse, lambda_runtime::Error> {
+        let deadline = Deadline::from_context(&event.context, &self.deadline);
+        Ok(self.process(&event.payload, &deadline).await.response?)
+    }
+
+    /// Runs the whole lifecycle over `batch` within `deadline`.
+    pub async fn process(&self, batch: &KafkaBatch, deadline: &Deadline) -> Handled<F::Stats> {
+        let started = Instant::now();
+        let records = batch.as_slice();
+        let mut fates: Vec<Option<Fate>> = vec![None; records.len()];
+        let (keys, groups) = self.decode(records, &mut fates);
+
+        let mut stats = F::Stats::default();
+        let mut written: Vec<Vec<usize>> = Vec::with_capacity(groups.len());
+        let mut items = Vec::with_capacity(groups.len());
+        for (key, g) in keys.into_iter().zip(groups) {
+            written.push(g.records);
+            items.push((key, g.item));
+        }
+        let results = if items.is_empty() {
+            Vec::new()
+        } else {
+            self.function.write(deadline, items, &mut stats).await
+        };
+        let mut results = results.into_iter();
+        for group in &written {
+            let fate = results.next().unwrap_or_else(Fate::missing);
+            fan_out(F::KEEP, group, fate, &mut fates);
+        }
+
+        let mut fates: Vec<Fate> = fates
+            .into_iter()
+            .map(|f| f.unwrap_or_else(Fate::missing))
+            .collect();
+        self.store_dead_letters(records, &mut fates, deadline).await;
+        log_failures(records, &fates);
+
+        let mut report = BatchReport::for_batch(batch);
+        for (record, fate) in records.iter().zip(&fates) {
+            report.record(&record.id(), fate.outcome());
+        }
+        let counts = report.counts();
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let failure_code = fates.iter().find_map(|f| match f {
+            Fate::Failed { code, .. } => Some(*code),
+            _ => None,
+        });
+        tracing::info!(
+            function = self.function.name(),
+            records = records.len(),
+            stored = counts.stored,
+            skipped = counts.skipped,
+            dead_lettered = counts.dead_lettered,
+            failed = counts.failed,
+            duration_ms,
+            failure_code,
+            stats = ?stats,
+            "batch processed"
+        );
+        if self.metrics.is_enabled() {
+            let mut set = MetricSet::for_batch(records, &counts, duration_ms, now_ms());
+            self.function.metrics(&stats, &mut set);
+            self.metrics.emit(&set);
+        }
+        Handled {
+            response: report.into_response(),
+            counts,
+            stats,
+        }
+    }
+
+    /// Decodes every record; settled records get their fate, the others are grouped by key.
+    fn decode(
+        &self,
+        records: &[KafkaRecord],
+        fates: &mut [Option<Fate>],
+    ) -> (Vec<F::Key>, Vec<Group<F::Item>>) {
+        let mut index: HashMap<F::Key, usize> = HashMap::new();
+        let mut groups: Vec<Group<F::Item>> = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            match self.function.decode(record) {
+                Decoded::Settled(fate) => fates[i] = Some(fate),
+                Decoded::Item { key, item } => match index.get(&key) {
+                    Some(&g) => {
+                        groups[g].records.push(i);
+                        if F::KEEP == Keep::Last {
+                            groups[g].item = item;
+                        }
+                    }
+                    None => {
+                        index.insert(key, groups.len());
+                        groups.push(Group {
+                            records: vec![i],
+                            item,
+                        });
+                    }
+                },
+            }
+        }
+        let mut keys: Vec<Option<F::Key>> = (0..groups.len()).map(|_| None).collect();
+        for (key, g) in index {
+            keys[g] = Some(key);
+        }
+        let keys = keys
+            .into_iter()
+            .map(|k| k.expect("every group has its key"))
+            .collect();
+        (keys, groups)
+    }
+
+    /// Writes a dead letter for every rejected record; a letter that is not stored turns its
+    /// record into a failure (redelivered, never acknowledged without its letter).
+    async fn store_dead_letters(
+        &self,
+        records: &[KafkaRecord],
+        fates: &mut [Fate],
+        deadline: &Deadline,
+    ) {
+        let rejected: Vec<usize> = (0..fates.len())
+            .filter(|&i| matches!(fates[i], Fate::Rejected { .. }))
+            .collect();
+        if rejected.is_empty() {
+            return;
+        }
+        let letters: Vec<DeadLetter> = rejected
+            .iter()
+            .map(|&i| {
+                let (code, message) = match &fates[i] {
+                    Fate::Rejected { code, message } => (*code, message.as_str()),
+                    _ => unreachable!("filtered above"),
+                };
+                let r = &records[i];
+                tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, error_code = code, error = message, "record rejected; dead-lettering");
+                DeadLetter::new(self.function.name(), r, code, message)
+            })
+            .collect();
+        let mut stored = self.dead_letters.write(deadline, &letters).await.into_iter();
+        for i in rejected {
+            let fate = stored.next().unwrap_or_else(Fate::missing);
+            if fate.is_stored() {
+                continue;
+            }
+            let r = &records[i];
+            let record_error = fates[i].code();
+            let (code, message) = match &fate {
+                Fate::Failed { code, message, .. } | Fate::Rejected { code, message } => {
+                    (*code, message.clone())
+                }
+                Fate::Stored | Fate::Skipped => ("dead_letter_skipped", String::new()),
+            };
+            tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset, error_code = code, record_error, error = %message, "dead letter not stored; record reported as failed");
+            fates[i] = Fate::Failed {
+                code,
+                message,
+                environment: matches!(fate, Fate::Failed { environment: true, .. }),
+            };
+        }
+    }
+}
+
+/// Gives the fate of a group's written item to every record of the group.
+fn fan_out(keep: Keep, group: &[usize], fate: Fate, fates: &mut [Option<Fate>]) {
+    let (&written, others): (&usize, Vec<usize>) = match keep {
+        Keep::First => (&group[0], group[1..].to_vec()),
+        Keep::Last => (
+            group.last().expect("a group has a record"),
+            group[..group.len() - 1].to_vec(),
+        ),
+    };
+    for i in others {
+        fates[i] = Some(match (&fate, keep) {
+            (Fate::Stored | Fate::Skipped, Keep::First) => Fate::Skipped,
+            (Fate::Rejected { .. }, Keep::Last) => Fate::Skipped,
+            (other, _) => other.clone(),
+        });
+    }
+    fates[written] = Some(fate);
+}
+
+/// One line per failure code: environment faults at error level (an operator must act), transient
+/// ones as warnings; each with the first record it hit and how many records it failed.
+fn log_failures(records: &[KafkaRecord], fates: &[Fate]) {
+    let mut seen: Vec<(&'static str, usize, usize)> = Vec::new(); // (code, first record, count)
+    for (i, fate) in fates.iter().enumerate() {
+        if let Fate::Failed { code, .. } = fate {
+            match seen.iter_mut().find(|(c, _, _)| c == code) {
+                Some(entry) => entry.2 += 1,
+                None => seen.push((code, i, 1)),
+            }
+        }
+    }
+    for (code, first, count) in seen {
+        let r = &records[first];
+        if let Fate::Failed {
+            message,
+            environment,
+            ..
+        } = &fates[first]
+        {
+            if *environment {
+                tracing::error!(error_code = code, records = count, topic = %r.topic, partition = r.partition, offset = r.offset, error = %message, "records failed for a reason that is not their data (configuration, schema, credentials); reported for redelivery");
+            } else {
+                tracing::warn!(error_code = code, records = count, topic = %r.topic, partition = r.partition, offset = r.offset, error = %message, "records failed; reported for redelivery");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use event_decoding::EventSource;
+
+    use super::*;
+
+    /// Values are `"<key>:<what>"`; `what` is `ok`, `bad` (rejected at write), `down` (failed
+    /// transiently at write) or `junk` (rejected at decode). `short` makes write return one
+    /// fate too few.
+    struct Fake {
+        short: bool,
+        written: Mutex<Vec<String>>,
+    }
+
+    impl BatchFunction for Fake {
+        type Key = String;
+        type Item = String;
+        type Stats = usize;
+        const KEEP: Keep = Keep::First;
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn decode(&self, record: &KafkaRecord) -> Decoded<String, String> {
+            let text = record.value_str().unwrap().unwrap_or_default();
+            match text.split_once(':') {
+                Some((_, "junk")) | None => {
+                    Decoded::Settled(Fate::rejected("junk", "not a key:what pair"))
+                }
+                Some((key, _)) => Decoded::Item {
+                    key: key.to_owned(),
+                    item: text,
+                },
+            }
+        }
+        async fn write(
+            &self,
+            _: &Deadline,
+            items: Vec<(String, String)>,
+            calls: &mut usize,
+        ) -> Vec<Fate> {
+            *calls += 1;
+            let mut fates: Vec<Fate> = items
+                .iter()
+                .map(|(_, item)| {
+                    self.written.lock().unwrap().push(item.clone());
+                    match item.split_once(':').unwrap().1 {
+                        "bad" => Fate::rejected("bad_item", "refused"),
+                        "down" => Fate::Failed {
+                            code: "down",
+                            message: "503".into(),
+                            environment: false,
+                        },
+                        _ => Fate::Stored,
+                    }
+                })
+                .collect();
+            if self.short {
+                fates.pop();
+            }
+            fates
+        }
+    }
+
+    /// The same function keeping the last item of a key.
+    struct LastFake(Fake);
+
+    impl BatchFunction for LastFake {
+        type Key = String;
+        type Item = String;
+        type Stats = usize;
+        const KEEP: Keep = Keep::Last;
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn decode(&self, record: &KafkaRecord) -> Decoded<String, String> {
+            self.0.decode(record)
+        }
+        async fn write(
+            &self,
+            d: &Deadline,
+            items: Vec<(String, String)>,
+            calls: &mut usize,
+        ) -> Vec<Fate> {
+            self.0.write(d, items, calls).await
+        }
+    }
+
+    /// Stores letters, except those of the given offsets (refused) and past `limit` (missing).
+    #[derive(Default)]
+    struct Letters {
+        refuse: Vec<i64>,
+        limit: Option<usize>,
+        seen: Mutex<Vec<(i64, String)>>,
+    }
+
+    impl DeadLetterSink for Letters {
+        async fn write(&self, _: &Deadline, letters: &[DeadLetter]) -> Vec<Fate> {
+            let mut seen = self.seen.lock().unwrap();
+            let mut out = Vec::new();
+            for l in letters.iter().take(self.limit.unwrap_or(usize::MAX)) {
+                seen.push((l.record.offset, l.error_code.clone()));
+                out.push(if self.refuse.contains(&l.record.offset) {
+                    Fate::Failed {
+                        code: "db_unavailable",
+                        message: "503".into(),
+                        environment: false,
+                    }
+                } else {
+                    Fate::Stored
+                });
+            }
+            out
+        }
+    }
+
+    fn fake(short: bool) -> Fake {
+        Fake {
+            short,
+            written: Mutex::default(),
+        }
+    }
+
+    fn batch(values: &[&str]) -> KafkaBatch {
+        KafkaBatch::builder(EventSource::Msk)
+            .records(
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| KafkaRecord::new("t", 0, i as i64, 0).with_value(*v)),
+            )
+            .build()
+    }
+
+    fn deadline() -> Deadline {
+        Deadline::after(Duration::from_secs(5))
+    }
+
+    fn failed_offsets(h: &Handled<usize>) -> Vec<i64> {
+        let mut v: Vec<i64> = h
+            .response
+            .as_ref()
+            .unwrap()
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.offset)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[tokio::test]
+    async fn first_wins_duplicates_follow_the_first_record() {
+        let r = Runner::new(fake(false), Letters::default(), DeadlineSettings::default());
+        let b = batch(&["a:ok", "b:bad", "a:ok", "b:bad", "c:junk", "d:down", "d:ok"]);
+        let h = r.process(&b, &deadline()).await;
+        assert_eq!(h.stats, 1, "one write call");
+        assert_eq!(
+            *r.function().written.lock().unwrap(),
+            ["a:ok", "b:bad", "d:down"],
+            "one item per key, the first"
+        );
+        assert_eq!(h.counts.stored, 1);
+        assert_eq!(h.counts.skipped, 1, "the duplicate of a stored record");
+        assert_eq!(h.counts.dead_lettered, 3, "b twice and the junk record");
+        assert_eq!(failed_offsets(&h), [5, 6], "d failed, its duplicate with it");
+        let letters = r.dead_letters().seen.lock().unwrap().clone();
+        assert_eq!(
+            letters,
+            [
+                (1, "bad_item".into()),
+                (3, "bad_item".into()),
+                (4, "junk".into())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn last_wins_superseded_records_share_the_fate_or_are_skipped() {
+        let r = Runner::new(
+            LastFake(fake(false)),
+            Letters::default(),
+            DeadlineSettings::default(),
+        );
+        let b = batch(&["a:bad", "a:ok", "b:ok", "b:bad", "c:ok", "c:down"]);
+        let h = r.process(&b, &deadline()).await;
+        assert_eq!(
+            *r.function().0.written.lock().unwrap(),
+            ["a:ok", "b:bad", "c:down"]
+        );
+        assert_eq!(h.counts.stored, 2, "a's two records");
+        assert_eq!(h.counts.skipped, 1, "b's superseded record");
+        assert_eq!(h.counts.dead_lettered, 1, "only b's last record");
+        assert_eq!(failed_offsets(&h), [4, 5]);
+        assert_eq!(
+            *r.dead_letters().seen.lock().unwrap(),
+            [(3, "bad_item".to_string())]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_write_result_is_a_failure_not_an_acknowledgement() {
+        let r = Runner::new(fake(true), Letters::default(), DeadlineSettings::default());
+        let h = r.process(&batch(&["a:ok", "b:ok"]), &deadline()).await;
+        assert_eq!(h.counts.stored, 1);
+        assert_eq!(failed_offsets(&h), [1]);
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_not_stored_or_not_answered_fails_its_record() {
+        let letters = Letters {
+            refuse: vec![0],
+            limit: Some(2),
+            ..Letters::default()
+        };
+        let r = Runner::new(fake(false), letters, DeadlineSettings::default());
+        let h = r
+            .process(&batch(&["x", "y", "z", "a:ok"]), &deadline())
+            .await;
+        // 0 refused, 1 stored, 2 never answered by the sink.
+        assert_eq!(h.counts.dead_lettered, 1);
+        assert_eq!(failed_offsets(&h), [0, 2]);
+    }
+
+    #[tokio::test]
+    async fn every_record_failed_is_all_failed_and_empty_batch_writes_nothing() {
+        let r = Runner::new(fake(false), Letters::default(), DeadlineSettings::default());
+        let h = r.process(&batch(&["a:down", "b:down"]), &deadline()).await;
+        assert_eq!(h.response.unwrap_err().failed, 2);
+
+        let h = r.process(&batch(&[]), &deadline()).await;
+        assert_eq!(h.stats, 0, "no write call for an empty batch");
+        assert!(h.response.unwrap().batch_item_failures.is_empty());
+    }
+
+    #[tokio::test]
+    async fn metrics_line_has_the_batch_counts() {
+        let (metrics, lines) = Metrics::capture("KafkaLambdas", "fake");
+        let r = Runner::new(fake(false), Letters::default(), DeadlineSettings::default())
+            .with_metrics(metrics);
+        r.process(&batch(&["a:ok", "b:bad", "c:down"]), &deadline())
+            .await;
+        let docs = lines.documents();
+        assert_eq!(docs.len(), 1);
+        crate::metrics::check_emf(&docs[0]).unwrap();
+        assert_eq!(docs[0]["RecordsReceived"], 3);
+        assert_eq!(docs[0]["RecordsStored"], 1);
+        assert_eq!(docs[0]["RecordsDeadLettered"], 1);
+        assert_eq!(docs[0]["RecordsFailed"], 1);
+    }
+}
