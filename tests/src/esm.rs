@@ -15,10 +15,9 @@ use tokio::sync::watch;
 /// `KAFKA_BOOTSTRAP_SERVERS` (`scripts/kafka-broker env`), or `None` after a loud SKIP line.
 pub fn kafka_or_skip(test: &str) -> Option<KafkaConfig> {
     match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(s) if !s.trim().is_empty() => Some(KafkaConfig {
-            bootstrap_servers: s.split(',').map(|s| s.trim().to_owned()).collect(),
-            sasl: None,
-        }),
+        Ok(s) if !s.trim().is_empty() => Some(KafkaConfig::new(
+            s.split(',').map(|s| s.trim().to_owned()).collect(),
+        )),
         _ => {
             eprintln!(
                 "\n!!!! SKIPPED {test}: KAFKA_BOOTSTRAP_SERVERS is not set \

@@ -4,43 +4,31 @@
 use std::time::Duration;
 
 use event_decoding::{EventSource, KafkaBatch, KafkaBatchResponse, KafkaRecord};
-use gift_persister::handler::{Handler, Settings};
-use gift_persister::store::PostgrestGiftStore;
-use lambda_kit::batch::ChunkLimits;
-use lambda_kit::dead_letter::PostgrestDeadLetters;
-use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
-use lambda_kit::retry::{DeadlineSettings, RetryPolicy};
+use gift_persister::config::Config;
+use gift_persister::handler::PostgrestHandler;
+use lambda_kit::config::Env;
+use lambda_kit::postgrest::PostgrestClient;
 use lambda_runtime::{Context, LambdaEvent};
 
 /// The real handler over the real PostgREST store and dead-letter sink.
-pub type RealHandler = Handler<PostgrestGiftStore, PostgrestDeadLetters>;
+pub type RealHandler = PostgrestHandler;
 
-/// A handler against `url` with `key`, 20 ms first backoff, 2 s request timeout, chunks of 4 rows
-/// and `budget` when the invocation has no deadline; also returns its client.
-pub fn handler(url: &str, key: &str, budget: Duration) -> (RealHandler, PostgrestClient) {
-    let mut cfg = PostgrestConfig::new(url, Secret::new(key));
-    cfg.retry = RetryPolicy {
-        initial_backoff: Duration::from_millis(20),
-        ..RetryPolicy::default()
-    };
-    cfg.request_timeout = Duration::from_secs(2);
-    let client = PostgrestClient::new(cfg).unwrap();
-    let limits = ChunkLimits {
-        max_rows: 4,
-        ..ChunkLimits::default()
-    };
-    let settings = Settings {
-        deadline: DeadlineSettings {
-            default_budget: budget,
-            ..DeadlineSettings::default()
-        },
-        ..Settings::default()
-    };
-    let h = Handler::new(
-        PostgrestGiftStore::new(client.clone(), "vault", limits),
-        PostgrestDeadLetters::new(client.clone(), "dead_letters", limits),
-        settings,
-    );
+/// A handler built by `Config::build` (as `main` builds it) against `url` with `key`, 20 ms
+/// first backoff, 2 s request timeout, chunks of 4 rows and `budget` when the invocation has no
+/// deadline; also returns its client.
+pub async fn handler(url: &str, key: &str, budget: Duration) -> (RealHandler, PostgrestClient) {
+    let budget_ms = budget.as_millis().to_string();
+    let env = Env::from_pairs([
+        ("SUPABASE_REST_URL", url),
+        ("SUPABASE_SERVICE_ROLE_KEY", key),
+        ("RETRY_INITIAL_BACKOFF_MS", "20"),
+        ("HTTP_TIMEOUT_MS", "2000"),
+        ("WRITE_MAX_ROWS", "4"),
+        ("DEFAULT_BUDGET_MS", budget_ms.as_str()),
+        ("METRICS_ENABLED", "false"),
+    ]);
+    let h = Config::from(&env).await.unwrap().build().unwrap();
+    let client = h.function().store().client().clone();
     (h, client)
 }
 

@@ -8,16 +8,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
-use lambda_kit::dead_letter::PostgrestDeadLetters;
+use lambda_kit::config::Env;
 use lambda_kit::postgrest::{Filter, PostgrestClient, PostgrestConfig, Secret};
-use lambda_kit::retry::{Deadline, DeadlineSettings, RetryPolicy};
+use lambda_kit::retry::{Deadline, RetryPolicy};
 use page_embedder::chunk::ChunkLimits;
-use page_embedder::embed::{OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
-use page_embedder::embedding::EmbedSettings;
-use page_embedder::handler::{Handled, Handler};
-use page_embedder::pipeline::{Pipeline, Settings};
-use page_embedder::rag::HttpRag;
-use page_embedder::store::SupabaseStore;
+use page_embedder::config::Config;
+use page_embedder::handler::{ConfiguredHandler, Handled};
 use serde_json::Value;
 
 use crate::fake_embedder::Api;
@@ -108,64 +104,71 @@ impl Setup {
     }
 }
 
-/// The handler type the tests run.
-pub type TestHandler =
-    Handler<ProviderEmbedder, SupabaseStore, Option<HttpRag>, PostgrestDeadLetters>;
+/// The handler type the tests run: the one `main` runs.
+pub type TestHandler = ConfiguredHandler;
 
-/// Builds the function as `main.rs` does, against the local stack.
-pub fn handler(client: &PostgrestClient, s: &Setup) -> TestHandler {
-    let http = reqwest::Client::new();
-    let embedder = match s.api {
-        Api::Ollama => ProviderEmbedder::Ollama(
-            OllamaEmbedder::new(http.clone(), &s.base_url, &s.model, s.dims, false)
-                .with_timeout(Duration::from_secs(5)),
+/// Builds the function with `Config::build`, as `main` does, from the settings of `s` against the
+/// local stack (`SUPABASE_REST_URL`, `SUPABASE_SERVICE_ROLE_KEY`); its dead letters carry
+/// `s.function_name`.
+pub async fn handler(s: &Setup) -> TestHandler {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set (see stack())"));
+    let mut pairs: Vec<(&str, String)> = vec![
+        ("SUPABASE_REST_URL", var("SUPABASE_REST_URL")),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY",
+            var("SUPABASE_SERVICE_ROLE_KEY"),
         ),
-        Api::OpenAi => ProviderEmbedder::OpenAi(
-            OpenAiEmbedder::new(
-                http.clone(),
-                &s.base_url,
-                &s.model,
-                s.dims,
-                true,
-                Some("sk-test-key".into()),
-            )
-            .with_timeout(Duration::from_secs(5)),
-        ),
-    };
-    Handler {
-        pipeline: Pipeline {
-            embedder,
-            store: SupabaseStore::new(client.clone(), "page_vectors"),
-            rag: s
-                .rag_url
-                .as_ref()
-                .map(|u| HttpRag::new(http.clone(), u.clone(), Duration::from_secs(5), 4)),
-            settings: Settings {
-                page_id_field: "page_id".into(),
-                body_field: "body".into(),
-                doc_prefix: s.prefix.clone(),
-                limits: s.limits,
-                embed: EmbedSettings {
-                    batch_size: s.batch_size,
-                    concurrency: 2,
-                    retry: RetryPolicy {
-                        max_attempts: 3,
-                        initial_backoff: Duration::from_millis(10),
-                        max_backoff: Duration::from_millis(50),
-                        ..RetryPolicy::default()
-                    },
-                },
-                rag_enabled: s.rag_url.is_some(),
+        ("RETRY_MAX_ATTEMPTS", "2".into()),
+        ("METRICS_ENABLED", "false".into()),
+        ("EMBED_BASE_URL", s.base_url.clone()),
+        ("EMBED_MODEL", s.model.clone()),
+        (
+            "EMBED_DOC_PREFIX",
+            if s.prefix.is_empty() {
+                "none".into()
+            } else {
+                s.prefix.clone()
             },
-        },
-        dead_letters: PostgrestDeadLetters::new(
-            client.clone(),
-            "dead_letters",
-            lambda_kit::batch::ChunkLimits::default(),
         ),
-        function_name: s.function_name.clone(),
-        deadline: DeadlineSettings::default(),
+        (
+            "EMBED_MAX_CHARS",
+            (s.limits.max_chars + s.prefix.chars().count()).to_string(),
+        ),
+        ("EMBED_OVERLAP_CHARS", s.limits.overlap_chars.to_string()),
+        ("EMBED_BATCH_SIZE", s.batch_size.to_string()),
+        ("EMBED_CONCURRENCY", "2".into()),
+        ("EMBED_TIMEOUT_MS", "5000".into()),
+        ("EMBED_RETRY_MAX_ATTEMPTS", "3".into()),
+        ("EMBED_RETRY_INITIAL_BACKOFF_MS", "10".into()),
+        ("EMBED_RETRY_MAX_BACKOFF_MS", "50".into()),
+    ];
+    match s.api {
+        // EMBED_DIM only when it is not the default: Ollama then gets no `dimensions`.
+        Api::Ollama => {
+            pairs.push(("EMBED_PROVIDER", "ollama".into()));
+            if s.dims != 768 {
+                pairs.push(("EMBED_DIM", s.dims.to_string()));
+            }
+        }
+        Api::OpenAi => {
+            pairs.push(("EMBED_PROVIDER", "openai".into()));
+            pairs.push(("EMBED_DIM", s.dims.to_string()));
+            pairs.push(("OPENAI_API_KEY", "sk-test-key".into()));
+        }
     }
+    if let Some(url) = &s.rag_url {
+        pairs.push(("RAG_REFRESH_URL", url.clone()));
+        pairs.push(("RAG_REFRESH_TIMEOUT_MS", "5000".into()));
+        pairs.push(("RAG_REFRESH_CONCURRENCY", "4".into()));
+    }
+    let env = Env::from_pairs(pairs);
+    let mut h = Config::from_env(&env)
+        .expect("test settings are valid")
+        .build(&env)
+        .await
+        .expect("the handler builds");
+    h.function_mut().settings.function_name = s.function_name.clone();
+    h
 }
 
 /// Runs one batch with a 20 s budget.

@@ -42,10 +42,10 @@ async fn gift_secrets_never_appear_in_logs_or_errors() {
     // The right key through a failing proxy, and a wrong key (401) straight to the API.
     let proxy = FaultProxy::start(&env.rest_url).await;
     proxy.push([Fault::Status(503, vec![]), Fault::Status(401, vec![])]);
-    let (h, _) = handler(&proxy.url(), &env.service_key, Duration::from_secs(10));
+    let (h, _) = handler(&proxy.url(), &env.service_key, Duration::from_secs(10)).await;
     outputs.push(format!("{:?}", invoke(&h, &batch).await));
     let wrong_key = format!("wrong-{}", unique("key"));
-    let (bad, _) = handler(&env.rest_url, &wrong_key, Duration::from_secs(10));
+    let (bad, _) = handler(&env.rest_url, &wrong_key, Duration::from_secs(10)).await;
     let r = invoke(&bad, &batch).await;
     assert!(r.is_err(), "a bad key fails every record: {r:?}");
     outputs.push(format!("{r:?}"));

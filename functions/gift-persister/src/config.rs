@@ -104,14 +104,15 @@ impl Config {
     /// The handler `main` runs (tests and benchmarks build theirs the same way).
     pub fn build(&self) -> Result<PostgrestHandler, InitError> {
         let client = PostgrestClient::new(self.postgrest.clone())?;
-        let gifts =
-            PostgrestGiftStore::new(client.clone(), self.gifts_table.clone(), self.limits);
+        let gifts = PostgrestGiftStore::new(client.clone(), self.gifts_table.clone(), self.limits);
         let dead_letters =
             PostgrestDeadLetters::new(client, self.dead_letter_table.clone(), self.limits);
-        Ok(
-            Runner::new(Gifts::new(gifts, self.gift_limits), dead_letters, self.deadline.clone())
-                .with_metrics(self.metrics.clone()),
+        Ok(Runner::new(
+            Gifts::new(gifts, self.gift_limits),
+            dead_letters,
+            self.deadline.clone(),
         )
+        .with_metrics(self.metrics.clone()))
     }
 }
 

@@ -74,7 +74,12 @@ impl<S: GiftStore> BatchFunction for Gifts<S> {
         }
     }
 
-    async fn write(&self, deadline: &Deadline, items: Vec<(String, Vec<u8>)>, _: &mut ()) -> Vec<Fate> {
+    async fn write(
+        &self,
+        deadline: &Deadline,
+        items: Vec<(String, Vec<u8>)>,
+        _: &mut (),
+    ) -> Vec<Fate> {
         let rows: Vec<Vec<u8>> = items.into_iter().map(|(_, row)| row).collect();
         self.store.write(deadline, &rows).await
     }

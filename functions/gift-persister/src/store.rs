@@ -10,7 +10,11 @@ use lambda_kit::retry::Deadline;
 /// Where validated gifts go.
 pub trait GiftStore: Send + Sync {
     /// Upserts the rows (JSON objects, unique `event_id`s) and returns the fate of each, in order.
-    fn write(&self, deadline: &Deadline, rows: &[Vec<u8>]) -> impl Future<Output = Vec<Fate>> + Send;
+    fn write(
+        &self,
+        deadline: &Deadline,
+        rows: &[Vec<u8>],
+    ) -> impl Future<Output = Vec<Fate>> + Send;
 }
 
 /// Gifts upserted on `event_id` with `resolution=ignore-duplicates`: a redelivered or re-sent

@@ -116,7 +116,10 @@ struct MemDeadLetters {
 impl DeadLetterSink for MemDeadLetters {
     async fn write(&self, _deadline: &Deadline, letters: &[DeadLetter]) -> Vec<Fate> {
         if self.down {
-            return letters.iter().map(|_| Fate::failed(&MemError::Down)).collect();
+            return letters
+                .iter()
+                .map(|_| Fate::failed(&MemError::Down))
+                .collect();
         }
         let mut map = self.letters.lock().unwrap();
         for l in letters {

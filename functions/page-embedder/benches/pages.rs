@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
-use lambda_kit::batch::RowFate;
-use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink};
-use lambda_kit::postgrest::PostgrestError;
+use lambda_kit::dead_letter::MemoryDeadLetters;
 use lambda_kit::retry::{Deadline, DeadlineSettings, RetryPolicy};
 use page_embedder::chunk::ChunkLimits;
 use page_embedder::embed::{EmbedError, Embedder};
@@ -65,18 +63,9 @@ impl RagNotifier for Rag {
     }
 }
 
-struct NoDeadLetters;
-
-impl DeadLetterSink for NoDeadLetters {
-    type Error = PostgrestError;
-    async fn write(&self, _: &Deadline, letters: &[DeadLetter]) -> Vec<RowFate<PostgrestError>> {
-        letters.iter().map(|_| RowFate::Stored).collect()
-    }
-}
-
-fn handler(latency: Duration) -> Handler<Stub, MemoryStore, Rag, NoDeadLetters> {
-    Handler {
-        pipeline: Pipeline {
+fn handler(latency: Duration) -> Handler<Stub, MemoryStore, Rag, MemoryDeadLetters> {
+    Handler::new(
+        Pipeline {
             embedder: Stub {
                 latency,
                 calls: AtomicUsize::new(0),
@@ -94,12 +83,12 @@ fn handler(latency: Duration) -> Handler<Stub, MemoryStore, Rag, NoDeadLetters> 
                     retry: RetryPolicy::default(),
                 },
                 rag_enabled: true,
+                function_name: "bench".into(),
             },
         },
-        dead_letters: NoDeadLetters,
-        function_name: "bench".into(),
-        deadline: DeadlineSettings::default(),
-    }
+        MemoryDeadLetters::default(),
+        DeadlineSettings::default(),
+    )
 }
 
 fn pages(n: usize, version: &str) -> KafkaBatch {
@@ -130,7 +119,7 @@ async fn main() {
         let t = Instant::now();
         let handled = h.process(&batch, &deadline()).await;
         best = best.min(t.elapsed());
-        requests = h.pipeline.embedder.calls.load(Ordering::Relaxed);
+        requests = h.function().embedder.calls.load(Ordering::Relaxed);
         assert_eq!(handled.counts.stored, 1000);
     }
     println!("changed pages: 1000 records -> {requests} embedding requests (Faust worker: 1000)");
@@ -143,14 +132,14 @@ async fn main() {
     // Redelivery: same batch, same store.
     let h = handler(Duration::from_millis(20));
     h.process(&batch, &deadline()).await;
-    let before = h.pipeline.embedder.calls.load(Ordering::Relaxed);
+    let before = h.function().embedder.calls.load(Ordering::Relaxed);
     let t = Instant::now();
     let handled = h.process(&batch, &deadline()).await;
     let redelivery = t.elapsed();
     assert_eq!(handled.counts.stored, 1000);
     println!(
         "redelivery of the same 1000 records: {} embedding requests, {:.1} ms",
-        h.pipeline.embedder.calls.load(Ordering::Relaxed) - before,
+        h.function().embedder.calls.load(Ordering::Relaxed) - before,
         redelivery.as_secs_f64() * 1e3
     );
 
@@ -168,7 +157,7 @@ async fn main() {
     let one = pages(1, "v3");
     let t = Instant::now();
     h.process(&one, &deadline()).await;
-    let at = h.pipeline.rag.at.lock().unwrap().expect("notified");
+    let at = h.function().rag.at.lock().unwrap().expect("notified");
     let e2e = at.duration_since(t);
     println!(
         "one page change -> RAG notification: {:.1} ms (provider 50 ms; handler {:.2} ms)",

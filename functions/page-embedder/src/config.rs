@@ -3,11 +3,22 @@
 
 use std::time::Duration;
 
+use lambda_kit::batch::WriteLimits;
 use lambda_kit::config::{ConfigError, Env};
-use lambda_kit::postgrest::Secret;
+use lambda_kit::dead_letter::PostgrestDeadLetters;
+use lambda_kit::metrics::Metrics;
+use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
 use lambda_kit::retry::{DeadlineSettings, RetryPolicy};
+use lambda_kit::runner::Runner;
+use lambda_kit::secrets::{SecretError, SecretSpec, resolve};
 
 use crate::chunk::ChunkLimits;
+use crate::embed::{OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
+use crate::embedding::EmbedSettings;
+use crate::handler::ConfiguredHandler;
+use crate::pipeline::{Pipeline, Settings};
+use crate::rag::HttpRag;
+use crate::store::AnyStore;
 
 /// Embedding provider (`EMBED_PROVIDER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +48,14 @@ impl Provider {
         }
     }
 
+    fn default_model(self) -> &'static str {
+        match self {
+            Provider::Ollama => "nomic-embed-text",
+            Provider::OpenAi => "text-embedding-3-small",
+            Provider::Local => "all-MiniLM-L6-v2",
+        }
+    }
+
     fn default_base_url(self) -> &'static str {
         match self {
             Provider::Ollama => "http://localhost:11434",
@@ -59,17 +78,22 @@ pub enum KeySource {
     SecretId(String),
 }
 
-/// Vector store (`VECTOR_STORE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Vector store (`VECTOR_STORE`) with its settings.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum StoreKind {
-    /// `page_vectors` through PostgREST.
-    Supabase,
-    /// A Qdrant collection ([`crate::store::QdrantStore`], settings in [`Config::qdrant`]).
-    Qdrant,
-    /// A Cassandra table behind Stargate REST v2 ([`crate::store::StargateStore`], settings in
-    /// [`Config::stargate`]); deprecated on Astra DB, kept for existing deployments.
-    Stargate,
+pub enum StoreConfig {
+    /// A table through PostgREST (`VECTORS_TABLE`, default `page_vectors`, `vector(768)`; with
+    /// `EMBED_PROVIDER=local` `page_vectors_minilm`, `vector(384)`: a column has one dimension,
+    /// so each model size gets its own table).
+    Supabase {
+        /// The vectors table.
+        table: String,
+    },
+    /// A Qdrant collection ([`crate::store::QdrantStore`], `QDRANT_*`).
+    Qdrant(crate::store::QdrantConfig),
+    /// A Cassandra table behind Stargate REST v2 ([`crate::store::StargateStore`],
+    /// `STARGATE_*`); deprecated on Astra DB, kept for existing deployments.
+    Stargate(crate::store::StargateConfig),
 }
 
 /// Everything about the embedding calls.
@@ -125,20 +149,41 @@ pub struct Config {
     pub body_field: String,
     /// Embedding settings.
     pub embed: EmbedConfig,
-    /// `VECTOR_STORE` (default `supabase`).
-    pub store: StoreKind,
-    /// `VECTORS_TABLE` (default `page_vectors`, `vector(768)`; with `EMBED_PROVIDER=local`
-    /// `page_vectors_minilm`, `vector(384)`: a column has one dimension, so each model size
-    /// gets its own table).
-    pub vectors_table: String,
-    /// `QDRANT_*` settings when `VECTOR_STORE=qdrant`.
-    pub qdrant: Option<crate::store::QdrantConfig>,
-    /// `STARGATE_*` settings when `VECTOR_STORE=stargate`.
-    pub stargate: Option<crate::store::StargateConfig>,
+    /// `VECTOR_STORE` (default `supabase`) and its settings.
+    pub store: StoreConfig,
     /// `RAG_REFRESH_URL` and friends, when set.
     pub rag: Option<RagConfig>,
     /// `DEADLINE_SAFETY_MARGIN_MS`, `DEFAULT_BUDGET_MS`.
     pub deadline: DeadlineSettings,
+    /// `DEAD_LETTER_TABLE` (default `dead_letters`).
+    pub dead_letter_table: String,
+    /// `WRITE_MAX_ROWS`, `WRITE_MAX_BYTES`: bounds of one dead-letter write.
+    pub write_limits: WriteLimits,
+    /// The EMF metrics line (`METRICS_ENABLED`, `METRICS_NAMESPACE`).
+    pub metrics: Metrics,
+}
+
+/// Name of the function in dead letters and metrics: the package name, not
+/// `AWS_LAMBDA_FUNCTION_NAME`: dead letters are keyed by function name, topic, partition and
+/// offset, and a redeploy under a new name must still dedupe a redelivered record.
+pub const FUNCTION_NAME: &str = "page-embedder";
+
+/// A failed cold start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A bad setting.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A key could not be resolved.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The vector store could not be built.
+    #[error(transparent)]
+    Store(#[from] crate::store::BuildStoreError),
+    /// A client could not be built.
+    #[error("{0}")]
+    Client(String),
 }
 
 impl Config {
@@ -165,15 +210,12 @@ impl Config {
             _ => return Err(ConfigError::new("EMBED_BASE_URL", "must be an http(s) URL")),
         }
         let local = provider == Provider::Local;
-        let model = env.string_or(
-            "EMBED_MODEL",
-            if local {
-                "all-MiniLM-L6-v2"
-            } else {
-                "nomic-embed-text"
-            },
-        );
-        let dimensions_explicit = env.get("EMBED_DIM").is_some();
+        let model = env.string_or("EMBED_MODEL", provider.default_model());
+        // text-embedding-3 models answer 1536 or 3072 dimensions unless asked for fewer: with the
+        // default model, `dimensions` = EMBED_DIM (768) is always sent so the vectors fit the
+        // default `vector(768)` table.
+        let dimensions_explicit = env.get("EMBED_DIM").is_some()
+            || (provider == Provider::OpenAi && env.get("EMBED_MODEL").is_none());
         let dimensions = env.positive_or("EMBED_DIM", if local { 384 } else { 768 })?;
         let doc_prefix = match env.get("EMBED_DOC_PREFIX") {
             // Values are trimmed; the usual `task: ` prefixes get their space back.
@@ -219,23 +261,24 @@ impl Config {
             .to_ascii_lowercase()
             .as_str()
         {
-            "supabase" => StoreKind::Supabase,
-            "qdrant" => StoreKind::Qdrant,
-            "stargate" => StoreKind::Stargate,
+            "supabase" => StoreConfig::Supabase {
+                table: env.identifier_or(
+                    "VECTORS_TABLE",
+                    if local {
+                        "page_vectors_minilm"
+                    } else {
+                        "page_vectors"
+                    },
+                )?,
+            },
+            "qdrant" => StoreConfig::Qdrant(crate::store::QdrantConfig::from_env(env)?),
+            "stargate" => StoreConfig::Stargate(crate::store::StargateConfig::from_env(env)?),
             other => {
                 return Err(ConfigError::new(
                     "VECTOR_STORE",
                     format!("unknown store {other:?}; expected supabase, qdrant or stargate"),
                 ));
             }
-        };
-        let qdrant = match store {
-            StoreKind::Qdrant => Some(crate::store::QdrantConfig::from_env(env)?),
-            _ => None,
-        };
-        let stargate = match store {
-            StoreKind::Stargate => Some(crate::store::StargateConfig::from_env(env)?),
-            _ => None,
         };
         let local_model_dir = match (local, env.get("LOCAL_MODEL_DIR")) {
             (true, None) => {
@@ -285,18 +328,131 @@ impl Config {
                 local_model_dir,
             },
             store,
-            vectors_table: env.identifier_or(
-                "VECTORS_TABLE",
-                if local {
-                    "page_vectors_minilm"
-                } else {
-                    "page_vectors"
-                },
-            )?,
-            qdrant,
-            stargate,
             rag,
             deadline: DeadlineSettings::from_env(env)?,
+            dead_letter_table: env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")?,
+            write_limits: WriteLimits::from_env(env)?,
+            metrics: Metrics::from_env(env, FUNCTION_NAME)?,
+        })
+    }
+
+    /// The handler `main` runs: resolves the keys (environment or Secrets Manager), builds one
+    /// HTTP client for PostgREST, the provider, the vector store and RAG (one connection pool, one
+    /// load of the TLS roots), loads the in-process model when chosen. Tests and benchmarks build
+    /// their handlers the same way.
+    pub async fn build(&self, env: &Env) -> Result<ConfiguredHandler, InitError> {
+        let key = resolve(
+            env,
+            &SecretSpec::new("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY_SECRET_ID", "key"),
+        )
+        .await?;
+        let postgrest_config = PostgrestConfig::from_env(env, key)?;
+        // Connect within HTTP_CONNECT_TIMEOUT_MS; every request sets its own timeout.
+        let http = reqwest::Client::builder()
+            .connect_timeout(postgrest_config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| InitError::Client(format!("HTTP client: {e}")))?;
+        let embedder = self.embedder(env, &http).await?;
+        let postgrest = PostgrestClient::with_http(postgrest_config, http.clone())
+            .map_err(|e| InitError::Client(e.to_string()))?;
+        let store = AnyStore::from_config(&self.store, env, postgrest.clone(), &http).await?;
+        let dead_letters =
+            PostgrestDeadLetters::new(postgrest, self.dead_letter_table.clone(), self.write_limits);
+        let rag = self
+            .rag
+            .as_ref()
+            .map(|r| HttpRag::new(http.clone(), r.url.clone(), r.timeout, r.concurrency));
+        let e = &self.embed;
+        let pipeline = Pipeline {
+            embedder,
+            store,
+            rag,
+            settings: Settings {
+                page_id_field: self.page_id_field.clone(),
+                body_field: self.body_field.clone(),
+                doc_prefix: e.doc_prefix.clone(),
+                limits: e.limits,
+                embed: EmbedSettings {
+                    batch_size: e.batch_size,
+                    concurrency: e.concurrency,
+                    retry: e.retry.clone(),
+                },
+                rag_enabled: self.rag.is_some(),
+                function_name: FUNCTION_NAME.to_owned(),
+            },
+        };
+        Ok(Runner::new(pipeline, dead_letters, self.deadline.clone())
+            .with_metrics(self.metrics.clone()))
+    }
+
+    async fn embedder(
+        &self,
+        env: &Env,
+        http: &reqwest::Client,
+    ) -> Result<ProviderEmbedder, InitError> {
+        let e = &self.embed;
+        Ok(match e.provider {
+            Provider::OpenAi => {
+                let api_key = match &e.api_key {
+                    KeySource::None => None,
+                    _ => Some(
+                        resolve(
+                            env,
+                            &SecretSpec::new("OPENAI_API_KEY", "OPENAI_API_KEY_SECRET_ID", "key"),
+                        )
+                        .await?,
+                    ),
+                };
+                ProviderEmbedder::OpenAi(
+                    OpenAiEmbedder::new(
+                        http.clone(),
+                        &e.base_url,
+                        &e.model,
+                        e.dimensions,
+                        e.dimensions_explicit,
+                        api_key.map(|k| k.expose().to_owned()),
+                    )
+                    .with_timeout(e.timeout),
+                )
+            }
+            Provider::Ollama => ProviderEmbedder::Ollama(
+                OllamaEmbedder::new(
+                    http.clone(),
+                    &e.base_url,
+                    &e.model,
+                    e.dimensions,
+                    e.dimensions_explicit,
+                )
+                .with_keep_alive(e.keep_alive.clone())
+                .with_timeout(e.timeout),
+            ),
+            #[cfg(feature = "local-embedder")]
+            Provider::Local => {
+                let dir = e.local_model_dir.as_deref().unwrap_or_default();
+                let local = crate::embed::LocalProvider::load(dir, &e.model)
+                    .map_err(|err| InitError::Client(format!("LOCAL_MODEL_DIR: {err}")))?;
+                let dims = local.embedder().dimensions();
+                if dims != e.dimensions {
+                    return Err(ConfigError::new(
+                        "EMBED_DIM",
+                        format!(
+                            "is {} but the model in LOCAL_MODEL_DIR produces {dims}",
+                            e.dimensions
+                        ),
+                    )
+                    .into());
+                }
+                ProviderEmbedder::Local(local)
+            }
+            #[cfg(not(feature = "local-embedder"))]
+            Provider::Local => {
+                return Err(ConfigError::new(
+                    "EMBED_PROVIDER",
+                    "local: this binary was built without the local-embedder feature (cargo build --features local-embedder)",
+                )
+                .into());
+            }
         })
     }
 }
@@ -317,7 +473,7 @@ mod tests {
         assert_eq!(c.embed.limits.max_chars, 4000 - "search_document: ".len());
         assert_eq!(c.page_id_field, "page_id");
         assert_eq!(c.body_field, "body");
-        assert_eq!(c.vectors_table, "page_vectors");
+        assert!(matches!(&c.store, StoreConfig::Supabase { table } if table == "page_vectors"));
         assert!(c.rag.is_none());
         assert_eq!(c.embed.api_key, KeySource::None);
     }
@@ -354,7 +510,9 @@ mod tests {
             (c.embed.model.as_str(), c.embed.dimensions),
             ("all-MiniLM-L6-v2", 384)
         );
-        assert_eq!(c.vectors_table, "page_vectors_minilm");
+        assert!(
+            matches!(&c.store, StoreConfig::Supabase { table } if table == "page_vectors_minilm")
+        );
         assert_eq!(c.embed.doc_prefix, "");
         assert_eq!(c.embed.limits.max_chars, 1000);
 
@@ -365,16 +523,30 @@ mod tests {
             ("QDRANT_URL", "http://127.0.0.1:6333"),
         ]))
         .unwrap();
-        assert_eq!(c.store, StoreKind::Qdrant);
-        assert_eq!(c.qdrant.unwrap().collection, "page_vectors");
+        assert!(matches!(&c.store, StoreConfig::Qdrant(q) if q.collection == "page_vectors"));
         let c = Config::from_env(&Env::from_pairs([
             ("VECTOR_STORE", "stargate"),
             ("STARGATE_URL", "http://127.0.0.1:8082"),
             ("STARGATE_AUTH_TOKEN", "tok"),
         ]))
         .unwrap();
-        assert_eq!(c.store, StoreKind::Stargate);
-        assert!(c.stargate.is_some() && c.qdrant.is_none());
+        assert!(matches!(c.store, StoreConfig::Stargate(_)));
+    }
+
+    #[test]
+    fn openai_defaults_to_a_model_it_serves_with_the_table_dimension() {
+        let c = Config::from_env(&Env::from_pairs([("EMBED_PROVIDER", "openai")])).unwrap();
+        assert_eq!(c.embed.model, "text-embedding-3-small");
+        assert_eq!(c.embed.dimensions, 768);
+        assert!(c.embed.dimensions_explicit, "dimensions is sent");
+        assert_eq!(c.embed.doc_prefix, "");
+        // A model the user names gets `dimensions` only when EMBED_DIM is set.
+        let c = Config::from_env(&Env::from_pairs([
+            ("EMBED_PROVIDER", "openai"),
+            ("EMBED_MODEL", "nomic-embed-text-v1.5"),
+        ]))
+        .unwrap();
+        assert!(!c.embed.dimensions_explicit);
     }
 
     #[test]

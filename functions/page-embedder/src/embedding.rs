@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
+use lambda_kit::batch::bisect;
 use lambda_kit::error::Classify;
 use lambda_kit::retry::{Deadline, RetryPolicy, retry};
 
@@ -43,15 +44,16 @@ pub async fn embed_all<E: Embedder>(
 ) -> Embedded {
     let requests = AtomicUsize::new(0);
     let batch = settings.batch_size.max(1);
-    let groups: Vec<(usize, &[String])> = texts
-        .chunks(batch)
-        .enumerate()
-        .map(|(i, g)| (i * batch, g))
-        .collect();
-    let parts: Vec<Vec<Indexed>> =
-        futures_util::stream::iter(groups.into_iter().map(|(start, group)| {
+    // The futures are built before streaming them: a closure taking borrowed slices would make
+    // the future lose `Send` (its signature is not general over the slice's lifetime).
+    let calls: Vec<_> = (0..texts.len())
+        .step_by(batch)
+        .map(|start| {
+            let group = &texts[start..(start + batch).min(texts.len())];
             embed_group(embedder, group, start, settings, deadline, &requests)
-        }))
+        })
+        .collect();
+    let parts: Vec<Vec<Indexed>> = futures_util::stream::iter(calls)
         .buffer_unordered(settings.concurrency.max(1))
         .collect()
         .await;
@@ -84,11 +86,14 @@ async fn embed_group<E: Embedder>(
     deadline: &Deadline,
     requests: &AtomicUsize,
 ) -> Vec<(usize, Result<Vec<f32>, EmbedError>)> {
+    // Which input is at fault is not said: bisect until it is isolated.
+    let tried = bisect(std::iter::once(0..texts.len()), |range| {
+        call(embedder, &texts[range], settings, deadline, requests)
+    })
+    .await;
     let mut out = Vec::with_capacity(texts.len());
-    let mut pending: Vec<std::ops::Range<usize>> = std::iter::once(0..texts.len()).collect();
-    while let Some(range) = pending.pop() {
-        let slice = &texts[range.clone()];
-        match call(embedder, slice, settings, deadline, requests).await {
+    for (range, result) in tried {
+        match result {
             Ok(vectors) => {
                 for (i, v) in range.zip(vectors) {
                     let checked =
@@ -96,15 +101,9 @@ async fn embed_group<E: Embedder>(
                     out.push((offset + i, checked));
                 }
             }
-            Err(e) if e.blames_input() && range.len() > 1 => {
-                // Which input is at fault is not said: bisect until it is isolated.
-                let mid = range.start + range.len() / 2;
-                pending.push(mid..range.end);
-                pending.push(range.start..mid);
-            }
             Err(e) => {
                 tracing::warn!(error_code = e.error_code(), inputs = range.len(), error = %e, "embedding request failed");
-                out.extend(range.map(|i| (offset + i, Err(e.clone()))));
+                out.extend(range.map(|i| (offset + i, Err((*e).clone()))));
             }
         }
     }

@@ -1,176 +1,47 @@
-//! The invocation: run the [`Pipeline`] over the batch, dead-letter the rejected records through
-//! lambda-kit, and answer with the partial batch response (records that failed transiently are
-//! listed so the event source mapping redelivers them; a batch where every record failed is an
-//! error, so the whole batch is retried).
+//! The Lambda handler: the page [`Pipeline`] run by the shared batch runner
+//! ([`lambda_kit::runner::Runner`]), which dead-letters rejected records and answers with the
+//! partial batch response (records that failed are listed so the event source mapping
+//! redelivers them; a batch where every record failed is an error, so the whole batch is
+//! retried).
 
-use event_decoding::{AllFailed, BatchReport, Counts, KafkaBatch, KafkaBatchResponse, Outcome};
-use lambda_kit::batch::RowFate;
-use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink};
-use lambda_kit::error::Classify;
-use lambda_kit::metrics::{MetricSet, Metrics};
-use lambda_kit::retry::{Deadline, DeadlineSettings};
-use lambda_runtime::LambdaEvent;
-use std::time::Instant;
+use lambda_kit::dead_letter::PostgrestDeadLetters;
+use lambda_kit::runner::Runner;
 
-use crate::embed::Embedder;
+use crate::embed::ProviderEmbedder;
 use crate::pipeline::{Pipeline, Stats};
-use crate::rag::RagNotifier;
-use crate::store::VectorStore;
+use crate::rag::HttpRag;
+use crate::store::AnyStore;
 
-/// The function: pipeline, dead-letter sink and deadline settings.
-#[derive(Debug)]
-pub struct Handler<E, S, R, D> {
-    /// The page pipeline.
-    pub pipeline: Pipeline<E, S, R>,
-    /// Where rejected records go.
-    pub dead_letters: D,
-    /// Name written in dead letters: stable across deployments, so a redelivered record that was
-    /// already dead-lettered is not written twice.
-    pub function_name: String,
-    /// Safety margin before the Lambda deadline.
-    pub deadline: DeadlineSettings,
-}
+/// The handler: the page pipeline with its dead-letter sink.
+pub type Handler<E, S, R, D> = Runner<Pipeline<E, S, R>, D>;
 
-/// Result of one batch, with counters (tests and benchmarks read them).
-#[derive(Debug)]
-pub struct Handled {
-    /// The partial batch response, or [`AllFailed`] when nothing succeeded.
-    pub response: Result<KafkaBatchResponse, AllFailed>,
-    /// Outcome counts.
-    pub counts: Counts,
-    /// Pipeline counters.
-    pub stats: Stats,
-}
+/// The handler `main` runs ([`crate::config::Config::build`]).
+pub type ConfiguredHandler =
+    Handler<ProviderEmbedder, AnyStore, Option<HttpRag>, PostgrestDeadLetters>;
 
-impl<E: Embedder, S: VectorStore, R: RagNotifier, D: DeadLetterSink> Handler<E, S, R, D> {
-    /// Processes `batch` within `deadline`.
-    pub async fn process(&self, batch: &KafkaBatch, deadline: &Deadline) -> Handled {
-        let started = Instant::now();
-        let records = batch.as_slice();
-        let mut processed = self.pipeline.process(batch, deadline).await;
-        if !processed.rejections.is_empty() {
-            let letters: Vec<DeadLetter> = processed
-                .rejections
-                .iter()
-                .map(|r| {
-                    DeadLetter::new(
-                        &self.function_name,
-                        &records[r.record],
-                        r.code,
-                        r.message.clone(),
-                    )
-                })
-                .collect();
-            let fates = self.dead_letters.write(deadline, &letters).await;
-            for (rejection, fate) in processed.rejections.iter().zip(fates) {
-                if let RowFate::Rejected(e) | RowFate::Failed(e) = &fate {
-                    let r = &records[rejection.record];
-                    tracing::warn!(
-                        topic = %r.topic,
-                        partition = r.partition,
-                        offset = r.offset,
-                        error_code = e.error_code(),
-                        record_error = rejection.code,
-                        "dead letter not written; record will be redelivered"
-                    );
-                    processed.outcomes[rejection.record] = Outcome::Failed;
-                }
-            }
-        }
-        let mut report = BatchReport::for_batch(batch);
-        for (record, outcome) in records.iter().zip(&processed.outcomes) {
-            report.record(&record.id(), *outcome);
-        }
-        let counts = report.counts();
-        let stats = processed.stats;
-        tracing::info!(
-            records = records.len(),
-            stored = counts.stored,
-            skipped = counts.skipped,
-            dead_lettered = counts.dead_lettered,
-            failed = counts.failed,
-            embed_requests = stats.embed_requests,
-            chunks_embedded = stats.chunks_embedded,
-            chunks_unchanged = stats.chunks_unchanged,
-            pages_changed = stats.pages_changed,
-            pages_deleted = stats.pages_deleted,
-            rag_sent = stats.rag.sent,
-            rag_failed = stats.rag.failed,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "batch processed"
-        );
-        Handled {
-            response: report.into_response(),
-            counts,
-            stats,
-        }
-    }
-
-    /// [`process`](Self::process), then one EMF metrics line: the batch metrics of
-    /// [`MetricSet::for_batch`] plus `EmbeddingCalls`, `ChunksEmbedded` and `ChunksUnchanged`
-    /// (chunks skipped because their stored hash matched).
-    pub async fn process_with_metrics(
-        &self,
-        batch: &KafkaBatch,
-        deadline: &Deadline,
-        metrics: &Metrics,
-    ) -> Handled {
-        let started = Instant::now();
-        let handled = self.process(batch, deadline).await;
-        if metrics.is_enabled() {
-            let mut set = MetricSet::for_batch(
-                batch.as_slice(),
-                &handled.counts,
-                started.elapsed().as_millis() as u64,
-                lambda_kit::metrics::now_ms(),
-            );
-            set.count("EmbeddingCalls", handled.stats.embed_requests as u64)
-                .count("ChunksEmbedded", handled.stats.chunks_embedded as u64)
-                .count("ChunksUnchanged", handled.stats.chunks_unchanged as u64);
-            metrics.emit(&set);
-        }
-        handled
-    }
-
-    /// The Lambda entry point.
-    pub async fn handle(
-        &self,
-        event: LambdaEvent<KafkaBatch>,
-    ) -> Result<KafkaBatchResponse, lambda_runtime::Error> {
-        self.handle_with_metrics(event, &Metrics::disabled()).await
-    }
-
-    /// The Lambda entry point, emitting one EMF metrics line per invocation to `metrics`.
-    pub async fn handle_with_metrics(
-        &self,
-        event: LambdaEvent<KafkaBatch>,
-        metrics: &Metrics,
-    ) -> Result<KafkaBatchResponse, lambda_runtime::Error> {
-        let deadline = Deadline::from_context(&event.context, &self.deadline);
-        let handled = self
-            .process_with_metrics(&event.payload, &deadline, metrics)
-            .await;
-        Ok(handled.response?)
-    }
-}
+/// What one invocation did, with the pipeline's counters.
+pub type Handled = lambda_kit::runner::Handled<Stats>;
 
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use lambda_kit::metrics::check_emf;
+    use event_decoding::KafkaBatch;
+    use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink};
+    use lambda_kit::fate::Fate;
+    use lambda_kit::metrics::{Metrics, check_emf};
     use lambda_kit::postgrest::PostgrestError;
-    use lambda_kit::retry::RetryPolicy;
-    use lambda_runtime::Context;
+    use lambda_kit::retry::{Deadline, DeadlineSettings, RetryPolicy};
+    use lambda_runtime::{Context, LambdaEvent};
 
     use super::*;
     use crate::chunk::ChunkLimits;
-    use crate::embed::EmbedError;
+    use crate::embed::{EmbedError, Embedder};
     use crate::embedding::EmbedSettings;
     use crate::pipeline::Settings;
     use crate::rag::NoRag;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, VectorStore};
 
     struct Stub(AtomicUsize);
 
@@ -191,15 +62,10 @@ mod tests {
     struct Letters(Mutex<Vec<String>>);
 
     impl DeadLetterSink for Letters {
-        type Error = PostgrestError;
-        async fn write(
-            &self,
-            _: &Deadline,
-            letters: &[DeadLetter],
-        ) -> Vec<RowFate<PostgrestError>> {
+        async fn write(&self, _: &Deadline, letters: &[DeadLetter]) -> Vec<Fate> {
             let mut seen = self.0.lock().unwrap();
             seen.extend(letters.iter().map(|l| l.error_code.clone()));
-            letters.iter().map(|_| RowFate::Stored).collect()
+            letters.iter().map(|_| Fate::Stored).collect()
         }
     }
 
@@ -208,8 +74,8 @@ mod tests {
     }
 
     fn handler_with<S: VectorStore>(store: S) -> Handler<Stub, S, NoRag, Letters> {
-        Handler {
-            pipeline: Pipeline {
+        Handler::new(
+            Pipeline {
                 embedder: Stub(AtomicUsize::new(0)),
                 store,
                 rag: NoRag,
@@ -224,12 +90,12 @@ mod tests {
                         retry: RetryPolicy::default(),
                     },
                     rag_enabled: false,
+                    function_name: "page-embedder".into(),
                 },
             },
-            dead_letters: Letters::default(),
-            function_name: "page-embedder".into(),
-            deadline: DeadlineSettings::default(),
-        }
+            Letters::default(),
+            DeadlineSettings::default(),
+        )
     }
 
     fn fixture(name: &str) -> KafkaBatch {
@@ -240,11 +106,11 @@ mod tests {
     #[tokio::test]
     async fn emf_line_counts_the_bad_fixture_and_the_unchanged_redelivery() {
         let (metrics, lines) = Metrics::capture("KafkaLambdas", "page-embedder");
-        let h = handler();
+        let h = handler().with_metrics(metrics);
         let batch = fixture("pages-bad.json");
         let event = || LambdaEvent::new(batch.clone(), Context::default());
-        h.handle_with_metrics(event(), &metrics).await.unwrap();
-        let calls = h.pipeline.embedder.0.load(Ordering::Relaxed) as u64;
+        h.handle(event()).await.unwrap();
+        let calls = h.function().embedder.0.load(Ordering::Relaxed) as u64;
 
         let docs = lines.documents();
         assert_eq!(docs.len(), 1, "one EMF line per invocation");
@@ -255,7 +121,7 @@ mod tests {
         assert_eq!(doc["RecordsStored"], 2, "offsets 0 and 13");
         assert_eq!(doc["RecordsDeadLettered"], 12);
         assert_eq!(doc["RecordsFailed"], 0);
-        assert_eq!(h.dead_letters.0.lock().unwrap().len(), 12);
+        assert_eq!(h.dead_letters().0.lock().unwrap().len(), 12);
         assert!(calls >= 1);
         assert_eq!(
             doc["EmbeddingCalls"], calls,
@@ -267,7 +133,7 @@ mod tests {
         assert!(doc["BatchAge"].as_u64().unwrap() > 0);
 
         // Redelivery: every chunk is unchanged, nothing is embedded.
-        h.handle_with_metrics(event(), &metrics).await.unwrap();
+        h.handle(event()).await.unwrap();
         let docs = lines.documents();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1]["EmbeddingCalls"], 0);
@@ -323,12 +189,12 @@ mod tests {
     #[tokio::test]
     async fn wrong_vector_dimension_fails_records_and_dead_letters_none_of_them() {
         let (metrics, lines) = Metrics::capture("KafkaLambdas", "page-embedder");
-        let h = handler_with(WrongDimensions(MemoryStore::new()));
+        let h = handler_with(WrongDimensions(MemoryStore::new())).with_metrics(metrics);
         let response = h
-            .handle_with_metrics(
-                LambdaEvent::new(fixture("pages-bad.json"), Context::default()),
-                &metrics,
-            )
+            .handle(LambdaEvent::new(
+                fixture("pages-bad.json"),
+                Context::default(),
+            ))
             .await
             .unwrap();
         // The two valid pages are reported for redelivery, not dead-lettered.
@@ -339,7 +205,7 @@ mod tests {
             .collect();
         failed.sort_unstable();
         assert_eq!(failed, vec![0, 13]);
-        let letters = h.dead_letters.0.lock().unwrap().clone();
+        let letters = h.dead_letters().0.lock().unwrap().clone();
         assert_eq!(letters.len(), 12, "only the bad records: {letters:?}");
         assert!(!letters.iter().any(|c| c.starts_with("db_")), "{letters:?}");
         let doc = &lines.documents()[0];

@@ -2,9 +2,11 @@
 //! chunk vectors (Ollama or an OpenAI-compatible API), stores them (Supabase `page_vectors`
 //! through PostgREST) and notifies a RAG refresh hook.
 //!
-//! Pipeline: [`handler`] (invocation, dead letters, partial batch response) ->
-//! [`pipeline`] (decode -> [`plan`] -> [`chunk`] + [`hash`] -> [`embedding`] -> [`store`] ->
-//! [`rag`]). `main.rs` only wires the clients from [`config`].
+//! [`handler`]: the page [`pipeline`] run by lambda-kit's batch runner (grouping, dead letters,
+//! partial batch response, logs, metrics). The pipeline decodes a record into a page change and
+//! writes the last change of each page: [`chunk`] + [`hash`] -> [`embedding`] -> [`store`] ->
+//! [`rag`]. [`config`] builds the handler (`Config::from_env(..)?.build()`); `main.rs` only
+//! wires.
 
 pub mod chunk;
 pub mod config;
@@ -13,6 +15,5 @@ pub mod embedding;
 pub mod handler;
 pub mod hash;
 pub mod pipeline;
-pub mod plan;
 pub mod rag;
 pub mod store;

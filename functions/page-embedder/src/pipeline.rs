@@ -1,14 +1,18 @@
-//! The page pipeline: decode each record into a page change, keep the last change per page,
-//! chunk and hash the new bodies, fetch the stored hashes of the batch's pages in one query,
-//! embed only what changed, write vectors in bulk, remove stale chunks and deleted pages, then
-//! notify the RAG service. Returns one outcome per record; the handler turns rejected records
-//! into dead letters and the outcomes into the partial batch response.
+//! The page steps of the shared batch lifecycle ([`lambda_kit::runner`]): decode each record into
+//! a page change (the runner keeps the last change per page), then, as the write step, chunk and
+//! hash the new bodies, fetch the stored hashes of the batch's pages in one query, embed only what
+//! changed, write vectors in bulk, remove stale chunks and deleted pages, and notify the RAG
+//! service. Dead letters, the partial batch response, the summary log and the metrics line are
+//! the runner's.
 
 use std::collections::HashMap;
 
-use event_decoding::{Change, KafkaBatch, Outcome, json_kind};
-use lambda_kit::error::Classify;
+use event_decoding::{Change, KafkaRecord, json_kind};
+use lambda_kit::batch::bisect;
+use lambda_kit::fate::Fate;
+use lambda_kit::metrics::MetricSet;
 use lambda_kit::retry::Deadline;
+use lambda_kit::runner::{BatchFunction, Decoded, Keep};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -16,9 +20,9 @@ use crate::chunk::{ChunkLimits, chunk_text};
 use crate::embed::{EmbedError, Embedder};
 use crate::embedding::{EmbedSettings, embed_all};
 use crate::hash::content_hash;
-use crate::plan::{PageChange, plan};
 use crate::rag::{ChunkNote, RagNotifier, Refresh, RefreshStats};
 use crate::store::{StoreError, StoredChunk, VectorRow, VectorStore};
+use lambda_kit::error::Classify;
 
 /// Smallest chunk size tried when the provider keeps refusing inputs as too long.
 const MIN_CHUNK_CHARS: usize = 64;
@@ -38,17 +42,21 @@ pub struct Settings {
     pub embed: EmbedSettings,
     /// Whether RAG notifications are sent (then chunk 0's vector is computed for changed pages).
     pub rag_enabled: bool,
+    /// Name written in dead letters: stable across deployments (the package name), so a
+    /// redelivered record that was already dead-lettered is not written twice.
+    pub function_name: String,
 }
 
-/// A record that must be dead-lettered.
+/// What a record asks for a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// Index of the record in the batch.
-    pub record: usize,
-    /// Low-cardinality code.
-    pub code: &'static str,
-    /// What is wrong (never the payload).
-    pub message: String,
+pub enum PageChange {
+    /// Create, update, snapshot read or Cassandra insert: the page's text is now `body`.
+    Upsert {
+        /// The full text of the page (may be empty: then the page has no vectors).
+        body: String,
+    },
+    /// Delete or tombstone: the page is gone.
+    Delete,
 }
 
 /// Counters of one batch, for logs and the benchmark.
@@ -66,17 +74,6 @@ pub struct Stats {
     pub pages_deleted: usize,
     /// RAG deliveries.
     pub rag: RefreshStats,
-}
-
-/// What happened to a batch: an outcome per record (`None` only for records to dead-letter).
-#[derive(Debug, Default)]
-pub struct Processed {
-    /// Outcome per record index; `DeadLettered` ones have a matching [`Rejection`].
-    pub outcomes: Vec<Outcome>,
-    /// Records to dead-letter.
-    pub rejections: Vec<Rejection>,
-    /// Counters.
-    pub stats: Stats,
 }
 
 /// The page pipeline over its three collaborators.
@@ -102,22 +99,16 @@ struct ChunkWork {
 }
 
 #[derive(Debug)]
-enum PageState {
-    Pending,
-    Done,
-    Failed { code: &'static str },
-    Rejected { code: &'static str, message: String },
-}
-
-#[derive(Debug)]
 struct PageWork {
+    /// Index of the page's item in the write step's input.
+    item: usize,
     page_id: String,
     body: String,
-    records: Vec<usize>,
     max_chars: usize,
     chunks: Vec<ChunkWork>,
     stored: Vec<StoredChunk>,
-    state: PageState,
+    /// `None` while in progress; [`Fate::Stored`] once its vectors are ready or written.
+    fate: Option<Fate>,
 }
 
 impl PageWork {
@@ -130,9 +121,28 @@ impl PageWork {
         self.chunks.iter().any(|c| c.changed) || self.stale_from().is_some()
     }
 
-    fn fail(&mut self, code: &'static str) {
-        if matches!(self.state, PageState::Pending | PageState::Done) {
-            self.state = PageState::Failed { code };
+    fn is_pending(&self) -> bool {
+        self.fate.is_none()
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self.fate, Some(Fate::Stored))
+    }
+
+    /// Fails the page for `error` unless it is already failed or rejected.
+    fn fail(&mut self, error: &(impl Classify + std::fmt::Display)) {
+        if matches!(self.fate, None | Some(Fate::Stored)) {
+            self.fate = Some(Fate::failed(error));
+        }
+    }
+
+    /// Rejects the page (dead-letters its last record) unless it already ended otherwise.
+    fn reject(&mut self, error: &(impl Classify + std::fmt::Display)) {
+        if matches!(self.fate, None | Some(Fate::Stored)) {
+            self.fate = Some(Fate::rejected(
+                error.error_code(),
+                format!("page {}: {error}", self.page_id),
+            ));
         }
     }
 }
@@ -166,21 +176,13 @@ fn page_hash(chunks: &[ChunkWork]) -> String {
 impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
     /// Decodes a record into `(page id, change)`, `Ok(None)` for records without a page change
     /// (truncate, skip), `Err` for a record to dead-letter.
-    fn decode(
-        &self,
-        batch_index: usize,
-        record: &event_decoding::KafkaRecord,
-    ) -> Result<Option<(String, PageChange)>, Rejection> {
-        let reject = |code: &'static str, message: String| Rejection {
-            record: batch_index,
-            code,
-            message,
-        };
+    fn decode_change(&self, record: &KafkaRecord) -> Result<Option<(String, PageChange)>, Fate> {
+        let reject = Fate::rejected;
         let change = record
             .change()
             .map_err(|e| reject(e.code.as_str(), e.message.clone()))?;
         let id_field = &self.settings.page_id_field;
-        let page_id = |change: &Change| -> Result<String, Rejection> {
+        let page_id = |change: &Change| -> Result<String, Fate> {
             let value = change.field(id_field).or_else(|| {
                 // A scalar record key (`"42"`) identifies the page of a delete or tombstone.
                 matches!(change, Change::Delete { .. } | Change::Tombstone { .. })
@@ -266,45 +268,28 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
             .collect();
     }
 
-    /// Runs the whole pipeline over `batch`.
-    pub async fn process(&self, batch: &KafkaBatch, deadline: &Deadline) -> Processed {
-        let records = batch.as_slice();
-        let mut outcomes = vec![Outcome::Failed; records.len()];
-        let mut rejections = Vec::new();
-        let mut changes = Vec::new();
-        for (i, record) in records.iter().enumerate() {
-            match self.decode(i, record) {
-                Ok(Some((id, change))) => changes.push((i, id, change)),
-                Ok(None) => outcomes[i] = Outcome::Skipped,
-                Err(r) => {
-                    tracing::warn!(
-                        topic = %record.topic,
-                        offset = record.offset,
-                        partition = record.partition,
-                        error_code = r.code,
-                        "record rejected"
-                    );
-                    outcomes[i] = Outcome::DeadLettered;
-                    rejections.push(r);
-                }
-            }
-        }
-        let plans = plan(changes);
-        let mut stats = Stats::default();
-
-        let mut deletes: Vec<(String, Vec<usize>)> = Vec::new();
+    /// The write step: embeds and stores the batch's last change of each page; returns one fate
+    /// per item, in order.
+    async fn write_changes(
+        &self,
+        deadline: &Deadline,
+        items: Vec<(String, PageChange)>,
+        stats: &mut Stats,
+    ) -> Vec<Fate> {
+        let mut fates: Vec<Fate> = vec![Fate::missing(); items.len()];
+        let mut deletes: Vec<(usize, String)> = Vec::new();
         let mut pages: Vec<PageWork> = Vec::new();
-        for p in plans {
-            match p.change {
-                PageChange::Delete => deletes.push((p.page_id, p.records)),
+        for (item, (page_id, change)) in items.into_iter().enumerate() {
+            match change {
+                PageChange::Delete => deletes.push((item, page_id)),
                 PageChange::Upsert { body } => pages.push(PageWork {
-                    page_id: p.page_id,
+                    item,
+                    page_id,
                     body,
-                    records: p.records,
                     max_chars: self.settings.limits.max_chars,
                     chunks: Vec::new(),
                     stored: Vec::new(),
-                    state: PageState::Pending,
+                    fate: None,
                 }),
             }
         }
@@ -319,81 +304,54 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error_code = e.code, error = %e, "reading stored hashes failed");
                     for p in &mut pages {
-                        p.fail(e.code);
+                        p.fail(&e);
                     }
                 }
             }
         }
 
-        self.embed_pages(&mut pages, deadline, &mut stats).await;
-        let mut refreshes = self.write_pages(&mut pages, deadline, &mut stats).await;
+        self.embed_pages(&mut pages, deadline, stats).await;
+        let mut refreshes = self.write_pages(&mut pages, deadline, stats).await;
 
-        // Deletes: one bulk request.
+        // Deletes: one bulk request; an id the store refuses is isolated, the others go through.
         if !deletes.is_empty() {
-            let ids: Vec<String> = deletes.iter().map(|(id, _)| id.clone()).collect();
-            match self.store.delete_pages(deadline, &ids).await {
-                Ok(()) => {
-                    stats.pages_deleted = ids.len();
-                    for (id, recs) in &deletes {
-                        refreshes.push(Refresh::deleted(id.clone()));
-                        for &r in recs {
-                            outcomes[r] = Outcome::Stored;
+            let ids: Vec<String> = deletes.iter().map(|(_, id)| id.clone()).collect();
+            let tried = bisect(std::iter::once(0..ids.len()), |range| {
+                self.store.delete_pages(deadline, &ids[range])
+            })
+            .await;
+            for (range, result) in tried {
+                for (item, id) in &deletes[range] {
+                    fates[*item] = match &result {
+                        Ok(()) => {
+                            stats.pages_deleted += 1;
+                            refreshes.push(Refresh::deleted(id.clone()));
+                            Fate::Stored
                         }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error_code = e.code, error = %e, pages = ids.len(), "deleting pages failed")
+                        Err(e) if e.class.is_permanent() && e.blames_input => {
+                            Fate::rejected(e.code, format!("page {id}: {e}"))
+                        }
+                        Err(e) => Fate::failed(&**e),
+                    };
                 }
             }
         }
 
-        for page in &pages {
-            let last = *page.records.last().expect("a plan has at least one record");
-            match &page.state {
-                PageState::Done => page
-                    .records
-                    .iter()
-                    .for_each(|&r| outcomes[r] = Outcome::Stored),
-                PageState::Pending | PageState::Failed { .. } => page
-                    .records
-                    .iter()
-                    .for_each(|&r| outcomes[r] = Outcome::Failed),
-                PageState::Rejected { code, message } => {
-                    // Earlier records of the page were superseded by the rejected last one.
-                    page.records
-                        .iter()
-                        .for_each(|&r| outcomes[r] = Outcome::Skipped);
-                    outcomes[last] = Outcome::DeadLettered;
-                    rejections.push(Rejection {
-                        record: last,
-                        code,
-                        message: format!("page {}: {message}", page.page_id),
-                    });
-                }
-            }
-            if let PageState::Failed { code } = page.state {
-                tracing::warn!(page_id = %page.page_id, error_code = code, records = page.records.len(), "page failed; its records will be redelivered");
-            }
+        for page in pages {
+            fates[page.item] = page.fate.unwrap_or_else(Fate::missing);
         }
-
         if !refreshes.is_empty() {
             stats.rag = self.rag.notify(refreshes).await;
         }
-        rejections.sort_by_key(|r| r.record);
-        Processed {
-            outcomes,
-            rejections,
-            stats,
-        }
+        fates
     }
 
     /// Chunks, compares hashes and embeds, re-chunking smaller the pages whose chunks the
     /// provider refuses as too long.
     async fn embed_pages(&self, pages: &mut [PageWork], deadline: &Deadline, stats: &mut Stats) {
         let mut to_chunk: Vec<usize> = (0..pages.len())
-            .filter(|&i| matches!(pages[i].state, PageState::Pending))
+            .filter(|&i| pages[i].is_pending())
             .collect();
         while !to_chunk.is_empty() {
             let mut items: Vec<(usize, usize)> = Vec::new();
@@ -440,19 +398,16 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                             }
                         }
                         Err(e) if e.blames_input() => {
-                            if matches!(page.state, PageState::Pending) {
-                                page.state = PageState::Rejected {
-                                    code: e.error_code(),
-                                    message: e.to_string(),
-                                };
+                            if page.is_pending() {
+                                page.reject(&e);
                             }
                         }
-                        Err(e) => page.fail(e.error_code()),
+                        Err(e) => page.fail(&e),
                     }
                 }
                 for pi in too_long {
                     let page = &mut pages[pi];
-                    if matches!(page.state, PageState::Pending) {
+                    if page.is_pending() {
                         page.max_chars /= 2;
                         tracing::info!(page_id = %page.page_id, max_chars = page.max_chars, "provider refused a chunk as too long; splitting smaller");
                         rechunk.push(pi);
@@ -460,8 +415,8 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                 }
             }
             for &pi in &to_chunk {
-                if matches!(pages[pi].state, PageState::Pending) && !rechunk.contains(&pi) {
-                    pages[pi].state = PageState::Done;
+                if pages[pi].is_pending() && !rechunk.contains(&pi) {
+                    pages[pi].fate = Some(Fate::Stored);
                 }
             }
             to_chunk = rechunk;
@@ -493,36 +448,28 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                 .collect()
         };
         let writing: Vec<usize> = (0..pages.len())
-            .filter(|&i| {
-                matches!(pages[i].state, PageState::Done)
-                    && pages[i].chunks.iter().any(|c| c.changed)
-            })
+            .filter(|&i| pages[i].is_done() && pages[i].chunks.iter().any(|c| c.changed))
             .collect();
-        let rows: Vec<VectorRow> = writing.iter().flat_map(|&i| rows_of(&pages[i])).collect();
-        let upserted = if rows.is_empty() {
-            Ok(())
-        } else {
-            self.store.upsert(deadline, &rows).await
-        };
-        if let Err(e) = upserted {
-            tracing::warn!(error_code = e.code, error = %e, rows = rows.len(), "bulk vector upsert failed");
-            if e.blames_input && writing.len() > 1 {
-                // Find the page(s) whose rows are refused; the others are written.
-                for &i in &writing {
-                    let page_rows = rows_of(&pages[i]);
-                    if let Err(e) = self.store.upsert(deadline, &page_rows).await {
-                        self.mark_store_error(&mut pages[i], &e);
-                    }
-                }
-            } else {
-                for &i in &writing {
+        // One bulk upsert; when the store refuses the rows, the refused pages are isolated by
+        // bisection and the others are written.
+        let tried = bisect(std::iter::once(0..writing.len()), |range| {
+            let rows: Vec<VectorRow> = writing[range]
+                .iter()
+                .flat_map(|&i| rows_of(&pages[i]))
+                .collect();
+            async move { self.store.upsert(deadline, &rows).await }
+        })
+        .await;
+        for (range, result) in tried {
+            if let Err(e) = result {
+                for &i in &writing[range] {
                     self.mark_store_error(&mut pages[i], &e);
                 }
             }
         }
         let mut refreshes = Vec::new();
         for page in pages.iter_mut() {
-            if !matches!(page.state, PageState::Done) {
+            if !page.is_done() {
                 continue;
             }
             if let Some(from) = page.stale_from()
@@ -567,13 +514,50 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
 
     fn mark_store_error(&self, page: &mut PageWork, e: &StoreError) {
         if e.class.is_permanent() && e.blames_input {
-            page.state = PageState::Rejected {
-                code: e.code,
-                message: e.to_string(),
-            };
+            page.reject(e);
         } else {
-            page.fail(e.code);
+            page.fail(e);
         }
+    }
+}
+
+impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, S, R> {
+    /// The page id, as text.
+    type Key = String;
+    type Item = PageChange;
+    type Stats = Stats;
+
+    /// Within a batch the last change of a page (in partition/offset order) wins: an update
+    /// followed by a delete ends deleted, a delete followed by a create ends present.
+    const KEEP: Keep = Keep::Last;
+
+    fn name(&self) -> &str {
+        &self.settings.function_name
+    }
+
+    fn decode(&self, record: &KafkaRecord) -> Decoded<String, PageChange> {
+        match self.decode_change(record) {
+            Ok(Some((key, item))) => Decoded::Item { key, item },
+            Ok(None) => Decoded::Settled(Fate::Skipped),
+            Err(fate) => Decoded::Settled(fate),
+        }
+    }
+
+    async fn write(
+        &self,
+        deadline: &Deadline,
+        items: Vec<(String, PageChange)>,
+        stats: &mut Stats,
+    ) -> Vec<Fate> {
+        self.write_changes(deadline, items, stats).await
+    }
+
+    /// `EmbeddingCalls`, `ChunksEmbedded` and `ChunksUnchanged` (chunks skipped because their
+    /// stored hash matched).
+    fn metrics(&self, stats: &Stats, set: &mut MetricSet) {
+        set.count("EmbeddingCalls", stats.embed_requests as u64)
+            .count("ChunksEmbedded", stats.chunks_embedded as u64)
+            .count("ChunksUnchanged", stats.chunks_unchanged as u64);
     }
 }
 

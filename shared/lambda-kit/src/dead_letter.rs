@@ -184,6 +184,49 @@ impl DeadLetterSink for PostgrestDeadLetters {
     }
 }
 
+/// Dead letters kept in memory (tests and benchmarks; `testing` feature): every letter is
+/// stored, once per record, like the PostgREST sink's ignore-duplicates upsert.
+///
+/// ```
+/// use event_decoding::KafkaRecord;
+/// use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink, MemoryDeadLetters};
+/// use lambda_kit::retry::Deadline;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let sink = MemoryDeadLetters::default();
+/// let letter = DeadLetter::new("f", &KafkaRecord::new("t", 0, 1, 0), "bad", "why");
+/// let deadline = Deadline::after(std::time::Duration::from_secs(1));
+/// sink.write(&deadline, &[letter.clone(), letter]).await;
+/// assert_eq!(sink.letters().len(), 1);
+/// # }
+/// ```
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug, Default)]
+pub struct MemoryDeadLetters(std::sync::Mutex<Vec<DeadLetter>>);
+
+#[cfg(any(test, feature = "testing"))]
+impl MemoryDeadLetters {
+    /// The letters stored so far, in the order they were first written.
+    pub fn letters(&self) -> Vec<DeadLetter> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl DeadLetterSink for MemoryDeadLetters {
+    async fn write(&self, _deadline: &Deadline, letters: &[DeadLetter]) -> Vec<Fate> {
+        let mut stored = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for l in letters {
+            if !stored
+                .iter()
+                .any(|s| s.function_name == l.function_name && s.record == l.record)
+            {
+                stored.push(l.clone());
+            }
+        }
+        vec![Fate::Stored; letters.len()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,6 +192,17 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         &self.function
     }
 
+    /// The function, to adjust a built handler (tests give each run a function name of its
+    /// own, so their dead letters do not mix).
+    pub fn function_mut(&mut self) -> &mut F {
+        &mut self.function
+    }
+
+    /// The function, taking the runner apart.
+    pub fn into_function(self) -> F {
+        self.function
+    }
+
     /// The dead-letter sink.
     pub fn dead_letters(&self) -> &D {
         &self.dead_letters
@@ -338,7 +349,11 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
                 DeadLetter::new(self.function.name(), r, code, message)
             })
             .collect();
-        let mut stored = self.dead_letters.write(deadline, &letters).await.into_iter();
+        let mut stored = self
+            .dead_letters
+            .write(deadline, &letters)
+            .await
+            .into_iter();
         for i in rejected {
             let fate = stored.next().unwrap_or_else(Fate::missing);
             if fate.is_stored() {
@@ -356,7 +371,13 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
             fates[i] = Fate::Failed {
                 code,
                 message,
-                environment: matches!(fate, Fate::Failed { environment: true, .. }),
+                environment: matches!(
+                    fate,
+                    Fate::Failed {
+                        environment: true,
+                        ..
+                    }
+                ),
             };
         }
     }
@@ -577,7 +598,11 @@ mod tests {
         assert_eq!(h.counts.stored, 1);
         assert_eq!(h.counts.skipped, 1, "the duplicate of a stored record");
         assert_eq!(h.counts.dead_lettered, 3, "b twice and the junk record");
-        assert_eq!(failed_offsets(&h), [5, 6], "d failed, its duplicate with it");
+        assert_eq!(
+            failed_offsets(&h),
+            [5, 6],
+            "d failed, its duplicate with it"
+        );
         let letters = r.dead_letters().seen.lock().unwrap().clone();
         assert_eq!(
             letters,

@@ -75,7 +75,7 @@ async fn gift_fixtures_msk_and_self_managed_stored_once_across_three_deliveries(
     ] {
         let topic = unique("gift_fx");
         let batch = fixture_on(name, &topic, source);
-        let (h, client) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30));
+        let (h, client) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30)).await;
         for _ in 0..3 {
             let r = invoke(&h, &batch).await.unwrap();
             assert!(r.batch_item_failures.is_empty(), "{name}: {r:?}");
@@ -103,7 +103,7 @@ async fn gift_bad_fixture_dead_letters_each_bad_record_and_stores_the_good() {
     };
     let topic = unique("gift_bad");
     let batch = fixture_on("gift-bad.json", &topic, EventSource::Msk);
-    let (h, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30));
+    let (h, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30)).await;
     for _ in 0..2 {
         let r = invoke(&h, &batch).await.unwrap();
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
@@ -174,7 +174,7 @@ async fn gift_row_rejected_by_the_database_is_isolated() {
     let batch = KafkaBatch::builder(EventSource::Msk)
         .records(records)
         .build();
-    let (h, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30));
+    let (h, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30)).await;
     let r = invoke(&h, &batch).await.unwrap();
     assert!(r.batch_item_failures.is_empty(), "{r:?}");
     assert_eq!(vault_count(&env, &topic), 9);
@@ -204,7 +204,8 @@ async fn gift_api_down_reports_failure_then_redelivery_stores_everything_once() 
         &format!("http://127.0.0.1:{port}"),
         &env.service_key,
         Duration::from_secs(2),
-    );
+    )
+    .await;
     let started = Instant::now();
     let err = invoke(&down, &batch).await.unwrap_err();
     assert!(err.contains("all 10 records failed"), "{err}");
@@ -219,12 +220,12 @@ async fn gift_api_down_reports_failure_then_redelivery_stores_everything_once() 
     // passes: a partial batch response names exactly the first chunk's records.
     let proxy = FaultProxy::start(&env.rest_url).await;
     proxy.push(std::iter::repeat_n(Fault::Status(503, vec![]), 5));
-    let (partial, _) = handler(&proxy.url(), &env.service_key, Duration::from_secs(30));
+    let (partial, _) = handler(&proxy.url(), &env.service_key, Duration::from_secs(30)).await;
     let r = invoke(&partial, &batch).await.unwrap();
     assert_eq!(failures(&r).len(), 4, "{r:?}");
     assert_eq!(vault_count(&env, &topic), 6);
 
-    let (up, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30));
+    let (up, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30)).await;
     for _ in 0..2 {
         let r = invoke(&up, &batch).await.unwrap();
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
@@ -247,7 +248,7 @@ async fn gift_5xx_429_and_slow_responses_are_retried_within_the_deadline() {
         Fault::Status(500, vec![]),
         Fault::Drop,
     ]);
-    let (h, client) = handler(&proxy.url(), &env.service_key, Duration::from_secs(20));
+    let (h, client) = handler(&proxy.url(), &env.service_key, Duration::from_secs(20)).await;
     let started = Instant::now();
     let r = invoke(&h, &batch).await.unwrap();
     assert!(r.batch_item_failures.is_empty(), "{r:?}");
@@ -266,7 +267,7 @@ async fn gift_5xx_429_and_slow_responses_are_retried_within_the_deadline() {
     let batch = gifts(&topic, 8);
     let proxy2 = FaultProxy::start(&env.rest_url).await;
     proxy2.push(std::iter::repeat_n(Fault::Status(503, vec![]), 100));
-    let (h2, _) = handler(&proxy2.url(), &env.service_key, Duration::from_millis(1500));
+    let (h2, _) = handler(&proxy2.url(), &env.service_key, Duration::from_millis(1500)).await;
     let started = Instant::now();
     let err = invoke(&h2, &batch).await.unwrap_err();
     assert!(err.contains("all 8 records failed"), "{err}");
@@ -275,7 +276,7 @@ async fn gift_5xx_429_and_slow_responses_are_retried_within_the_deadline() {
         "{:?}",
         started.elapsed()
     );
-    let (up, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30));
+    let (up, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30)).await;
     assert!(
         invoke(&up, &batch)
             .await

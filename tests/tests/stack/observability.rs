@@ -21,16 +21,16 @@ async fn wrong_embed_dim_fails_records_without_dead_letters() {
     let function_name = unique("dims");
     let mut setup = Setup::new(Api::Ollama, fake.base_url(), function_name.clone());
     setup.dims = 3;
-    let h = handler(&client, &setup);
+    let (metrics, lines) = Metrics::capture("KafkaLambdas", &function_name);
+    let h = handler(&setup).await.with_metrics(metrics);
     let prefix = unique("dims");
     let ids = [format!("{prefix}-a"), format!("{prefix}-b")];
     let b = batch(vec![
         upsert(0, &ids[0], "First page."),
         upsert(1, &ids[1], "Second page."),
     ]);
-    let (metrics, lines) = Metrics::capture("KafkaLambdas", &function_name);
     let handled = h
-        .process_with_metrics(&b, &Deadline::after(Duration::from_secs(20)), &metrics)
+        .process(&b, &Deadline::after(Duration::from_secs(20)))
         .await;
 
     assert_eq!(handled.counts.failed, 2, "{:?}", handled.counts);
@@ -59,10 +59,14 @@ async fn emf_line_of_a_stored_batch() {
     };
     let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
     let function_name = unique("emf");
-    let h = handler(
-        &client,
-        &Setup::new(Api::Ollama, fake.base_url(), function_name.clone()),
-    );
+    let (metrics, lines) = Metrics::capture("KafkaLambdas", &function_name);
+    let h = handler(&Setup::new(
+        Api::Ollama,
+        fake.base_url(),
+        function_name.clone(),
+    ))
+    .await
+    .with_metrics(metrics);
     let prefix = unique("emf");
     let ids = [format!("{prefix}-a"), format!("{prefix}-b")];
     let b = batch(vec![
@@ -70,10 +74,9 @@ async fn emf_line_of_a_stored_batch() {
         upsert(1, &ids[1], "Second page."),
         upsert(2, &ids[0], "First page, edited."),
     ]);
-    let (metrics, lines) = Metrics::capture("KafkaLambdas", &function_name);
     let deadline = Deadline::after(Duration::from_secs(20));
-    h.process_with_metrics(&b, &deadline, &metrics).await;
-    h.process_with_metrics(&b, &deadline, &metrics).await;
+    h.process(&b, &deadline).await;
+    h.process(&b, &deadline).await;
 
     let docs = lines.documents();
     assert_eq!(docs.len(), 2);

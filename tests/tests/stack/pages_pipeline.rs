@@ -66,7 +66,7 @@ async fn run_two_pages(h: &TestHandler, p: &str) -> (Handled, [String; 2]) {
 async fn long_page_is_split_under(client: &PostgrestClient, mut setup: Setup, max_chars: usize) {
     let id = format!("{}-page", setup.function_name);
     setup.limits = ChunkLimits::new(1000, 50);
-    let h = handler(client, &setup);
+    let h = handler(&setup).await;
     let body: String = (0..30)
         .map(|i| format!("Part {i} of a page that the model cannot take whole. "))
         .collect();
@@ -102,10 +102,7 @@ async fn every_cdc_format_ends_in_the_expected_state() {
             expected.values().any(Option::is_some),
             "{name}: fixture has upserts"
         );
-        let h = handler(
-            &client,
-            &Setup::new(Api::Ollama, fake.base_url(), prefix.clone()),
-        );
+        let h = handler(&Setup::new(Api::Ollama, fake.base_url(), prefix.clone())).await;
         let handled = run(&h, &b).await;
         let response = handled.response.expect("not all failed");
         assert!(
@@ -143,10 +140,7 @@ async fn bad_records_are_dead_lettered_with_clear_codes() {
     let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
     let prefix = unique("bad");
     let b = fixture("pages-bad.json", &format!("{prefix}-"));
-    let h = handler(
-        &client,
-        &Setup::new(Api::Ollama, fake.base_url(), prefix.clone()),
-    );
+    let h = handler(&Setup::new(Api::Ollama, fake.base_url(), prefix.clone())).await;
     let handled = run(&h, &b).await;
     assert!(
         handled
@@ -182,10 +176,7 @@ async fn last_change_per_page_wins() {
     let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
     let p = unique("order");
     let (a, b, c) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"));
-    let h = handler(
-        &client,
-        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
-    );
+    let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
     // c exists before the batch; the batch deletes it and recreates it with new text.
     run(&h, &batch(vec![upsert(0, &c, "old c")])).await;
     let handled = run(
@@ -230,7 +221,7 @@ async fn long_page_gives_several_chunks_and_shrinking_removes_the_tail() {
     let id = format!("{p}-page");
     let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());
     setup.limits = ChunkLimits::new(200, 40);
-    let h = handler(&client, &setup);
+    let h = handler(&setup).await;
     let long: String = (0..40)
         .map(|i| format!("Sentence number {i} of the long page. "))
         .collect();
@@ -275,10 +266,7 @@ async fn redelivery_makes_zero_embedding_calls_and_a_change_reembeds_only_that_p
     let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
     let p = unique("redeliver");
     let ids: Vec<String> = (0..5).map(|i| format!("{p}-{i}")).collect();
-    let h = handler(
-        &client,
-        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
-    );
+    let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
     let records = |changed: Option<usize>| {
         batch(
             ids.iter()
@@ -301,10 +289,7 @@ async fn redelivery_makes_zero_embedding_calls_and_a_change_reembeds_only_that_p
     );
     let before = fake.request_count();
     // A fresh handler: nothing cached in memory, as after a cold start.
-    let h = handler(
-        &client,
-        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
-    );
+    let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
     let again = run(&h, &records(None)).await;
     assert!(again.response.unwrap().batch_item_failures.is_empty());
     assert_eq!(
@@ -334,10 +319,7 @@ async fn a_model_change_reembeds() {
     let id = format!("{p}-page");
     let b = batch(vec![upsert(0, &id, "same text")]);
     run(
-        &handler(
-            &client,
-            &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
-        ),
+        &handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await,
         &b,
     )
     .await
@@ -349,7 +331,7 @@ async fn a_model_change_reembeds() {
     let before = fake.request_count();
     let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());
     setup.model = "nomic-embed-text:v1.5".into();
-    run(&handler(&client, &setup), &b).await.response.unwrap();
+    run(&handler(&setup).await, &b).await.response.unwrap();
     assert_eq!(fake.request_count(), before + 1);
     let stored = rows(&client, std::slice::from_ref(&id)).await;
     assert_eq!(stored[0].model, "nomic-embed-text:v1.5");
@@ -365,10 +347,7 @@ async fn a_wrong_dimension_is_dead_lettered_and_nothing_is_written() {
     let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 512).await;
     let p = unique("dims");
     let id = format!("{p}-page");
-    let h = handler(
-        &client,
-        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
-    );
+    let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
     let handled = run(&h, &batch(vec![upsert(0, &id, "text")])).await;
     assert!(handled.response.unwrap().batch_item_failures.is_empty());
     assert_eq!(handled.counts.dead_lettered, 1);
@@ -387,10 +366,7 @@ async fn provider_down_gives_a_partial_response_then_recovery_completes() {
     let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
     let p = unique("down");
     let (a, b, gone) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-gone"));
-    let h = handler(
-        &client,
-        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
-    );
+    let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
     let records = || {
         batch(vec![
             upsert(0, &a, "alpha"),
@@ -436,10 +412,7 @@ async fn model_not_found_fails_the_batch_without_dead_letters() {
     // Ollama answers 404 `model "x" not found, try pulling it first` for an unknown model.
     let fake = FakeEmbedder::start(Api::Ollama, "other-model", 768).await;
     let p = unique("404");
-    let h = handler(
-        &client,
-        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
-    );
+    let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
     let handled = run(&h, &batch(vec![upsert(0, &format!("{p}-x"), "text")])).await;
     assert!(
         handled.response.is_err(),
@@ -472,10 +445,7 @@ async fn ollama_busy_and_server_errors_are_retried() {
     let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
     fake.with_state(|s| s.faults = vec![Fault::Throttle { ms: 100 }, Fault::ServerError]);
     let p = unique("ollama-busy");
-    let h = handler(
-        &client,
-        &Setup::new(Api::Ollama, fake.base_url(), p.clone()),
-    );
+    let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
     let (handled, ids) = run_two_pages(&h, &p).await;
     assert!(handled.response.unwrap().batch_item_failures.is_empty());
     assert_eq!(fake.request_count(), 3, "429, 500, then success");
@@ -518,7 +488,7 @@ async fn openai_throttling_is_retried_honouring_retry_after_ms() {
     fake.with_state(|s| s.faults = vec![Fault::Throttle { ms: 150 }, Fault::ServerError]);
     let p = unique("openai");
     let setup = Setup::openai(&fake.base_url(), p.clone());
-    let h = handler(&client, &setup);
+    let h = handler(&setup).await;
     let started = std::time::Instant::now();
     let (handled, ids) = run_two_pages(&h, &p).await;
     assert!(handled.response.unwrap().batch_item_failures.is_empty());
@@ -551,7 +521,7 @@ async fn rag_is_notified_after_storage_and_its_failure_loses_nothing() {
     let (a, gone) = (format!("{p}-a"), format!("{p}-gone"));
     let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());
     setup.rag_url = Some(rag.url());
-    let h = handler(&client, &setup);
+    let h = handler(&setup).await;
     run(
         &h,
         &batch(vec![upsert(0, &a, "hello rag"), delete(1, &gone)]),

@@ -11,8 +11,10 @@ use event_decoding::KafkaBatch;
 use integration_tests::fake_qdrant::FakeQdrant;
 use integration_tests::fake_stargate::FakeStargate;
 use lambda_kit::config::Env;
+use lambda_kit::dead_letter::MemoryDeadLetters;
 use lambda_kit::postgrest::Secret;
-use lambda_kit::retry::{Deadline, RetryPolicy};
+use lambda_kit::retry::{Deadline, DeadlineSettings, RetryPolicy};
+use lambda_kit::runner::Runner;
 use page_embedder::chunk::ChunkLimits;
 use page_embedder::embed::{EmbedError, Embedder};
 use page_embedder::embedding::EmbedSettings;
@@ -169,22 +171,29 @@ async fn redelivery_skips_unchanged<S: VectorStore>(store: S) -> S {
                 retry: fast_retry(),
             },
             rag_enabled: false,
+            function_name: "page-embedder".into(),
         },
     };
+    let runner = Runner::new(
+        pipeline,
+        MemoryDeadLetters::default(),
+        DeadlineSettings::default(),
+    );
     let batch = KafkaBatch::from_slice(include_bytes!("../../../events/pages-plain.json")).unwrap();
-    let first = pipeline.process(&batch, &deadline()).await;
-    let embedded = pipeline.embedder.texts.load(Ordering::SeqCst);
+    let first = runner.process(&batch, &deadline()).await;
+    let embedded = runner.function().embedder.texts.load(Ordering::SeqCst);
     assert!(embedded > 0, "first delivery embeds: {:?}", first.stats);
-    let second = pipeline.process(&batch, &deadline()).await;
+    let second = runner.process(&batch, &deadline()).await;
     assert_eq!(
-        pipeline.embedder.texts.load(Ordering::SeqCst),
+        runner.function().embedder.texts.load(Ordering::SeqCst),
         embedded,
         "redelivery must not embed again: {:?}",
         second.stats
     );
     assert_eq!(second.stats.chunks_embedded, 0);
-    assert_eq!(first.rejections.len(), second.rejections.len());
-    pipeline.store
+    assert_eq!(first.counts, second.counts);
+    let Pipeline { store, .. } = runner.into_function();
+    store
 }
 
 fn qdrant_store(url: &str, key: Option<&str>) -> QdrantStore {
@@ -194,13 +203,13 @@ fn qdrant_store(url: &str, key: Option<&str>) -> QdrantStore {
     ]))
     .unwrap();
     cfg.retry = fast_retry();
-    QdrantStore::new(&cfg, key.map(Secret::new)).unwrap()
+    QdrantStore::new(&cfg, key.map(Secret::new), reqwest::Client::new()).unwrap()
 }
 
 fn stargate_store(url: &str, token: Option<&str>) -> StargateStore {
     let mut cfg = StargateConfig::from_env(&Env::from_pairs([("STARGATE_URL", url)])).unwrap();
     cfg.retry = fast_retry();
-    StargateStore::new(&cfg, token.map(Secret::new)).unwrap()
+    StargateStore::new(&cfg, token.map(Secret::new), reqwest::Client::new()).unwrap()
 }
 
 #[tokio::test]
@@ -278,7 +287,7 @@ async fn qdrant_errors_are_classified_with_the_server_message() {
     ]))
     .unwrap();
     cfg.retry = fast_retry();
-    let e = QdrantStore::new(&cfg, None)
+    let e = QdrantStore::new(&cfg, None, reqwest::Client::new())
         .unwrap()
         .upsert(&d, &[row("p", 0, "h")])
         .await
@@ -436,7 +445,7 @@ async fn stargate_reads_follow_page_state_and_errors_are_classified() {
     ]))
     .unwrap();
     cfg.retry = fast_retry();
-    let e = StargateStore::new(&cfg, Some(Secret::new("tok")))
+    let e = StargateStore::new(&cfg, Some(Secret::new("tok")), reqwest::Client::new())
         .unwrap()
         .delete_pages(&d, &["x".into()])
         .await

@@ -63,10 +63,7 @@ async fn main() {
         eprintln!("SKIPPED: KAFKA_BOOTSTRAP_SERVERS is not set (scripts/kafka-broker up)");
         return;
     };
-    let kafka = KafkaConfig {
-        bootstrap_servers: vec![servers],
-        sasl: None,
-    };
+    let kafka = KafkaConfig::new(vec![servers]);
     let n: usize = std::env::var("ESM_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -5,6 +5,7 @@
 //! responses, retries, dead-letters exhausted batches and commits offsets.
 
 pub mod api;
+pub mod cli;
 pub mod dead_letter;
 pub mod invoke;
 pub mod kafka;

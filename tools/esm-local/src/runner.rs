@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
+use lambda_kit::retry::RetryPolicy;
 use tokio::sync::watch;
 
 use crate::dead_letter::DeadLetterTarget;
@@ -69,7 +70,7 @@ pub struct RunnerConfig {
     pub starting_position: OffsetSpec,
     /// Retries of a failing partition head before dead-lettering (0 = dead-letter at first failure).
     pub max_retries: u32,
-    /// First retry delay; doubles per attempt up to 30 s, with jitter.
+    /// First retry delay; doubles per attempt up to 30 s ([`RunnerConfig::retry_policy`]).
     pub retry_backoff: Duration,
     /// Max lanes (function processes) running at once.
     pub concurrency: usize,
@@ -77,6 +78,24 @@ pub struct RunnerConfig {
     pub dead_letter: DeadLetterTarget,
     /// The function.
     pub function: FunctionTarget,
+}
+
+/// Longest wait before a redelivery.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
+
+impl RunnerConfig {
+    /// When a failing partition head is redelivered: lambda-kit's retry policy, starting at
+    /// `retry_backoff` and doubling per attempt up to 30 s, each wait drawn from 75-100 % of
+    /// that so lanes failing together do not retry in step.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_retries.saturating_add(1),
+            initial_backoff: self.retry_backoff,
+            max_backoff: MAX_RETRY_BACKOFF,
+            multiplier: 2.0,
+            jitter: 0.25,
+        }
+    }
 }
 
 /// Counters shared by all lanes (tests and the bench read them).
@@ -443,7 +462,7 @@ impl Lane {
             }
         }
         self.commit(&commits).await;
-        Ok((max_attempts > 0).then(|| backoff(self.config.retry_backoff, max_attempts)))
+        Ok((max_attempts > 0).then(|| self.config.retry_policy().backoff(max_attempts)))
     }
 
     async fn dead_letter(
@@ -484,27 +503,45 @@ impl Lane {
     }
 }
 
-fn backoff(base: Duration, attempts: u32) -> Duration {
-    let exp = base
-        .saturating_mul(1 << attempts.saturating_sub(1).min(8))
-        .min(Duration::from_secs(30));
-    exp.mul_f64(0.75 + fastrand::f64() * 0.5)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::KafkaConfig;
+
+    fn config(retry_backoff: Duration) -> RunnerConfig {
+        RunnerConfig {
+            kafka: KafkaConfig::new(vec!["127.0.0.1:9092".into()]),
+            topics: vec!["t".into()],
+            group: "g".into(),
+            batch_size: 100,
+            batching_window: Duration::from_millis(500),
+            starting_position: OffsetSpec::Earliest,
+            max_retries: 3,
+            retry_backoff,
+            concurrency: 4,
+            dead_letter: DeadLetterTarget::File("dlq.jsonl".into()),
+            function: FunctionTarget::InvokeUrl(
+                "http://127.0.0.1:9000".into(),
+                Duration::from_secs(1),
+            ),
+        }
+    }
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        let base = Duration::from_millis(100);
-        for attempts in 1..20 {
-            let d = backoff(base, attempts);
-            let nominal = (base * (1 << (attempts - 1).min(8))).min(Duration::from_secs(30));
+    fn backoff_starts_at_the_flag_doubles_and_is_capped() {
+        let policy = config(Duration::from_millis(100)).retry_policy();
+        assert_eq!(policy.max_attempts, 4, "1 attempt + 3 retries");
+        for attempts in 1..40 {
+            let d = policy.backoff(attempts);
+            let nominal = Duration::from_millis(100)
+                .saturating_mul(1 << (attempts - 1).min(16))
+                .min(Duration::from_secs(30));
             assert!(
-                d >= nominal.mul_f64(0.74) && d <= nominal.mul_f64(1.26),
-                "{attempts}: {d:?}"
+                d >= nominal.mul_f64(0.749) && d <= nominal,
+                "{attempts}: {d:?} vs {nominal:?}"
             );
         }
+        let zero = config(Duration::ZERO).retry_policy();
+        assert_eq!(zero.backoff(5), Duration::ZERO);
     }
 }

@@ -1,6 +1,8 @@
 //! The runner against a real broker (`scripts/kafka-broker up`, `eval "$(scripts/kafka-broker env)"`)
 //! driving the `esm-test-function` binary through the emulated Runtime API.
-//! Without `KAFKA_BOOTSTRAP_SERVERS` every test prints SKIPPED and returns.
+//! Without `KAFKA_BOOTSTRAP_SERVERS` every test prints SKIPPED and returns. The codec tests
+//! produce with librdkafka (`KAFKA_PRODUCER_PYTHON`, also from `scripts/kafka-broker env`): with
+//! the broker's address set, a missing producer fails them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -10,17 +12,20 @@ use std::time::{Duration, Instant};
 
 use esm_local::dead_letter::DeadLetterTarget;
 use esm_local::invoke::FunctionSpec;
-use esm_local::kafka::{KafkaClient, KafkaConfig, OffsetSpec, ProduceRecord, TopicPartition};
+use esm_local::kafka::{
+    BrokerConnection, KafkaClient, KafkaConfig, OffsetSpec, ProduceRecord, TopicPartition,
+};
 use esm_local::runner::{FunctionTarget, RunnerConfig, RunnerStats, run};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use serde_json::Value;
 use tokio::sync::watch;
 
 fn kafka() -> Option<KafkaConfig> {
     match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(s) if !s.is_empty() => Some(KafkaConfig {
-            bootstrap_servers: vec![s],
-            sasl: None,
-        }),
+        Ok(s) if !s.is_empty() => Some(KafkaConfig::new(vec![s])),
         _ => {
             eprintln!(
                 "SKIPPED: KAFKA_BOOTSTRAP_SERVERS is not set (scripts/kafka-broker up && eval \"$(scripts/kafka-broker env)\")"
@@ -406,4 +411,133 @@ async fn dead_letter_topic_keeps_the_record_and_says_where_it_came_from() {
         std::str::from_utf8(&source).unwrap(),
         format!("{}-0@1", s.topic)
     );
+}
+
+/// `KAFKA_PRODUCER_PYTHON`: a Python with `confluent-kafka`. Panics naming the fix when absent.
+fn producer_python() -> PathBuf {
+    let fix = "run `scripts/kafka-broker up` (it installs confluent-kafka) and \
+               `eval \"$(scripts/kafka-broker env)\"`";
+    let python = std::env::var_os("KAFKA_PRODUCER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("KAFKA_PRODUCER_PYTHON is not set: {fix}"));
+    assert!(
+        python.is_file(),
+        "KAFKA_PRODUCER_PYTHON={} does not exist: {fix}",
+        python.display()
+    );
+    python
+}
+
+/// The compression codec of every record batch stored in partition 0 of `topic`, read raw.
+async fn batch_codecs(kafka: &KafkaConfig, topic: &str) -> Vec<Compression> {
+    let mut conn = BrokerConnection::connect(&kafka.bootstrap_servers[0])
+        .await
+        .unwrap();
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(1000)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(64 << 20),
+                ]),
+        ]);
+    let resp = conn.send(&req, 4).await.unwrap();
+    let partition = &resp.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0, "raw fetch of {topic}");
+    let mut records = partition.records.clone().unwrap_or_default();
+    RecordBatchDecoder::decode_batch_info(&mut records)
+        .unwrap()
+        .into_iter()
+        .map(|b| b.compression)
+        .collect()
+}
+
+/// librdkafka produces `codec`-compressed batches; the runner delivers every record, in order,
+/// with its exact value.
+async fn librdkafka_batches_are_delivered(codec: &str, expected: Compression) {
+    let Some(kafka) = kafka() else { return };
+    let python = producer_python();
+    let s = Scenario::new(codec, 1, kafka).await;
+    let n = 500;
+    let out = tokio::process::Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/librdkafka_produce.py"
+        ))
+        .args([
+            s.kafka.bootstrap_servers[0].as_str(),
+            s.topic.as_str(),
+            codec,
+            &n.to_string(),
+        ])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "librdkafka producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Else the test would prove nothing: librdkafka sends a batch uncompressed when that is smaller.
+    let codecs = batch_codecs(&s.kafka, &s.topic).await;
+    assert!(
+        !codecs.is_empty() && codecs.iter().all(|c| *c == expected),
+        "stored batches: {codecs:?}, want {expected:?}"
+    );
+
+    let started = Instant::now();
+    let stats = s
+        .run_until(s.config(&[]), |s| total(&s.stored()) >= n)
+        .await;
+    let took = started.elapsed();
+    let stored: Vec<(i64, String)> = Scenario::lines(&s.out)
+        .into_iter()
+        .filter(|l| l["kind"] == "stored")
+        .map(|l| {
+            (
+                l["offset"].as_i64().unwrap(),
+                l["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let filler = " the quick brown fox jumps over the lazy dog".repeat(4);
+    let want: Vec<(i64, String)> = (0..n)
+        .map(|i| (i as i64, format!("{codec}-{i}-{filler}")))
+        .collect();
+    assert_eq!(stored, want, "every record once, in order, value intact");
+    assert!(s.dead_lettered().is_empty());
+    assert_eq!(stats.records_processed.load(Ordering::Relaxed), n as u64);
+    eprintln!(
+        "{codec}: {n} records in {} {codec} batches delivered in {took:.2?} ({} invocations)",
+        codecs.len(),
+        stats.invocations.load(Ordering::Relaxed)
+    );
+}
+
+#[tokio::test]
+async fn librdkafka_gzip_batches_are_delivered() {
+    librdkafka_batches_are_delivered("gzip", Compression::Gzip).await;
+}
+
+#[tokio::test]
+async fn librdkafka_snappy_batches_are_delivered() {
+    librdkafka_batches_are_delivered("snappy", Compression::Snappy).await;
+}
+
+#[tokio::test]
+async fn librdkafka_lz4_batches_are_delivered() {
+    librdkafka_batches_are_delivered("lz4", Compression::Lz4).await;
+}
+
+#[tokio::test]
+async fn librdkafka_zstd_batches_are_delivered() {
+    librdkafka_batches_are_delivered("zstd", Compression::Zstd).await;
 }

@@ -10,7 +10,7 @@ use super::{
     QdrantStore, StargateStore, StoreError, StoredHashes, SupabaseStore, VectorRow, VectorStore,
     qdrant, stargate,
 };
-use crate::config::{Config, KeySource, StoreKind};
+use crate::config::{KeySource, StoreConfig};
 
 /// One of the stores.
 #[derive(Debug, Clone)]
@@ -62,25 +62,28 @@ impl AnyStore {
     /// let env = Env::from_pairs([("VECTOR_STORE", "qdrant"), ("QDRANT_URL", "http://127.0.0.1:6333")]);
     /// let config = Config::from_env(&env).unwrap();
     /// let pg = PostgrestClient::new(PostgrestConfig::new("http://127.0.0.1:3000", Secret::new("k"))).unwrap();
-    /// let store = AnyStore::from_config(&config, &env, pg).await.unwrap();
+    /// let store = AnyStore::from_config(&config.store, &env, pg, &reqwest::Client::new()).await.unwrap();
     /// assert!(matches!(store, AnyStore::Qdrant(_)));
     /// # }
     /// ```
     pub async fn from_config(
-        config: &Config,
+        config: &StoreConfig,
         env: &Env,
         postgrest: PostgrestClient,
+        http: &reqwest::Client,
     ) -> Result<Self, BuildStoreError> {
-        Ok(match (config.store, &config.qdrant, &config.stargate) {
-            (StoreKind::Qdrant, Some(q), _) => {
+        Ok(match config {
+            StoreConfig::Qdrant(q) => {
                 let k = key(env, &q.api_key, qdrant::API_KEY_VARS).await?;
-                Self::Qdrant(QdrantStore::new(q, k)?)
+                Self::Qdrant(QdrantStore::new(q, k, http.clone())?)
             }
-            (StoreKind::Stargate, _, Some(s)) => {
+            StoreConfig::Stargate(s) => {
                 let k = key(env, &s.auth_token, stargate::AUTH_TOKEN_VARS).await?;
-                Self::Stargate(StargateStore::new(s, k)?)
+                Self::Stargate(StargateStore::new(s, k, http.clone())?)
             }
-            _ => Self::Supabase(SupabaseStore::new(postgrest, config.vectors_table.clone())),
+            StoreConfig::Supabase { table } => {
+                Self::Supabase(SupabaseStore::new(postgrest, table.clone()))
+            }
         })
     }
 }

@@ -73,8 +73,6 @@ pub struct QdrantConfig {
     pub api_key: KeySource,
     /// `HTTP_TIMEOUT_MS` (default 10 s).
     pub request_timeout: Duration,
-    /// `HTTP_CONNECT_TIMEOUT_MS` (default 2 s).
-    pub connect_timeout: Duration,
     /// `RETRY_MAX_ATTEMPTS`, `RETRY_INITIAL_BACKOFF_MS`, `RETRY_MAX_BACKOFF_MS`.
     pub retry: RetryPolicy,
 }
@@ -103,7 +101,6 @@ impl QdrantConfig {
             collection,
             api_key: key_source(env, API_KEY_VARS)?,
             request_timeout: env.millis_or("HTTP_TIMEOUT_MS", Duration::from_secs(10))?,
-            connect_timeout: env.millis_or("HTTP_CONNECT_TIMEOUT_MS", Duration::from_secs(2))?,
             retry: RetryPolicy::from_env(env, "RETRY_")?,
         })
     }
@@ -201,15 +198,19 @@ impl QdrantStore {
     /// use lambda_kit::config::Env;
     /// use page_embedder::store::{QdrantConfig, QdrantStore};
     /// let c = QdrantConfig::from_env(&Env::from_pairs([("QDRANT_URL", "http://127.0.0.1:6333"), ("QDRANT_COLLECTION", "pages v2")])).unwrap();
-    /// let store = QdrantStore::new(&c, None).unwrap();
+    /// let store = QdrantStore::new(&c, None, reqwest::Client::new()).unwrap();
     /// assert_eq!(store.collection_url(), "http://127.0.0.1:6333/collections/pages%20v2");
     /// ```
-    pub fn new(config: &QdrantConfig, api_key: Option<Secret>) -> Result<Self, StoreError> {
+    pub fn new(
+        config: &QdrantConfig,
+        api_key: Option<Secret>,
+        http: reqwest::Client,
+    ) -> Result<Self, StoreError> {
         let rest = RestClient::new(RestSettings {
             service: "qdrant",
             auth: api_key.map(|k| (HeaderName::from_static("api-key"), k)),
             request_timeout: config.request_timeout,
-            connect_timeout: config.connect_timeout,
+            http,
             retry: config.retry.clone(),
             error_text: qdrant_error_text,
         })?;

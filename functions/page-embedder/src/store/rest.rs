@@ -48,8 +48,9 @@ pub(crate) struct RestSettings {
     pub auth: Option<(HeaderName, Secret)>,
     /// One request.
     pub request_timeout: Duration,
-    /// Establishing a connection.
-    pub connect_timeout: Duration,
+    /// The process's one HTTP client (it connects within `HTTP_CONNECT_TIMEOUT_MS`); every
+    /// request sets its own timeout.
+    pub http: reqwest::Client,
     /// Retries of transient faults.
     pub retry: RetryPolicy,
     /// Reads the service's error body.
@@ -76,12 +77,6 @@ impl RestClient {
             blames_input: false,
             message: format!("{} client: {message}", settings.service),
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| build_error(http::describe_reqwest(&e)))?;
         let (auth, secret) = match &settings.auth {
             Some((name, secret)) => {
                 let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
@@ -93,7 +88,7 @@ impl RestClient {
             None => (None, None),
         };
         Ok(Self {
-            http,
+            http: settings.http.clone(),
             service: settings.service,
             auth,
             secret,

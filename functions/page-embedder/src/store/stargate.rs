@@ -62,8 +62,6 @@ pub struct StargateConfig {
     pub auth_token: KeySource,
     /// `HTTP_TIMEOUT_MS` (default 10 s).
     pub request_timeout: Duration,
-    /// `HTTP_CONNECT_TIMEOUT_MS` (default 2 s).
-    pub connect_timeout: Duration,
     /// `RETRY_MAX_ATTEMPTS`, `RETRY_INITIAL_BACKOFF_MS`, `RETRY_MAX_BACKOFF_MS`.
     pub retry: RetryPolicy,
 }
@@ -84,7 +82,6 @@ impl StargateConfig {
             table: env.identifier_or("STARGATE_TABLE", "page_vectors")?,
             auth_token: key_source(env, AUTH_TOKEN_VARS)?,
             request_timeout: env.millis_or("HTTP_TIMEOUT_MS", Duration::from_secs(10))?,
-            connect_timeout: env.millis_or("HTTP_CONNECT_TIMEOUT_MS", Duration::from_secs(2))?,
             retry: RetryPolicy::from_env(env, "RETRY_")?,
         })
     }
@@ -132,16 +129,20 @@ impl StargateStore {
     /// use lambda_kit::config::Env;
     /// use page_embedder::store::{StargateConfig, StargateStore};
     /// let c = StargateConfig::from_env(&Env::from_pairs([("STARGATE_URL", "http://127.0.0.1:8082")])).unwrap();
-    /// let s = StargateStore::new(&c, None).unwrap();
+    /// let s = StargateStore::new(&c, None, reqwest::Client::new()).unwrap();
     /// assert_eq!(s.row_url("a/b?c", Some(2)).unwrap(), "http://127.0.0.1:8082/v2/keyspaces/gibsey/page_vectors/a%2Fb%3Fc/2");
     /// assert!(s.row_url("..", None).is_err());
     /// ```
-    pub fn new(config: &StargateConfig, auth_token: Option<Secret>) -> Result<Self, StoreError> {
+    pub fn new(
+        config: &StargateConfig,
+        auth_token: Option<Secret>,
+        http: reqwest::Client,
+    ) -> Result<Self, StoreError> {
         let rest = RestClient::new(RestSettings {
             service: "stargate",
             auth: auth_token.map(|t| (HeaderName::from_static("x-cassandra-token"), t)),
             request_timeout: config.request_timeout,
-            connect_timeout: config.connect_timeout,
+            http,
             retry: config.retry.clone(),
             error_text: stargate_error_text,
         })?;

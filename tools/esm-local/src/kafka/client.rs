@@ -125,7 +125,7 @@ impl KafkaClient {
 
     async fn conn(&mut self, addr: &str) -> Result<&mut BrokerConnection, KafkaError> {
         if !self.conns.contains_key(addr) {
-            let conn = BrokerConnection::connect(addr, self.config.sasl.as_ref()).await?;
+            let conn = BrokerConnection::connect(addr).await?;
             self.conns.insert(addr.to_owned(), conn);
         }
         Ok(self.conns.get_mut(addr).expect("inserted above"))
@@ -138,7 +138,7 @@ impl KafkaClient {
         }
         let mut last = None;
         for addr in self.config.bootstrap_servers.clone() {
-            match BrokerConnection::connect(&addr, self.config.sasl.as_ref()).await {
+            match BrokerConnection::connect(&addr).await {
                 Ok(c) => {
                     self.conns.insert(addr.clone(), c);
                     return Ok(self.conns.get_mut(&addr).expect("inserted above"));

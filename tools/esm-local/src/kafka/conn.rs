@@ -1,19 +1,15 @@
-//! One TCP connection to one broker: request framing, correlation ids, SASL authentication.
+//! One plaintext TCP connection to one broker: request framing, correlation ids.
 //!
 //! Requests on a connection are strictly sequential (`&mut self`), which is all the runner needs:
 //! every lane owns its own connections, so there is never a response to demultiplex.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
-    SaslHandshakeRequest,
-};
+use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 
-use super::sasl::ScramClient;
-use super::{KafkaError, Sasl, SaslMechanism, check};
+use super::{KafkaError, check};
 
 /// Largest response we accept; a fetch is bounded by our own `max_bytes` well below this.
 const MAX_FRAME: usize = 256 * 1024 * 1024;
@@ -27,8 +23,8 @@ pub struct BrokerConnection {
 }
 
 impl BrokerConnection {
-    /// Connects to `addr` (`host:port`) and authenticates when `sasl` is given.
-    pub async fn connect(addr: &str, sasl: Option<&Sasl>) -> Result<Self, KafkaError> {
+    /// Connects to `addr` (`host:port`) and checks the API versions it serves.
+    pub async fn connect(addr: &str) -> Result<Self, KafkaError> {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|source| KafkaError::Connect {
@@ -42,9 +38,6 @@ impl BrokerConnection {
             correlation_id: 0,
         };
         conn.check_versions().await?;
-        if let Some(sasl) = sasl {
-            conn.authenticate(sasl).await?;
-        }
         Ok(conn)
     }
 
@@ -138,59 +131,5 @@ impl BrokerConnection {
             }
         }
         Ok(())
-    }
-
-    async fn authenticate(&mut self, sasl: &Sasl) -> Result<(), KafkaError> {
-        let name = sasl.mechanism.as_str();
-        let hs = self
-            .send(
-                &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(name)),
-                1,
-            )
-            .await?;
-        if hs.error_code != 0 {
-            let offered: Vec<&str> = hs.mechanisms.iter().map(|m| m.as_str()).collect();
-            return Err(KafkaError::Auth(format!(
-                "broker does not enable {name} (offers {offered:?})"
-            )));
-        }
-        match sasl.mechanism {
-            SaslMechanism::Plain => {
-                let mut token = Vec::new();
-                token.push(0);
-                token.extend_from_slice(sasl.username.as_bytes());
-                token.push(0);
-                token.extend_from_slice(sasl.password.as_bytes());
-                self.sasl_step(Bytes::from(token)).await?;
-            }
-            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
-                let mut scram = ScramClient::new(sasl.mechanism, &sasl.username, &sasl.password);
-                let server_first = self.sasl_step(Bytes::from(scram.client_first())).await?;
-                let client_final = scram.client_final(&server_first)?;
-                let server_final = self.sasl_step(Bytes::from(client_final)).await?;
-                scram.verify_server_final(&server_final)?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn sasl_step(&mut self, token: Bytes) -> Result<Bytes, KafkaError> {
-        let resp = self
-            .send(
-                &SaslAuthenticateRequest::default().with_auth_bytes(token),
-                0,
-            )
-            .await?;
-        if resp.error_code != 0 {
-            // The broker's message names the reason (bad credentials, unknown user); it never
-            // contains the password, which is all we must keep out of logs.
-            let msg = resp
-                .error_message
-                .as_ref()
-                .map(|m| m.as_str().to_owned())
-                .unwrap_or_default();
-            return Err(KafkaError::Auth(format!("authentication failed: {msg}")));
-        }
-        Ok(resp.auth_bytes)
     }
 }

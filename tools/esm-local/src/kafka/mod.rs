@@ -8,7 +8,6 @@
 
 mod client;
 mod conn;
-mod sasl;
 
 pub use client::{FetchedPartition, KafkaClient, OffsetSpec, ProduceRecord, TopicPartition};
 pub use conn::BrokerConnection;
@@ -29,71 +28,23 @@ pub(crate) const VERSIONS: &[(ApiKey, i16)] = &[
     (ApiKey::CreateTopics, 2),
 ];
 
-/// SASL mechanisms accepted by `--sasl-mechanism`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SaslMechanism {
-    /// `PLAIN`: username and password in clear (use with TLS outside loopback).
-    Plain,
-    /// `SCRAM-SHA-256`.
-    ScramSha256,
-    /// `SCRAM-SHA-512` (what MSK uses for SASL/SCRAM).
-    ScramSha512,
-}
-
-impl SaslMechanism {
-    /// The mechanism name as Kafka spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Plain => "PLAIN",
-            Self::ScramSha256 => "SCRAM-SHA-256",
-            Self::ScramSha512 => "SCRAM-SHA-512",
-        }
-    }
-}
-
-impl std::str::FromStr for SaslMechanism {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_uppercase().replace('_', "-").as_str() {
-            "PLAIN" => Ok(Self::Plain),
-            "SCRAM-SHA-256" => Ok(Self::ScramSha256),
-            "SCRAM-SHA-512" => Ok(Self::ScramSha512),
-            _ => Err(format!(
-                "unknown SASL mechanism `{s}` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
-            )),
-        }
-    }
-}
-
-/// SASL credentials. `Debug` never prints the password.
-#[derive(Clone)]
-pub struct Sasl {
-    /// Mechanism to negotiate.
-    pub mechanism: SaslMechanism,
-    /// User name.
-    pub username: String,
-    /// Password (kept out of `Debug`).
-    pub password: String,
-}
-
-impl std::fmt::Debug for Sasl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sasl")
-            .field("mechanism", &self.mechanism)
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-/// Where to reach the cluster.
+/// Where to reach the cluster: plaintext only (local runs), neither SASL nor TLS.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     /// `host:port` seeds; the first that answers is used for metadata.
     pub bootstrap_servers: Vec<String>,
-    /// Optional SASL authentication (no TLS: for loopback and private brokers).
-    pub sasl: Option<Sasl>,
+}
+
+impl KafkaConfig {
+    /// A plaintext connection to `bootstrap_servers` (`host:port` each).
+    ///
+    /// ```
+    /// let c = esm_local::kafka::KafkaConfig::new(vec!["127.0.0.1:9092".into()]);
+    /// assert_eq!(c.bootstrap_servers, ["127.0.0.1:9092"]);
+    /// ```
+    pub fn new(bootstrap_servers: Vec<String>) -> Self {
+        Self { bootstrap_servers }
+    }
 }
 
 /// Errors of the Kafka client, classified where they are created.
@@ -133,9 +84,6 @@ pub enum KafkaError {
     /// The broker does not speak an API version we need.
     #[error("Kafka broker does not support {0}")]
     Unsupported(String),
-    /// SASL failed.
-    #[error("Kafka SASL: {0}")]
-    Auth(String),
 }
 
 impl KafkaError {
@@ -164,7 +112,6 @@ impl KafkaError {
             Self::UnknownTopic(_) => "kafka_unknown_topic",
             Self::Protocol(_) => "kafka_protocol",
             Self::Unsupported(_) => "kafka_unsupported",
-            Self::Auth(_) => "kafka_auth",
         }
     }
 
@@ -188,34 +135,6 @@ pub(crate) fn check(code: i16, api: &'static str) -> Result<(), KafkaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sasl_debug_hides_password() {
-        let s = Sasl {
-            mechanism: SaslMechanism::Plain,
-            username: "u".into(),
-            password: "hunter2".into(),
-        };
-        assert!(!format!("{s:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn mechanism_names_parse() {
-        assert_eq!(
-            "plain".parse::<SaslMechanism>().unwrap(),
-            SaslMechanism::Plain
-        );
-        assert_eq!(
-            "SCRAM_SHA_512".parse::<SaslMechanism>().unwrap(),
-            SaslMechanism::ScramSha512
-        );
-        assert!(
-            "GSSAPI"
-                .parse::<SaslMechanism>()
-                .unwrap_err()
-                .contains("GSSAPI")
-        );
-    }
 
     #[test]
     fn classification() {

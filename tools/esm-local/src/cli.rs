@@ -1,0 +1,554 @@
+//! The `esm-local` command line (clap): subcommands, flags with their defaults and environment
+//! fallbacks, and their conversion into the runner's and the publisher's configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::dead_letter::DeadLetterTarget;
+use crate::invoke::FunctionSpec;
+use crate::kafka::{KafkaConfig, OffsetSpec};
+use crate::runner::{FunctionTarget, RunnerConfig};
+
+/// esm-local: a local Kafka event source mapping for Lambda functions.
+///
+/// Connects to Kafka in plaintext only (no SASL, no TLS): it is for local brokers.
+#[derive(Debug, Parser)]
+#[command(name = "esm-local", version, args_override_self = true)]
+pub struct Cli {
+    /// What to do; without one, this help is printed.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Poll Kafka and drive the function.
+    Run(RunArgs),
+    /// Gift JSON lines (stdin or --file) -> Kafka.
+    Publish(PublishArgs),
+    /// POST /vault/save -> Kafka, answering 202 {"queued":true}.
+    ServeApi(ServeApiArgs),
+    /// Create topics (an existing topic is left as it is).
+    CreateTopic(CreateTopicArgs),
+}
+
+/// The cluster, for every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Comma-separated `host:port` list.
+    #[arg(
+        long,
+        value_name = "H:P[,H:P]",
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub bootstrap_servers: String,
+}
+
+impl KafkaArgs {
+    /// The plaintext Kafka configuration.
+    pub fn config(&self) -> KafkaConfig {
+        KafkaConfig::new(split_list(std::slice::from_ref(&self.bootstrap_servers)))
+    }
+}
+
+/// `--topic`, repeatable or comma-separated.
+#[derive(Debug, Clone, Args)]
+pub struct TopicArgs {
+    /// Topic; repeatable or comma-separated.
+    #[arg(long = "topic", value_name = "T", required = true)]
+    pub topics: Vec<String>,
+}
+
+impl TopicArgs {
+    /// Every topic named, in order.
+    pub fn all(&self) -> Result<Vec<String>, String> {
+        let t = split_list(&self.topics);
+        if t.is_empty() {
+            Err("--topic is required".into())
+        } else {
+            Ok(t)
+        }
+    }
+
+    /// The first topic named (publishing goes to one topic).
+    pub fn first(&self) -> Result<String, String> {
+        Ok(self.all()?.remove(0))
+    }
+}
+
+/// `esm-local run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Function binary, served the Lambda Runtime API.
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "invoke_url",
+        conflicts_with = "invoke_url"
+    )]
+    pub function: Option<PathBuf>,
+    /// Instead of --function: POST events there (`cargo lambda watch`).
+    #[arg(long, value_name = "URL")]
+    pub invoke_url: Option<String>,
+    /// Function environment variable; repeatable.
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// File of K=V lines (`export ` prefixes, blank lines and # comments allowed); repeatable.
+    #[arg(long = "env-file", value_name = "F")]
+    pub env_files: Vec<PathBuf>,
+    /// Function name [default: the binary's file name].
+    #[arg(long, value_name = "N")]
+    pub function_name: Option<String>,
+    /// Consumer group (default: `esm-local-<function name>`).
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
+    /// Records per batch at most.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub batch_size: usize,
+    /// Longest time to gather a batch.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub batching_window_ms: u64,
+    /// Where to start when the group has no committed offset: TRIM_HORIZON or LATEST.
+    #[arg(long, value_name = "P", default_value = "TRIM_HORIZON", value_parser = parse_starting_position)]
+    pub starting_position: OffsetSpec,
+    /// Retries of a failing partition head; then its records are dead-lettered.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_retries: u32,
+    /// First retry wait (doubles per attempt, max 30 s).
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub retry_backoff_ms: u64,
+    /// Lanes = function processes (capped at the partition count).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Function timeout.
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    pub timeout_s: u64,
+    /// Memory size reported to the function.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub memory_mb: u32,
+    /// Dead letters as JSON lines [default: ./esm-dead-letters.jsonl].
+    #[arg(long, value_name = "F")]
+    pub dead_letter_file: Option<PathBuf>,
+    /// Instead of the file: dead letters to this topic.
+    #[arg(long, value_name = "T", conflicts_with = "dead_letter_file")]
+    pub dead_letter_topic: Option<String>,
+}
+
+impl RunArgs {
+    /// The runner configuration; reads the `--env-file`s.
+    pub fn into_config(self) -> Result<RunnerConfig, String> {
+        let kafka = self.kafka.config();
+        let topics = self.topics.all()?;
+        let timeout = Duration::from_secs(self.timeout_s);
+        let env = env_pairs(&self.env_files, &self.env)?;
+        let (function, default_name) = match (self.function, self.invoke_url) {
+            (Some(path), None) => {
+                let name = self.function_name.unwrap_or_else(|| {
+                    path.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "function".into())
+                });
+                let spec = FunctionSpec {
+                    path,
+                    env,
+                    name: name.clone(),
+                    timeout,
+                    memory_mb: self.memory_mb,
+                };
+                (FunctionTarget::Process(spec), name)
+            }
+            (None, Some(url)) => {
+                let name = self.function_name.unwrap_or_else(|| "function".into());
+                (FunctionTarget::InvokeUrl(url, timeout), name)
+            }
+            _ => return Err("give exactly one of --function PATH or --invoke-url URL".into()),
+        };
+        let dead_letter = match self.dead_letter_topic {
+            Some(t) => DeadLetterTarget::Topic(t),
+            None => DeadLetterTarget::File(
+                self.dead_letter_file
+                    .unwrap_or_else(|| PathBuf::from("esm-dead-letters.jsonl")),
+            ),
+        };
+        Ok(RunnerConfig {
+            kafka,
+            topics,
+            group: self
+                .group
+                .unwrap_or_else(|| format!("esm-local-{default_name}")),
+            batch_size: self.batch_size,
+            batching_window: Duration::from_millis(self.batching_window_ms),
+            starting_position: self.starting_position,
+            max_retries: self.max_retries,
+            retry_backoff: Duration::from_millis(self.retry_backoff_ms),
+            concurrency: self.concurrency,
+            dead_letter,
+            function,
+        })
+    }
+}
+
+/// `esm-local publish`.
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Read the JSON lines from this file instead of stdin.
+    #[arg(long, value_name = "F")]
+    pub file: Option<PathBuf>,
+    /// Field of each gift whose value becomes the record key.
+    #[arg(long, value_name = "F")]
+    pub key_field: Option<String>,
+}
+
+/// `esm-local serve-api`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeApiArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Field of each gift whose value becomes the record key.
+    #[arg(long, value_name = "F")]
+    pub key_field: Option<String>,
+}
+
+/// `esm-local create-topic`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateTopicArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Partitions of each new topic.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub partitions: i32,
+}
+
+/// Splits repeatable, comma-separated values, dropping blanks.
+fn split_list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+fn parse_starting_position(s: &str) -> Result<OffsetSpec, String> {
+    match s {
+        "TRIM_HORIZON" | "EARLIEST" | "trim_horizon" | "earliest" => Ok(OffsetSpec::Earliest),
+        "LATEST" | "latest" => Ok(OffsetSpec::Latest),
+        other => Err(format!("`{other}`: use TRIM_HORIZON or LATEST")),
+    }
+}
+
+/// The `--env-file` entries in order, then the `--env` ones (so a flag overrides a file).
+fn env_pairs(files: &[PathBuf], env: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f);
+        let f = f.display();
+        let text = text.map_err(|e| format!("--env-file {f}: {e}"))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| format!("--env-file {f}: line {} is not K=V", i + 1))?;
+            out.push((k.trim().to_owned(), v.trim().trim_matches('"').to_owned()));
+        }
+    }
+    for kv in env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--env `{kv}` is not K=V"))?;
+        out.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("esm-local").chain(args.iter().copied()))?;
+        Ok(cli.command.expect("a subcommand"))
+    }
+
+    fn run(args: &[&str]) -> RunnerConfig {
+        match parse(args).unwrap() {
+            Command::Run(r) => r.into_config().unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults() {
+        let c = run(&[
+            "run",
+            "--topic",
+            "t",
+            "--function",
+            "target/debug/gift-persister",
+        ]);
+        assert_eq!(c.topics, ["t"]);
+        assert_eq!(c.group, "esm-local-gift-persister");
+        assert_eq!(c.batch_size, 100);
+        assert_eq!(c.batching_window, Duration::from_millis(500));
+        assert_eq!(c.starting_position, OffsetSpec::Earliest);
+        assert_eq!(c.max_retries, 3);
+        assert_eq!(c.retry_backoff, Duration::from_millis(500));
+        assert_eq!(c.concurrency, 4);
+        assert!(
+            matches!(&c.dead_letter, DeadLetterTarget::File(f) if f == &PathBuf::from("esm-dead-letters.jsonl"))
+        );
+        let FunctionTarget::Process(spec) = &c.function else {
+            panic!("{:?}", c.function)
+        };
+        assert_eq!(spec.name, "gift-persister");
+        assert_eq!(spec.timeout, Duration::from_secs(60));
+        assert_eq!(spec.memory_mb, 512);
+        assert!(spec.env.is_empty());
+    }
+
+    #[test]
+    fn run_flags_in_both_spellings_and_last_one_wins() {
+        let c = run(&[
+            "run",
+            "--topic=a,b",
+            "--topic",
+            " c ,",
+            "--invoke-url",
+            "http://127.0.0.1:9000/invoke",
+            "--batch-size=10",
+            "--batch-size",
+            "20",
+            "--batching-window-ms",
+            "0",
+            "--starting-position",
+            "LATEST",
+            "--max-retries",
+            "0",
+            "--retry-backoff-ms",
+            "20",
+            "--concurrency",
+            "1",
+            "--timeout-s",
+            "5",
+            "--env",
+            "A=1",
+            "--env=B=x=y",
+            "--dead-letter-topic",
+            "dlq",
+            "--group",
+            "g",
+            "--bootstrap-servers",
+            "h1:9092, h2:9093",
+        ]);
+        assert_eq!(c.topics, ["a", "b", "c"]);
+        assert_eq!(c.kafka.bootstrap_servers, ["h1:9092", "h2:9093"]);
+        assert_eq!(c.group, "g");
+        assert_eq!(c.batch_size, 20);
+        assert_eq!(c.batching_window, Duration::ZERO);
+        assert_eq!(c.starting_position, OffsetSpec::Latest);
+        assert_eq!(c.max_retries, 0);
+        assert_eq!(c.retry_backoff, Duration::from_millis(20));
+        assert_eq!(c.concurrency, 1);
+        assert!(matches!(&c.dead_letter, DeadLetterTarget::Topic(t) if t == "dlq"));
+        assert!(
+            matches!(&c.function, FunctionTarget::InvokeUrl(u, t) if u == "http://127.0.0.1:9000/invoke" && *t == Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn env_file_then_env_flags() {
+        let dir = std::env::temp_dir().join(format!("esm-cli-{:08x}", fastrand::u32(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("env");
+        std::fs::write(&file, "# comment\n\nexport A=\"1\"\nB = two\n").unwrap();
+        let c = run(&[
+            "run",
+            "--topic",
+            "t",
+            "--function",
+            "/bin/f",
+            "--env-file",
+            file.to_str().unwrap(),
+            "--env",
+            "A=3",
+        ]);
+        std::fs::remove_dir_all(&dir).ok();
+        let FunctionTarget::Process(spec) = c.function else {
+            panic!()
+        };
+        let env: Vec<(&str, &str)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(env, [("A", "1"), ("B", "two"), ("A", "3")]);
+    }
+
+    #[test]
+    fn starting_position_spellings() {
+        for (s, want) in [
+            ("TRIM_HORIZON", OffsetSpec::Earliest),
+            ("earliest", OffsetSpec::Earliest),
+            ("latest", OffsetSpec::Latest),
+        ] {
+            let c = run(&[
+                "run",
+                "--topic",
+                "t",
+                "--function",
+                "f",
+                "--starting-position",
+                s,
+            ]);
+            assert_eq!(c.starting_position, want, "{s}");
+        }
+        let e = parse(&[
+            "run",
+            "--topic",
+            "t",
+            "--function",
+            "f",
+            "--starting-position",
+            "AT_TIMESTAMP",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("use TRIM_HORIZON or LATEST"), "{e}");
+    }
+
+    #[test]
+    fn mistakes_are_refused_naming_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["run", "--function", "f"], "--topic"),
+            (&["run", "--topic", "t"], "--function"),
+            (
+                &[
+                    "run",
+                    "--topic",
+                    "t",
+                    "--function",
+                    "f",
+                    "--invoke-url",
+                    "u",
+                ],
+                "--invoke-url",
+            ),
+            (
+                &[
+                    "run",
+                    "--topic",
+                    "t",
+                    "--function",
+                    "f",
+                    "--dead-letter-file",
+                    "x",
+                    "--dead-letter-topic",
+                    "y",
+                ],
+                "--dead-letter-topic",
+            ),
+            (
+                &[
+                    "run",
+                    "--topic",
+                    "t",
+                    "--function",
+                    "f",
+                    "--batch-size",
+                    "x",
+                ],
+                "--batch-size",
+            ),
+            (
+                &[
+                    "run",
+                    "--topic",
+                    "t",
+                    "--function",
+                    "f",
+                    "--sasl-mechanism",
+                    "PLAIN",
+                ],
+                "--sasl-mechanism",
+            ),
+            (&["publish", "--topic"], "--topic"),
+            (&["consume", "--topic", "t"], "consume"),
+        ];
+        for (args, flag) in cases {
+            let e = parse(args).unwrap_err().to_string();
+            assert!(e.contains(flag), "{args:?}: {e}");
+        }
+        let Command::Run(r) = parse(&["run", "--topic", ",", "--function", "f"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.into_config().unwrap_err(), "--topic is required");
+        let Command::Run(r) =
+            parse(&["run", "--topic", "t", "--function", "f", "--env", "A"]).unwrap()
+        else {
+            panic!()
+        };
+        assert!(r.into_config().unwrap_err().contains("not K=V"));
+    }
+
+    #[test]
+    fn other_subcommands() {
+        let Command::Publish(p) =
+            parse(&["publish", "--topic", "a,b", "--key-field", "page_id"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(p.topics.first().unwrap(), "a");
+        assert_eq!(p.key_field.as_deref(), Some("page_id"));
+        assert!(p.file.is_none());
+        let Command::ServeApi(s) = parse(&["serve-api", "--topic", "g"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        let Command::CreateTopic(c) =
+            parse(&["create-topic", "--topic", "a", "--topic", "b"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.partitions, 3);
+        assert_eq!(c.topics.all().unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn no_subcommand_is_not_an_error() {
+        assert!(
+            Cli::try_parse_from(["esm-local"])
+                .unwrap()
+                .command
+                .is_none()
+        );
+    }
+}
