@@ -52,7 +52,7 @@ async fn gift_secrets_never_appear_in_logs_or_errors() {
     outputs.push(format!("{:?}", bad));
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
-        logs.contains("gift batch processed"),
+        logs.contains("batch processed") && logs.contains("gift-persister"),
         "the summary line is logged"
     );
     assert!(logs.contains("db_unauthorized"), "{logs}");

@@ -19,13 +19,13 @@
 //! | `METRICS_ENABLED` / `METRICS_NAMESPACE` | `true` / `KafkaLambdas` | one EMF metrics line per invocation |
 
 use lambda_kit::batch::WriteLimits;
-use lambda_kit::config::{ConfigError, Env};
+use lambda_kit::config::{Env, InitError};
 use lambda_kit::dead_letter::PostgrestDeadLetters;
 use lambda_kit::metrics::Metrics;
-use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, PostgrestError};
+use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig};
 use lambda_kit::retry::DeadlineSettings;
 use lambda_kit::runner::Runner;
-use lambda_kit::secrets::{self, SecretError, SecretSpec};
+use lambda_kit::secrets::{self, SecretSpec};
 
 use crate::gift::GiftLimits;
 use crate::handler::{Gifts, PostgrestHandler};
@@ -58,21 +58,6 @@ pub struct Config {
     pub deadline: DeadlineSettings,
     /// The EMF metrics line (`METRICS_ENABLED`, `METRICS_NAMESPACE`).
     pub metrics: Metrics,
-}
-
-/// A failed cold start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InitError {
-    /// A bad setting.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The key could not be resolved.
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    /// The HTTP client could not be built.
-    #[error(transparent)]
-    Client(#[from] PostgrestError),
 }
 
 impl Config {

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use lambda_kit::batch::WriteLimits;
-use lambda_kit::config::{ConfigError, Env};
+use lambda_kit::config::{ConfigError, Env, InitError};
 use lambda_kit::dead_letter::PostgrestDeadLetters;
 use lambda_kit::metrics::Metrics;
 use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
 use lambda_kit::retry::{DeadlineSettings, RetryPolicy};
 use lambda_kit::runner::Runner;
-use lambda_kit::secrets::{SecretError, SecretSpec, resolve};
+use lambda_kit::secrets::{SecretSpec, resolve};
 
 use crate::chunk::ChunkLimits;
 use crate::embed::{OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
@@ -168,22 +168,13 @@ pub struct Config {
 /// offset, and a redeploy under a new name must still dedupe a redelivered record.
 pub const FUNCTION_NAME: &str = "page-embedder";
 
-/// A failed cold start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InitError {
-    /// A bad setting.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A key could not be resolved.
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    /// The vector store could not be built.
-    #[error(transparent)]
-    Store(#[from] crate::store::BuildStoreError),
-    /// A client could not be built.
-    #[error("{0}")]
-    Client(String),
+impl From<crate::store::BuildStoreError> for InitError {
+    fn from(e: crate::store::BuildStoreError) -> Self {
+        match e {
+            crate::store::BuildStoreError::Secret(e) => Self::Secret(e),
+            other => Self::Client(other.to_string()),
+        }
+    }
 }
 
 impl Config {
