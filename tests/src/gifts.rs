@@ -17,8 +17,18 @@ pub type RealHandler = PostgrestHandler;
 /// first backoff, 2 s request timeout, chunks of 4 rows and `budget` when the invocation has no
 /// deadline; also returns its client.
 pub async fn handler(url: &str, key: &str, budget: Duration) -> (RealHandler, PostgrestClient) {
+    handler_with(url, key, budget, &[]).await
+}
+
+/// [`handler`] with more settings (`GIFTS_TABLE`, ...).
+pub async fn handler_with(
+    url: &str,
+    key: &str,
+    budget: Duration,
+    more: &[(&str, &str)],
+) -> (RealHandler, PostgrestClient) {
     let budget_ms = budget.as_millis().to_string();
-    let env = Env::from_pairs([
+    let mut pairs = vec![
         ("SUPABASE_REST_URL", url),
         ("SUPABASE_SERVICE_ROLE_KEY", key),
         ("RETRY_INITIAL_BACKOFF_MS", "20"),
@@ -26,7 +36,9 @@ pub async fn handler(url: &str, key: &str, budget: Duration) -> (RealHandler, Po
         ("WRITE_MAX_ROWS", "4"),
         ("DEFAULT_BUDGET_MS", budget_ms.as_str()),
         ("METRICS_ENABLED", "false"),
-    ]);
+    ];
+    pairs.extend_from_slice(more);
+    let env = Env::from_pairs(pairs);
     let h = Config::from(&env).await.unwrap().build().unwrap();
     let client = h.function().store().client().clone();
     (h, client)

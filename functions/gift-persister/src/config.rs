@@ -3,7 +3,7 @@
 //! | variable | default | meaning |
 //! | --- | --- | --- |
 //! | `SUPABASE_REST_URL` / `SUPABASE_URL` | required | PostgREST base URL, or project URL + `/rest/v1` |
-//! | `SUPABASE_SERVICE_ROLE_KEY` / `SUPABASE_KEY_SECRET_ID` | required | key, or Secrets Manager id/ARN (plain or JSON `key`) |
+//! | `SUPABASE_SECRET_KEY` / `SUPABASE_SECRET_KEY_SECRET_ID` (legacy `SUPABASE_SERVICE_ROLE_KEY` / `SUPABASE_KEY_SECRET_ID`) | required | key, or Secrets Manager id/ARN (plain or JSON `key`); [`resolve_key`](lambda_kit::postgrest::resolve_key) |
 //! | `GIFTS_TABLE` | `vault` | gifts table |
 //! | `DEAD_LETTER_TABLE` | `dead_letters` | dead-letter table |
 //! | `WRITE_MAX_ROWS` | 500 | rows per bulk request |
@@ -25,7 +25,6 @@ use lambda_kit::metrics::Metrics;
 use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig};
 use lambda_kit::retry::DeadlineSettings;
 use lambda_kit::runner::Runner;
-use lambda_kit::secrets::{self, SecretSpec};
 
 use crate::gift::GiftLimits;
 use crate::handler::{Gifts, PostgrestHandler};
@@ -33,13 +32,6 @@ use crate::store::PostgrestGiftStore;
 
 /// Name of the function in dead letters (stable across deployments, so redelivery dedupes).
 pub const FUNCTION_NAME: &str = "gift-persister";
-
-/// Where the key comes from.
-pub const KEY_SPEC: SecretSpec<'static> = SecretSpec {
-    env_var: "SUPABASE_SERVICE_ROLE_KEY",
-    secret_id_var: "SUPABASE_KEY_SECRET_ID",
-    json_field: "key",
-};
 
 /// Everything the function needs.
 #[derive(Debug, Clone)]
@@ -70,7 +62,7 @@ impl Config {
     pub async fn from(env: &Env) -> Result<Self, InitError> {
         // Check the URL before fetching the key, so a typo fails fast without an AWS call.
         let probe = PostgrestConfig::from_env(env, lambda_kit::postgrest::Secret::new(""))?;
-        let key = secrets::resolve(env, &KEY_SPEC).await?;
+        let key = lambda_kit::postgrest::resolve_key(env).await?;
         let d = GiftLimits::default();
         Ok(Self {
             postgrest: PostgrestConfig { key, ..probe },

@@ -53,7 +53,7 @@ impl<S: GiftStore> BatchFunction for Gifts<S> {
         FUNCTION_NAME
     }
 
-    fn decode(&self, record: &KafkaRecord) -> Decoded<String, Vec<u8>> {
+    fn decode(&self, record: &KafkaRecord, _: &mut ()) -> Decoded<String, Vec<u8>> {
         let gift = record
             .value_json::<serde_json::Value>()
             .map_err(|e| Fate::rejected(e.error_code(), e.message))

@@ -59,6 +59,7 @@ impl RagNotifier for Rag {
         RefreshStats {
             sent: refreshes.len(),
             failed: 0,
+            delivered: refreshes.iter().map(|r| r.page_id().to_owned()).collect(),
         }
     }
 }
@@ -72,6 +73,7 @@ fn handler(latency: Duration) -> Handler<Stub, MemoryStore, Rag, MemoryDeadLette
             },
             store: MemoryStore::new(),
             rag: Rag::default(),
+            states: page_embedder::state::PageStates::memory(),
             settings: Settings {
                 page_id_field: "page_id".into(),
                 body_field: "body".into(),
@@ -84,6 +86,7 @@ fn handler(latency: Duration) -> Handler<Stub, MemoryStore, Rag, MemoryDeadLette
                 },
                 rag_enabled: true,
                 function_name: "bench".into(),
+                unavailable_value: page_embedder::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
             },
         },
         MemoryDeadLetters::default(),

@@ -18,6 +18,7 @@ use crate::embedding::EmbedSettings;
 use crate::handler::ConfiguredHandler;
 use crate::pipeline::{Pipeline, Settings};
 use crate::rag::HttpRag;
+use crate::state::PageStates;
 use crate::store::AnyStore;
 
 /// Embedding provider (`EMBED_PROVIDER`).
@@ -157,6 +158,12 @@ pub struct Config {
     pub deadline: DeadlineSettings,
     /// `DEAD_LETTER_TABLE` (default `dead_letters`).
     pub dead_letter_table: String,
+    /// `PAGE_STATE_TABLE` (default `page_state`): the source version last applied per page.
+    pub page_state_table: String,
+    /// `CDC_UNAVAILABLE_VALUE` (default Debezium's `__debezium_unavailable_value`; `none` turns
+    /// the check off): a body equal to it means "unchanged", see
+    /// [`Settings::unavailable_value`](crate::pipeline::Settings::unavailable_value).
+    pub cdc_unavailable_value: String,
     /// `WRITE_MAX_ROWS`, `WRITE_MAX_BYTES`: bounds of one dead-letter write.
     pub write_limits: WriteLimits,
     /// The EMF metrics line (`METRICS_ENABLED`, `METRICS_NAMESPACE`).
@@ -322,6 +329,12 @@ impl Config {
             rag,
             deadline: DeadlineSettings::from_env(env)?,
             dead_letter_table: env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")?,
+            page_state_table: env.identifier_or("PAGE_STATE_TABLE", "page_state")?,
+            cdc_unavailable_value: match env.get("CDC_UNAVAILABLE_VALUE") {
+                Some(v) if v.eq_ignore_ascii_case("none") => String::new(),
+                Some(v) => v,
+                None => crate::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.to_owned(),
+            },
             write_limits: WriteLimits::from_env(env)?,
             metrics: Metrics::from_env(env, FUNCTION_NAME)?,
         })
@@ -332,11 +345,7 @@ impl Config {
     /// load of the TLS roots), loads the in-process model when chosen. Tests and benchmarks build
     /// their handlers the same way.
     pub async fn build(&self, env: &Env) -> Result<ConfiguredHandler, InitError> {
-        let key = resolve(
-            env,
-            &SecretSpec::new("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY_SECRET_ID", "key"),
-        )
-        .await?;
+        let key = lambda_kit::postgrest::resolve_key(env).await?;
         let postgrest_config = PostgrestConfig::from_env(env, key)?;
         // Connect within HTTP_CONNECT_TIMEOUT_MS; every request sets its own timeout.
         let http = reqwest::Client::builder()
@@ -348,8 +357,11 @@ impl Config {
         let postgrest = PostgrestClient::with_http(postgrest_config, http.clone())
             .map_err(|e| InitError::Client(e.to_string()))?;
         let store = AnyStore::from_config(&self.store, env, postgrest.clone(), &http).await?;
-        let dead_letters =
-            PostgrestDeadLetters::new(postgrest, self.dead_letter_table.clone(), self.write_limits);
+        let dead_letters = PostgrestDeadLetters::new(
+            postgrest.clone(),
+            self.dead_letter_table.clone(),
+            self.write_limits,
+        );
         let rag = self
             .rag
             .as_ref()
@@ -359,6 +371,7 @@ impl Config {
             embedder,
             store,
             rag,
+            states: PageStates::postgrest(postgrest.clone(), self.page_state_table.clone()),
             settings: Settings {
                 page_id_field: self.page_id_field.clone(),
                 body_field: self.body_field.clone(),
@@ -371,6 +384,7 @@ impl Config {
                 },
                 rag_enabled: self.rag.is_some(),
                 function_name: FUNCTION_NAME.to_owned(),
+                unavailable_value: self.cdc_unavailable_value.clone(),
             },
         };
         Ok(Runner::new(pipeline, dead_letters, self.deadline.clone())

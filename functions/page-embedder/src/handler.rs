@@ -79,6 +79,7 @@ mod tests {
                 embedder: Stub(AtomicUsize::new(0)),
                 store,
                 rag: NoRag,
+                states: crate::state::PageStates::memory(),
                 settings: Settings {
                     page_id_field: "page_id".into(),
                     body_field: "body".into(),
@@ -91,6 +92,7 @@ mod tests {
                     },
                     rag_enabled: false,
                     function_name: "page-embedder".into(),
+                    unavailable_value: crate::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
                 },
             },
             Letters::default(),
@@ -212,5 +214,94 @@ mod tests {
         assert_eq!(doc["RecordsFailed"], 2);
         assert_eq!(doc["RecordsDeadLettered"], 12);
         assert_eq!(doc["RecordsStored"], 0);
+    }
+
+    /// A Debezium PostgreSQL change of page `p1` at `lsn`, delivered at `offset`.
+    fn change(offset: i64, lsn: u64, op: &str, body: &str) -> event_decoding::KafkaRecord {
+        let row = serde_json::json!({ "page_id": "p1", "body": body });
+        let (before, after) = if op == "d" {
+            (row, serde_json::Value::Null)
+        } else {
+            (serde_json::Value::Null, row)
+        };
+        let value = serde_json::json!({
+            "before": before, "after": after, "op": op,
+            "source": { "connector": "postgresql", "lsn": lsn },
+        });
+        event_decoding::KafkaRecord::new("cdc.pages", 0, offset, 0).with_value(value.to_string())
+    }
+
+    fn one_batch(records: Vec<event_decoding::KafkaRecord>) -> KafkaBatch {
+        KafkaBatch::builder(event_decoding::EventSource::Msk)
+            .records(records)
+            .build()
+    }
+
+    fn texts(h: &Handler<Stub, MemoryStore, NoRag, Letters>) -> Vec<String> {
+        h.function()
+            .store
+            .page("p1")
+            .iter()
+            .map(|r| r.chunk_text.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_older_change_replayed_after_a_newer_one_or_a_delete_never_rolls_the_page_back() {
+        let h = handler();
+        let deadline = Deadline::after(std::time::Duration::from_secs(5));
+        let (h, deadline) = (&h, &deadline);
+        let run = |b: KafkaBatch| async move { h.process(&b, deadline).await };
+
+        assert_eq!(
+            run(one_batch(vec![change(0, 300, "u", "newer")]))
+                .await
+                .counts
+                .stored,
+            1
+        );
+        // The create at LSN 200, re-driven later (a new offset), is older than what is stored.
+        let replay = run(one_batch(vec![change(1, 200, "c", "older")])).await;
+        assert_eq!(
+            (replay.counts.skipped, replay.stats.stale_changes_ignored),
+            (1, 1)
+        );
+        assert_eq!(texts(h), ["newer"]);
+
+        // Within one batch too: the replayed LSN 250 arrives after LSN 400 and does not win.
+        let b = run(one_batch(vec![
+            change(2, 400, "u", "newest"),
+            change(3, 250, "u", "stale"),
+        ]))
+        .await;
+        assert_eq!(b.counts.stored, 2);
+        assert_eq!(texts(h), ["newest"]);
+
+        // A delete leaves a tombstone: the older update replayed after it does not resurrect the page.
+        assert_eq!(
+            run(one_batch(vec![change(4, 500, "d", "")]))
+                .await
+                .counts
+                .stored,
+            1
+        );
+        assert!(texts(h).is_empty());
+        let after_delete = run(one_batch(vec![change(5, 400, "u", "newest")])).await;
+        assert_eq!(after_delete.counts.skipped, 1);
+        assert!(texts(h).is_empty(), "still deleted");
+
+        // A newer create brings it back; plain rows (no version) keep last-write-wins.
+        assert_eq!(
+            run(one_batch(vec![change(6, 600, "c", "reborn")]))
+                .await
+                .counts
+                .stored,
+            1
+        );
+        assert_eq!(texts(h), ["reborn"]);
+        let plain = event_decoding::KafkaRecord::new("cdc.pages", 0, 7, 0)
+            .with_value(r#"{"page_id": "p1", "body": "plain"}"#);
+        assert_eq!(run(one_batch(vec![plain])).await.counts.stored, 1);
+        assert_eq!(texts(h), ["plain"]);
     }
 }

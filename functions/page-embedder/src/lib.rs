@@ -16,4 +16,5 @@ pub mod handler;
 pub mod hash;
 pub mod pipeline;
 pub mod rag;
+pub mod state;
 pub mod store;

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use event_decoding::{Change, KafkaRecord, json_kind};
+use event_decoding::{Change, KafkaRecord, SourceVersion, json_kind};
 use lambda_kit::batch::bisect;
 use lambda_kit::fate::Fate;
 use lambda_kit::metrics::MetricSet;
@@ -21,6 +21,7 @@ use crate::embed::{EmbedError, Embedder};
 use crate::embedding::{EmbedSettings, embed_all};
 use crate::hash::content_hash;
 use crate::rag::{ChunkNote, RagNotifier, Refresh, RefreshStats};
+use crate::state::{PageState, PageStates};
 use crate::store::{StoreError, StoredChunk, VectorRow, VectorStore};
 use lambda_kit::error::Classify;
 
@@ -45,6 +46,27 @@ pub struct Settings {
     /// Name written in dead letters: stable across deployments (the package name), so a
     /// redelivered record that was already dead-lettered is not written twice.
     pub function_name: String,
+    /// `CDC_UNAVAILABLE_VALUE`: what Debezium sends instead of a column it does not have (an
+    /// unchanged TOASTed column with `REPLICA IDENTITY DEFAULT`; the connector's
+    /// `unavailable.value.placeholder`). A body equal to it, or to its base64 (`bytea` columns),
+    /// means "body unchanged".
+    pub unavailable_value: String,
+}
+
+/// Debezium's default `unavailable.value.placeholder`.
+pub const DEBEZIUM_UNAVAILABLE_VALUE: &str = "__debezium_unavailable_value";
+
+impl Settings {
+    fn is_unavailable(&self, body: Option<&Value>) -> bool {
+        let Some(Value::String(body)) = body else {
+            return false;
+        };
+        use base64::Engine as _;
+        let b64 = || base64::engine::general_purpose::STANDARD.encode(&self.unavailable_value);
+        !self.unavailable_value.is_empty()
+            && (*body == self.unavailable_value
+                || (body.len() < 4 * self.unavailable_value.len() && *body == b64()))
+    }
 }
 
 /// What a record asks for a page.
@@ -59,8 +81,18 @@ pub enum PageChange {
     Delete,
 }
 
+/// What the write step receives for a page: the change and, for a Debezium event, its source
+/// version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageItem {
+    /// The change.
+    pub change: PageChange,
+    /// Where it sits in its source (`None` for plain rows and tombstones: last write wins).
+    pub version: Option<SourceVersion>,
+}
+
 /// Counters of one batch, for logs and the benchmark.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
     /// Embedding HTTP requests (retries included).
     pub embed_requests: usize,
@@ -72,8 +104,18 @@ pub struct Stats {
     pub pages_changed: usize,
     /// Pages deleted.
     pub pages_deleted: usize,
+    /// Changes whose body the producer did not send (Debezium's unavailable-value placeholder
+    /// for an unchanged TOASTed column, or a Cassandra cell with `"set": false`): the page's
+    /// stored vectors are kept.
+    pub bodies_unavailable: usize,
+    /// Truncate events ignored (never a mass delete).
+    pub truncates_ignored: usize,
+    /// Changes older than the version already applied to their page (replays), ignored.
+    pub stale_changes_ignored: usize,
     /// RAG deliveries.
     pub rag: RefreshStats,
+    /// Notifications of the pages written, sent once the batch is settled.
+    pub pending_refreshes: Vec<Refresh>,
 }
 
 /// The page pipeline over its three collaborators.
@@ -85,6 +127,8 @@ pub struct Pipeline<E, S, R> {
     pub store: S,
     /// RAG notifier.
     pub rag: R,
+    /// The version last applied to each page.
+    pub states: PageStates,
     /// Settings.
     pub settings: Settings,
 }
@@ -109,12 +153,20 @@ struct PageWork {
     stored: Vec<StoredChunk>,
     /// `None` while in progress; [`Fate::Stored`] once its vectors are ready or written.
     fate: Option<Fate>,
+    /// The content hash the RAG service last accepted for the page.
+    notified: Option<String>,
 }
 
 impl PageWork {
     fn stale_from(&self) -> Option<usize> {
         let n = self.chunks.len();
         self.stored.iter().any(|c| c.chunk_index >= n).then_some(n)
+    }
+
+    /// RAG has not accepted the page's current content (its last refresh failed, or it never
+    /// had one).
+    fn needs_refresh(&self) -> bool {
+        self.notified.as_deref() != Some(page_hash(&self.chunks).as_str())
     }
 
     fn is_changed(&self) -> bool {
@@ -176,11 +228,16 @@ fn page_hash(chunks: &[ChunkWork]) -> String {
 impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
     /// Decodes a record into `(page id, change)`, `Ok(None)` for records without a page change
     /// (truncate, skip), `Err` for a record to dead-letter.
-    fn decode_change(&self, record: &KafkaRecord) -> Result<Option<(String, PageChange)>, Fate> {
+    fn decode_change(
+        &self,
+        record: &KafkaRecord,
+        stats: &mut Stats,
+    ) -> Result<Option<(String, PageItem)>, Fate> {
         let reject = Fate::rejected;
-        let change = record
-            .change()
+        let (change, version) = record
+            .change_with_version()
             .map_err(|e| reject(e.code.as_str(), e.message.clone()))?;
+        let item = |change| PageItem { change, version };
         let id_field = &self.settings.page_id_field;
         let page_id = |change: &Change| -> Result<String, Fate> {
             let value = change.field(id_field).or_else(|| {
@@ -203,7 +260,8 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         };
         match &change {
             Change::Truncate => {
-                tracing::info!(topic = %record.topic, partition = record.partition, offset = record.offset, "truncate event skipped: never a mass delete");
+                stats.truncates_ignored += 1;
+                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "truncate event ignored: the stored vectors are kept (never a mass delete); delete the pages' vectors by hand if the source table was emptied for good");
                 Ok(None)
             }
             Change::Skip { reason } => {
@@ -211,11 +269,19 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                 Ok(None)
             }
             Change::Delete { .. } | Change::Tombstone { .. } => {
-                Ok(Some((page_id(&change)?, PageChange::Delete)))
+                Ok(Some((page_id(&change)?, item(PageChange::Delete))))
             }
-            Change::Upsert { row, .. } => {
+            Change::Upsert { row, unset, .. } => {
                 let id = page_id(&change)?;
                 let field = &self.settings.body_field;
+                if unset.iter().any(|c| c == field) || self.settings.is_unavailable(row.get(field))
+                {
+                    // The change did not carry the body: the page's text is unchanged, so its
+                    // vectors stay as they are (embedding the placeholder would replace them).
+                    stats.bodies_unavailable += 1;
+                    tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, page_id = %id, "body not sent with this change (unavailable-value placeholder or unset column): vectors kept; set REPLICA IDENTITY FULL on the source table to always receive it");
+                    return Ok(None);
+                }
                 let body = match row.get(field) {
                     None => {
                         return Err(reject(
@@ -233,7 +299,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                         ));
                     }
                 };
-                Ok(Some((id, PageChange::Upsert { body })))
+                Ok(Some((id, item(PageChange::Upsert { body }))))
             }
         }
     }
@@ -273,17 +339,23 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
     async fn write_changes(
         &self,
         deadline: &Deadline,
-        items: Vec<(String, PageChange)>,
+        items: Vec<(String, PageItem)>,
         stats: &mut Stats,
     ) -> Vec<Fate> {
         let mut fates: Vec<Fate> = vec![Fate::missing(); items.len()];
+        let versions: Vec<Option<SourceVersion>> = items.iter().map(|(_, i)| i.version).collect();
+        let (items, mut stored) = match self.drop_stale(deadline, items, &mut fates, stats).await {
+            Some(found) => found,
+            None => return fates,
+        };
         let mut deletes: Vec<(usize, String)> = Vec::new();
         let mut pages: Vec<PageWork> = Vec::new();
-        for (item, (page_id, change)) in items.into_iter().enumerate() {
+        for (item, page_id, change) in items {
             match change {
                 PageChange::Delete => deletes.push((item, page_id)),
                 PageChange::Upsert { body } => pages.push(PageWork {
                     item,
+                    notified: stored.remove(&page_id).and_then(|s| s.notified_hash),
                     page_id,
                     body,
                     max_chars: self.settings.limits.max_chars,
@@ -338,13 +410,91 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
             }
         }
 
+        let mut ids: Vec<(usize, String, bool)> = deletes
+            .into_iter()
+            .map(|(item, id)| (item, id, true))
+            .collect();
         for page in pages {
             fates[page.item] = page.fate.unwrap_or_else(Fate::missing);
+            ids.push((page.item, page.page_id, false));
         }
-        if !refreshes.is_empty() {
-            stats.rag = self.rag.notify(refreshes).await;
-        }
+        self.record_versions(deadline, &ids, &versions, &mut fates)
+            .await;
+        stats.pending_refreshes = refreshes;
         fates
+    }
+
+    /// Reads the stored state of the versioned pages and settles the changes older than it as
+    /// skipped; returns the others as `(item, page id, change)`, or `None` when the states could
+    /// not be read (then every item failed: nothing is written blind).
+    async fn drop_stale(
+        &self,
+        deadline: &Deadline,
+        items: Vec<(String, PageItem)>,
+        fates: &mut [Fate],
+        stats: &mut Stats,
+    ) -> Option<(Vec<(usize, String, PageChange)>, HashMap<String, PageState>)> {
+        // States matter for versioned changes, and for every page when RAG is on (which page
+        // content the service last accepted).
+        let wanted: Vec<String> = items
+            .iter()
+            .filter(|(_, i)| i.version.is_some() || self.settings.rag_enabled)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let stored = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            match self.states.read(deadline, &wanted).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    fates.fill(Fate::failed(&e));
+                    return None;
+                }
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, (id, item)) in items.into_iter().enumerate() {
+            let older = match (item.version, stored.get(&id).and_then(|s| s.version)) {
+                (Some(v), Some(s)) => v.is_older_than(&s) == Some(true),
+                _ => false,
+            };
+            if older {
+                stats.stale_changes_ignored += 1;
+                tracing::warn!(page_id = %id, version = %item.version.map(|v| v.to_text()).unwrap_or_default(), "change older than the version already applied to the page (a replay): ignored");
+                fates[i] = Fate::Skipped;
+            } else {
+                out.push((i, id, item.change));
+            }
+        }
+        Some((out, stored))
+    }
+
+    /// Records the version of every versioned page whose change is now stored (a delete leaves
+    /// its state as a tombstone); if that fails, those records are redelivered.
+    async fn record_versions(
+        &self,
+        deadline: &Deadline,
+        written: &[(usize, String, bool)],
+        versions: &[Option<SourceVersion>],
+        fates: &mut [Fate],
+    ) {
+        let done: Vec<(usize, (String, SourceVersion, bool))> = written
+            .iter()
+            .filter(|(item, _, _)| fates[*item].is_stored())
+            .filter_map(|(item, id, deleted)| {
+                versions[*item].map(|version| (*item, (id.clone(), version, *deleted)))
+            })
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        let states: Vec<(String, SourceVersion, bool)> =
+            done.iter().map(|(_, s)| s.clone()).collect();
+        if let Err(e) = self.states.record_versions(deadline, &states).await {
+            for (item, _) in &done {
+                fates[*item] = Fate::failed(&e);
+            }
+        }
     }
 
     /// Chunks, compares hashes and embeds, re-chunking smaller the pages whose chunks the
@@ -358,10 +508,11 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
             for &pi in &to_chunk {
                 let page = &mut pages[pi];
                 self.chunk_page(page);
-                let changed = page.is_changed();
+                let notify =
+                    self.settings.rag_enabled && (page.is_changed() || page.needs_refresh());
                 for (ci, c) in page.chunks.iter().enumerate() {
-                    // Chunk 0 of a changed page is needed for the RAG notification's `vector`.
-                    if c.changed || (ci == 0 && changed && self.settings.rag_enabled) {
+                    // Chunk 0 of a page to notify is needed for the RAG notification's `vector`.
+                    if c.changed || (ci == 0 && notify) {
                         items.push((pi, ci));
                     }
                 }
@@ -481,10 +632,12 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                 self.mark_store_error(page, &e);
                 continue;
             }
-            if !page.is_changed() {
+            let changed = page.is_changed();
+            if changed {
+                stats.pages_changed += 1;
+            } else if !(self.settings.rag_enabled && page.needs_refresh()) {
                 continue;
             }
-            stats.pages_changed += 1;
             if page.chunks.is_empty() {
                 refreshes.push(Refresh::deleted(page.page_id.clone()));
                 continue;
@@ -524,7 +677,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
 impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, S, R> {
     /// The page id, as text.
     type Key = String;
-    type Item = PageChange;
+    type Item = PageItem;
     type Stats = Stats;
 
     /// Within a batch the last change of a page (in partition/offset order) wins: an update
@@ -535,8 +688,8 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
         &self.settings.function_name
     }
 
-    fn decode(&self, record: &KafkaRecord) -> Decoded<String, PageChange> {
-        match self.decode_change(record) {
+    fn decode(&self, record: &KafkaRecord, stats: &mut Stats) -> Decoded<String, PageItem> {
+        match self.decode_change(record, stats) {
             Ok(Some((key, item))) => Decoded::Item { key, item },
             Ok(None) => Decoded::Settled(Fate::Skipped),
             Err(fate) => Decoded::Settled(fate),
@@ -546,18 +699,79 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
     async fn write(
         &self,
         deadline: &Deadline,
-        items: Vec<(String, PageChange)>,
+        items: Vec<(String, PageItem)>,
         stats: &mut Stats,
     ) -> Vec<Fate> {
         self.write_changes(deadline, items, stats).await
     }
 
+    /// A change older than the one it would replace (by source version) never replaces it, so a
+    /// replay inside one batch does not roll the page back either.
+    fn supersedes(&self, new: &PageItem, current: &PageItem) -> bool {
+        match (new.version, current.version) {
+            (Some(n), Some(c)) => n.is_older_than(&c) != Some(true),
+            _ => true,
+        }
+    }
+
+    /// The RAG notifications, once dead letters are stored and every record's fate is decided
+    /// (a slow or absent RAG service never holds the batch), and never past the deadline.
+    async fn after_settled(&self, deadline: &Deadline, stats: &mut Stats) {
+        let refreshes = std::mem::take(&mut stats.pending_refreshes);
+        if refreshes.is_empty() {
+            return;
+        }
+        let n = refreshes.len();
+        let hashes: HashMap<String, String> = refreshes
+            .iter()
+            .filter_map(|r| match r {
+                Refresh::Changed {
+                    page_id,
+                    content_hash,
+                    ..
+                } => Some((page_id.clone(), content_hash.clone())),
+                _ => None,
+            })
+            .collect();
+        stats.rag =
+            match tokio::time::timeout(deadline.remaining(), self.rag.notify(refreshes)).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    tracing::warn!(
+                        error_code = "rag_deadline",
+                        notifications = n,
+                        "RAG notifications cut at the invocation deadline"
+                    );
+                    RefreshStats {
+                        sent: 0,
+                        failed: n,
+                        delivered: Vec::new(),
+                    }
+                }
+            };
+        // Remember what the service accepted; a page it did not is notified again the next time
+        // the function sees it. Failing to remember only means one more notification.
+        let notified: Vec<(String, String)> = stats
+            .rag
+            .delivered
+            .iter()
+            .filter_map(|id| hashes.get(id).map(|h| (id.clone(), h.clone())))
+            .collect();
+        if let Err(e) = self.states.record_notified(deadline, &notified).await {
+            tracing::warn!(error_code = e.code, error = %e, "delivered RAG refreshes not recorded; they will be sent again");
+        }
+    }
+
     /// `EmbeddingCalls`, `ChunksEmbedded` and `ChunksUnchanged` (chunks skipped because their
-    /// stored hash matched).
+    /// stored hash matched), `BodiesUnavailable`, `TruncatesIgnored`, `RagRefreshFailed`.
     fn metrics(&self, stats: &Stats, set: &mut MetricSet) {
         set.count("EmbeddingCalls", stats.embed_requests as u64)
             .count("ChunksEmbedded", stats.chunks_embedded as u64)
-            .count("ChunksUnchanged", stats.chunks_unchanged as u64);
+            .count("ChunksUnchanged", stats.chunks_unchanged as u64)
+            .count("BodiesUnavailable", stats.bodies_unavailable as u64)
+            .count("TruncatesIgnored", stats.truncates_ignored as u64)
+            .count("RagRefreshFailed", stats.rag.failed as u64)
+            .count("StaleChangesIgnored", stats.stale_changes_ignored as u64);
     }
 }
 

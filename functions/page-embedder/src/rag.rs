@@ -2,13 +2,15 @@
 //! changed page (`{"page_id", "vector", "chunks", "model", "content_hash"}`, `vector` being the
 //! first chunk's, as the seed contract expects) or deleted page (`{"page_id", "deleted": true}`).
 //! Best effort: a failure is logged and counted, never fails the batch (the vectors are already
-//! stored and the next change of the page notifies again).
+//! stored); the pipeline remembers which pages were delivered and notifies a page again the next
+//! time it sees it, a redelivery included.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use lambda_kit::http::{self, Failure};
 use serde::Serialize;
 
 /// One chunk in a refresh notification.
@@ -73,12 +75,15 @@ impl Refresh {
 }
 
 /// Delivery counts of one batch of notifications.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RefreshStats {
     /// Accepted (2xx).
     pub sent: usize,
     /// Failed (error status, timeout, connection).
     pub failed: usize,
+    /// The pages whose notification was accepted (the function remembers them, so a failed one
+    /// is sent again when the page is next seen).
+    pub delivered: Vec<String>,
 }
 
 /// Receives refresh notifications.
@@ -131,17 +136,11 @@ impl HttpRag {
 
     async fn send_one(&self, refresh: Refresh) -> bool {
         let page_id = refresh.page_id().to_owned();
-        let result = self
-            .client
-            .post(&self.url)
-            .timeout(self.timeout)
-            .json(&refresh)
-            .send()
-            .await;
-        let problem = match result {
-            Ok(r) if r.status().is_success() => return true,
-            Ok(r) => format!("HTTP {}", r.status().as_u16()),
-            Err(e) => lambda_kit::http::reqwest_error_code(&e).to_owned(),
+        let request = self.client.post(&self.url).json(&refresh);
+        let problem = match http::attempt(request, self.timeout, None).await {
+            Ok(_) => return true,
+            Err(Failure::Status(r)) => format!("HTTP {}", r.status.as_u16()),
+            Err(Failure::Transport(t)) => t.code.to_owned(),
         };
         self.failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(page_id = %page_id, error_code = "rag_refresh_failed", problem = %problem, "RAG refresh failed; vectors are stored");
@@ -151,15 +150,26 @@ impl HttpRag {
 
 impl RagNotifier for HttpRag {
     async fn notify(&self, refreshes: Vec<Refresh>) -> RefreshStats {
-        let results: Vec<bool> =
-            futures_util::stream::iter(refreshes.into_iter().map(|r| self.send_one(r)))
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-        let sent = results.iter().filter(|ok| **ok).count();
+        let n = refreshes.len();
+        let sends: Vec<_> = refreshes
+            .into_iter()
+            .map(|r| async move {
+                let page_id = r.page_id().to_owned();
+                (page_id, self.send_one(r).await)
+            })
+            .collect();
+        let results: Vec<(String, bool)> = futures_util::stream::iter(sends)
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let delivered: Vec<String> = results
+            .into_iter()
+            .filter_map(|(page_id, ok)| ok.then_some(page_id))
+            .collect();
         RefreshStats {
-            sent,
-            failed: results.len() - sent,
+            sent: delivered.len(),
+            failed: n - delivered.len(),
+            delivered,
         }
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ErrorCode, RecordError};
 use crate::record::KafkaRecord;
+use crate::version::SourceVersion;
 
 /// The kind of write an upsert came from.
 ///
@@ -70,6 +71,10 @@ pub enum Change {
         row: Map<String, Value>,
         /// The record key (JSON unwrapped, or a string), when present.
         key: Option<Value>,
+        /// Columns this change carries no value for: Debezium Cassandra cells with
+        /// `"set": false` (the mutation did not write them, so the stored value is unchanged).
+        /// They are absent from `row`.
+        unset: Vec<String>,
     },
     /// A delete: `before` (Debezium), the primary key cells (Cassandra) or the flattened row.
     Delete {
@@ -139,8 +144,17 @@ impl Change {
 }
 
 pub(crate) fn decode(record: &KafkaRecord) -> Result<Change, RecordError> {
+    decode_versioned(record).map(|(change, _)| change)
+}
+
+/// The change and, for a Debezium event, where it sits in its source ([`SourceVersion`]: the
+/// `source` block's position, else the Kafka partition/offset). Plain rows and tombstones carry
+/// none.
+pub(crate) fn decode_versioned(
+    record: &KafkaRecord,
+) -> Result<(Change, Option<SourceVersion>), RecordError> {
     let Some(bytes) = record.value()? else {
-        return tombstone(record);
+        return tombstone(record).map(|c| (c, None));
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(record.error(
@@ -153,7 +167,7 @@ pub(crate) fn decode(record: &KafkaRecord) -> Result<Change, RecordError> {
     let obj = match value {
         Value::Object(o) => o,
         // `{"schema": .., "payload": null}`: the converter's rendering of a null value.
-        Value::Null => return tombstone(record),
+        Value::Null => return tombstone(record).map(|c| (c, None)),
         other => {
             return Err(record.error(
                 ErrorCode::InvalidEnvelope,
@@ -162,18 +176,38 @@ pub(crate) fn decode(record: &KafkaRecord) -> Result<Change, RecordError> {
         }
     };
     let key = || key_value(record);
+    let offset = || SourceVersion::Offset {
+        partition: record.partition,
+        offset: record.offset,
+    };
 
     if obj.contains_key("op")
         && ["before", "after", "source"]
             .iter()
             .any(|k| obj.contains_key(*k))
     {
-        return debezium(record, obj, key()?);
+        let version = obj
+            .get("source")
+            .and_then(Value::as_object)
+            .and_then(SourceVersion::from_source)
+            .unwrap_or_else(offset);
+        return Ok((debezium(record, obj, key()?)?, Some(version)));
     }
     if obj.contains_key("__op") || obj.contains_key("__deleted") {
-        return flattened(record, obj, key()?);
+        // ExtractNewRecordState with `add.fields=lsn` or `source.ts_ms`.
+        let num = |k: &str| match obj.get(k) {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        let version = match (num("__lsn"), num("__source_ts_ms")) {
+            (Some(lsn), _) if lsn >= 0 => SourceVersion::Lsn(lsn as u64),
+            (_, Some(ts)) => SourceVersion::TimestampMs(ts),
+            _ => offset(),
+        };
+        return Ok((flattened(record, obj, key()?)?, Some(version)));
     }
-    plain(record, obj, key()?)
+    Ok((plain(record, obj, key()?)?, None))
 }
 
 fn tombstone(record: &KafkaRecord) -> Result<Change, RecordError> {
@@ -194,7 +228,7 @@ fn key_value(record: &KafkaRecord) -> Result<Option<Value>, RecordError> {
     if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
         let v = unwrap_schema(v);
         return Ok(Some(match v {
-            Value::Object(o) => Value::Object(unwrap_cells(o)),
+            Value::Object(o) => Value::Object(unwrap_cells(o, &mut Vec::new())),
             other => other,
         }));
     }
@@ -248,11 +282,12 @@ fn debezium(
         .and_then(|s| s.get("connector"))
         .and_then(Value::as_str)
         .is_some_and(|c| c == "cassandra");
+    let mut unset = Vec::new();
     let mut take_row =
         |name: &str, required: bool| -> Result<Option<Map<String, Value>>, RecordError> {
             match obj.remove(name) {
                 Some(Value::Object(row)) => Ok(Some(if cassandra || looks_like_cells(&row) {
-                    unwrap_cells(row)
+                    unwrap_cells(row, &mut unset)
                 } else {
                     row
                 })),
@@ -267,16 +302,24 @@ fn debezium(
                 )),
             }
         };
-    let upsert = |op, row: Option<Map<String, Value>>, key| Change::Upsert {
+    let upsert = |op, row: Option<Map<String, Value>>, key, unset| Change::Upsert {
         op,
         row: row.unwrap_or_default(),
         key,
+        unset,
     };
+    let letter = match op.as_str() {
+        "c" => Some(Op::Create),
+        "u" => Some(Op::Update),
+        "r" => Some(Op::Read),
+        "i" => Some(Op::Insert),
+        _ => None,
+    };
+    if let Some(letter) = letter {
+        let row = take_row("after", true)?;
+        return Ok(upsert(letter, row, key, unset));
+    }
     Ok(match op.as_str() {
-        "c" => upsert(Op::Create, take_row("after", true)?, key),
-        "u" => upsert(Op::Update, take_row("after", true)?, key),
-        "r" => upsert(Op::Read, take_row("after", true)?, key),
-        "i" => upsert(Op::Insert, take_row("after", true)?, key),
         "d" => {
             // Relational connectors put the old row in `before`; Cassandra has no `before` and
             // puts the primary key cells in `after`.
@@ -326,6 +369,7 @@ fn flattened(
             op: Op::Plain,
             row: obj,
             key,
+            unset: Vec::new(),
         },
         Some(letter) => by_letter(record, "__op", letter, obj, key)?,
     })
@@ -343,6 +387,7 @@ fn plain(
             op: Op::Plain,
             row: obj,
             key,
+            unset: Vec::new(),
         },
         Some(letter) => by_letter(record, "op", letter, obj, key)?,
     })
@@ -360,21 +405,25 @@ fn by_letter(
             op: Op::Create,
             row,
             key,
+            unset: Vec::new(),
         },
         "u" => Change::Upsert {
             op: Op::Update,
             row,
             key,
+            unset: Vec::new(),
         },
         "r" => Change::Upsert {
             op: Op::Read,
             row,
             key,
+            unset: Vec::new(),
         },
         "i" => Change::Upsert {
             op: Op::Insert,
             row,
             key,
+            unset: Vec::new(),
         },
         "d" => Change::Delete {
             row: Some(row),
@@ -408,19 +457,26 @@ fn looks_like_cells(row: &Map<String, Value>) -> bool {
     !row.is_empty() && row.values().all(|v| v.is_null() || is_cell(v))
 }
 
-fn unwrap_cells(row: Map<String, Value>) -> Map<String, Value> {
+/// Replaces each cell by its value. A cell with `"set": false` was not written by the mutation
+/// (Debezium Cassandra connector: `set` tells whether the column was set in this change): its
+/// `value` is not the column's value, so it is left out of the row and its name goes to `unset`.
+fn unwrap_cells(row: Map<String, Value>, unset: &mut Vec<String>) -> Map<String, Value> {
     if !row.values().any(is_cell) {
         return row;
     }
     row.into_iter()
-        .map(|(k, v)| match v {
+        .filter_map(|(k, v)| match v {
             Value::Object(mut cell)
                 if cell.contains_key("value")
                     && cell.keys().all(|k| CELL_KEYS.contains(&k.as_str())) =>
             {
-                (k, cell.remove("value").unwrap_or(Value::Null))
+                if cell.get("set") == Some(&Value::Bool(false)) {
+                    unset.push(k);
+                    return None;
+                }
+                Some((k, cell.remove("value").unwrap_or(Value::Null)))
             }
-            other => (k, other),
+            other => Some((k, other)),
         })
         .collect()
 }
@@ -501,6 +557,7 @@ mod tests {
                 op,
                 row: row(after.clone()),
                 key: None,
+                unset: Vec::new(),
             };
             assert_eq!(change(env.clone()).unwrap(), expected);
             let wrapped = json!({"schema": {"type": "struct"}, "payload": env});
@@ -579,12 +636,30 @@ mod tests {
             Change::Upsert {
                 op: Op::Insert,
                 row: row(json!({"page_id": "42", "title": "T", "body": null})),
-                key: None
+                key: None,
+                unset: Vec::new(),
             }
         );
         // Without source.connector the cell shape is recognised on its own.
         let c = change(json!({"op": "u", "after": after})).unwrap();
         assert_eq!(c.field("title"), Some(&json!("T")));
+        // An update that did not write `body`: the cell says `"set": false`, its value is not the
+        // column's value, so it is not in the row and is named in `unset`.
+        let partial = json!({
+            "page_id": {"value": "42", "deletion_ts": null, "set": true},
+            "title": {"value": "T2", "deletion_ts": null, "set": true},
+            "body": {"value": null, "deletion_ts": null, "set": false}
+        });
+        let c = change(json!({"op": "u", "source": source, "after": partial})).unwrap();
+        assert_eq!(
+            c,
+            Change::Upsert {
+                op: Op::Update,
+                row: row(json!({"page_id": "42", "title": "T2"})),
+                key: None,
+                unset: vec!["body".to_owned()],
+            }
+        );
         let c = change(json!({"op": "d", "source": source, "after": {"page_id": {"value": "42", "deletion_ts": 5, "set": true}}})).unwrap();
         assert_eq!(
             c,
@@ -603,7 +678,8 @@ mod tests {
             Change::Upsert {
                 op: Op::Update,
                 row: row(json!({"page_id": "1", "title": "T"})),
-                key: None
+                key: None,
+                unset: Vec::new(),
             }
         );
         let c = change(json!({"page_id": "1", "__op": "d", "__deleted": "true"})).unwrap();
@@ -640,7 +716,8 @@ mod tests {
             Change::Upsert {
                 op: Op::Plain,
                 row: row(json!({"page_id": "42", "body": "x"})),
-                key: None
+                key: None,
+                unset: Vec::new(),
             }
         );
         let c = change(json!({"page_id": "42", "body": "x", "op": "c"})).unwrap();
@@ -649,7 +726,8 @@ mod tests {
             Change::Upsert {
                 op: Op::Create,
                 row: row(json!({"page_id": "42", "body": "x"})),
-                key: None
+                key: None,
+                unset: Vec::new(),
             }
         );
         let c = change(json!({"page_id": 42, "op": "d"})).unwrap();

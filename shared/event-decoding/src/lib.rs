@@ -30,6 +30,7 @@ pub mod cdc;
 mod error;
 mod record;
 mod response;
+mod version;
 
 pub use batch::{EventSource, KafkaBatch, KafkaBatchBuilder};
 pub use cdc::{Change, Op, json_kind};
@@ -38,3 +39,4 @@ pub use record::{Header, KafkaRecord, RecordId};
 pub use response::{
     AllFailed, BatchItemFailure, BatchReport, Counts, ItemIdentifier, KafkaBatchResponse, Outcome,
 };
+pub use version::SourceVersion;

@@ -269,6 +269,24 @@ impl KafkaRecord {
         cdc::decode(self)
     }
 
+    /// [`change`](Self::change) and, for a Debezium event, where it sits in its source: the
+    /// `source` block's `lsn` (PostgreSQL), `file`/`pos`/`row` (MySQL) or `ts_ms`, else the
+    /// record's partition/offset. Plain rows and tombstones carry none.
+    ///
+    /// ```
+    /// use event_decoding::{KafkaRecord, SourceVersion};
+    /// let r = KafkaRecord::new("cdc.pages", 0, 7, 0).with_value(
+    ///     r#"{"before": null, "after": {"page_id": 1}, "op": "c", "source": {"connector": "postgresql", "lsn": 24023128}}"#,
+    /// );
+    /// let (_, version) = r.change_with_version().unwrap();
+    /// assert_eq!(version, Some(SourceVersion::Lsn(24023128)));
+    /// ```
+    pub fn change_with_version(
+        &self,
+    ) -> Result<(Change, Option<crate::SourceVersion>), RecordError> {
+        cdc::decode_versioned(self)
+    }
+
     pub(crate) fn error(&self, code: ErrorCode, message: impl Into<String>) -> RecordError {
         RecordError::new(self.id(), code, message)
     }

@@ -10,7 +10,7 @@ macro_rules! fixture {
     };
 }
 
-const ALL: [(&str, &[u8]); 9] = [
+const ALL: [(&str, &[u8]); 11] = [
     ("gift-msk.json", fixture!("gift-msk.json")),
     ("gift-self-managed.json", fixture!("gift-self-managed.json")),
     ("gift-bad.json", fixture!("gift-bad.json")),
@@ -23,6 +23,8 @@ const ALL: [(&str, &[u8]); 9] = [
     ("pages-unwrapped.json", fixture!("pages-unwrapped.json")),
     ("pages-plain.json", fixture!("pages-plain.json")),
     ("pages-bad.json", fixture!("pages-bad.json")),
+    ("table-sink.json", fixture!("table-sink.json")),
+    ("table-sink-bad.json", fixture!("table-sink-bad.json")),
 ];
 
 #[derive(Debug, Deserialize, PartialEq)]

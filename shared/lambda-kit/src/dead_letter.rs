@@ -55,6 +55,9 @@ pub struct DeadLetter {
     pub raw_value: Option<String>,
     /// How `raw_value` is encoded.
     pub value_encoding: ValueEncoding,
+    /// The record's headers, in order (`null` when it had none): a replay needs them as much as
+    /// the value.
+    pub record_headers: Option<Vec<HeaderRow>>,
     /// Low-cardinality reason.
     pub error_code: String,
     /// Human-readable reason (truncated, never a secret).
@@ -86,6 +89,9 @@ impl DeadLetter {
         };
         // Short, single-line, control characters removed.
         let error_message = crate::http::sanitize_body(&error_message.into(), None);
+        let headers = record.headers();
+        let record_headers =
+            (!headers.is_empty()).then(|| headers.iter().map(HeaderRow::of).collect());
         Self {
             function_name: function_name.to_owned(),
             topic: id.topic.clone(),
@@ -95,6 +101,7 @@ impl DeadLetter {
             key,
             raw_value,
             value_encoding,
+            record_headers,
             error_code: error_code.to_owned(),
             error_message,
         }
@@ -112,6 +119,37 @@ impl DeadLetter {
     /// The row as JSON.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a dead letter always serializes")
+    }
+}
+
+/// One record header as stored in a dead letter: the value as UTF-8 text when it is text (without
+/// NUL), else as base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeaderRow {
+    /// Header name.
+    pub name: String,
+    /// The value, when it is UTF-8 text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The value in base64, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
+}
+
+impl HeaderRow {
+    fn of(header: &event_decoding::Header) -> Self {
+        match std::str::from_utf8(&header.value) {
+            Ok(s) if !s.contains('\0') => Self {
+                name: header.name.clone(),
+                value: Some(s.to_owned()),
+                value_base64: None,
+            },
+            _ => Self {
+                name: header.name.clone(),
+                value: None,
+                value_base64: Some(base64::engine::general_purpose::STANDARD.encode(&header.value)),
+            },
+        }
     }
 }
 
@@ -244,7 +282,21 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"function_name":"f","topic":"t","kafka_partition":1,"kafka_offset":2,
-                "record_key":"k1","raw_value":"/wAQ","value_encoding":"base64","error_code":"invalid_utf8","error_message":"bad"})
+                "record_key":"k1","raw_value":"/wAQ","value_encoding":"base64","record_headers":null,"error_code":"invalid_utf8","error_message":"bad"})
+        );
+    }
+
+    #[test]
+    fn headers_are_kept_in_order_text_or_base64() {
+        let r = KafkaRecord::new("t", 0, 0, 0)
+            .with_value("{}")
+            .with_header("traceparent", "00-abc-def-01")
+            .with_header("bin", [0xff, 0x00]);
+        let json: serde_json::Value =
+            serde_json::from_slice(&DeadLetter::new("f", &r, "x", "y").to_json()).unwrap();
+        assert_eq!(
+            json["record_headers"],
+            serde_json::json!([{"name": "traceparent", "value": "00-abc-def-01"}, {"name": "bin", "value_base64": "/wA="}])
         );
     }
 

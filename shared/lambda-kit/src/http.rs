@@ -1,12 +1,19 @@
-//! Classifying HTTP outcomes: which statuses and transport errors are worth a retry, how long the
-//! server asked us to wait, and how to keep error bodies short and free of secrets.
+//! One HTTP attempt for every client of the workspace (PostgREST, the embedding providers, Qdrant,
+//! Stargate, the RAG hook): send with a timeout, read the whole body, classify the status or the
+//! transport error (`Retry-After` included), and keep error bodies short and free of secrets.
+//! Each client keeps its own error type: it turns a [`Failure`] into it with a small function.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
-use crate::error::ErrorClass;
+use crate::error::{Classify, ErrorClass};
+use crate::postgrest::Secret;
+use crate::retry::{Deadline, RetryPolicy};
 
 /// Longest error body kept in an error message.
 pub const MAX_ERROR_BODY: usize = 512;
@@ -137,6 +144,197 @@ pub fn sanitize_body(body: &str, secret: Option<&str>) -> String {
     s
 }
 
+/// A failed HTTP attempt, before the client turns it into its own error type.
+#[derive(Debug)]
+pub enum Failure<'s> {
+    /// No complete answer.
+    Transport(Transport),
+    /// An answer with a status other than 2xx, read whole.
+    Status(Rejection<'s>),
+}
+
+/// No complete answer: connection refused or reset, timeout, body cut short.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Transport {
+    /// Low-cardinality code ([`reqwest_error_code`]).
+    pub code: &'static str,
+    /// [`classify_reqwest`].
+    pub class: ErrorClass,
+    /// The error and its causes ([`describe_reqwest`]), secret removed.
+    pub message: String,
+}
+
+/// A non-2xx answer. Its body is the service's to read (each has its own error JSON); what is
+/// taken from it for a message goes through [`Rejection::clean`].
+pub struct Rejection<'s> {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers (`Retry-After`, `retry-after-ms`).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+    secret: Option<&'s str>,
+}
+
+impl Rejection<'_> {
+    /// [`classify_status`]: 408, 429 and 5xx but 501 are transient, with the wait asked for.
+    pub fn class(&self) -> ErrorClass {
+        classify_status(self.status, &self.headers)
+    }
+
+    /// The body as text (invalid UTF-8 replaced), not yet cleaned.
+    pub fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+
+    /// `text` made fit for a message: [`sanitize_body`] with the client's secret.
+    pub fn clean(&self, text: &str) -> String {
+        sanitize_body(text, self.secret)
+    }
+}
+
+impl fmt::Debug for Rejection<'_> {
+    // The secret stays out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejection")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &self.clean(&self.text()))
+            .finish()
+    }
+}
+
+/// Sends `request` once with `timeout`, reads the whole body and returns it for a 2xx answer;
+/// anything else is a [`Failure`] whose messages never contain `secret`.
+///
+/// ```
+/// use lambda_kit::http::{Failure, attempt};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // A port with nothing listening.
+/// let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+/// let request = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/"));
+/// match attempt(request, Duration::from_secs(1), Some("sk-1")).await {
+///     Err(Failure::Transport(t)) => assert!(t.class.is_transient()),
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// ```
+pub async fn attempt<'s>(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+    secret: Option<&'s str>,
+) -> Result<Bytes, Failure<'s>> {
+    let transport = |e: reqwest::Error| {
+        Failure::Transport(Transport {
+            code: reqwest_error_code(&e),
+            class: classify_reqwest(&e),
+            message: sanitize_body(&describe_reqwest(&e), secret),
+        })
+    };
+    let response = request.timeout(timeout).send().await.map_err(transport)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(transport)?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(Failure::Status(Rejection {
+            status,
+            headers,
+            body,
+            secret,
+        }))
+    }
+}
+
+/// How one client sends its requests: [`attempt`] after [`attempt`] under
+/// [`retry`](crate::retry::retry), each with the client's timeout capped by the time left before
+/// the deadline.
+///
+/// ```
+/// use lambda_kit::http::Sender;
+/// use lambda_kit::retry::RetryPolicy;
+/// use std::time::Duration;
+///
+/// let s = Sender::new("qdrant", Duration::from_secs(10), RetryPolicy::default(), None);
+/// assert_eq!(s.service, "qdrant");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sender {
+    /// The service, for logs (`postgrest`, `qdrant`, ...).
+    pub service: &'static str,
+    /// Timeout of one request (further capped by the deadline).
+    pub timeout: Duration,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// The key the service is called with, removed from every error message.
+    pub secret: Option<Secret>,
+}
+
+impl Sender {
+    /// A sender for `service`.
+    pub fn new(
+        service: &'static str,
+        timeout: Duration,
+        retry: RetryPolicy,
+        secret: Option<Secret>,
+    ) -> Self {
+        Self {
+            service,
+            timeout,
+            retry,
+            secret,
+        }
+    }
+
+    /// Sends the request `build` makes (once per attempt, auth headers included), retrying
+    /// transient failures until the policy or the deadline says stop; returns the body of the
+    /// 2xx answer. `error` is the client's classification of a [`Failure`]; `expired` its error
+    /// for a deadline reached before an attempt could start.
+    pub async fn send<E, B, X, M>(
+        &self,
+        deadline: &Deadline,
+        build: B,
+        expired: X,
+        error: M,
+    ) -> Result<Bytes, E>
+    where
+        E: Classify,
+        B: Fn() -> reqwest::RequestBuilder,
+        X: FnOnce() -> E,
+        M: Fn(Failure<'_>) -> E,
+    {
+        let secret = self.secret.as_ref().map(Secret::expose);
+        crate::retry::retry(&self.retry, deadline, expired, |at| {
+            let request = build();
+            let timeout = self.timeout.min(at.remaining);
+            let error = &error;
+            async move {
+                attempt(request, timeout, secret).await.map_err(|failure| {
+                    let status = match &failure {
+                        Failure::Status(r) => Some(r.status.as_u16()),
+                        Failure::Transport(_) => None,
+                    };
+                    let err = error(failure);
+                    if let Some(status) = status {
+                        tracing::debug!(
+                            service = self.service,
+                            status,
+                            error_code = err.error_code(),
+                            "error answer"
+                        );
+                    }
+                    err
+                })
+            }
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +407,39 @@ mod tests {
         assert!(s.ends_with('…'));
         let s = sanitize_body("line1\nline2 key=abc", Some("abc"));
         assert_eq!(s, "line1line2 key=[REDACTED]");
+    }
+
+    #[tokio::test]
+    async fn attempt_returns_the_body_or_the_rejection_without_the_secret() {
+        use crate::testing::MockServer;
+        let server = MockServer::start(vec![
+            (200, vec![], "[1]".into()),
+            (
+                503,
+                vec![("retry-after", "2")],
+                r#"{"error":"busy, key sk-9"}"#.into(),
+            ),
+        ])
+        .await;
+        let client = reqwest::Client::new();
+        let ok = attempt(client.get(server.url()), Duration::from_secs(5), None)
+            .await
+            .unwrap();
+        assert_eq!(&ok[..], b"[1]");
+        let Err(Failure::Status(r)) = attempt(
+            client.get(server.url()),
+            Duration::from_secs(5),
+            Some("sk-9"),
+        )
+        .await
+        else {
+            panic!("expected a rejection");
+        };
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.class().retry_after(), Some(Duration::from_secs(2)));
+        assert!(r.text().contains("sk-9"));
+        assert_eq!(r.clean(&r.text()), r#"{"error":"busy, key [REDACTED]"}"#);
+        assert!(!format!("{r:?}").contains("sk-9"));
     }
 
     #[tokio::test]

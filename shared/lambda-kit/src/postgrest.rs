@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use crate::config::{ConfigError, Env};
+use crate::config::{ConfigError, Env, InitError};
 use crate::error::{Classify, ErrorClass};
 use crate::http;
 use crate::retry::{Deadline, RetryPolicy};
+use crate::secrets::{SecretSpec, resolve};
 
 /// Characters left as is in query values; everything else is percent-encoded.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -62,6 +62,170 @@ impl fmt::Display for Secret {
     }
 }
 
+// Supabase API keys, as Supabase's documentation describes them (supabase.com/docs: guides
+// "API keys" and "Migrating to publishable and secret API keys"; the troubleshooting article on
+// `UNAUTHORIZED_MISSING_API_KEY`):
+// - there are four kinds: publishable `sb_publishable_...` and secret `sb_secret_...` keys, and
+//   the legacy JWT `anon` and `service_role` keys, which are deprecated (end of 2026) but keep
+//   working next to the new ones during the migration;
+// - a publishable key (like `anon`) only reaches what row-level security allows; a secret key
+//   (like `service_role`) bypasses it and belongs on servers only;
+// - a secret key is not a JWT: it goes in the `apikey` header, and Supabase's API gateway
+//   authenticates it; `Authorization: Bearer` is not required, and a secret key sent only there
+//   is answered 401 `UNAUTHORIZED_MISSING_API_KEY`; requests with a secret key from a browser
+//   are refused.
+// A legacy JWT key keeps both headers, as Supabase's clients send it (PostgREST verifies the JWT
+// itself: the local stack relies on that); a key of no known form is sent as before, in both.
+
+/// The documented variables of the Supabase key (the key, or a Secrets Manager id), and the legacy
+/// ones still read.
+pub const KEY_VARS: [(&str, &str); 2] = [
+    ("SUPABASE_SECRET_KEY", "SUPABASE_SECRET_KEY_SECRET_ID"),
+    ("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY_SECRET_ID"),
+];
+
+/// What kind of Supabase API key a string is, judged by its form alone (a JWT's signature is not
+/// verified: PostgREST does that).
+///
+/// ```
+/// use lambda_kit::postgrest::KeyKind;
+/// assert_eq!(KeyKind::of("sb_secret_abc"), KeyKind::Secret);
+/// assert!(!KeyKind::Secret.sends_bearer());
+/// // The payload {"role":"service_role"}.
+/// let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2ln";
+/// assert_eq!(KeyKind::of(jwt), KeyKind::Jwt { role: Some("service_role".into()) });
+/// assert!(KeyKind::of(jwt).sends_bearer());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// `sb_secret_...`: sent as `apikey` only.
+    Secret,
+    /// `sb_publishable_...`: row-level security applies, so it cannot write; refused.
+    Publishable,
+    /// A legacy key: a JWT (`eyJ...`, three base64url segments) with the `role` claim of its
+    /// payload, when readable. `anon` is refused; others are sent in both headers.
+    Jwt {
+        /// The payload's `role` claim.
+        role: Option<String>,
+    },
+    /// Any other form (a self-hosted token, a test key): sent in both headers.
+    Other,
+}
+
+impl KeyKind {
+    /// The kind of `key`.
+    pub fn of(key: &str) -> Self {
+        if key.starts_with("sb_secret_") {
+            Self::Secret
+        } else if key.starts_with("sb_publishable_") {
+            Self::Publishable
+        } else if is_jwt(key) {
+            Self::Jwt {
+                role: jwt_role(key),
+            }
+        } else {
+            Self::Other
+        }
+    }
+
+    /// Whether the key also goes in `Authorization: Bearer`: not for Supabase's API keys, which
+    /// are not JWTs.
+    pub fn sends_bearer(&self) -> bool {
+        !matches!(self, Self::Secret | Self::Publishable)
+    }
+
+    /// Why a writer cannot use this key, if it cannot: publishable and `anon` keys only reach
+    /// what row-level security allows.
+    pub fn refusal(&self) -> Option<&'static str> {
+        match self {
+            Self::Publishable => Some(
+                "is a publishable key (sb_publishable_...): row-level security keeps it from \
+                 writing; use a secret key (sb_secret_...)",
+            ),
+            Self::Jwt { role: Some(role) } if role == "anon" => Some(
+                "is the legacy anon key (JWT role \"anon\"): row-level security keeps it from \
+                 writing; use a secret key (sb_secret_...) or the legacy service_role key",
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn is_jwt(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('.').collect();
+    key.starts_with("eyJ")
+        && parts.len() == 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='))
+        })
+}
+
+/// The `role` claim of a JWT's payload, decoded without verifying anything.
+fn jwt_role(key: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = key.split('.').nth(1)?.trim_end_matches('=');
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    claims.get("role")?.as_str().map(str::to_owned)
+}
+
+/// The Supabase key of a writer, read once at cold start: `SUPABASE_SECRET_KEY`, or the legacy
+/// `SUPABASE_SERVICE_ROLE_KEY`, or a Secrets Manager id in `SUPABASE_SECRET_KEY_SECRET_ID` /
+/// `SUPABASE_KEY_SECRET_ID` (plain value or JSON `{"key": ...}`); the key wins over an id, as
+/// with [`resolve`]. Setting both names of one pair is an error naming both, and so is a key
+/// that cannot write ([`KeyKind::refusal`]): the error names the variable it came from.
+///
+/// ```
+/// use lambda_kit::{config::Env, postgrest::resolve_key};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let env = Env::from_pairs([("SUPABASE_SECRET_KEY", "sb_secret_abc")]);
+/// assert_eq!(resolve_key(&env).await.unwrap().expose(), "sb_secret_abc");
+/// let env = Env::from_pairs([("SUPABASE_SECRET_KEY", "sb_publishable_abc")]);
+/// assert!(resolve_key(&env).await.unwrap_err().to_string().contains("SUPABASE_SECRET_KEY"));
+/// # }
+/// ```
+pub async fn resolve_key(env: &Env) -> Result<Secret, InitError> {
+    let [(key, key_id), (legacy_key, legacy_id)] = KEY_VARS;
+    let plain = one_of(env, key, legacy_key)?;
+    let id = one_of(env, key_id, legacy_id)?;
+    if plain.is_none() && id.is_none() {
+        return Err(ConfigError::new(
+            key,
+            format!("set {key} or {key_id} (or the legacy {legacy_key} or {legacy_id})"),
+        )
+        .into());
+    }
+    let spec = SecretSpec::new(plain.unwrap_or(key), id.unwrap_or(key_id), "key");
+    let secret = resolve(env, &spec).await?;
+    let var = if plain.is_some() {
+        spec.env_var
+    } else {
+        spec.secret_id_var
+    };
+    match KeyKind::of(secret.expose()).refusal() {
+        Some(problem) => Err(ConfigError::new(var, format!("the key {problem}")).into()),
+        None => Ok(secret),
+    }
+}
+
+/// Which of two names of one setting is set; both is an error naming both.
+fn one_of<'a>(env: &Env, name: &'a str, legacy: &'a str) -> Result<Option<&'a str>, ConfigError> {
+    match (env.get(name).is_some(), env.get(legacy).is_some()) {
+        (true, true) => Err(ConfigError::new(
+            name,
+            format!("set either {name} or the legacy {legacy}, not both"),
+        )),
+        (true, false) => Ok(Some(name)),
+        (false, true) => Ok(Some(legacy)),
+        (false, false) => Ok(None),
+    }
+}
+
 /// Settings of a [`PostgrestClient`].
 ///
 /// Defaults: request timeout 10 s, connect timeout 2 s, [`RetryPolicy::default`].
@@ -69,7 +233,8 @@ impl fmt::Display for Secret {
 pub struct PostgrestConfig {
     /// PostgREST base URL without a trailing `/` (tables are served below it).
     pub base_url: String,
-    /// The service key, sent as `apikey` and `Authorization: Bearer`.
+    /// The key, sent as `apikey`, and also as `Authorization: Bearer` when it is a JWT
+    /// ([`KeyKind::sends_bearer`]).
     pub key: Secret,
     /// Timeout of one HTTP request (further capped by the deadline).
     pub request_timeout: Duration,
@@ -313,6 +478,33 @@ impl PostgrestError {
         }
     }
 
+    /// The request names something the database or the API's schema cache does not have: a
+    /// column (`PGRST204`, `42703`), a table (`PGRST205`, `42P01`), a type or operator (`42704`,
+    /// `42883`: pgvector's `vector` when the API's search path lacks the `extensions` schema), a
+    /// unique constraint for the conflict target (`42P10`). The schema and the code disagree:
+    /// every row would fail alike, so no row is to blame.
+    ///
+    /// ```
+    /// use lambda_kit::error::{Classify, ErrorClass};
+    /// use lambda_kit::postgrest::PostgrestError;
+    /// let e = PostgrestError::Api {
+    ///     status: 400,
+    ///     code: Some("PGRST204".into()),
+    ///     message: "Could not find the 'answer' column of 'vault' in the schema cache".into(),
+    ///     details: None,
+    ///     hint: None,
+    ///     class: ErrorClass::Permanent,
+    /// };
+    /// assert!(e.is_schema_mismatch() && !e.blames_input());
+    /// assert_eq!(e.error_code(), "db_schema");
+    /// ```
+    pub fn is_schema_mismatch(&self) -> bool {
+        const SCHEMA_CODES: [&str; 7] = [
+            "PGRST204", "PGRST205", "42703", "42P01", "42P10", "42704", "42883",
+        ];
+        matches!(self, Self::Api { code: Some(code), .. } if SCHEMA_CODES.contains(&code.as_str()))
+    }
+
     /// `true` for pgvector's refusal of a vector whose length is not the column's `vector(N)`
     /// (SQLSTATE `22000`, "expected N dimensions, not M"): the writer's configured dimension
     /// (`EMBED_DIM`, the model) does not match the table, a configuration error that every row
@@ -362,6 +554,7 @@ impl Classify for PostgrestError {
     fn error_code(&self) -> &'static str {
         match self {
             _ if self.is_vector_dimension_mismatch() => "db_vector_dimensions",
+            _ if self.is_schema_mismatch() => "db_schema",
             Self::Api { status, .. } => match *status {
                 400 => "db_bad_request",
                 401 | 403 => "db_unauthorized",
@@ -379,13 +572,15 @@ impl Classify for PostgrestError {
         }
     }
 
-    /// Only a rejection of the data itself (400 bad value/column, 409 constraint, 413 too large,
-    /// 422) blames the rows: bad credentials (401/403), a missing table (404), a method not
-    /// allowed or a vector column of another dimension
-    /// ([`is_vector_dimension_mismatch`](PostgrestError::is_vector_dimension_mismatch)) are
-    /// environment problems, and the rows must not be dead-lettered for them.
+    /// Only a rejection of the data itself (400 bad value, 409 constraint, 413 too large, 422)
+    /// blames the rows: bad credentials (401/403), a missing table (404), a method not allowed, a
+    /// schema that lacks what the rows name
+    /// ([`is_schema_mismatch`](PostgrestError::is_schema_mismatch)) or a vector column of another
+    /// dimension ([`is_vector_dimension_mismatch`](PostgrestError::is_vector_dimension_mismatch))
+    /// are environment problems, and the rows must not be dead-lettered for them.
     fn blames_input(&self) -> bool {
         !self.is_vector_dimension_mismatch()
+            && !self.is_schema_mismatch()
             && matches!(
                 self,
                 Self::Api {
@@ -396,16 +591,19 @@ impl Classify for PostgrestError {
     }
 }
 
+/// Rows asked for per request by [`PostgrestClient::select_all`]: Supabase's default
+/// `db-max-rows`.
+pub const READ_PAGE_ROWS: usize = 1000;
+
 /// The PostgREST client; cheap to clone (shared connection pool and counters).
 #[derive(Debug, Clone)]
 pub struct PostgrestClient {
     http: reqwest::Client,
     base_url: Arc<str>,
-    key: Secret,
-    auth: HeaderValue,
+    /// `Authorization: Bearer {key}`, for JWT keys only ([`KeyKind::sends_bearer`]).
+    auth: Option<HeaderValue>,
     apikey: HeaderValue,
-    request_timeout: Duration,
-    retry: RetryPolicy,
+    sender: http::Sender,
     requests: Arc<AtomicU64>,
 }
 
@@ -434,25 +632,32 @@ impl PostgrestClient {
         config: PostgrestConfig,
         http: reqwest::Client,
     ) -> Result<Self, PostgrestError> {
-        let mut auth =
-            HeaderValue::from_str(&format!("Bearer {}", config.key.expose())).map_err(|_| {
+        let header = |value: &str| {
+            let mut v = HeaderValue::from_str(value).map_err(|_| {
                 PostgrestError::Build(
                     "the API key contains characters not allowed in a header".into(),
                 )
             })?;
-        auth.set_sensitive(true);
-        let mut apikey = HeaderValue::from_str(config.key.expose()).map_err(|_| {
-            PostgrestError::Build("the API key contains characters not allowed in a header".into())
-        })?;
-        apikey.set_sensitive(true);
+            v.set_sensitive(true);
+            Ok::<_, PostgrestError>(v)
+        };
+        let key = config.key.expose();
+        let auth = if KeyKind::of(key).sends_bearer() {
+            Some(header(&format!("Bearer {key}"))?)
+        } else {
+            None
+        };
         Ok(Self {
             http,
             base_url: Arc::from(config.base_url.trim_end_matches('/')),
-            key: config.key,
             auth,
-            apikey,
-            request_timeout: config.request_timeout,
-            retry: config.retry,
+            apikey: header(key)?,
+            sender: http::Sender::new(
+                "postgrest",
+                config.request_timeout,
+                config.retry,
+                Some(config.key),
+            ),
             requests: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -511,6 +716,37 @@ impl PostgrestClient {
         serde_json::from_slice(&body).map_err(|e| PostgrestError::Decode(e.to_string()))
     }
 
+    /// Every row matching the filters, read in pages of [`READ_PAGE_ROWS`] ordered by `order` (a
+    /// column list that is unique per row, e.g. the primary key), so that the API's row limit
+    /// (Supabase answers at most 1000 rows per request by default, `db-max-rows`) never cuts the
+    /// result short silently. Reading stops at the first empty page, whatever limit the server
+    /// applies.
+    pub async fn select_all<T: DeserializeOwned>(
+        &self,
+        deadline: &Deadline,
+        table: &str,
+        select: &str,
+        filters: &[Filter],
+        order: &str,
+    ) -> Result<Vec<T>, PostgrestError> {
+        let base = self.url_with_filters(table, Some(select), filters);
+        let order = encode(order).replace("%2C", ",");
+        let mut out: Vec<T> = Vec::new();
+        loop {
+            let url = format!(
+                "{base}&order={order}&limit={READ_PAGE_ROWS}&offset={}",
+                out.len()
+            );
+            let body = self.send(deadline, || self.http.get(&url)).await?;
+            let page: Vec<T> =
+                serde_json::from_slice(&body).map_err(|e| PostgrestError::Decode(e.to_string()))?;
+            if page.is_empty() {
+                return Ok(out);
+            }
+            out.extend(page);
+        }
+    }
+
     /// Deletes the rows matching every filter (at least one filter is required, to avoid
     /// emptying a table by mistake).
     pub async fn delete(
@@ -553,88 +789,65 @@ impl PostgrestClient {
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
-        crate::retry::retry(
-            &self.retry,
-            deadline,
-            || PostgrestError::DeadlineExceeded,
-            |attempt| {
-                let request = build()
-                    .header("apikey", self.apikey.clone())
-                    .header(AUTHORIZATION, self.auth.clone())
-                    .timeout(self.request_timeout.min(attempt.remaining));
-                self.requests.fetch_add(1, Ordering::Relaxed);
-                async move {
-                    let response = request.send().await.map_err(|e| self.transport_error(&e))?;
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    let body = response
-                        .bytes()
-                        .await
-                        .map_err(|e| self.transport_error(&e))?;
-                    if status.is_success() {
-                        Ok(body)
-                    } else {
-                        let err = self.api_error(status, &headers, &body);
-                        tracing::debug!(
-                            status = status.as_u16(),
-                            error_code = err.error_code(),
-                            "PostgREST error"
-                        );
-                        Err(err)
+        self.sender
+            .send(
+                deadline,
+                || {
+                    self.requests.fetch_add(1, Ordering::Relaxed);
+                    let request = build().header("apikey", self.apikey.clone());
+                    match &self.auth {
+                        Some(auth) => request.header(AUTHORIZATION, auth.clone()),
+                        None => request,
                     }
-                }
-            },
-        )
-        .await
+                },
+                || PostgrestError::DeadlineExceeded,
+                postgrest_error,
+            )
+            .await
     }
+}
 
-    fn transport_error(&self, e: &reqwest::Error) -> PostgrestError {
-        PostgrestError::Transport {
-            code: http::reqwest_error_code(e),
-            class: http::classify_reqwest(e),
-            message: http::sanitize_body(&http::describe_reqwest(e), Some(self.key.expose())),
+/// PostgREST's reading of a failed attempt: its error JSON (`code`, `message`, `details`,
+/// `hint`), or the raw body when it sent none.
+fn postgrest_error(failure: http::Failure<'_>) -> PostgrestError {
+    let r = match failure {
+        http::Failure::Status(r) => r,
+        http::Failure::Transport(t) => {
+            return PostgrestError::Transport {
+                code: t.code,
+                class: t.class,
+                message: t.message,
+            };
         }
+    };
+    #[derive(serde::Deserialize)]
+    struct Body {
+        code: Option<serde_json::Value>,
+        message: Option<String>,
+        details: Option<serde_json::Value>,
+        hint: Option<serde_json::Value>,
     }
-
-    fn api_error(
-        &self,
-        status: StatusCode,
-        headers: &reqwest::header::HeaderMap,
-        body: &[u8],
-    ) -> PostgrestError {
-        let class = http::classify_status(status, headers);
-        let key = Some(self.key.expose());
-        let clean = |s: &str| http::sanitize_body(s, key);
-        #[derive(serde::Deserialize)]
-        struct Body {
-            code: Option<serde_json::Value>,
-            message: Option<String>,
-            details: Option<serde_json::Value>,
-            hint: Option<serde_json::Value>,
-        }
-        let text = |v: Option<serde_json::Value>| match v {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) => Some(clean(&s)),
-            Some(other) => Some(clean(&other.to_string())),
-        };
-        match serde_json::from_slice::<Body>(body) {
-            Ok(b) => PostgrestError::Api {
-                status: status.as_u16(),
-                code: text(b.code),
-                message: clean(b.message.as_deref().unwrap_or("(no message)")),
-                details: text(b.details),
-                hint: text(b.hint),
-                class,
-            },
-            Err(_) => PostgrestError::Api {
-                status: status.as_u16(),
-                code: None,
-                message: clean(&String::from_utf8_lossy(body)),
-                details: None,
-                hint: None,
-                class,
-            },
-        }
+    let text = |v: Option<serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(r.clean(&s)),
+        Some(other) => Some(r.clean(&other.to_string())),
+    };
+    let (code, message, details, hint) = match serde_json::from_slice::<Body>(&r.body) {
+        Ok(b) => (
+            text(b.code),
+            r.clean(b.message.as_deref().unwrap_or("(no message)")),
+            text(b.details),
+            text(b.hint),
+        ),
+        Err(_) => (None, r.clean(&r.text()), None, None),
+    };
+    PostgrestError::Api {
+        status: r.status.as_u16(),
+        code,
+        message,
+        details,
+        hint,
+        class: r.class(),
     }
 }
 
@@ -717,6 +930,165 @@ mod tests {
         assert_eq!(c.requests_sent(), 1);
     }
 
+    /// A JWT with `claims` as payload (the signature is not checked by the client).
+    fn jwt(claims: serde_json::Value) -> String {
+        use base64::Engine as _;
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "{}.{}.{}",
+            b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+            b64(claims.to_string().as_bytes()),
+            b64(b"signature")
+        )
+    }
+
+    /// A plain insert of `[]` into `table`, within 5 s.
+    async fn insert_empty(c: &PostgrestClient, table: &str) -> Result<(), PostgrestError> {
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let body = Bytes::from_static(b"[]");
+        c.upsert(&deadline, table, body, &Upsert::insert()).await
+    }
+
+    /// The `apikey` and `authorization` headers of one insert sent with `key`.
+    async fn auth_headers_sent(key: &str) -> (Option<String>, Option<String>) {
+        let server = MockServer::start(vec![(201, vec![], String::new())]).await;
+        let c = PostgrestClient::new(PostgrestConfig::new(server.url(), Secret::new(key))).unwrap();
+        insert_empty(&c, "vault").await.unwrap();
+        let head = server.requests()[0].head.clone();
+        let header = |name: &str| {
+            head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+        };
+        (header("apikey"), header("authorization"))
+    }
+
+    #[tokio::test]
+    async fn headers_follow_the_key_kind() {
+        // Legacy service_role JWT (the local stack's key): both headers, as before.
+        let legacy = jwt(serde_json::json!({"iss": "supabase", "role": "service_role"}));
+        assert_eq!(
+            auth_headers_sent(&legacy).await,
+            (Some(legacy.clone()), Some(format!("Bearer {legacy}")))
+        );
+        // A secret key is not a JWT: `apikey` only.
+        assert_eq!(
+            auth_headers_sent("sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz").await,
+            (
+                Some("sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz".into()),
+                None
+            )
+        );
+        // A key of no known form is sent as before.
+        assert_eq!(
+            auth_headers_sent("opaque-token").await,
+            (
+                Some("opaque-token".into()),
+                Some("Bearer opaque-token".into())
+            )
+        );
+    }
+
+    #[test]
+    fn key_kinds() {
+        let anon = jwt(serde_json::json!({"role": "anon"}));
+        assert_eq!(
+            KeyKind::of(&anon),
+            KeyKind::Jwt {
+                role: Some("anon".into())
+            }
+        );
+        assert!(KeyKind::of(&anon).refusal().is_some());
+        assert!(KeyKind::of("sb_publishable_x").refusal().is_some());
+        assert!(!KeyKind::of("sb_publishable_x").sends_bearer());
+        let service = jwt(serde_json::json!({"role": "service_role"}));
+        assert!(KeyKind::of(&service).refusal().is_none());
+        // A JWT whose payload is not JSON: still a JWT, nothing to refuse.
+        assert_eq!(
+            KeyKind::of("eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln"),
+            KeyKind::Jwt { role: None }
+        );
+        for other in [
+            "",
+            "k",
+            "eyJ.only-two",
+            "eyJa.b.c.d",
+            "eyJa.b c.d",
+            "sb_secretive",
+        ] {
+            assert_eq!(KeyKind::of(other), KeyKind::Other, "{other}");
+        }
+    }
+
+    #[tokio::test]
+    async fn resolve_key_reads_both_names_and_refuses_keys_that_cannot_write() {
+        let legacy = jwt(serde_json::json!({"role": "service_role"}));
+        for (var, key) in [
+            ("SUPABASE_SECRET_KEY", "sb_secret_abc"),
+            ("SUPABASE_SERVICE_ROLE_KEY", legacy.as_str()),
+            ("SUPABASE_SECRET_KEY", legacy.as_str()),
+            ("SUPABASE_SERVICE_ROLE_KEY", "sb_secret_abc"),
+        ] {
+            let got = resolve_key(&Env::from_pairs([(var, key)])).await.unwrap();
+            assert_eq!(got.expose(), key, "{var}");
+        }
+        // A key wins over a secret id, as with `secrets::resolve` (no AWS call here).
+        let env = Env::from_pairs([
+            ("SUPABASE_SECRET_KEY", "sb_secret_abc"),
+            ("SUPABASE_KEY_SECRET_ID", "arn:x"),
+        ]);
+        assert_eq!(resolve_key(&env).await.unwrap().expose(), "sb_secret_abc");
+
+        let anon = jwt(serde_json::json!({"role": "anon"}));
+        let refused = [
+            (
+                vec![("SUPABASE_SECRET_KEY", "sb_publishable_abc")],
+                &["SUPABASE_SECRET_KEY", "publishable"][..],
+            ),
+            (
+                vec![("SUPABASE_SERVICE_ROLE_KEY", anon.as_str())],
+                &["SUPABASE_SERVICE_ROLE_KEY", "anon"],
+            ),
+            (
+                vec![
+                    ("SUPABASE_SECRET_KEY", "sb_secret_a"),
+                    ("SUPABASE_SERVICE_ROLE_KEY", "sb_secret_b"),
+                ],
+                &["SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY"],
+            ),
+            (
+                vec![
+                    ("SUPABASE_SECRET_KEY_SECRET_ID", "arn:1"),
+                    ("SUPABASE_KEY_SECRET_ID", "arn:2"),
+                ],
+                &["SUPABASE_SECRET_KEY_SECRET_ID", "SUPABASE_KEY_SECRET_ID"],
+            ),
+            (
+                vec![],
+                &[
+                    "SUPABASE_SECRET_KEY",
+                    "SUPABASE_SECRET_KEY_SECRET_ID",
+                    "SUPABASE_SERVICE_ROLE_KEY",
+                    "SUPABASE_KEY_SECRET_ID",
+                ],
+            ),
+        ];
+        for (pairs, names) in refused {
+            let e = resolve_key(&Env::from_pairs(pairs.clone()))
+                .await
+                .unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, InitError::Config(_)), "{pairs:?}: {text}");
+            for name in names {
+                assert!(text.contains(name), "{pairs:?}: {text}");
+            }
+            for (_, value) in &pairs {
+                assert!(!text.contains(value), "the key leaked: {text}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn retries_503_then_succeeds_and_parses_select() {
         let server = MockServer::start(vec![
@@ -751,15 +1123,7 @@ mod tests {
         let body = r#"{"code":"23502","message":"null value in column \"question\" violates not-null constraint sekret-key","details":null,"hint":null}"#;
         let server = MockServer::start(vec![(400, vec![], body.into())]).await;
         let c = client(&server.url());
-        let e = c
-            .upsert(
-                &Deadline::after(Duration::from_secs(5)),
-                "vault",
-                Bytes::from_static(b"[]"),
-                &Upsert::insert(),
-            )
-            .await
-            .unwrap_err();
+        let e = insert_empty(&c, "vault").await.unwrap_err();
         assert_eq!(
             server.requests().len(),
             1,
@@ -781,13 +1145,7 @@ mod tests {
         // The answer of the local stack (PostgREST + pgvector) to a 3-d vector in vector(768).
         let body = r#"{"code":"22000","details":null,"hint":null,"message":"expected 768 dimensions, not 3"}"#;
         let server = MockServer::start(vec![(400, vec![], body.into())]).await;
-        let e = client(&server.url())
-            .upsert(
-                &Deadline::after(Duration::from_secs(5)),
-                "page_vectors",
-                Bytes::from_static(b"[]"),
-                &Upsert::insert(),
-            )
+        let e = insert_empty(&client(&server.url()), "page_vectors")
             .await
             .unwrap_err();
         assert_eq!(server.requests().len(), 1, "not retried");
@@ -864,5 +1222,42 @@ mod tests {
             start.elapsed()
         );
         assert!(c.requests_sent() >= 2);
+    }
+
+    /// A server whose row limit (2 here, 1000 on Supabase) is below what was asked: every row is
+    /// still read, page after page, until an empty page.
+    #[tokio::test]
+    async fn select_all_reads_past_the_servers_row_limit() {
+        let server = MockServer::start(vec![
+            (200, vec![], r#"[{"id":1},{"id":2}]"#.into()),
+            (200, vec![], r#"[{"id":3}]"#.into()),
+            (200, vec![], "[]".into()),
+        ])
+        .await;
+        let c = client(&server.url());
+        let rows: Vec<serde_json::Value> = c
+            .select_all(
+                &Deadline::after(Duration::from_secs(5)),
+                "page_vectors",
+                "id",
+                &[Filter::in_list("page_id", ["a", "b"])],
+                "page_id,chunk_index",
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        let heads: Vec<String> = server
+            .requests()
+            .iter()
+            .map(|r| r.head.lines().next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(heads.len(), 3);
+        for (head, offset) in heads.iter().zip([0, 2, 3]) {
+            assert!(
+                head.contains("order=page_id,chunk_index")
+                    && head.contains(&format!("limit={READ_PAGE_ROWS}&offset={offset} ")),
+                "{head}"
+            );
+        }
     }
 }

@@ -40,10 +40,11 @@ pub enum Keep {
     /// the first record: [`Fate::Skipped`] when it was stored, the same rejection or failure
     /// otherwise (so a redelivered bad event is dead-lettered, not silently acknowledged).
     First,
-    /// The last record of a key (in partition/offset order) is written; the earlier ones are
-    /// superseded changes. They share a stored or failed fate with it (none is acknowledged ahead
-    /// of the change that replaces it); when the last one is rejected they are
-    /// [`Fate::Skipped`] and only the last one is dead-lettered.
+    /// The last record of a key (in partition/offset order, unless
+    /// [`BatchFunction::supersedes`] says otherwise) is written; the others are superseded
+    /// changes. They share a stored or failed fate with it (none is acknowledged ahead of the
+    /// change that replaces it); when the written one is rejected they are [`Fate::Skipped`] and
+    /// only the written one is dead-lettered.
     Last,
 }
 
@@ -83,7 +84,7 @@ pub enum Decoded<K, I> {
 ///     type Stats = usize;
 ///     const KEEP: Keep = Keep::First;
 ///     fn name(&self) -> &str { "words" }
-///     fn decode(&self, record: &KafkaRecord) -> Decoded<i64, usize> {
+///     fn decode(&self, record: &KafkaRecord, _: &mut usize) -> Decoded<i64, usize> {
 ///         match record.value_str() {
 ///             Ok(Some(text)) => Decoded::Item { key: record.offset, item: text.split_whitespace().count() },
 ///             _ => Decoded::Settled(Fate::rejected("not_text", "the value is not UTF-8 text")),
@@ -124,8 +125,13 @@ pub trait BatchFunction: Send + Sync {
     fn name(&self) -> &str;
 
     /// Decodes and validates one record. Never fails the batch: a bad record is
-    /// [`Decoded::Settled`] with [`Fate::Rejected`].
-    fn decode(&self, record: &KafkaRecord) -> Decoded<Self::Key, Self::Item>;
+    /// [`Decoded::Settled`] with [`Fate::Rejected`]. `stats` counts what decoding alone decides
+    /// (records skipped on purpose, for instance).
+    fn decode(
+        &self,
+        record: &KafkaRecord,
+        stats: &mut Self::Stats,
+    ) -> Decoded<Self::Key, Self::Item>;
 
     /// Writes one item per key and returns one fate per item, in order. A missing fate counts as
     /// [`Fate::Failed`].
@@ -135,6 +141,27 @@ pub trait BatchFunction: Send + Sync {
         items: Vec<(Self::Key, Self::Item)>,
         stats: &mut Self::Stats,
     ) -> impl Future<Output = Vec<Fate>> + Send;
+
+    /// With [`Keep::Last`]: whether `new` (a later record of the key) replaces `current` as the
+    /// item to write. Defaults to `true` (partition/offset order); a function whose items carry a
+    /// source version (a CDC position) keeps the newest change even when an older one was
+    /// re-delivered after it.
+    fn supersedes(&self, new: &Self::Item, current: &Self::Item) -> bool {
+        let _ = (new, current);
+        true
+    }
+
+    /// Runs once the batch is settled (dead letters stored, every record's fate decided), before
+    /// the response is returned: side effects that must never hold or fail the batch, such as
+    /// notifications. Stop at `deadline`.
+    fn after_settled(
+        &self,
+        deadline: &Deadline,
+        stats: &mut Self::Stats,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (deadline, stats);
+        async {}
+    }
 
     /// Adds the function's counters to the invocation's metrics line.
     fn metrics(&self, stats: &Self::Stats, set: &mut MetricSet) {
@@ -168,6 +195,8 @@ struct Group<I> {
     /// Record indices in batch order.
     records: Vec<usize>,
     item: I,
+    /// The record whose item is written.
+    chosen: usize,
 }
 
 impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
@@ -223,13 +252,13 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         let started = Instant::now();
         let records = batch.as_slice();
         let mut fates: Vec<Option<Fate>> = vec![None; records.len()];
-        let (keys, groups) = self.decode(records, &mut fates);
-
         let mut stats = F::Stats::default();
-        let mut written: Vec<Vec<usize>> = Vec::with_capacity(groups.len());
+        let (keys, groups) = self.decode(records, &mut fates, &mut stats);
+
+        let mut written: Vec<(Vec<usize>, usize)> = Vec::with_capacity(groups.len());
         let mut items = Vec::with_capacity(groups.len());
         for (key, g) in keys.into_iter().zip(groups) {
-            written.push(g.records);
+            written.push((g.records, g.chosen));
             items.push((key, g.item));
         }
         let results = if items.is_empty() {
@@ -237,10 +266,11 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         } else {
             self.function.write(deadline, items, &mut stats).await
         };
+        let results = suspect_environment(results);
         let mut results = results.into_iter();
-        for group in &written {
+        for (group, chosen) in &written {
             let fate = results.next().unwrap_or_else(Fate::missing);
-            fan_out(F::KEEP, group, fate, &mut fates);
+            fan_out(F::KEEP, group, *chosen, fate, &mut fates);
         }
 
         let mut fates: Vec<Fate> = fates
@@ -249,6 +279,7 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
             .collect();
         self.store_dead_letters(records, &mut fates, deadline).await;
         log_failures(records, &fates);
+        self.function.after_settled(deadline, &mut stats).await;
 
         let mut report = BatchReport::for_batch(batch);
         for (record, fate) in records.iter().zip(&fates) {
@@ -289,17 +320,20 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         &self,
         records: &[KafkaRecord],
         fates: &mut [Option<Fate>],
+        stats: &mut F::Stats,
     ) -> (Vec<F::Key>, Vec<Group<F::Item>>) {
         let mut index: HashMap<F::Key, usize> = HashMap::new();
         let mut groups: Vec<Group<F::Item>> = Vec::new();
         for (i, record) in records.iter().enumerate() {
-            match self.function.decode(record) {
+            match self.function.decode(record, stats) {
                 Decoded::Settled(fate) => fates[i] = Some(fate),
                 Decoded::Item { key, item } => match index.get(&key) {
                     Some(&g) => {
-                        groups[g].records.push(i);
-                        if F::KEEP == Keep::Last {
-                            groups[g].item = item;
+                        let group = &mut groups[g];
+                        group.records.push(i);
+                        if F::KEEP == Keep::Last && self.function.supersedes(&item, &group.item) {
+                            group.item = item;
+                            group.chosen = i;
                         }
                     }
                     None => {
@@ -307,6 +341,7 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
                         groups.push(Group {
                             records: vec![i],
                             item,
+                            chosen: i,
                         });
                     }
                 },
@@ -383,16 +418,39 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
     }
 }
 
-/// Gives the fate of a group's written item to every record of the group.
-fn fan_out(keep: Keep, group: &[usize], fate: Fate, fates: &mut [Option<Fate>]) {
-    let (&written, others): (&usize, Vec<usize>) = match keep {
-        Keep::First => (&group[0], group[1..].to_vec()),
-        Keep::Last => (
-            group.last().expect("a group has a record"),
-            group[..group.len() - 1].to_vec(),
+/// The safety net of the rule "dead letters are for what the record itself causes": when every
+/// item of a write (two or more) is rejected with the same code and the same message, no row is
+/// at fault: the target refuses all of them alike (a column or table missing from the schema, a
+/// type the API cannot see). Those items fail as an environment fault, to be redelivered once it
+/// is fixed, instead of dead-lettering a whole batch of good data.
+fn suspect_environment(results: Vec<Fate>) -> Vec<Fate> {
+    let same = match results.first() {
+        Some(Fate::Rejected { code, message }) if results.len() >= 2 => results.iter().all(
+            |f| matches!(f, Fate::Rejected { code: c, message: m } if c == code && m == message),
         ),
+        _ => false,
     };
-    for i in others {
+    if !same {
+        return results;
+    }
+    results
+        .into_iter()
+        .map(|f| match f {
+            Fate::Rejected { code, message } => Fate::Failed {
+                code,
+                message: format!(
+                    "every item of the write was refused with the same error, so the target (schema, table, configuration) is at fault, not the records: {message}"
+                ),
+                environment: true,
+            },
+            other => other,
+        })
+        .collect()
+}
+
+/// Gives the fate of a group's written item to every record of the group.
+fn fan_out(keep: Keep, group: &[usize], written: usize, fate: Fate, fates: &mut [Option<Fate>]) {
+    for &i in group.iter().filter(|&&i| i != written) {
         fates[i] = Some(match (&fate, keep) {
             (Fate::Stored | Fate::Skipped, Keep::First) => Fate::Skipped,
             (Fate::Rejected { .. }, Keep::Last) => Fate::Skipped,
@@ -456,7 +514,7 @@ mod tests {
         fn name(&self) -> &str {
             "fake"
         }
-        fn decode(&self, record: &KafkaRecord) -> Decoded<String, String> {
+        fn decode(&self, record: &KafkaRecord, _: &mut usize) -> Decoded<String, String> {
             let text = record.value_str().unwrap().unwrap_or_default();
             match text.split_once(':') {
                 Some((_, "junk")) | None => {
@@ -508,8 +566,12 @@ mod tests {
         fn name(&self) -> &str {
             "fake"
         }
-        fn decode(&self, record: &KafkaRecord) -> Decoded<String, String> {
-            self.0.decode(record)
+        fn decode(&self, record: &KafkaRecord, stats: &mut usize) -> Decoded<String, String> {
+            self.0.decode(record, stats)
+        }
+        /// A change marked `old` (a replay of an earlier version) never replaces another.
+        fn supersedes(&self, new: &String, _: &String) -> bool {
+            !new.ends_with(":old")
         }
         async fn write(
             &self,
@@ -634,6 +696,51 @@ mod tests {
         assert_eq!(
             *r.dead_letters().seen.lock().unwrap(),
             [(3, "bad_item".to_string())]
+        );
+    }
+
+    #[tokio::test]
+    async fn every_item_refused_alike_is_an_environment_fault_not_dead_letters() {
+        let r = Runner::new(fake(false), Letters::default(), DeadlineSettings::default());
+        let h = r
+            .process(&batch(&["a:bad", "b:bad", "c:junk"]), &deadline())
+            .await;
+        assert_eq!(failed_offsets(&h), [0, 1], "redelivered, not dead-lettered");
+        assert_eq!(
+            h.counts.dead_lettered, 1,
+            "only the record that failed to decode"
+        );
+        assert_eq!(
+            *r.dead_letters().seen.lock().unwrap(),
+            [(2, "junk".to_string())]
+        );
+
+        // One item alone, or refusals that differ, are the rows' own fault.
+        let h = r.process(&batch(&["a:bad", "b:ok"]), &deadline()).await;
+        assert_eq!(h.counts.dead_lettered, 1);
+        let h = r.process(&batch(&["d:bad"]), &deadline()).await;
+        assert_eq!(h.counts.dead_lettered, 1);
+    }
+
+    #[tokio::test]
+    async fn a_replayed_older_change_does_not_replace_the_newer_one() {
+        let r = Runner::new(
+            LastFake(fake(false)),
+            Letters::default(),
+            DeadlineSettings::default(),
+        );
+        let h = r
+            .process(&batch(&["a:ok", "a:old", "b:down", "b:old"]), &deadline())
+            .await;
+        assert_eq!(*r.function().0.written.lock().unwrap(), ["a:ok", "b:down"]);
+        assert_eq!(
+            h.counts.stored, 2,
+            "a's newer change and the replay it supersedes"
+        );
+        assert_eq!(
+            failed_offsets(&h),
+            [2, 3],
+            "b failed: its replay is not acknowledged ahead of it"
         );
     }
 

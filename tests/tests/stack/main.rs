@@ -7,9 +7,11 @@
 //! test (`gift_log_secrets`) keeps a binary of its own: it installs a tracing subscriber, which
 //! must not race with other tests.
 
+mod acknowledged;
 mod esm_e2e;
 mod gift_persister;
 mod gift_secrets;
 mod observability;
 mod pages_pipeline;
 mod stores_qdrant_stargate;
+mod table_sink;

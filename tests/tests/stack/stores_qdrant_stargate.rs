@@ -160,6 +160,7 @@ async fn redelivery_skips_unchanged<S: VectorStore>(store: S) -> S {
         embedder: Counting::default(),
         store,
         rag: NoRag,
+        states: page_embedder::state::PageStates::memory(),
         settings: Settings {
             page_id_field: "page_id".into(),
             body_field: "body".into(),
@@ -172,6 +173,7 @@ async fn redelivery_skips_unchanged<S: VectorStore>(store: S) -> S {
             },
             rag_enabled: false,
             function_name: "page-embedder".into(),
+            unavailable_value: page_embedder::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
         },
     };
     let runner = Runner::new(

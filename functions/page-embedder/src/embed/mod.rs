@@ -1,21 +1,27 @@
 //! Embedding providers: the [`Embedder`] trait the handler depends on, the error classes of a
-//! provider call, the vector checks every provider's answer goes through, and the HTTP clients
-//! for Ollama's native API and the OpenAI-compatible API.
+//! provider call, the vector checks every provider's answer goes through, and [`HttpEmbedder`],
+//! the one HTTP client of both APIs (Ollama's native API and the OpenAI-compatible API), which
+//! differ only in their [`Wire`] format.
 
 #[cfg(feature = "local-embedder")]
 mod local;
 mod ollama;
 mod openai;
 
+use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use lambda_kit::error::{Classify, ErrorClass};
+use lambda_kit::http::{self, Failure};
+use lambda_kit::postgrest::Secret;
+use serde::Serialize;
 
 #[cfg(feature = "local-embedder")]
 pub use local::LocalProvider;
-pub use ollama::OllamaEmbedder;
-pub use openai::OpenAiEmbedder;
+pub use ollama::{OllamaApi, OllamaEmbedder};
+pub use openai::{OpenAiApi, OpenAiEmbedder};
 
 /// Turns texts into vectors. Implementations make one provider request per call (the caller
 /// batches and bounds concurrency) and return one vector per input, in input order.
@@ -200,6 +206,13 @@ fn status_error(
             model: model.to_owned(),
             message,
         },
+        400 | 422 if refuses_settings(&message) => EmbedError::Config {
+            status: status.as_u16(),
+            model: model.to_owned(),
+            message: format!(
+                "{message} (a setting, not the page: check EMBED_MODEL, and EMBED_DIM, sent as `dimensions` when set)"
+            ),
+        },
         400 | 422 => EmbedError::InputRejected {
             status: status.as_u16(),
             message,
@@ -210,6 +223,23 @@ fn status_error(
             message,
         },
     }
+}
+
+/// A 400/422 about the request's settings rather than its input: OpenAI answers "This model does
+/// not support specifying dimensions." for `dimensions` on a model without that option, and
+/// OpenAI-compatible servers name an unknown model. Every request would fail alike, so no page is
+/// to blame.
+fn refuses_settings(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    let dimensions = m.contains("dimensions")
+        && ["not support", "invalid", "must be", "unsupported"]
+            .iter()
+            .any(|w| m.contains(w));
+    let model = m.contains("model")
+        && ["not found", "does not exist", "unknown model"]
+            .iter()
+            .any(|w| m.contains(w));
+    dimensions || model
 }
 
 /// Wording of "input longer than the context" across Ollama, OpenAI, vLLM and TEI.
@@ -248,17 +278,138 @@ fn error_message(body: &str, secret: Option<&str>) -> (String, Option<String>) {
     (lambda_kit::http::sanitize_body(&message, secret), code)
 }
 
-/// Maps a transport failure (connect, timeout, reset) to [`EmbedError`].
-fn transport_error(err: &reqwest::Error, model: &str, secret: Option<&str>) -> EmbedError {
-    let message = lambda_kit::http::sanitize_body(&lambda_kit::http::describe_reqwest(err), secret);
-    if lambda_kit::http::classify_reqwest(err).is_transient() {
-        EmbedError::Unavailable {
-            code: lambda_kit::http::reqwest_error_code(err),
-            message,
-            retry_after: None,
+/// How one provider's API answers: where its vectors are in a 2xx body. Everything else (the
+/// endpoint, the request, the key, the timeout, errors) is [`HttpEmbedder`]'s.
+pub trait Wire: fmt::Debug + Clone + Send + Sync {
+    /// The answer's shape, for the message about a body that does not parse.
+    const SHAPE: &'static str;
+
+    /// The embeddings of a 2xx body, each with the position of its input.
+    fn vectors(body: &[u8]) -> serde_json::Result<Vec<(usize, Vec<f32>)>>;
+}
+
+/// The request fields that only one of the APIs has; unset ones are left out of the body.
+#[derive(Debug, Clone, Default, Serialize)]
+struct Options {
+    /// Ollama: `false` makes an over-long input an error instead of cutting it silently.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncate: Option<bool>,
+    /// Ollama: how long the model stays loaded (`10m`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_alive: Option<String>,
+    /// OpenAI: `float` (not base64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding_format: Option<&'static str>,
+}
+
+/// The request body of both APIs.
+#[derive(Serialize)]
+struct Request<'a> {
+    model: &'a str,
+    input: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<usize>,
+    #[serde(flatten)]
+    options: &'a Options,
+}
+
+/// A client of an embeddings API over HTTP: one POST of `{"model", "input": [...]}` per call,
+/// the answer checked (one vector per input, each input once) and failures classified into
+/// [`EmbedError`]s; the key (if any) is sent as `Authorization: Bearer` and kept out of messages.
+/// [`OllamaEmbedder`] and [`OpenAiEmbedder`] are its two [`Wire`] formats.
+#[derive(Debug, Clone)]
+pub struct HttpEmbedder<W> {
+    client: reqwest::Client,
+    url: String,
+    model: String,
+    dimensions: usize,
+    send_dimensions: bool,
+    options: Options,
+    api_key: Option<Secret>,
+    timeout: Duration,
+    wire: PhantomData<W>,
+}
+
+impl<W> HttpEmbedder<W> {
+    fn with_url(client: reqwest::Client, url: String, model: &str) -> Self {
+        Self {
+            client,
+            url,
+            model: model.to_owned(),
+            dimensions: 0,
+            send_dimensions: false,
+            options: Options::default(),
+            api_key: None,
+            timeout: Duration::from_secs(30),
+            wire: PhantomData,
         }
-    } else {
-        invalid_response(model, message)
+    }
+
+    /// `dimensions` expected, and whether to ask for it (`dimensions` in each request: only
+    /// when `EMBED_DIM` was set explicitly, not every model supports it).
+    fn with_dimensions(self, dimensions: usize, send_dimensions: bool) -> Self {
+        Self {
+            dimensions,
+            send_dimensions,
+            ..self
+        }
+    }
+
+    /// Timeout of one request (default 30 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The endpoint requests go to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl<W: Wire> Embedder for HttpEmbedder<W> {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let key = self.api_key.as_ref().map(Secret::expose);
+        let mut request = self.client.post(&self.url).json(&Request {
+            model: &self.model,
+            input: texts,
+            dimensions: self.send_dimensions.then_some(self.dimensions),
+            options: &self.options,
+        });
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let body = http::attempt(request, self.timeout, key)
+            .await
+            .map_err(|failure| provider_error(failure, &self.model, key))?;
+        let vectors = W::vectors(&body)
+            .map_err(|e| invalid_response(&self.model, format!("body is not {}: {e}", W::SHAPE)))?;
+        in_input_order(&self.model, vectors, texts.len())
+    }
+}
+
+/// The providers' reading of a failed attempt: the 400/413/422 context-length rules of
+/// [`status_error`].
+fn provider_error(failure: Failure<'_>, model: &str, secret: Option<&str>) -> EmbedError {
+    match failure {
+        Failure::Transport(t) if t.class.is_transient() => EmbedError::Unavailable {
+            code: t.code,
+            message: t.message,
+            retry_after: None,
+        },
+        Failure::Transport(t) => invalid_response(model, t.message),
+        Failure::Status(r) => {
+            let (message, code) = error_message(&r.text(), secret);
+            status_error(r.status, &r.headers, model, message, code.as_deref())
+        }
     }
 }
 
@@ -270,58 +421,29 @@ fn invalid_response(model: &str, message: String) -> EmbedError {
     }
 }
 
-/// Sends a prepared JSON request and parses the body of a 2xx answer as `T`; a body that does not
-/// parse is an [`EmbedError::InvalidResponse`] naming the `shape` expected.
-async fn send_json<T: serde::de::DeserializeOwned>(
-    request: reqwest::RequestBuilder,
+/// A provider must answer one embedding per input, each input once.
+fn in_input_order(
     model: &str,
-    secret: Option<&str>,
-    shape: &str,
-) -> Result<T, EmbedError> {
-    let text = send(request, model, secret).await?;
-    serde_json::from_str(&text)
-        .map_err(|e| invalid_response(model, format!("body is not {shape}: {e}")))
-}
-
-/// A provider must answer one embedding per input.
-fn check_count(model: &str, embeddings: usize, inputs: usize) -> Result<(), EmbedError> {
-    if embeddings == inputs {
-        Ok(())
-    } else {
-        Err(invalid_response(
-            model,
-            format!("{embeddings} embeddings for {inputs} inputs"),
-        ))
+    vectors: Vec<(usize, Vec<f32>)>,
+    inputs: usize,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let invalid = |message: String| invalid_response(model, message);
+    if vectors.len() != inputs {
+        return Err(invalid(format!(
+            "{} embeddings for {inputs} inputs",
+            vectors.len()
+        )));
     }
-}
-
-/// Sends a prepared JSON request and returns the body of a 2xx answer, or the classified error.
-async fn send(
-    request: reqwest::RequestBuilder,
-    model: &str,
-    secret: Option<&str>,
-) -> Result<String, EmbedError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| transport_error(&e, model, secret))?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| transport_error(&e, model, secret))?;
-    if status.is_success() {
-        return Ok(body);
+    let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs];
+    for (index, vector) in vectors {
+        let slot = out
+            .get_mut(index)
+            .ok_or_else(|| invalid(format!("index {index} out of range")))?;
+        if slot.replace(vector).is_some() {
+            return Err(invalid(format!("index {index} repeated")));
+        }
     }
-    let (message, code) = error_message(&body, secret);
-    Err(status_error(
-        status,
-        &headers,
-        model,
-        message,
-        code.as_deref(),
-    ))
+    Ok(out.into_iter().map(Option::unwrap_or_default).collect())
 }
 
 #[cfg(test)]
@@ -362,6 +484,27 @@ mod tests {
     }
 
     #[test]
+    fn refused_dimensions_or_model_are_configuration_errors_naming_the_setting() {
+        // OpenAI: 400 `invalid_request_error` for `dimensions` on text-embedding-ada-002.
+        let e = err(
+            400,
+            r#"{"error":{"message":"This model does not support specifying dimensions.","type":"invalid_request_error","param":null,"code":null}}"#,
+        );
+        assert!(matches!(e, EmbedError::Config { status: 400, .. }), "{e:?}");
+        assert!(!e.blames_input());
+        assert!(e.to_string().contains("EMBED_DIM"), "{e}");
+        // An OpenAI-compatible server naming an unknown model.
+        let e = err(
+            400,
+            r#"{"error":{"message":"The model `nomic-embed-text` does not exist"}}"#,
+        );
+        assert!(matches!(e, EmbedError::Config { .. }), "{e:?}");
+        // An ordinary refusal of one input still blames the input.
+        let e = err(400, r#"{"error":{"message":"'$.input' is invalid"}}"#);
+        assert!(e.blames_input(), "{e:?}");
+    }
+
+    #[test]
     fn openai_errors() {
         let e = err(
             400,
@@ -380,6 +523,65 @@ mod tests {
         );
         assert!(matches!(e, EmbedError::Config { status: 401, .. }));
         assert!(!e.to_string().contains("sk-secret"), "{e}");
+    }
+
+    #[test]
+    fn request_bodies_carry_each_apis_own_fields() {
+        let texts = vec!["a".to_owned()];
+        let body = |options: &Options, dimensions| {
+            serde_json::to_value(Request {
+                model: "m",
+                input: &texts,
+                dimensions,
+                options,
+            })
+            .unwrap()
+        };
+        let ollama = OllamaEmbedder::new(reqwest::Client::new(), "http://h", "m", 8, true)
+            .with_keep_alive(Some("10m".into()));
+        assert_eq!(
+            body(&ollama.options, Some(8)),
+            serde_json::json!({"model": "m", "input": ["a"], "dimensions": 8, "truncate": false, "keep_alive": "10m"})
+        );
+        let openai = OpenAiEmbedder::new(
+            reqwest::Client::new(),
+            "http://h",
+            "m",
+            8,
+            false,
+            Some("sk-secret".into()),
+        );
+        assert_eq!(
+            body(&openai.options, None),
+            serde_json::json!({"model": "m", "input": ["a"], "encoding_format": "float"})
+        );
+        assert!(!format!("{openai:?}").contains("sk-secret"));
+    }
+
+    #[test]
+    fn answers_are_put_in_input_order() {
+        let openai = br#"{"data":[{"index":1,"embedding":[2.0]},{"index":0,"embedding":[1.0]}]}"#;
+        let v = OpenAiApi::vectors(openai).unwrap();
+        assert_eq!(
+            in_input_order("m", v, 2).unwrap(),
+            vec![vec![1.0], vec![2.0]]
+        );
+        let v = OllamaApi::vectors(br#"{"model":"m","embeddings":[[1.0],[2.0]]}"#).unwrap();
+        assert_eq!(
+            in_input_order("m", v, 2).unwrap(),
+            vec![vec![1.0], vec![2.0]]
+        );
+        let bad = [
+            (vec![(0, vec![1.0])], "1 embeddings for 2 inputs"),
+            (vec![(0, vec![1.0]), (0, vec![2.0])], "index 0 repeated"),
+            (vec![(0, vec![1.0]), (2, vec![2.0])], "index 2 out of range"),
+        ];
+        for (vectors, problem) in bad {
+            let e = in_input_order("m", vectors, 2).unwrap_err();
+            assert!(matches!(e, EmbedError::InvalidResponse { .. }), "{e}");
+            assert!(e.to_string().contains(problem), "{e}");
+        }
+        assert!(OllamaApi::vectors(br#"{"data":[]}"#).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! its row types.
 
 mod any;
+#[cfg(any(test, feature = "testing"))]
 mod memory;
 mod qdrant;
 mod rest;
@@ -17,6 +18,7 @@ use lambda_kit::error::{Classify, ErrorClass};
 use lambda_kit::retry::Deadline;
 
 pub use any::{AnyStore, BuildStoreError};
+#[cfg(any(test, feature = "testing"))]
 pub use memory::MemoryStore;
 pub use qdrant::{QdrantConfig, QdrantStore, point_id};
 pub use stargate::{StargateConfig, StargateStore};

@@ -26,16 +26,22 @@ use lambda_kit::error::ErrorClass;
 use lambda_kit::postgrest::Secret;
 use lambda_kit::retry::{Deadline, RetryPolicy};
 use reqwest::Method;
-use reqwest::header::HeaderName;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::rest::{RestClient, RestSettings, segment};
+use super::rest::{RestClient, Service, json_text, segment};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
 use crate::config::KeySource;
 
 /// Namespace of the point ids (a fixed random UUID: changing it would orphan every point).
 const POINT_NAMESPACE: uuid::Uuid = uuid::uuid!("6f1c2b8e-5d3a-4e7f-9a41-2c8d0b7e6a13");
+
+/// Qdrant's REST API: the key in `api-key`, errors as `{"status": {"error": "..."}}`.
+const QDRANT: Service = Service {
+    name: "qdrant",
+    auth_header: "api-key",
+    error_text: qdrant_error_text,
+};
 
 /// The variables giving the API key: directly, or as a Secrets Manager id.
 pub(crate) const API_KEY_VARS: (&str, &str) = ("QDRANT_API_KEY", "QDRANT_API_KEY_SECRET_ID");
@@ -137,8 +143,7 @@ pub(crate) fn key_source(
 
 /// Qdrant's error body: `{"status": {"error": "..."}, "time": ...}`.
 fn qdrant_error_text(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    v.pointer("/status/error")?.as_str().map(str::to_owned)
+    json_text(body, "/status/error")
 }
 
 /// Chunk vectors in a Qdrant collection.
@@ -206,19 +211,15 @@ impl QdrantStore {
         api_key: Option<Secret>,
         http: reqwest::Client,
     ) -> Result<Self, StoreError> {
-        let rest = RestClient::new(RestSettings {
-            service: "qdrant",
-            auth: api_key.map(|k| (HeaderName::from_static("api-key"), k)),
-            request_timeout: config.request_timeout,
+        let collection = segment("QDRANT_COLLECTION", &config.collection)?;
+        let rest = RestClient::new(
+            &QDRANT,
+            api_key,
             http,
-            retry: config.retry.clone(),
-            error_text: qdrant_error_text,
-        })?;
-        let base = format!(
-            "{}/collections/{}",
-            config.url,
-            segment("QDRANT_COLLECTION", &config.collection)?
-        );
+            config.request_timeout,
+            &config.retry,
+        )?;
+        let base = format!("{}/collections/{collection}", config.url);
         Ok(Self { rest, base })
     }
 
@@ -237,7 +238,7 @@ impl QdrantStore {
     ) -> Result<(), StoreError> {
         let url = format!("{}{path}?wait=true", self.base);
         let bytes = serde_json::to_vec(&body).map_err(encode_error)?;
-        let (_, answer) = self.rest.send(deadline, method, &url, Some(bytes)).await?;
+        let answer = self.rest.send(deadline, method, &url, Some(bytes)).await?;
         let envelope: Envelope<Value> = self.rest.decode(&answer)?;
         check_ok(&envelope.status)
     }
@@ -290,7 +291,7 @@ impl VectorStore for QdrantStore {
                     body["offset"] = offset;
                 }
                 let bytes = serde_json::to_vec(&body).map_err(encode_error)?;
-                let (_, answer) = self
+                let answer = self
                     .rest
                     .send(deadline, Method::POST, &url, Some(bytes))
                     .await?;

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use lambda_kit::error::{Classify, ErrorClass};
+use lambda_kit::error::ErrorClass;
 use lambda_kit::http;
 use lambda_kit::postgrest::Secret;
 use lambda_kit::retry::{Deadline, RetryPolicy};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use reqwest::{Method, StatusCode};
 
 use super::StoreError;
 
@@ -39,20 +39,19 @@ pub(crate) fn segment(field: &str, value: &str) -> Result<String, StoreError> {
 /// Extracts the error text from a service's error body.
 pub(crate) type ErrorText = fn(&[u8]) -> Option<String>;
 
-/// Settings of a [`RestClient`].
-#[derive(Debug, Clone)]
-pub(crate) struct RestSettings {
+/// The string at `pointer` (`/status/error`) of a JSON body, when there is one.
+pub(crate) fn json_text(body: &[u8], pointer: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.pointer(pointer)?.as_str().map(str::to_owned)
+}
+
+/// What sets one REST service apart: its name, its auth header, its error body.
+#[derive(Debug)]
+pub(crate) struct Service {
     /// `qdrant` or `stargate`, for messages.
-    pub service: &'static str,
-    /// Header carrying the key (`api-key`, `X-Cassandra-Token`) and the key.
-    pub auth: Option<(HeaderName, Secret)>,
-    /// One request.
-    pub request_timeout: Duration,
-    /// The process's one HTTP client (it connects within `HTTP_CONNECT_TIMEOUT_MS`); every
-    /// request sets its own timeout.
-    pub http: reqwest::Client,
-    /// Retries of transient faults.
-    pub retry: RetryPolicy,
+    pub name: &'static str,
+    /// Header carrying the key (`api-key`, `x-cassandra-token`), lowercase.
+    pub auth_header: &'static str,
     /// Reads the service's error body.
     pub error_text: ErrorText,
 }
@@ -61,98 +60,80 @@ pub(crate) struct RestSettings {
 #[derive(Debug, Clone)]
 pub(crate) struct RestClient {
     http: reqwest::Client,
-    service: &'static str,
     auth: Option<(HeaderName, HeaderValue)>,
-    secret: Option<Secret>,
-    request_timeout: Duration,
-    retry: RetryPolicy,
+    sender: http::Sender,
     error_text: ErrorText,
 }
 
 impl RestClient {
-    pub(crate) fn new(settings: RestSettings) -> Result<Self, StoreError> {
-        let build_error = |message: String| StoreError {
-            class: ErrorClass::Permanent,
-            code: "store_client_build",
-            blames_input: false,
-            message: format!("{} client: {message}", settings.service),
-        };
-        let (auth, secret) = match &settings.auth {
-            Some((name, secret)) => {
-                let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
-                    build_error("the key contains characters not allowed in a header".into())
+    /// A client of `service` on the process's one HTTP client (it connects within
+    /// `HTTP_CONNECT_TIMEOUT_MS`); every request carries `timeout`, capped by the deadline.
+    pub(crate) fn new(
+        service: &Service,
+        key: Option<Secret>,
+        http: reqwest::Client,
+        timeout: Duration,
+        retry: &RetryPolicy,
+    ) -> Result<Self, StoreError> {
+        let auth = match &key {
+            Some(key) => {
+                let mut value = HeaderValue::from_str(key.expose()).map_err(|_| StoreError {
+                    class: ErrorClass::Permanent,
+                    code: "store_client_build",
+                    blames_input: false,
+                    message: format!(
+                        "{} client: the key contains characters not allowed in a header",
+                        service.name
+                    ),
                 })?;
                 value.set_sensitive(true);
-                (Some((name.clone(), value)), Some(secret.clone()))
+                Some((HeaderName::from_static(service.auth_header), value))
             }
-            None => (None, None),
+            None => None,
         };
         Ok(Self {
-            http: settings.http.clone(),
-            service: settings.service,
+            http,
             auth,
-            secret,
-            request_timeout: settings.request_timeout,
-            retry: settings.retry,
-            error_text: settings.error_text,
+            sender: http::Sender::new(service.name, timeout, retry.clone(), key),
+            error_text: service.error_text,
         })
     }
 
     /// Sends `method url` with an optional JSON body, retrying transient faults until the
-    /// deadline; returns the status and body of a 2xx answer.
+    /// deadline; returns the body of a 2xx answer.
     pub(crate) async fn send(
         &self,
         deadline: &Deadline,
         method: Method,
         url: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<(StatusCode, bytes::Bytes), StoreError> {
+    ) -> Result<bytes::Bytes, StoreError> {
         let body = body.map(bytes::Bytes::from);
-        lambda_kit::retry::retry(
-            &self.retry,
-            deadline,
-            || StoreError {
-                class: ErrorClass::TRANSIENT,
-                code: "deadline_exceeded",
-                blames_input: false,
-                message: format!(
-                    "deadline reached before the {} call completed",
-                    self.service
-                ),
-            },
-            |attempt| {
-                let mut request = self
-                    .http
-                    .request(method.clone(), url)
-                    .timeout(self.request_timeout.min(attempt.remaining));
-                if let Some((name, value)) = &self.auth {
-                    request = request.header(name.clone(), value.clone());
-                }
-                if let Some(body) = &body {
-                    request = request
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(body.clone());
-                }
-                async move {
-                    let response = request.send().await.map_err(|e| self.transport(&e))?;
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
-                    if status.is_success() {
-                        return Ok((status, bytes));
+        let service = self.sender.service;
+        self.sender
+            .send(
+                deadline,
+                || {
+                    let mut request = self.http.request(method.clone(), url);
+                    if let Some((name, value)) = &self.auth {
+                        request = request.header(name.clone(), value.clone());
                     }
-                    let err = self.api_error(status, &headers, &bytes);
-                    tracing::debug!(
-                        service = self.service,
-                        status = status.as_u16(),
-                        error_code = err.error_code(),
-                        "vector store error"
-                    );
-                    Err(err)
-                }
-            },
-        )
-        .await
+                    match &body {
+                        Some(body) => request
+                            .header(CONTENT_TYPE, "application/json")
+                            .body(body.clone()),
+                        None => request,
+                    }
+                },
+                || StoreError {
+                    class: ErrorClass::TRANSIENT,
+                    code: "deadline_exceeded",
+                    blames_input: false,
+                    message: format!("deadline reached before the {service} call completed"),
+                },
+                |failure| self.error(failure),
+            )
+            .await
     }
 
     /// Decodes a 2xx body.
@@ -164,36 +145,28 @@ impl RestClient {
             class: ErrorClass::Permanent,
             code: "store_decode",
             blames_input: false,
-            message: format!("{} answer could not be decoded: {e}", self.service),
+            message: format!("{} answer could not be decoded: {e}", self.sender.service),
         })
     }
 
-    fn secret(&self) -> Option<&str> {
-        self.secret.as_ref().map(Secret::expose)
-    }
-
-    fn transport(&self, e: &reqwest::Error) -> StoreError {
-        StoreError {
-            class: http::classify_reqwest(e),
-            code: http::reqwest_error_code(e),
-            blames_input: false,
-            message: format!(
-                "{} request failed: {}",
-                self.service,
-                http::sanitize_body(&http::describe_reqwest(e), self.secret())
-            ),
-        }
-    }
-
-    fn api_error(
-        &self,
-        status: StatusCode,
-        headers: &reqwest::header::HeaderMap,
-        body: &[u8],
-    ) -> StoreError {
-        let text =
-            (self.error_text)(body).unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-        let code = match status.as_u16() {
+    /// The stores' reading of a failed attempt: a rejected body (400/413/422) blames the input,
+    /// 401/403/404 the configuration.
+    fn error(&self, failure: http::Failure<'_>) -> StoreError {
+        let service = self.sender.service;
+        let r = match failure {
+            http::Failure::Status(r) => r,
+            http::Failure::Transport(t) => {
+                return StoreError {
+                    class: t.class,
+                    code: t.code,
+                    blames_input: false,
+                    message: format!("{service} request failed: {}", t.message),
+                };
+            }
+        };
+        let text = (self.error_text)(&r.body).unwrap_or_else(|| r.text().into_owned());
+        let status = r.status.as_u16();
+        let code = match status {
             400 | 422 => "store_bad_request",
             401 | 403 => "store_unauthorized",
             404 => "store_not_found",
@@ -203,15 +176,10 @@ impl RestClient {
             _ => "store_rejected",
         };
         StoreError {
-            class: http::classify_status(status, headers),
+            class: r.class(),
             code,
-            blames_input: matches!(status.as_u16(), 400 | 413 | 422),
-            message: format!(
-                "{} HTTP {}: {}",
-                self.service,
-                status.as_u16(),
-                http::sanitize_body(&text, self.secret())
-            ),
+            blames_input: matches!(status, 400 | 413 | 422),
+            message: format!("{service} HTTP {status}: {}", r.clean(&text)),
         }
     }
 }

@@ -30,14 +30,19 @@ use lambda_kit::postgrest::Secret;
 use lambda_kit::retry::{Deadline, RetryPolicy};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
-use reqwest::header::HeaderName;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::qdrant::{http_url, key_source};
-use super::rest::{RestClient, RestSettings, segment};
+use super::rest::{RestClient, Service, json_text, segment};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
 use crate::config::KeySource;
+
+/// Stargate REST v2: the token in `X-Cassandra-Token`, errors as `{"description": "..."}`.
+const STARGATE: Service = Service {
+    name: "stargate",
+    auth_header: "x-cassandra-token",
+    error_text: stargate_error_text,
+};
 
 /// The variables giving the auth token: directly, or as a Secrets Manager id.
 pub(crate) const AUTH_TOKEN_VARS: (&str, &str) =
@@ -89,8 +94,7 @@ impl StargateConfig {
 
 /// Stargate's error body: `{"description": "...", "code": 400}`.
 fn stargate_error_text(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    v.get("description")?.as_str().map(str::to_owned)
+    json_text(body, "/description")
 }
 
 /// Chunk vectors in a Cassandra table behind Stargate REST v2.
@@ -138,14 +142,13 @@ impl StargateStore {
         auth_token: Option<Secret>,
         http: reqwest::Client,
     ) -> Result<Self, StoreError> {
-        let rest = RestClient::new(RestSettings {
-            service: "stargate",
-            auth: auth_token.map(|t| (HeaderName::from_static("x-cassandra-token"), t)),
-            request_timeout: config.request_timeout,
+        let rest = RestClient::new(
+            &STARGATE,
+            auth_token,
             http,
-            retry: config.retry.clone(),
-            error_text: stargate_error_text,
-        })?;
+            config.request_timeout,
+            &config.retry,
+        )?;
         let base = format!(
             "{}/v2/keyspaces/{}/{}",
             config.url,
@@ -181,7 +184,7 @@ impl StargateStore {
                 url.push_str("&page-state=");
                 url.extend(utf8_percent_encode(&state, NON_ALPHANUMERIC));
             }
-            let (_, body) = self.rest.send(deadline, Method::GET, &url, None).await?;
+            let body = self.rest.send(deadline, Method::GET, &url, None).await?;
             let rows: Rows = self.rest.decode(&body)?;
             out.extend(rows.data.into_iter().map(|r| StoredChunk {
                 chunk_index: r.chunk_index,

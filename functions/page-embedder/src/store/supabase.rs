@@ -80,11 +80,12 @@ impl VectorStore for SupabaseStore {
         for ids in page_ids.chunks(IDS_PER_QUERY) {
             let rows: Vec<HashRow> = self
                 .client
-                .select(
+                .select_all(
                     deadline,
                     &self.table,
                     "page_id,chunk_index,content_hash",
                     &[Filter::in_list("page_id", ids)],
+                    "page_id,chunk_index",
                 )
                 .await
                 .map_err(wrap)?;

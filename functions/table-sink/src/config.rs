@@ -1,0 +1,285 @@
+//! Configuration of the function, read once at cold start.
+//!
+//! | variable | default | meaning |
+//! | --- | --- | --- |
+//! | `SINK_TABLE` | required | table the rows are upserted into |
+//! | `SINK_CONFLICT_COLUMNS` | required | comma-separated key columns (the primary key or a unique index of the table) |
+//! | `SINK_ON_CONFLICT` | `merge` | `merge`: update the row with the fields a record carries; `ignore`: keep the existing row |
+//! | `SINK_COLUMNS` | all fields | comma-separated allow-list: other fields are dropped (the conflict columns are always kept) |
+//! | `SUPABASE_REST_URL` / `SUPABASE_URL` | required | PostgREST base URL, or project URL + `/rest/v1` |
+//! | `SUPABASE_SECRET_KEY` / `SUPABASE_SECRET_KEY_SECRET_ID` (legacy `SUPABASE_SERVICE_ROLE_KEY` / `SUPABASE_KEY_SECRET_ID`) | required | key, or Secrets Manager id/ARN (plain or JSON `key`); [`resolve_key`](lambda_kit::postgrest::resolve_key) |
+//! | `DEAD_LETTER_TABLE` | `dead_letters` | dead-letter table |
+//! | `WRITE_MAX_ROWS` / `WRITE_MAX_BYTES` | 500 / 1048576 | rows and JSON body bytes per bulk request |
+//! | `HTTP_TIMEOUT_MS`, `HTTP_CONNECT_TIMEOUT_MS`, `RETRY_*`, `DEADLINE_SAFETY_MARGIN_MS`, `DEFAULT_BUDGET_MS` | as every function | HTTP, retries, deadline |
+//! | `METRICS_ENABLED` / `METRICS_NAMESPACE` | `true` / `KafkaLambdas` | one EMF metrics line per invocation |
+
+use lambda_kit::batch::WriteLimits;
+use lambda_kit::config::{ConfigError, Env, InitError};
+use lambda_kit::dead_letter::PostgrestDeadLetters;
+use lambda_kit::metrics::Metrics;
+use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret, Upsert, resolve_key};
+use lambda_kit::retry::DeadlineSettings;
+use lambda_kit::runner::Runner;
+
+use crate::handler::{Ignore, Merge, OnConflict, PostgrestHandler, PostgrestRunner, TableSink};
+use crate::row::{Shape, is_identifier};
+use crate::store::PostgrestRows;
+
+/// Name of the function in dead letters (stable across deployments, so redelivery dedupes).
+pub const FUNCTION_NAME: &str = "table-sink";
+
+/// `SINK_ON_CONFLICT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflictMode {
+    /// `merge` (the default): update the existing row.
+    Merge,
+    /// `ignore`: keep the existing row.
+    Ignore,
+}
+
+/// The table and the shape of its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkSettings {
+    /// `SINK_TABLE`.
+    pub table: String,
+    /// `SINK_CONFLICT_COLUMNS`.
+    pub conflict_columns: Vec<String>,
+    /// `SINK_ON_CONFLICT`.
+    pub on_conflict: OnConflictMode,
+    /// `SINK_COLUMNS`, when set.
+    pub columns: Option<Vec<String>>,
+}
+
+impl SinkSettings {
+    /// Reads the `SINK_*` variables.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let table = env.required("SINK_TABLE")?;
+        if !is_identifier(&table) {
+            return Err(ConfigError::new(
+                "SINK_TABLE",
+                "must be a table name made of letters, digits and '_' (at most 63 bytes)",
+            ));
+        }
+        let conflict_columns = column_list(env, "SINK_CONFLICT_COLUMNS")?
+            .ok_or_else(|| ConfigError::new("SINK_CONFLICT_COLUMNS", "is required but not set"))?;
+        let on_conflict = match env.get("SINK_ON_CONFLICT").as_deref() {
+            None | Some("merge") => OnConflictMode::Merge,
+            Some("ignore") => OnConflictMode::Ignore,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "SINK_ON_CONFLICT",
+                    "expected merge or ignore",
+                ));
+            }
+        };
+        Ok(Self {
+            table,
+            conflict_columns,
+            on_conflict,
+            columns: column_list(env, "SINK_COLUMNS")?,
+        })
+    }
+
+    /// The rows' shape.
+    pub fn shape(&self) -> Shape {
+        Shape::new(self.conflict_columns.clone(), self.columns.clone())
+    }
+}
+
+/// A comma-separated list of distinct column names; `None` when unset.
+fn column_list(env: &Env, var: &str) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(text) = env.get(var) else {
+        return Ok(None);
+    };
+    let mut columns: Vec<String> = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        if !is_identifier(name) {
+            return Err(ConfigError::new(
+                var,
+                format!(
+                    "{name:?} is not a column name (letters, digits and '_', at most 63 bytes, comma separated)"
+                ),
+            ));
+        }
+        if columns.iter().any(|c| c == name) {
+            return Err(ConfigError::new(var, format!("{name:?} is listed twice")));
+        }
+        columns.push(name.to_owned());
+    }
+    Ok(Some(columns))
+}
+
+/// Everything the function needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// PostgREST connection.
+    pub postgrest: PostgrestConfig,
+    /// The table and its rows.
+    pub sink: SinkSettings,
+    /// Dead-letter table.
+    pub dead_letter_table: String,
+    /// Bulk write bounds.
+    pub limits: WriteLimits,
+    /// Deadline derivation.
+    pub deadline: DeadlineSettings,
+    /// The EMF metrics line (`METRICS_ENABLED`, `METRICS_NAMESPACE`).
+    pub metrics: Metrics,
+}
+
+impl Config {
+    /// Reads the process environment (and Secrets Manager for the key).
+    pub async fn from_env() -> Result<Self, InitError> {
+        Self::from(&Env::process()).await
+    }
+
+    /// Reads `env`.
+    pub async fn from(env: &Env) -> Result<Self, InitError> {
+        // Every other setting first, so a typo fails fast without an AWS call.
+        let sink = SinkSettings::from_env(env)?;
+        let dead_letter_table = env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")?;
+        if dead_letter_table == sink.table {
+            return Err(ConfigError::new("SINK_TABLE", "must not be the DEAD_LETTER_TABLE").into());
+        }
+        let probe = PostgrestConfig::from_env(env, Secret::new(""))?;
+        let limits = WriteLimits::from_env(env)?;
+        let deadline = DeadlineSettings::from_env(env)?;
+        let metrics = Metrics::from_env(env, FUNCTION_NAME)?;
+        let key = resolve_key(env).await?;
+        Ok(Self {
+            postgrest: PostgrestConfig { key, ..probe },
+            sink,
+            dead_letter_table,
+            limits,
+            deadline,
+            metrics,
+        })
+    }
+
+    /// The handler `main` runs (tests build theirs the same way).
+    pub fn build(&self) -> Result<PostgrestHandler, InitError> {
+        let client = PostgrestClient::new(self.postgrest.clone())?;
+        Ok(match self.sink.on_conflict {
+            OnConflictMode::Merge => PostgrestHandler::Merge(self.runner::<Merge>(client)),
+            OnConflictMode::Ignore => PostgrestHandler::Ignore(self.runner::<Ignore>(client)),
+        })
+    }
+
+    fn runner<C: OnConflict>(&self, client: PostgrestClient) -> PostgrestRunner<C> {
+        let upsert = Upsert::on_conflict(self.sink.conflict_columns.join(","), C::DUPLICATES);
+        let rows = PostgrestRows::new(client.clone(), self.sink.table.clone(), self.limits, upsert);
+        let dead_letters =
+            PostgrestDeadLetters::new(client, self.dead_letter_table.clone(), self.limits);
+        Runner::new(
+            TableSink::<_, C>::new(rows, self.sink.shape()),
+            dead_letters,
+            self.deadline.clone(),
+        )
+        .with_metrics(self.metrics.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: [(&str, &str); 4] = [
+        ("SUPABASE_URL", "http://127.0.0.1:9"),
+        ("SUPABASE_SERVICE_ROLE_KEY", "k"),
+        ("SINK_TABLE", "user_profiles"),
+        ("SINK_CONFLICT_COLUMNS", "user_id"),
+    ];
+
+    fn env(extra: &[(&str, &str)]) -> Env {
+        let mut pairs: Vec<(&str, &str)> = BASE
+            .iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .copied()
+            .collect();
+        pairs.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
+        Env::from_pairs(pairs)
+    }
+
+    async fn error(extra: &[(&str, &str)]) -> String {
+        Config::from(&env(extra)).await.unwrap_err().to_string()
+    }
+
+    #[tokio::test]
+    async fn defaults() {
+        let c = Config::from(&env(&[])).await.unwrap();
+        assert_eq!(c.postgrest.base_url, "http://127.0.0.1:9/rest/v1");
+        assert_eq!(c.postgrest.key.expose(), "k");
+        assert_eq!(
+            c.sink,
+            SinkSettings {
+                table: "user_profiles".into(),
+                conflict_columns: vec!["user_id".into()],
+                on_conflict: OnConflictMode::Merge,
+                columns: None,
+            }
+        );
+        assert_eq!(c.dead_letter_table, "dead_letters");
+        assert_eq!(c.limits, WriteLimits::default());
+        assert!(matches!(c.build().unwrap(), PostgrestHandler::Merge(_)));
+    }
+
+    #[tokio::test]
+    async fn lists_and_modes() {
+        let c = Config::from(&env(&[
+            ("SINK_CONFLICT_COLUMNS", " tenant_id , user_id "),
+            ("SINK_COLUMNS", "email,display_name"),
+            ("SINK_ON_CONFLICT", "ignore"),
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(c.sink.conflict_columns, ["tenant_id", "user_id"]);
+        assert_eq!(
+            c.sink.columns.as_deref(),
+            Some(&["email".to_string(), "display_name".to_string()][..])
+        );
+        assert!(matches!(c.build().unwrap(), PostgrestHandler::Ignore(_)));
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_variable() {
+        for (extra, var) in [
+            (&[("SINK_TABLE", "")][..], "SINK_TABLE"),
+            (&[("SINK_TABLE", "public.users")], "SINK_TABLE"),
+            (&[("SINK_TABLE", "users?select=x")], "SINK_TABLE"),
+            (&[("SINK_TABLE", "dead_letters")], "SINK_TABLE"),
+            (&[("SINK_CONFLICT_COLUMNS", "")], "SINK_CONFLICT_COLUMNS"),
+            (
+                &[("SINK_CONFLICT_COLUMNS", "a,,b")],
+                "SINK_CONFLICT_COLUMNS",
+            ),
+            (&[("SINK_CONFLICT_COLUMNS", "a,a")], "SINK_CONFLICT_COLUMNS"),
+            (
+                &[("SINK_CONFLICT_COLUMNS", "user id")],
+                "SINK_CONFLICT_COLUMNS",
+            ),
+            (&[("SINK_COLUMNS", "email;drop")], "SINK_COLUMNS"),
+            (&[("SINK_ON_CONFLICT", "replace")], "SINK_ON_CONFLICT"),
+            (&[("DEAD_LETTER_TABLE", "a-b")], "DEAD_LETTER_TABLE"),
+            (&[("WRITE_MAX_ROWS", "0")], "WRITE_MAX_ROWS"),
+            (&[("SUPABASE_URL", "")], "SUPABASE_URL"),
+            (
+                &[("SUPABASE_SERVICE_ROLE_KEY", "")],
+                "SUPABASE_SERVICE_ROLE_KEY",
+            ),
+            (&[("METRICS_ENABLED", "perhaps")], "METRICS_ENABLED"),
+        ] {
+            let e = error(extra).await;
+            assert!(e.contains(var), "{extra:?}: {e}");
+        }
+        let e = error(&[("SINK_CONFLICT_COLUMNS", "")]).await;
+        assert!(e.contains("required"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_key_is_never_printed() {
+        let c = Config::from(&env(&[("SUPABASE_SERVICE_ROLE_KEY", "sekret-123")]))
+            .await
+            .unwrap();
+        let printed = format!("{c:?} {:?}", c.build().unwrap());
+        assert!(!printed.contains("sekret-123"), "{printed}");
+    }
+}

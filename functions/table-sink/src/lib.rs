@@ -1,0 +1,15 @@
+//! table-sink: upserts the JSON rows of one Kafka topic into one Supabase table through
+//! PostgREST, configured by environment variables only (no code per table).
+//!
+//! - [`config`]: settings read once at cold start.
+//! - [`row`]: a record as a row: a JSON object, its allow-listed fields, its key.
+//! - [`store`]: the [`RowStore`](store::RowStore) trait and its PostgREST implementation.
+//! - [`handler`]: decode -> one row per key -> write, on the shared runner.
+
+pub mod config;
+pub mod handler;
+pub mod row;
+pub mod store;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,322 @@
+//! One record as a row of the sink table: the value's JSON object, its fields kept exactly as the
+//! producer wrote them (a long decimal or a numeric(38) is never rounded through `f64`), cut down
+//! to the allow-list, and keyed by the values of the conflict columns.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use event_decoding::{KafkaRecord, json_kind};
+use lambda_kit::fate::Fate;
+use serde_json::value::RawValue;
+
+/// The fields of a row by column name. Sorted, so rows with the same columns serialize with the
+/// same keys in the same order.
+pub type Fields = BTreeMap<String, Box<RawValue>>;
+
+/// `true` for a column or table name this function accepts: an ASCII letter or `_`, then
+/// letters, digits or `_`, at most 63 bytes (PostgreSQL truncates longer names).
+///
+/// ```
+/// use table_sink::row::is_identifier;
+/// assert!(is_identifier("user_id"));
+/// assert!(!is_identifier("1st") && !is_identifier("a-b") && !is_identifier(""));
+/// ```
+pub fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// What a row must look like: its conflict columns (the key) and, optionally, the only columns
+/// kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    conflict: Vec<String>,
+    keep: Option<BTreeSet<String>>,
+}
+
+impl Shape {
+    /// Rows keyed by `conflict` (valid identifiers, non-empty); when `columns` is given, other
+    /// fields are dropped (the conflict columns are always kept).
+    pub fn new(conflict: Vec<String>, columns: Option<Vec<String>>) -> Self {
+        let keep = columns.map(|c| c.into_iter().chain(conflict.iter().cloned()).collect());
+        Self { conflict, keep }
+    }
+
+    /// The conflict columns, in configured order.
+    pub fn conflict_columns(&self) -> &[String] {
+        &self.conflict
+    }
+
+    /// The row of `record` and its key, or why the record can never be a row.
+    ///
+    /// Rejections: the decoding codes of `event-decoding` (`missing_value`, `invalid_base64`,
+    /// `invalid_utf8`, `invalid_json`), `not_an_object`, `missing_key_column` (a conflict column
+    /// absent or null), `invalid_key_column` (an object or array), `invalid_column_name` (without
+    /// an allow-list, a field that cannot be a column name).
+    ///
+    /// ```
+    /// use event_decoding::KafkaRecord;
+    /// use table_sink::row::Shape;
+    ///
+    /// let shape = Shape::new(vec!["user_id".into()], Some(vec!["email".into()]));
+    /// let r = KafkaRecord::new("t", 0, 0, 0).with_value(r#"{"user_id": 7, "email": "a@b", "x": 1}"#);
+    /// let (key, fields) = shape.row(&r).unwrap();
+    /// assert_eq!(key, r#"["7"]"#);
+    /// assert_eq!(fields.keys().collect::<Vec<_>>(), ["email", "user_id"]);
+    /// ```
+    pub fn row(&self, record: &KafkaRecord) -> Result<(String, Fields), Fate> {
+        let mut fields = parse(record)?;
+        match &self.keep {
+            Some(keep) => fields.retain(|name, _| keep.contains(name)),
+            None => {
+                if let Some(name) = fields.keys().find(|n| !is_identifier(n)) {
+                    return Err(Fate::rejected(
+                        "invalid_column_name",
+                        format!(
+                            "field {:?} cannot be a column name (letters, digits and '_', at most 63 bytes); list the columns to keep in SINK_COLUMNS",
+                            truncate(name, 64)
+                        ),
+                    ));
+                }
+            }
+        }
+        let key = self.key(&fields)?;
+        Ok((key, fields))
+    }
+
+    /// The canonical key: the conflict columns' values as text, in configured order, as a JSON
+    /// array. A string and a number with the same text are the same key (`"7"` and `7` reach the
+    /// same row whether the column is text or a number); other values keep their JSON text.
+    fn key(&self, fields: &Fields) -> Result<String, Fate> {
+        let mut parts: Vec<String> = Vec::with_capacity(self.conflict.len());
+        for column in &self.conflict {
+            let part = match fields.get(column).map(|v| v.get()) {
+                None => return Err(missing_key(column, "missing")),
+                Some("null") => return Err(missing_key(column, "null")),
+                Some(raw) if raw.starts_with(['{', '[']) => {
+                    let kind = if raw.starts_with('{') {
+                        "an object"
+                    } else {
+                        "an array"
+                    };
+                    return Err(Fate::rejected(
+                        "invalid_key_column",
+                        format!(
+                            "conflict column {column:?} must be a string, number or boolean, found {kind}"
+                        ),
+                    ));
+                }
+                Some(raw) if raw.starts_with('"') => {
+                    serde_json::from_str::<String>(raw).expect("a JSON string, parsed once already")
+                }
+                Some(number_or_boolean) => number_or_boolean.to_owned(),
+            };
+            parts.push(part);
+        }
+        Ok(serde_json::to_string(&parts).expect("strings serialize"))
+    }
+}
+
+fn missing_key(column: &str, what: &str) -> Fate {
+    Fate::rejected(
+        "missing_key_column",
+        format!("conflict column {column:?} is {what}"),
+    )
+}
+
+/// The value as a JSON object, or the rejection (the shared crate names decoding failures).
+fn parse(record: &KafkaRecord) -> Result<Fields, Fate> {
+    if let Ok(Some(bytes)) = record.value()
+        && let Ok(fields) = serde_json::from_slice::<Fields>(&bytes)
+    {
+        return Ok(fields);
+    }
+    // Slow path, bad records only: let the shared crate classify the failure.
+    match record.value_json::<serde_json::Value>() {
+        Err(e) => Err(Fate::rejected(e.error_code(), e.message)),
+        Ok(v) if !v.is_object() => Err(Fate::rejected(
+            "not_an_object",
+            format!("the value must be a JSON object, found {}", json_kind(&v)),
+        )),
+        Ok(_) => Err(Fate::rejected(
+            "invalid_json",
+            "the value is a JSON object that could not be read",
+        )),
+    }
+}
+
+/// The names of a row's columns, comma separated (identifiers never contain a comma).
+pub fn column_set(fields: &Fields) -> String {
+    let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    names.join(",")
+}
+
+/// The row as a JSON object.
+pub fn to_json(fields: &Fields) -> Vec<u8> {
+    serde_json::to_vec(fields).expect("raw JSON values serialize")
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((at, _)) => format!("{}...", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value: &str) -> KafkaRecord {
+        KafkaRecord::new("t", 0, 0, 0).with_value(value)
+    }
+
+    fn shape(conflict: &[&str], columns: Option<&[&str]>) -> Shape {
+        Shape::new(
+            conflict.iter().map(|s| s.to_string()).collect(),
+            columns.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        )
+    }
+
+    fn code(r: Result<(String, Fields), Fate>) -> &'static str {
+        r.unwrap_err().code().unwrap()
+    }
+
+    fn key(s: &Shape, value: &str) -> String {
+        s.row(&record(value)).unwrap().0
+    }
+
+    #[test]
+    fn not_an_object_and_undecodable_values_are_rejected_with_their_code() {
+        let s = shape(&["id"], None);
+        for (value, expected) in [
+            ("[1,2]", "not_an_object"),
+            ("\"text\"", "not_an_object"),
+            ("42", "not_an_object"),
+            ("null", "not_an_object"),
+            ("{\"id\": 1", "invalid_json"),
+            ("", "invalid_json"),
+        ] {
+            assert_eq!(code(s.row(&record(value))), expected, "{value:?}");
+        }
+        let e = s.row(&record("[1]")).unwrap_err();
+        assert!(format!("{e:?}").contains("found an array"), "{e:?}");
+        assert_eq!(
+            code(s.row(&KafkaRecord::new("t", 0, 0, 0))),
+            "missing_value"
+        );
+        assert_eq!(
+            code(s.row(&KafkaRecord::new("t", 0, 0, 0).with_value(b"{\"id\": \"\xff\"}"))),
+            "invalid_utf8"
+        );
+        assert_eq!(
+            code(s.row(&KafkaRecord::new("t", 0, 0, 0).with_raw_value("*not base64*"))),
+            "invalid_base64"
+        );
+    }
+
+    #[test]
+    fn a_missing_null_or_structured_key_column_is_rejected() {
+        let s = shape(&["tenant", "id"], None);
+        assert_eq!(
+            code(s.row(&record(r#"{"tenant": "a"}"#))),
+            "missing_key_column"
+        );
+        assert_eq!(
+            code(s.row(&record(r#"{"tenant": "a", "id": null}"#))),
+            "missing_key_column"
+        );
+        assert_eq!(
+            code(s.row(&record(r#"{"tenant": {"x": 1}, "id": 1}"#))),
+            "invalid_key_column"
+        );
+        assert_eq!(
+            code(s.row(&record(r#"{"tenant": [1], "id": 1}"#))),
+            "invalid_key_column"
+        );
+        assert_eq!(code(s.row(&record("{}"))), "missing_key_column");
+        let e = s
+            .row(&record(r#"{"tenant": "a", "id": null}"#))
+            .unwrap_err();
+        assert!(format!("{e:?}").contains("\\\"id\\\" is null"), "{e:?}");
+    }
+
+    #[test]
+    fn keys_are_canonical_strings_and_numbers_with_the_same_text_meet() {
+        let s = shape(&["id"], None);
+        assert_eq!(key(&s, r#"{"id": 7}"#), key(&s, r#"{"id": "7"}"#));
+        assert_eq!(key(&s, r#"{"id":   7 }"#), r#"["7"]"#);
+        assert_eq!(
+            key(&s, r#"{"id": "\u0037"}"#),
+            r#"["7"]"#,
+            "escapes resolved"
+        );
+        assert_ne!(key(&s, r#"{"id": 7}"#), key(&s, r#"{"id": 7.0}"#));
+        assert_ne!(key(&s, r#"{"id": "07"}"#), key(&s, r#"{"id": 7}"#));
+        assert_eq!(key(&s, r#"{"id": true}"#), key(&s, r#"{"id": "true"}"#));
+        assert_eq!(key(&s, r#"{"id": ""}"#), r#"[""]"#);
+        // Beyond 64 bits: kept exactly, not rounded into another key.
+        assert_ne!(
+            key(&s, r#"{"id": 123456789012345678901234567890}"#),
+            key(&s, r#"{"id": 123456789012345678901234567891}"#)
+        );
+        // Composite keys cannot run into each other.
+        let s = shape(&["a", "b"], None);
+        assert_ne!(
+            key(&s, r#"{"a": "x,y", "b": "z"}"#),
+            key(&s, r#"{"a": "x", "b": "y,z"}"#)
+        );
+        assert_eq!(key(&s, r#"{"b": 2, "a": "é"}"#), r#"["é","2"]"#);
+    }
+
+    #[test]
+    fn the_allow_list_drops_other_fields_and_missing_ones_are_fine() {
+        let s = shape(&["id"], Some(&["email", "name"]));
+        let (_, f) = s
+            .row(&record(
+                r#"{"id": 1, "email": "a@b", "secret": "x", "bad name": 2}"#,
+            ))
+            .unwrap();
+        assert_eq!(column_set(&f), "email,id");
+        assert_eq!(to_json(&f), br#"{"email":"a@b","id":1}"#);
+        let (_, f) = s.row(&record(r#"{"id": 1}"#)).unwrap();
+        assert_eq!(column_set(&f), "id", "the key column is always kept");
+    }
+
+    #[test]
+    fn without_an_allow_list_every_field_must_be_a_column_name() {
+        let s = shape(&["id"], None);
+        assert_eq!(
+            code(s.row(&record(r#"{"id": 1, "e mail": "x"}"#))),
+            "invalid_column_name"
+        );
+        let long = format!(r#"{{"id": 1, "{}": 0}}"#, "c".repeat(64));
+        assert_eq!(code(s.row(&record(&long))), "invalid_column_name");
+        let (_, f) = s.row(&record(r#"{"id": 1, "Name_2": null}"#)).unwrap();
+        assert_eq!(column_set(&f), "Name_2,id");
+    }
+
+    #[test]
+    fn values_are_forwarded_exactly_as_written() {
+        let s = shape(&["id"], None);
+        let value = r#"{"id": 1, "amount": 12345678901234567890.123456789, "n": 1.50, "big": 18446744073709551616, "obj": {"b": 1,  "a": [1e3]}, "text": "Zürich 🎁 \"q\""}"#;
+        let (_, f) = s.row(&record(value)).unwrap();
+        let json = String::from_utf8(to_json(&f)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"amount":12345678901234567890.123456789,"big":18446744073709551616,"id":1,"n":1.50,"obj":{"b": 1,  "a": [1e3]},"text":"Zürich 🎁 \"q\""}"#
+        );
+        // Duplicate fields: the last one counts, as in PostgreSQL's jsonb.
+        let (_, f) = s.row(&record(r#"{"id": 1, "id": 2}"#)).unwrap();
+        assert_eq!(to_json(&f), br#"{"id":2}"#);
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("_x9"));
+        assert!(is_identifier(&"a".repeat(63)));
+        assert!(!is_identifier(&"a".repeat(64)));
+        assert!(!is_identifier("a.b") && !is_identifier("a,b") && !is_identifier("é"));
+    }
+}
