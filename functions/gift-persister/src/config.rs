@@ -18,13 +18,9 @@
 //! | `DEFAULT_BUDGET_MS` | 60000 | budget when the context has no deadline |
 //! | `METRICS_ENABLED` / `METRICS_NAMESPACE` | `true` / `KafkaLambdas` | one EMF metrics line per invocation |
 
-use lambda_kit::batch::WriteLimits;
 use lambda_kit::config::{Env, InitError};
-use lambda_kit::dead_letter::PostgrestDeadLetters;
-use lambda_kit::metrics::Metrics;
-use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig};
-use lambda_kit::retry::DeadlineSettings;
-use lambda_kit::runner::Runner;
+use lambda_kit::postgrest::PostgrestClient;
+use lambda_kit::runner::RunnerConfig;
 
 use crate::gift::GiftLimits;
 use crate::handler::{Gifts, PostgrestHandler};
@@ -36,20 +32,13 @@ pub const FUNCTION_NAME: &str = "gift-persister";
 /// Everything the function needs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// PostgREST connection.
-    pub postgrest: PostgrestConfig,
+    /// What every function's runner needs (PostgREST, dead letters, write bounds, deadline,
+    /// metrics).
+    pub runner: RunnerConfig,
     /// Gifts table.
     pub gifts_table: String,
-    /// Dead-letter table.
-    pub dead_letter_table: String,
-    /// Bulk write bounds.
-    pub limits: WriteLimits,
     /// Validation bounds.
     pub gift_limits: GiftLimits,
-    /// Deadline derivation.
-    pub deadline: DeadlineSettings,
-    /// The EMF metrics line (`METRICS_ENABLED`, `METRICS_NAMESPACE`).
-    pub metrics: Metrics,
 }
 
 impl Config {
@@ -60,36 +49,27 @@ impl Config {
 
     /// Reads `env`.
     pub async fn from(env: &Env) -> Result<Self, InitError> {
-        // Check the URL before fetching the key, so a typo fails fast without an AWS call.
-        let probe = PostgrestConfig::from_env(env, lambda_kit::postgrest::Secret::new(""))?;
-        let key = lambda_kit::postgrest::resolve_key(env).await?;
         let d = GiftLimits::default();
+        let gifts_table = env.identifier_or("GIFTS_TABLE", "vault")?;
+        let gift_limits = GiftLimits {
+            max_text_chars: env.positive_or("GIFT_MAX_TEXT_CHARS", d.max_text_chars)?,
+            ..d
+        };
         Ok(Self {
-            postgrest: PostgrestConfig { key, ..probe },
-            gifts_table: env.identifier_or("GIFTS_TABLE", "vault")?,
-            dead_letter_table: env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")?,
-            limits: WriteLimits::from_env(env)?,
-            gift_limits: GiftLimits {
-                max_text_chars: env.positive_or("GIFT_MAX_TEXT_CHARS", d.max_text_chars)?,
-                ..d
-            },
-            deadline: DeadlineSettings::from_env(env)?,
-            metrics: Metrics::from_env(env, FUNCTION_NAME)?,
+            runner: RunnerConfig::from_env(env, FUNCTION_NAME).await?,
+            gifts_table,
+            gift_limits,
         })
     }
 
     /// The handler `main` runs (tests and benchmarks build theirs the same way).
     pub fn build(&self) -> Result<PostgrestHandler, InitError> {
-        let client = PostgrestClient::new(self.postgrest.clone())?;
-        let gifts = PostgrestGiftStore::new(client.clone(), self.gifts_table.clone(), self.limits);
-        let dead_letters =
-            PostgrestDeadLetters::new(client, self.dead_letter_table.clone(), self.limits);
-        Ok(Runner::new(
-            Gifts::new(gifts, self.gift_limits),
-            dead_letters,
-            self.deadline.clone(),
-        )
-        .with_metrics(self.metrics.clone()))
+        let client = PostgrestClient::new(self.runner.postgrest.clone())?;
+        let gifts =
+            PostgrestGiftStore::new(client.clone(), self.gifts_table.clone(), self.runner.limits);
+        Ok(self
+            .runner
+            .runner(Gifts::new(gifts, self.gift_limits), client))
     }
 }
 
@@ -104,13 +84,13 @@ mod tests {
             ("SUPABASE_SERVICE_ROLE_KEY", "k"),
         ]);
         let c = Config::from(&env).await.unwrap();
-        assert_eq!(c.postgrest.base_url, "http://127.0.0.1:9/rest/v1");
+        assert_eq!(c.runner.postgrest.base_url, "http://127.0.0.1:9/rest/v1");
         assert_eq!(
-            (c.gifts_table.as_str(), c.dead_letter_table.as_str()),
+            (c.gifts_table.as_str(), c.runner.dead_letter_table.as_str()),
             ("vault", "dead_letters")
         );
-        assert_eq!(c.limits, WriteLimits::default());
-        assert_eq!(c.postgrest.key.expose(), "k");
+        assert_eq!(c.runner.limits, lambda_kit::batch::WriteLimits::default());
+        assert_eq!(c.runner.postgrest.key.expose(), "k");
 
         let e = Config::from(&Env::from_pairs([("SUPABASE_URL", "http://x")]))
             .await

@@ -3,13 +3,10 @@
 
 use std::time::Duration;
 
-use lambda_kit::batch::WriteLimits;
 use lambda_kit::config::{ConfigError, Env, InitError};
-use lambda_kit::dead_letter::PostgrestDeadLetters;
-use lambda_kit::metrics::Metrics;
-use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
-use lambda_kit::retry::{DeadlineSettings, RetryPolicy};
-use lambda_kit::runner::Runner;
+use lambda_kit::postgrest::{PostgrestClient, Secret};
+use lambda_kit::retry::RetryPolicy;
+use lambda_kit::runner::RunnerConfig;
 use lambda_kit::secrets::{SecretSpec, resolve};
 
 use crate::chunk::ChunkLimits;
@@ -154,20 +151,12 @@ pub struct Config {
     pub store: StoreConfig,
     /// `RAG_REFRESH_URL` and friends, when set.
     pub rag: Option<RagConfig>,
-    /// `DEADLINE_SAFETY_MARGIN_MS`, `DEFAULT_BUDGET_MS`.
-    pub deadline: DeadlineSettings,
-    /// `DEAD_LETTER_TABLE` (default `dead_letters`).
-    pub dead_letter_table: String,
     /// `PAGE_STATE_TABLE` (default `page_state`): the source version last applied per page.
     pub page_state_table: String,
     /// `CDC_UNAVAILABLE_VALUE` (default Debezium's `__debezium_unavailable_value`; `none` turns
     /// the check off): a body equal to it means "unchanged", see
     /// [`Settings::unavailable_value`](crate::pipeline::Settings::unavailable_value).
     pub cdc_unavailable_value: String,
-    /// `WRITE_MAX_ROWS`, `WRITE_MAX_BYTES`: bounds of one dead-letter write.
-    pub write_limits: WriteLimits,
-    /// The EMF metrics line (`METRICS_ENABLED`, `METRICS_NAMESPACE`).
-    pub metrics: Metrics,
 }
 
 /// Name of the function in dead letters and metrics: the package name, not
@@ -327,26 +316,23 @@ impl Config {
             },
             store,
             rag,
-            deadline: DeadlineSettings::from_env(env)?,
-            dead_letter_table: env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")?,
             page_state_table: env.identifier_or("PAGE_STATE_TABLE", "page_state")?,
             cdc_unavailable_value: match env.get("CDC_UNAVAILABLE_VALUE") {
                 Some(v) if v.eq_ignore_ascii_case("none") => String::new(),
                 Some(v) => v,
                 None => crate::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.to_owned(),
             },
-            write_limits: WriteLimits::from_env(env)?,
-            metrics: Metrics::from_env(env, FUNCTION_NAME)?,
         })
     }
 
-    /// The handler `main` runs: resolves the keys (environment or Secrets Manager), builds one
-    /// HTTP client for PostgREST, the provider, the vector store and RAG (one connection pool, one
-    /// load of the TLS roots), loads the in-process model when chosen. Tests and benchmarks build
-    /// their handlers the same way.
+    /// The handler `main` runs: reads what every function's runner needs ([`RunnerConfig`]:
+    /// PostgREST and the Supabase key, dead letters, write bounds, deadline, metrics), resolves
+    /// the keys (environment or Secrets Manager), builds one HTTP client for PostgREST, the
+    /// provider, the vector store and RAG (one connection pool, one load of the TLS roots), loads
+    /// the in-process model when chosen. Tests and benchmarks build their handlers the same way.
     pub async fn build(&self, env: &Env) -> Result<ConfiguredHandler, InitError> {
-        let key = lambda_kit::postgrest::resolve_key(env).await?;
-        let postgrest_config = PostgrestConfig::from_env(env, key)?;
+        let runner = RunnerConfig::from_env(env, FUNCTION_NAME).await?;
+        let postgrest_config = runner.postgrest.clone();
         // Connect within HTTP_CONNECT_TIMEOUT_MS; every request sets its own timeout.
         let http = reqwest::Client::builder()
             .connect_timeout(postgrest_config.connect_timeout)
@@ -357,11 +343,6 @@ impl Config {
         let postgrest = PostgrestClient::with_http(postgrest_config, http.clone())
             .map_err(|e| InitError::Client(e.to_string()))?;
         let store = AnyStore::from_config(&self.store, env, postgrest.clone(), &http).await?;
-        let dead_letters = PostgrestDeadLetters::new(
-            postgrest.clone(),
-            self.dead_letter_table.clone(),
-            self.write_limits,
-        );
         let rag = self
             .rag
             .as_ref()
@@ -387,8 +368,7 @@ impl Config {
                 unavailable_value: self.cdc_unavailable_value.clone(),
             },
         };
-        Ok(Runner::new(pipeline, dead_letters, self.deadline.clone())
-            .with_metrics(self.metrics.clone()))
+        Ok(runner.runner(pipeline, postgrest))
     }
 
     async fn embedder(

@@ -13,13 +13,9 @@
 //! | `HTTP_TIMEOUT_MS`, `HTTP_CONNECT_TIMEOUT_MS`, `RETRY_*`, `DEADLINE_SAFETY_MARGIN_MS`, `DEFAULT_BUDGET_MS` | as every function | HTTP, retries, deadline |
 //! | `METRICS_ENABLED` / `METRICS_NAMESPACE` | `true` / `KafkaLambdas` | one EMF metrics line per invocation |
 
-use lambda_kit::batch::WriteLimits;
 use lambda_kit::config::{ConfigError, Env, InitError};
-use lambda_kit::dead_letter::PostgrestDeadLetters;
-use lambda_kit::metrics::Metrics;
-use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret, Upsert, resolve_key};
-use lambda_kit::retry::DeadlineSettings;
-use lambda_kit::runner::Runner;
+use lambda_kit::postgrest::{PostgrestClient, Upsert};
+use lambda_kit::runner::RunnerConfig;
 
 use crate::handler::{Ignore, Merge, OnConflict, PostgrestHandler, PostgrestRunner, TableSink};
 use crate::row::{Shape, is_identifier};
@@ -112,18 +108,11 @@ fn column_list(env: &Env, var: &str) -> Result<Option<Vec<String>>, ConfigError>
 /// Everything the function needs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// PostgREST connection.
-    pub postgrest: PostgrestConfig,
+    /// What every function's runner needs (PostgREST, dead letters, write bounds, deadline,
+    /// metrics).
+    pub runner: RunnerConfig,
     /// The table and its rows.
     pub sink: SinkSettings,
-    /// Dead-letter table.
-    pub dead_letter_table: String,
-    /// Bulk write bounds.
-    pub limits: WriteLimits,
-    /// Deadline derivation.
-    pub deadline: DeadlineSettings,
-    /// The EMF metrics line (`METRICS_ENABLED`, `METRICS_NAMESPACE`).
-    pub metrics: Metrics,
 }
 
 impl Config {
@@ -134,30 +123,20 @@ impl Config {
 
     /// Reads `env`.
     pub async fn from(env: &Env) -> Result<Self, InitError> {
-        // Every other setting first, so a typo fails fast without an AWS call.
+        // The sink's own settings first, so a typo fails fast without an AWS call.
         let sink = SinkSettings::from_env(env)?;
-        let dead_letter_table = env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")?;
-        if dead_letter_table == sink.table {
+        if env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")? == sink.table {
             return Err(ConfigError::new("SINK_TABLE", "must not be the DEAD_LETTER_TABLE").into());
         }
-        let probe = PostgrestConfig::from_env(env, Secret::new(""))?;
-        let limits = WriteLimits::from_env(env)?;
-        let deadline = DeadlineSettings::from_env(env)?;
-        let metrics = Metrics::from_env(env, FUNCTION_NAME)?;
-        let key = resolve_key(env).await?;
         Ok(Self {
-            postgrest: PostgrestConfig { key, ..probe },
+            runner: RunnerConfig::from_env(env, FUNCTION_NAME).await?,
             sink,
-            dead_letter_table,
-            limits,
-            deadline,
-            metrics,
         })
     }
 
     /// The handler `main` runs (tests build theirs the same way).
     pub fn build(&self) -> Result<PostgrestHandler, InitError> {
-        let client = PostgrestClient::new(self.postgrest.clone())?;
+        let client = PostgrestClient::new(self.runner.postgrest.clone())?;
         Ok(match self.sink.on_conflict {
             OnConflictMode::Merge => PostgrestHandler::Merge(self.runner::<Merge>(client)),
             OnConflictMode::Ignore => PostgrestHandler::Ignore(self.runner::<Ignore>(client)),
@@ -166,15 +145,14 @@ impl Config {
 
     fn runner<C: OnConflict>(&self, client: PostgrestClient) -> PostgrestRunner<C> {
         let upsert = Upsert::on_conflict(self.sink.conflict_columns.join(","), C::DUPLICATES);
-        let rows = PostgrestRows::new(client.clone(), self.sink.table.clone(), self.limits, upsert);
-        let dead_letters =
-            PostgrestDeadLetters::new(client, self.dead_letter_table.clone(), self.limits);
-        Runner::new(
-            TableSink::<_, C>::new(rows, self.sink.shape()),
-            dead_letters,
-            self.deadline.clone(),
-        )
-        .with_metrics(self.metrics.clone())
+        let rows = PostgrestRows::new(
+            client.clone(),
+            self.sink.table.clone(),
+            self.runner.limits,
+            upsert,
+        );
+        self.runner
+            .runner(TableSink::<_, C>::new(rows, self.sink.shape()), client)
     }
 }
 
@@ -206,8 +184,8 @@ mod tests {
     #[tokio::test]
     async fn defaults() {
         let c = Config::from(&env(&[])).await.unwrap();
-        assert_eq!(c.postgrest.base_url, "http://127.0.0.1:9/rest/v1");
-        assert_eq!(c.postgrest.key.expose(), "k");
+        assert_eq!(c.runner.postgrest.base_url, "http://127.0.0.1:9/rest/v1");
+        assert_eq!(c.runner.postgrest.key.expose(), "k");
         assert_eq!(
             c.sink,
             SinkSettings {
@@ -217,8 +195,8 @@ mod tests {
                 columns: None,
             }
         );
-        assert_eq!(c.dead_letter_table, "dead_letters");
-        assert_eq!(c.limits, WriteLimits::default());
+        assert_eq!(c.runner.dead_letter_table, "dead_letters");
+        assert_eq!(c.runner.limits, lambda_kit::batch::WriteLimits::default());
         assert!(matches!(c.build().unwrap(), PostgrestHandler::Merge(_)));
     }
 

@@ -55,7 +55,7 @@ async fn gift_key_from_secrets_manager_plain_json_and_missing() {
     ]))
     .await
     .unwrap();
-    assert_eq!(cfg.postgrest.key.expose(), secret_value);
+    assert_eq!(cfg.runner.postgrest.key.expose(), secret_value);
     assert!(
         !format!("{cfg:?}").contains(&secret_value),
         "Debug of the config redacts the key"
