@@ -87,6 +87,7 @@ fn handler(latency: Duration) -> Handler<Stub, MemoryStore, Rag, MemoryDeadLette
                 rag_enabled: true,
                 function_name: "bench".into(),
                 unavailable_value: page_embedder::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
+                truncate_deletes_all: false,
             },
         },
         MemoryDeadLetters::default(),

@@ -16,7 +16,7 @@ use crate::handler::ConfiguredHandler;
 use crate::pipeline::{Pipeline, Settings};
 use crate::rag::HttpRag;
 use crate::state::PageStates;
-use crate::store::AnyStore;
+use crate::store::{AnyStore, VectorStore};
 
 /// Embedding provider (`EMBED_PROVIDER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +157,9 @@ pub struct Config {
     /// the check off): a body equal to it means "unchanged", see
     /// [`Settings::unavailable_value`](crate::pipeline::Settings::unavailable_value).
     pub cdc_unavailable_value: String,
+    /// `CDC_ON_TRUNCATE`: `ignore` (default) or `delete-all` (every vector goes when the source
+    /// table is truncated; for a vector table that mirrors one source table).
+    pub truncate_deletes_all: bool,
 }
 
 /// Name of the function in dead letters and metrics: the package name, not
@@ -317,6 +320,20 @@ impl Config {
             store,
             rag,
             page_state_table: env.identifier_or("PAGE_STATE_TABLE", "page_state")?,
+            truncate_deletes_all: match env
+                .string_or("CDC_ON_TRUNCATE", "ignore")
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "ignore" => false,
+                "delete-all" => true,
+                other => {
+                    return Err(ConfigError::new(
+                        "CDC_ON_TRUNCATE",
+                        format!("unknown value {other:?}; expected ignore or delete-all"),
+                    ));
+                }
+            },
             cdc_unavailable_value: match env.get("CDC_UNAVAILABLE_VALUE") {
                 Some(v) if v.eq_ignore_ascii_case("none") => String::new(),
                 Some(v) => v,
@@ -343,6 +360,13 @@ impl Config {
         let postgrest = PostgrestClient::with_http(postgrest_config, http.clone())
             .map_err(|e| InitError::Client(e.to_string()))?;
         let store = AnyStore::from_config(&self.store, env, postgrest.clone(), &http).await?;
+        if self.truncate_deletes_all && !store.supports_delete_all() {
+            return Err(ConfigError::new(
+                "CDC_ON_TRUNCATE",
+                "delete-all needs VECTOR_STORE=supabase (this store cannot delete every vector)",
+            )
+            .into());
+        }
         let rag = self
             .rag
             .as_ref()
@@ -366,6 +390,7 @@ impl Config {
                 rag_enabled: self.rag.is_some(),
                 function_name: FUNCTION_NAME.to_owned(),
                 unavailable_value: self.cdc_unavailable_value.clone(),
+                truncate_deletes_all: self.truncate_deletes_all,
             },
         };
         Ok(runner.runner(pipeline, postgrest))
@@ -532,6 +557,24 @@ mod tests {
         ]))
         .unwrap();
         assert!(!c.embed.dimensions_explicit);
+    }
+
+    #[tokio::test]
+    async fn truncate_setting_is_checked_and_needs_a_store_that_can_delete_everything() {
+        let err = Config::from_env(&Env::from_pairs([("CDC_ON_TRUNCATE", "drop")])).unwrap_err();
+        assert_eq!(err.var, "CDC_ON_TRUNCATE");
+        let env = Env::from_pairs([
+            ("CDC_ON_TRUNCATE", "delete-all"),
+            ("VECTOR_STORE", "qdrant"),
+            ("QDRANT_URL", "http://127.0.0.1:9"),
+            ("SUPABASE_REST_URL", "http://127.0.0.1:9"),
+            ("SUPABASE_SECRET_KEY", "sb_secret_test"),
+            ("METRICS_ENABLED", "false"),
+        ]);
+        let c = Config::from_env(&env).unwrap();
+        assert!(c.truncate_deletes_all);
+        let err = c.build(&env).await.unwrap_err().to_string();
+        assert!(err.contains("CDC_ON_TRUNCATE"), "{err}");
     }
 
     #[test]

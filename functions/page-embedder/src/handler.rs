@@ -93,6 +93,7 @@ mod tests {
                     rag_enabled: false,
                     function_name: "page-embedder".into(),
                     unavailable_value: crate::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
+                    truncate_deletes_all: false,
                 },
             },
             Letters::default(),
@@ -303,5 +304,46 @@ mod tests {
             .with_value(r#"{"page_id": "p1", "body": "plain"}"#);
         assert_eq!(run(one_batch(vec![plain])).await.counts.stored, 1);
         assert_eq!(texts(h), ["plain"]);
+    }
+
+    #[tokio::test]
+    async fn truncate_is_ignored_by_default_and_deletes_every_vector_when_asked() {
+        let page = |offset: i64, id: &str| {
+            event_decoding::KafkaRecord::new("cdc.pages", 0, offset, 0).with_value(
+                serde_json::json!({ "page_id": id, "body": format!("text of {id}") }).to_string(),
+            )
+        };
+        let truncate = |offset: i64| {
+            event_decoding::KafkaRecord::new("cdc.pages", 0, offset, 0).with_value(
+                r#"{"op": "t", "before": null, "after": null, "source": {"connector": "postgresql", "lsn": 7}}"#,
+            )
+        };
+        let deadline = Deadline::after(std::time::Duration::from_secs(5));
+
+        let h = handler();
+        let kept = h
+            .process(&one_batch(vec![page(0, "a"), truncate(1)]), &deadline)
+            .await;
+        assert_eq!((kept.counts.stored, kept.counts.skipped), (1, 1));
+        assert_eq!(kept.stats.truncates_ignored, 1);
+        assert_eq!(
+            h.function().store.page("a").len(),
+            1,
+            "ignored: vectors kept"
+        );
+
+        let mut h = handler();
+        h.function_mut().settings.truncate_deletes_all = true;
+        h.process(&one_batch(vec![page(0, "old")]), &deadline).await;
+        let b = one_batch(vec![page(1, "a"), truncate(2), page(3, "b")]);
+        let done = h.process(&b, &deadline).await;
+        assert_eq!(done.counts.stored, 3, "{:?}", done.counts);
+        assert_eq!(done.stats.truncates_applied, 1);
+        let store = &h.function().store;
+        assert!(
+            store.page("old").is_empty() && store.page("a").is_empty(),
+            "wiped, and a came before the truncate"
+        );
+        assert_eq!(store.page("b").len(), 1, "b came after it");
     }
 }

@@ -46,6 +46,9 @@ pub struct Settings {
     /// Name written in dead letters: stable across deployments (the package name), so a
     /// redelivered record that was already dead-lettered is not written twice.
     pub function_name: String,
+    /// `CDC_ON_TRUNCATE=delete-all`: a truncate of the source table deletes every vector (for a
+    /// vector table that mirrors one source table); off by default (a truncate is ignored).
+    pub truncate_deletes_all: bool,
     /// `CDC_UNAVAILABLE_VALUE`: what Debezium sends instead of a column it does not have (an
     /// unchanged TOASTed column with `REPLICA IDENTITY DEFAULT`; the connector's
     /// `unavailable.value.placeholder`). A body equal to it, or to its base64 (`bytea` columns),
@@ -79,7 +82,12 @@ pub enum PageChange {
     },
     /// Delete or tombstone: the page is gone.
     Delete,
+    /// The source table was truncated and `CDC_ON_TRUNCATE=delete-all`: every vector goes.
+    DeleteAll,
 }
+
+/// The grouping key of a truncate: never a page id (page ids are not empty).
+const TRUNCATE_KEY: &str = "";
 
 /// What the write step receives for a page: the change and, for a Debezium event, its source
 /// version.
@@ -89,6 +97,8 @@ pub struct PageItem {
     pub change: PageChange,
     /// Where it sits in its source (`None` for plain rows and tombstones: last write wins).
     pub version: Option<SourceVersion>,
+    /// The record's partition and offset (what a truncate supersedes).
+    pub position: (i32, i64),
 }
 
 /// Counters of one batch, for logs and the benchmark.
@@ -110,6 +120,8 @@ pub struct Stats {
     pub bodies_unavailable: usize,
     /// Truncate events ignored (never a mass delete).
     pub truncates_ignored: usize,
+    /// Truncate events applied (`CDC_ON_TRUNCATE=delete-all`).
+    pub truncates_applied: usize,
     /// Changes older than the version already applied to their page (replays), ignored.
     pub stale_changes_ignored: usize,
     /// RAG deliveries.
@@ -237,7 +249,11 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         let (change, version) = record
             .change_with_version()
             .map_err(|e| reject(e.code.as_str(), e.message.clone()))?;
-        let item = |change| PageItem { change, version };
+        let item = |change| PageItem {
+            change,
+            version,
+            position: (record.partition, record.offset),
+        };
         let id_field = &self.settings.page_id_field;
         let page_id = |change: &Change| -> Result<String, Fate> {
             let value = change.field(id_field).or_else(|| {
@@ -259,6 +275,10 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
             page_id_text(value).map_err(|p| reject("invalid_page_id", format!("{id_field}: {p}")))
         };
         match &change {
+            Change::Truncate if self.settings.truncate_deletes_all => {
+                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "truncate event: every vector is deleted (CDC_ON_TRUNCATE=delete-all)");
+                Ok(Some((TRUNCATE_KEY.to_owned(), item(PageChange::DeleteAll))))
+            }
             Change::Truncate => {
                 stats.truncates_ignored += 1;
                 tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "truncate event ignored: the stored vectors are kept (never a mass delete); delete the pages' vectors by hand if the source table was emptied for good");
@@ -344,6 +364,10 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
     ) -> Vec<Fate> {
         let mut fates: Vec<Fate> = vec![Fate::missing(); items.len()];
         let versions: Vec<Option<SourceVersion>> = items.iter().map(|(_, i)| i.version).collect();
+        let items = match self.truncate(deadline, items, &mut fates, stats).await {
+            Some(items) => items,
+            None => return fates,
+        };
         let (items, mut stored) = match self.drop_stale(deadline, items, &mut fates, stats).await {
             Some(found) => found,
             None => return fates,
@@ -352,6 +376,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         let mut pages: Vec<PageWork> = Vec::new();
         for (item, page_id, change) in items {
             match change {
+                PageChange::DeleteAll => unreachable!("applied by truncate()"),
                 PageChange::Delete => deletes.push((item, page_id)),
                 PageChange::Upsert { body } => pages.push(PageWork {
                     item,
@@ -424,13 +449,53 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         fates
     }
 
+    /// Applies a truncate (`CDC_ON_TRUNCATE=delete-all`) before the page changes: every vector
+    /// is deleted, the changes of its partition that came before it are superseded (settled as
+    /// stored: they are gone with the table), the others go on. `None` when the delete failed:
+    /// then every item failed, to be redelivered.
+    async fn truncate(
+        &self,
+        deadline: &Deadline,
+        items: Vec<(String, PageItem)>,
+        fates: &mut [Fate],
+        stats: &mut Stats,
+    ) -> Option<Vec<(usize, String, PageItem)>> {
+        let at = items
+            .iter()
+            .position(|(_, item)| item.change == PageChange::DeleteAll)
+            .map(|i| (i, items[i].1.position));
+        let indexed = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, item))| (i, id, item));
+        let Some(at) = at else {
+            return Some(indexed.collect());
+        };
+        if let Err(e) = self.store.delete_all(deadline).await {
+            fates.fill(Fate::failed(&e));
+            return None;
+        }
+        stats.truncates_applied += 1;
+        let (truncate, (partition, offset)) = at;
+        fates[truncate] = Fate::Stored;
+        let mut rest = Vec::new();
+        for (i, id, item) in indexed.filter(|(i, _, _)| *i != truncate) {
+            if item.position.0 == partition && item.position.1 < offset {
+                fates[i] = Fate::Stored;
+            } else {
+                rest.push((i, id, item));
+            }
+        }
+        Some(rest)
+    }
+
     /// Reads the stored state of the versioned pages and settles the changes older than it as
     /// skipped; returns the others as `(item, page id, change)`, or `None` when the states could
     /// not be read (then every item failed: nothing is written blind).
     async fn drop_stale(
         &self,
         deadline: &Deadline,
-        items: Vec<(String, PageItem)>,
+        items: Vec<(usize, String, PageItem)>,
         fates: &mut [Fate],
         stats: &mut Stats,
     ) -> Option<(Vec<(usize, String, PageChange)>, HashMap<String, PageState>)> {
@@ -438,8 +503,8 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         // content the service last accepted).
         let wanted: Vec<String> = items
             .iter()
-            .filter(|(_, i)| i.version.is_some() || self.settings.rag_enabled)
-            .map(|(id, _)| id.clone())
+            .filter(|(_, _, i)| i.version.is_some() || self.settings.rag_enabled)
+            .map(|(_, id, _)| id.clone())
             .collect();
         let stored = if wanted.is_empty() {
             HashMap::new()
@@ -453,7 +518,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
             }
         };
         let mut out = Vec::with_capacity(items.len());
-        for (i, (id, item)) in items.into_iter().enumerate() {
+        for (i, id, item) in items {
             let older = match (item.version, stored.get(&id).and_then(|s| s.version)) {
                 (Some(v), Some(s)) => v.is_older_than(&s) == Some(true),
                 _ => false,
@@ -770,6 +835,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
             .count("ChunksUnchanged", stats.chunks_unchanged as u64)
             .count("BodiesUnavailable", stats.bodies_unavailable as u64)
             .count("TruncatesIgnored", stats.truncates_ignored as u64)
+            .count("TruncatesApplied", stats.truncates_applied as u64)
             .count("RagRefreshFailed", stats.rag.failed as u64)
             .count("StaleChangesIgnored", stats.stale_changes_ignored as u64);
     }

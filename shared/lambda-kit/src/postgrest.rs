@@ -387,6 +387,15 @@ impl Filter {
         }
     }
 
+    /// `column IS NOT NULL` (every row, when `column` is the primary key).
+    pub fn not_null(column: impl Into<String>) -> Self {
+        Self {
+            column: column.into(),
+            op: "not.is",
+            value: "null".into(),
+        }
+    }
+
     /// `column IN (values...)`. Every value is double-quoted with `"` and `\` backslash-escaped,
     /// so PostgREST's reserved characters (`,.:()`) inside values are taken literally.
     pub fn in_list<I, V>(column: impl Into<String>, values: I) -> Self

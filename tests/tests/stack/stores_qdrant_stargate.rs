@@ -174,6 +174,7 @@ async fn redelivery_skips_unchanged<S: VectorStore>(store: S) -> S {
             rag_enabled: false,
             function_name: "page-embedder".into(),
             unavailable_value: page_embedder::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
+            truncate_deletes_all: false,
         },
     };
     let runner = Runner::new(

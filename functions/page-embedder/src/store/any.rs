@@ -121,6 +121,22 @@ impl VectorStore for AnyStore {
         }
     }
 
+    async fn delete_all(&self, deadline: &Deadline) -> Result<(), StoreError> {
+        match self {
+            Self::Supabase(s) => s.delete_all(deadline).await,
+            Self::Qdrant(s) => s.delete_all(deadline).await,
+            Self::Stargate(s) => s.delete_all(deadline).await,
+        }
+    }
+
+    fn supports_delete_all(&self) -> bool {
+        match self {
+            Self::Supabase(s) => s.supports_delete_all(),
+            Self::Qdrant(s) => s.supports_delete_all(),
+            Self::Stargate(s) => s.supports_delete_all(),
+        }
+    }
+
     async fn delete_chunks_from(
         &self,
         deadline: &Deadline,

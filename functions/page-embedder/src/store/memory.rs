@@ -96,6 +96,16 @@ impl VectorStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_all(&self, _: &Deadline) -> Result<(), StoreError> {
+        self.enter("delete_all")?;
+        self.rows.lock().unwrap().clear();
+        Ok(())
+    }
+
+    fn supports_delete_all(&self) -> bool {
+        true
+    }
+
     async fn delete_chunks_from(
         &self,
         _: &Deadline,

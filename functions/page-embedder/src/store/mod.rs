@@ -131,6 +131,31 @@ pub trait VectorStore: Send + Sync {
         page_ids: &[String],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Removes every vector (`CDC_ON_TRUNCATE=delete-all`: the source table was truncated).
+    /// Stores that cannot do it refuse the setting at cold start
+    /// ([`supports_delete_all`](Self::supports_delete_all)).
+    fn delete_all(
+        &self,
+        deadline: &Deadline,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = deadline;
+        async {
+            Err(StoreError {
+                class: ErrorClass::Permanent,
+                code: "truncate_unsupported",
+                blames_input: false,
+                message:
+                    "this vector store cannot delete every vector (CDC_ON_TRUNCATE=delete-all)"
+                        .into(),
+            })
+        }
+    }
+
+    /// Whether [`delete_all`](Self::delete_all) is implemented.
+    fn supports_delete_all(&self) -> bool {
+        false
+    }
+
     /// Removes the chunks of `page_id` whose index is `from` or more (a page that shrank).
     fn delete_chunks_from(
         &self,

@@ -145,6 +145,17 @@ impl VectorStore for SupabaseStore {
         Ok(())
     }
 
+    async fn delete_all(&self, deadline: &Deadline) -> Result<(), StoreError> {
+        self.client
+            .delete(deadline, &self.table, &[Filter::not_null("page_id")])
+            .await
+            .map_err(wrap)
+    }
+
+    fn supports_delete_all(&self) -> bool {
+        true
+    }
+
     async fn delete_chunks_from(
         &self,
         deadline: &Deadline,
