@@ -825,6 +825,8 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
         if let Err(e) = self.states.record_notified(deadline, &notified).await {
             tracing::warn!(error_code = e.code, error = %e, "delivered RAG refreshes not recorded; they will be sent again");
         }
+        // Counts stay for the summary line and metrics; the page list would only bloat them.
+        stats.rag.delivered.clear();
     }
 
     /// `EmbeddingCalls`, `ChunksEmbedded` and `ChunksUnchanged` (chunks skipped because their
