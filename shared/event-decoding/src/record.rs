@@ -5,7 +5,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -293,7 +293,7 @@ impl KafkaRecord {
 
     fn decode(&self, text: Option<&str>, what: &str) -> Result<Option<Vec<u8>>, RecordError> {
         text.map(|t| {
-            BASE64.decode(t).map_err(|e| {
+            decode_base64(t).map_err(|e| {
                 self.error(
                     ErrorCode::InvalidBase64,
                     format!("{what} is not valid base64: {e}"),
@@ -322,6 +322,14 @@ impl KafkaRecord {
         bytes: &[u8],
         what: &str,
     ) -> Result<T, RecordError> {
+        // Fast path: no path tracking, and UTF-8 checked once rather than per string. A failure
+        // is parsed again only to name the field.
+        if let Ok(v) = std::str::from_utf8(bytes)
+            .map_err(|_| ())
+            .and_then(|text| serde_json::from_str::<T>(text).map_err(|_| ()))
+        {
+            return Ok(v);
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         match serde_path_to_error::deserialize::<_, T>(&mut de) {
             Ok(v) => de
@@ -362,6 +370,21 @@ impl KafkaRecord {
                 format!("{what} is not valid JSON: {inner}"),
             ),
         }
+    }
+}
+
+/// Decodes like [`BASE64`], with SIMD. `base64-simd` is as strict as `BASE64` (padding checked when
+/// present, non-canonical trailing bits rejected), so anything it refuses goes to `BASE64`, which
+/// decides and words the error exactly as before.
+pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    let simd = if text.len().is_multiple_of(4) {
+        &base64_simd::STANDARD
+    } else {
+        &base64_simd::STANDARD_NO_PAD
+    };
+    match simd.decode_to_vec(text) {
+        Ok(bytes) => Ok(bytes),
+        Err(_) => BASE64.decode(text),
     }
 }
 
@@ -415,10 +438,9 @@ impl<'de> Deserialize<'de> for HeaderList {
                 d.deserialize_any(self)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HeaderList, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(HeaderMap(entries)) = seq.next_element()? {
-                    out.extend(entries);
-                }
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                // Each map appends straight into `out`: no vector per map.
+                while seq.next_element_seed(HeaderMap(&mut out))?.is_some() {}
                 Ok(HeaderList(out))
             }
         }
@@ -426,27 +448,26 @@ impl<'de> Deserialize<'de> for HeaderList {
     }
 }
 
-struct HeaderMap(Vec<Header>);
+/// One `{name: [bytes], ...}` map of the header list, appended to the list as it is read.
+struct HeaderMap<'a>(&'a mut Vec<Header>);
 
-impl<'de> Deserialize<'de> for HeaderMap {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct MapVisitor;
-        impl<'de> Visitor<'de> for MapVisitor {
-            type Value = HeaderMap;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object mapping a header name to an array of bytes")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderMap, A::Error> {
-                let mut out = Vec::with_capacity(1);
-                while let Some((name, HeaderBytes(value))) =
-                    map.next_entry::<String, HeaderBytes>()?
-                {
-                    out.push(Header { name, value });
-                }
-                Ok(HeaderMap(out))
-            }
+impl<'de> DeserializeSeed<'de> for HeaderMap<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HeaderMap<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object mapping a header name to an array of bytes")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((name, HeaderBytes(value))) = map.next_entry::<String, HeaderBytes>()? {
+            self.0.push(Header { name, value });
         }
-        d.deserialize_map(MapVisitor)
+        Ok(())
     }
 }
 
@@ -454,22 +475,34 @@ struct HeaderBytes(Vec<u8>);
 
 impl<'de> Deserialize<'de> for HeaderBytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Signed (-128..=127, what the ESM sends) and unsigned (128..=255, what hand-written
-        // payloads sometimes use) both map onto the same byte.
-        let numbers = Vec::<i16>::deserialize(d)?;
-        numbers
-            .into_iter()
-            .map(|n| {
-                if (-128..=255).contains(&n) {
-                    Ok(n as u8)
-                } else {
-                    Err(serde::de::Error::custom(format!(
-                        "header byte {n} out of range -128..=255"
-                    )))
+        /// The bytes, or the first number out of range.
+        struct BytesVisitor;
+        impl<'de> Visitor<'de> for BytesVisitor {
+            type Value = Result<Vec<u8>, i16>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                // Signed (-128..=127, what the ESM sends) and unsigned (128..=255, what
+                // hand-written payloads sometimes use) both map onto the same byte.
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                let mut out_of_range = None;
+                while let Some(n) = seq.next_element::<i16>()? {
+                    if (-128..=255).contains(&n) {
+                        bytes.push(n as u8);
+                    } else if out_of_range.is_none() {
+                        out_of_range = Some(n);
+                    }
                 }
-            })
-            .collect::<Result<Vec<u8>, _>>()
+                Ok(out_of_range.map_or(Ok(bytes), Err))
+            }
+        }
+        // The range error is raised after the array is read, so it points where it always did.
+        d.deserialize_seq(BytesVisitor)?
             .map(HeaderBytes)
+            .map_err(|n| {
+                serde::de::Error::custom(format!("header byte {n} out of range -128..=255"))
+            })
     }
 }
 
@@ -582,6 +615,49 @@ mod tests {
             .value_json::<Gift>()
             .unwrap_err();
         assert!(!err.to_string().contains(secret));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn simd_base64_decodes_exactly_like_base64(
+            text in "[A-Za-z0-9+/=]{0,70}|[A-Za-z0-9+/=@ \n-]{0,12}",
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+        ) {
+            proptest::prop_assert_eq!(decode_base64(&text), BASE64.decode(&text));
+            let padded = BASE64.encode(&bytes);
+            let unpadded = padded.trim_end_matches('=');
+            proptest::prop_assert_eq!(decode_base64(&padded), Ok(bytes.clone()));
+            proptest::prop_assert_eq!(decode_base64(unpadded), Ok(bytes));
+        }
+    }
+
+    #[test]
+    fn simd_base64_edge_cases_match_base64() {
+        for text in [
+            "",
+            "=",
+            "==",
+            "A",
+            "AA",
+            "AA=",
+            "AA==",
+            "AAA",
+            "AAA=",
+            "AB==",
+            "AE==",
+            "aGk",
+            "aGk=",
+            "aGl=",
+            "aGk==",
+            "a=Gk",
+            "aGk=aGk=",
+            "YQ",
+            "YR",
+            "Y===",
+            "\u{e9}AAA",
+        ] {
+            assert_eq!(decode_base64(text), BASE64.decode(text), "{text:?}");
+        }
     }
 
     #[test]
