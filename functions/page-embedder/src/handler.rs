@@ -346,4 +346,72 @@ mod tests {
         );
         assert_eq!(store.page("b").len(), 1, "b came after it");
     }
+
+    #[tokio::test]
+    async fn one_refused_delete_does_not_block_the_other_deletes() {
+        let h = handler();
+        let deadline = Deadline::after(std::time::Duration::from_secs(5));
+        let page = |offset: i64, id: &str| {
+            event_decoding::KafkaRecord::new("cdc.pages", 0, offset, 0)
+                .with_value(serde_json::json!({ "page_id": id, "body": "text" }).to_string())
+        };
+        let delete = |offset: i64, id: &str| {
+            event_decoding::KafkaRecord::new("cdc.pages", 0, offset, 0)
+                .with_value(serde_json::json!({ "page_id": id, "op": "d" }).to_string())
+        };
+        h.process(
+            &one_batch((0..4).map(|i| page(i, &format!("p{i}"))).collect()),
+            &deadline,
+        )
+        .await;
+        h.function().store.refuse_delete_of("p2");
+        let done = h
+            .process(
+                &one_batch((0..4).map(|i| delete(10 + i, &format!("p{i}"))).collect()),
+                &deadline,
+            )
+            .await;
+        assert_eq!(
+            (done.counts.stored, done.counts.dead_lettered),
+            (3, 1),
+            "{:?}",
+            done.counts
+        );
+        assert_eq!(done.stats.pages_deleted, 3);
+        let store = &h.function().store;
+        for id in ["p0", "p1", "p3"] {
+            assert!(store.page(id).is_empty(), "{id} deleted");
+        }
+        assert_eq!(store.page("p2").len(), 1, "the refused page stays");
+        assert_eq!(h.dead_letters().0.lock().unwrap().as_slice(), ["refused"]);
+    }
+
+    #[tokio::test]
+    async fn emf_line_counts_placeholders_truncates_and_stale_changes() {
+        let (metrics, lines) = Metrics::capture("KafkaLambdas", "page-embedder");
+        let h = handler().with_metrics(metrics);
+        let truncate = event_decoding::KafkaRecord::new("cdc.pages", 0, 3, 0).with_value(
+            r#"{"op": "t", "before": null, "after": null, "source": {"connector": "postgresql", "lsn": 9}}"#,
+        );
+        let deadline = Deadline::after(std::time::Duration::from_secs(5));
+        h.process(&one_batch(vec![change(0, 300, "u", "newer")]), &deadline)
+            .await;
+        h.process(
+            &one_batch(vec![
+                change(1, 200, "u", "older"),
+                change(2, 400, "u", crate::pipeline::DEBEZIUM_UNAVAILABLE_VALUE),
+                truncate,
+            ]),
+            &deadline,
+        )
+        .await;
+        let doc = &lines.documents()[1];
+        check_emf(doc).unwrap();
+        assert_eq!(doc["StaleChangesIgnored"], 1);
+        assert_eq!(doc["BodiesUnavailable"], 1);
+        assert_eq!(doc["TruncatesIgnored"], 1);
+        assert_eq!(doc["TruncatesApplied"], 0);
+        assert_eq!(doc["RagRefreshFailed"], 0);
+        assert_eq!(doc["RecordsSkipped"], 3);
+    }
 }

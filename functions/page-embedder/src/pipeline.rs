@@ -22,7 +22,7 @@ use crate::embedding::{EmbedSettings, embed_all};
 use crate::hash::content_hash;
 use crate::rag::{ChunkNote, RagNotifier, Refresh, RefreshStats};
 use crate::state::{PageState, PageStates};
-use crate::store::{StoreError, StoredChunk, VectorRow, VectorStore};
+use crate::store::{StoredChunk, VectorRow, VectorStore};
 use lambda_kit::error::Classify;
 
 /// Smallest chunk size tried when the provider keeps refusing inputs as too long.
@@ -200,14 +200,22 @@ impl PageWork {
         }
     }
 
-    /// Rejects the page (dead-letters its last record) unless it already ended otherwise.
-    fn reject(&mut self, error: &(impl Classify + std::fmt::Display)) {
+    /// Ends the page with the fate `error` implies ([`page_fate`]) unless it already ended
+    /// otherwise.
+    fn settle(&mut self, error: &(impl Classify + std::fmt::Display)) {
         if matches!(self.fate, None | Some(Fate::Stored)) {
-            self.fate = Some(Fate::rejected(
-                error.error_code(),
-                format!("page {}: {error}", self.page_id),
-            ));
+            self.fate = Some(page_fate(&self.page_id, error));
         }
+    }
+}
+
+/// [`Fate::from_error`], with the page named in a rejection's message (its dead letter).
+fn page_fate(page_id: &str, error: &(impl Classify + std::fmt::Display + ?Sized)) -> Fate {
+    match Fate::from_error(error) {
+        Fate::Rejected { code, message } => {
+            Fate::rejected(code, format!("page {page_id}: {message}"))
+        }
+        other => other,
     }
 }
 
@@ -426,10 +434,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                             refreshes.push(Refresh::deleted(id.clone()));
                             Fate::Stored
                         }
-                        Err(e) if e.class.is_permanent() && e.blames_input => {
-                            Fate::rejected(e.code, format!("page {id}: {e}"))
-                        }
-                        Err(e) => Fate::failed(&**e),
+                        Err(e) => page_fate(id, &**e),
                     };
                 }
             }
@@ -615,7 +620,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                         }
                         Err(e) if e.blames_input() => {
                             if page.is_pending() {
-                                page.reject(&e);
+                                page.settle(&e);
                             }
                         }
                         Err(e) => page.fail(&e),
@@ -679,7 +684,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         for (range, result) in tried {
             if let Err(e) = result {
                 for &i in &writing[range] {
-                    self.mark_store_error(&mut pages[i], &e);
+                    pages[i].settle(&*e);
                 }
             }
         }
@@ -694,7 +699,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                     .delete_chunks_from(deadline, &page.page_id, from)
                     .await
             {
-                self.mark_store_error(page, &e);
+                page.settle(&e);
                 continue;
             }
             let changed = page.is_changed();
@@ -728,14 +733,6 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
             }
         }
         refreshes
-    }
-
-    fn mark_store_error(&self, page: &mut PageWork, e: &StoreError) {
-        if e.class.is_permanent() && e.blames_input {
-            page.reject(e);
-        } else {
-            page.fail(e);
-        }
     }
 }
 

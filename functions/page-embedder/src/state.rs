@@ -21,7 +21,7 @@ use crate::store::StoreError;
 const IDS_PER_READ: usize = 200;
 
 /// The last change applied to a page.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageState {
     /// Its source version (`None` for pages fed by plain rows).
     pub version: Option<SourceVersion>,
@@ -144,11 +144,7 @@ impl PageStates {
             Self::Memory(map) => {
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
                 for (id, version, deleted) in versions {
-                    let state = map.entry(id.clone()).or_insert(PageState {
-                        version: None,
-                        deleted: false,
-                        notified_hash: None,
-                    });
+                    let state = map.entry(id.clone()).or_default();
                     state.version = Some(*version);
                     state.deleted = *deleted;
                 }
@@ -182,13 +178,7 @@ impl PageStates {
             Self::Memory(map) => {
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
                 for (id, hash) in notified {
-                    map.entry(id.clone())
-                        .or_insert(PageState {
-                            version: None,
-                            deleted: false,
-                            notified_hash: None,
-                        })
-                        .notified_hash = Some(hash.clone());
+                    map.entry(id.clone()).or_default().notified_hash = Some(hash.clone());
                 }
                 Ok(())
             }

@@ -15,6 +15,7 @@ pub struct MemoryStore {
     rows: Mutex<BTreeMap<(String, usize), VectorRow>>,
     calls: Mutex<Vec<&'static str>>,
     fail_next: Mutex<Option<ErrorClass>>,
+    refused: Mutex<Vec<String>>,
 }
 
 impl MemoryStore {
@@ -42,6 +43,12 @@ impl MemoryStore {
     /// Makes the next call fail with `class`.
     pub fn fail_next(&self, class: ErrorClass) {
         *self.fail_next.lock().unwrap() = Some(class);
+    }
+
+    /// Makes every `delete_pages` call that includes `page_id` fail as the store refusing that
+    /// id (permanent, blaming the input), as a database refuses one bad row of a bulk statement.
+    pub fn refuse_delete_of(&self, page_id: &str) {
+        self.refused.lock().unwrap().push(page_id.to_owned());
     }
 
     fn enter(&self, name: &'static str) -> Result<(), StoreError> {
@@ -89,6 +96,17 @@ impl VectorStore for MemoryStore {
 
     async fn delete_pages(&self, _: &Deadline, page_ids: &[String]) -> Result<(), StoreError> {
         self.enter("delete_pages")?;
+        if page_ids
+            .iter()
+            .any(|id| self.refused.lock().unwrap().contains(id))
+        {
+            return Err(StoreError {
+                class: ErrorClass::Permanent,
+                code: "refused",
+                blames_input: true,
+                message: "the store refuses this page id".into(),
+            });
+        }
         self.rows
             .lock()
             .unwrap()
