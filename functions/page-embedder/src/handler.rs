@@ -414,4 +414,24 @@ mod tests {
         assert_eq!(doc["RagRefreshFailed"], 0);
         assert_eq!(doc["RecordsSkipped"], 3);
     }
+
+    #[tokio::test]
+    async fn every_delete_refused_alike_is_reported_for_redelivery_not_dead_lettered() {
+        let h = handler();
+        let deadline = Deadline::after(std::time::Duration::from_secs(5));
+        let delete = |offset: i64, id: &str| {
+            event_decoding::KafkaRecord::new("cdc.pages", 0, offset, 0)
+                .with_value(serde_json::json!({ "page_id": id, "op": "d" }).to_string())
+        };
+        h.function().store.refuse_delete_of("p0");
+        h.function().store.refuse_delete_of("p1");
+        let done = h
+            .process(
+                &one_batch(vec![delete(0, "p0"), delete(1, "p1")]),
+                &deadline,
+            )
+            .await;
+        assert_eq!(done.counts.failed, 2, "{:?}", done.counts);
+        assert!(h.dead_letters().0.lock().unwrap().is_empty());
+    }
 }

@@ -200,22 +200,14 @@ impl PageWork {
         }
     }
 
-    /// Ends the page with the fate `error` implies ([`page_fate`]) unless it already ended
-    /// otherwise.
+    /// Ends the page with the fate `error` implies ([`Fate::from_error`]) unless it already
+    /// ended otherwise. The message does not name the page (its dead letter holds the record):
+    /// refusals alike stay alike, so the runner can tell a refusal of every page, a fault of the
+    /// environment, from pages at fault.
     fn settle(&mut self, error: &(impl Classify + std::fmt::Display)) {
         if matches!(self.fate, None | Some(Fate::Stored)) {
-            self.fate = Some(page_fate(&self.page_id, error));
+            self.fate = Some(Fate::from_error(error));
         }
-    }
-}
-
-/// [`Fate::from_error`], with the page named in a rejection's message (its dead letter).
-fn page_fate(page_id: &str, error: &(impl Classify + std::fmt::Display + ?Sized)) -> Fate {
-    match Fate::from_error(error) {
-        Fate::Rejected { code, message } => {
-            Fate::rejected(code, format!("page {page_id}: {message}"))
-        }
-        other => other,
     }
 }
 
@@ -434,7 +426,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                             refreshes.push(Refresh::deleted(id.clone()));
                             Fate::Stored
                         }
-                        Err(e) => page_fate(id, &**e),
+                        Err(e) => Fate::from_error(&**e),
                     };
                 }
             }
