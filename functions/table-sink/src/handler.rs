@@ -5,11 +5,10 @@
 //! What a batch with several records of one key writes, per `SINK_ON_CONFLICT`:
 //! - `merge` ([`Merge`]): what writing the records one by one, in Kafka order, would leave: a
 //!   field a later record carries replaces the earlier value, a field it omits is left alone.
-//!   The runner keeps the last record per key *and column set* ([`Keep::Last`]: a later record
-//!   with the same columns replaces every field of an earlier one), and the write step folds the
-//!   remaining records of a key, oldest first, into one row. When the database refuses a folded
-//!   row for its data, its records are written again one at a time, in order, so only the bad
-//!   one is dead-lettered.
+//!   The runner hands every record to the write step (each is its own group), which folds the
+//!   records of a key, oldest first, into one row. When the database refuses a folded row for
+//!   its data, its records are written again one at a time, in order, so only the bad one is
+//!   dead-lettered and an earlier good change of the key is still written.
 //! - `ignore` ([`Ignore`]): the first record of a key is inserted if the row does not exist yet;
 //!   later ones are duplicates ([`Keep::First`]), as they are across batches.
 
@@ -26,7 +25,7 @@ use lambda_kit::runner::{BatchFunction, Decoded, Handled, Keep, Runner};
 use lambda_runtime::LambdaEvent;
 
 use crate::config::FUNCTION_NAME;
-use crate::row::{Fields, Shape, column_set};
+use crate::row::{Fields, Shape};
 use crate::store::{PostgrestRows, RowStore};
 
 /// What a record does to an existing row of its key (`SINK_ON_CONFLICT`). The runner's
@@ -61,8 +60,10 @@ impl OnConflict for Ignore {
 pub struct RowKey {
     /// The conflict columns' values, canonical ([`Shape::row`]).
     pub key: String,
-    /// The record's columns (merge), or empty (ignore: one group per key).
-    pub columns: String,
+    /// Merge: the record's partition and offset, so the runner groups nothing and the write step
+    /// folds a key's records itself (a record superseded in the runner would be acknowledged
+    /// without being written if the later one were refused). Ignore: `None`, one group per key.
+    pub at: Option<(i32, i64)>,
 }
 
 /// One decoded record.
@@ -115,10 +116,7 @@ impl<S: RowStore, C: OnConflict> BatchFunction for TableSink<S, C> {
             Err(fate) => Decoded::Settled(fate),
             Ok((key, fields)) => Decoded::Item {
                 key: RowKey {
-                    columns: match C::KEEP {
-                        Keep::Last => column_set(&fields),
-                        _ => String::new(),
-                    },
+                    at: (C::KEEP == Keep::Last).then_some((record.partition, record.offset)),
                     key,
                 },
                 item: Row {

@@ -12,20 +12,7 @@ use serde_json::value::RawValue;
 /// same keys in the same order.
 pub type Fields = BTreeMap<String, Box<RawValue>>;
 
-/// `true` for a column or table name this function accepts: an ASCII letter or `_`, then
-/// letters, digits or `_`, at most 63 bytes (PostgreSQL truncates longer names).
-///
-/// ```
-/// use table_sink::row::is_identifier;
-/// assert!(is_identifier("user_id"));
-/// assert!(!is_identifier("1st") && !is_identifier("a-b") && !is_identifier(""));
-/// ```
-pub fn is_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && !s.starts_with(|c: char| c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+pub use lambda_kit::config::is_identifier;
 
 /// What a row must look like: its conflict columns (the key) and, optionally, the only columns
 /// kept.

@@ -277,20 +277,15 @@ mod tests {
             // The codes of these two are PostgrestError's own.
             (
                 api(404, "PGRST205", "Could not find the table 'public.nosuch'"),
-                "",
+                "db_schema",
                 "SINK_TABLE",
             ),
             (
                 api(401, "42501", "permission denied for table user_profiles"),
-                "",
+                "db_unauthorized",
                 "SUPABASE_SECRET_KEY",
             ),
         ] {
-            let code = if code.is_empty() {
-                e.0.error_code()
-            } else {
-                code
-            };
             assert_eq!(e.error_code(), code);
             assert!(
                 matches!(fate(&e), Fate::Failed { code: c, environment: true, .. } if c == code),

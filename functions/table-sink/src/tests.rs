@@ -273,10 +273,10 @@ async fn a_refused_merged_row_is_written_change_by_change_so_only_the_bad_one_is
     assert!(failed(&h).is_empty());
     assert_eq!(
         (h.counts.stored, h.counts.skipped, h.counts.dead_lettered),
-        (2, 1, 1),
-        "gold superseded by platinum, which is refused; the email change is stored"
+        (2, 0, 2),
+        "as one by one: gold and platinum each refused, the email change stored"
     );
-    assert_eq!(letters(&s), ["1:db_bad_request"]);
+    assert_eq!(letters(&s), ["0:db_bad_request", "1:db_bad_request"]);
     let rows = s.function().store().rows();
     assert_eq!(
         rows["a"],
@@ -285,8 +285,30 @@ async fn a_refused_merged_row_is_written_change_by_change_so_only_the_bad_one_is
     assert_eq!(rows["b"]["plan"], "pro");
     assert_eq!(
         *s.function().store().writes.lock().unwrap(),
-        [2, 1, 1],
-        "the folded rows, then a's two changes one at a time"
+        [2, 1, 1, 1],
+        "the folded rows, then a's three changes one at a time"
+    );
+}
+
+#[tokio::test]
+async fn a_good_change_followed_by_a_refused_one_of_the_same_columns_is_still_written() {
+    let s = sink::<Merge>(MemTable::new(true), None);
+    let b = batch(&[
+        json!({"user_id": "a", "plan": "pro"}),
+        json!({"user_id": "a", "plan": "gold"}),
+    ]);
+    let h = run(&s, &b).await;
+    assert_eq!(
+        (h.counts.stored, h.counts.dead_lettered),
+        (1, 1),
+        "{:?}",
+        h.counts
+    );
+    assert_eq!(letters(&s), ["1:db_bad_request"]);
+    assert_eq!(
+        s.function().store().rows()["a"]["plan"],
+        "pro",
+        "written, not just acknowledged"
     );
 }
 

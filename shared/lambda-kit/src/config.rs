@@ -139,8 +139,18 @@ impl Env {
     }
 }
 
-fn is_identifier(s: &str) -> bool {
+/// `true` for a table or column name the functions accept: an ASCII letter or `_`, then
+/// letters, digits or `_`, at most 63 bytes (PostgreSQL truncates longer names).
+///
+/// ```
+/// use lambda_kit::config::is_identifier;
+/// assert!(is_identifier("user_id"));
+/// assert!(!is_identifier("1st") && !is_identifier("a-b") && !is_identifier(""));
+/// assert!(!is_identifier(&"x".repeat(64)));
+/// ```
+pub fn is_identifier(s: &str) -> bool {
     !s.is_empty()
+        && s.len() <= 63
         && !s.starts_with(|c: char| c.is_ascii_digit())
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
