@@ -90,13 +90,7 @@ pub struct KafkaBatch {
 impl KafkaBatch {
     /// Parses an invocation payload; the error names the JSON path of the problem.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, BatchError> {
-        // Fast path: tracking the JSON path costs on every value, so only a failing payload is
-        // parsed a second time, to name where it went wrong. UTF-8 is checked once up front,
-        // which is cheaper than string by string.
-        if let Ok(raw) = std::str::from_utf8(bytes)
-            .map_err(|_| ())
-            .and_then(|text| serde_json::from_str::<RawBatch>(text).map_err(|_| ()))
-        {
+        if let Some(raw) = parse_fast::<RawBatch>(bytes) {
             return raw.into_batch();
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -434,6 +428,13 @@ impl TryFrom<aws_lambda_events::event::kafka::KafkaEvent> for KafkaBatch {
         }
         .into_batch()
     }
+}
+
+/// JSON without path tracking, UTF-8 checked once rather than string by string: `None` on any
+/// failure, which the caller then parses again with `serde_path_to_error` only to name where it
+/// went wrong. Tracking the path costs on every value; a valid payload never pays it.
+pub(crate) fn parse_fast<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    serde_json::from_str(std::str::from_utf8(bytes).ok()?).ok()
 }
 
 #[cfg(test)]

@@ -322,12 +322,7 @@ impl KafkaRecord {
         bytes: &[u8],
         what: &str,
     ) -> Result<T, RecordError> {
-        // Fast path: no path tracking, and UTF-8 checked once rather than per string. A failure
-        // is parsed again only to name the field.
-        if let Ok(v) = std::str::from_utf8(bytes)
-            .map_err(|_| ())
-            .and_then(|text| serde_json::from_str::<T>(text).map_err(|_| ()))
-        {
+        if let Some(v) = crate::batch::parse_fast::<T>(bytes) {
             return Ok(v);
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);

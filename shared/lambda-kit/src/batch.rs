@@ -201,7 +201,7 @@ where
     Fut: Future<Output = Result<(), E>>,
 {
     let sizes: Vec<usize> = rows.iter().map(|r| r.as_ref().len()).collect();
-    let mut fates: Vec<Fate> = vec![Fate::missing(); rows.len()];
+    let mut fates: Vec<Option<Fate>> = vec![None; rows.len()];
     let tried = bisect(limits.plan(&sizes), |range| write(json_array(&rows[range]))).await;
     for (range, result) in tried {
         let fate = match result {
@@ -209,10 +209,15 @@ where
             Err(e) => Fate::from_error(&*e),
         };
         for i in range {
-            fates[i] = fate.clone();
+            fates[i] = Some(fate.clone());
         }
     }
+    // Every row is in exactly one range bisect returns; a gap would be a failure, never a
+    // silent acknowledgement.
     fates
+        .into_iter()
+        .map(|f| f.unwrap_or_else(Fate::missing))
+        .collect()
 }
 
 #[cfg(test)]

@@ -138,17 +138,15 @@ pub struct HeaderRow {
 
 impl HeaderRow {
     fn of(header: &event_decoding::Header) -> Self {
-        match std::str::from_utf8(&header.value) {
-            Ok(s) if !s.contains('\0') => Self {
-                name: header.name.clone(),
-                value: Some(s.to_owned()),
-                value_base64: None,
-            },
-            _ => Self {
-                name: header.name.clone(),
-                value: None,
-                value_base64: Some(base64::engine::general_purpose::STANDARD.encode(&header.value)),
-            },
+        let (text, encoding) = text_or_base64(&header.value, None);
+        let (value, value_base64) = match encoding {
+            ValueEncoding::Utf8 => (Some(text), None),
+            ValueEncoding::Base64 => (None, Some(text)),
+        };
+        Self {
+            name: header.name.clone(),
+            value,
+            value_base64,
         }
     }
 }

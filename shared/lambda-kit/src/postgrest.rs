@@ -490,8 +490,9 @@ impl PostgrestError {
     /// The request names something the database or the API's schema cache does not have: a
     /// column (`PGRST204`, `42703`), a table (`PGRST205`, `42P01`), a type or operator (`42704`,
     /// `42883`: pgvector's `vector` when the API's search path lacks the `extensions` schema), a
-    /// unique constraint for the conflict target (`42P10`). The schema and the code disagree:
-    /// every row would fail alike, so no row is to blame.
+    /// unique constraint for the conflict target (`42P10`), a query string the API cannot parse
+    /// (`PGRST100`: the client's own `on_conflict`, `columns` or `select`). The schema and the
+    /// code disagree: every row would fail alike, so no row is to blame.
     ///
     /// ```
     /// use lambda_kit::error::{Classify, ErrorClass};
@@ -508,8 +509,8 @@ impl PostgrestError {
     /// assert_eq!(e.error_code(), "db_schema");
     /// ```
     pub fn is_schema_mismatch(&self) -> bool {
-        const SCHEMA_CODES: [&str; 7] = [
-            "PGRST204", "PGRST205", "42703", "42P01", "42P10", "42704", "42883",
+        const SCHEMA_CODES: [&str; 8] = [
+            "PGRST100", "PGRST204", "PGRST205", "42703", "42P01", "42P10", "42704", "42883",
         ];
         matches!(self, Self::Api { code: Some(code), .. } if SCHEMA_CODES.contains(&code.as_str()))
     }
@@ -1267,6 +1268,30 @@ mod tests {
                     && head.contains(&format!("limit={READ_PAGE_ROWS}&offset={offset} ")),
                 "{head}"
             );
+        }
+    }
+
+    #[test]
+    fn schema_codes_are_the_environment_and_data_codes_blame_the_rows() {
+        let api = |status: u16, code: &str| PostgrestError::Api {
+            status,
+            code: Some(code.into()),
+            message: "m".into(),
+            details: None,
+            hint: None,
+            class: ErrorClass::Permanent,
+        };
+        for code in [
+            "PGRST100", "PGRST204", "PGRST205", "42703", "42P01", "42P10", "42704", "42883",
+        ] {
+            let e = api(400, code);
+            assert!(e.is_schema_mismatch(), "{code}");
+            assert!(!e.blames_input(), "{code}");
+            assert_eq!(e.error_code(), "db_schema", "{code}");
+        }
+        for (status, code) in [(400, "22P02"), (400, "23514"), (409, "23505")] {
+            let e = api(status, code);
+            assert!(!e.is_schema_mismatch() && e.blames_input(), "{code}");
         }
     }
 }

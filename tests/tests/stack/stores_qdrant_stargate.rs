@@ -270,13 +270,15 @@ async fn qdrant_errors_are_classified_with_the_server_message() {
     let fake = FakeQdrant::start("pages", DIM).await;
     let d = deadline();
 
-    // Wrong vector size: the rows are bad input (dead-letter), message from status.error.
+    // Wrong vector size: the collection was made for another size than the embedder's, which
+    // every page would hit alike: the setup, not the rows (reported for redelivery, never
+    // dead-lettered), with the message from status.error.
     let store = qdrant_store(&fake.url(), None);
     let mut bad = row("p", 0, "h");
     bad.embedding = vec![1.0; 3];
     let e = store.upsert(&d, &[bad]).await.unwrap_err();
-    assert_eq!(e.error_code(), "store_bad_request");
-    assert!(e.class().is_permanent() && e.blames_input());
+    assert_eq!(e.error_code(), "store_setup");
+    assert!(e.class().is_permanent() && !e.blames_input());
     assert!(
         e.message.contains("expected dim: 4, got 3"),
         "{}",

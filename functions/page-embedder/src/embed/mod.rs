@@ -239,7 +239,9 @@ fn refuses_settings(message: &str) -> bool {
         && ["not found", "does not exist", "unknown model"]
             .iter()
             .any(|w| m.contains(w));
-    dimensions || model
+    // Ollama, for a chat model set as EMBED_MODEL: `"<model>" does not support embeddings`.
+    let not_embedding = m.contains("does not support") && m.contains("embed");
+    dimensions || model || not_embedding
 }
 
 /// Wording of "input longer than the context" across Ollama, OpenAI, vLLM and TEI.
@@ -497,6 +499,12 @@ mod tests {
         let e = err(
             400,
             r#"{"error":{"message":"The model `nomic-embed-text` does not exist"}}"#,
+        );
+        assert!(matches!(e, EmbedError::Config { .. }), "{e:?}");
+        // Ollama with a chat model as EMBED_MODEL.
+        let e = err(
+            400,
+            r#"{"error":"\"llama3.2\" does not support embeddings"}"#,
         );
         assert!(matches!(e, EmbedError::Config { .. }), "{e:?}");
         // An ordinary refusal of one input still blames the input.

@@ -41,7 +41,15 @@ const QDRANT: Service = Service {
     name: "qdrant",
     auth_header: "api-key",
     error_text: qdrant_error_text,
+    refuses_setup: qdrant_refuses_setup,
 };
+
+/// Qdrant's 400 "Wrong input: Vector dimension error: expected dim: 768, got 384" (the collection
+/// was created for another size than `EMBED_DIM`) and "Not existing vector name" (a named-vector
+/// collection): the collection's setup, not the pages.
+fn qdrant_refuses_setup(text: &str) -> bool {
+    text.contains("Vector dimension error") || text.contains("Not existing vector")
+}
 
 /// The variables giving the API key: directly, or as a Secrets Manager id.
 pub(crate) const API_KEY_VARS: (&str, &str) = ("QDRANT_API_KEY", "QDRANT_API_KEY_SECRET_ID");

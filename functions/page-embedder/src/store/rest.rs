@@ -54,6 +54,10 @@ pub(crate) struct Service {
     pub auth_header: &'static str,
     /// Reads the service's error body.
     pub error_text: ErrorText,
+    /// Tells, from the error text of a 400/422, that the service refuses its own setup (a
+    /// collection of another vector size, a vector name it lacks), not the rows: every write
+    /// would fail alike, so nothing is dead-lettered.
+    pub refuses_setup: fn(&str) -> bool,
 }
 
 /// A pooled JSON client for one service; cheap to clone.
@@ -63,6 +67,7 @@ pub(crate) struct RestClient {
     auth: Option<(HeaderName, HeaderValue)>,
     sender: http::Sender,
     error_text: ErrorText,
+    refuses_setup: fn(&str) -> bool,
 }
 
 impl RestClient {
@@ -96,6 +101,7 @@ impl RestClient {
             auth,
             sender: http::Sender::new(service.name, timeout, retry.clone(), key),
             error_text: service.error_text,
+            refuses_setup: service.refuses_setup,
         })
     }
 
@@ -150,7 +156,7 @@ impl RestClient {
     }
 
     /// The stores' reading of a failed attempt: a rejected body (400/413/422) blames the input,
-    /// 401/403/404 the configuration.
+    /// unless the service says its own setup is at fault; 401/403/404 blame the configuration.
     fn error(&self, failure: http::Failure<'_>) -> StoreError {
         let service = self.sender.service;
         let r = match failure {
@@ -175,10 +181,11 @@ impl RestClient {
             500..=599 => "store_server_error",
             _ => "store_rejected",
         };
+        let setup = matches!(status, 400 | 422) && (self.refuses_setup)(&text);
         StoreError {
             class: r.class(),
-            code,
-            blames_input: matches!(status, 400 | 413 | 422),
+            code: if setup { "store_setup" } else { code },
+            blames_input: matches!(status, 400 | 413 | 422) && !setup,
             message: format!("{service} HTTP {status}: {}", r.clean(&text)),
         }
     }
