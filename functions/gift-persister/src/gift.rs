@@ -71,6 +71,17 @@ pub enum GiftError {
 }
 
 impl GiftError {
+    /// The field at fault (`None` when the whole value is, e.g. not an object).
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::NotAnObject(_) => None,
+            Self::MissingField(f) | Self::EmptyField(f) => Some(f),
+            Self::InvalidType { field, .. } | Self::TooLong { field, .. } => Some(field),
+            Self::PageIdOutOfRange(_) => Some("page_id"),
+            Self::InvalidTimestamp(_) => Some("ts"),
+        }
+    }
+
     /// Low-cardinality code stored with the dead letter.
     pub fn error_code(&self) -> &'static str {
         match self {
@@ -124,6 +135,26 @@ pub struct Provenance<'a> {
 
 fn present<'v>(obj: &'v Map<String, Value>, field: &str) -> Option<&'v Value> {
     obj.get(field).filter(|v| !v.is_null())
+}
+
+fn page_id(obj: &Map<String, Value>) -> Result<i64, GiftError> {
+    match present(obj, "page_id") {
+        None => Err(GiftError::MissingField("page_id")),
+        Some(Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) if i >= 0 => Ok(i),
+            (Some(_), _) | (None, Some(_)) => Err(GiftError::PageIdOutOfRange(n.to_string())),
+            (None, None) => Err(GiftError::InvalidType {
+                field: "page_id",
+                expected: "an integer",
+                got: "a fractional number",
+            }),
+        },
+        Some(other) => Err(GiftError::InvalidType {
+            field: "page_id",
+            expected: "an integer",
+            got: json_kind(other),
+        }),
+    }
 }
 
 fn text(obj: &Map<String, Value>, field: &'static str, max: usize) -> Result<String, GiftError> {
@@ -217,47 +248,57 @@ impl Gift {
         record_ts_ms: i64,
         limits: &GiftLimits,
     ) -> Result<Self, GiftError> {
+        Self::validate_all(value, record_ts_ms, limits).map_err(|mut problems| problems.remove(0))
+    }
+
+    /// Like [`Gift::validate`], but checks every field and returns every problem (never an empty
+    /// list), in field order: `page_id`, `question`, `answer`, `ts`, `event_id`. The first one is
+    /// what [`Gift::validate`] reports, so the publisher's 400 and the persister's dead letter
+    /// agree.
+    ///
+    /// ```
+    /// use gift_persister::gift::{Gift, GiftLimits};
+    /// let v = serde_json::json!({"page_id": -1, "question": "", "answer": "A", "ts": "soon"});
+    /// let problems = Gift::validate_all(v, 0, &GiftLimits::default()).unwrap_err();
+    /// let fields: Vec<_> = problems.iter().map(|p| p.field()).collect();
+    /// assert_eq!(fields, [Some("page_id"), Some("question"), Some("ts")]);
+    /// ```
+    pub fn validate_all(
+        value: Value,
+        record_ts_ms: i64,
+        limits: &GiftLimits,
+    ) -> Result<Self, Vec<GiftError>> {
         let Value::Object(raw) = value else {
-            return Err(GiftError::NotAnObject(json_kind(&value)));
+            return Err(vec![GiftError::NotAnObject(json_kind(&value))]);
         };
-        let page_id = match present(&raw, "page_id") {
-            None => return Err(GiftError::MissingField("page_id")),
-            Some(Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
-                (Some(i), _) if i >= 0 => i,
-                (Some(_), _) | (None, Some(_)) => {
-                    return Err(GiftError::PageIdOutOfRange(n.to_string()));
-                }
-                (None, None) => {
-                    return Err(GiftError::InvalidType {
-                        field: "page_id",
-                        expected: "an integer",
-                        got: "a fractional number",
-                    });
-                }
-            },
-            Some(other) => {
-                return Err(GiftError::InvalidType {
-                    field: "page_id",
-                    expected: "an integer",
-                    got: json_kind(other),
-                });
-            }
-        };
-        let question = text(&raw, "question", limits.max_text_chars)?;
-        let answer = text(&raw, "answer", limits.max_text_chars)?;
-        let ts_micros = timestamp(&raw, record_ts_ms)?;
-        let event_id = match present(&raw, "event_id") {
-            None => content_hash(page_id, &question, &answer, ts_micros),
-            Some(_) => text(&raw, "event_id", limits.max_event_id_chars)?,
-        };
-        Ok(Self {
-            event_id,
-            page_id,
-            question,
-            answer,
-            ts_micros,
-            raw,
-        })
+        let page_id = page_id(&raw);
+        let question = text(&raw, "question", limits.max_text_chars);
+        let answer = text(&raw, "answer", limits.max_text_chars);
+        let ts_micros = timestamp(&raw, record_ts_ms);
+        let event_id = present(&raw, "event_id")
+            .map(|_| text(&raw, "event_id", limits.max_event_id_chars))
+            .transpose();
+        match (page_id, question, answer, ts_micros, event_id) {
+            (Ok(page_id), Ok(question), Ok(answer), Ok(ts_micros), Ok(event_id)) => Ok(Self {
+                event_id: event_id
+                    .unwrap_or_else(|| content_hash(page_id, &question, &answer, ts_micros)),
+                page_id,
+                question,
+                answer,
+                ts_micros,
+                raw,
+            }),
+            (page_id, question, answer, ts_micros, event_id) => Err([
+                page_id.err(),
+                question.err(),
+                answer.err(),
+                ts_micros.err(),
+                event_id.err(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()),
+        }
     }
 
     /// The row for the gifts table, as JSON.
@@ -448,7 +489,23 @@ mod tests {
             let e = err(v.clone());
             assert_eq!(e.error_code(), code, "{v}");
             assert!(e.to_string().contains(field), "{v}: {e}");
+            assert_eq!(e.field().unwrap_or("object"), field, "{v}");
         }
+    }
+
+    #[test]
+    fn validate_all_reports_every_bad_field_and_validate_the_first() {
+        let limits = GiftLimits::default();
+        let v = json!({"page_id": "x", "question": 7, "answer": "", "ts": "later", "event_id": ""});
+        let all = Gift::validate_all(v.clone(), 0, &limits).unwrap_err();
+        let fields: Vec<_> = all.iter().map(|e| e.field().unwrap()).collect();
+        assert_eq!(fields, ["page_id", "question", "answer", "ts", "event_id"]);
+        assert_eq!(Gift::validate(v, 0, &limits).unwrap_err(), all[0]);
+        // One bad field among good ones: exactly that one.
+        let v = json!({"page_id": 3, "question": "Q", "answer": "A", "ts": true});
+        let all = Gift::validate_all(v, 0, &limits).unwrap_err();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].field(), Some("ts"));
     }
 
     #[test]

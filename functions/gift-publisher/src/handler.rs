@@ -1,0 +1,320 @@
+//! `POST /vault/save`: validate, stamp, publish, and answer only once the broker has the gift.
+//!
+//! | answer | when |
+//! | --- | --- |
+//! | `202 {"queued": true, "event_id": ..}` | the broker acknowledged the record (`acks=all`) |
+//! | `400` problem document | the body is not JSON, not a valid gift (one entry per bad field), or the `Idempotency-Key` is unusable |
+//! | `404` / `405` | another path / another method |
+//! | `413` | the body is over `GIFT_MAX_BODY_BYTES`, or the broker refused the record's size |
+//! | `503` with `Retry-After` | the broker is down, slow, or refuses the producer (auth, missing topic) |
+//!
+//! `ts` is stamped (epoch seconds) when absent. `event_id`, the persister's idempotency key, is
+//! the `Idempotency-Key` header when sent, else the body's own `event_id`, else a fresh UUID: a
+//! client retrying a POST with the same key gets one vault row.
+
+use std::time::Instant;
+
+use gift_persister::gift::{Gift, GiftError};
+use lambda_kit::metrics::{MetricSet, Metrics, now_ms};
+use lambda_kit::retry::{Deadline, DeadlineSettings};
+use lambda_runtime::LambdaEvent;
+use serde_json::{Map, Value, json};
+
+use crate::config::RequestLimits;
+use crate::http::{HttpRequest, HttpResponse};
+use crate::kafka::{Broker, OutRecord, SendError};
+
+/// The route this function serves (an HTTP API stage prefix is allowed before it).
+pub const ROUTE: &str = "/vault/save";
+
+/// Trace context headers copied from the request to the record, so a trace runs from the caller
+/// through the topic to the persister.
+const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// The function: a producer plus the request rules.
+#[derive(Debug)]
+pub struct Publisher<B> {
+    broker: B,
+    topic: String,
+    limits: RequestLimits,
+    deadline: DeadlineSettings,
+    retry_after: std::time::Duration,
+    metrics: Metrics,
+}
+
+/// What became of one request (for the metrics line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Published,
+    Rejected,
+    Failed,
+}
+
+impl<B: Broker> Publisher<B> {
+    /// A publisher to `topic` through `broker`.
+    pub fn new(
+        broker: B,
+        topic: String,
+        limits: RequestLimits,
+        deadline: DeadlineSettings,
+        retry_after: std::time::Duration,
+    ) -> Self {
+        Self {
+            broker,
+            topic,
+            limits,
+            deadline,
+            retry_after,
+            metrics: Metrics::disabled(),
+        }
+    }
+
+    /// Emits one EMF line per request.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The producer (tests inspect it).
+    pub fn broker(&self) -> &B {
+        &self.broker
+    }
+
+    /// The Lambda entry point.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<HttpRequest>,
+    ) -> Result<HttpResponse, lambda_runtime::Error> {
+        let deadline = Deadline::from_context(&event.context, &self.deadline);
+        Ok(self.respond(&event.payload, deadline).await)
+    }
+
+    /// Answers one request.
+    pub async fn respond(&self, request: &HttpRequest, deadline: Deadline) -> HttpResponse {
+        let started = Instant::now();
+        let (response, outcome) = self.answer(request, deadline).await;
+        let mut m = MetricSet::new();
+        m.count("GiftsPublished", u64::from(outcome == Outcome::Published))
+            .count("GiftsRejected", u64::from(outcome == Outcome::Rejected))
+            .count("PublishFailed", u64::from(outcome == Outcome::Failed))
+            .millis("Duration", started.elapsed().as_millis() as u64);
+        self.metrics.emit(&m);
+        response
+    }
+
+    async fn answer(&self, request: &HttpRequest, deadline: Deadline) -> (HttpResponse, Outcome) {
+        let path = request.raw_path.trim_end_matches('/');
+        if !path.ends_with(ROUTE) {
+            let detail = format!("this function serves POST {ROUTE}");
+            return rejected(HttpResponse::problem(
+                404,
+                "not_found",
+                "Not found",
+                &detail,
+                vec![],
+            ));
+        }
+        if request.method() != "POST" {
+            let detail = format!("{ROUTE} accepts POST only");
+            let r = HttpResponse::problem(
+                405,
+                "method_not_allowed",
+                "Method not allowed",
+                &detail,
+                vec![],
+            );
+            return rejected(r.header("allow", "POST"));
+        }
+        let max = self.limits.max_body_bytes;
+        if request.body_len() > max {
+            let detail = format!(
+                "the body is {} bytes, at most {max} are accepted",
+                request.body_len()
+            );
+            return rejected(HttpResponse::problem(
+                413,
+                "body_too_large",
+                "Body too large",
+                &detail,
+                vec![],
+            ));
+        }
+        let body = match request.body_bytes() {
+            Ok(b) if b.len() > max => {
+                let detail = format!("the body is {} bytes, at most {max} are accepted", b.len());
+                return rejected(HttpResponse::problem(
+                    413,
+                    "body_too_large",
+                    "Body too large",
+                    &detail,
+                    vec![],
+                ));
+            }
+            Ok(b) => b,
+            Err(e) => {
+                return rejected(bad_request("invalid_body_encoding", &e.to_string(), vec![]));
+            }
+        };
+        let prepared = match self.prepare(request, &body) {
+            Ok(p) => p,
+            Err(r) => return rejected(r),
+        };
+        let event_id = prepared.event_id.clone();
+        let page_id = prepared.page_id;
+        let remaining = deadline.remaining();
+        let sent = match tokio::time::timeout(remaining, self.broker.send(prepared.record)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Unavailable(format!(
+                "the function's deadline passed before the broker acknowledged ({} ms left)",
+                remaining.as_millis()
+            ))),
+        };
+        match sent {
+            Ok(d) => {
+                tracing::info!(
+                    event_id,
+                    page_id,
+                    topic = self.topic,
+                    partition = d.partition,
+                    offset = d.offset,
+                    "gift published"
+                );
+                (
+                    HttpResponse::json(202, &json!({"queued": true, "event_id": event_id})),
+                    Outcome::Published,
+                )
+            }
+            Err(e @ SendError::TooLarge(_)) => {
+                tracing::warn!(event_id, page_id, error_code = e.error_code(), error = %e, "gift refused by the broker");
+                rejected(HttpResponse::problem(
+                    413,
+                    e.error_code(),
+                    "Gift too large for the topic",
+                    &e.to_string(),
+                    vec![],
+                ))
+            }
+            Err(e) => {
+                tracing::error!(event_id, page_id, error_code = e.error_code(), error = %e, "gift not published");
+                let secs = self.retry_after.as_secs().max(1);
+                let detail = format!(
+                    "the gift was not published ({e}); retry after {secs} s with the same Idempotency-Key"
+                );
+                let r = HttpResponse::problem(
+                    503,
+                    e.error_code(),
+                    "Broker unavailable",
+                    &detail,
+                    vec![],
+                );
+                (r.header("retry-after", secs.to_string()), Outcome::Failed)
+            }
+        }
+    }
+
+    /// The record for a valid body, or the 400 naming what is wrong.
+    fn prepare(&self, request: &HttpRequest, body: &[u8]) -> Result<Prepared, HttpResponse> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            bad_request(
+                "invalid_json",
+                &format!("the body is not JSON: {e}"),
+                vec![],
+            )
+        })?;
+        let Value::Object(mut gift) = value else {
+            let e = GiftError::NotAnObject(event_decoding::json_kind(&value));
+            return Err(bad_request(
+                "invalid_gift",
+                &e.to_string(),
+                vec![problem(&e)],
+            ));
+        };
+        let now = now_ms();
+        if let Some(key) = request.header("idempotency-key") {
+            let key = key.trim();
+            let max = self.limits.gift.max_event_id_chars;
+            let problem = if key.is_empty() {
+                Some("must not be empty".to_owned())
+            } else if key.chars().count() > max {
+                Some(format!("at most {max} characters"))
+            } else if key.chars().any(char::is_control) {
+                Some("must not contain control characters".to_owned())
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                let entry = json!({"field": "Idempotency-Key", "code": "invalid_idempotency_key", "message": format!("Idempotency-Key: {p}")});
+                return Err(bad_request(
+                    "invalid_gift",
+                    &format!("Idempotency-Key: {p}"),
+                    vec![entry],
+                ));
+            }
+            gift.insert("event_id".into(), Value::String(key.to_owned()));
+        } else if gift.get("event_id").is_none_or(Value::is_null) {
+            gift.insert(
+                "event_id".into(),
+                Value::String(uuid::Uuid::new_v4().to_string()),
+            );
+        }
+        if gift.get("ts").is_none_or(Value::is_null) {
+            gift.insert("ts".into(), json!(now as f64 / 1000.0));
+        }
+        let value = Value::Object(gift);
+        let checked =
+            Gift::validate_all(value.clone(), now, &self.limits.gift).map_err(|problems| {
+                let detail = problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                bad_request(
+                    "invalid_gift",
+                    &detail,
+                    problems.iter().map(problem).collect(),
+                )
+            })?;
+        let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
+        for name in TRACE_HEADERS {
+            if let Some(v) = request.header(name) {
+                headers.push((name.to_owned(), v.as_bytes().to_vec()));
+            }
+        }
+        Ok(Prepared {
+            event_id: checked.event_id,
+            page_id: checked.page_id,
+            record: OutRecord {
+                key: checked.page_id.to_string().into_bytes(),
+                value: serde_json::to_vec(&value).expect("a JSON value serializes"),
+                headers,
+                timestamp_ms: now,
+            },
+        })
+    }
+}
+
+struct Prepared {
+    event_id: String,
+    page_id: i64,
+    record: OutRecord,
+}
+
+fn rejected(response: HttpResponse) -> (HttpResponse, Outcome) {
+    (response, Outcome::Rejected)
+}
+
+fn bad_request(code: &str, detail: &str, errors: Vec<Value>) -> HttpResponse {
+    HttpResponse::problem(400, code, "Invalid gift", detail, errors)
+}
+
+/// One `errors` entry: the field, the persister's error code, the message.
+fn problem(e: &GiftError) -> Value {
+    let mut entry = Map::new();
+    entry.insert(
+        "field".into(),
+        e.field().map_or(Value::Null, |f| Value::String(f.into())),
+    );
+    entry.insert("code".into(), Value::String(e.error_code().into()));
+    entry.insert("message".into(), Value::String(e.to_string()));
+    Value::Object(entry)
+}

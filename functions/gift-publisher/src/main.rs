@@ -1,0 +1,14 @@
+//! Lambda entry point: wiring only.
+
+// The producer and the AWS SDK nest deep futures; the layout of `main` needs more than 128.
+#![recursion_limit = "256"]
+
+use gift_publisher::config::Config;
+use lambda_runtime::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let handler = &Config::from_env().await?.build();
+    lambda_runtime::run(service_fn(move |event| handler.handle(event))).await
+}
