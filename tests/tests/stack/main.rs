@@ -13,5 +13,6 @@ mod gift_persister;
 mod gift_secrets;
 mod observability;
 mod pages_pipeline;
+mod query;
 mod stores_qdrant_stargate;
 mod table_sink;
