@@ -77,6 +77,8 @@ pub struct EmbedState {
     pub requests: Vec<Value>,
     /// `Authorization` headers received.
     pub auth: Vec<Option<String>>,
+    /// `traceparent` and `tracestate` headers received (W3C trace context).
+    pub trace: Vec<(Option<String>, Option<String>)>,
 }
 
 /// A running fake provider.
@@ -164,6 +166,10 @@ fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse
     let mut st = state.lock().unwrap();
     st.requests.push(body.clone());
     st.auth.push(req.header("authorization").map(str::to_owned));
+    st.trace.push((
+        req.header("traceparent").map(str::to_owned),
+        req.header("tracestate").map(str::to_owned),
+    ));
     if st.down {
         return error(api, 500, "internal server error", "server_error", None);
     }
@@ -287,6 +293,8 @@ pub struct FakeRag {
     pub received: Arc<Mutex<Vec<Value>>>,
     /// While `true`, answers 503.
     pub failing: Arc<Mutex<bool>>,
+    /// `traceparent` of every request received.
+    pub traceparents: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 impl FakeRag {
@@ -294,8 +302,12 @@ impl FakeRag {
     pub async fn start() -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let failing = Arc::new(Mutex::new(false));
-        let (r, f) = (received.clone(), failing.clone());
+        let traceparents = Arc::new(Mutex::new(Vec::new()));
+        let (r, f, t) = (received.clone(), failing.clone(), traceparents.clone());
         let server = FakeServer::start(move |req| {
+            t.lock()
+                .unwrap()
+                .push(req.header("traceparent").map(str::to_owned));
             if *f.lock().unwrap() {
                 return FakeResponse::json(503, json!({ "error": "unavailable" }));
             }
@@ -309,6 +321,7 @@ impl FakeRag {
             server,
             received,
             failing,
+            traceparents,
         }
     }
 

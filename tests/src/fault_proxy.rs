@@ -26,6 +26,8 @@ struct State {
     faults: Mutex<VecDeque<Fault>>,
     requests: AtomicUsize,
     forwarded: AtomicUsize,
+    /// Path and `traceparent` of every request.
+    traceparents: Mutex<Vec<(String, Option<String>)>>,
 }
 
 /// The running proxy; stops when dropped.
@@ -67,6 +69,11 @@ impl FaultProxy {
         self.state.requests.load(Ordering::Relaxed)
     }
 
+    /// Path (with query) and `traceparent` header of every request received.
+    pub fn traceparents(&self) -> Vec<(String, Option<String>)> {
+        self.state.traceparents.lock().unwrap().clone()
+    }
+
     /// Requests forwarded to the upstream.
     pub fn forwarded(&self) -> usize {
         self.state.forwarded.load(Ordering::Relaxed)
@@ -82,6 +89,14 @@ async fn handle(
     st.requests.fetch_add(1, Ordering::Relaxed);
     let fault = st.faults.lock().unwrap().pop_front();
     let (parts, body) = read_request(req).await;
+    st.traceparents.lock().unwrap().push((
+        parts.uri.to_string(),
+        parts
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    ));
     match fault {
         Some(Fault::Status(status, headers)) => {
             let err = serde_json::json!({"code": "PGRST000", "message": "injected fault", "details": null, "hint": null});

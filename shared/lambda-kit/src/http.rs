@@ -205,7 +205,8 @@ impl fmt::Debug for Rejection<'_> {
     }
 }
 
-/// Sends `request` once with `timeout`, reads the whole body and returns it for a 2xx answer;
+/// Sends `request` once with `timeout` (with the current span's `traceparent`/`tracestate`, see
+/// [`crate::trace`]), reads the whole body and returns it for a 2xx answer;
 /// anything else is a [`Failure`] whose messages never contain `secret`.
 ///
 /// ```
@@ -234,6 +235,8 @@ pub async fn attempt<'s>(
             message: sanitize_body(&describe_reqwest(&e), secret),
         })
     };
+    // The current span's W3C trace context (crate::trace), when the batch runs in one.
+    let request = crate::trace::propagate(request);
     let response = request.timeout(timeout).send().await.map_err(transport)?;
     let status = response.status();
     let headers = response.headers().clone();

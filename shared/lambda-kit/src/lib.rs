@@ -16,6 +16,7 @@
 //! - [`dead_letter`]: [`DeadLetter`](dead_letter::DeadLetter) rows and the
 //!   [`DeadLetterSink`](dead_letter::DeadLetterSink) trait with its PostgREST implementation.
 //! - [`metrics`]: per-invocation CloudWatch Embedded Metric Format lines.
+//! - [`trace`]: W3C trace context from record headers to logs and outbound requests.
 
 pub mod batch;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod postgrest;
 pub mod retry;
 pub mod runner;
 pub mod secrets;
+pub mod trace;
 
 #[cfg(test)]
 mod testing;

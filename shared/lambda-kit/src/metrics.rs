@@ -13,16 +13,23 @@
 //!
 //! ```json
 //! {"_aws":{"Timestamp":1700000000000,"CloudWatchMetrics":[{"Namespace":"KafkaLambdas",
-//!   "Dimensions":[["FunctionName"]],"Metrics":[{"Name":"RecordsReceived","Unit":"Count"}]}]},
-//!  "FunctionName":"gift-persister","RecordsReceived":3}
+//!   "Dimensions":[["FunctionName","service"]],"Metrics":[{"Name":"RecordsReceived","Unit":"Count"},
+//!   {"Name":"ColdStart","Unit":"Count"}]}]},
+//!  "FunctionName":"gift-persister","service":"kafka-lambdas","RecordsReceived":3,"ColdStart":1}
 //! ```
 //!
 //! Settings: `METRICS_ENABLED` (default `true`; `false`/`0`/`no`/`off` disable),
 //! `METRICS_NAMESPACE` (default [`DEFAULT_NAMESPACE`]), dimension `FunctionName` from
-//! `AWS_LAMBDA_FUNCTION_NAME`, else the binary name.
+//! `AWS_LAMBDA_FUNCTION_NAME`, else the binary name, and dimension `service` from
+//! `METRICS_SERVICE` (default [`DEFAULT_SERVICE`]; the template sets the stack name), one
+//! dimension set with both, so an alarm or a dashboard names both.
+//!
+//! `ColdStart` is 1 on the first line a process emits and 0 on every later one: its `Sum` counts
+//! cold starts, its `Average` is the share of invocations that were one.
 
 use std::fmt;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,8 +41,14 @@ use crate::config::{ConfigError, Env};
 /// Namespace used when `METRICS_NAMESPACE` is not set.
 pub const DEFAULT_NAMESPACE: &str = "KafkaLambdas";
 
-/// The one dimension of every metric.
+/// The function's dimension, on every metric.
 pub const DIMENSION: &str = "FunctionName";
+
+/// The service's dimension, on every metric (the Powertools for AWS Lambda convention).
+pub const SERVICE_DIMENSION: &str = "service";
+
+/// `service` when `METRICS_SERVICE` is not set.
+pub const DEFAULT_SERVICE: &str = "kafka-lambdas";
 
 /// EMF allows at most 100 metrics per directive.
 const MAX_METRICS: usize = 100;
@@ -178,6 +191,9 @@ pub fn now_ms() -> i64 {
 struct Inner {
     namespace: String,
     function_name: String,
+    service: String,
+    /// No line emitted yet: the next one is the cold start's.
+    cold: AtomicBool,
     sink: Mutex<Box<dyn Write + Send>>,
 }
 
@@ -206,6 +222,7 @@ impl fmt::Debug for Metrics {
                 .debug_struct("Metrics")
                 .field("namespace", &i.namespace)
                 .field("function_name", &i.function_name)
+                .field("service", &i.service)
                 .finish_non_exhaustive(),
         }
     }
@@ -217,8 +234,8 @@ impl Metrics {
         Self { inner: None }
     }
 
-    /// From `METRICS_ENABLED`, `METRICS_NAMESPACE` and `AWS_LAMBDA_FUNCTION_NAME` (else
-    /// `binary_name`), writing to stdout.
+    /// From `METRICS_ENABLED`, `METRICS_NAMESPACE`, `METRICS_SERVICE` and
+    /// `AWS_LAMBDA_FUNCTION_NAME` (else `binary_name`), writing to stdout.
     ///
     /// ```
     /// use lambda_kit::{config::Env, metrics::Metrics};
@@ -259,28 +276,50 @@ impl Metrics {
                 "must not start with AWS/ nor contain control characters",
             ));
         }
+        let service = env.string_or("METRICS_SERVICE", DEFAULT_SERVICE);
+        let service = service.trim();
+        // A dimension value: 1-1024 characters, not only whitespace, no control characters
+        // (CloudWatch `Dimension`).
+        if service.is_empty() || service.len() > 1024 || service.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                "METRICS_SERVICE",
+                "must be 1 to 1024 characters without control characters",
+            ));
+        }
         let function_name = env
             .get("AWS_LAMBDA_FUNCTION_NAME")
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| binary_name.to_owned());
-        Ok(Self::with_sink(
+        Ok(Self::build(
             namespace,
             &function_name,
-            std::io::stdout(),
+            service,
+            Box::new(std::io::stdout()),
         ))
     }
 
-    /// Writes to `sink` (stdout in Lambda, a buffer in tests).
+    /// Writes to `sink` (stdout in Lambda, a buffer in tests), with the default `service`.
     pub fn with_sink(
         namespace: &str,
         function_name: &str,
         sink: impl Write + Send + 'static,
     ) -> Self {
+        Self::build(namespace, function_name, DEFAULT_SERVICE, Box::new(sink))
+    }
+
+    fn build(
+        namespace: &str,
+        function_name: &str,
+        service: &str,
+        sink: Box<dyn Write + Send>,
+    ) -> Self {
         Self {
             inner: Some(Arc::new(Inner {
                 namespace: namespace.to_owned(),
                 function_name: function_name.to_owned(),
-                sink: Mutex::new(Box::new(sink)),
+                service: service.to_owned(),
+                cold: AtomicBool::new(true),
+                sink: Mutex::new(sink),
             })),
         }
     }
@@ -316,25 +355,30 @@ impl Metrics {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": inner.namespace,
-                    "Dimensions": [[DIMENSION]],
+                    "Dimensions": [[DIMENSION, SERVICE_DIMENSION]],
                     "Metrics": definitions,
                 }],
             }),
         );
         root.insert(DIMENSION.into(), Value::from(inner.function_name.clone()));
+        root.insert(SERVICE_DIMENSION.into(), Value::from(inner.service.clone()));
         for (name, _, value) in set.values.iter().take(MAX_METRICS) {
             root.insert((*name).into(), Value::from(*value));
         }
         Some(Value::Object(root))
     }
 
-    /// Writes the document of `set`, stamped now, as one line. A write failure is logged, never
-    /// returned: losing a metric must not fail the batch.
+    /// Writes the document of `set` and `ColdStart` (1 the first time, 0 after), stamped now, as
+    /// one line. A write failure is logged, never returned: losing a metric must not fail the
+    /// batch.
     pub fn emit(&self, set: &MetricSet) {
-        let Some(doc) = self.document(set, now_ms()) else {
+        let Some(inner) = &self.inner else { return };
+        let cold = inner.cold.swap(false, Ordering::Relaxed);
+        let mut set = set.clone();
+        set.count("ColdStart", u64::from(cold));
+        let Some(doc) = self.document(&set, now_ms()) else {
             return;
         };
-        let Some(inner) = &self.inner else { return };
         let mut line = doc.to_string();
         line.push('\n');
         let mut sink = inner.sink.lock().unwrap_or_else(|p| p.into_inner());
@@ -394,7 +438,8 @@ impl Write for Captured {
 /// let doc = &lines.documents()[0];
 /// let shape = check_emf(doc).unwrap();
 /// assert_eq!(shape.namespace, "Ns");
-/// assert_eq!(shape.metrics, vec![("A".to_owned(), "Count".to_owned())]);
+/// let names: Vec<&str> = shape.metrics.iter().map(|(n, _)| n.as_str()).collect();
+/// assert_eq!(names, ["A", "ColdStart"]);
 /// ```
 #[cfg(any(test, feature = "testing"))]
 pub fn check_emf(doc: &Value) -> Result<EmfShape, String> {
@@ -516,8 +561,13 @@ mod tests {
         let doc: Value = serde_json::from_str(&out[0]).unwrap();
         let shape = check_emf(&doc).unwrap();
         assert_eq!(shape.namespace, "KafkaLambdas");
-        assert_eq!(shape.dimensions, vec![vec!["FunctionName".to_owned()]]);
+        assert_eq!(
+            shape.dimensions,
+            vec![vec!["FunctionName".to_owned(), "service".to_owned()]]
+        );
         assert_eq!(doc["FunctionName"], "gift-persister");
+        assert_eq!(doc["service"], DEFAULT_SERVICE);
+        assert_eq!(doc["ColdStart"], 1, "the first line of the process");
         assert_eq!(doc["RecordsReceived"], 4);
         assert_eq!(doc["RecordsStored"], 2);
         assert_eq!(doc["RecordsSkipped"], 1);
@@ -532,8 +582,20 @@ mod tests {
         assert_eq!(units["RecordsReceived"], "Count");
         let ts = doc["_aws"]["Timestamp"].as_i64().unwrap();
         assert!((now_ms() - ts).abs() < 60_000, "timestamp is now in ms");
-        // Nothing but _aws, the dimension and the metrics at the root.
-        assert_eq!(doc.as_object().unwrap().len(), 2 + 8);
+        // Nothing but _aws, the two dimensions and the metrics at the root.
+        assert_eq!(doc.as_object().unwrap().len(), 3 + 9);
+
+        m.emit(&set);
+        m.clone().emit(&set);
+        let later: Vec<u64> = lines.documents()[1..]
+            .iter()
+            .map(|d| d["ColdStart"].as_u64().unwrap())
+            .collect();
+        assert_eq!(later, [0, 0], "warm invocations, clones included");
+        // A new Metrics is a new process's (a new execution environment builds its own).
+        let (fresh, fresh_lines) = Metrics::capture("KafkaLambdas", "gift-persister");
+        fresh.emit(&set);
+        assert_eq!(fresh_lines.documents()[0]["ColdStart"], 1);
     }
 
     #[test]
@@ -557,6 +619,17 @@ mod tests {
             .unwrap();
         assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Gifts/Prod");
         assert_eq!(d["FunctionName"], "gifts-prod-fn");
+        assert_eq!(d["service"], DEFAULT_SERVICE);
+        let env = Env::from_pairs([("METRICS_SERVICE", " gifts-prod ")]);
+        let d = Metrics::from_env(&env, "gift-persister")
+            .unwrap()
+            .document(&MetricSet::new(), 1)
+            .unwrap();
+        assert_eq!(d["service"], "gifts-prod");
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["FunctionName", "service"]])
+        );
 
         for off in ["false", "FALSE", "0", "off", "no"] {
             let env = Env::from_pairs([("METRICS_ENABLED", off)]);
@@ -568,6 +641,7 @@ mod tests {
             ("METRICS_ENABLED", "sometimes"),
             ("METRICS_NAMESPACE", "AWS/Lambda"),
             ("METRICS_NAMESPACE", "Ns\u{7}"),
+            ("METRICS_SERVICE", "a\nb"),
         ] {
             let err = Metrics::from_env(&Env::from_pairs([(var, value)]), "x").unwrap_err();
             assert_eq!(err.var, var);

@@ -16,7 +16,10 @@
 //! - each rejected record is logged with its topic, partition and offset; environment faults are
 //!   logged once per invocation and error code, at error level, with the message naming what to
 //!   fix;
-//! - every invocation ends with one summary log line and, when enabled, one EMF metrics line.
+//! - every invocation ends with one summary log line and, when enabled, one EMF metrics line;
+//! - a record's W3C `traceparent` header is logged with each line about that record, and the
+//!   batch's work runs in a span child of the first traced record's, whose context every
+//!   outbound request carries (see [`crate::trace`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,6 +37,7 @@ use crate::fate::Fate;
 use crate::metrics::{MetricSet, Metrics, now_ms};
 use crate::postgrest::{PostgrestClient, PostgrestConfig, Secret, resolve_key};
 use crate::retry::{Deadline, DeadlineSettings};
+use crate::trace::BatchTrace;
 
 /// Which item of a key's records is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +325,7 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         let records = batch.as_slice();
         let mut fates: Vec<Option<Fate>> = vec![None; records.len()];
         let mut stats = F::Stats::default();
+        let trace = BatchTrace::of(records);
         let (keys, groups) = self.decode(records, &mut fates, &mut stats);
 
         let mut written: Vec<(Vec<usize>, usize)> = Vec::with_capacity(groups.len());
@@ -332,7 +337,9 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         let results = if items.is_empty() {
             Vec::new()
         } else {
-            self.function.write(deadline, items, &mut stats).await
+            trace
+                .scope(self.function.write(deadline, items, &mut stats))
+                .await
         };
         let results = suspect_environment(results);
         let mut results = results.into_iter();
@@ -345,9 +352,13 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
             .into_iter()
             .map(|f| f.unwrap_or_else(Fate::missing))
             .collect();
-        self.store_dead_letters(records, &mut fates, deadline).await;
-        log_failures(records, &fates);
-        self.function.after_settled(deadline, &mut stats).await;
+        trace
+            .scope(self.store_dead_letters(records, &mut fates, deadline, &trace))
+            .await;
+        log_failures(records, &fates, &trace);
+        trace
+            .scope(self.function.after_settled(deadline, &mut stats))
+            .await;
 
         let mut report = BatchReport::for_batch(batch);
         for (record, fate) in records.iter().zip(&fates) {
@@ -359,6 +370,8 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
             Fate::Failed { code, .. } => Some(*code),
             _ => None,
         });
+        let span = trace.span();
+        let (links, linked_traces) = trace.links();
         tracing::info!(
             function = self.function.name(),
             records = records.len(),
@@ -369,6 +382,11 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
             duration_ms,
             failure_code,
             stats = ?stats,
+            trace_id = span.map(|s| s.trace_id()),
+            span_id = span.map(|s| s.span_id()),
+            parent_span_id = trace.parent_span_id(),
+            links = (!links.is_empty()).then(|| links.join(",")),
+            linked_traces,
             "batch processed"
         );
         if self.metrics.is_enabled() {
@@ -433,6 +451,7 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         records: &[KafkaRecord],
         fates: &mut [Fate],
         deadline: &Deadline,
+        trace: &BatchTrace,
     ) {
         let rejected: Vec<usize> = (0..fates.len())
             .filter(|&i| matches!(fates[i], Fate::Rejected { .. }))
@@ -448,7 +467,7 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
                     _ => unreachable!("filtered above"),
                 };
                 let r = &records[i];
-                tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, error_code = code, error = message, "record rejected; dead-lettering");
+                tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, traceparent = trace.record(i), error_code = code, error = message, "record rejected; dead-lettering");
                 DeadLetter::new(self.function.name(), r, code, message)
             })
             .collect();
@@ -470,7 +489,7 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
                 }
                 Fate::Stored | Fate::Skipped => ("dead_letter_skipped", String::new()),
             };
-            tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset, error_code = code, record_error, error = %message, "dead letter not stored; record reported as failed");
+            tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset, traceparent = trace.record(i), error_code = code, record_error, error = %message, "dead letter not stored; record reported as failed");
             fates[i] = Fate::Failed {
                 code,
                 message,
@@ -530,7 +549,7 @@ fn fan_out(keep: Keep, group: &[usize], written: usize, fate: Fate, fates: &mut 
 
 /// One line per failure code: environment faults at error level (an operator must act), transient
 /// ones as warnings; each with the first record it hit and how many records it failed.
-fn log_failures(records: &[KafkaRecord], fates: &[Fate]) {
+fn log_failures(records: &[KafkaRecord], fates: &[Fate], trace: &BatchTrace) {
     let mut seen: Vec<(&'static str, usize, usize)> = Vec::new(); // (code, first record, count)
     for (i, fate) in fates.iter().enumerate() {
         if let Fate::Failed { code, .. } = fate {
@@ -542,6 +561,7 @@ fn log_failures(records: &[KafkaRecord], fates: &[Fate]) {
     }
     for (code, first, count) in seen {
         let r = &records[first];
+        let traceparent = trace.record(first);
         if let Fate::Failed {
             message,
             environment,
@@ -549,9 +569,9 @@ fn log_failures(records: &[KafkaRecord], fates: &[Fate]) {
         } = &fates[first]
         {
             if *environment {
-                tracing::error!(error_code = code, records = count, topic = %r.topic, partition = r.partition, offset = r.offset, error = %message, "records failed for a reason that is not their data (configuration, schema, credentials); reported for redelivery");
+                tracing::error!(error_code = code, records = count, topic = %r.topic, partition = r.partition, offset = r.offset, traceparent, error = %message, "records failed for a reason that is not their data (configuration, schema, credentials); reported for redelivery");
             } else {
-                tracing::warn!(error_code = code, records = count, topic = %r.topic, partition = r.partition, offset = r.offset, error = %message, "records failed; reported for redelivery");
+                tracing::warn!(error_code = code, records = count, topic = %r.topic, partition = r.partition, offset = r.offset, traceparent, error = %message, "records failed; reported for redelivery");
             }
         }
     }

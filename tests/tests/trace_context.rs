@@ -1,0 +1,156 @@
+//! W3C trace context from Kafka record headers (lambda_kit::trace): a record's `traceparent` is in
+//! the log line about that record, and the batch's outbound requests (PostgREST through a
+//! recording proxy in front of the real local stack, the embedding provider, the RAG hook) carry
+//! the batch span: a child of the first traced record's span. Its own test binary: it installs a
+//! tracing subscriber to capture logs (see gift_log_secrets.rs for why that must not share a
+//! process with other tests).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use event_decoding::KafkaRecord;
+use integration_tests::fake_embedder::{Api, FakeEmbedder, FakeRag};
+use integration_tests::fault_proxy::FaultProxy;
+use integration_tests::pages::{batch, stack, unique, upsert};
+use lambda_kit::config::Env;
+use lambda_kit::retry::Deadline;
+use lambda_kit::trace::TraceContext;
+use page_embedder::config::Config;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const TP_A: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TS_A: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+const TP_B: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+#[tokio::test]
+async fn traceparent_reaches_the_log_lines_and_every_outbound_request() {
+    if stack("traceparent_reaches_the_log_lines_and_every_outbound_request").is_none() {
+        return;
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let rest = FaultProxy::start(&std::env::var("SUPABASE_REST_URL").unwrap()).await;
+    let embedder = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let rag = FakeRag::start().await;
+    let env = Env::from_pairs([
+        ("SUPABASE_REST_URL", rest.url()),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY",
+            std::env::var("SUPABASE_SERVICE_ROLE_KEY").unwrap(),
+        ),
+        ("METRICS_ENABLED", "false".into()),
+        ("EMBED_PROVIDER", "ollama".into()),
+        ("EMBED_BASE_URL", embedder.base_url()),
+        ("RAG_REFRESH_URL", rag.url()),
+    ]);
+    let mut h = Config::from_env(&env)
+        .unwrap()
+        .build(&env)
+        .await
+        .expect("the handler builds");
+    let function_name = unique("trace");
+    h.function_mut().settings.function_name = function_name.clone();
+
+    let prefix = unique("trace");
+    let (page_a, page_c) = (format!("{prefix}-a"), format!("{prefix}-c"));
+    let b = batch(vec![
+        upsert(0, &page_a, "A traced page.")
+            .with_header("traceparent", TP_A)
+            .with_header("tracestate", TS_A),
+        // Not JSON: dead-lettered, with a line of its own.
+        KafkaRecord::new("cdc.pages", 0, 1, 0)
+            .with_key(format!("{prefix}-b"))
+            .with_value("not json")
+            .with_header("traceparent", TP_B),
+        upsert(2, &page_c, "An untraced page."),
+    ]);
+    let handled = h
+        .process(&b, &Deadline::after(Duration::from_secs(20)))
+        .await;
+    drop(_guard);
+    assert_eq!(handled.counts.stored, 2, "{:?}", handled.counts);
+    assert_eq!(handled.counts.dead_lettered, 1, "{:?}", handled.counts);
+
+    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let line = |needle: &str| -> &str {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{log}"))
+    };
+    // The rejected record's own context is in its line.
+    let rejected = line("record rejected");
+    assert!(rejected.contains(TP_B), "{rejected}");
+    assert!(rejected.contains("offset=1"), "{rejected}");
+
+    // The batch span: A's trace, a new span id, A's span as parent, B's trace as a link.
+    let summary = line("batch processed");
+    let a = TraceContext::parse(TP_A, None).unwrap();
+    assert!(
+        summary.contains(&format!("trace_id=\"{}\"", a.trace_id()))
+            || summary.contains(&format!("trace_id={}", a.trace_id())),
+        "{summary}"
+    );
+    assert!(summary.contains(&a.span_id()), "parent span: {summary}");
+    assert!(
+        summary.contains("0af7651916cd43dd8448eb211c80319c"),
+        "link: {summary}"
+    );
+    let span_id = summary
+        .split("span_id=")
+        .nth(1)
+        .map(|rest| {
+            rest.trim_start_matches('"')
+                .chars()
+                .take(16)
+                .collect::<String>()
+        })
+        .unwrap();
+    let expected = format!("00-{}-{span_id}-01", a.trace_id());
+    assert_ne!(span_id, a.span_id(), "a span of its own");
+
+    // Every outbound request carried it: the embedding calls (with A's tracestate) ...
+    let embeds = embedder.with_state(|s| s.trace.clone());
+    assert!(!embeds.is_empty());
+    for (tp, ts) in &embeds {
+        assert_eq!(tp.as_deref(), Some(expected.as_str()));
+        assert_eq!(ts.as_deref(), Some(TS_A));
+    }
+    // ... the RAG notifications of both stored pages ...
+    let rag_calls = rag.traceparents.lock().unwrap().clone();
+    assert_eq!(rag_calls.len(), 2, "{rag_calls:?}");
+    assert!(
+        rag_calls
+            .iter()
+            .all(|tp| tp.as_deref() == Some(expected.as_str()))
+    );
+    // ... and every PostgREST request: page state, vectors, the dead letter.
+    let writes = rest.traceparents();
+    for table in ["page_vectors", "dead_letters", "page_state"] {
+        assert!(
+            writes.iter().any(|(path, _)| path.contains(table)),
+            "no request to {table}: {writes:?}"
+        );
+    }
+    for (path, tp) in &writes {
+        assert_eq!(tp.as_deref(), Some(expected.as_str()), "{path}");
+    }
+}
