@@ -21,3 +21,6 @@ pub mod serve;
 // Real Kafka end to end: the runner, the function binaries, a private API outage.
 pub mod esm;
 pub mod tcp_gate;
+
+// `kl dead-letters replay --aws-function`: Lambda's Invoke API running a real binary.
+pub mod fake_lambda;

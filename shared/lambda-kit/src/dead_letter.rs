@@ -15,7 +15,7 @@ use crate::postgrest::{Duplicates, PostgrestClient, Upsert};
 use crate::retry::Deadline;
 
 /// How `raw_value` is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ValueEncoding {
@@ -123,8 +123,8 @@ impl DeadLetter {
 }
 
 /// One record header as stored in a dead letter: the value as UTF-8 text when it is text (without
-/// NUL), else as base64.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// NUL), else as base64. Deserializes too: `kl` rebuilds records from stored rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HeaderRow {
     /// Header name.
     pub name: String,

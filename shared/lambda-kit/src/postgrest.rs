@@ -378,6 +378,15 @@ impl Filter {
         }
     }
 
+    /// `column < value`.
+    pub fn lt(column: impl Into<String>, value: impl fmt::Display) -> Self {
+        Self {
+            column: column.into(),
+            op: "lt",
+            value: encode(&value.to_string()),
+        }
+    }
+
     /// `column IS NULL`.
     pub fn is_null(column: impl Into<String>) -> Self {
         Self {
@@ -755,6 +764,32 @@ impl PostgrestClient {
             }
             out.extend(page);
         }
+    }
+
+    /// Sets the columns of `body` (one JSON object) on the rows matching every filter (at least
+    /// one filter is required, to avoid rewriting a whole table by mistake).
+    pub async fn update(
+        &self,
+        deadline: &Deadline,
+        table: &str,
+        filters: &[Filter],
+        body: Bytes,
+    ) -> Result<(), PostgrestError> {
+        if filters.is_empty() {
+            return Err(PostgrestError::Build(
+                "update without a filter is refused".into(),
+            ));
+        }
+        let url = self.url_with_filters(table, None, filters);
+        self.send(deadline, || {
+            self.http
+                .patch(&url)
+                .header(CONTENT_TYPE, "application/json")
+                .header("Prefer", "return=minimal")
+                .body(body.clone())
+        })
+        .await
+        .map(drop)
     }
 
     /// Deletes the rows matching every filter (at least one filter is required, to avoid

@@ -14,5 +14,6 @@ mod gift_secrets;
 mod observability;
 mod pages_pipeline;
 mod query;
+mod replay;
 mod stores_qdrant_stargate;
 mod table_sink;

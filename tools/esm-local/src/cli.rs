@@ -257,7 +257,7 @@ fn parse_starting_position(s: &str) -> Result<OffsetSpec, String> {
 }
 
 /// The `--env-file` entries in order, then the `--env` ones (so a flag overrides a file).
-fn env_pairs(files: &[PathBuf], env: &[String]) -> Result<Vec<(String, String)>, String> {
+pub fn env_pairs(files: &[PathBuf], env: &[String]) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f);

@@ -1,0 +1,329 @@
+//! The `kl` command line (clap) and what each command prints.
+//!
+//! The Supabase connection comes from the same variables as the functions' own:
+//! `SUPABASE_URL` or `SUPABASE_REST_URL`, and `SUPABASE_SECRET_KEY` (or a Secrets Manager id in
+//! `SUPABASE_SECRET_KEY_SECRET_ID`; legacy `SUPABASE_SERVICE_ROLE_KEY`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use esm_local::invoke::{FunctionSpec, HttpInvoker, Invoker};
+use lambda_kit::config::Env;
+use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, resolve_key};
+use time::OffsetDateTime;
+
+use crate::letters::{DeadLetterRow, DeadLetters, Outcome, Selection, counts_by_code, parse_time};
+use crate::replay::{PageCheck, ReplaySettings, Summary, replay};
+use crate::target::Target;
+
+/// Exit status of a replay that left rows `failed` (the function reported them for
+/// redelivery): run it again once the environment is fixed.
+pub const EXIT_SOME_FAILED: u8 = 2;
+
+/// `kl`: operate the Kafka functions (dead letters, re-embedding).
+#[derive(Debug, Parser)]
+#[command(name = "kl", version, args_override_self = true)]
+pub struct Cli {
+    /// Dead-letter table.
+    #[arg(
+        long,
+        global = true,
+        value_name = "T",
+        env = "DEAD_LETTER_TABLE",
+        default_value = "dead_letters"
+    )]
+    pub dead_letter_table: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dead letters: list them, replay them.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+}
+
+/// `kl dead-letters ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// Rows of the selection (oldest first) and counts by error code.
+    List(ListArgs),
+    /// Sends the selected dead letters' records to the function again and marks each row with
+    /// the replay time and outcome (stored / dead_lettered / failed / superseded).
+    Replay(ReplayArgs),
+}
+
+/// Which dead letters (every flag narrows the selection).
+#[derive(Debug, Clone, Args)]
+pub struct SelectionArgs {
+    /// Function name as stored (gift-persister, page-embedder, table-sink).
+    #[arg(long, value_name = "NAME")]
+    pub function: Option<String>,
+    /// Error code (`kl dead-letters list` counts them).
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+    /// Source topic.
+    #[arg(long, value_name = "T")]
+    pub topic: Option<String>,
+    /// Dead-lettered at or after: RFC 3339 or an age (90m, 6h, 2d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Dead-lettered before: RFC 3339 or an age.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only this row id; repeatable.
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<i64>,
+}
+
+impl SelectionArgs {
+    fn selection(&self) -> Result<Selection, String> {
+        let now = OffsetDateTime::now_utc();
+        let time = |s: &Option<String>, flag: &str| {
+            s.as_deref()
+                .map(|s| parse_time(s, now).map_err(|e| format!("--{flag}: {e}")))
+                .transpose()
+        };
+        Ok(Selection {
+            function: self.function.clone(),
+            error_code: self.code.clone(),
+            topic: self.topic.clone(),
+            since: time(&self.since, "since")?,
+            until: time(&self.until, "until")?,
+            ids: self.ids.clone(),
+        })
+    }
+}
+
+/// `kl dead-letters list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Only rows no replay has settled (never replayed, refused again, or failed).
+    #[arg(long)]
+    pub pending: bool,
+    /// Counts by error code only.
+    #[arg(long)]
+    pub counts: bool,
+}
+
+/// Whether page dead letters are checked against `page_state` before they are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PagesMode {
+    /// When `--function` is page-embedder.
+    Auto,
+    /// Always.
+    On,
+    /// Never (the function still ignores changes older than a page's stored version).
+    Off,
+}
+
+/// `kl dead-letters replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Local function binary, driven through an emulated Lambda Runtime API; it inherits kl's
+    /// environment plus `--env`.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["invoke_url", "aws_function"])]
+    pub binary: Option<PathBuf>,
+    /// Local invoke URL (`cargo lambda watch`).
+    #[arg(long, value_name = "URL", conflicts_with = "aws_function")]
+    pub invoke_url: Option<String>,
+    /// Deployed function (name, ARN or name:alias), invoked through Lambda's Invoke API with the
+    /// default AWS credentials and region.
+    #[arg(long, value_name = "NAME")]
+    pub aws_function: Option<String>,
+    /// Environment variable of the local binary; repeatable.
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// File of K=V lines for the local binary; repeatable.
+    #[arg(long = "env-file", value_name = "F")]
+    pub env_files: Vec<PathBuf>,
+    /// Timeout of one invocation of the local binary.
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    pub timeout_s: u64,
+    /// Records per event at most (events also stay under Lambda's 6 MB payload limit).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub batch_size: usize,
+    /// Replay rows an earlier replay already stored or superseded too.
+    #[arg(long)]
+    pub include_resolved: bool,
+    /// Count what would be sent (and which pages are superseded); send and mark nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Check page dead letters against the page's stored version (`PAGE_ID_FIELD`,
+    /// `PAGE_STATE_TABLE` as the function reads them).
+    #[arg(long, value_enum, default_value_t = PagesMode::Auto)]
+    pub pages: PagesMode,
+}
+
+/// Runs `cli`; errors are printed, never a secret.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::DeadLetters(DeadLettersCommand::List(args)) => {
+            list(&cli.dead_letter_table, args).await
+        }
+        Command::DeadLetters(DeadLettersCommand::Replay(args)) => {
+            replay_command(&cli.dead_letter_table, args).await
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+/// The PostgREST client of the functions' own settings.
+pub async fn client_from_env(env: &Env) -> Result<PostgrestClient, Box<dyn std::error::Error>> {
+    let key = resolve_key(env).await?;
+    Ok(PostgrestClient::new(PostgrestConfig::from_env(env, key)?)?)
+}
+
+async fn list(table: &str, args: ListArgs) -> CliResult {
+    let selection = args.selection.selection()?;
+    let letters = DeadLetters::new(client_from_env(&Env::process()).await?, table);
+    let mut rows = letters.list(&selection).await?;
+    if args.pending {
+        rows.retain(|r| !r.is_resolved());
+    }
+    if !args.counts {
+        print!("{}", render_rows(&rows));
+    }
+    print!("{}", render_counts(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per row: id, time, function, position, code, last replay, message.
+pub fn render_rows(rows: &[DeadLetterRow]) -> String {
+    let mut out = String::new();
+    if rows.is_empty() {
+        return out;
+    }
+    out.push_str("id\tcreated_at\tfunction\tposition\terror_code\treplay\tmessage\n");
+    for r in rows {
+        let replay = match (&r.replay_outcome, &r.replayed_at) {
+            (Some(o), Some(at)) => format!("{o}@{at}"),
+            _ => "-".to_owned(),
+        };
+        let message: String = r
+            .error_message
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(120)
+            .collect();
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            r.id,
+            r.created_at,
+            r.function_name,
+            r.position(),
+            r.error_code,
+            replay,
+            message
+        ));
+    }
+    out
+}
+
+/// `N dead letters` and one line per error code.
+pub fn render_counts(rows: &[DeadLetterRow]) -> String {
+    let mut out = format!("{} dead letter(s)\n", rows.len());
+    for (code, n) in counts_by_code(rows) {
+        out.push_str(&format!("  {n:>8}  {code}\n"));
+    }
+    out
+}
+
+async fn replay_command(table: &str, args: ReplayArgs) -> CliResult {
+    let selection = args.selection.selection()?;
+    let Some(function) = selection.function.clone() else {
+        return Err("--function is required: a replay sends records to one function".into());
+    };
+    let env = Env::process();
+    let client = client_from_env(&env).await?;
+    let letters = DeadLetters::new(client.clone(), table);
+    let timeout = Duration::from_secs(args.timeout_s);
+    let mut target = match (&args.binary, &args.invoke_url, &args.aws_function) {
+        (Some(path), None, None) => Target::local(FunctionSpec {
+            path: path.clone(),
+            env: esm_local::cli::env_pairs(&args.env_files, &args.env)?,
+            name: function.clone(),
+            timeout,
+            memory_mb: 512,
+        }),
+        (None, Some(url), None) => Target::Local(Invoker::Http(HttpInvoker::new(url, timeout)?)),
+        (None, None, Some(name)) => Target::aws(name.clone()).await,
+        _ => {
+            return Err(
+                "give exactly one of --binary PATH, --invoke-url URL or --aws-function NAME".into(),
+            );
+        }
+    };
+    let check_pages = match args.pages {
+        PagesMode::On => true,
+        PagesMode::Off => false,
+        PagesMode::Auto => function == page_embedder::config::FUNCTION_NAME,
+    };
+    let pages = if check_pages {
+        let config = page_embedder::config::Config::from_env(&env)?;
+        Some(PageCheck {
+            page_id_field: config.page_id_field,
+            state_table: config.page_state_table,
+        })
+    } else {
+        None
+    };
+    let settings = ReplaySettings {
+        batch_size: args.batch_size,
+        include_resolved: args.include_resolved,
+        dry_run: args.dry_run,
+        pages,
+    };
+    let summary = replay(&letters, &client, &selection, &mut target, &settings).await?;
+    print!("{}", render_summary(&summary, args.dry_run));
+    Ok(if summary.count(Outcome::Failed) > 0 {
+        ExitCode::from(EXIT_SOME_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The replay's closing lines.
+pub fn render_summary(s: &Summary, dry_run: bool) -> String {
+    let mut out = format!(
+        "{} selected, {} already settled by an earlier replay",
+        s.selected, s.already_resolved
+    );
+    if dry_run {
+        out.push_str(&format!(
+            "; dry run: {} would be sent, {} superseded by a newer page version\n",
+            s.count(Outcome::Stored),
+            s.count(Outcome::Superseded)
+        ));
+    } else {
+        out.push_str(&format!(
+            "; {} event(s) sent: {} stored, {} dead-lettered again, {} failed (replay later), {} superseded\n",
+            s.invocations,
+            s.count(Outcome::Stored),
+            s.count(Outcome::DeadLettered),
+            s.count(Outcome::Failed),
+            s.count(Outcome::Superseded)
+        ));
+    }
+    for (id, why) in &s.unrebuildable {
+        out.push_str(&format!("  id {id}: not replayed: {why}\n"));
+    }
+    out
+}
