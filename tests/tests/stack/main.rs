@@ -10,6 +10,7 @@
 mod acknowledged;
 mod esm_e2e;
 mod gift_persister;
+mod gift_publisher;
 mod gift_secrets;
 mod observability;
 mod pages_pipeline;

@@ -1,0 +1,390 @@
+//! gift-publisher end to end: Function URL events POSTed through the real binary (over the
+//! Runtime API, as Lambda runs it) -> the real broker -> `esm-local` -> the real gift-persister
+//! -> `vault`. One row per POST, one row for a POST retried with the same `Idempotency-Key`, 400
+//! and 413 problem documents, a stopped broker answered with 503 and nothing stored, the broker
+//! back and the retried POST accepted; and the partitioner agreeing with librdkafka's
+//! `murmur2_random` (the Java client's default).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use esm_local::invoke::{FunctionProcess, FunctionSpec, InvokeOutcome};
+use esm_local::kafka::KafkaConfig;
+use gift_publisher::partition::partition_for;
+use integration_tests::esm::{
+    Runner, create_topic, function_binary, kafka_or_skip, runner_config, wait_until,
+};
+use integration_tests::stack::{StackEnv, lit, unique};
+use serde_json::{Value, json};
+
+/// The sample Function URL request with `body` and, when given, an `Idempotency-Key`.
+fn function_url_event(body: &str, idempotency_key: Option<&str>) -> Vec<u8> {
+    let mut event: Value = serde_json::from_str(include_str!(
+        "../../../events/gift-publisher-function-url.json"
+    ))
+    .unwrap();
+    event["body"] = Value::String(body.to_owned());
+    let headers = event["headers"].as_object_mut().unwrap();
+    headers.remove("idempotency-key");
+    if let Some(k) = idempotency_key {
+        headers.insert("idempotency-key".into(), Value::String(k.to_owned()));
+    }
+    serde_json::to_vec(&event).unwrap()
+}
+
+/// The publisher binary, driven through an emulated Runtime API.
+fn publisher(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> FunctionProcess {
+    let mut env: Vec<(String, String)> = [
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+        ("KAFKA_SECURITY", "plaintext"),
+        ("GIFT_TOPIC", topic),
+        ("PUBLISH_TIMEOUT_MS", "1500"),
+        ("AWS_LAMBDA_LOG_LEVEL", "error"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    env.push(("METRICS_ENABLED".into(), "false".into()));
+    FunctionProcess::new(FunctionSpec {
+        path: function_binary("gift-publisher"),
+        env,
+        name: "gift-publisher".into(),
+        timeout: Duration::from_secs(10),
+        memory_mb: 128,
+    })
+}
+
+/// POSTs `body` and returns (status, headers, body JSON).
+async fn post(f: &mut FunctionProcess, body: &str, key: Option<&str>) -> (u16, Value, Value) {
+    let out = f
+        .invoke(function_url_event(body, key))
+        .await
+        .expect("invoke gift-publisher");
+    let InvokeOutcome::Response(bytes) = out else {
+        panic!("gift-publisher failed the invocation: {out:?}")
+    };
+    let r: Value = serde_json::from_slice(&bytes).unwrap();
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    (
+        r["statusCode"].as_u64().unwrap() as u16,
+        r["headers"].clone(),
+        body,
+    )
+}
+
+fn gift(page_id: i64, text: &str) -> String {
+    json!({"page_id": page_id, "question": format!("Q {text}?"), "answer": format!("A {text}")})
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_reach_the_vault_once_per_idempotency_key() {
+    let test = "gift_publisher_e2e";
+    let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
+        return;
+    };
+    let run = unique("pub").replace('_', "-");
+    let topic = format!("{run}-gifts");
+    const PARTITIONS: i32 = 3;
+    create_topic(&kafka, &topic, PARTITIONS).await;
+    let bootstrap = kafka.bootstrap_servers.join(",");
+    let mut f = publisher(&bootstrap, &topic, &[("GIFT_MAX_BODY_BYTES", "2048")]);
+
+    // Five gifts over five pages, each with its own key; then two client retries.
+    let mut ids = Vec::new();
+    for i in 0..5i64 {
+        let key = format!("{run}-k{i}");
+        let (status, _, body) = post(&mut f, &gift(100 + i, &run), Some(&key)).await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body, json!({"queued": true, "event_id": key}));
+        ids.push(key);
+    }
+    for i in [0usize, 3] {
+        let (status, _, _) = post(&mut f, &gift(100 + i as i64, &run), Some(&ids[i])).await;
+        assert_eq!(status, 202, "a retried POST is accepted again");
+    }
+
+    // Refused before the broker: each problem names its field.
+    let (status, headers, doc) = post(
+        &mut f,
+        r#"{"page_id": -4, "question": "", "answer": "A", "ts": "soon"}"#,
+        Some(&format!("{run}-bad")),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let fields: Vec<&str> = doc["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["page_id", "question", "ts"], "{doc}");
+    let (status, _, doc) = post(&mut f, &gift(1, &"x".repeat(3000)), None).await;
+    assert_eq!(
+        (status, doc["code"].as_str()),
+        (413, Some("body_too_large"))
+    );
+
+    // The persister reads the topic through esm-local.
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = vec![
+        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
+            stack.service_key.clone(),
+        ),
+    ];
+    let runner = Runner::start(runner_config(
+        &kafka,
+        &topic,
+        &format!("{run}-group"),
+        &function_binary("gift-persister"),
+        "gift-persister",
+        env,
+        dir.join("dlq"),
+    ));
+    let t = lit(&topic);
+    let stored = wait_until(Duration::from_secs(60), || {
+        stack.count(&format!(
+            "select count(*) from vault where kafka_topic = {t}"
+        )) >= 5
+    })
+    .await;
+    // Give the retried records (offsets after the first five) time to arrive too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    runner.assert_running();
+    runner.stop().await.unwrap();
+    assert!(stored, "the five gifts did not reach the vault");
+    let rows = stack.sql(&format!(
+        "select string_agg(event_id || ':' || page_id || ':' || kafka_partition, ',' order by event_id)
+         from vault where kafka_topic = {t}"
+    ));
+    let rows: Vec<&str> = rows.split(',').collect();
+    assert_eq!(rows.len(), 5, "one row per idempotency key: {rows:?}");
+    for (i, row) in rows.iter().enumerate() {
+        let page = 100 + i as i64;
+        let partition = partition_for(page.to_string().as_bytes(), PARTITIONS);
+        assert_eq!(
+            *row,
+            format!("{}:{page}:{partition}", ids[i]),
+            "keyed by page"
+        );
+    }
+    assert_eq!(
+        stack.count(&format!(
+            "select count(*) from dead_letters where topic = {t}"
+        )),
+        0
+    );
+}
+
+/// A private Tansu broker on its own port (in memory: a restart forgets every topic).
+struct PrivateBroker {
+    bin: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    fn start(bin: PathBuf) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut b = Self {
+            bin,
+            port,
+            child: None,
+        };
+        b.up();
+        b
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn up(&mut self) {
+        let url = format!("tcp://{}", self.addr());
+        let child = Command::new(&self.bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the tansu broker");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(self.addr()).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the private broker did not open {}", self.addr());
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_broker_gets_503_and_the_retry_is_stored_once_it_is_back() {
+    let test = "gift_publisher_outage";
+    let Some(stack) = StackEnv::get_or_skip(test) else {
+        return;
+    };
+    let Some(bin) = std::env::var_os("KAFKA_BROKER_BIN").map(PathBuf::from) else {
+        eprintln!(
+            "\n!!!! SKIPPED {test}: KAFKA_BROKER_BIN is not set \
+             (eval \"$(scripts/kafka-broker env)\") !!!!\n"
+        );
+        return;
+    };
+    let mut broker = PrivateBroker::start(bin);
+    let kafka = KafkaConfig::new(vec![broker.addr()]);
+    let run = unique("pub-outage").replace('_', "-");
+    let topic = format!("{run}-gifts");
+    create_topic(&kafka, &topic, 2).await;
+    let mut f = publisher(&broker.addr(), &topic, &[]);
+    let key = format!("{run}-retried");
+
+    let (status, _, _) = post(&mut f, &gift(7, "before"), Some(&format!("{run}-first"))).await;
+    assert_eq!(status, 202);
+
+    broker.down();
+    let (status, headers, doc) = post(&mut f, &gift(8, "during"), Some(&key)).await;
+    assert_eq!(status, 503, "{doc}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(doc["code"], "broker_unavailable");
+
+    // The broker comes back (empty: it keeps topics in memory); the client retries its POST.
+    broker.up();
+    create_topic(&kafka, &topic, 2).await;
+    let mut accepted = false;
+    for _ in 0..10 {
+        let (status, _, _) = post(&mut f, &gift(8, "during"), Some(&key)).await;
+        if status == 202 {
+            accepted = true;
+            break;
+        }
+        assert_eq!(status, 503);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        accepted,
+        "the same function instance reconnects once the broker is back"
+    );
+
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = vec![
+        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
+            stack.service_key.clone(),
+        ),
+    ];
+    let runner = Runner::start(runner_config(
+        &kafka,
+        &topic,
+        &format!("{run}-group"),
+        &function_binary("gift-persister"),
+        "gift-persister",
+        env,
+        dir.join("dlq"),
+    ));
+    let k = lit(&key);
+    let stored = wait_until(Duration::from_secs(60), || {
+        stack.count(&format!("select count(*) from vault where event_id = {k}")) == 1
+    })
+    .await;
+    runner.stop().await.unwrap();
+    assert!(stored, "the retried gift was not stored");
+    assert_eq!(
+        stack.count(&format!(
+            "select count(*) from vault where kafka_topic = {}",
+            lit(&topic)
+        )),
+        1,
+        "only the retried gift: the 503 stored nothing"
+    );
+}
+
+#[tokio::test]
+async fn keys_land_where_librdkafka_murmur2_random_puts_them() {
+    let test = "gift_publisher_partitioner";
+    let Some(kafka) = kafka_or_skip(test) else {
+        return;
+    };
+    let python = std::env::var("KAFKA_PRODUCER_PYTHON")
+        .expect("KAFKA_PRODUCER_PYTHON (scripts/kafka-broker env): a Python with confluent-kafka");
+    let topic = format!("{}-partitioner", unique("pub").replace('_', "-"));
+    const PARTITIONS: i32 = 7;
+    create_topic(&kafka, &topic, PARTITIONS).await;
+    let keys: Vec<String> = (0..200)
+        .map(|i| i.to_string())
+        .chain(["page-ü", "a-little-bit-longer-string"].map(String::from))
+        .collect();
+    // librdkafka's `murmur2_random` is documented as Java-producer compatible.
+    let script = r#"
+import json, sys
+from confluent_kafka import Producer
+bootstrap, topic, keys = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+out = {}
+def done(err, msg):
+    if err: raise SystemExit(str(err))
+    out[msg.key().decode()] = msg.partition()
+for k in keys:
+    p.produce(topic, key=k.encode(), value=b"x", on_delivery=done)
+p.flush(30)
+print(json.dumps(out))
+"#;
+    let output = Command::new(python)
+        .args([
+            "-c",
+            script,
+            &kafka.bootstrap_servers.join(","),
+            &topic,
+            &serde_json::to_string(&keys).unwrap(),
+        ])
+        .output()
+        .expect("run the librdkafka producer");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let theirs: std::collections::HashMap<String, i32> =
+        serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(theirs.len(), keys.len());
+    for k in &keys {
+        assert_eq!(
+            partition_for(k.as_bytes(), PARTITIONS),
+            theirs[k],
+            "key {k:?}"
+        );
+    }
+}
