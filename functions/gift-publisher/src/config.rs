@@ -5,8 +5,8 @@
 //! | `KAFKA_BOOTSTRAP_SERVERS` | required | brokers, `host:port,host:port` |
 //! | `GIFT_TOPIC` | `gift_events` | topic gifts are published to |
 //! | `KAFKA_SECURITY` | `tls` | `tls`, or `plaintext` (local brokers only) |
-//! | `KAFKA_AUTH` | `none` | `none`, `msk-iam` (SASL/OAUTHBEARER, needs `tls`) or `scram-sha-512` |
-//! | `KAFKA_SASL_USERNAME` + `KAFKA_SASL_PASSWORD` / `KAFKA_SASL_SECRET_ID` | for `scram-sha-512` | credentials, or a Secrets Manager secret `{"username": .., "password": ..}` (the format MSK and the ESM use) |
+//! | `KAFKA_AUTH` | `none` | `none`, `msk-iam` (SASL/OAUTHBEARER, needs `tls`), `scram-sha-512` or `scram-sha-256` |
+//! | `KAFKA_SASL_USERNAME` + `KAFKA_SASL_PASSWORD` / `KAFKA_SASL_SECRET_ID` | for SCRAM | credentials, or a Secrets Manager secret `{"username": .., "password": ..}` (the format MSK and the ESM use) |
 //! | `KAFKA_CA_PEM` / `KAFKA_ROOT_CA_SECRET_ID` | system roots | PEM of the CA that signed the brokers' certificates, or a secret holding it (plain PEM or JSON `certificate`) |
 //! | `PUBLISH_TIMEOUT_MS` | 5000 | longest a publish may take, connecting included, before 503 |
 //! | `PUBLISH_RETRY_AFTER_SECONDS` | 1 | `Retry-After` of a 503 |
@@ -106,9 +106,10 @@ impl Config {
         };
         let auth = match env.string_or("KAFKA_AUTH", "none").as_str() {
             "none" => Auth::None,
-            "scram-sha-512" => {
+            mechanism @ ("scram-sha-512" | "scram-sha-256") => {
                 let spec = |var, field| SecretSpec::new(var, "KAFKA_SASL_SECRET_ID", field);
-                Auth::ScramSha512 {
+                Auth::Scram {
+                    sha512: mechanism == "scram-sha-512",
                     username: resolve(env, &spec("KAFKA_SASL_USERNAME", "username"))
                         .await?
                         .expose()
@@ -136,7 +137,7 @@ impl Config {
             other => {
                 return Err(ConfigError::new(
                     "KAFKA_AUTH",
-                    format!("must be none, msk-iam or scram-sha-512, got {other:?}"),
+                    format!("must be none, msk-iam, scram-sha-512 or scram-sha-256, got {other:?}"),
                 )
                 .into());
             }
@@ -304,7 +305,12 @@ mod tests {
         ]))
         .await
         .unwrap();
-        let Auth::ScramSha512 { username, password } = &c.kafka.auth else {
+        let Auth::Scram {
+            sha512: true,
+            username,
+            password,
+        } = &c.kafka.auth
+        else {
             panic!("scram expected")
         };
         assert_eq!(

@@ -27,8 +27,10 @@ use crate::partition::partition_for;
 pub enum Auth {
     /// No SASL (local brokers, or TLS client certificates are not used).
     None,
-    /// SASL/SCRAM-SHA-512 (self-managed Kafka; MSK with SCRAM).
-    ScramSha512 {
+    /// SASL/SCRAM (self-managed Kafka; MSK with SCRAM, which is SHA-512).
+    Scram {
+        /// SHA-512 (true) or SHA-256.
+        sha512: bool,
         /// User name.
         username: String,
         /// Password.
@@ -141,9 +143,18 @@ impl KafkaBroker {
     fn sasl(&self) -> Option<SaslConfig> {
         match &self.settings.auth {
             Auth::None => None,
-            Auth::ScramSha512 { username, password } => Some(SaslConfig::ScramSha512(
-                Credentials::new(username.clone(), password.expose().to_owned()),
-            )),
+            Auth::Scram {
+                sha512,
+                username,
+                password,
+            } => {
+                let c = Credentials::new(username.clone(), password.expose().to_owned());
+                Some(if *sha512 {
+                    SaslConfig::ScramSha512(c)
+                } else {
+                    SaslConfig::ScramSha256(c)
+                })
+            }
             Auth::MskIam { region } => {
                 let region = region.clone();
                 let callback: OauthCallback = Arc::new(move || {
