@@ -388,3 +388,66 @@ print(json.dumps(out))
         );
     }
 }
+
+#[tokio::test]
+async fn esm_local_serve_api_answers_with_the_functions_own_code() {
+    let test = "gift_publisher_serve_api";
+    let Some(kafka) = kafka_or_skip(test) else {
+        return;
+    };
+    let topic = format!("{}-serve-api", unique("pub").replace('_', "-"));
+    create_topic(&kafka, &topic, 1).await;
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(function_binary("esm-local"))
+        .args(["serve-api", "--topic", &topic, "--listen", &listen])
+        .args(["--bootstrap-servers", &kafka.bootstrap_servers.join(",")])
+        .env("GIFT_MAX_BODY_BYTES", "1024")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start esm-local serve-api");
+    let http = reqwest::Client::new();
+    let url = format!("http://{listen}/vault/save");
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&listen).is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "serve-api did not listen on {listen}");
+    let r = http
+        .post(&url)
+        .header("idempotency-key", "local-1")
+        .body(gift(3, "local"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"queued": true, "event_id": "local-1"}));
+    let r = http
+        .post(&url)
+        .body(r#"{"page_id": true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = http.post(&url).body("x".repeat(2000)).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        413,
+        "the function's own settings apply (GIFT_MAX_BODY_BYTES)"
+    );
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let _ = child.kill();
+    let _ = child.wait();
+}

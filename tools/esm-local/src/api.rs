@@ -1,77 +1,87 @@
-//! `serve-api`: the gift half of the old HTTP API. `POST /vault/save` with a gift JSON object
-//! publishes it (with `ts` stamped when absent) and answers `202 {"queued": true}`; a body that
-//! is not a JSON object gets `400` naming the problem; a Kafka failure gets `503` so the caller
-//! retries.
+//! `serve-api`: gift-publisher's own code behind a local HTTP listener, for local runs and the
+//! demo. Each request becomes the payload format 2.0 event that a Lambda function URL would send,
+//! and gift-publisher's answer (202 once the broker has the gift, 400/413 problem documents, 503
+//! with `Retry-After`) goes back as it is: what works here works deployed.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
+use base64::Engine;
 use bytes::Bytes;
+use gift_publisher::handler::Publisher;
+use gift_publisher::http::HttpRequest;
+use gift_publisher::kafka::KafkaBroker;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use lambda_kit::retry::Deadline;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 
-use crate::publish::{Publisher, prepare_gift};
+/// How long one request may take, as a function timeout would bound it.
+const REQUEST_BUDGET: Duration = Duration::from_secs(10);
 
-fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
+/// The payload format 2.0 event for `req` with `body`.
+fn event(parts: &hyper::http::request::Parts, body: &[u8]) -> HttpRequest {
+    let mut headers = std::collections::HashMap::<String, String>::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name.as_str().to_ascii_lowercase())
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    // Text bodies travel as text, anything else base64-encoded, as Lambda does.
+    let (body, is_base64_encoded) = match std::str::from_utf8(body) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    };
+    let context = serde_json::json!({"http": {"method": parts.method.as_str()}});
+    HttpRequest {
+        raw_path: parts.uri.path().to_owned(),
+        headers,
+        body: Some(body),
+        is_base64_encoded,
+        request_context: serde_json::from_value(context).unwrap_or_default(),
+    }
 }
 
-/// Serves until the process ends.
-pub async fn serve(
-    listen: &str,
-    publisher: Publisher,
-    key_field: Option<String>,
-) -> std::io::Result<()> {
+/// Serves `publisher` on `listen` until the process ends.
+pub async fn serve(listen: &str, publisher: Publisher<KafkaBroker>) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
-    tracing::info!(listen, "gift API listening");
-    let publisher = Arc::new(Mutex::new(publisher));
-    let key_field = Arc::new(key_field);
+    tracing::info!(listen, "gift-publisher listening (POST /vault/save)");
+    let publisher = Arc::new(publisher);
     loop {
         let (stream, _) = listener.accept().await?;
-        let (publisher, key_field) = (publisher.clone(), key_field.clone());
+        let publisher = Arc::clone(&publisher);
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (publisher, key_field) = (publisher.clone(), key_field.clone());
+                let publisher = Arc::clone(&publisher);
                 async move {
-                    if req.method() != Method::POST || req.uri().path() != "/vault/save" {
-                        return Ok::<_, Infallible>(json(
-                            StatusCode::NOT_FOUND,
-                            r#"{"error":"not found"}"#.into(),
-                        ));
-                    }
-                    let body = req
-                        .into_body()
+                    let (parts, body) = req.into_parts();
+                    let body = body
                         .collect()
                         .await
                         .map(|b| b.to_bytes())
                         .unwrap_or_default();
-                    let text = String::from_utf8_lossy(&body);
-                    let gift = match prepare_gift(&text, 0, key_field.as_deref()) {
-                        Ok(g) => g,
-                        Err(e) => {
-                            let msg = serde_json::json!({ "error": e.to_string().trim_start_matches("line 0: ") });
-                            return Ok(json(StatusCode::BAD_REQUEST, msg.to_string()));
-                        }
-                    };
-                    match publisher.lock().await.send(vec![gift]).await {
-                        Ok(_) => Ok(json(StatusCode::ACCEPTED, r#"{"queued": true}"#.into())),
-                        Err(e) => {
-                            tracing::error!(error = %e, error_code = e.error_code(), "publish failed");
-                            Ok(json(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                r#"{"queued": false}"#.into(),
-                            ))
+                    let answer = publisher
+                        .respond(&event(&parts, &body), Deadline::after(REQUEST_BUDGET))
+                        .await;
+                    let mut r = Response::new(Full::new(Bytes::from(answer.body)));
+                    *r.status_mut() = hyper::StatusCode::from_u16(answer.status_code)
+                        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+                    for (k, v) in answer.headers {
+                        if let (Ok(k), Ok(v)) = (
+                            hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                            hyper::header::HeaderValue::from_str(&v),
+                        ) {
+                            r.headers_mut().insert(k, v);
                         }
                     }
+                    Ok::<_, Infallible>(r)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()

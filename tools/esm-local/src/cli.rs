@@ -221,9 +221,6 @@ pub struct ServeApiArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Field of each gift whose value becomes the record key.
-    #[arg(long, value_name = "F")]
-    pub key_field: Option<String>,
 }
 
 /// `esm-local create-topic`.

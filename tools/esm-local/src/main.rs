@@ -39,10 +39,21 @@ async fn publish(args: PublishArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve_api(args: ServeApiArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let topic = args.topics.first()?;
-    let publisher =
-        Publisher::new(KafkaClient::connect(args.kafka.config()).await?, &topic).await?;
-    esm_local::api::serve(&args.listen, publisher, args.key_field).await?;
+    // gift-publisher's own configuration, for a local plaintext broker; its other settings
+    // (GIFT_MAX_BODY_BYTES, PUBLISH_TIMEOUT_MS, ...) come from the environment as deployed.
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    env.extend([
+        (
+            "KAFKA_BOOTSTRAP_SERVERS".into(),
+            args.kafka.bootstrap_servers.clone(),
+        ),
+        ("GIFT_TOPIC".into(), args.topics.first()?),
+        ("KAFKA_SECURITY".into(), "plaintext".into()),
+        ("METRICS_ENABLED".into(), "false".into()),
+    ]);
+    let config =
+        gift_publisher::config::Config::from(&lambda_kit::config::Env::from_pairs(env)).await?;
+    esm_local::api::serve(&args.listen, config.build()).await?;
     Ok(())
 }
 
