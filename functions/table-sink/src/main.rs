@@ -3,6 +3,11 @@
 use lambda_runtime::{Error, service_fn};
 use table_sink::config::Config;
 
+/// Every batch allocates and frees many small strings and maps; mimalloc keeps the pages it
+/// had (see `mimalloc` in the workspace manifest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();

@@ -1,15 +1,17 @@
 //! The whole ESM invocation payload: event source, cluster identity, and the records grouped by
 //! topic-partition, exposed in a deterministic order.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::BatchError;
-use crate::record::{Header, HeaderList, KafkaRecord};
+use crate::record::{Header, HeaderList, KafkaRecord, Text};
 
 /// Which kind of Kafka cluster the event source mapping reads from.
 ///
@@ -75,7 +77,7 @@ impl fmt::Display for EventSource {
 /// }"#;
 /// let batch = KafkaBatch::from_slice(payload).unwrap();
 /// let record = batch.records().next().unwrap();
-/// assert_eq!((record.topic.as_str(), record.partition), ("my.topic-name", 1));
+/// assert_eq!((&*record.topic, record.partition), ("my.topic-name", 1));
 /// assert_eq!(record.value_str().unwrap().as_deref(), Some(r#"{"a":1}"#));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,11 +92,16 @@ pub struct KafkaBatch {
 impl KafkaBatch {
     /// Parses an invocation payload; the error names the JSON path of the problem.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, BatchError> {
-        if let Some(raw) = parse_fast::<RawBatch>(bytes) {
-            return raw.into_batch();
+        // Fast: no path tracking, key and value texts read raw. Anything it refuses is parsed
+        // again the strict way, which decides and names the error.
+        if let Ok(text) = std::str::from_utf8(bytes)
+            && let Ok(raw) = serde_json::from_str::<RawBatch<RawText>>(text)
+            && let Some(batch) = raw.into_batch(text)
+        {
+            return batch;
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw: RawBatch =
+        let raw: RawBatch<Str> =
             serde_path_to_error::deserialize(&mut de).map_err(|e| BatchError::InvalidEvent {
                 path: e.path().to_string(),
                 message: e.into_inner().to_string(),
@@ -103,7 +110,8 @@ impl KafkaBatch {
             path: ".".into(),
             message: e.to_string(),
         })?;
-        raw.into_batch()
+        raw.into_batch("")
+            .expect("texts parsed as JSON strings are valid texts")
     }
 
     /// Records in deterministic order: topic, partition, then offset ascending.
@@ -179,7 +187,7 @@ impl KafkaBatch {
 
     fn sort(&mut self) {
         fn key(r: &KafkaRecord) -> (&str, i32, i64) {
-            (r.topic.as_str(), r.partition, r.offset)
+            (&r.topic, r.partition, r.offset)
         }
         // The ESM usually delivers partitions in order already; a stable sort of sorted records
         // changes nothing, and skipping it saves its scratch buffer (half the batch).
@@ -258,112 +266,272 @@ impl Serialize for KafkaBatch {
     }
 }
 
+/// Takes the payload's JSON text as it is and decodes it with [`KafkaBatch::from_slice`]. The
+/// Lambda runtime deserializes its event through `serde_path_to_error`, which records the path of
+/// every value as it goes (a string per map key); decoding the text ourselves pays for a path only
+/// when a payload is refused. The error message names the path all the same.
 impl<'de> Deserialize<'de> for KafkaBatch {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        RawBatch::deserialize(d)?
-            .into_batch()
-            .map_err(de::Error::custom)
+        let text = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        KafkaBatch::from_slice(text.get().as_bytes()).map_err(de::Error::custom)
     }
 }
 
+/// The payload as parsed, before records are built. `T` is how a key or value text is read:
+/// [`Str`] (a JSON string, checked like any other) or [`RawText`] (the bytes between the quotes,
+/// found with SIMD; checked afterwards, for the whole batch at once).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawBatch {
+#[serde(
+    rename_all = "camelCase",
+    bound(deserialize = "'de: 'a, T: Deserialize<'de>")
+)]
+struct RawBatch<'a, T> {
     #[serde(default)]
     event_source: Option<String>,
     #[serde(default)]
     event_source_arn: Option<String>,
     #[serde(default)]
     bootstrap_servers: Option<String>,
-    records: RawRecords,
+    #[serde(borrow)]
+    records: RawRecords<'a, T>,
 }
 
 /// `records` keeps the map keys only to recover a topic a record does not state.
-struct RawRecords(Vec<(String, Vec<RawRecord>)>);
+struct RawRecords<'a, T>(Vec<(Str<'a>, Vec<RawRecord<'a, T>>)>);
 
-impl<'de> Deserialize<'de> for RawRecords {
+impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for RawRecords<'a, T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawRecords;
+        struct V<'a, T>(std::marker::PhantomData<(&'a (), T)>);
+        impl<'de: 'a, 'a, T: Deserialize<'de>> Visitor<'de> for V<'a, T> {
+            type Value = RawRecords<'a, T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object mapping \"<topic>-<partition>\" to a list of records")
             }
-            fn visit_unit<E: de::Error>(self) -> Result<RawRecords, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(RawRecords(Vec::new()))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRecords, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, Option<Vec<RawRecord>>>()? {
+                while let Some((k, v)) =
+                    map.next_entry::<Str<'a>, Option<Vec<RawRecord<'a, T>>>>()?
+                {
                     out.push((k, v.unwrap_or_default()));
                 }
                 Ok(RawRecords(out))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
+/// A string of the payload, borrowed when the JSON has no escape in it, so parsing allocates
+/// nothing per string.
+struct Str<'a>(Cow<'a, str>);
+
+impl Str<'_> {
+    fn owned(s: String) -> Self {
+        Str(Cow::Owned(s))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The bytes between the quotes of a JSON string with no escape in it, read the way serde_json
+/// reads bytes: a SIMD search for the closing quote, where reading a `str` goes 8 bytes at a time
+/// checking each for control characters. Anything else (an escape, a number, an array) fails, and
+/// the payload is parsed again with [`Str`]. Control characters and UTF-8 are checked by
+/// `text_of` when the batch is built.
+struct RawText<'a>(&'a [u8]);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawText<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawText<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string without escapes")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<RawText<'de>, E> {
+                Ok(RawText(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// A key or value text as parsed.
+trait TextBytes {
+    /// `true` when the bytes are not yet known to be a JSON string's.
+    const RAW: bool;
+    fn bytes(&self) -> &[u8];
+}
+
+impl TextBytes for Str<'_> {
+    const RAW: bool = false;
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl TextBytes for RawText<'_> {
+    const RAW: bool = true;
+    fn bytes(&self) -> &[u8] {
+        self.0
+    }
+}
+
+/// The text of a key or value: `bytes` either lie inside `payload` (a [`RawText`] borrowed from
+/// it) or are UTF-8 already (a [`Str`]). `None` for raw bytes that no JSON string without escapes
+/// could hold: a control character, or not text. Bytes between two quotes of a payload that is
+/// UTF-8 are UTF-8 too, so finding where they lie in the payload's text replaces a second
+/// validation.
+fn text_of<'p>(payload: &'p str, bytes: &'p [u8], raw: bool) -> Option<&'p str> {
+    if !raw {
+        return std::str::from_utf8(bytes).ok();
+    }
+    // One pass without early exit, which the compiler vectorises.
+    if bytes.iter().fold(false, |acc, &b| acc | (b < 0x20)) {
+        return None;
+    }
+    let start = (bytes.as_ptr() as usize).checked_sub(payload.as_ptr() as usize)?;
+    payload.get(start..start.checked_add(bytes.len())?)
+}
+
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawRecord {
-    #[serde(default)]
-    topic: Option<String>,
+#[serde(
+    rename_all = "camelCase",
+    bound(deserialize = "'de: 'a, T: Deserialize<'de>")
+)]
+struct RawRecord<'a, T> {
+    #[serde(default, borrow)]
+    topic: Option<Str<'a>>,
     partition: i64,
     offset: i64,
     timestamp: i64,
+    #[serde(default, borrow)]
+    timestamp_type: Option<Str<'a>>,
     #[serde(default)]
-    timestamp_type: Option<String>,
+    key: Option<T>,
     #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    value: Option<String>,
+    value: Option<T>,
     #[serde(default)]
     headers: HeaderList,
 }
 
-impl RawBatch {
-    fn into_batch(self) -> Result<KafkaBatch, BatchError> {
-        let mut records = Vec::with_capacity(self.records.0.iter().map(|(_, v)| v.len()).sum());
-        for (group_key, group) in self.records.0 {
-            for r in group {
-                let partition = i32::try_from(r.partition).map_err(|_| BatchError::OutOfRange {
-                    field: "partition",
-                    value: r.partition,
-                })?;
-                let topic = match r.topic {
-                    Some(t) => t,
-                    // Never split the key on '-': the partition field tells us the exact suffix.
-                    None => topic_from_group_key(&group_key, partition).ok_or_else(|| {
-                        BatchError::InvalidEvent {
-                            path: format!("records.{group_key}"),
-                            message: format!(
-                                "record at offset {} has no `topic` and the key does not end in -{partition}",
-                                r.offset
-                            ),
-                        }
-                    })?,
-                };
-                let mut record = KafkaRecord::new(topic, partition, r.offset, r.timestamp);
-                record.timestamp_type = r.timestamp_type;
-                record.key = r.key;
-                record.value = r.value;
-                record.headers = r.headers.0;
-                records.push(record);
+impl<T: TextBytes> RawBatch<'_, T> {
+    /// `None` when the texts are not what JSON strings would have given (only [`RawText`]s can
+    /// fail so): the caller parses again with [`Str`], which names the problem. `payload` is the
+    /// text that raw texts were borrowed from.
+    fn into_batch(self, payload: &str) -> Option<Result<KafkaBatch, BatchError>> {
+        let groups = self.records.0;
+        // Every key and value text goes into one buffer the records share: one allocation and
+        // one copy for the batch instead of a string per text.
+        let text_len = groups
+            .iter()
+            .flat_map(|(_, g)| g)
+            .map(|r| {
+                r.key.as_ref().map_or(0, |k| k.bytes().len())
+                    + r.value.as_ref().map_or(0, |v| v.bytes().len())
+            })
+            .sum();
+        let mut texts = String::with_capacity(text_len);
+        for r in groups.iter().flat_map(|(_, g)| g) {
+            for t in [&r.key, &r.value].into_iter().flatten() {
+                texts.push_str(text_of(payload, t.bytes(), T::RAW)?);
             }
         }
-        let mut batch = KafkaBatch {
-            event_source: self
-                .event_source
-                .as_deref()
-                .map(EventSource::from)
-                .unwrap_or(EventSource::Other(String::new())),
-            event_source_arn: self.event_source_arn,
-            bootstrap_servers: self.bootstrap_servers,
-            records,
+        let texts = Arc::new(texts);
+        let mut at = 0;
+        let mut next_text = |t: Option<T>| {
+            t.map(|t| {
+                let start = at;
+                at += t.bytes().len();
+                Text::shared(&texts, start, at)
+            })
         };
-        batch.sort();
-        Ok(batch)
+        Some((|| {
+            let mut records = Vec::with_capacity(groups.iter().map(|(_, v)| v.len()).sum());
+            // A batch names a handful of topics and timestamp types: each is allocated once.
+            let mut topic: Option<Arc<str>> = None;
+            let mut timestamp_type: Option<Arc<str>> = None;
+            for (group_key, group) in groups {
+                for r in group {
+                    let partition =
+                        i32::try_from(r.partition).map_err(|_| BatchError::OutOfRange {
+                            field: "partition",
+                            value: r.partition,
+                        })?;
+                    let name = match &r.topic {
+                        Some(t) => Cow::Borrowed(&*t.0),
+                        // Never split the key on '-': the partition field tells us the exact suffix.
+                        None => Cow::Owned(
+                            topic_from_group_key(&group_key.0, partition).ok_or_else(|| {
+                                BatchError::InvalidEvent {
+                                    path: format!("records.{}", group_key.0),
+                                    message: format!(
+                                        "record at offset {} has no `topic` and the key does not end in -{partition}",
+                                        r.offset
+                                    ),
+                                }
+                            })?,
+                        ),
+                    };
+                    let mut record = KafkaRecord::new(
+                        interned(&mut topic, &name),
+                        partition,
+                        r.offset,
+                        r.timestamp,
+                    );
+                    record.timestamp_type = r
+                        .timestamp_type
+                        .map(|t| interned(&mut timestamp_type, &t.0));
+                    record.key = next_text(r.key);
+                    record.value = next_text(r.value);
+                    record.headers = r.headers.0;
+                    records.push(record);
+                }
+            }
+            let mut batch = KafkaBatch {
+                event_source: self
+                    .event_source
+                    .as_deref()
+                    .map(EventSource::from)
+                    .unwrap_or(EventSource::Other(String::new())),
+                event_source_arn: self.event_source_arn,
+                bootstrap_servers: self.bootstrap_servers,
+                records,
+            };
+            batch.sort();
+            Ok(batch)
+        })())
+    }
+}
+
+/// `last` when it reads `name`, else a new `Arc` that becomes `last`.
+fn interned(last: &mut Option<Arc<str>>, name: &str) -> Arc<str> {
+    match last {
+        Some(l) if **l == *name => Arc::clone(l),
+        _ => Arc::clone(last.insert(Arc::from(name))),
     }
 }
 
@@ -407,18 +575,18 @@ impl TryFrom<aws_lambda_events::event::kafka::KafkaEvent> for KafkaBatch {
                         })
                         .collect();
                     RawRecord {
-                        topic: r.topic,
+                        topic: r.topic.map(Str::owned),
                         partition: r.partition,
                         offset: r.offset,
                         timestamp: r.timestamp.timestamp_millis(),
-                        timestamp_type: r.timestamp_type,
-                        key: r.key,
-                        value: r.value,
+                        timestamp_type: r.timestamp_type.map(Str::owned),
+                        key: r.key.map(Str::owned),
+                        value: r.value.map(Str::owned),
                         headers: HeaderList(headers),
                     }
                 })
                 .collect();
-            raw.push((key, records));
+            raw.push((Str::owned(key), records));
         }
         RawBatch {
             event_source: event.event_source,
@@ -426,14 +594,15 @@ impl TryFrom<aws_lambda_events::event::kafka::KafkaEvent> for KafkaBatch {
             bootstrap_servers: event.bootstrap_servers,
             records: RawRecords(raw),
         }
-        .into_batch()
+        .into_batch("")
+        .expect("texts from strings are valid texts")
     }
 }
 
 /// JSON without path tracking, UTF-8 checked once rather than string by string: `None` on any
 /// failure, which the caller then parses again with `serde_path_to_error` only to name where it
 /// went wrong. Tracking the path costs on every value; a valid payload never pays it.
-pub(crate) fn parse_fast<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+pub(crate) fn parse_fast<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
     serde_json::from_str(std::str::from_utf8(bytes).ok()?).ok()
 }
 
@@ -441,6 +610,111 @@ pub(crate) fn parse_fast<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The strict parse alone: every text read as a JSON string, the path tracked.
+    fn strict(bytes: &[u8]) -> Result<KafkaBatch, BatchError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawBatch<Str> =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| BatchError::InvalidEvent {
+                path: e.path().to_string(),
+                message: e.into_inner().to_string(),
+            })?;
+        de.end().map_err(|e| BatchError::InvalidEvent {
+            path: ".".into(),
+            message: e.to_string(),
+        })?;
+        raw.into_batch("").unwrap()
+    }
+
+    /// A payload with `key` and `value` spliced in as they are (not escaped).
+    fn spliced(key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut p = br#"{"eventSource":"aws:kafka","records":{"t-0":[{"topic":"t","partition":0,"offset":1,"timestamp":2,"key":"#.to_vec();
+        p.extend_from_slice(key);
+        p.extend_from_slice(br#","value":"#);
+        p.extend_from_slice(value);
+        p.extend_from_slice(
+            br#"},{"topic":"t","partition":0,"offset":2,"timestamp":2,"value":"eyJhIjoxfQ=="}]}}"#,
+        );
+        p
+    }
+
+    #[test]
+    fn raw_texts_decide_like_json_strings() {
+        let cases: [&[u8]; 16] = [
+            br#""eyJhIjoxfQ==""#,
+            b"\"\"",
+            b"null",
+            b"5",
+            b"[1,2]",
+            br#"{"a":1}"#,
+            br#""a\/b""#,
+            br#""a\\b""#,
+            br#""\u00e9""#,
+            br#""\ud800""#,
+            "\"\u{e9}t\u{e9}\"".as_bytes(),
+            b"\"a\tb\"",
+            b"\"a\x01\"",
+            b"\"\xff\xfe\"",
+            b"\"\xc3\"",
+            br#""unterminated"#,
+        ];
+        for key in cases {
+            for value in cases {
+                let p = spliced(key, value);
+                assert_eq!(
+                    KafkaBatch::from_slice(&p).map_err(|e| e.to_string()),
+                    strict(&p).map_err(|e| e.to_string()),
+                    "{}",
+                    String::from_utf8_lossy(&p)
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_and_strict_parses_agree(
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            quote in proptest::prelude::any::<bool>(),
+        ) {
+            // Arbitrary bytes between quotes (control characters, escapes, broken UTF-8 and all),
+            // or bare.
+            let wrap = |b: &[u8]| if quote { [b"\"".as_slice(), b, b"\""].concat() } else { b.to_vec() };
+            let p = spliced(&wrap(&key), &wrap(&value));
+            proptest::prop_assert_eq!(
+                KafkaBatch::from_slice(&p).map_err(|e| e.to_string()),
+                strict(&p).map_err(|e| e.to_string())
+            );
+        }
+    }
+
+    #[test]
+    fn through_the_lambda_runtime_deserializer() {
+        // lambda_runtime 1.x deserializes the event with serde_path_to_error over serde_json.
+        fn runtime(bytes: &[u8]) -> Result<KafkaBatch, String> {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            serde_path_to_error::deserialize(&mut de).map_err(|e| e.to_string())
+        }
+        let p = spliced(br#""azE=""#, br#""eyJhIjoxfQ==""#);
+        assert_eq!(runtime(&p).unwrap(), KafkaBatch::from_slice(&p).unwrap());
+        let from_reader: KafkaBatch = serde_json::from_reader(p.as_slice()).unwrap();
+        assert_eq!(from_reader, KafkaBatch::from_slice(&p).unwrap());
+        let err = runtime(br#"{"records":{"t-0":[{"topic":"t","partition":0,"timestamp":1}]}}"#)
+            .unwrap_err();
+        assert!(
+            err.contains("records.t-0[0]") && err.contains("offset"),
+            "{err}"
+        );
+        // Text that is not JSON at all is refused while the payload's text is taken, with the
+        // position (the ESM never sends such a payload).
+        let err = runtime(&spliced(b"\"a\x01\"", b"null")).unwrap_err();
+        assert!(
+            err.contains("control character") && err.contains("column 105"),
+            "{err}"
+        );
+        assert!(runtime(b"{not json").is_err());
+    }
 
     fn parse(v: serde_json::Value) -> Result<KafkaBatch, BatchError> {
         KafkaBatch::from_slice(&serde_json::to_vec(&v).unwrap())
@@ -541,7 +815,7 @@ mod tests {
                 "my-topic.v2-10-3@8"
             ]
         );
-        assert_eq!(b.records().nth(3).unwrap().topic, "my-topic.v2-10");
+        assert_eq!(&*b.records().nth(3).unwrap().topic, "my-topic.v2-10");
     }
 
     #[test]
@@ -550,7 +824,7 @@ mod tests {
             json!({"records": {"cdc.pages-x-7": [{"partition": 7, "offset": 1, "timestamp": 0}]}}),
         )
         .unwrap();
-        assert_eq!(b.records().next().unwrap().topic, "cdc.pages-x");
+        assert_eq!(&*b.records().next().unwrap().topic, "cdc.pages-x");
         let err = parse(
             json!({"records": {"cdc.pages-7": [{"partition": 8, "offset": 1, "timestamp": 0}]}}),
         )

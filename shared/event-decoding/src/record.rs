@@ -2,6 +2,7 @@
 //! (decoded on demand), and headers.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -108,28 +109,33 @@ impl Header {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaRecord {
-    /// Topic name.
-    pub topic: String,
+    /// Topic name, shared by the records of a batch that have the same topic (one allocation per
+    /// topic, not per record). Derefs to `&str`.
+    #[serde(serialize_with = "serialize_str")]
+    pub topic: Arc<str>,
     /// Partition number.
     pub partition: i32,
     /// Offset within the partition.
     pub offset: i64,
     /// Record timestamp, milliseconds since the Unix epoch.
     pub timestamp: i64,
-    /// `CREATE_TIME` or `LOG_APPEND_TIME` when the ESM says.
+    /// `CREATE_TIME` or `LOG_APPEND_TIME` when the ESM says (shared like `topic`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_opt_str"
+    )]
+    pub timestamp_type: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub timestamp_type: Option<String>,
+    pub(crate) key: Option<Text>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) value: Option<String>,
+    pub(crate) value: Option<Text>,
     #[serde(serialize_with = "serialize_headers")]
     pub(crate) headers: Vec<Header>,
 }
 
 impl KafkaRecord {
     /// A record with no key, no value and no headers.
-    pub fn new(topic: impl Into<String>, partition: i32, offset: i64, timestamp: i64) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32, offset: i64, timestamp: i64) -> Self {
         Self {
             topic: topic.into(),
             partition,
@@ -144,25 +150,25 @@ impl KafkaRecord {
 
     /// Sets the key to `bytes` (base64-encoded for the payload).
     pub fn with_key(mut self, bytes: impl AsRef<[u8]>) -> Self {
-        self.key = Some(BASE64.encode(bytes));
+        self.key = Some(Text::new(BASE64.encode(bytes)));
         self
     }
 
     /// Sets the value to `bytes` (base64-encoded for the payload).
     pub fn with_value(mut self, bytes: impl AsRef<[u8]>) -> Self {
-        self.value = Some(BASE64.encode(bytes));
+        self.value = Some(Text::new(BASE64.encode(bytes)));
         self
     }
 
     /// Sets the key text exactly as the ESM would deliver it (base64, or garbage for tests).
     pub fn with_raw_key(mut self, base64: impl Into<String>) -> Self {
-        self.key = Some(base64.into());
+        self.key = Some(Text::new(base64.into()));
         self
     }
 
     /// Sets the value text exactly as the ESM would deliver it (base64, or garbage for tests).
     pub fn with_raw_value(mut self, base64: impl Into<String>) -> Self {
-        self.value = Some(base64.into());
+        self.value = Some(Text::new(base64.into()));
         self
     }
 
@@ -173,14 +179,14 @@ impl KafkaRecord {
     }
 
     /// Sets the timestamp type (`CREATE_TIME` / `LOG_APPEND_TIME`).
-    pub fn with_timestamp_type(mut self, timestamp_type: impl Into<String>) -> Self {
+    pub fn with_timestamp_type(mut self, timestamp_type: impl Into<Arc<str>>) -> Self {
         self.timestamp_type = Some(timestamp_type.into());
         self
     }
 
     /// The record's coordinates.
     pub fn id(&self) -> RecordId {
-        RecordId::new(self.topic.clone(), self.partition, self.offset)
+        RecordId::new(&*self.topic, self.partition, self.offset)
     }
 
     /// `"<topic>-<partition>"`.
@@ -190,12 +196,12 @@ impl KafkaRecord {
 
     /// The key bytes; `None` when the key is null or absent.
     pub fn key(&self) -> Result<Option<Vec<u8>>, RecordError> {
-        self.decode(self.key.as_deref(), "key")
+        self.decode(self.raw_key(), "key")
     }
 
     /// The value bytes; `None` when the value is null or absent (a tombstone).
     pub fn value(&self) -> Result<Option<Vec<u8>>, RecordError> {
-        self.decode(self.value.as_deref(), "value")
+        self.decode(self.raw_value(), "value")
     }
 
     /// The key as UTF-8 text.
@@ -237,12 +243,12 @@ impl KafkaRecord {
 
     /// The base64 key text exactly as delivered (for dead letters).
     pub fn raw_key(&self) -> Option<&str> {
-        self.key.as_deref()
+        self.key.as_ref().map(Text::as_str)
     }
 
     /// The base64 value text exactly as delivered (for dead letters).
     pub fn raw_value(&self) -> Option<&str> {
-        self.value.as_deref()
+        self.value.as_ref().map(Text::as_str)
     }
 
     /// All headers, in delivery order.
@@ -365,6 +371,73 @@ impl KafkaRecord {
                 format!("{what} is not valid JSON: {inner}"),
             ),
         }
+    }
+}
+
+/// The base64 text of a key or value as delivered: a range of a buffer that the records of one
+/// parsed payload share, so a batch holds its texts in one allocation instead of one string each.
+/// Compares and prints as the text.
+#[derive(Clone)]
+pub(crate) struct Text {
+    buf: Arc<String>,
+    start: usize,
+    end: usize,
+}
+
+impl Text {
+    /// A text of its own.
+    pub(crate) fn new(text: String) -> Self {
+        let end = text.len();
+        Self {
+            buf: Arc::new(text),
+            start: 0,
+            end,
+        }
+    }
+
+    /// `buf[start..end]`; `start..end` must lie on character boundaries of `buf`.
+    pub(crate) fn shared(buf: &Arc<String>, start: usize, end: usize) -> Self {
+        debug_assert!(buf.is_char_boundary(start) && buf.is_char_boundary(end));
+        Self {
+            buf: Arc::clone(buf),
+            start,
+            end,
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.buf[self.start..self.end]
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+fn serialize_str<S: Serializer>(text: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(text)
+}
+
+fn serialize_opt_str<S: Serializer>(text: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    match text {
+        Some(t) => s.serialize_str(t),
+        None => s.serialize_none(),
     }
 }
 

@@ -138,7 +138,7 @@ proptest! {
         prop_assert_eq!(decoded.len(), records.len());
         // Bytes survive base64 and signed header bytes.
         let mut expected = records.clone();
-        expected.sort_by(|a, b| (a.topic.as_str(), a.partition, a.offset).cmp(&(b.topic.as_str(), b.partition, b.offset)));
+        expected.sort_by(|a, b| (&*a.topic, a.partition, a.offset).cmp(&(&*b.topic, b.partition, b.offset)));
         for (d, e) in decoded.records().zip(&expected) {
             prop_assert_eq!(d.key().unwrap(), e.key().unwrap());
             prop_assert_eq!(d.value().unwrap(), e.value().unwrap());
