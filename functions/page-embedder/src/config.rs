@@ -396,7 +396,9 @@ impl Config {
         Ok(runner.runner(pipeline, postgrest))
     }
 
-    async fn embedder(
+    /// The embedding provider client of this configuration (the API key resolved from the
+    /// environment or Secrets Manager), on `http`; `kl pages reembed` embeds with it too.
+    pub async fn embedder(
         &self,
         env: &Env,
         http: &reqwest::Client,

@@ -387,6 +387,16 @@ impl Filter {
         }
     }
 
+    /// `column LIKE pattern`, PostgREST's `*` standing for SQL's `%` (`_` matches one
+    /// character).
+    pub fn like(column: impl Into<String>, pattern: impl fmt::Display) -> Self {
+        Self {
+            column: column.into(),
+            op: "like",
+            value: encode(&pattern.to_string()),
+        }
+    }
+
     /// `column IS NULL`.
     pub fn is_null(column: impl Into<String>) -> Self {
         Self {

@@ -15,6 +15,7 @@ mod gift_secrets;
 mod observability;
 mod pages_pipeline;
 mod query;
+mod reembed;
 mod replay;
 mod stores_qdrant_stargate;
 mod table_sink;

@@ -44,7 +44,41 @@ pub struct Cli {
 pub enum Command {
     /// Dead letters: list them, replay them.
     #[command(subcommand)]
-    DeadLetters(DeadLettersCommand),
+    DeadLetters(Box<DeadLettersCommand>),
+    /// Page vectors (page-embedder).
+    #[command(subcommand)]
+    Pages(PagesCommand),
+}
+
+/// `kl pages ...`.
+#[derive(Debug, Subcommand)]
+pub enum PagesCommand {
+    /// Re-embeds the chunks whose model, dimension or prefix differs from the current
+    /// page-embedder settings (`EMBED_*`, `VECTORS_TABLE`, read like the function reads them).
+    Reembed(ReembedArgs),
+}
+
+/// `kl pages reembed`.
+#[derive(Debug, Clone, Args)]
+pub struct ReembedArgs {
+    /// Count stale pages and chunks and estimate the embedding calls (and the cost for OpenAI
+    /// models); embed and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Pages per batch: one read, one embedding pass (`EMBED_BATCH_SIZE` texts per call,
+    /// `EMBED_CONCURRENCY` calls in flight), one write.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub pages_per_batch: usize,
+    /// Wait between batches, to stay under a provider's rate limit (429 and `Retry-After` are
+    /// honoured in any case).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub pause_ms: u64,
+    /// Only pages whose id starts with this.
+    #[arg(long, value_name = "P")]
+    pub page_prefix: Option<String>,
+    /// No progress bar (it is drawn on stderr when that is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// `kl dead-letters ...`.
@@ -166,12 +200,11 @@ pub struct ReplayArgs {
 /// Runs `cli`; errors are printed, never a secret.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::DeadLetters(DeadLettersCommand::List(args)) => {
-            list(&cli.dead_letter_table, args).await
-        }
-        Command::DeadLetters(DeadLettersCommand::Replay(args)) => {
-            replay_command(&cli.dead_letter_table, args).await
-        }
+        Command::DeadLetters(command) => match *command {
+            DeadLettersCommand::List(args) => list(&cli.dead_letter_table, args).await,
+            DeadLettersCommand::Replay(args) => replay_command(&cli.dead_letter_table, args).await,
+        },
+        Command::Pages(PagesCommand::Reembed(args)) => reembed_command(args).await,
     };
     match result {
         Ok(code) => code,
@@ -326,4 +359,102 @@ pub fn render_summary(s: &Summary, dry_run: bool) -> String {
         out.push_str(&format!("  id {id}: not replayed: {why}\n"));
     }
     out
+}
+
+async fn reembed_command(args: ReembedArgs) -> CliResult {
+    use page_embedder::config::{Config, Provider, StoreConfig};
+    use page_embedder::embedding::EmbedSettings;
+    use page_embedder::store::AnyStore;
+
+    use crate::reembed::{EmbedPlan, ReembedSettings, Reembedder, estimate};
+
+    let env = Env::process();
+    let config = Config::from_env(&env)?;
+    let StoreConfig::Supabase { table } = &config.store else {
+        return Err(
+            "kl pages reembed reads the chunk texts from the Supabase vectors table \
+                    (VECTOR_STORE=supabase); for Qdrant or Stargate, touch the pages in the source"
+                .into(),
+        );
+    };
+    let client = client_from_env(&env).await?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()?;
+    let embedder = config.embedder(&env, &http).await?;
+    let store = AnyStore::from_config(&config.store, &env, client.clone(), &http).await?;
+    let e = &config.embed;
+    let plan = EmbedPlan {
+        prefix: e.doc_prefix.clone(),
+        max_chars: e.limits.max_chars,
+        settings: EmbedSettings {
+            batch_size: e.batch_size,
+            concurrency: e.concurrency,
+            retry: e.retry.clone(),
+        },
+    };
+    let settings = ReembedSettings {
+        pages_per_batch: args.pages_per_batch,
+        dry_run: args.dry_run,
+        pause: Duration::from_millis(args.pause_ms),
+        page_prefix: args.page_prefix.clone(),
+    };
+    let progress = if args.no_progress || args.dry_run {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} pages, eta {eta}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    };
+    let reembedder = Reembedder {
+        client: &client,
+        table,
+        embedder: &embedder,
+        store: &store,
+        plan: &plan,
+    };
+    let summary = reembedder.run(&settings, &progress).await;
+    progress.finish_and_clear();
+    let s = summary?;
+    println!(
+        "{table}: {} pages, {} chunks; stale for {} ({} dims, prefix {:?}): {} chunks of {} pages",
+        s.pages, s.chunks, e.model, e.dimensions, e.doc_prefix, s.stale_chunks, s.stale_pages
+    );
+    if s.needs_source > 0 {
+        println!(
+            "  {} chunk(s) cannot be re-embedded here (no stored text, or longer than the current \
+             limit): touch their pages in the source",
+            s.needs_source
+        );
+    }
+    if args.dry_run {
+        let est = estimate(&s, &e.model, e.provider == Provider::OpenAi);
+        print!(
+            "  dry run: about {} embedding call(s) ({} texts per call), about {} tokens",
+            est.calls, e.batch_size, est.tokens
+        );
+        match est.cost_usd {
+            Some(usd) => println!(", about ${usd:.4} at OpenAI's list price for {}", e.model),
+            None => println!(),
+        }
+    } else {
+        println!(
+            "  re-embedded {} chunk(s) of {} page(s) in {} call(s); {} page(s) changed meanwhile (left to the function); {} refused",
+            s.chunks_written,
+            s.pages_written,
+            s.embed_requests,
+            s.changed_meanwhile,
+            s.refused.len()
+        );
+        for (page, code) in &s.refused {
+            println!("  page {page}: refused by the provider ({code})");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -4,10 +4,12 @@
 //! - [`rebuild`]: a dead letter back into the Kafka record it was.
 //! - [`target`]: the function a replay invokes (local binary / invoke URL, or Lambda `Invoke`).
 //! - [`replay`]: `kl dead-letters replay`.
+//! - [`reembed`]: `kl pages reembed`.
 //! - [`cli`]: the flags, and each command's output.
 
 pub mod cli;
 pub mod letters;
 pub mod rebuild;
+pub mod reembed;
 pub mod replay;
 pub mod target;
