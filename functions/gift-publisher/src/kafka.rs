@@ -160,9 +160,15 @@ impl KafkaBroker {
                 let callback: OauthCallback = Arc::new(move || {
                     let region = region.clone();
                     Box::pin(async move {
-                        let config =
-                            aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                        let credentials = crate::msk_iam::current_credentials(&config).await?;
+                        // The SDK config (and its credentials cache) once per environment.
+                        static SDK: tokio::sync::OnceCell<aws_config::SdkConfig> =
+                            tokio::sync::OnceCell::const_new();
+                        let config = SDK
+                            .get_or_init(|| {
+                                aws_config::load_defaults(aws_config::BehaviorVersion::latest())
+                            })
+                            .await;
+                        let credentials = crate::msk_iam::current_credentials(config).await?;
                         Ok(crate::msk_iam::token(
                             &region,
                             &credentials,
@@ -248,6 +254,24 @@ impl KafkaBroker {
             .partition_clients
             .insert(partition, Arc::clone(&pc));
         Ok((partition, pc))
+    }
+
+    /// Connects now (at cold start), so the first request does not pay for it. A failure is
+    /// returned for the caller to log; the next request tries again.
+    pub async fn connect_now(&self) -> Result<(), SendError> {
+        let mut state = self.state.lock().await;
+        if state.is_none() {
+            let connected = tokio::time::timeout(self.settings.timeout, self.connect())
+                .await
+                .map_err(|_| {
+                    SendError::Unavailable(format!(
+                        "no answer from the brokers within {} ms",
+                        self.settings.timeout.as_millis()
+                    ))
+                })??;
+            *state = Some(connected);
+        }
+        Ok(())
     }
 
     async fn reset(&self) {
