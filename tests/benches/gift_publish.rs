@@ -26,7 +26,10 @@ fn event(body: &Value) -> Vec<u8> {
     ))
     .unwrap();
     e["body"] = Value::String(body.to_string());
-    e["headers"].as_object_mut().unwrap().remove("idempotency-key");
+    e["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("idempotency-key");
     serde_json::to_vec(&e).unwrap()
 }
 
@@ -78,8 +81,18 @@ async fn main() {
     });
     // Warm up: cold start and the first connection are not part of the steady state.
     let warm = Instant::now();
-    assert_eq!(post(&mut f, &json!({"page_id": 0, "question": "Q", "answer": "A"})).await, 202);
-    println!("first POST (cold start + connect): {:.1} ms", warm.elapsed().as_secs_f64() * 1e3);
+    assert_eq!(
+        post(
+            &mut f,
+            &json!({"page_id": 0, "question": "Q", "answer": "A"})
+        )
+        .await,
+        202
+    );
+    println!(
+        "first POST (cold start + connect): {:.1} ms",
+        warm.elapsed().as_secs_f64() * 1e3
+    );
 
     let mut ms = Vec::with_capacity(n);
     let start = Instant::now();
@@ -127,7 +140,10 @@ async fn main() {
     assert_eq!(post(&mut f2, &json!({"page_id": 0, "question": "Q", "answer": "A", "event_id": format!("{run}-warm")})).await, 202);
     let mut persister_env = vec![
         ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
-        ("SUPABASE_SERVICE_ROLE_KEY".to_owned(), stack.service_key.clone()),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
+            stack.service_key.clone(),
+        ),
     ];
     persister_env.push(("METRICS_ENABLED".to_owned(), "false".to_owned()));
     let runner = Runner::start(runner_config(
@@ -147,8 +163,9 @@ async fn main() {
     }
     let t = lit(&e2e_topic);
     let done = wait_until(Duration::from_secs(120), || {
-        stack.count(&format!("select count(*) from vault where kafka_topic = {t} and raw ? 'sent_ms'"))
-            >= E2E as i64
+        stack.count(&format!(
+            "select count(*) from vault where kafka_topic = {t} and raw ? 'sent_ms'"
+        )) >= E2E as i64
     })
     .await;
     runner.stop().await.unwrap();
