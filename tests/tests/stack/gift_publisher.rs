@@ -278,6 +278,11 @@ async fn a_stopped_broker_gets_503_and_the_retry_is_stored_once_it_is_back() {
     assert_eq!(status, 503, "{doc}");
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(doc["code"], "broker_unavailable");
+    // An execution environment started while the broker is down still starts, and answers 503.
+    let mut cold = publisher(&broker.addr(), &topic, &[]);
+    let cold_key = format!("{run}-cold");
+    let (status, _, _) = post(&mut cold, &gift(9, "cold"), Some(&cold_key)).await;
+    assert_eq!(status, 503);
 
     // The broker comes back (empty: it keeps topics in memory); the client retries its POST.
     broker.up();
@@ -295,6 +300,11 @@ async fn a_stopped_broker_gets_503_and_the_retry_is_stored_once_it_is_back() {
     assert!(
         accepted,
         "the same function instance reconnects once the broker is back"
+    );
+    let (status, _, _) = post(&mut cold, &gift(9, "cold"), Some(&cold_key)).await;
+    assert_eq!(
+        status, 202,
+        "the instance that started without a broker connects now"
     );
 
     let dir = std::env::temp_dir().join(&run);
@@ -315,20 +325,25 @@ async fn a_stopped_broker_gets_503_and_the_retry_is_stored_once_it_is_back() {
         env,
         dir.join("dlq"),
     ));
-    let k = lit(&key);
+    let t = lit(&topic);
     let stored = wait_until(Duration::from_secs(60), || {
-        stack.count(&format!("select count(*) from vault where event_id = {k}")) == 1
+        stack.count(&format!(
+            "select count(*) from vault where kafka_topic = {t}"
+        )) >= 2
     })
     .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     runner.stop().await.unwrap();
-    assert!(stored, "the retried gift was not stored");
+    assert!(stored, "the retried gifts were not stored");
+    let ids = stack.sql(&format!(
+        "select string_agg(event_id, ',' order by event_id) from vault where kafka_topic = {t}"
+    ));
+    let mut expected = [cold_key.clone(), key.clone()];
+    expected.sort();
     assert_eq!(
-        stack.count(&format!(
-            "select count(*) from vault where kafka_topic = {}",
-            lit(&topic)
-        )),
-        1,
-        "only the retried gift: the 503 stored nothing"
+        ids,
+        expected.join(","),
+        "only the gifts accepted after the restart, once each: the 503s stored nothing"
     );
 }
 
