@@ -27,6 +27,10 @@ struct Gift {
 
 const RECORDS: usize = 10_000;
 
+/// The global allocator of the function binaries, so the figures are theirs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn payload() -> Vec<u8> {
     let answer = "The answer, with some text to make the record realistic. ".repeat(4);
     let batch = KafkaBatch::builder(EventSource::Msk)
@@ -66,6 +70,20 @@ fn decode(c: &mut Criterion) {
     g.bench_function("payload_to_batch/bytes", |b| {
         b.iter(|| KafkaBatch::from_slice(black_box(&bytes)).unwrap().len())
     });
+    // How lambda_runtime 1.x hands a function its event: serde_path_to_error over serde_json.
+    g.bench_function("payload_to_batch_via_lambda_runtime/bytes", |b| {
+        b.iter(|| {
+            let mut de = serde_json::Deserializer::from_slice(black_box(&bytes));
+            let batch: KafkaBatch = serde_path_to_error::deserialize(&mut de).unwrap();
+            batch.len()
+        })
+    });
+    g.bench_function("payload_to_changes/bytes", |b| {
+        b.iter(|| {
+            let batch = KafkaBatch::from_slice(black_box(&bytes)).unwrap();
+            batch.records().filter(|r| r.change().is_ok()).count()
+        })
+    });
 
     g.throughput(Throughput::Elements(RECORDS as u64));
     g.bench_function("payload_to_typed_gifts/records", |b| {
@@ -75,6 +93,12 @@ fn decode(c: &mut Criterion) {
                 .records()
                 .map(|r| r.value_json::<Gift>().unwrap().page_id)
                 .sum::<i64>()
+        })
+    });
+    g.bench_function("payload_to_changes/records", |b| {
+        b.iter(|| {
+            let batch = KafkaBatch::from_slice(black_box(&bytes)).unwrap();
+            batch.records().filter(|r| r.change().is_ok()).count()
         })
     });
     g.bench_function("records_to_typed_gifts/records", |b| {

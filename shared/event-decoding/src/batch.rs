@@ -92,14 +92,25 @@ pub struct KafkaBatch {
 impl KafkaBatch {
     /// Parses an invocation payload; the error names the JSON path of the problem.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, BatchError> {
-        // Fast: no path tracking, key and value texts read raw. Anything it refuses is parsed
-        // again the strict way, which decides and names the error.
         if let Ok(text) = std::str::from_utf8(bytes)
-            && let Ok(raw) = serde_json::from_str::<RawBatch<RawText>>(text)
-            && let Some(batch) = raw.into_batch(text)
+            && let Some(batch) = Self::parse_fast(Arc::new(text.to_owned()))
         {
             return batch;
         }
+        Self::parse_strict(bytes)
+    }
+
+    /// No path tracking, key and value texts read raw and left where they are in `payload`,
+    /// which the records share. `None` when anything is refused: the strict parse then decides
+    /// and names the error.
+    fn parse_fast(payload: Arc<String>) -> Option<Result<Self, BatchError>> {
+        serde_json::from_str::<RawBatch<RawText>>(&payload)
+            .ok()?
+            .into_batch(&payload)
+    }
+
+    /// Every text read as a JSON string, the JSON path of a failure tracked.
+    fn parse_strict(bytes: &[u8]) -> Result<Self, BatchError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let raw: RawBatch<Str> =
             serde_path_to_error::deserialize(&mut de).map_err(|e| BatchError::InvalidEvent {
@@ -110,7 +121,7 @@ impl KafkaBatch {
             path: ".".into(),
             message: e.to_string(),
         })?;
-        raw.into_batch("")
+        raw.into_batch(&Arc::default())
             .expect("texts parsed as JSON strings are valid texts")
     }
 
@@ -273,7 +284,13 @@ impl Serialize for KafkaBatch {
 impl<'de> Deserialize<'de> for KafkaBatch {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = Box::<serde_json::value::RawValue>::deserialize(d)?;
-        KafkaBatch::from_slice(text.get().as_bytes()).map_err(de::Error::custom)
+        // The text taken is the batch's buffer: no second copy.
+        let payload = Arc::new(String::from(Box::<str>::from(text)));
+        match KafkaBatch::parse_fast(Arc::clone(&payload)) {
+            Some(batch) => batch,
+            None => KafkaBatch::parse_strict(payload.as_bytes()),
+        }
+        .map_err(de::Error::custom)
     }
 }
 
@@ -400,21 +417,22 @@ impl TextBytes for RawText<'_> {
     }
 }
 
-/// The text of a key or value: `bytes` either lie inside `payload` (a [`RawText`] borrowed from
-/// it) or are UTF-8 already (a [`Str`]). `None` for raw bytes that no JSON string without escapes
-/// could hold: a control character, or not text. Bytes between two quotes of a payload that is
-/// UTF-8 are UTF-8 too, so finding where they lie in the payload's text replaces a second
-/// validation.
-fn text_of<'p>(payload: &'p str, bytes: &'p [u8], raw: bool) -> Option<&'p str> {
-    if !raw {
-        return std::str::from_utf8(bytes).ok();
-    }
+/// Where raw text `bytes` lie in `payload`, which they were borrowed from: `None` unless a JSON
+/// string without escapes could hold them (no control character) and they are text (whole
+/// characters of the payload, which is UTF-8 already: no second validation).
+fn raw_range(payload: &str, bytes: &[u8]) -> Option<(usize, usize)> {
     // One pass without early exit, which the compiler vectorises.
     if bytes.iter().fold(false, |acc, &b| acc | (b < 0x20)) {
         return None;
     }
+    range_in(payload, bytes)
+}
+
+/// Where `bytes`, borrowed from `payload`, lie in it, when they are whole characters.
+fn range_in(payload: &str, bytes: &[u8]) -> Option<(usize, usize)> {
     let start = (bytes.as_ptr() as usize).checked_sub(payload.as_ptr() as usize)?;
-    payload.get(start..start.checked_add(bytes.len())?)
+    let end = start.checked_add(bytes.len())?;
+    payload.get(start..end).map(|_| (start, end))
 }
 
 #[derive(Deserialize)]
@@ -441,32 +459,39 @@ struct RawRecord<'a, T> {
 impl<T: TextBytes> RawBatch<'_, T> {
     /// `None` when the texts are not what JSON strings would have given (only [`RawText`]s can
     /// fail so): the caller parses again with [`Str`], which names the problem. `payload` is the
-    /// text that raw texts were borrowed from.
-    fn into_batch(self, payload: &str) -> Option<Result<KafkaBatch, BatchError>> {
+    /// text that raw texts were borrowed from; the records share it.
+    fn into_batch(self, payload: &Arc<String>) -> Option<Result<KafkaBatch, BatchError>> {
         let groups = self.records.0;
-        // Every key and value text goes into one buffer the records share: one allocation and
-        // one copy for the batch instead of a string per text.
-        let text_len = groups
-            .iter()
-            .flat_map(|(_, g)| g)
-            .map(|r| {
-                r.key.as_ref().map_or(0, |k| k.bytes().len())
-                    + r.value.as_ref().map_or(0, |v| v.bytes().len())
-            })
-            .sum();
-        let mut texts = String::with_capacity(text_len);
-        for r in groups.iter().flat_map(|(_, g)| g) {
-            for t in [&r.key, &r.value].into_iter().flatten() {
-                texts.push_str(text_of(payload, t.bytes(), T::RAW)?);
+        let texts = || {
+            groups
+                .iter()
+                .flat_map(|(_, g)| g)
+                .flat_map(|r| [&r.key, &r.value])
+        };
+        let buf = if T::RAW {
+            // Raw texts stay where they are in the payload: nothing is copied.
+            for t in texts().flatten() {
+                raw_range(payload, t.bytes())?;
             }
-        }
-        let texts = Arc::new(texts);
+            Arc::clone(payload)
+        } else {
+            // Strict texts may be unescaped copies: one buffer for all of them, not one each.
+            let mut buf = String::with_capacity(texts().flatten().map(|t| t.bytes().len()).sum());
+            for t in texts().flatten() {
+                buf.push_str(std::str::from_utf8(t.bytes()).ok()?);
+            }
+            Arc::new(buf)
+        };
         let mut at = 0;
         let mut next_text = |t: Option<T>| {
             t.map(|t| {
-                let start = at;
-                at += t.bytes().len();
-                Text::shared(&texts, start, at)
+                let (start, end) = if T::RAW {
+                    range_in(&buf, t.bytes()).expect("checked above")
+                } else {
+                    at += t.bytes().len();
+                    (at - t.bytes().len(), at)
+                };
+                Text::shared(&buf, start, end)
             })
         };
         Some((|| {
@@ -594,7 +619,7 @@ impl TryFrom<aws_lambda_events::event::kafka::KafkaEvent> for KafkaBatch {
             bootstrap_servers: event.bootstrap_servers,
             records: RawRecords(raw),
         }
-        .into_batch("")
+        .into_batch(&Arc::default())
         .expect("texts from strings are valid texts")
     }
 }
@@ -623,7 +648,7 @@ mod tests {
             path: ".".into(),
             message: e.to_string(),
         })?;
-        raw.into_batch("").unwrap()
+        raw.into_batch(&Arc::default()).unwrap()
     }
 
     /// A payload with `key` and `value` spliced in as they are (not escaped).
