@@ -27,6 +27,7 @@
 //! assert!(TraceContext::parse("00-00000000000000000000000000000000-00f067aa0ba902b7-01", None).is_none());
 //! ```
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 
@@ -213,14 +214,15 @@ impl BatchTrace {
     /// [`MAX_LINKS`], and how many there are in all.
     pub fn links(&self) -> (Vec<String>, usize) {
         let own = self.span.as_ref().map(|s| s.trace_id);
-        let mut seen: Vec<[u8; 16]> = Vec::new();
+        // A set: a batch of 10,000 records may carry 10,000 traces.
+        let mut seen: HashSet<[u8; 16]> = HashSet::new();
+        let mut listed = Vec::new();
         for cx in self.records.iter().flatten() {
-            if Some(cx.trace_id) != own && !seen.contains(&cx.trace_id) {
-                seen.push(cx.trace_id);
+            if Some(cx.trace_id) != own && seen.insert(cx.trace_id) && listed.len() < MAX_LINKS {
+                listed.push(hex(&cx.trace_id));
             }
         }
-        let total = seen.len();
-        (seen.iter().take(MAX_LINKS).map(|t| hex(t)).collect(), total)
+        (listed, seen.len())
     }
 
     /// Runs `work` with the batch's span as the current context of [`crate::http::attempt`].
