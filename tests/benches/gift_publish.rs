@@ -43,6 +43,27 @@ async fn post(f: &mut FunctionProcess, body: &Value) -> u16 {
     }
 }
 
+/// gift-publisher on `topic`, driven through an emulated Runtime API.
+fn publisher(bootstrap: &str, topic: &str) -> FunctionProcess {
+    let env = [
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+        ("KAFKA_SECURITY", "plaintext"),
+        ("GIFT_TOPIC", topic),
+        ("METRICS_ENABLED", "false"),
+        ("AWS_LAMBDA_LOG_LEVEL", "error"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    FunctionProcess::new(FunctionSpec {
+        path: function_binary("gift-publisher"),
+        env,
+        name: "gift-publisher".into(),
+        timeout: Duration::from_secs(10),
+        memory_mb: 256,
+    })
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -62,23 +83,8 @@ async fn main() {
     let run = unique("pubbench").replace('_', "-");
     let topic = format!("{run}-gifts");
     create_topic(&kafka, &topic, 4).await;
-    let env = [
-        ("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers.join(",")),
-        ("KAFKA_SECURITY", "plaintext".to_owned()),
-        ("GIFT_TOPIC", topic.clone()),
-        ("METRICS_ENABLED", "false".to_owned()),
-        ("AWS_LAMBDA_LOG_LEVEL", "error".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let mut f = FunctionProcess::new(FunctionSpec {
-        path: function_binary("gift-publisher"),
-        env,
-        name: "gift-publisher".into(),
-        timeout: Duration::from_secs(10),
-        memory_mb: 256,
-    });
+    let bootstrap = kafka.bootstrap_servers.join(",");
+    let mut f = publisher(&bootstrap, &topic);
     // Warm up: cold start and the first connection are not part of the steady state.
     let warm = Instant::now();
     assert_eq!(
@@ -118,25 +124,7 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let e2e_topic = format!("{run}-e2e");
     create_topic(&kafka, &e2e_topic, 4).await;
-    let mut f2 = {
-        let env = [
-            ("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers.join(",")),
-            ("KAFKA_SECURITY", "plaintext".to_owned()),
-            ("GIFT_TOPIC", e2e_topic.clone()),
-            ("METRICS_ENABLED", "false".to_owned()),
-            ("AWS_LAMBDA_LOG_LEVEL", "error".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        FunctionProcess::new(FunctionSpec {
-            path: function_binary("gift-publisher"),
-            env,
-            name: "gift-publisher".into(),
-            timeout: Duration::from_secs(10),
-            memory_mb: 256,
-        })
-    };
+    let mut f2 = publisher(&bootstrap, &e2e_topic);
     assert_eq!(post(&mut f2, &json!({"page_id": 0, "question": "Q", "answer": "A", "event_id": format!("{run}-warm")})).await, 202);
     let mut persister_env = vec![
         ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),

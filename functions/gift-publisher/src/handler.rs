@@ -127,29 +127,10 @@ impl<B: Broker> Publisher<B> {
         }
         let max = self.limits.max_body_bytes;
         if request.body_len() > max {
-            let detail = format!(
-                "the body is {} bytes, at most {max} are accepted",
-                request.body_len()
-            );
-            return rejected(HttpResponse::problem(
-                413,
-                "body_too_large",
-                "Body too large",
-                &detail,
-                vec![],
-            ));
+            return rejected(too_large(request.body_len(), max));
         }
         let body = match request.body_bytes() {
-            Ok(b) if b.len() > max => {
-                let detail = format!("the body is {} bytes, at most {max} are accepted", b.len());
-                return rejected(HttpResponse::problem(
-                    413,
-                    "body_too_large",
-                    "Body too large",
-                    &detail,
-                    vec![],
-                ));
-            }
+            Ok(b) if b.len() > max => return rejected(too_large(b.len(), max)),
             Ok(b) => b,
             Err(e) => {
                 return rejected(bad_request("invalid_body_encoding", &e.to_string(), vec![]));
@@ -301,6 +282,11 @@ struct Prepared {
 
 fn rejected(response: HttpResponse) -> (HttpResponse, Outcome) {
     (response, Outcome::Rejected)
+}
+
+fn too_large(len: usize, max: usize) -> HttpResponse {
+    let detail = format!("the body is {len} bytes, at most {max} are accepted");
+    HttpResponse::problem(413, "body_too_large", "Body too large", &detail, vec![])
 }
 
 fn bad_request(code: &str, detail: &str, errors: Vec<Value>) -> HttpResponse {

@@ -75,6 +75,28 @@ async fn post(f: &mut FunctionProcess, body: &str, key: Option<&str>) -> (u16, V
     )
 }
 
+/// gift-persister reading `topic` through an in-process `esm-local` runner.
+fn persister(kafka: &KafkaConfig, stack: &StackEnv, topic: &str, run: &str) -> Runner {
+    let dir = std::env::temp_dir().join(run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = vec![
+        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
+            stack.service_key.clone(),
+        ),
+    ];
+    Runner::start(runner_config(
+        kafka,
+        topic,
+        &format!("{run}-group"),
+        &function_binary("gift-persister"),
+        "gift-persister",
+        env,
+        dir.join("dlq"),
+    ))
+}
+
 fn gift(page_id: i64, text: &str) -> String {
     json!({"page_id": page_id, "question": format!("Q {text}?"), "answer": format!("A {text}")})
         .to_string()
@@ -130,24 +152,7 @@ async fn posts_reach_the_vault_once_per_idempotency_key() {
     );
 
     // The persister reads the topic through esm-local.
-    let dir = std::env::temp_dir().join(&run);
-    std::fs::create_dir_all(&dir).unwrap();
-    let env = vec![
-        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
-        (
-            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
-            stack.service_key.clone(),
-        ),
-    ];
-    let runner = Runner::start(runner_config(
-        &kafka,
-        &topic,
-        &format!("{run}-group"),
-        &function_binary("gift-persister"),
-        "gift-persister",
-        env,
-        dir.join("dlq"),
-    ));
+    let runner = persister(&kafka, &stack, &topic, &run);
     let t = lit(&topic);
     let stored = wait_until(Duration::from_secs(60), || {
         stack.count(&format!(
@@ -307,24 +312,7 @@ async fn a_stopped_broker_gets_503_and_the_retry_is_stored_once_it_is_back() {
         "the instance that started without a broker connects now"
     );
 
-    let dir = std::env::temp_dir().join(&run);
-    std::fs::create_dir_all(&dir).unwrap();
-    let env = vec![
-        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
-        (
-            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
-            stack.service_key.clone(),
-        ),
-    ];
-    let runner = Runner::start(runner_config(
-        &kafka,
-        &topic,
-        &format!("{run}-group"),
-        &function_binary("gift-persister"),
-        "gift-persister",
-        env,
-        dir.join("dlq"),
-    ));
+    let runner = persister(&kafka, &stack, &topic, &run);
     let t = lit(&topic);
     let stored = wait_until(Duration::from_secs(60), || {
         stack.count(&format!(
