@@ -454,6 +454,11 @@ struct RawRecord<'a, T> {
     value: Option<T>,
     #[serde(default)]
     headers: HeaderList,
+    /// Set by an ESM schema registry with `EventRecordFormat: SOURCE`.
+    #[serde(default)]
+    key_schema_metadata: crate::schema::MetadataField,
+    #[serde(default)]
+    value_schema_metadata: crate::schema::MetadataField,
 }
 
 impl<T: TextBytes> RawBatch<'_, T> {
@@ -533,6 +538,8 @@ impl<T: TextBytes> RawBatch<'_, T> {
                     record.key = next_text(r.key);
                     record.value = next_text(r.value);
                     record.headers = r.headers.0;
+                    record.key_schema_metadata = r.key_schema_metadata.0;
+                    record.value_schema_metadata = r.value_schema_metadata.0;
                     records.push(record);
                 }
             }
@@ -608,6 +615,8 @@ impl TryFrom<aws_lambda_events::event::kafka::KafkaEvent> for KafkaBatch {
                         key: r.key.map(Str::owned),
                         value: r.value.map(Str::owned),
                         headers: HeaderList(headers),
+                        key_schema_metadata: Default::default(),
+                        value_schema_metadata: Default::default(),
                     }
                 })
                 .collect();

@@ -153,8 +153,16 @@ pub(crate) fn decode(record: &KafkaRecord) -> Result<Change, RecordError> {
 pub(crate) fn decode_versioned(
     record: &KafkaRecord,
 ) -> Result<(Change, Option<SourceVersion>), RecordError> {
+    decode_versioned_with_key(record, || key_value(record))
+}
+
+/// [`decode_versioned`] of a JSON value, the key read by `key`.
+pub(crate) fn decode_versioned_with_key(
+    record: &KafkaRecord,
+    key: impl Fn() -> Result<Option<Value>, RecordError>,
+) -> Result<(Change, Option<SourceVersion>), RecordError> {
     let Some(bytes) = record.value()? else {
-        return tombstone(record).map(|c| (c, None));
+        return from_value(record, None, key);
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(record.error(
@@ -163,11 +171,23 @@ pub(crate) fn decode_versioned(
         ));
     }
     let value: Value = record.parse_json(&bytes, "value")?;
+    from_value(record, Some(value), key)
+}
+
+/// The change a decoded value (`None`: a tombstone) and key make.
+pub(crate) fn from_value(
+    record: &KafkaRecord,
+    value: Option<Value>,
+    key: impl Fn() -> Result<Option<Value>, RecordError>,
+) -> Result<(Change, Option<SourceVersion>), RecordError> {
+    let Some(value) = value else {
+        return tombstone(record, key()?).map(|c| (c, None));
+    };
     let value = unwrap_schema(value);
     let obj = match value {
         Value::Object(o) => o,
         // `{"schema": .., "payload": null}`: the converter's rendering of a null value.
-        Value::Null => return tombstone(record).map(|c| (c, None)),
+        Value::Null => return tombstone(record, key()?).map(|c| (c, None)),
         other => {
             return Err(record.error(
                 ErrorCode::InvalidEnvelope,
@@ -175,7 +195,6 @@ pub(crate) fn decode_versioned(
             ));
         }
     };
-    let key = || key_value(record);
     let offset = || SourceVersion::Offset {
         partition: record.partition,
         offset: record.offset,
@@ -210,8 +229,8 @@ pub(crate) fn decode_versioned(
     Ok((plain(record, obj, key()?)?, None))
 }
 
-fn tombstone(record: &KafkaRecord) -> Result<Change, RecordError> {
-    match key_value(record)? {
+fn tombstone(record: &KafkaRecord, key: Option<Value>) -> Result<Change, RecordError> {
+    match key {
         Some(key) if !key.is_null() => Ok(Change::Tombstone { key }),
         _ => Err(record.error(
             ErrorCode::MissingKey,
@@ -221,16 +240,12 @@ fn tombstone(record: &KafkaRecord) -> Result<Change, RecordError> {
 }
 
 /// The key as JSON (schema/payload wrapper removed), or as a string when it is not JSON.
-fn key_value(record: &KafkaRecord) -> Result<Option<Value>, RecordError> {
+pub(crate) fn key_value(record: &KafkaRecord) -> Result<Option<Value>, RecordError> {
     let Some(bytes) = record.key()? else {
         return Ok(None);
     };
     if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
-        let v = unwrap_schema(v);
-        return Ok(Some(match v {
-            Value::Object(o) => Value::Object(unwrap_cells(o, &mut Vec::new())),
-            other => other,
-        }));
+        return Ok(Some(unwrap_key(v)));
     }
     match String::from_utf8(bytes) {
         Ok(s) => Ok(Some(Value::String(s))),
@@ -241,6 +256,14 @@ fn key_value(record: &KafkaRecord) -> Result<Option<Value>, RecordError> {
                 e.utf8_error().valid_up_to()
             ),
         )),
+    }
+}
+
+/// A decoded key as changes carry it: wrapper removed, Cassandra cells unwrapped.
+pub(crate) fn unwrap_key(v: Value) -> Value {
+    match unwrap_schema(v) {
+        Value::Object(o) => Value::Object(unwrap_cells(o, &mut Vec::new())),
+        other => other,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Errors: per-record decoding failures (always permanent: the bytes will not change on retry) and
+//! Errors: per-record decoding failures (permanent, the bytes will not change on retry, but for a
+//! writer schema that cannot be had) and
 //! whole-payload failures (the invocation input is not a Kafka ESM event at all).
 
 use std::fmt;
@@ -32,6 +33,18 @@ pub enum ErrorCode {
     UnknownOp,
     /// A CDC envelope whose shape is wrong (e.g. `after` is not an object).
     InvalidEnvelope,
+    /// `VALUE_FORMAT=avro` and the value carries neither schema metadata nor a Confluent wire
+    /// prefix: nothing says which schema wrote it.
+    MissingSchemaId,
+    /// The body does not decode with its writer schema.
+    SchemaMismatch,
+    /// The registry does not know the writer schema's id. Not the record's fault: redelivered.
+    UnknownSchemaId,
+    /// The writer schema could not be fetched (network, 5xx, auth). Transient: redelivered.
+    SchemaFetchFailed,
+    /// Schema metadata names a format this function does not decode (e.g. `PROTOBUF`): a
+    /// configuration to fix, redelivered.
+    UnsupportedFormat,
 }
 
 impl ErrorCode {
@@ -50,6 +63,11 @@ impl ErrorCode {
             ErrorCode::InvalidField => "invalid_field",
             ErrorCode::UnknownOp => "unknown_op",
             ErrorCode::InvalidEnvelope => "invalid_envelope",
+            ErrorCode::MissingSchemaId => "missing_schema_id",
+            ErrorCode::SchemaMismatch => "schema_mismatch",
+            ErrorCode::UnknownSchemaId => "unknown_schema_id",
+            ErrorCode::SchemaFetchFailed => "schema_fetch_failed",
+            ErrorCode::UnsupportedFormat => "unsupported_format",
         }
     }
 }
@@ -106,10 +124,24 @@ impl RecordError {
         self.code.as_str()
     }
 
-    /// Decoding errors are about the bytes of the record, which do not change on redelivery:
-    /// always `true`. Present so callers can classify uniformly with other error types.
+    /// `true` when the error is about the bytes of the record, which do not change on
+    /// redelivery: dead-letter it. `false` for a writer schema that is unknown or could not be
+    /// fetched, or a format this function does not decode: the environment's fault, report the
+    /// record for redelivery.
+    ///
+    /// ```
+    /// use event_decoding::{ErrorCode, RecordError, RecordId};
+    /// let id = RecordId::new("t", 0, 0);
+    /// assert!(RecordError::new(id.clone(), ErrorCode::SchemaMismatch, "").is_permanent());
+    /// assert!(!RecordError::new(id, ErrorCode::SchemaFetchFailed, "").is_permanent());
+    /// ```
     pub fn is_permanent(&self) -> bool {
-        true
+        !matches!(
+            self.code,
+            ErrorCode::UnknownSchemaId
+                | ErrorCode::SchemaFetchFailed
+                | ErrorCode::UnsupportedFormat
+        )
     }
 }
 

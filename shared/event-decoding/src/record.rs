@@ -131,6 +131,13 @@ pub struct KafkaRecord {
     pub(crate) value: Option<Text>,
     #[serde(serialize_with = "serialize_headers")]
     pub(crate) headers: Vec<Header>,
+    /// `keySchemaMetadata` (an ESM schema registry with `EventRecordFormat: SOURCE`); boxed, as
+    /// most records have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key_schema_metadata: Option<Box<crate::SchemaMetadata>>,
+    /// `valueSchemaMetadata`, likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) value_schema_metadata: Option<Box<crate::SchemaMetadata>>,
 }
 
 impl KafkaRecord {
@@ -145,6 +152,8 @@ impl KafkaRecord {
             key: None,
             value: None,
             headers: Vec::new(),
+            key_schema_metadata: None,
+            value_schema_metadata: None,
         }
     }
 

@@ -1,0 +1,151 @@
+//! Avro values next to JSON: the same 10,000 gifts, once as JSON and once as Avro in the Confluent
+//! wire format (magic byte, schema id, body), decoded from the invocation payload into typed
+//! gifts and into `serde_json::Value` (what gift-persister validates).
+//!
+//! `cargo bench -p event-decoding --bench avro`; figures in the README (Benchmarks).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apache_avro::types::Value as Avro;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use event_decoding::{AvroSchema, Decoding, EventSource, KafkaBatch, KafkaRecord, ValueFormat};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Gift {
+    page_id: i64,
+    question: String,
+    answer: String,
+    #[serde(default)]
+    ts: Option<f64>,
+    #[serde(default)]
+    event_id: Option<String>,
+}
+
+const RECORDS: usize = 10_000;
+
+const SCHEMA: &str = r#"{"type":"record","name":"Gift","namespace":"vault","fields":[
+  {"name":"page_id","type":"long"},
+  {"name":"question","type":"string"},
+  {"name":"answer","type":"string"},
+  {"name":"ts","type":["null","double"],"default":null},
+  {"name":"event_id","type":["null","string"],"default":null}]}"#;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn answer() -> String {
+    "The answer, with some text to make the record realistic. ".repeat(4)
+}
+
+fn json_payload() -> Vec<u8> {
+    let answer = answer();
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .records((0..RECORDS).map(|i| {
+            KafkaRecord::new("gift_events", (i % 8) as i32, i as i64, 1_732_350_000_000 + i as i64)
+                .with_key(format!("page-{i}"))
+                .with_value(format!(
+                    r#"{{"page_id":{i},"question":"TEST Q number {i}?","answer":"{answer}","ts":1732350000.123,"event_id":"evt-{i:08}"}}"#
+                ))
+        }))
+        .build();
+    serde_json::to_vec(&batch).unwrap()
+}
+
+fn avro_payload() -> Vec<u8> {
+    let schema = apache_avro::Schema::parse_str(SCHEMA).unwrap();
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap();
+    let answer = answer();
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .records((0..RECORDS).map(|i| {
+            let datum = Avro::Record(vec![
+                ("page_id".into(), Avro::Long(i as i64)),
+                (
+                    "question".into(),
+                    Avro::String(format!("TEST Q number {i}?")),
+                ),
+                ("answer".into(), Avro::String(answer.clone())),
+                (
+                    "ts".into(),
+                    Avro::Union(1, Box::new(Avro::Double(1732350000.123))),
+                ),
+                (
+                    "event_id".into(),
+                    Avro::Union(1, Box::new(Avro::String(format!("evt-{i:08}")))),
+                ),
+            ]);
+            let mut value = vec![0, 0, 0, 0, 1];
+            value.extend(writer.write_value_to_vec(datum).unwrap());
+            KafkaRecord::new(
+                "gift_events",
+                (i % 8) as i32,
+                i as i64,
+                1_732_350_000_000 + i as i64,
+            )
+            .with_key(format!("page-{i}"))
+            .with_value(value)
+        }))
+        .build();
+    serde_json::to_vec(&batch).unwrap()
+}
+
+fn decode(c: &mut Criterion) {
+    let json = json_payload();
+    let avro = avro_payload();
+    eprintln!(
+        "payloads: {RECORDS} records; JSON {} bytes, Avro {} bytes",
+        json.len(),
+        avro.len()
+    );
+    let schemas: HashMap<String, Arc<AvroSchema>> =
+        HashMap::from([("1".into(), Arc::new(AvroSchema::parse(SCHEMA).unwrap()))]);
+    let avro_decoding = Decoding::new(ValueFormat::Avro, &schemas);
+    let auto_decoding = Decoding::new(ValueFormat::Auto, &schemas);
+
+    let mut g = c.benchmark_group("avro_vs_json");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(RECORDS as u64));
+
+    let typed = |bytes: &[u8], d: Decoding<'_>| {
+        let batch = KafkaBatch::from_slice(bytes).unwrap();
+        batch
+            .records()
+            .map(|r| r.value_json_via::<Gift>(d).unwrap().page_id)
+            .sum::<i64>()
+    };
+    let values = |bytes: &[u8], d: Decoding<'_>| {
+        let batch = KafkaBatch::from_slice(bytes).unwrap();
+        batch
+            .records()
+            .filter(|r| r.value_json_via::<serde_json::Value>(d).is_ok())
+            .count()
+    };
+    g.bench_function("json/payload_to_typed_gifts", |b| {
+        b.iter(|| typed(black_box(&json), Decoding::JSON))
+    });
+    g.bench_function("avro/payload_to_typed_gifts", |b| {
+        b.iter(|| typed(black_box(&avro), avro_decoding))
+    });
+    g.bench_function("json/payload_to_values", |b| {
+        b.iter(|| values(black_box(&json), Decoding::JSON))
+    });
+    g.bench_function("avro/payload_to_values", |b| {
+        b.iter(|| values(black_box(&avro), avro_decoding))
+    });
+    // VALUE_FORMAT=auto on JSON records: the per-record format check on the JSON path.
+    g.bench_function("json_via_auto/payload_to_values", |b| {
+        b.iter(|| values(black_box(&json), auto_decoding))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode);
+criterion_main!(benches);
