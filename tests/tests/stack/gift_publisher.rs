@@ -454,3 +454,62 @@ async fn esm_local_serve_api_answers_with_the_functions_own_code() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn the_msk_iam_token_signature_matches_botocores() {
+    // botocore is what AWS's own MSK IAM signer (aws-msk-iam-sasl-signer-python) presigns with;
+    // it comes with the SAM CLI venv that `scripts/check-template` installs and caches.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv = Command::new(root.join("scripts/check-template"))
+        .arg("--venv")
+        .output()
+        .expect("scripts/check-template --venv");
+    assert!(
+        venv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&venv.stderr)
+    );
+    let python = PathBuf::from(String::from_utf8(venv.stdout).unwrap().trim()).join("bin/python");
+    let creds = aws_credential_types::Credentials::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        Some("IQoJb3JpZ2luX2VjEXAMPLE/token+with=chars".into()),
+        None,
+        "test",
+    );
+    for (region, at) in [
+        ("eu-west-1", 1_795_986_000u64),
+        ("us-east-1", 1_700_000_123),
+    ] {
+        let when = std::time::UNIX_EPOCH + Duration::from_secs(at);
+        let token = gift_publisher::msk_iam::token(region, &creds, when).unwrap();
+        let out = Command::new(&python)
+            .arg(root.join("tests/py/msk_iam_botocore.py"))
+            .args([
+                &token,
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            ])
+            .arg("IQoJb3JpZ2luX2VjEXAMPLE/token+with=chars")
+            .output()
+            .expect("run botocore");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for param in [
+            "Action",
+            "X-Amz-Algorithm",
+            "X-Amz-Credential",
+            "X-Amz-Date",
+            "X-Amz-Expires",
+            "X-Amz-SignedHeaders",
+            "X-Amz-Security-Token",
+            "X-Amz-Signature",
+        ] {
+            assert_eq!(v["ours"][param], v["theirs"][param], "{region}: {param}");
+        }
+    }
+}
