@@ -284,6 +284,9 @@ fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse
     }
 }
 
+/// A page id and the `traceparent` header its notification came with.
+pub type PageTrace = (String, Option<String>);
+
 /// A RAG refresh endpoint that records every body it receives; can be switched to fail.
 #[derive(Debug)]
 pub struct FakeRag {
@@ -293,8 +296,9 @@ pub struct FakeRag {
     pub received: Arc<Mutex<Vec<Value>>>,
     /// While `true`, answers 503.
     pub failing: Arc<Mutex<bool>>,
-    /// `traceparent` of every request received.
-    pub traceparents: Arc<Mutex<Vec<Option<String>>>>,
+    /// The `page_id` of every request received (empty when the body has none) and its
+    /// `traceparent` header.
+    pub traceparents: Arc<Mutex<Vec<PageTrace>>>,
 }
 
 impl FakeRag {
@@ -305,9 +309,13 @@ impl FakeRag {
         let traceparents = Arc::new(Mutex::new(Vec::new()));
         let (r, f, t) = (received.clone(), failing.clone(), traceparents.clone());
         let server = FakeServer::start(move |req| {
+            let page_id = serde_json::from_slice::<Value>(&req.body)
+                .ok()
+                .and_then(|v| v["page_id"].as_str().map(str::to_owned))
+                .unwrap_or_default();
             t.lock()
                 .unwrap()
-                .push(req.header("traceparent").map(str::to_owned));
+                .push((page_id, req.header("traceparent").map(str::to_owned)));
             if *f.lock().unwrap() {
                 return FakeResponse::json(503, json!({ "error": "unavailable" }));
             }

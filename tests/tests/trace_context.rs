@@ -1,7 +1,8 @@
 //! W3C trace context from Kafka record headers (lambda_kit::trace): a record's `traceparent` is in
-//! the log line about that record, and the batch's outbound requests (PostgREST through a
-//! recording proxy in front of the real local stack, the embedding provider, the RAG hook) carry
-//! the batch span: a child of the first traced record's span. Its own test binary: it installs a
+//! the log line about that record, the batch's outbound requests (PostgREST through a recording
+//! proxy in front of the real local stack, the embedding provider) carry the batch span, a child
+//! of the first traced record's span, and a page's RAG notification (that record's work alone) a
+//! child of its own record's span. Its own test binary: it installs a
 //! tracing subscriber to capture logs (see gift_log_secrets.rs for why that must not share a
 //! process with other tests).
 
@@ -33,6 +34,7 @@ impl std::io::Write for Capture {
 const TP_A: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TS_A: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
 const TP_B: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+const TP_D: &str = "00-1f2e3d4c5b6a79881f2e3d4c5b6a7988-0123456789abcdef-00";
 
 #[tokio::test]
 async fn traceparent_reaches_the_log_lines_and_every_outbound_request() {
@@ -71,7 +73,11 @@ async fn traceparent_reaches_the_log_lines_and_every_outbound_request() {
     h.function_mut().settings.function_name = function_name.clone();
 
     let prefix = unique("trace");
-    let (page_a, page_c) = (format!("{prefix}-a"), format!("{prefix}-c"));
+    let (page_a, page_c, page_d) = (
+        format!("{prefix}-a"),
+        format!("{prefix}-c"),
+        format!("{prefix}-d"),
+    );
     let b = batch(vec![
         upsert(0, &page_a, "A traced page.")
             .with_header("traceparent", TP_A)
@@ -82,12 +88,13 @@ async fn traceparent_reaches_the_log_lines_and_every_outbound_request() {
             .with_value("not json")
             .with_header("traceparent", TP_B),
         upsert(2, &page_c, "An untraced page."),
+        upsert(3, &page_d, "A page of another trace.").with_header("traceparent", TP_D),
     ]);
     let handled = h
         .process(&b, &Deadline::after(Duration::from_secs(20)))
         .await;
     drop(_guard);
-    assert_eq!(handled.counts.stored, 2, "{:?}", handled.counts);
+    assert_eq!(handled.counts.stored, 3, "{:?}", handled.counts);
     assert_eq!(handled.counts.dead_lettered, 1, "{:?}", handled.counts);
 
     let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
@@ -101,7 +108,7 @@ async fn traceparent_reaches_the_log_lines_and_every_outbound_request() {
     assert!(rejected.contains(TP_B), "{rejected}");
     assert!(rejected.contains("offset=1"), "{rejected}");
 
-    // The batch span: A's trace, a new span id, A's span as parent, B's trace as a link.
+    // The batch span: A's trace, a new span id, A's span as parent, B's and D's traces as links.
     let summary = line("batch processed");
     let a = TraceContext::parse(TP_A, None).unwrap();
     assert!(
@@ -110,10 +117,13 @@ async fn traceparent_reaches_the_log_lines_and_every_outbound_request() {
         "{summary}"
     );
     assert!(summary.contains(&a.span_id()), "parent span: {summary}");
-    assert!(
-        summary.contains("0af7651916cd43dd8448eb211c80319c"),
-        "link: {summary}"
-    );
+    for link in [
+        "0af7651916cd43dd8448eb211c80319c",
+        "1f2e3d4c5b6a79881f2e3d4c5b6a7988",
+    ] {
+        assert!(summary.contains(link), "link {link}: {summary}");
+    }
+    assert!(summary.contains("linked_traces=2"), "{summary}");
     let span_id = summary
         .split("span_id=")
         .nth(1)
@@ -134,14 +144,24 @@ async fn traceparent_reaches_the_log_lines_and_every_outbound_request() {
         assert_eq!(tp.as_deref(), Some(expected.as_str()));
         assert_eq!(ts.as_deref(), Some(TS_A));
     }
-    // ... the RAG notifications of both stored pages ...
-    let rag_calls = rag.traceparents.lock().unwrap().clone();
-    assert_eq!(rag_calls.len(), 2, "{rag_calls:?}");
-    assert!(
-        rag_calls
-            .iter()
-            .all(|tp| tp.as_deref() == Some(expected.as_str()))
-    );
+    // ... the RAG notifications: each traced page's in a child span of its own record's (trace
+    // and flags kept, a new span id), the untraced page's in the batch span ...
+    let rag_calls: std::collections::HashMap<String, Option<String>> =
+        rag.traceparents.lock().unwrap().iter().cloned().collect();
+    assert_eq!(rag_calls.len(), 3, "{rag_calls:?}");
+    assert_eq!(rag_calls[&page_c].as_deref(), Some(expected.as_str()));
+    for (page, tp) in [(&page_a, TP_A), (&page_d, TP_D)] {
+        let record = TraceContext::parse(tp, None).unwrap();
+        let sent = TraceContext::parse(rag_calls[page].as_deref().unwrap(), None).unwrap();
+        assert_eq!(sent.trace_id(), record.trace_id(), "{page}");
+        assert_eq!(sent.sampled(), record.sampled(), "{page}");
+        assert_ne!(
+            sent.span_id(),
+            record.span_id(),
+            "{page}: a span of its own"
+        );
+        assert_ne!(sent.span_id(), span_id, "{page}: not the batch span");
+    }
     // ... and every PostgREST request: page state, vectors, the dead letter.
     let writes = rest.traceparents();
     for table in ["page_vectors", "dead_letters", "page_state"] {

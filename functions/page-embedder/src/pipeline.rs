@@ -13,6 +13,7 @@ use lambda_kit::fate::Fate;
 use lambda_kit::metrics::MetricSet;
 use lambda_kit::retry::Deadline;
 use lambda_kit::runner::{BatchFunction, Decoded, Keep};
+use lambda_kit::trace::TraceContext;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -128,6 +129,9 @@ pub struct Stats {
     pub rag: RefreshStats,
     /// Notifications of the pages written, sent once the batch is settled.
     pub pending_refreshes: Vec<Refresh>,
+    /// With a RAG hook: the W3C trace context of each page's latest record, so its notification
+    /// is sent in that record's trace. Taken by `after_settled`, so never in the summary line.
+    pub traces: HashMap<String, TraceContext>,
 }
 
 /// The page pipeline over its three collaborators.
@@ -744,7 +748,15 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
 
     fn decode(&self, record: &KafkaRecord, stats: &mut Stats) -> Decoded<String, PageItem> {
         match self.decode_change(record, stats) {
-            Ok(Some((key, item))) => Decoded::Item { key, item },
+            Ok(Some((key, item))) => {
+                if self.settings.rag_enabled {
+                    match TraceContext::from_record(record) {
+                        Some(cx) => stats.traces.insert(key.clone(), cx),
+                        None => stats.traces.remove(&key),
+                    };
+                }
+                Decoded::Item { key, item }
+            }
             Ok(None) => Decoded::Settled(Fate::Skipped),
             Err(fate) => Decoded::Settled(fate),
         }
@@ -772,6 +784,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
     /// (a slow or absent RAG service never holds the batch), and never past the deadline.
     async fn after_settled(&self, deadline: &Deadline, stats: &mut Stats) {
         let refreshes = std::mem::take(&mut stats.pending_refreshes);
+        let mut traces = std::mem::take(&mut stats.traces);
         if refreshes.is_empty() {
             return;
         }
@@ -787,22 +800,29 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
                 _ => None,
             })
             .collect();
-        stats.rag =
-            match tokio::time::timeout(deadline.remaining(), self.rag.notify(refreshes)).await {
-                Ok(sent) => sent,
-                Err(_) => {
-                    tracing::warn!(
-                        error_code = "rag_deadline",
-                        notifications = n,
-                        "RAG notifications cut at the invocation deadline"
-                    );
-                    RefreshStats {
-                        sent: 0,
-                        failed: n,
-                        delivered: Vec::new(),
-                    }
+        let refreshes: Vec<(Refresh, Option<TraceContext>)> = refreshes
+            .into_iter()
+            .map(|r| {
+                let trace = traces.remove(r.page_id());
+                (r, trace)
+            })
+            .collect();
+        let notify = self.rag.notify_traced(refreshes);
+        stats.rag = match tokio::time::timeout(deadline.remaining(), notify).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                tracing::warn!(
+                    error_code = "rag_deadline",
+                    notifications = n,
+                    "RAG notifications cut at the invocation deadline"
+                );
+                RefreshStats {
+                    sent: 0,
+                    failed: n,
+                    delivered: Vec::new(),
                 }
-            };
+            }
+        };
         // Remember what the service accepted; a page it did not is notified again the next time
         // the function sees it. Failing to remember only means one more notification.
         let notified: Vec<(String, String)> = stats

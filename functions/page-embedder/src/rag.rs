@@ -3,7 +3,9 @@
 //! first chunk's, as the seed contract expects) or deleted page (`{"page_id", "deleted": true}`).
 //! Best effort: a failure is logged and counted, never fails the batch (the vectors are already
 //! stored); the pipeline remembers which pages were delivered and notifies a page again the next
-//! time it sees it, a redelivery included.
+//! time it sees it, a redelivery included. A notification about a page whose record carried a
+//! W3C `traceparent` is sent in a child span of that record's (the batch's span otherwise, see
+//! `lambda_kit::trace`): the call is that record's work alone.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lambda_kit::http::{self, Failure};
+use lambda_kit::trace::TraceContext;
 use serde::Serialize;
 
 /// One chunk in a refresh notification.
@@ -90,6 +93,15 @@ pub struct RefreshStats {
 pub trait RagNotifier: Send + Sync {
     /// Sends every notification; never fails, reports counts.
     fn notify(&self, refreshes: Vec<Refresh>) -> impl Future<Output = RefreshStats> + Send;
+
+    /// [`notify`](Self::notify) with the trace context of each page's record, for notifiers that
+    /// send it on (the default drops it).
+    fn notify_traced(
+        &self,
+        refreshes: Vec<(Refresh, Option<TraceContext>)>,
+    ) -> impl Future<Output = RefreshStats> + Send {
+        self.notify(refreshes.into_iter().map(|(r, _)| r).collect())
+    }
 }
 
 /// No RAG hook configured.
@@ -134,28 +146,42 @@ impl HttpRag {
         self.failures.load(Ordering::Relaxed)
     }
 
-    async fn send_one(&self, refresh: Refresh) -> bool {
+    async fn send_one(&self, refresh: Refresh, trace: Option<TraceContext>) -> bool {
         let page_id = refresh.page_id().to_owned();
         let request = self.client.post(&self.url).json(&refresh);
-        let problem = match http::attempt(request, self.timeout, None).await {
+        let traceparent = trace.as_ref().map(TraceContext::traceparent);
+        let sent = match trace {
+            Some(record) => {
+                let span = Some(record.child());
+                lambda_kit::trace::in_context(span, http::attempt(request, self.timeout, None))
+                    .await
+            }
+            None => http::attempt(request, self.timeout, None).await,
+        };
+        let problem = match sent {
             Ok(_) => return true,
             Err(Failure::Status(r)) => format!("HTTP {}", r.status.as_u16()),
             Err(Failure::Transport(t)) => t.code.to_owned(),
         };
         self.failures.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(page_id = %page_id, error_code = "rag_refresh_failed", problem = %problem, "RAG refresh failed; vectors are stored");
+        tracing::warn!(page_id = %page_id, traceparent, error_code = "rag_refresh_failed", problem = %problem, "RAG refresh failed; vectors are stored");
         false
     }
 }
 
 impl RagNotifier for HttpRag {
     async fn notify(&self, refreshes: Vec<Refresh>) -> RefreshStats {
+        self.notify_traced(refreshes.into_iter().map(|r| (r, None)).collect())
+            .await
+    }
+
+    async fn notify_traced(&self, refreshes: Vec<(Refresh, Option<TraceContext>)>) -> RefreshStats {
         let n = refreshes.len();
         let sends: Vec<_> = refreshes
             .into_iter()
-            .map(|r| async move {
+            .map(|(r, trace)| async move {
                 let page_id = r.page_id().to_owned();
-                (page_id, self.send_one(r).await)
+                (page_id, self.send_one(r, trace).await)
             })
             .collect();
         let results: Vec<(String, bool)> = futures_util::stream::iter(sends)
@@ -179,6 +205,13 @@ impl<R: RagNotifier> RagNotifier for Option<R> {
     async fn notify(&self, refreshes: Vec<Refresh>) -> RefreshStats {
         match self {
             Some(r) => r.notify(refreshes).await,
+            None => RefreshStats::default(),
+        }
+    }
+
+    async fn notify_traced(&self, refreshes: Vec<(Refresh, Option<TraceContext>)>) -> RefreshStats {
+        match self {
+            Some(r) => r.notify_traced(refreshes).await,
             None => RefreshStats::default(),
         }
     }
