@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use event_decoding::Outcome;
+use event_decoding::{ErrorCode, Outcome, RecordError};
 
 use crate::error::Classify;
 
@@ -15,7 +15,7 @@ use crate::error::Classify;
 /// down) is [`Fate::Failed`], reported so the event source mapping redelivers the record.
 ///
 /// ```
-/// use event_decoding::Outcome;
+/// use event_decoding::{ErrorCode, Outcome, RecordError};
 /// use lambda_kit::fate::Fate;
 ///
 /// let bad = Fate::rejected("invalid_json", "expected value at line 1 column 1");
@@ -91,6 +91,31 @@ impl Fate {
             Self::rejected(error.error_code(), error.to_string())
         } else {
             Self::failed(error)
+        }
+    }
+
+    /// The fate of a record that did not decode: [`Fate::Rejected`] when its bytes are bad
+    /// ([`RecordError::is_permanent`]), [`Fate::Failed`] when a writer schema could not be had or
+    /// its format is not decoded (an environment fault, or a transient one for
+    /// `schema_fetch_failed`).
+    ///
+    /// ```
+    /// use event_decoding::{ErrorCode, RecordError, RecordId};
+    /// use lambda_kit::fate::Fate;
+    /// let id = RecordId::new("t", 0, 1);
+    /// let bad = RecordError::new(id.clone(), ErrorCode::SchemaMismatch, "value does not match");
+    /// assert_eq!(Fate::undecodable(&bad), Fate::rejected("schema_mismatch", "value does not match"));
+    /// let down = RecordError::new(id, ErrorCode::SchemaFetchFailed, "HTTP 503");
+    /// assert!(matches!(Fate::undecodable(&down), Fate::Failed { environment: false, .. }));
+    /// ```
+    pub fn undecodable(error: &RecordError) -> Self {
+        if error.is_permanent() {
+            return Self::rejected(error.error_code(), error.message.clone());
+        }
+        Self::Failed {
+            code: error.error_code(),
+            message: error.to_string(),
+            environment: error.code != ErrorCode::SchemaFetchFailed,
         }
     }
 

@@ -16,6 +16,8 @@
 //! - [`dead_letter`]: [`DeadLetter`](dead_letter::DeadLetter) rows and the
 //!   [`DeadLetterSink`](dead_letter::DeadLetterSink) trait with its PostgREST implementation.
 //! - [`metrics`]: per-invocation CloudWatch Embedded Metric Format lines.
+//! - [`schema_registry`]: writer schemas from a Confluent-compatible registry, cached per
+//!   process, and the `VALUE_FORMAT` settings.
 //! - [`trace`]: W3C trace context from record headers to logs and outbound requests.
 
 pub mod batch;
@@ -28,6 +30,7 @@ pub mod metrics;
 pub mod postgrest;
 pub mod retry;
 pub mod runner;
+pub mod schema_registry;
 pub mod secrets;
 pub mod trace;
 

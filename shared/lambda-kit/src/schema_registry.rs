@@ -1,0 +1,659 @@
+//! Writer schemas by id from a Confluent-compatible schema registry (`GET /schemas/ids/{id}`):
+//! basic auth (a user and password, or a Confluent Cloud API key and secret) from the environment
+//! or Secrets Manager, the workspace's retry and deadline rules, and a per-process cache, since a
+//! schema id never changes what it names.
+//!
+//! A function resolves the ids a batch needs ([`SchemaRegistry::prefetch`]) before it decodes,
+//! then decodes with the registry as the [`SchemaLookup`]: decoding stays synchronous.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use event_decoding::{AvroSchema, SchemaLookup, SchemaUnavailable, ValueFormat};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
+
+use crate::config::{ConfigError, Env, InitError};
+use crate::error::{Classify, ErrorClass};
+use crate::http::{self, Failure, Sender};
+use crate::postgrest::Secret;
+use crate::retry::{Deadline, RetryPolicy};
+use crate::secrets::{self, SecretSpec};
+
+/// What a function reads about values and the registry, at cold start.
+///
+/// | variable | meaning |
+/// | --- | --- |
+/// | `VALUE_FORMAT` | `json` (default), `avro` or `auto` ([`ValueFormat`]) |
+/// | `SCHEMA_REGISTRY_URL` | the registry's base URL; required for `avro` and `auto` |
+/// | `SCHEMA_REGISTRY_USERNAME`, `SCHEMA_REGISTRY_PASSWORD` | basic auth (or an API key and its secret) |
+/// | `SCHEMA_REGISTRY_SECRET_ID` | instead: a Secrets Manager secret `{"username": .., "password": ..}` (the one the ESM's `BASIC_AUTH` access config uses) |
+///
+/// Requests use `HTTP_TIMEOUT_MS`, `HTTP_CONNECT_TIMEOUT_MS` and the `RETRY_*` settings.
+///
+/// ```
+/// use lambda_kit::config::Env;
+/// use lambda_kit::schema_registry::ValueSettings;
+/// use event_decoding::ValueFormat;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let s = ValueSettings::from_env(&Env::empty()).await.unwrap();
+/// assert_eq!(s.format, ValueFormat::Json);
+/// assert!(s.registry.is_none());
+/// let e = ValueSettings::from_env(&Env::from_pairs([("VALUE_FORMAT", "avro")])).await.unwrap_err();
+/// assert!(e.to_string().contains("SCHEMA_REGISTRY_URL"));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ValueSettings {
+    /// `VALUE_FORMAT`.
+    pub format: ValueFormat,
+    /// The registry, when values may be Avro.
+    pub registry: Option<RegistryConfig>,
+}
+
+impl ValueSettings {
+    /// Reads the settings; credentials from Secrets Manager are fetched here, once.
+    pub async fn from_env(env: &Env) -> Result<Self, InitError> {
+        let format = env.parse_or("VALUE_FORMAT", ValueFormat::Json)?;
+        let registry = match env.get("SCHEMA_REGISTRY_URL") {
+            Some(url) => Some(RegistryConfig::from_env(env, &url).await?),
+            None if format != ValueFormat::Json => {
+                return Err(ConfigError::new(
+                    "SCHEMA_REGISTRY_URL",
+                    format!("required with VALUE_FORMAT={format}: the registry to fetch writer schemas from"),
+                )
+                .into());
+            }
+            None => None,
+        };
+        Ok(Self { format, registry })
+    }
+
+    /// The registry client, when one is configured.
+    pub fn build(&self) -> Result<Option<SchemaRegistry>, RegistryError> {
+        self.registry.clone().map(SchemaRegistry::new).transpose()
+    }
+}
+
+/// How to reach the registry.
+#[derive(Clone)]
+pub struct RegistryConfig {
+    /// Base URL without a trailing `/`.
+    pub url: String,
+    /// Basic auth user and password.
+    pub auth: Option<(String, Secret)>,
+    /// Timeout of one request (further capped by the deadline).
+    pub timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+}
+
+impl fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.url)
+            .field("user", &self.auth.as_ref().map(|(u, _)| u))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryConfig {
+    /// A registry at `url` without auth, with the workspace's default timeouts and retries.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into().trim_end_matches('/').to_string(),
+            auth: None,
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    async fn from_env(env: &Env, url: &str) -> Result<Self, InitError> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| ConfigError::new("SCHEMA_REGISTRY_URL", format!("not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || !parsed.username().is_empty() {
+            return Err(ConfigError::new(
+                "SCHEMA_REGISTRY_URL",
+                "expected http(s)://host[:port][/path], credentials in SCHEMA_REGISTRY_USERNAME / _PASSWORD or SCHEMA_REGISTRY_SECRET_ID",
+            )
+            .into());
+        }
+        let mut config = Self::new(url);
+        config.timeout = env.millis_or("HTTP_TIMEOUT_MS", config.timeout)?;
+        config.connect_timeout =
+            env.millis_or("HTTP_CONNECT_TIMEOUT_MS", config.connect_timeout)?;
+        config.retry = RetryPolicy::from_env(env, "RETRY_")?;
+        let wants_auth = [
+            "SCHEMA_REGISTRY_USERNAME",
+            "SCHEMA_REGISTRY_PASSWORD",
+            "SCHEMA_REGISTRY_SECRET_ID",
+        ]
+        .iter()
+        .any(|v| env.get(v).is_some());
+        if wants_auth {
+            let user = secrets::resolve(
+                env,
+                &SecretSpec::new(
+                    "SCHEMA_REGISTRY_USERNAME",
+                    "SCHEMA_REGISTRY_SECRET_ID",
+                    "username",
+                ),
+            )
+            .await?;
+            let password = secrets::resolve(
+                env,
+                &SecretSpec::new(
+                    "SCHEMA_REGISTRY_PASSWORD",
+                    "SCHEMA_REGISTRY_SECRET_ID",
+                    "password",
+                ),
+            )
+            .await?;
+            config.auth = Some((user.expose().to_string(), password));
+        }
+        Ok(config)
+    }
+}
+
+/// Fetching a schema failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    /// The client could not be built.
+    #[error("schema registry client: {0}")]
+    Build(String),
+    /// The registry has no schema with this id (404, `error_code` 40403).
+    #[error("schema registry has no schema {id}: {message}")]
+    NotFound {
+        /// The id.
+        id: String,
+        /// The registry's message.
+        message: String,
+    },
+    /// The schema is not one this client can use (not Avro, references, does not parse).
+    #[error("schema {id} cannot be used: {problem}")]
+    Unusable {
+        /// The id.
+        id: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Any other answer, or none: network, 5xx, 401/403, deadline.
+    #[error("schema registry request for schema {id} failed ({code}): {message}")]
+    Request {
+        /// The id.
+        id: String,
+        /// Low-cardinality code.
+        code: &'static str,
+        /// What happened (never the credentials).
+        message: String,
+        /// [`ErrorClass`] of the failure.
+        class: ErrorClass,
+    },
+}
+
+impl Classify for RegistryError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Request { class, .. } => *class,
+            _ => ErrorClass::Permanent,
+        }
+    }
+    fn error_code(&self) -> &'static str {
+        match self {
+            Self::Build(_) => "schema_registry_build",
+            Self::NotFound { .. } => "unknown_schema_id",
+            Self::Unusable { .. } => "schema_unusable",
+            Self::Request { .. } => "schema_fetch_failed",
+        }
+    }
+    /// Never the record's fault: a schema that cannot be had is the environment's.
+    fn blames_input(&self) -> bool {
+        false
+    }
+}
+
+impl From<&RegistryError> for SchemaUnavailable {
+    fn from(e: &RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound { .. } | RegistryError::Unusable { .. } => {
+                SchemaUnavailable::Unknown(e.to_string())
+            }
+            RegistryError::Build(_) | RegistryError::Request { .. } => {
+                SchemaUnavailable::FetchFailed(e.to_string())
+            }
+        }
+    }
+}
+
+/// A Confluent-compatible registry client with a per-process cache of parsed schemas.
+///
+/// Schemas are cached for the life of the execution environment (an id always names the same
+/// schema); a failure is remembered only until the next [`prefetch`](Self::prefetch), which asks
+/// again.
+pub struct SchemaRegistry {
+    http: reqwest::Client,
+    url: String,
+    auth: Option<HeaderValue>,
+    sender: Sender,
+    schemas: RwLock<HashMap<String, Arc<AvroSchema>>>,
+    failures: RwLock<HashMap<String, RegistryError>>,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+impl fmt::Debug for SchemaRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchemaRegistry")
+            .field("url", &self.url)
+            .field("cached", &self.schemas.read().map(|s| s.len()).unwrap_or(0))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SchemaRegistry {
+    /// A client for `config`.
+    ///
+    /// ```
+    /// use lambda_kit::schema_registry::{RegistryConfig, SchemaRegistry};
+    /// let r = SchemaRegistry::new(RegistryConfig::new("http://127.0.0.1:8081/")).unwrap();
+    /// assert_eq!(r.schema_url("7"), "http://127.0.0.1:8081/schemas/ids/7");
+    /// ```
+    pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| RegistryError::Build(http::describe_reqwest(&e)))?;
+        Self::with_http(config, http)
+    }
+
+    /// Like [`new`](Self::new), on a connection pool the function already has.
+    pub fn with_http(config: RegistryConfig, http: reqwest::Client) -> Result<Self, RegistryError> {
+        let (auth, secret) = match &config.auth {
+            Some((user, password)) => {
+                let token = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{user}:{}", password.expose()));
+                let mut v = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
+                    RegistryError::Build(
+                        "the registry credentials are not valid in a header".into(),
+                    )
+                })?;
+                v.set_sensitive(true);
+                (Some(v), Some(password.clone()))
+            }
+            None => (None, None),
+        };
+        Ok(Self {
+            http,
+            url: config.url.trim_end_matches('/').to_string(),
+            auth,
+            sender: Sender::new("schema_registry", config.timeout, config.retry, secret),
+            schemas: RwLock::default(),
+            failures: RwLock::default(),
+            fetches: Default::default(),
+        })
+    }
+
+    /// `{url}/schemas/ids/{id}`, the id percent-encoded.
+    pub fn schema_url(&self, id: &str) -> String {
+        let id = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+        format!("{}/schemas/ids/{id}", self.url)
+    }
+
+    /// Requests sent so far (cache misses and their retries count once per id).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes every id in `ids` that is not cached available to [`SchemaLookup::avro`]: fetched
+    /// and parsed, or its failure remembered for the records that need it. Ids are fetched one
+    /// after another within `deadline`; once it has passed, the rest fail as `schema_fetch_failed`.
+    pub async fn prefetch(&self, ids: &BTreeSet<String>, deadline: &Deadline) {
+        for id in ids {
+            if self.schemas.read().expect("schema cache").contains_key(id) {
+                continue;
+            }
+            match self.fetch(id, deadline).await {
+                Ok(schema) => {
+                    self.failures.write().expect("schema failures").remove(id);
+                    self.schemas
+                        .write()
+                        .expect("schema cache")
+                        .insert(id.clone(), Arc::new(schema));
+                }
+                Err(e) => {
+                    tracing::warn!(schema_id = %id, error_code = e.error_code(), error = %e, "writer schema unavailable");
+                    self.failures
+                        .write()
+                        .expect("schema failures")
+                        .insert(id.clone(), e);
+                }
+            }
+        }
+    }
+
+    /// Fetches and parses schema `id` (no cache).
+    pub async fn fetch(&self, id: &str, deadline: &Deadline) -> Result<AvroSchema, RegistryError> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RegistryError::Unusable {
+                id: id.to_string(),
+                problem: "not a Confluent schema id (a decimal number); Glue schema version ids are not supported yet".into(),
+            });
+        }
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let url = self.schema_url(id);
+        let body = self
+            .sender
+            .send(
+                deadline,
+                || {
+                    let mut r = self.http.get(&url).header(
+                        ACCEPT,
+                        "application/vnd.schemaregistry.v1+json, application/json",
+                    );
+                    if let Some(auth) = &self.auth {
+                        r = r.header(AUTHORIZATION, auth.clone());
+                    }
+                    r
+                },
+                || RegistryError::Request {
+                    id: id.to_string(),
+                    code: "deadline",
+                    message: "the invocation deadline passed before the schema could be fetched"
+                        .into(),
+                    class: ErrorClass::TRANSIENT,
+                },
+                |failure| failed(id, failure),
+            )
+            .await?;
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Answer {
+            schema: String,
+            #[serde(default)]
+            schema_type: Option<String>,
+            #[serde(default)]
+            references: Vec<serde_json::Value>,
+        }
+        let unusable = |problem: String| RegistryError::Unusable {
+            id: id.to_string(),
+            problem,
+        };
+        let answer: Answer = serde_json::from_slice(&body)
+            .map_err(|e| unusable(format!("the registry's answer is not a schema: {e}")))?;
+        match answer.schema_type.as_deref() {
+            None | Some("AVRO") => {}
+            Some(other) => return Err(unusable(format!("a {other} schema; only AVRO is decoded"))),
+        }
+        if !answer.references.is_empty() {
+            return Err(unusable(
+                "the schema has references, which are not supported yet".into(),
+            ));
+        }
+        AvroSchema::parse(&answer.schema)
+            .map_err(|e| unusable(format!("not a valid Avro schema: {e}")))
+    }
+}
+
+fn failed(id: &str, failure: Failure<'_>) -> RegistryError {
+    match failure {
+        Failure::Transport(t) => RegistryError::Request {
+            id: id.to_string(),
+            code: t.code,
+            message: t.message,
+            class: t.class,
+        },
+        Failure::Status(r) => {
+            #[derive(serde::Deserialize)]
+            struct Problem {
+                #[serde(default)]
+                error_code: Option<i64>,
+                #[serde(default)]
+                message: Option<String>,
+            }
+            let problem: Option<Problem> = serde_json::from_slice(&r.body).ok();
+            let message = problem
+                .as_ref()
+                .and_then(|p| p.message.clone())
+                .unwrap_or_else(|| r.text().into_owned());
+            let message = r.clean(&message);
+            let code = problem.as_ref().and_then(|p| p.error_code);
+            if r.status == reqwest::StatusCode::NOT_FOUND && matches!(code, Some(40403) | None) {
+                return RegistryError::NotFound {
+                    id: id.to_string(),
+                    message,
+                };
+            }
+            RegistryError::Request {
+                id: id.to_string(),
+                code: match r.status.as_u16() {
+                    401 | 403 => "schema_registry_auth",
+                    s if s >= 500 => "schema_registry_unavailable",
+                    _ => "schema_registry_refused",
+                },
+                message: format!("HTTP {}: {message}", r.status.as_u16()),
+                class: r.class(),
+            }
+        }
+    }
+}
+
+impl SchemaLookup for SchemaRegistry {
+    fn avro(&self, id: &str) -> Result<Arc<AvroSchema>, SchemaUnavailable> {
+        if let Some(s) = self.schemas.read().expect("schema cache").get(id) {
+            return Ok(Arc::clone(s));
+        }
+        match self.failures.read().expect("schema failures").get(id) {
+            Some(e) => Err(e.into()),
+            None => Err(SchemaUnavailable::FetchFailed(format!(
+                "schema {id} was not fetched before decoding"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MockServer;
+    use event_decoding::{Decoding, ErrorCode, KafkaRecord, schema_ids};
+
+    const GIFT: &str =
+        r#"{"type":"record","name":"Gift","fields":[{"name":"page_id","type":"long"}]}"#;
+
+    fn ok_body() -> String {
+        serde_json::json!({ "schema": GIFT }).to_string()
+    }
+
+    fn registry(url: String) -> SchemaRegistry {
+        let mut c = RegistryConfig::new(url);
+        c.retry = RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        };
+        c.auth = Some(("key-1".into(), Secret::new("pw-s3cr3t")));
+        SchemaRegistry::new(c).unwrap()
+    }
+
+    fn deadline() -> Deadline {
+        Deadline::after(Duration::from_secs(10))
+    }
+
+    #[tokio::test]
+    async fn fetches_once_with_basic_auth_and_caches() {
+        let server = MockServer::start(vec![(200, vec![], ok_body())]).await;
+        let r = registry(server.url());
+        let ids = BTreeSet::from(["7".to_string()]);
+        r.prefetch(&ids, &deadline()).await;
+        r.prefetch(&ids, &deadline()).await;
+        assert_eq!(r.fetches(), 1);
+        let seen = server.requests();
+        assert_eq!(seen.len(), 1);
+        assert!(
+            seen[0].head.starts_with("GET /schemas/ids/7 "),
+            "{}",
+            seen[0].head
+        );
+        // base64("key-1:pw-s3cr3t")
+        assert!(
+            seen[0]
+                .head
+                .to_ascii_lowercase()
+                .contains("authorization: basic a2v5lte6chctcznjcjn0"),
+            "{}",
+            seen[0].head
+        );
+        let record = KafkaRecord::new("t", 0, 0, 0).with_value([0, 0, 0, 0, 7, 84]);
+        let v: serde_json::Value = record
+            .value_json_via(Decoding::new(ValueFormat::Avro, &r))
+            .unwrap();
+        assert_eq!(v, serde_json::json!({"page_id": 42}));
+    }
+
+    #[tokio::test]
+    async fn not_found_is_unknown_and_asked_again_next_batch() {
+        let server = MockServer::start(vec![
+            (
+                404,
+                vec![],
+                r#"{"error_code":40403,"message":"Schema 9 not found"}"#.into(),
+            ),
+            (200, vec![], ok_body()),
+        ])
+        .await;
+        let r = registry(server.url());
+        let ids = BTreeSet::from(["9".to_string()]);
+        r.prefetch(&ids, &deadline()).await;
+        let record = KafkaRecord::new("t", 0, 0, 0).with_value([0, 0, 0, 0, 9, 84]);
+        let d = Decoding::new(ValueFormat::Avro, &r);
+        let err = record.value_json_via::<serde_json::Value>(d).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownSchemaId);
+        assert!(err.message.contains("Schema 9 not found"), "{err}");
+        assert!(!err.is_permanent());
+        // 404 is not retried within the batch; the next batch asks again.
+        assert_eq!(server.requests().len(), 1);
+        r.prefetch(&ids, &deadline()).await;
+        assert!(record.value_json_via::<serde_json::Value>(d).is_ok());
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_then_reported_without_the_password() {
+        let server = MockServer::start(vec![(
+            503,
+            vec![],
+            r#"{"error_code":50003,"message":"busy pw-s3cr3t"}"#.into(),
+        )])
+        .await;
+        let r = registry(server.url());
+        let ids = BTreeSet::from(["3".to_string()]);
+        r.prefetch(&ids, &deadline()).await;
+        assert_eq!(server.requests().len(), 3, "three attempts");
+        let record = KafkaRecord::new("t", 0, 0, 0).with_value([0, 0, 0, 0, 3, 84]);
+        let err = record
+            .value_json_via::<serde_json::Value>(Decoding::new(ValueFormat::Avro, &r))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::SchemaFetchFailed);
+        assert!(err.message.contains("HTTP 503"), "{err}");
+        assert!(!err.message.contains("pw-s3cr3t"), "{err}");
+        assert!(!format!("{r:?}").contains("pw-s3cr3t"));
+    }
+
+    #[tokio::test]
+    async fn unusable_answers_and_ids() {
+        let server = MockServer::start(vec![
+            (
+                200,
+                vec![],
+                serde_json::json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"})
+                    .to_string(),
+            ),
+            (
+                200,
+                vec![],
+                serde_json::json!({"schema": "{\"type\":\"nope\"}"}).to_string(),
+            ),
+        ])
+        .await;
+        let r = registry(server.url());
+        let e = r.fetch("1", &deadline()).await.unwrap_err();
+        assert!(matches!(e, RegistryError::Unusable { .. }), "{e}");
+        assert!(e.to_string().contains("PROTOBUF"));
+        let e = r.fetch("2", &deadline()).await.unwrap_err();
+        assert!(e.to_string().contains("not a valid Avro schema"), "{e}");
+        // A Glue schema version id is not sent to a Confluent registry, and the id is never
+        // spliced raw into the URL.
+        let e = r.fetch("../subjects", &deadline()).await.unwrap_err();
+        assert_eq!(e.error_code(), "schema_unusable");
+        assert_eq!(server.requests().len(), 2);
+        assert_eq!(
+            r.schema_url("a/b"),
+            format!("{}/schemas/ids/a%2Fb", server.url())
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_registry_and_spent_deadline_are_transient() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let r = registry(format!("http://127.0.0.1:{port}"));
+        let e = r.fetch("1", &deadline()).await.unwrap_err();
+        assert!(e.class().is_transient(), "{e}");
+        assert!(!e.blames_input());
+        let e = r
+            .fetch("1", &Deadline::after(Duration::ZERO))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_code(), "schema_fetch_failed");
+        assert!(e.class().is_transient());
+    }
+
+    #[tokio::test]
+    async fn settings_from_env() {
+        let env = Env::from_pairs([
+            ("VALUE_FORMAT", "auto"),
+            ("SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081"),
+            ("SCHEMA_REGISTRY_USERNAME", "u"),
+            ("SCHEMA_REGISTRY_PASSWORD", "p"),
+        ]);
+        let s = ValueSettings::from_env(&env).await.unwrap();
+        assert_eq!(s.format, ValueFormat::Auto);
+        let reg = s.registry.unwrap();
+        assert_eq!(reg.auth.as_ref().unwrap().0, "u");
+        assert!(!format!("{reg:?}").contains("\"p\""));
+        let bad = Env::from_pairs([("VALUE_FORMAT", "xml")]);
+        let e = ValueSettings::from_env(&bad).await.unwrap_err();
+        assert!(e.to_string().contains("VALUE_FORMAT"), "{e}");
+        let bad = Env::from_pairs([("SCHEMA_REGISTRY_URL", "https://u:p@reg.example")]);
+        let e = ValueSettings::from_env(&bad).await.unwrap_err();
+        assert!(e.to_string().contains("SCHEMA_REGISTRY_URL"), "{e}");
+        assert!(!e.to_string().contains("u:p"), "{e}");
+        // A password without its user is a configuration error naming the variable.
+        let bad = Env::from_pairs([
+            ("SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081"),
+            ("SCHEMA_REGISTRY_PASSWORD", "p"),
+        ]);
+        let e = ValueSettings::from_env(&bad).await.unwrap_err();
+        assert!(e.to_string().contains("SCHEMA_REGISTRY_USERNAME"), "{e}");
+    }
+
+    #[test]
+    fn schema_ids_of_a_batch_feed_prefetch() {
+        let records = [KafkaRecord::new("t", 0, 0, 0).with_value([0, 0, 0, 0, 5, 2])];
+        assert_eq!(
+            schema_ids(&records, ValueFormat::Auto),
+            BTreeSet::from(["5".to_string()])
+        );
+    }
+}
