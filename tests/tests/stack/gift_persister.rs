@@ -169,7 +169,7 @@ async fn gift_row_rejected_by_the_database_is_isolated() {
     let bad = serde_json::json!({"page_id": 99, "question": "nul \u{0} inside", "answer": "A"});
     records.insert(
         5,
-        KafkaRecord::new(&topic, 0, 100, 1_732_350_000_000).with_value(bad.to_string()),
+        KafkaRecord::new(topic.as_str(), 0, 100, 1_732_350_000_000).with_value(bad.to_string()),
     );
     let batch = KafkaBatch::builder(EventSource::Msk)
         .records(records)

@@ -195,7 +195,7 @@ async fn table_sink_fixture_stored_once_redelivery_changes_nothing_later_change_
     // Later: u-1 changes plan only; the other columns stay.
     let later = serde_json::json!({"user_id": u1, "plan": "team", "source": "billing"});
     let batch = KafkaBatch::builder(EventSource::SelfManaged)
-        .record(KafkaRecord::new(&topic, 0, 5, 0).with_value(later.to_string()))
+        .record(KafkaRecord::new(topic.as_str(), 0, 5, 0).with_value(later.to_string()))
         .build();
     let r = invoke(&h, &batch).await.unwrap();
     assert!(r.batch_item_failures.is_empty(), "{r:?}");
@@ -274,7 +274,7 @@ async fn table_sink_environment_faults_fail_records_without_dead_letters() {
     let full = KafkaBatch::builder(EventSource::Msk)
         .records((0..2).map(|i| {
             let v = serde_json::json!({"user_id": ids.id(&format!("e{i}")), "email": format!("e{i}@example.com")});
-            KafkaRecord::new(&topic, 0, 100 + i, 0).with_value(v.to_string())
+            KafkaRecord::new(topic.as_str(), 0, 100 + i, 0).with_value(v.to_string())
         }))
         .build();
     let err = invoke(&h, &full).await.unwrap_err();
