@@ -69,7 +69,8 @@ async fn replay_after_the_fix_stores_once_and_marks_each_dead_letter() {
     };
     let topic = unique("kl_replay");
     let gift = |i: i64, answer: &str| {
-        serde_json::json!({"page_id": i, "question": format!("Q{i}"), "answer": answer, "ts": 1_732_350_000 + i})
+        // A gift's id is its content hash unless it names one: unique per run.
+        serde_json::json!({"page_id": i, "question": format!("Q{i}"), "answer": answer, "ts": 1_732_350_000 + i, "event_id": format!("{topic}-{i}")})
             .to_string()
     };
     // Offset 0 fits the wrong limit; 1 does not (too_long); 2 is not JSON whatever the limit.
@@ -443,4 +444,83 @@ async fn replay_through_the_lambda_invoke_api() {
         1
     );
     assert_eq!(letter_rows(&env, &topic), "7|too_long|stored|-|1");
+}
+
+#[tokio::test]
+async fn failures_replay_reads_sqs_offsets_back_from_kafka_and_sends_s3_payloads() {
+    let Some(env) = StackEnv::get_or_skip("failures_replay") else {
+        return;
+    };
+    let Some(kafka) = integration_tests::esm::kafka_or_skip("failures_replay") else {
+        return;
+    };
+    use esm_local::kafka::TopicPartition;
+    use kl::failures::{fetch_range, parse_input, replay_failures};
+
+    let topic = unique("kl_fail");
+    let mut client = integration_tests::esm::create_topic(&kafka, &topic, 2).await;
+    let gifts: Vec<(Option<String>, Vec<u8>)> = (0..4)
+        .map(|i| {
+            let v = serde_json::json!({"page_id": i, "question": format!("Q{i}"), "answer": "A", "ts": 1_732_350_000 + i, "event_id": format!("{topic}-{i}")});
+            (Some(format!("user-{i}")), v.to_string().into_bytes())
+        })
+        .collect();
+    integration_tests::esm::publish(&mut client, &topic, 1, &gifts).await;
+
+    // SQS: metadata only, offsets 1..=2 of partition 1 (the AWS-documented shape, offsets as text).
+    let sqs = serde_json::json!({
+        "requestContext": {"requestId": "r1", "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:gift",
+            "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 6},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0", "timestamp": "2026-11-29T10:00:00.000Z",
+        "KafkaBatchInfo": {"batchSize": 2, "bootstrapServers": "b:9092", "payloadSize": 600,
+            "recordsInfo": {format!("{topic}-1"): {"firstRecordOffset": "1", "lastRecordOffset": "2",
+                "firstRecordTimestamp": "2026-11-29T09:59:00.000Z", "lastRecordTimestamp": "2026-11-29T09:59:01.000Z"}}}
+    });
+    // S3: the same metadata plus the invocation payload as a JSON string (offset 3).
+    let tp = TopicPartition::new(topic.clone(), 1);
+    let record3 = fetch_range(&mut client, &tp, 3, 3).await.unwrap();
+    assert_eq!(record3.len(), 1);
+    let mut event = esm_local::payload::EventBuilder::new("b:9092");
+    assert!(event.try_push(&tp, &record3[0]));
+    let mut s3 = sqs.clone();
+    s3["KafkaBatchInfo"]["batchSize"] = 1.into();
+    s3["payload"] = String::from_utf8(event.build()).unwrap().into();
+    // As `aws sqs receive-message` prints it, then an S3 object's text.
+    let received = serde_json::json!({"Messages": [{"MessageId": "m1", "Body": sqs.to_string()}]});
+    let mut batches = parse_input(&received.to_string()).unwrap();
+    batches.extend(parse_input(&s3.to_string()).unwrap());
+
+    let vault = |offsets: &str| {
+        env.sql(&format!(
+            "select coalesce(string_agg(kafka_offset::text, ',' order by kafka_offset), '') from vault \
+             where kafka_topic = {} and kafka_partition = 1 and kafka_offset in ({offsets})",
+            lit(&topic)
+        ))
+    };
+    let mut target = gift_binary(&[]);
+    let s = replay_failures(&batches, Some(&kafka), &mut target, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.discarded_batches, s.records_sent, s.records_failed),
+        (2, 3, 0),
+        "{s:?}"
+    );
+    assert!(s.missing.is_empty(), "{s:?}");
+    assert_eq!(vault("0,1,2,3"), "1,2,3", "offset 0 was never discarded");
+
+    // Offsets Kafka does not have (retention): reported, nothing sent.
+    let mut gone = sqs.clone();
+    gone["KafkaBatchInfo"]["recordsInfo"] = serde_json::json!({format!("{topic}-0"): {"firstRecordOffset": "100", "lastRecordOffset": "101"}});
+    let s = replay_failures(
+        &parse_input(&gone.to_string()).unwrap(),
+        Some(&kafka),
+        &mut target,
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.records_sent, 0);
+    assert_eq!(s.missing, [format!("{topic}-0 100..=101: 2 missing")]);
 }

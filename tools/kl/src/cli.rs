@@ -48,6 +48,37 @@ pub enum Command {
     /// Page vectors (page-embedder).
     #[command(subcommand)]
     Pages(PagesCommand),
+    /// Batches the event source mapping discarded to its on-failure destination.
+    #[command(subcommand)]
+    Failures(FailuresCommand),
+}
+
+/// `kl failures ...`.
+#[derive(Debug, Subcommand)]
+pub enum FailuresCommand {
+    /// Sends discarded batches to the function again: S3 objects and Kafka-topic messages carry
+    /// the records; SQS messages carry offsets, read back from Kafka (`--bootstrap-servers`).
+    Replay(FailuresArgs),
+}
+
+/// `kl failures replay`.
+#[derive(Debug, Clone, Args)]
+pub struct FailuresArgs {
+    /// Files of invocation records (`aws s3 cp` objects, `aws sqs receive-message` output, JSON
+    /// lines); `-` reads stdin.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Function name told to a local binary.
+    #[arg(long, value_name = "NAME", default_value = "function")]
+    pub function_name: String,
+    /// Kafka `host:port` list to read SQS records' offsets from (plaintext listeners only).
+    #[arg(long, value_name = "H:P,...", env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
+    /// Records per event at most when reading offsets back from Kafka.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub batch_size: usize,
 }
 
 /// `kl pages ...`.
@@ -157,11 +188,9 @@ pub enum PagesMode {
     Off,
 }
 
-/// `kl dead-letters replay`.
+/// The function a replay invokes: exactly one of `--binary`, `--invoke-url`, `--aws-function`.
 #[derive(Debug, Clone, Args)]
-pub struct ReplayArgs {
-    #[command(flatten)]
-    pub selection: SelectionArgs,
+pub struct TargetArgs {
     /// Local function binary, driven through an emulated Lambda Runtime API; it inherits kl's
     /// environment plus `--env`.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["invoke_url", "aws_function"])]
@@ -179,9 +208,44 @@ pub struct ReplayArgs {
     /// File of K=V lines for the local binary; repeatable.
     #[arg(long = "env-file", value_name = "F")]
     pub env_files: Vec<PathBuf>,
-    /// Timeout of one invocation of the local binary.
+    /// Timeout of one invocation of a local function.
     #[arg(long, value_name = "S", default_value_t = 60)]
     pub timeout_s: u64,
+}
+
+impl TargetArgs {
+    /// The target; `name` is the function name a local binary is told.
+    pub async fn target(&self, name: &str) -> Result<Target, Box<dyn std::error::Error>> {
+        let timeout = Duration::from_secs(self.timeout_s);
+        Ok(match (&self.binary, &self.invoke_url, &self.aws_function) {
+            (Some(path), None, None) => Target::local(FunctionSpec {
+                path: path.clone(),
+                env: esm_local::cli::env_pairs(&self.env_files, &self.env)?,
+                name: name.to_owned(),
+                timeout,
+                memory_mb: 512,
+            }),
+            (None, Some(url), None) => {
+                Target::Local(Invoker::Http(HttpInvoker::new(url, timeout)?))
+            }
+            (None, None, Some(function)) => Target::aws(function.clone()).await,
+            _ => {
+                return Err(
+                    "give exactly one of --binary PATH, --invoke-url URL or --aws-function NAME"
+                        .into(),
+                );
+            }
+        })
+    }
+}
+
+/// `kl dead-letters replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Records per event at most (events also stay under Lambda's 6 MB payload limit).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub batch_size: usize,
@@ -205,6 +269,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             DeadLettersCommand::Replay(args) => replay_command(&cli.dead_letter_table, args).await,
         },
         Command::Pages(PagesCommand::Reembed(args)) => reembed_command(args).await,
+        Command::Failures(FailuresCommand::Replay(args)) => failures_command(args).await,
     };
     match result {
         Ok(code) => code,
@@ -287,23 +352,7 @@ async fn replay_command(table: &str, args: ReplayArgs) -> CliResult {
     let env = Env::process();
     let client = client_from_env(&env).await?;
     let letters = DeadLetters::new(client.clone(), table);
-    let timeout = Duration::from_secs(args.timeout_s);
-    let mut target = match (&args.binary, &args.invoke_url, &args.aws_function) {
-        (Some(path), None, None) => Target::local(FunctionSpec {
-            path: path.clone(),
-            env: esm_local::cli::env_pairs(&args.env_files, &args.env)?,
-            name: function.clone(),
-            timeout,
-            memory_mb: 512,
-        }),
-        (None, Some(url), None) => Target::Local(Invoker::Http(HttpInvoker::new(url, timeout)?)),
-        (None, None, Some(name)) => Target::aws(name.clone()).await,
-        _ => {
-            return Err(
-                "give exactly one of --binary PATH, --invoke-url URL or --aws-function NAME".into(),
-            );
-        }
-    };
+    let mut target = args.target.target(&function).await?;
     let check_pages = match args.pages {
         PagesMode::On => true,
         PagesMode::Off => false,
@@ -457,4 +506,35 @@ async fn reembed_command(args: ReembedArgs) -> CliResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn failures_command(args: FailuresArgs) -> CliResult {
+    use crate::failures::{parse_input, replay_failures};
+
+    let mut batches = Vec::new();
+    for file in &args.files {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())?
+        } else {
+            std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?
+        };
+        batches.extend(parse_input(&text).map_err(|e| format!("{}: {e}", file.display()))?);
+    }
+    let kafka = args.bootstrap_servers.as_deref().map(|s| {
+        esm_local::kafka::KafkaConfig::new(s.split(',').map(|s| s.trim().to_owned()).collect())
+    });
+    let mut target = args.target.target(&args.function_name).await?;
+    let s = replay_failures(&batches, kafka.as_ref(), &mut target, args.batch_size).await?;
+    println!(
+        "{} discarded batch(es): {} record(s) sent in {} event(s), {} reported for redelivery again",
+        s.discarded_batches, s.records_sent, s.invocations, s.records_failed
+    );
+    for m in &s.missing {
+        println!("  not in Kafka any more (retention?): {m}");
+    }
+    Ok(if s.records_failed > 0 {
+        ExitCode::from(EXIT_SOME_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -5,9 +5,11 @@
 //! - [`target`]: the function a replay invokes (local binary / invoke URL, or Lambda `Invoke`).
 //! - [`replay`]: `kl dead-letters replay`.
 //! - [`reembed`]: `kl pages reembed`.
+//! - [`failures`]: `kl failures replay` (the mapping's on-failure destination records).
 //! - [`cli`]: the flags, and each command's output.
 
 pub mod cli;
+pub mod failures;
 pub mod letters;
 pub mod rebuild;
 pub mod reembed;

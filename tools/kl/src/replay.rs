@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use esm_local::kafka::TopicPartition;
-use esm_local::payload::{BatchVerdict, EventBuilder, parse_response};
+use esm_local::payload::EventBuilder;
 use event_decoding::{Change, SourceVersion};
 use lambda_kit::postgrest::{Filter, PostgrestClient, PostgrestError};
 use lambda_kit::retry::Deadline;
@@ -24,7 +24,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::letters::{DeadLetterRow, DeadLetters, Outcome, Selection};
 use crate::rebuild::Rebuilt;
-use crate::target::{Answer, Target, TargetError};
+use crate::target::{Target, TargetError};
 
 /// `bootstrapServers` of a replayed event (the functions do not read it).
 const BOOTSTRAP: &str = "kl-replay";
@@ -170,32 +170,16 @@ async fn replay_event(
     event: &[(DeadLetterRow, Rebuilt)],
     payload: Vec<u8>,
 ) -> Result<BTreeMap<Outcome, Vec<i64>>, ReplayError> {
-    let mut in_batch: HashMap<String, (TopicPartition, Vec<i64>)> = HashMap::new();
-    for (_, r) in event {
-        in_batch
-            .entry(r.tp.to_string())
-            .or_insert_with(|| (r.tp.clone(), Vec::new()))
-            .1
-            .push(r.offset);
-    }
-    let failed: HashSet<i64> = match target.invoke(payload).await? {
-        Answer::Response(body) => match parse_response(&body, &in_batch) {
-            BatchVerdict::AllProcessed => HashSet::new(),
-            BatchVerdict::PartialFailure(first) => event
-                .iter()
-                .filter(|(_, r)| first.get(&r.tp).is_some_and(|f| r.offset >= *f))
-                .map(|(row, _)| row.id)
-                .collect(),
-            BatchVerdict::AllFailed(why) => {
-                tracing::warn!(records = event.len(), error = %why, "the function's response fails the whole event");
-                event.iter().map(|(row, _)| row.id).collect()
-            }
-        },
-        Answer::Failed(why) => {
-            tracing::warn!(records = event.len(), error = %why, "the function failed the event");
-            event.iter().map(|(row, _)| row.id).collect()
-        }
-    };
+    let sent: Vec<(TopicPartition, i64)> = event
+        .iter()
+        .map(|(_, r)| (r.tp.clone(), r.offset))
+        .collect();
+    let failed_records = target.invoke(payload).await?.failed(&sent);
+    let failed: HashSet<i64> = event
+        .iter()
+        .filter(|(_, r)| failed_records.contains(&(r.tp.clone(), r.offset)))
+        .map(|(row, _)| row.id)
+        .collect();
     // Stamped by the table's trigger when the function dead-lettered the record again.
     let before: HashMap<i64, Option<String>> = event
         .iter()

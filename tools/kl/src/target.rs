@@ -2,8 +2,12 @@
 //! esm-local's emulated Lambda Runtime API, or a `cargo lambda watch` invoke URL), or a deployed
 //! function through Lambda's `Invoke` API.
 
+use std::collections::{HashMap, HashSet};
+
 use aws_sdk_lambda::primitives::Blob;
 use esm_local::invoke::{FunctionProcess, FunctionSpec, InvokeError, InvokeOutcome, Invoker};
+use esm_local::kafka::TopicPartition;
+use esm_local::payload::{BatchVerdict, parse_response};
 
 /// What the function answered for one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +105,42 @@ impl Target {
                     )),
                     None => Answer::Response(body),
                 })
+            }
+        }
+    }
+}
+
+impl Answer {
+    /// The records of `sent` (topic-partition and offset, as in the event) the function reported
+    /// for redelivery: those named in a partial batch response (each partition from its first
+    /// failed offset on, as the ESM reads it), or all of them when the whole event failed.
+    pub fn failed(&self, sent: &[(TopicPartition, i64)]) -> HashSet<(TopicPartition, i64)> {
+        let all = || sent.iter().cloned().collect();
+        let body = match self {
+            Answer::Response(body) => body,
+            Answer::Failed(why) => {
+                tracing::warn!(records = sent.len(), error = %why, "the function failed the event");
+                return all();
+            }
+        };
+        let mut in_batch: HashMap<String, (TopicPartition, Vec<i64>)> = HashMap::new();
+        for (tp, offset) in sent {
+            in_batch
+                .entry(tp.to_string())
+                .or_insert_with(|| (tp.clone(), Vec::new()))
+                .1
+                .push(*offset);
+        }
+        match parse_response(body, &in_batch) {
+            BatchVerdict::AllProcessed => HashSet::new(),
+            BatchVerdict::PartialFailure(first) => sent
+                .iter()
+                .filter(|(tp, offset)| first.get(tp).is_some_and(|f| offset >= f))
+                .cloned()
+                .collect(),
+            BatchVerdict::AllFailed(why) => {
+                tracing::warn!(records = sent.len(), error = %why, "the function's response fails the whole event");
+                all()
             }
         }
     }
