@@ -207,6 +207,21 @@ async fn list_reads_past_the_api_row_limit_and_counts_by_code() {
             ("invalid_json".to_owned(), 335)
         ]
     );
+    // The command line, with the stack's settings from the environment.
+    let out = std::process::Command::new(function_binary("kl"))
+        .args(["dead-letters", "list", "--counts", "--function", &function])
+        .env("KL_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "1005 dead letter(s)\n       670  too_long\n       335  invalid_json\n"
+    );
     selection.error_code = Some("invalid_json".into());
     assert_eq!(letters.list(&selection).await.unwrap().len(), 335);
     selection.since = Some(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
