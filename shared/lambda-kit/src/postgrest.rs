@@ -351,6 +351,8 @@ impl Upsert {
 /// use lambda_kit::postgrest::Filter;
 /// assert_eq!(Filter::eq("topic", "a b&c").to_query(), "topic=eq.a%20b%26c");
 /// assert_eq!(Filter::in_list("id", ["1", "x,y"]).to_query(), "id=in.(%221%22,%22x%2Cy%22)");
+/// assert_eq!(Filter::lt("n", 5).to_query(), "n=lt.5");
+/// assert_eq!(Filter::like("page_id", "wiki-*").to_query(), "page_id=like.wiki-%2A");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
