@@ -20,6 +20,8 @@ pub mod serve;
 
 // Real Kafka end to end: the runner, the function binaries, a private API outage.
 pub mod esm;
+// Avro values: a Confluent-compatible schema registry (documented REST API).
+pub mod fake_schema_registry;
 pub mod tcp_gate;
 
 // `kl dead-letters replay --aws-function`: Lambda's Invoke API running a real binary.

@@ -17,10 +17,13 @@
 //! | `DEADLINE_SAFETY_MARGIN_MS` | 2000 | kept before the Lambda deadline |
 //! | `DEFAULT_BUDGET_MS` | 60000 | budget when the context has no deadline |
 //! | `METRICS_ENABLED` / `METRICS_NAMESPACE` | `true` / `KafkaLambdas` | one EMF metrics line per invocation |
+//! | `VALUE_FORMAT` | `json` | `json`, `avro` or `auto` (Avro values: [`ValueSettings`]) |
+//! | `SCHEMA_REGISTRY_URL`, `SCHEMA_REGISTRY_USERNAME` / `_PASSWORD` or `SCHEMA_REGISTRY_SECRET_ID` | — | the Confluent-compatible registry Avro writer schemas come from |
 
 use lambda_kit::config::{Env, InitError};
 use lambda_kit::postgrest::PostgrestClient;
 use lambda_kit::runner::RunnerConfig;
+use lambda_kit::schema_registry::ValueSettings;
 
 use crate::gift::GiftLimits;
 use crate::handler::{Gifts, PostgrestHandler};
@@ -39,6 +42,8 @@ pub struct Config {
     pub gifts_table: String,
     /// Validation bounds.
     pub gift_limits: GiftLimits,
+    /// `VALUE_FORMAT` and the schema registry.
+    pub values: ValueSettings,
 }
 
 impl Config {
@@ -59,6 +64,7 @@ impl Config {
             runner: RunnerConfig::from_env(env, FUNCTION_NAME).await?,
             gifts_table,
             gift_limits,
+            values: ValueSettings::from_env(env).await?,
         })
     }
 
@@ -67,9 +73,14 @@ impl Config {
         let client = PostgrestClient::new(self.runner.postgrest.clone())?;
         let gifts =
             PostgrestGiftStore::new(client.clone(), self.gifts_table.clone(), self.runner.limits);
-        Ok(self
-            .runner
-            .runner(Gifts::new(gifts, self.gift_limits), client))
+        let values = self
+            .values
+            .build()
+            .map_err(|e| InitError::Client(e.to_string()))?;
+        Ok(self.runner.runner(
+            Gifts::new(gifts, self.gift_limits).with_values(values),
+            client,
+        ))
     }
 }
 

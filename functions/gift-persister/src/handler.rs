@@ -8,6 +8,7 @@ use lambda_kit::dead_letter::PostgrestDeadLetters;
 use lambda_kit::fate::Fate;
 use lambda_kit::retry::Deadline;
 use lambda_kit::runner::{BatchFunction, Decoded, Keep, Runner};
+use lambda_kit::schema_registry::Values;
 
 use crate::config::FUNCTION_NAME;
 use crate::gift::{Gift, GiftLimits, Provenance};
@@ -24,12 +25,23 @@ pub type PostgrestHandler = Handler<PostgrestGiftStore, PostgrestDeadLetters>;
 pub struct Gifts<S> {
     store: S,
     limits: GiftLimits,
+    values: Values,
 }
 
 impl<S: GiftStore> Gifts<S> {
-    /// Gifts validated within `limits`, written to `store`.
+    /// Gifts validated within `limits`, written to `store`; values are JSON.
     pub fn new(store: S, limits: GiftLimits) -> Self {
-        Self { store, limits }
+        Self {
+            store,
+            limits,
+            values: Values::default(),
+        }
+    }
+
+    /// Values decoded as `values` says (`VALUE_FORMAT`, the schema registry).
+    pub fn with_values(mut self, values: Values) -> Self {
+        self.values = values;
+        self
     }
 
     /// The gifts store.
@@ -53,10 +65,14 @@ impl<S: GiftStore> BatchFunction for Gifts<S> {
         FUNCTION_NAME
     }
 
+    async fn prepare(&self, records: &[KafkaRecord], deadline: &Deadline) {
+        self.values.prepare(records, deadline).await
+    }
+
     fn decode(&self, record: &KafkaRecord, _: &mut ()) -> Decoded<String, Vec<u8>> {
         let gift = record
-            .value_json::<serde_json::Value>()
-            .map_err(|e| Fate::rejected(e.error_code(), e.message))
+            .value_json_via::<serde_json::Value>(self.values.decoding())
+            .map_err(|e| Fate::undecodable(&e))
             .and_then(|v| {
                 Gift::validate(v, record.timestamp, &self.limits)
                     .map_err(|e| Fate::rejected(e.error_code(), e.to_string()))

@@ -89,6 +89,7 @@ fn handler(latency: Duration) -> Handler<Stub, MemoryStore, Rag, MemoryDeadLette
                 unavailable_value: page_embedder::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
                 truncate_deletes_all: false,
             },
+            values: Default::default(),
         },
         MemoryDeadLetters::default(),
         DeadlineSettings::default(),

@@ -7,6 +7,7 @@ use lambda_kit::config::{ConfigError, Env, InitError};
 use lambda_kit::postgrest::{PostgrestClient, Secret};
 use lambda_kit::retry::RetryPolicy;
 use lambda_kit::runner::RunnerConfig;
+use lambda_kit::schema_registry::ValueSettings;
 use lambda_kit::secrets::{SecretSpec, resolve};
 
 use crate::chunk::ChunkLimits;
@@ -371,6 +372,10 @@ impl Config {
             .rag
             .as_ref()
             .map(|r| HttpRag::new(http.clone(), r.url.clone(), r.timeout, r.concurrency));
+        let values = ValueSettings::from_env(env)
+            .await?
+            .build_on(&http)
+            .map_err(|e| InitError::Client(e.to_string()))?;
         let e = &self.embed;
         let pipeline = Pipeline {
             embedder,
@@ -392,6 +397,7 @@ impl Config {
                 unavailable_value: self.cdc_unavailable_value.clone(),
                 truncate_deletes_all: self.truncate_deletes_all,
             },
+            values,
         };
         Ok(runner.runner(pipeline, postgrest))
     }

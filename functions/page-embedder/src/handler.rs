@@ -95,6 +95,7 @@ mod tests {
                     unavailable_value: crate::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
                     truncate_deletes_all: false,
                 },
+                values: Default::default(),
             },
             Letters::default(),
             DeadlineSettings::default(),

@@ -13,6 +13,7 @@ use lambda_kit::fate::Fate;
 use lambda_kit::metrics::MetricSet;
 use lambda_kit::retry::Deadline;
 use lambda_kit::runner::{BatchFunction, Decoded, Keep};
+use lambda_kit::schema_registry::Values;
 use lambda_kit::trace::TraceContext;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -147,6 +148,8 @@ pub struct Pipeline<E, S, R> {
     pub states: PageStates,
     /// Settings.
     pub settings: Settings,
+    /// `VALUE_FORMAT` and the schema registry (Debezium Avro envelopes).
+    pub values: Values,
 }
 
 #[derive(Debug)]
@@ -251,8 +254,8 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
     ) -> Result<Option<(String, PageItem)>, Fate> {
         let reject = Fate::rejected;
         let (change, version) = record
-            .change_with_version()
-            .map_err(|e| reject(e.code.as_str(), e.message.clone()))?;
+            .change_with_version_via(self.values.decoding())
+            .map_err(|e| Fate::undecodable(&e))?;
         let item = |change| PageItem {
             change,
             version,
@@ -744,6 +747,10 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
 
     fn name(&self) -> &str {
         &self.settings.function_name
+    }
+
+    async fn prepare(&self, records: &[KafkaRecord], deadline: &Deadline) {
+        self.values.prepare(records, deadline).await
     }
 
     fn decode(&self, record: &KafkaRecord, stats: &mut Stats) -> Decoded<String, PageItem> {

@@ -131,6 +131,19 @@ pub trait BatchFunction: Send + Sync {
     /// that was already dead-lettered is not written twice.
     fn name(&self) -> &str;
 
+    /// Runs once per batch before any record is decoded: asynchronous work that decoding needs,
+    /// such as fetching the writer schemas of Avro values
+    /// ([`Values::prepare`](crate::schema_registry::Values::prepare)). Stop at `deadline`;
+    /// what is not ready by then is decided per record by [`decode`](Self::decode).
+    fn prepare(
+        &self,
+        records: &[KafkaRecord],
+        deadline: &Deadline,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (records, deadline);
+        async {}
+    }
+
     /// Decodes and validates one record. Never fails the batch: a bad record is
     /// [`Decoded::Settled`] with [`Fate::Rejected`]. `stats` counts what decoding alone decides
     /// (records skipped on purpose, for instance).
@@ -326,6 +339,7 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         let mut fates: Vec<Option<Fate>> = vec![None; records.len()];
         let mut stats = F::Stats::default();
         let trace = BatchTrace::of(records);
+        trace.scope(self.function.prepare(records, deadline)).await;
         let (keys, groups) = self.decode(records, &mut fates, &mut stats);
 
         let mut written: Vec<(Vec<usize>, usize)> = Vec::with_capacity(groups.len());

@@ -12,7 +12,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
-use event_decoding::{AvroSchema, SchemaLookup, SchemaUnavailable, ValueFormat};
+use event_decoding::{
+    AvroSchema, Decoding, KafkaRecord, NoSchemas, SchemaLookup, SchemaUnavailable, ValueFormat,
+    schema_ids,
+};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 
 use crate::config::{ConfigError, Env, InitError};
@@ -71,9 +74,72 @@ impl ValueSettings {
         Ok(Self { format, registry })
     }
 
+    /// What the function decodes with.
+    pub fn build(&self) -> Result<Values, RegistryError> {
+        Ok(Values {
+            format: self.format,
+            registry: self.registry.clone().map(SchemaRegistry::new).transpose()?,
+        })
+    }
+
+    /// Like [`build`](Self::build), the registry on a connection pool the function already has.
+    pub fn build_on(&self, http: &reqwest::Client) -> Result<Values, RegistryError> {
+        Ok(Values {
+            format: self.format,
+            registry: self
+                .registry
+                .clone()
+                .map(|c| SchemaRegistry::with_http(c, http.clone()))
+                .transpose()?,
+        })
+    }
+}
+
+/// `VALUE_FORMAT` and the registry client, built once per process: a function fetches a batch's
+/// schemas with [`prepare`](Self::prepare) (its
+/// [`BatchFunction::prepare`](crate::runner::BatchFunction::prepare)) and decodes each record with
+/// [`decoding`](Self::decoding).
+///
+/// ```
+/// use lambda_kit::schema_registry::Values;
+/// let v = Values::default();
+/// assert_eq!(v.decoding().format, event_decoding::ValueFormat::Json);
+/// ```
+#[derive(Debug, Default)]
+pub struct Values {
+    format: ValueFormat,
+    registry: Option<SchemaRegistry>,
+}
+
+impl Values {
+    /// `format` with `registry`.
+    pub fn new(format: ValueFormat, registry: Option<SchemaRegistry>) -> Self {
+        Self { format, registry }
+    }
+
+    /// How records are decoded.
+    pub fn decoding(&self) -> Decoding<'_> {
+        match &self.registry {
+            Some(r) => Decoding::new(self.format, r),
+            None => Decoding::new(self.format, &NoSchemas),
+        }
+    }
+
     /// The registry client, when one is configured.
-    pub fn build(&self) -> Result<Option<SchemaRegistry>, RegistryError> {
-        self.registry.clone().map(SchemaRegistry::new).transpose()
+    pub fn registry(&self) -> Option<&SchemaRegistry> {
+        self.registry.as_ref()
+    }
+
+    /// Fetches the writer schemas `records` need that are not cached yet (nothing for JSON).
+    pub async fn prepare(&self, records: &[KafkaRecord], deadline: &Deadline) {
+        if let Some(registry) = &self.registry
+            && self.format != ValueFormat::Json
+        {
+            let ids = schema_ids(records, self.format);
+            if !ids.is_empty() {
+                registry.prefetch(&ids, deadline).await;
+            }
+        }
     }
 }
 
@@ -463,7 +529,7 @@ impl SchemaLookup for SchemaRegistry {
 mod tests {
     use super::*;
     use crate::testing::MockServer;
-    use event_decoding::{Decoding, ErrorCode, KafkaRecord, schema_ids};
+    use event_decoding::ErrorCode;
 
     const GIFT: &str =
         r#"{"type":"record","name":"Gift","fields":[{"name":"page_id","type":"long"}]}"#;

@@ -8,6 +8,7 @@
 //! must not race with other tests.
 
 mod acknowledged;
+mod avro_values;
 mod esm_e2e;
 mod gift_persister;
 mod gift_publisher;

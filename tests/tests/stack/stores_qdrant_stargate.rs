@@ -176,6 +176,7 @@ async fn redelivery_skips_unchanged<S: VectorStore>(store: S) -> S {
             unavailable_value: page_embedder::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
             truncate_deletes_all: false,
         },
+        values: Default::default(),
     };
     let runner = Runner::new(
         pipeline,
