@@ -19,6 +19,7 @@
 //! - [`schema_registry`]: writer schemas from a Confluent-compatible registry, cached per
 //!   process, and the `VALUE_FORMAT` settings.
 //! - [`trace`]: W3C trace context from record headers to logs and outbound requests.
+//! - [`otlp`]: optional OpenTelemetry (OTLP/HTTP JSON) export of each batch's span.
 
 pub mod batch;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod error;
 pub mod fate;
 pub mod http;
 pub mod metrics;
+pub mod otlp;
 pub mod postgrest;
 pub mod retry;
 pub mod runner;

@@ -19,13 +19,14 @@
 //! - every invocation ends with one summary log line and, when enabled, one EMF metrics line;
 //! - a record's W3C `traceparent` header is logged with each line about that record, and the
 //!   batch's work runs in a span child of the first traced record's, whose context every
-//!   outbound request carries (see [`crate::trace`]).
+//!   outbound request carries (see [`crate::trace`]); with `OTEL_TRACES_EXPORTER=otlp` that span
+//!   is exported to an OpenTelemetry collector after the batch (see [`crate::otlp`]).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use event_decoding::{AllFailed, BatchReport, Counts, KafkaBatch, KafkaBatchResponse, KafkaRecord};
 use lambda_runtime::LambdaEvent;
@@ -35,6 +36,7 @@ use crate::config::{Env, InitError};
 use crate::dead_letter::{DeadLetter, DeadLetterSink, PostgrestDeadLetters};
 use crate::fate::Fate;
 use crate::metrics::{MetricSet, Metrics, now_ms};
+use crate::otlp::{BatchSpan, OtlpExporter};
 use crate::postgrest::{PostgrestClient, PostgrestConfig, Secret, resolve_key};
 use crate::retry::{Deadline, DeadlineSettings};
 use crate::trace::BatchTrace;
@@ -208,6 +210,7 @@ pub struct Runner<F, D> {
     dead_letters: D,
     deadline: DeadlineSettings,
     metrics: Metrics,
+    otlp: Option<OtlpExporter>,
 }
 
 /// What every function's runner needs, read once at cold start by
@@ -227,6 +230,9 @@ pub struct RunnerConfig {
     pub deadline: DeadlineSettings,
     /// `METRICS_ENABLED`, `METRICS_NAMESPACE`.
     pub metrics: Metrics,
+    /// `OTEL_TRACES_EXPORTER=otlp` and the `OTEL_EXPORTER_OTLP_*` settings: the batch span's
+    /// export, off by default.
+    pub otlp: Option<OtlpExporter>,
 }
 
 impl RunnerConfig {
@@ -250,6 +256,7 @@ impl RunnerConfig {
         let limits = WriteLimits::from_env(env)?;
         let deadline = DeadlineSettings::from_env(env)?;
         let metrics = Metrics::from_env(env, function_name)?;
+        let otlp = OtlpExporter::from_env(env, function_name)?;
         let probe = PostgrestConfig::from_env(env, Secret::new(""))?;
         let key = resolve_key(env).await?;
         Ok(Self {
@@ -258,6 +265,7 @@ impl RunnerConfig {
             limits,
             deadline,
             metrics,
+            otlp,
         })
     }
 
@@ -272,6 +280,7 @@ impl RunnerConfig {
             PostgrestDeadLetters::new(client, self.dead_letter_table.clone(), self.limits);
         Runner::new(function, dead_letters, self.deadline.clone())
             .with_metrics(self.metrics.clone())
+            .with_otlp(self.otlp.clone())
     }
 }
 
@@ -292,7 +301,14 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
             dead_letters,
             deadline,
             metrics: Metrics::disabled(),
+            otlp: None,
         }
+    }
+
+    /// Exports each traced batch's span to an OpenTelemetry collector (`None`: no export).
+    pub fn with_otlp(mut self, otlp: Option<OtlpExporter>) -> Self {
+        self.otlp = otlp;
+        self
     }
 
     /// Emits one EMF metrics line per invocation to `metrics`.
@@ -335,6 +351,7 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
     /// Runs the whole lifecycle over `batch` within `deadline`.
     pub async fn process(&self, batch: &KafkaBatch, deadline: &Deadline) -> Handled<F::Stats> {
         let started = Instant::now();
+        let start_time = SystemTime::now();
         let records = batch.as_slice();
         let mut fates: Vec<Option<Fate>> = vec![None; records.len()];
         let mut stats = F::Stats::default();
@@ -407,6 +424,20 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
             let mut set = MetricSet::for_batch(records, &counts, duration_ms, now_ms());
             self.function.metrics(&stats, &mut set);
             self.metrics.emit(&set);
+        }
+        if let Some(otlp) = &self.otlp {
+            let span = BatchSpan {
+                trace: &trace,
+                records,
+                counts: &counts,
+                failure_code,
+                start: start_time,
+                end: SystemTime::now(),
+            };
+            // Bounded by the export timeout and the deadline; never changes the batch's result.
+            if let Err(e) = otlp.export(&span, deadline).await {
+                tracing::warn!(error_code = e.code, error = %e.message, trace_id = trace.span().map(|s| s.trace_id()), "OpenTelemetry span export failed; the batch's result is unaffected");
+            }
         }
         Handled {
             response: report.into_response(),
@@ -879,6 +910,94 @@ mod tests {
         let h = r.process(&batch(&[]), &deadline()).await;
         assert_eq!(h.stats, 0, "no write call for an empty batch");
         assert!(h.response.unwrap().batch_item_failures.is_empty());
+    }
+
+    fn traced(values: &[&str]) -> KafkaBatch {
+        let tps = [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ];
+        KafkaBatch::builder(EventSource::Msk)
+            .records(values.iter().enumerate().map(|(i, v)| {
+                KafkaRecord::new("gifts", 0, i as i64, 0)
+                    .with_value(*v)
+                    .with_header(crate::trace::TRACEPARENT, tps[i % 2])
+            }))
+            .build()
+    }
+
+    fn otlp_to(url: &str) -> OtlpExporter {
+        let env = crate::config::Env::from_pairs([
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", url),
+        ]);
+        OtlpExporter::from_env(&env, "fake").unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_traced_batch_exports_one_span_when_enabled() {
+        let server = crate::testing::MockServer::start(vec![(200, vec![], "{}".into())]).await;
+        let b = traced(&["a:ok", "b:down", "c:ok"]);
+
+        // Off (the default): nothing is sent.
+        let r = Runner::new(fake(false), Letters::default(), DeadlineSettings::default());
+        r.process(&b, &deadline()).await;
+        assert!(server.requests().is_empty());
+
+        let r = r.with_otlp(Some(otlp_to(&server.url())));
+        let before = std::time::SystemTime::now();
+        let h = r.process(&b, &deadline()).await;
+        assert_eq!(failed_offsets(&h), [1]);
+        let seen = server.requests();
+        assert_eq!(seen.len(), 1, "one request per batch");
+        assert!(seen[0].head.starts_with("POST /v1/traces "));
+        let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+        let spans = &body["resourceSpans"][0]["scopeSpans"][0]["spans"];
+        assert_eq!(spans.as_array().unwrap().len(), 1);
+        let span = &spans[0];
+        assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(span["parentSpanId"], "00f067aa0ba902b7");
+        assert_eq!(span["kind"], 5);
+        assert_eq!(span["status"]["code"], 2, "a record failed");
+        assert_eq!(span["links"][0]["spanId"], "b7ad6b7169203331");
+        let start: u128 = span["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        let end: u128 = span["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        let before = before
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        assert!(before <= start && start <= end, "{before} {start} {end}");
+        assert_eq!(
+            body["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"],
+            "fake"
+        );
+
+        // An untraced batch sends nothing.
+        r.process(&batch(&["z:ok"]), &deadline()).await;
+        assert_eq!(server.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_collector_down_or_failing_does_not_change_the_result() {
+        let b = traced(&["a:ok", "b:bad", "c:down"]);
+        let plain = Runner::new(fake(false), Letters::default(), DeadlineSettings::default());
+        let expected = failed_offsets(&plain.process(&b, &deadline()).await);
+        assert_eq!(expected, [2]);
+
+        let failing = crate::testing::MockServer::start(vec![(500, vec![], "no".into())]).await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for url in [failing.url(), format!("http://127.0.0.1:{port}")] {
+            let r = Runner::new(fake(false), Letters::default(), DeadlineSettings::default())
+                .with_otlp(Some(otlp_to(&url)));
+            let h = r.process(&b, &deadline()).await;
+            assert_eq!(failed_offsets(&h), expected, "{url}");
+            assert_eq!((h.counts.stored, h.counts.dead_lettered), (1, 1));
+        }
+        assert_eq!(failing.requests().len(), 1, "no retry");
     }
 
     #[tokio::test]

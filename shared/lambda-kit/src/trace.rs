@@ -149,6 +149,11 @@ impl TraceContext {
         self.flags & 1 == 1
     }
 
+    /// The trace flags (bit 0: sampled).
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
     /// The `traceparent` value of this span (always version `00`).
     pub fn traceparent(&self) -> String {
         format!(
@@ -223,6 +228,28 @@ impl BatchTrace {
             }
         }
         (listed, seen.len())
+    }
+
+    /// The span contexts of the batch's traced records other than the span's parent, each once
+    /// (the span's links when it is exported, see [`crate::otlp`]), at most `max`, and how many
+    /// there are in all.
+    pub fn linked_spans(&self, max: usize) -> (Vec<&TraceContext>, usize) {
+        let parent = self.records.iter().flatten().next();
+        let mut seen: HashSet<([u8; 16], [u8; 8])> = HashSet::new();
+        if let Some(p) = parent {
+            seen.insert((p.trace_id, p.span_id));
+        }
+        let mut listed = Vec::new();
+        let mut total = 0;
+        for cx in self.records.iter().flatten() {
+            if seen.insert((cx.trace_id, cx.span_id)) {
+                total += 1;
+                if listed.len() < max {
+                    listed.push(cx);
+                }
+            }
+        }
+        (listed, total)
     }
 
     /// Runs `work` with the batch's span as the current context of [`crate::http::attempt`].
@@ -420,6 +447,13 @@ mod tests {
             bt.links(),
             (vec!["0af7651916cd43dd8448eb211c80319c".to_owned()], 1)
         );
+        let (linked, total) = bt.linked_spans(16);
+        assert_eq!(
+            total, 1,
+            "the parent is not linked, a repeated context once"
+        );
+        assert_eq!(linked[0].span_id(), "b7ad6b7169203331");
+        assert_eq!(bt.linked_spans(0), (vec![], 1));
         assert!(BatchTrace::of(&records[..1]).span().is_none());
     }
 
