@@ -36,10 +36,19 @@ const MAX_ALLOCATION_BYTES: usize = 16 * 1024 * 1024;
 /// let v = schema.decode(&[2, 4, b'{', b'}', 4, 0x04, 0xd2]).unwrap();
 /// assert_eq!(v, serde_json::json!({"page_id": 1, "meta": {}, "price": "12.34"}));
 /// ```
-#[derive(Debug)]
 pub struct AvroSchema {
-    schema: apache_avro::Schema,
+    /// The schema with its named types resolved once (a datum reader built per body resolved
+    /// them for every record). A single-object reader expecting no header reads a bare datum.
+    reader: apache_avro::GenericSingleObjectReader,
     shape: Shape,
+}
+
+impl std::fmt::Debug for AvroSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvroSchema")
+            .field("shape", &self.shape)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the JSON mapping needs of the schema beyond what `apache-avro` keeps: Kafka Connect
@@ -69,16 +78,21 @@ impl AvroSchema {
         let schema = apache_avro::Schema::parse_str(text).map_err(|e| e.to_string())?;
         let json: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let shape = Shapes::default().of(&json, "");
-        Ok(Self { schema, shape })
+        let reader = apache_avro::GenericSingleObjectReader::builder()
+            .schema(schema)
+            .header(Vec::new())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { reader, shape })
     }
 
     /// Decodes one body (a whole datum, nothing after it) into JSON. The error says what does not
     /// match, never the body's content.
     pub fn decode(&self, body: &[u8]) -> Result<Value, String> {
         let mut reader = body;
-        let value = apache_avro::reader::datum::GenericDatumReader::builder(&self.schema)
-            .build()
-            .and_then(|r| r.read_value(&mut reader))
+        let value = self
+            .reader
+            .read_value(&mut reader)
             .map_err(|e| bounded(e.to_string()))?;
         if !reader.is_empty() {
             return Err(format!(
