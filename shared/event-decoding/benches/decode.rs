@@ -1,11 +1,11 @@
 //! Decoding a 10,000-record, ~6 MB batch (the ESM invocation payload limit) into typed gifts.
 //!
-//! `cargo bench -p event-decoding`; throughput is reported per payload byte and per record.
-//! Measured on the shared 2-core dev machine (6,015,065-byte payload): payload to typed gifts
-//! ~10 ms (~540 MiB/s, ~1.0M records/s; was ~20 ms before the fast paths); payload to batch only
-//! ~6.4 ms (was ~13.9 ms); typed values from an already parsed batch ~3.0 ms (~3.3M records/s);
-//! CDC changes from a parsed batch ~5.9 ms (~1.7M records/s).
-
+//! `cargo bench -p event-decoding`; throughput is reported per payload byte and per record, with
+//! the function binaries' allocator (mimalloc). Measured on the shared 2-core dev machine
+//! (6,015,065-byte payload, load average ~2.4): payload to typed gifts 9.1 ms (633 MiB/s, 1.13M
+//! records/s; ~10 ms before issue 15's buffer sharing, ~20 ms before the fast paths); payload to
+//! batch 5.3 ms; payload to CDC changes 12.3 ms (746k records/s). README, Benchmarks, has the
+//! figures under load.
 use std::hint::black_box;
 use std::time::Duration;
 
