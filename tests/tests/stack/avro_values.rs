@@ -207,3 +207,131 @@ fn runner_dead_letters(dir: &std::path::Path) -> usize {
         .map(|s| s.lines().count())
         .unwrap_or(0)
 }
+
+/// Debezium Avro page changes (key schema 2, envelope schema 3 of `events/schemas/`, written by
+/// fastavro with the Confluent prefix) through the broker, `esm-local` and the real
+/// `page-embedder` binary with `VALUE_FORMAT=avro`: the created-then-updated page is embedded with
+/// its last body, the created-then-deleted page has no vectors, and the Json column does not
+/// trouble anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debezium_avro_pages_through_the_broker_are_embedded() {
+    use integration_tests::fake_embedder::{Api, FakeEmbedder};
+    const MODEL: &str = "avro-embed";
+    const DIMS: usize = 768;
+
+    let test = "avro_pages";
+    let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
+        return;
+    };
+    let page_bin = function_binary("page-embedder");
+    let run = unique("avrop").replace('_', "-");
+    let topic = format!("{run}-pages");
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let schemas = repo().join("events/schemas");
+    let key_schema = schemas.join("2-page-key.avsc");
+    let env_schema = schemas.join("3-page-envelope.avsc");
+    let registry = FakeSchemaRegistry::start(
+        [
+            (2, std::fs::read_to_string(&key_schema).unwrap()),
+            (3, std::fs::read_to_string(&env_schema).unwrap()),
+        ],
+        None,
+    )
+    .await;
+    let embedder = FakeEmbedder::start(Api::Ollama, MODEL, DIMS).await;
+
+    let (p1, p2) = (format!("{run}-p1"), format!("{run}-p2"));
+    let source = |lsn: i64| {
+        json!({"version": "2.7.3.Final", "connector": "postgresql", "name": "cdc",
+               "ts_ms": 1_732_350_000_000i64, "db": "app", "schema": "public", "table": "pages",
+               "lsn": lsn})
+    };
+    let row = |id: &str, body: &str| {
+        json!({"page_id": id, "title": "t", "body": body, "meta": "{\"tags\":[\"a\"]}",
+               "price": null, "updated_at": 1_732_350_000_123_456i64})
+    };
+    let envelopes = [
+        json!({"before": null, "after": row(&p1, "first body of p1"), "source": source(100), "op": "c", "ts_ms": null}),
+        json!({"before": null, "after": row(&p2, "body of p2"), "source": source(108), "op": "c", "ts_ms": null}),
+        json!({"before": row(&p1, "first body of p1"), "after": row(&p1, "second body of p1"), "source": source(116), "op": "u", "ts_ms": null}),
+        json!({"before": row(&p2, "body of p2"), "after": null, "source": source(124), "op": "d", "ts_ms": null}),
+    ];
+    let keys = [&p1, &p2, &p1, &p2].map(|id| json!({ "page_id": id }));
+    let keys = fastavro(key_schema.to_str().unwrap(), 2, &keys);
+    let values = fastavro(env_schema.to_str().unwrap(), 3, &envelopes);
+
+    let env = vec![
+        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
+            stack.service_key.clone(),
+        ),
+        ("EMBED_PROVIDER".to_owned(), "ollama".to_owned()),
+        ("EMBED_BASE_URL".to_owned(), embedder.base_url()),
+        ("EMBED_MODEL".to_owned(), MODEL.to_owned()),
+        ("EMBED_DIM".to_owned(), DIMS.to_string()),
+        ("VALUE_FORMAT".to_owned(), "avro".to_owned()),
+        ("SCHEMA_REGISTRY_URL".to_owned(), registry.url()),
+    ];
+    let cfg = runner_config(
+        &kafka,
+        &topic,
+        &format!("{run}-esm"),
+        &page_bin,
+        &format!("{run}-page-embedder"),
+        env,
+        dir.join("esm.dlq"),
+    );
+    let mut client = create_topic(&kafka, &topic, 1).await;
+    // The records are binary: esm-local hands them to the function base64-encoded, as the ESM does.
+    let records: Vec<(Option<Vec<u8>>, Vec<u8>)> = keys.into_iter().map(Some).zip(values).collect();
+    let produce: Vec<_> = records
+        .into_iter()
+        .map(|(k, v)| esm_local::kafka::ProduceRecord {
+            key: k,
+            value: Some(v),
+            headers: vec![],
+            timestamp_ms: integration_tests::esm::now_ms() as i64,
+        })
+        .collect();
+    client
+        .produce(
+            &esm_local::kafka::TopicPartition::new(topic.clone(), 0),
+            &produce,
+        )
+        .await
+        .expect("produce");
+    let runner = Runner::start(cfg);
+
+    let vectors = |id: &str| -> String {
+        stack.sql(&format!(
+            "select count(*) || ':' || coalesce(string_agg(chunk_text, '|'), '')
+               from page_vectors where page_id = {} and model = {}",
+            lit(id),
+            lit(MODEL)
+        ))
+    };
+    let done = wait_until(Duration::from_secs(40), || {
+        vectors(&p1) == "1:second body of p1" && runner.stats.records_processed.load(Relaxed) >= 4
+    })
+    .await;
+    assert!(
+        done,
+        "p1: {} after {} records",
+        vectors(&p1),
+        runner.stats.records_processed.load(Relaxed)
+    );
+    assert_eq!(vectors(&p2), "0:", "p2 was deleted");
+    assert_eq!(
+        stack.sql(&format!(
+            "select count(*) from dead_letters where topic = {}",
+            lit(&topic)
+        )),
+        "0"
+    );
+    runner.assert_running();
+    runner.stop().await.expect("runner");
+    assert_eq!(runner_dead_letters(&dir), 0);
+}
