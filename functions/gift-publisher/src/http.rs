@@ -87,11 +87,12 @@ impl HttpRequest {
     }
 
     /// Length of the body in bytes once decoded, without decoding it (base64 is 4 characters per
-    /// 3 bytes, so this is exact up to padding).
+    /// 3 bytes, less one byte per `=` of padding; exact for valid base64).
     pub fn body_len(&self) -> usize {
         let Some(body) = &self.body else { return 0 };
         if self.is_base64_encoded {
-            body.len() / 4 * 3
+            let padding = body.bytes().rev().take(2).filter(|b| *b == b'=').count();
+            (body.len() / 4 * 3).saturating_sub(padding)
         } else {
             body.len()
         }
@@ -197,12 +198,16 @@ mod tests {
             ..HttpRequest::default()
         };
         assert_eq!(r.body_bytes(), Err(BodyEncodingError));
-        let r = HttpRequest {
-            body: Some("aGVsbG8h".into()),
-            is_base64_encoded: true,
-            ..HttpRequest::default()
-        };
-        assert_eq!(r.body_len(), r.body_bytes().unwrap().len());
+        // Exact for every padding: 0, 1 and 2 `=` (a body of exactly the limit is not refused).
+        for text in ["hello!", "hello", "hell", ""] {
+            let r = HttpRequest {
+                body: Some(base64::engine::general_purpose::STANDARD.encode(text)),
+                is_base64_encoded: true,
+                ..HttpRequest::default()
+            };
+            assert_eq!(r.body_len(), text.len(), "{text:?}");
+            assert_eq!(r.body_len(), r.body_bytes().unwrap().len());
+        }
     }
 
     #[test]
