@@ -134,7 +134,9 @@ impl HttpResponse {
     /// people, `code` for programs, and `errors` (one per bad field) when there are any.
     pub fn problem(status: u16, code: &str, title: &str, detail: &str, errors: Vec<Value>) -> Self {
         let mut doc = json!({
-            "type": format!("https://github.com/kafka-lambdas/problems#{code}"),
+            // A URN, not a URL: RFC 9457 allows a type that does not resolve, and there is no
+            // page to point at.
+            "type": format!("urn:kafka-lambdas:problem:{code}"),
             "title": title,
             "status": status,
             "code": code,
@@ -217,6 +219,7 @@ mod tests {
         let doc = r.body_json();
         assert_eq!(doc["status"], 400);
         assert_eq!(doc["title"], "Invalid gift");
+        assert_eq!(doc["type"], "urn:kafka-lambdas:problem:invalid_gift");
         assert!(doc.get("errors").is_none());
     }
 }
