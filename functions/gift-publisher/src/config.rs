@@ -296,6 +296,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_custom_ca_is_the_only_trust_anchor() {
+        // testdata/ca.pem: a self-signed test CA (its key was thrown away).
+        let ca = include_str!("../testdata/ca.pem");
+        let c = Config::from(&Env::from_pairs([
+            ("KAFKA_BOOTSTRAP_SERVERS", "b:9094"),
+            ("KAFKA_CA_PEM", ca),
+        ]))
+        .await
+        .unwrap();
+        assert!(c.kafka.tls.is_some());
+        assert_eq!(root_store(ca).unwrap().len(), 1);
+        assert_eq!(root_store(&format!("{ca}{ca}")).unwrap().len(), 2);
+        let e = root_store("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("no CERTIFICATE block"), "{e}");
+    }
+
+    #[tokio::test]
     async fn scram_credentials_never_show_in_debug_output() {
         let c = Config::from(&Env::from_pairs([
             ("KAFKA_BOOTSTRAP_SERVERS", "b:9096"),

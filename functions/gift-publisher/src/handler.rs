@@ -241,9 +241,8 @@ impl<B: Broker> Publisher<B> {
         if gift.get("ts").is_none_or(Value::is_null) {
             gift.insert("ts".into(), json!(now as f64 / 1000.0));
         }
-        let value = Value::Object(gift);
         let checked =
-            Gift::validate_all(value.clone(), now, &self.limits.gift).map_err(|problems| {
+            Gift::validate_all(Value::Object(gift), now, &self.limits.gift).map_err(|problems| {
                 let detail = problems
                     .iter()
                     .map(ToString::to_string)
@@ -266,7 +265,8 @@ impl<B: Broker> Publisher<B> {
             page_id: checked.page_id,
             record: OutRecord {
                 key: checked.page_id.to_string().into_bytes(),
-                value: serde_json::to_vec(&value).expect("a JSON value serializes"),
+                // The validated gift keeps the whole object (stamps included) as `raw`.
+                value: serde_json::to_vec(&checked.raw).expect("a JSON object serializes"),
                 headers,
                 timestamp_ms: now,
             },

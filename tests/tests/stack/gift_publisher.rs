@@ -513,3 +513,75 @@ fn the_msk_iam_token_signature_matches_botocores() {
         }
     }
 }
+
+#[tokio::test]
+async fn scram_credentials_and_root_ca_come_from_secrets_manager() {
+    let test = "gift_publisher_secrets";
+    let Some(stack) = StackEnv::get_or_skip(test) else {
+        return;
+    };
+    assert!(
+        stack.secrets_endpoint.is_some(),
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER (scripts/local-stack env) is needed by {test}"
+    );
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&conf);
+    // MSK's SCRAM secrets are named AmazonMSK_* and hold {"username", "password"}; the ESM's
+    // root-CA secret holds {"certificate": PEM}.
+    let scram = unique("AmazonMSK_gift-publisher");
+    let password = unique("pw");
+    let ca = unique("kafka-root-ca");
+    for (name, value) in [
+        (
+            &scram,
+            json!({"username": "vault-writer", "password": password}),
+        ),
+        (
+            &ca,
+            json!({"certificate": include_str!("../../../functions/gift-publisher/testdata/ca.pem")}),
+        ),
+    ] {
+        sm.create_secret()
+            .name(name)
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .expect("moto create_secret");
+    }
+    let env = lambda_kit::config::Env::from_pairs([
+        ("KAFKA_BOOTSTRAP_SERVERS", "b-1.kafka.internal:9096"),
+        ("KAFKA_AUTH", "scram-sha-512"),
+        ("KAFKA_SASL_SECRET_ID", scram.as_str()),
+        ("KAFKA_ROOT_CA_SECRET_ID", ca.as_str()),
+    ]);
+    let config = gift_publisher::config::Config::from(&env).await.unwrap();
+    let gift_publisher::kafka::Auth::Scram {
+        sha512: true,
+        username,
+        password: secret,
+    } = &config.kafka.auth
+    else {
+        panic!("SCRAM-SHA-512 expected: {:?}", config.kafka.auth)
+    };
+    assert_eq!(
+        (username.as_str(), secret.expose()),
+        ("vault-writer", password.as_str())
+    );
+    assert!(
+        config.kafka.tls.is_some(),
+        "TLS with the CA from the secret"
+    );
+    assert!(!format!("{config:?}").contains(&password));
+
+    // A secret that does not exist fails the cold start, naming the variable, not the value.
+    let env = lambda_kit::config::Env::from_pairs([
+        ("KAFKA_BOOTSTRAP_SERVERS", "b-1.kafka.internal:9096"),
+        ("KAFKA_AUTH", "scram-sha-512"),
+        ("KAFKA_SASL_SECRET_ID", "AmazonMSK_does-not-exist"),
+    ]);
+    let e = gift_publisher::config::Config::from(&env)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("KAFKA_SASL_SECRET_ID"), "{e}");
+}
