@@ -241,8 +241,8 @@ impl<B: Broker> Publisher<B> {
         if gift.get("ts").is_none_or(Value::is_null) {
             gift.insert("ts".into(), json!(now as f64 / 1000.0));
         }
-        let checked =
-            Gift::validate_all(Value::Object(gift), now, &self.limits.gift).map_err(|problems| {
+        let checked = Gift::validate_all(Value::Object(gift), now, &self.limits.gift).map_err(
+            |problems| {
                 let detail = problems
                     .iter()
                     .map(ToString::to_string)
@@ -253,7 +253,8 @@ impl<B: Broker> Publisher<B> {
                     &detail,
                     problems.iter().map(problem).collect(),
                 )
-            })?;
+            },
+        )?;
         let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
         for name in TRACE_HEADERS {
             if let Some(v) = request.header(name) {
