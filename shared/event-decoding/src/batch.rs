@@ -647,17 +647,7 @@ mod tests {
 
     /// The strict parse alone: every text read as a JSON string, the path tracked.
     fn strict(bytes: &[u8]) -> Result<KafkaBatch, BatchError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw: RawBatch<Str> =
-            serde_path_to_error::deserialize(&mut de).map_err(|e| BatchError::InvalidEvent {
-                path: e.path().to_string(),
-                message: e.into_inner().to_string(),
-            })?;
-        de.end().map_err(|e| BatchError::InvalidEvent {
-            path: ".".into(),
-            message: e.to_string(),
-        })?;
-        raw.into_batch(&Arc::default()).unwrap()
+        KafkaBatch::parse_strict(bytes)
     }
 
     /// A payload with `key` and `value` spliced in as they are (not escaped).
