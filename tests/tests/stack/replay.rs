@@ -393,50 +393,39 @@ async fn replay_through_the_lambda_invoke_api() {
     };
 
     // A deployed function that cannot start (no Supabase URL): a function error fails the event.
-    let crashing = integration_tests::fake_lambda::FakeLambda::start(FunctionSpec {
-        path: function_binary("gift-persister"),
-        env: vec![
-            ("SUPABASE_REST_URL".into(), "not a url".into()),
-            ("AWS_LAMBDA_LOG_LEVEL".into(), "off".into()),
-        ],
-        name: "gift-persister".into(),
-        timeout: Duration::from_secs(30),
-        memory_mb: 256,
-    })
+    // The function behind a local Lambda Invoke API, with `function_env`; one replay through it,
+    // and the fake (its recorded calls).
+    let replay_via_invoke = |function_env: Vec<(String, String)>| {
+        let (letters, env, selection) = (&letters, &env, &selection);
+        async move {
+            let lambda = integration_tests::fake_lambda::FakeLambda::start(FunctionSpec {
+                path: function_binary("gift-persister"),
+                env: function_env,
+                name: "gift-persister".into(),
+                timeout: Duration::from_secs(30),
+                memory_mb: 256,
+            })
+            .await;
+            let mut target =
+                Target::aws_with(lambda_client(&lambda.server.url()), "gift-persister");
+            let s = replay(letters, &client(env), selection, &mut target, &settings())
+                .await
+                .unwrap();
+            (s, lambda)
+        }
+    };
+    let (s, _) = replay_via_invoke(vec![
+        ("SUPABASE_REST_URL".into(), "not a url".into()),
+        ("AWS_LAMBDA_LOG_LEVEL".into(), "off".into()),
+    ])
     .await;
-    let mut target = Target::aws_with(lambda_client(&crashing.server.url()), "gift-persister");
-    let s = replay(
-        &letters,
-        &client(&env),
-        &selection,
-        &mut target,
-        &settings(),
-    )
-    .await
-    .unwrap();
     assert_eq!(s.count(Outcome::Failed), 1, "{s:?}");
 
-    let fixed = integration_tests::fake_lambda::FakeLambda::start(FunctionSpec {
-        path: function_binary("gift-persister"),
-        env: vec![
-            ("AWS_LAMBDA_LOG_LEVEL".into(), "error".into()),
-            ("METRICS_ENABLED".into(), "false".into()),
-        ],
-        name: "gift-persister".into(),
-        timeout: Duration::from_secs(30),
-        memory_mb: 256,
-    })
+    let (s, fixed) = replay_via_invoke(vec![
+        ("AWS_LAMBDA_LOG_LEVEL".into(), "error".into()),
+        ("METRICS_ENABLED".into(), "false".into()),
+    ])
     .await;
-    let mut target = Target::aws_with(lambda_client(&fixed.server.url()), "gift-persister");
-    let s = replay(
-        &letters,
-        &client(&env),
-        &selection,
-        &mut target,
-        &settings(),
-    )
-    .await
-    .unwrap();
     assert_eq!((s.count(Outcome::Stored), s.invocations), (1, 1), "{s:?}");
     let calls = fixed.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1);
