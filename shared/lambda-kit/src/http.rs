@@ -239,18 +239,18 @@ pub async fn attempt<'s>(
     let request = crate::trace::propagate(request);
     let response = request.timeout(timeout).send().await.map_err(transport)?;
     let status = response.status();
+    if status.is_success() {
+        return response.bytes().await.map_err(transport);
+    }
+    // Only a rejection reads its headers (`Retry-After`, content type): no copy on success.
     let headers = response.headers().clone();
     let body = response.bytes().await.map_err(transport)?;
-    if status.is_success() {
-        Ok(body)
-    } else {
-        Err(Failure::Status(Rejection {
-            status,
-            headers,
-            body,
-            secret,
-        }))
-    }
+    Err(Failure::Status(Rejection {
+        status,
+        headers,
+        body,
+        secret,
+    }))
 }
 
 /// How one client sends its requests: [`attempt`] after [`attempt`] under

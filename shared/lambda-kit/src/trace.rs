@@ -190,6 +190,10 @@ pub struct BatchTrace {
 impl BatchTrace {
     /// Reads every record's headers. The batch's span is a child of the first traced record's.
     pub fn of(records: &[KafkaRecord]) -> Self {
+        // Most batches carry no headers at all: nothing to parse or keep per record.
+        if records.iter().all(|r| r.headers().is_empty()) {
+            return Self::default();
+        }
         let records: Vec<Option<TraceContext>> =
             records.iter().map(TraceContext::from_record).collect();
         let parent = records.iter().flatten().next();
@@ -274,18 +278,9 @@ pub async fn in_context<F: Future>(cx: Option<TraceContext>, work: F) -> F::Outp
 
 /// Adds the current span's headers to `request` (nothing outside a scope).
 pub fn propagate(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    match CURRENT.try_with(|cx| {
-        cx.as_ref()
-            .map(|cx| (cx.traceparent(), cx.tracestate.clone()))
-    }) {
-        Ok(Some((traceparent, tracestate))) => {
-            let request = request.header(TRACEPARENT, traceparent);
-            match tracestate {
-                Some(ts) => request.header(TRACESTATE, ts),
-                None => request,
-            }
-        }
-        _ => request,
+    match CURRENT.try_with(Clone::clone).ok().flatten() {
+        Some(cx) => cx.apply(request),
+        None => request,
     }
 }
 
