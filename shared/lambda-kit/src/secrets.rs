@@ -97,7 +97,8 @@ fn cache() -> &'static Mutex<HashMap<String, Secret>> {
 
 /// Resolves the secret: `spec.env_var` when set, else the Secrets Manager secret named by
 /// `spec.secret_id_var` (plain string, or a JSON object whose `spec.json_field` is a string).
-/// Secrets Manager values are cached per secret id and field for the life of the process.
+/// A Secrets Manager secret is fetched once per secret id for the life of the process, whichever
+/// fields are read from it.
 ///
 /// The AWS client honours the usual configuration (`AWS_REGION`, credentials,
 /// `AWS_ENDPOINT_URL_SECRETS_MANAGER`).
@@ -120,15 +121,39 @@ pub async fn resolve(env: &Env, spec: &SecretSpec<'_>) -> Result<Secret, SecretE
             secret_id_var: spec.secret_id_var.to_owned(),
         });
     };
-    let cache_key = format!("{secret_id}\u{0}{}", spec.json_field);
-    if let Some(hit) = cache().lock().expect("secret cache").get(&cache_key) {
-        return Ok(hit.clone());
-    }
+    let unusable = |problem: &str| SecretError::Unusable {
+        secret_id: secret_id.clone(),
+        secret_id_var: spec.secret_id_var.to_owned(),
+        problem: problem.to_owned(),
+    };
+    // The secret's string, cached per id: several fields of one secret (a user name and a
+    // password) cost one call.
+    let cached = cache().lock().expect("secret cache").get(&secret_id).cloned();
+    let raw = match cached {
+        Some(raw) => raw,
+        None => {
+            let raw = fetch(&secret_id, spec.secret_id_var)
+                .await?
+                .ok_or_else(|| unusable("has no string value"))?;
+            cache()
+                .lock()
+                .expect("secret cache")
+                .insert(secret_id.clone(), raw.clone());
+            raw
+        }
+    };
+    extract(raw.expose(), spec.json_field)
+        .map(Secret::new)
+        .map_err(|p| unusable(&p))
+}
+
+/// The string value of Secrets Manager secret `secret_id` (`None`: it has none).
+async fn fetch(secret_id: &str, secret_id_var: &str) -> Result<Option<Secret>, SecretError> {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let client = aws_sdk_secretsmanager::Client::new(&config);
     let out = client
         .get_secret_value()
-        .secret_id(&secret_id)
+        .secret_id(secret_id)
         .send()
         .await
         .map_err(|e| {
@@ -140,27 +165,13 @@ pub async fn resolve(env: &Env, spec: &SecretSpec<'_>) -> Result<Secret, SecretE
                 .raw_response()
                 .is_some_and(|r| r.status().is_server_error());
             SecretError::Fetch {
-                secret_id: secret_id.clone(),
-                secret_id_var: spec.secret_id_var.to_owned(),
+                secret_id: secret_id.to_owned(),
+                secret_id_var: secret_id_var.to_owned(),
                 message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
                 transient,
             }
         })?;
-    let unusable = |problem: &str| SecretError::Unusable {
-        secret_id: secret_id.clone(),
-        secret_id_var: spec.secret_id_var.to_owned(),
-        problem: problem.to_owned(),
-    };
-    let raw = out
-        .secret_string()
-        .ok_or_else(|| unusable("has no string value"))?;
-    let value = extract(raw, spec.json_field).map_err(|p| unusable(&p))?;
-    let secret = Secret::new(value);
-    cache()
-        .lock()
-        .expect("secret cache")
-        .insert(cache_key, secret.clone());
-    Ok(secret)
+    Ok(out.secret_string().map(Secret::new))
 }
 
 /// The secret out of a Secrets Manager string: a JSON object's `field`, or the plain string.
