@@ -128,7 +128,11 @@ pub async fn resolve(env: &Env, spec: &SecretSpec<'_>) -> Result<Secret, SecretE
     };
     // The secret's string, cached per id: several fields of one secret (a user name and a
     // password) cost one call.
-    let cached = cache().lock().expect("secret cache").get(&secret_id).cloned();
+    let cached = cache()
+        .lock()
+        .expect("secret cache")
+        .get(&secret_id)
+        .cloned();
     let raw = match cached {
         Some(raw) => raw,
         None => {
