@@ -65,6 +65,10 @@ async fn model_change_reembeds_every_page_and_a_killed_run_resumes() {
         .collect();
     let h = handler(&setup).await;
     run(&h, &batch(records)).await;
+    // A page that LIKE's `_` wildcard would take for one of the prefix's (`kl_re` ~ `klXre`):
+    // the prefix must select it out.
+    let decoy = format!("{}-decoy", prefix.replacen('_', "X", 1));
+    run(&h, &batch(vec![upsert(99, &decoy, "A decoy page.")])).await;
     let before = rows(&client, &page_ids).await;
     let total = before.len();
     assert!(total > 24, "long pages have several chunks: {total}");
@@ -148,6 +152,16 @@ async fn model_change_reembeds_every_page_and_a_killed_run_resumes() {
         assert_eq!(new.content_hash, content_hash(&new_model, 768, &embedded));
         assert_eq!(new.vector(), expected_vector(&embedded, 768));
     }
+
+    assert_eq!(
+        env.count(&format!(
+            "select count(*) from page_vectors where page_id = {} and model = {}",
+            lit(&decoy),
+            lit(&old_model)
+        )),
+        1,
+        "a page outside the prefix keeps its vectors"
+    );
 
     // Nothing left: another run embeds nothing, and the function itself, configured with the
     // new model, finds an unchanged page current.

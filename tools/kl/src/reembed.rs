@@ -165,7 +165,9 @@ impl<E: Embedder, S: VectorStore> Reembedder<'_, E, S> {
     async fn page_ids(&self, settings: &ReembedSettings) -> Result<Vec<String>, PostgrestError> {
         let deadline = Deadline::after(BATCH_BUDGET);
         let filter = match &settings.page_prefix {
-            Some(p) => Filter::like("page_id", format!("{p}*")),
+            // LIKE's own wildcards in the prefix match themselves only (`_` would match any
+            // character: `kl_re` would take `klXre` pages too).
+            Some(p) => Filter::like("page_id", format!("{}*", like_literal(p))),
             None => Filter::not_null("page_id"),
         };
         let rows: Vec<IndexRow> = self
@@ -381,4 +383,17 @@ mod tests {
         // An OpenAI model name served by another provider (Ollama) is not billed by OpenAI.
         assert_eq!(estimate(&s, "text-embedding-3-small", false).cost_usd, None);
     }
+}
+
+/// `text` as a literal in a SQL LIKE pattern: `\`, `%` and `_` escaped (PostgreSQL's default
+/// escape character). PostgREST turns every `*` into `%`, so a `*` cannot be matched literally.
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
