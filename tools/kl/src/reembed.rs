@@ -357,6 +357,19 @@ pub fn estimate(summary: &ReembedSummary, model: &str, openai: bool) -> Estimate
     }
 }
 
+/// `text` as a literal in a SQL LIKE pattern: `\`, `%` and `_` escaped (PostgreSQL's default
+/// escape character). PostgREST turns every `*` into `%`, so a `*` cannot be matched literally.
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,17 +396,4 @@ mod tests {
         // An OpenAI model name served by another provider (Ollama) is not billed by OpenAI.
         assert_eq!(estimate(&s, "text-embedding-3-small", false).cost_usd, None);
     }
-}
-
-/// `text` as a literal in a SQL LIKE pattern: `\`, `%` and `_` escaped (PostgreSQL's default
-/// escape character). PostgREST turns every `*` into `%`, so a `*` cannot be matched literally.
-fn like_literal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
