@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use apache_avro::types::Value as Avro;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use event_decoding::{AvroSchema, Decoding, EventSource, KafkaBatch, KafkaRecord, ValueFormat};
+use event_decoding::{
+    AvroSchema, Decoding, EventSource, KafkaBatch, KafkaRecord, ValueFormat, WriterSchema,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -103,8 +105,10 @@ fn decode(c: &mut Criterion) {
         json.len(),
         avro.len()
     );
-    let schemas: HashMap<String, Arc<AvroSchema>> =
-        HashMap::from([("1".into(), Arc::new(AvroSchema::parse(SCHEMA).unwrap()))]);
+    let schemas: HashMap<String, Arc<WriterSchema>> = HashMap::from([(
+        "1".into(),
+        Arc::new(AvroSchema::parse(SCHEMA).unwrap().into()),
+    )]);
     let avro_decoding = Decoding::new(ValueFormat::Avro, &schemas);
     let auto_decoding = Decoding::new(ValueFormat::Auto, &schemas);
 

@@ -5,8 +5,9 @@
 //! - [`KafkaRecord`]: lazy base64 decoding, typed JSON values with per-record [`RecordError`]s
 //!   carrying a stable [`ErrorCode`], and CDC decoding into [`Change`]s.
 //! - [`KafkaBatchResponse`] and [`BatchReport`]: the partial batch response.
-//! - [`ValueFormat`], [`Decoding`], [`AvroSchema`]: Avro values (schema metadata from the ESM's
-//!   schema registry, or the Confluent wire prefix) decoded into the same JSON.
+//! - [`ValueFormat`], [`Decoding`], [`WriterSchema`] ([`AvroSchema`], [`ProtoSchema`], JSON Schema):
+//!   Avro, Protobuf and JSON Schema values (schema metadata from the ESM's schema registry, or
+//!   the Confluent wire prefix) decoded into the same JSON.
 //!
 //! ```
 //! use event_decoding::{BatchReport, KafkaBatch, Outcome};
@@ -31,6 +32,7 @@ mod avro;
 mod batch;
 pub mod cdc;
 mod error;
+mod protobuf;
 mod record;
 mod response;
 mod schema;
@@ -40,12 +42,13 @@ pub use avro::AvroSchema;
 pub use batch::{EventSource, KafkaBatch, KafkaBatchBuilder};
 pub use cdc::{Change, Op, json_kind};
 pub use error::{BatchError, ErrorCode, RecordError};
+pub use protobuf::ProtoSchema;
 pub use record::{Header, KafkaRecord, RecordId};
 pub use response::{
     AllFailed, BatchItemFailure, BatchReport, Counts, ItemIdentifier, KafkaBatchResponse, Outcome,
 };
 pub use schema::{
     DataFormat, Decoding, NoSchemas, SchemaLookup, SchemaMetadata, SchemaUnavailable, ValueFormat,
-    confluent_prefix, schema_ids,
+    WriterSchema, confluent_prefix, schema_ids,
 };
 pub use version::SourceVersion;

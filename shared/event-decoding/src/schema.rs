@@ -1,18 +1,19 @@
 //! Values that are not JSON on the wire: the schema metadata an event source mapping with a schema
 //! registry (`EventRecordFormat: SOURCE`) attaches to each record, the Confluent wire format
-//! (magic byte 0, 4-byte big-endian schema id, body), and the per-record choice of decoder that
-//! `VALUE_FORMAT` configures ([`ValueFormat`]).
+//! (magic byte 0, 4-byte big-endian schema id, for Protobuf the message indexes, then the body),
+//! and the per-record choice of decoder that `VALUE_FORMAT` configures ([`ValueFormat`]).
 //!
 //! Decoding is synchronous and never fetches anything: the writer schemas a batch needs
 //! ([`schema_ids`]) are resolved beforehand (lambda-kit's registry client caches them) and handed
-//! over as a [`SchemaLookup`].
+//! over as a [`SchemaLookup`]. What a body is (Avro, Protobuf or JSON Schema) is the writer
+//! schema's type ([`WriterSchema`]), whichever registry it came from.
 //!
 //! ```
 //! use std::collections::HashMap;
 //! use std::sync::Arc;
-//! use event_decoding::{AvroSchema, Decoding, KafkaRecord, ValueFormat};
+//! use event_decoding::{DataFormat, Decoding, KafkaRecord, ValueFormat, WriterSchema};
 //!
-//! let schema = AvroSchema::parse(r#"{"type":"record","name":"Gift","fields":[{"name":"page_id","type":"long"}]}"#).unwrap();
+//! let schema = WriterSchema::parse(DataFormat::Avro, r#"{"type":"record","name":"Gift","fields":[{"name":"page_id","type":"long"}]}"#, &[]).unwrap();
 //! let schemas = HashMap::from([("7".to_string(), Arc::new(schema))]);
 //! // Confluent wire format: magic byte, schema id 7, then the Avro body (page_id 21 as a zigzag varint).
 //! let record = KafkaRecord::new("gift_events", 0, 0, 0).with_value([0, 0, 0, 0, 7, 42]);
@@ -33,6 +34,7 @@ use serde_json::Value;
 use crate::avro::AvroSchema;
 use crate::cdc::{self, Change};
 use crate::error::{ErrorCode, RecordError};
+use crate::protobuf::{self, ProtoSchema};
 use crate::record::KafkaRecord;
 use crate::version::SourceVersion;
 
@@ -125,7 +127,7 @@ impl<'de> Deserialize<'de> for MetadataField {
 pub enum DataFormat {
     /// Apache Avro.
     Avro,
-    /// Protocol Buffers (not decoded by this crate yet).
+    /// Protocol Buffers.
     Protobuf,
     /// JSON Schema: the body is JSON.
     Json,
@@ -135,11 +137,17 @@ pub enum DataFormat {
 
 /// How record values are decoded (`VALUE_FORMAT`).
 ///
+/// Whichever is chosen, a value described by a registry schema is decoded as that schema's type
+/// says (the registry's `schemaType`: Avro, Protobuf or JSON Schema). A JSON Schema value is
+/// JSON text and is read as such: it is not validated against its schema (the producer's
+/// serializer and the ESM's validation are where that happens).
+///
 /// ```
 /// use event_decoding::ValueFormat;
 /// assert_eq!("AVRO".parse::<ValueFormat>().unwrap(), ValueFormat::Avro);
+/// assert_eq!("protobuf".parse::<ValueFormat>().unwrap(), ValueFormat::Protobuf);
 /// assert_eq!(ValueFormat::default(), ValueFormat::Json);
-/// assert!("xml".parse::<ValueFormat>().unwrap_err().contains("json, avro or auto"));
+/// assert!("xml".parse::<ValueFormat>().unwrap_err().contains("json, avro, protobuf or auto"));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ValueFormat {
@@ -149,17 +157,20 @@ pub enum ValueFormat {
     /// Every value is Avro: a record's `valueSchemaMetadata` names the schema, else its Confluent
     /// wire prefix does; a value with neither is dead-lettered (`missing_schema_id`).
     Avro,
-    /// Per record: Avro when the metadata says so or the value starts with the Confluent magic
-    /// byte (0, which no JSON text starts with), JSON otherwise.
+    /// Every value is Protobuf, its schema named as for [`Avro`](Self::Avro).
+    Protobuf,
+    /// Per record: described by a registry schema when the metadata says so or the value starts
+    /// with the Confluent magic byte (0, which no JSON text starts with), JSON otherwise.
     Auto,
 }
 
 impl ValueFormat {
-    /// `json`, `avro` or `auto`.
+    /// `json`, `avro`, `protobuf` or `auto`.
     pub fn as_str(&self) -> &'static str {
         match self {
             ValueFormat::Json => "json",
             ValueFormat::Avro => "avro",
+            ValueFormat::Protobuf => "protobuf",
             ValueFormat::Auto => "auto",
         }
     }
@@ -171,9 +182,10 @@ impl FromStr for ValueFormat {
         match s.trim().to_ascii_lowercase().as_str() {
             "json" => Ok(ValueFormat::Json),
             "avro" => Ok(ValueFormat::Avro),
+            "protobuf" => Ok(ValueFormat::Protobuf),
             "auto" => Ok(ValueFormat::Auto),
             other => Err(format!(
-                "`{other}` is not a value format; expected json, avro or auto"
+                "`{other}` is not a value format; expected json, avro, protobuf or auto"
             )),
         }
     }
@@ -214,20 +226,99 @@ pub enum SchemaUnavailable {
     FetchFailed(String),
 }
 
-/// Writer schemas by id, resolved before a batch is decoded.
-///
-/// A `HashMap<String, Arc<AvroSchema>>` is one (schemas given in configuration, tests); lambda-kit's
-/// registry client is another.
-pub trait SchemaLookup {
-    /// The Avro schema with registry id `id`.
-    fn avro(&self, id: &str) -> Result<Arc<AvroSchema>, SchemaUnavailable>;
+/// A writer schema of any registry, parsed and ready to decode bodies with: what a
+/// [`SchemaLookup`] hands out. A registry client fetches `(format, definition, references)` by
+/// the id a record names and calls [`WriterSchema::parse`]; decoding follows the variant.
+#[derive(Debug)]
+#[non_exhaustive]
+// One per schema id, always behind an `Arc`: the size of the Avro variant costs nothing per record.
+#[allow(clippy::large_enum_variant)]
+pub enum WriterSchema {
+    /// An Avro schema.
+    Avro(AvroSchema),
+    /// A Protobuf schema (a compiled `.proto` file).
+    Protobuf(ProtoSchema),
+    /// A JSON Schema: the body is JSON text, read as JSON (not validated against the schema).
+    Json,
 }
 
-impl SchemaLookup for HashMap<String, Arc<AvroSchema>> {
-    fn avro(&self, id: &str) -> Result<Arc<AvroSchema>, SchemaUnavailable> {
+impl WriterSchema {
+    /// Parses a registry's schema `definition` of `format` (Confluent's `schemaType`: absent or
+    /// `AVRO`, `PROTOBUF`, `JSON`; Glue's `DataFormat`), with `references`: `(name, definition)` of
+    /// every schema it refers to, directly or through another reference (Avro: the referenced
+    /// named type's full name and its schema; Protobuf: the imported file's name and its
+    /// `.proto` text; JSON Schema: ignored). The error says why the schema cannot be used: a
+    /// fault of the registry or of configuration, never of a record.
+    ///
+    /// ```
+    /// use event_decoding::{DataFormat, WriterSchema};
+    /// let address = ("shop.Address".to_string(),
+    ///     r#"{"type":"record","name":"Address","namespace":"shop","fields":[{"name":"city","type":"string"}]}"#.to_string());
+    /// let s = WriterSchema::parse(DataFormat::Avro,
+    ///     r#"{"type":"record","name":"Gift","namespace":"shop","fields":[{"name":"to","type":"Address"}]}"#,
+    ///     &[address]).unwrap();
+    /// let WriterSchema::Avro(avro) = &s else { unreachable!() };
+    /// assert_eq!(avro.decode(&[4, b'O', b'z']).unwrap(), serde_json::json!({"to": {"city": "Oz"}}));
+    /// assert!(WriterSchema::parse(DataFormat::Protobuf, "message {", &[]).is_err());
+    /// assert!(matches!(WriterSchema::parse(DataFormat::Json, "{}", &[]), Ok(WriterSchema::Json)));
+    /// ```
+    pub fn parse(
+        format: DataFormat,
+        definition: &str,
+        references: &[(String, String)],
+    ) -> Result<Self, String> {
+        match format {
+            DataFormat::Avro => {
+                let inlined = avro_references::inline(definition, references)?;
+                AvroSchema::parse(inlined.as_deref().unwrap_or(definition))
+                    .map(WriterSchema::Avro)
+                    .map_err(|e| format!("not a valid Avro schema: {e}"))
+            }
+            DataFormat::Protobuf => ProtoSchema::parse(definition, references)
+                .map(WriterSchema::Protobuf)
+                .map_err(|e| format!("not a valid Protobuf schema: {e}")),
+            DataFormat::Json => Ok(WriterSchema::Json),
+            DataFormat::Other => Err("a schema type this function does not decode".into()),
+        }
+    }
+
+    /// The schema's type.
+    pub fn format(&self) -> DataFormat {
+        match self {
+            WriterSchema::Avro(_) => DataFormat::Avro,
+            WriterSchema::Protobuf(_) => DataFormat::Protobuf,
+            WriterSchema::Json => DataFormat::Json,
+        }
+    }
+}
+
+impl From<AvroSchema> for WriterSchema {
+    fn from(s: AvroSchema) -> Self {
+        WriterSchema::Avro(s)
+    }
+}
+
+impl From<ProtoSchema> for WriterSchema {
+    fn from(s: ProtoSchema) -> Self {
+        WriterSchema::Protobuf(s)
+    }
+}
+
+/// Writer schemas by id, resolved before a batch is decoded.
+///
+/// A `HashMap<String, Arc<WriterSchema>>` is one (schemas given in configuration, tests);
+/// lambda-kit's registry client is another. An id is whatever the registry calls its schemas: a
+/// Confluent schema id (decimal) or a Glue schema version id (UUID).
+pub trait SchemaLookup {
+    /// The writer schema with registry id `id`.
+    fn schema(&self, id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable>;
+}
+
+impl SchemaLookup for HashMap<String, Arc<WriterSchema>> {
+    fn schema(&self, id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
         self.get(id)
             .cloned()
-            .ok_or_else(|| SchemaUnavailable::Unknown(format!("no Avro schema with id {id}")))
+            .ok_or_else(|| SchemaUnavailable::Unknown(format!("no schema with id {id}")))
     }
 }
 
@@ -236,7 +327,7 @@ impl SchemaLookup for HashMap<String, Arc<AvroSchema>> {
 pub struct NoSchemas;
 
 impl SchemaLookup for NoSchemas {
-    fn avro(&self, id: &str) -> Result<Arc<AvroSchema>, SchemaUnavailable> {
+    fn schema(&self, id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
         Err(SchemaUnavailable::Unknown(format!(
             "schema {id} is needed but no schema registry is configured (SCHEMA_REGISTRY_URL)"
         )))
@@ -278,8 +369,24 @@ impl<'a> Decoding<'a> {
 pub(crate) enum Encoded<'b> {
     /// JSON text (or plain text for keys).
     Json(&'b [u8]),
-    /// An Avro body and the id of its writer schema.
-    Avro { schema_id: String, body: &'b [u8] },
+    /// A body described by the registry schema `schema_id`: what it is (Avro, Protobuf, JSON) is
+    /// the schema's type, known once the schema is fetched.
+    Registry {
+        schema_id: String,
+        body: &'b [u8],
+        framing: Framing,
+    },
+}
+
+/// What precedes a registry-described body besides the schema id, which only matters for
+/// Protobuf (Avro and JSON bodies follow the id directly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// Behind the Confluent wire prefix: a Protobuf body starts with its message indexes.
+    Confluent,
+    /// Delivered with schema metadata (`EventRecordFormat: SOURCE`): a Protobuf body may or may
+    /// not start with its message indexes ([`protobuf::source_message_indexes`]).
+    Source,
 }
 
 /// Which schema ids decoding `records` with `format` needs, keys and values: what a resolver
@@ -308,7 +415,7 @@ pub fn schema_ids(records: &[KafkaRecord], format: ValueFormat) -> BTreeSet<Stri
             (r.value_schema_metadata.as_deref(), r.value().ok().flatten()),
         ] {
             if let Some(bytes) = bytes
-                && let Ok(Encoded::Avro { schema_id, .. }) = encoding(meta, &bytes, format)
+                && let Ok(Encoded::Registry { schema_id, .. }) = encoding(meta, &bytes, format)
             {
                 ids.insert(schema_id);
             }
@@ -329,30 +436,34 @@ fn encoding<'b>(
     }
     if let Some(meta) = meta.filter(|m| !m.schema_id.is_empty()) {
         return match meta.format() {
-            DataFormat::Avro => Ok(Encoded::Avro {
+            DataFormat::Avro | DataFormat::Protobuf => Ok(Encoded::Registry {
                 schema_id: meta.schema_id.clone(),
                 body: bytes,
+                framing: Framing::Source,
             }),
+            // JSON Schema: the ESM delivers the JSON text; its schema adds nothing to read it.
             DataFormat::Json => Ok(Encoded::Json(bytes)),
-            DataFormat::Protobuf | DataFormat::Other => Err((
+            DataFormat::Other => Err((
                 ErrorCode::UnsupportedFormat,
                 format!(
-                    "schema metadata says {}, which this function does not decode (VALUE_FORMAT={format} takes AVRO and JSON)",
+                    "schema metadata says {}, which this function does not decode (it takes AVRO, PROTOBUF and JSON)",
                     meta.data_format
                 ),
             )),
         };
     }
     match confluent_prefix(bytes) {
-        Some((id, body)) => Ok(Encoded::Avro {
+        Some((id, body)) => Ok(Encoded::Registry {
             schema_id: id.to_string(),
             body,
+            framing: Framing::Confluent,
         }),
         None if format == ValueFormat::Auto => Ok(Encoded::Json(bytes)),
         None => Err((
             ErrorCode::MissingSchemaId,
-            "no schema metadata and no Confluent wire prefix (magic byte 0 + schema id); VALUE_FORMAT=avro needs one"
-                .to_string(),
+            format!(
+                "no schema metadata and no Confluent wire prefix (magic byte 0 + schema id); VALUE_FORMAT={format} needs one"
+            ),
         )),
     }
 }
@@ -381,8 +492,9 @@ impl KafkaRecord {
     }
 
     /// Decodes the value into `T` the way `decoding` says: JSON exactly as
-    /// [`value_json`](Self::value_json), Avro through the writer schema into the same JSON shape
-    /// (see [`AvroSchema`] for the mapping), then into `T`.
+    /// [`value_json`](Self::value_json), Avro and Protobuf through the writer schema into the
+    /// same JSON shape (see [`AvroSchema`] and [`ProtoSchema`] for the mappings), a JSON Schema
+    /// value as JSON, then into `T`.
     ///
     /// Errors: `missing_value`, `missing_schema_id` and `schema_mismatch` (the record is bad:
     /// dead-letter it), `unknown_schema_id`, `schema_fetch_failed` and `unsupported_format`
@@ -401,31 +513,36 @@ impl KafkaRecord {
                 "value is null or absent; expected a value",
             )
         })?;
-        match self.encoded(
+        let v = match self.encoded(
             self.value_schema_metadata(),
             &bytes,
             decoding.format,
             "value",
         )? {
-            Encoded::Json(b) => self.parse_json(b, "value"),
-            Encoded::Avro { schema_id, body } => {
-                let v = self.avro_json(&schema_id, body, decoding, "value")?;
-                // `T` is often `serde_json::Value` itself: no round trip through serde then.
-                let v = match (Box::new(v) as Box<dyn Any>).downcast::<T>() {
-                    Ok(t) => return Ok(*t),
-                    Err(v) => *v.downcast::<Value>().expect("boxed a Value"),
-                };
-                serde_path_to_error::deserialize(v).map_err(|e| {
-                    let path = e.path().to_string();
-                    let field = if path == "." {
-                        "value".to_string()
-                    } else {
-                        path
-                    };
-                    self.error(ErrorCode::InvalidField, format!("{field}: {}", e.inner()))
-                })
-            }
-        }
+            Encoded::Json(b) => return self.parse_json(b, "value"),
+            Encoded::Registry {
+                schema_id,
+                body,
+                framing,
+            } => match self.registry_body(&schema_id, body, framing, decoding, "value")? {
+                Body::Json(b) => return self.parse_json(b, "value"),
+                Body::Value(v) => v,
+            },
+        };
+        // `T` is often `serde_json::Value` itself: no round trip through serde then.
+        let v = match (Box::new(v) as Box<dyn Any>).downcast::<T>() {
+            Ok(t) => return Ok(*t),
+            Err(v) => *v.downcast::<Value>().expect("boxed a Value"),
+        };
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "value".to_string()
+            } else {
+                path
+            };
+            self.error(ErrorCode::InvalidField, format!("{field}: {}", e.inner()))
+        })
     }
 
     /// [`change`](Self::change), with values and keys decoded the way `decoding` says.
@@ -434,8 +551,8 @@ impl KafkaRecord {
     }
 
     /// [`change_with_version`](Self::change_with_version), with values and keys decoded the way
-    /// `decoding` says: a Debezium envelope written in Avro gives the same [`Change`] as its
-    /// JsonConverter twin.
+    /// `decoding` says: a Debezium envelope written in Avro or Protobuf gives the same [`Change`]
+    /// as its JsonConverter twin.
     pub fn change_with_version_via(
         &self,
         decoding: Decoding<'_>,
@@ -454,29 +571,44 @@ impl KafkaRecord {
             "value",
         )? {
             Encoded::Json(_) => cdc::decode_versioned_with_key(self, key),
-            Encoded::Avro { schema_id, body } => {
-                let v = self.avro_json(&schema_id, body, decoding, "value")?;
+            Encoded::Registry {
+                schema_id,
+                body,
+                framing,
+            } => {
+                let v = match self.registry_body(&schema_id, body, framing, decoding, "value")? {
+                    Body::Json(b) => self.parse_json(b, "value")?,
+                    Body::Value(v) => v,
+                };
                 cdc::from_value(self, Some(v), key)
             }
         }
     }
 
-    /// The key as CDC uses it: Avro through its schema, else as [`change`](Self::change) reads
-    /// keys (JSON, or text).
+    /// The key as CDC uses it: through its schema when a registry describes it, else as
+    /// [`change`](Self::change) reads keys (JSON, or text).
     fn key_via(&self, decoding: Decoding<'_>) -> Result<Option<Value>, RecordError> {
         let Some(bytes) = self.key()? else {
             return Ok(None);
         };
-        // A key is Avro only when something says so: `auto` and `avro` alike read a key without
-        // metadata or prefix as JSON or text (keys are often plain strings).
+        // A key is schema-described only when something says so: `auto`, `avro` and `protobuf`
+        // alike read a key without metadata or prefix as JSON or text (keys are often plain
+        // strings).
         let format = match decoding.format {
-            ValueFormat::Avro => ValueFormat::Auto,
+            ValueFormat::Avro | ValueFormat::Protobuf => ValueFormat::Auto,
             f => f,
         };
         match self.encoded(self.key_schema_metadata(), &bytes, format, "key")? {
             Encoded::Json(_) => cdc::key_value(self),
-            Encoded::Avro { schema_id, body } => {
-                let v = self.avro_json(&schema_id, body, decoding, "key")?;
+            Encoded::Registry {
+                schema_id,
+                body,
+                framing,
+            } => {
+                let v = match self.registry_body(&schema_id, body, framing, decoding, "key")? {
+                    Body::Json(b) => self.parse_json(b, "key")?,
+                    Body::Value(v) => v,
+                };
                 Ok(Some(cdc::unwrap_key(v)))
             }
         }
@@ -493,14 +625,16 @@ impl KafkaRecord {
             .map_err(|(code, message)| self.error(code, format!("{what}: {message}")))
     }
 
-    fn avro_json(
+    /// Reads a registry-described body the way its writer schema's type says.
+    fn registry_body<'b>(
         &self,
         schema_id: &str,
-        body: &[u8],
+        body: &'b [u8],
+        framing: Framing,
         decoding: Decoding<'_>,
         what: &str,
-    ) -> Result<Value, RecordError> {
-        let schema = decoding.schemas.avro(schema_id).map_err(|e| match e {
+    ) -> Result<Body<'b>, RecordError> {
+        let schema = decoding.schemas.schema(schema_id).map_err(|e| match e {
             SchemaUnavailable::Unknown(m) => self.error(
                 ErrorCode::UnknownSchemaId,
                 format!("{what}: writer schema {schema_id}: {m}"),
@@ -510,12 +644,181 @@ impl KafkaRecord {
                 format!("{what}: writer schema {schema_id}: {m}"),
             ),
         })?;
-        schema.decode(body).map_err(|m| {
+        let mismatch = |m: String| {
             self.error(
                 ErrorCode::SchemaMismatch,
                 format!("{what} does not match its writer schema {schema_id}: {m}"),
             )
-        })
+        };
+        match &*schema {
+            WriterSchema::Avro(s) => s.decode(body).map(Body::Value).map_err(mismatch),
+            WriterSchema::Protobuf(s) => {
+                let (indexes, body) = match framing {
+                    Framing::Confluent => protobuf::message_indexes(body),
+                    Framing::Source => protobuf::source_message_indexes(body),
+                }
+                .map_err(mismatch)?;
+                s.decode(&indexes, body).map(Body::Value).map_err(mismatch)
+            }
+            WriterSchema::Json => Ok(Body::Json(body)),
+        }
+    }
+}
+
+/// A registry-described body, read.
+enum Body<'b> {
+    /// Decoded through an Avro or Protobuf schema.
+    Value(Value),
+    /// JSON text (a JSON Schema value), still to be parsed.
+    Json(&'b [u8]),
+}
+
+/// Avro schema references inlined: Avro names a type defined elsewhere by its name alone, and a
+/// name must be defined before use, so the first use of each referenced name is replaced by the
+/// referenced schema (itself with its references inlined). The whole is then one self-contained
+/// schema, which the parser and the JSON mapping both read as if the producer had written it so.
+mod avro_references {
+    use std::collections::{HashMap, HashSet};
+
+    use serde_json::{Map, Value};
+
+    /// How deep references may refer to references.
+    const MAX_DEPTH: usize = 32;
+
+    /// `Ok(None)` when there is nothing to inline.
+    pub(super) fn inline(
+        definition: &str,
+        references: &[(String, String)],
+    ) -> Result<Option<String>, String> {
+        if references.is_empty() {
+            return Ok(None);
+        }
+        let mut by_name: HashMap<String, Value> = HashMap::new();
+        for (name, text) in references {
+            let schema: Value = serde_json::from_str(text)
+                .map_err(|e| format!("reference {name} is not JSON: {e}"))?;
+            if let Some(full) = full_name(&schema, "") {
+                by_name.insert(full, schema.clone());
+            }
+            by_name.insert(name.clone(), schema);
+        }
+        let mut main: Value = serde_json::from_str(definition)
+            .map_err(|e| format!("not a valid Avro schema: {e}"))?;
+        let mut inliner = Inliner {
+            references: &by_name,
+            defined: HashSet::new(),
+        };
+        inliner.walk(&mut main, "", 0)?;
+        Ok(Some(main.to_string()))
+    }
+
+    struct Inliner<'a> {
+        references: &'a HashMap<String, Value>,
+        /// Full names defined so far, in document order.
+        defined: HashSet<String>,
+    }
+
+    const KEYWORDS: [&str; 14] = [
+        "null", "boolean", "int", "long", "float", "double", "bytes", "string", "record", "error",
+        "enum", "array", "map", "fixed",
+    ];
+
+    fn qualified(name: &str, namespace: &str) -> String {
+        if name.contains('.') || namespace.is_empty() {
+            name.to_string()
+        } else {
+            format!("{namespace}.{name}")
+        }
+    }
+
+    fn full_name(schema: &Value, namespace: &str) -> Option<String> {
+        let o = schema.as_object()?;
+        let name = o.get("name")?.as_str()?;
+        let ns = o
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(namespace);
+        Some(qualified(name, ns))
+    }
+
+    impl Inliner<'_> {
+        fn walk(
+            &mut self,
+            schema: &mut Value,
+            namespace: &str,
+            depth: usize,
+        ) -> Result<(), String> {
+            match schema {
+                Value::String(name) if !KEYWORDS.contains(&name.as_str()) => {
+                    let full = qualified(name, namespace);
+                    if self.defined.contains(&full) || self.defined.contains(name.as_str()) {
+                        return Ok(());
+                    }
+                    let found = [full.as_str(), name.as_str()]
+                        .into_iter()
+                        .find_map(|n| self.references.get(n));
+                    if let Some(reference) = found {
+                        if depth >= MAX_DEPTH {
+                            return Err(format!("references nest deeper than {MAX_DEPTH} levels"));
+                        }
+                        let mut reference = reference.clone();
+                        // A referenced type without a namespace takes the one of the place it is
+                        // inlined at, as the parser will read it; later uses of its bare name
+                        // there resolve to it (Avro cannot name a type of the null namespace from
+                        // inside a namespace).
+                        self.walk(&mut reference, namespace, depth + 1)?;
+                        *schema = reference;
+                    }
+                    Ok(())
+                }
+                Value::Array(branches) => {
+                    for b in branches {
+                        self.walk(b, namespace, depth)?;
+                    }
+                    Ok(())
+                }
+                Value::Object(o) => self.walk_object(o, namespace, depth),
+                _ => Ok(()),
+            }
+        }
+
+        fn walk_object(
+            &mut self,
+            o: &mut Map<String, Value>,
+            namespace: &str,
+            depth: usize,
+        ) -> Result<(), String> {
+            let ns = o
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(namespace)
+                .to_string();
+            let named = matches!(
+                o.get("type").and_then(Value::as_str),
+                Some("record" | "error" | "enum" | "fixed")
+            );
+            let mut inner_ns = ns.clone();
+            if named && let Some(name) = o.get("name").and_then(Value::as_str) {
+                let full = qualified(name, &ns);
+                if let Some((n, _)) = full.rsplit_once('.') {
+                    inner_ns = n.to_string();
+                }
+                self.defined.insert(full);
+            }
+            for key in ["type", "items", "values"] {
+                if let Some(v) = o.get_mut(key) {
+                    self.walk(v, &ns, depth)?;
+                }
+            }
+            if let Some(Value::Array(fields)) = o.get_mut("fields") {
+                for f in fields {
+                    if let Some(t) = f.get_mut("type") {
+                        self.walk(t, &inner_ns, depth)?;
+                    }
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -524,8 +827,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn schemas(id: &str, schema: &str) -> HashMap<String, Arc<AvroSchema>> {
-        HashMap::from([(id.to_string(), Arc::new(AvroSchema::parse(schema).unwrap()))])
+    fn schemas(id: &str, schema: &str) -> HashMap<String, Arc<WriterSchema>> {
+        HashMap::from([(
+            id.to_string(),
+            Arc::new(WriterSchema::parse(DataFormat::Avro, schema, &[]).unwrap()),
+        )])
     }
 
     const GIFT: &str = r#"{"type":"record","name":"Gift","fields":[
@@ -647,10 +953,10 @@ mod tests {
             assert_eq!(err.code, ErrorCode::SchemaMismatch, "{body:?}");
             assert!(err.is_permanent());
         }
-        // Protobuf metadata: not decoded here, redelivered.
+        // A data format nobody decodes: not the record's fault, redelivered.
         let err = KafkaRecord::new("t", 0, 0, 0)
             .with_value(GIFT_BODY)
-            .with_value_schema_metadata(SchemaMetadata::new("PROTOBUF", "1"))
+            .with_value_schema_metadata(SchemaMetadata::new("THRIFT", "1"))
             .value_json_via::<Value>(d)
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::UnsupportedFormat);
@@ -658,7 +964,7 @@ mod tests {
         // A fetch failure surfaces as such.
         struct Down;
         impl SchemaLookup for Down {
-            fn avro(&self, _: &str) -> Result<Arc<AvroSchema>, SchemaUnavailable> {
+            fn schema(&self, _: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
                 Err(SchemaUnavailable::FetchFailed(
                     "registry answered 503".into(),
                 ))
@@ -696,7 +1002,10 @@ mod tests {
         let key_schema =
             r#"{"type":"record","name":"Key","fields":[{"name":"page_id","type":"long"}]}"#;
         let mut s = schemas("1", GIFT);
-        s.insert("2".into(), Arc::new(AvroSchema::parse(key_schema).unwrap()));
+        s.insert(
+            "2".into(),
+            Arc::new(WriterSchema::parse(DataFormat::Avro, key_schema, &[]).unwrap()),
+        );
         let d = Decoding::new(ValueFormat::Avro, &s);
         let tomb = KafkaRecord::new("t", 0, 0, 0).with_key(wire(2, &[84]));
         assert_eq!(
@@ -715,5 +1024,208 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    const PROTO: &str = r#"syntax = "proto3";
+        package shop;
+        message Gift {
+            int64 page_id = 1;
+            string question = 2;
+            message Note { string text = 1; }
+        }"#;
+
+    fn proto_schemas() -> HashMap<String, Arc<WriterSchema>> {
+        HashMap::from([
+            (
+                "5".to_string(),
+                Arc::new(WriterSchema::parse(DataFormat::Protobuf, PROTO, &[]).unwrap()),
+            ),
+            (
+                "6".to_string(),
+                Arc::new(WriterSchema::parse(DataFormat::Json, "{}", &[]).unwrap()),
+            ),
+        ])
+    }
+
+    /// page_id 3, question "hi".
+    const PROTO_BODY: [u8; 6] = [8, 3, 18, 2, b'h', b'i'];
+
+    #[test]
+    fn protobuf_by_prefix_with_message_indexes_and_by_metadata() {
+        let s = proto_schemas();
+        let mut framed = vec![0]; // message indexes [0]
+        framed.extend_from_slice(&PROTO_BODY);
+        let mut nested = vec![4, 0, 0]; // message indexes [0, 0]: Gift.Note
+        nested.extend_from_slice(&[10, 2, b'o', b'k']);
+        for format in [ValueFormat::Protobuf, ValueFormat::Auto, ValueFormat::Avro] {
+            let d = Decoding::new(format, &s);
+            let by_prefix = KafkaRecord::new("t", 0, 0, 0).with_value(wire(5, &framed));
+            // SOURCE: the ESM took the prefix away; with or without the message indexes.
+            let by_meta = KafkaRecord::new("t", 0, 1, 0)
+                .with_value(PROTO_BODY)
+                .with_value_schema_metadata(SchemaMetadata::new("PROTOBUF", "5"));
+            let by_meta_indexed = KafkaRecord::new("t", 0, 2, 0)
+                .with_value(framed.clone())
+                .with_value_schema_metadata(SchemaMetadata::new("PROTOBUF", "5"));
+            for r in [by_prefix, by_meta, by_meta_indexed] {
+                let v: Value = r.value_json_via(d).unwrap();
+                assert_eq!(v, json!({"page_id": 3, "question": "hi"}), "{format}");
+            }
+            let r = KafkaRecord::new("t", 0, 3, 0).with_value(wire(5, &nested));
+            assert_eq!(r.value_json_via::<Value>(d).unwrap(), json!({"text": "ok"}));
+        }
+        // `protobuf` refuses a value nothing describes.
+        let err = KafkaRecord::new("t", 0, 0, 0)
+            .with_value(PROTO_BODY)
+            .value_json_via::<Value>(Decoding::new(ValueFormat::Protobuf, &s))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::MissingSchemaId);
+        assert!(err.message.contains("VALUE_FORMAT=protobuf"), "{err}");
+    }
+
+    #[test]
+    fn protobuf_mismatches_are_dead_letters() {
+        let s = proto_schemas();
+        let d = Decoding::new(ValueFormat::Protobuf, &s);
+        for (what, value) in [
+            ("field 1 as a string", wire(5, &[0, 10, 1, b'x'])),
+            ("no message indexes", wire(5, &[])),
+            ("an index naming no message", wire(5, &[2, 6, 8, 3])),
+            ("cut short", wire(5, &[0, 18, 9, b'h'])),
+        ] {
+            let err = KafkaRecord::new("t", 0, 0, 0)
+                .with_value(value)
+                .value_json_via::<Value>(d)
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::SchemaMismatch, "{what}: {err}");
+            assert!(err.is_permanent());
+            assert!(err.message.contains("writer schema 5"), "{err}");
+        }
+        // A typed value names the field, as for JSON and Avro.
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Wrong {
+            question: i64,
+        }
+        let mut framed = vec![0];
+        framed.extend_from_slice(&PROTO_BODY);
+        let err = KafkaRecord::new("t", 0, 0, 0)
+            .with_value(wire(5, &framed))
+            .value_json_via::<Wrong>(d)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidField);
+        assert!(err.message.starts_with("question:"), "{err}");
+    }
+
+    #[test]
+    fn json_schema_values_are_json_behind_the_prefix() {
+        let s = proto_schemas();
+        for format in [ValueFormat::Auto, ValueFormat::Avro, ValueFormat::Protobuf] {
+            let d = Decoding::new(format, &s);
+            let framed = KafkaRecord::new("t", 0, 0, 0).with_value(wire(6, br#"{"page_id":4}"#));
+            let by_meta = KafkaRecord::new("t", 0, 1, 0)
+                .with_value(r#"{"page_id":4}"#)
+                .with_value_schema_metadata(SchemaMetadata::new("JSON", "6"));
+            for r in [framed, by_meta] {
+                assert_eq!(r.value_json_via::<Value>(d).unwrap(), json!({"page_id": 4}));
+            }
+            let err = KafkaRecord::new("t", 0, 0, 0)
+                .with_value(wire(6, b"{nope"))
+                .value_json_via::<Value>(d)
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidJson, "{err}");
+        }
+        // Only the prefixed record needs its schema fetched.
+        let records = [
+            KafkaRecord::new("t", 0, 0, 0).with_value(wire(6, b"{}")),
+            KafkaRecord::new("t", 0, 1, 0)
+                .with_value("{}")
+                .with_value_schema_metadata(SchemaMetadata::new("JSON", "7")),
+        ];
+        let ids: Vec<String> = schema_ids(&records, ValueFormat::Auto)
+            .into_iter()
+            .collect();
+        assert_eq!(ids, ["6"]);
+    }
+
+    #[test]
+    fn protobuf_cdc_changes_and_keys() {
+        let key = r#"syntax = "proto3"; message Key { int64 page_id = 1; }"#;
+        let mut s = proto_schemas();
+        s.insert(
+            "8".into(),
+            Arc::new(WriterSchema::parse(DataFormat::Protobuf, key, &[]).unwrap()),
+        );
+        let d = Decoding::new(ValueFormat::Protobuf, &s);
+        let mut framed = vec![0];
+        framed.extend_from_slice(&PROTO_BODY);
+        let r = KafkaRecord::new("t", 0, 0, 0)
+            .with_key(wire(8, &[0, 8, 42]))
+            .with_value(wire(5, &framed));
+        match r.change_via(d).unwrap() {
+            Change::Upsert { row, key, .. } => {
+                assert_eq!(Value::Object(row), json!({"page_id": 3, "question": "hi"}));
+                assert_eq!(key, Some(json!({"page_id": 42})));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn writer_schemas_that_cannot_be_used() {
+        let e = WriterSchema::parse(DataFormat::Protobuf, "message {", &[]).unwrap_err();
+        assert!(e.starts_with("not a valid Protobuf schema"), "{e}");
+        let e = WriterSchema::parse(DataFormat::Avro, r#"{"type":"nope"}"#, &[]).unwrap_err();
+        assert!(e.starts_with("not a valid Avro schema"), "{e}");
+        assert!(WriterSchema::parse(DataFormat::Other, "", &[]).is_err());
+        // A reference missing: the named type does not resolve.
+        let gift = r#"{"type":"record","name":"Gift","fields":[{"name":"to","type":"Address"}]}"#;
+        assert!(WriterSchema::parse(DataFormat::Avro, gift, &[]).is_err());
+        let e = WriterSchema::parse(DataFormat::Avro, gift, &[("Address".into(), "{".into())])
+            .unwrap_err();
+        assert!(e.contains("reference Address is not JSON"), "{e}");
+        // An uncompilable Protobuf schema is the environment's fault, not the record's.
+        struct Unusable;
+        impl SchemaLookup for Unusable {
+            fn schema(&self, id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
+                WriterSchema::parse(DataFormat::Protobuf, "message {", &[])
+                    .map(Arc::new)
+                    .map_err(|e| SchemaUnavailable::Unknown(format!("schema {id}: {e}")))
+            }
+        }
+        let err = KafkaRecord::new("t", 0, 0, 0)
+            .with_value(wire(5, &[0]))
+            .value_json_via::<Value>(Decoding::new(ValueFormat::Protobuf, &Unusable))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownSchemaId);
+        assert!(!err.is_permanent());
+    }
+
+    #[test]
+    fn avro_references_resolve_nested_and_across_namespaces() {
+        let money = r#"{"type":"record","name":"Money","namespace":"fin","fields":[{"name":"cents","type":"long"}]}"#;
+        // Address has no namespace and refers to Money by full name; Gift lives in `shop`.
+        let address = r#"{"type":"record","name":"Address","fields":[
+            {"name":"city","type":"string"},{"name":"fee","type":"fin.Money"}]}"#;
+        let gift = r#"{"type":"record","name":"Gift","namespace":"shop","fields":[
+            {"name":"to","type":"Address"},
+            {"name":"from","type":["null","Address"]},
+            {"name":"prices","type":{"type":"array","items":"fin.Money"}}]}"#;
+        let refs = [
+            ("fin.Money".to_string(), money.to_string()),
+            ("Address".to_string(), address.to_string()),
+        ];
+        let s = WriterSchema::parse(DataFormat::Avro, gift, &refs).unwrap();
+        let WriterSchema::Avro(avro) = &s else {
+            panic!("{s:?}")
+        };
+        // to {city "Oz", fee 5}, from: branch 1 {city "", fee 1}, prices [2]
+        let body = [4, b'O', b'z', 10, 2, 0, 2, 2, 4, 0];
+        assert_eq!(
+            avro.decode(&body).unwrap(),
+            json!({"to": {"city": "Oz", "fee": {"cents": 5}},
+                   "from": {"city": "", "fee": {"cents": 1}},
+                   "prices": [{"cents": 2}]})
+        );
     }
 }

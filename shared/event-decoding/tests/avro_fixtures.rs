@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use event_decoding::{
     AvroSchema, Change, Decoding, ErrorCode, KafkaBatch, Op, SourceVersion, ValueFormat,
+    WriterSchema,
 };
 use serde_json::{Value, json};
 
@@ -20,19 +21,19 @@ macro_rules! schema {
     ($id:literal, $name:literal) => {
         (
             $id.to_string(),
-            Arc::new(
+            Arc::new(WriterSchema::from(
                 AvroSchema::parse(include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
                     "/../../events/schemas/",
                     $name
                 )))
                 .unwrap(),
-            ),
+            )),
         )
     };
 }
 
-fn schemas() -> HashMap<String, Arc<AvroSchema>> {
+fn schemas() -> HashMap<String, Arc<WriterSchema>> {
     HashMap::from([
         schema!("1", "1-gift.avsc"),
         schema!("2", "2-page-key.avsc"),

@@ -1,7 +1,8 @@
-//! Writer schemas by id from a Confluent-compatible schema registry (`GET /schemas/ids/{id}`):
-//! basic auth (a user and password, or a Confluent Cloud API key and secret) from the environment
-//! or Secrets Manager, the workspace's retry and deadline rules, and a per-process cache, since a
-//! schema id never changes what it names.
+//! Writer schemas by id from a Confluent-compatible schema registry (`GET /schemas/ids/{id}`, and
+//! the schemas it references by `GET /subjects/{subject}/versions/{version}`): Avro, Protobuf and
+//! JSON Schema (the answer's `schemaType`), basic auth (a user and password, or a Confluent Cloud
+//! API key and secret) from the environment or Secrets Manager, the workspace's retry and
+//! deadline rules, and a per-process cache, since a schema id never changes what it names.
 //!
 //! A function resolves the ids a batch needs ([`SchemaRegistry::prefetch`]) before it decodes,
 //! then decodes with the registry as the [`SchemaLookup`]: decoding stays synchronous.
@@ -13,8 +14,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use event_decoding::{
-    AvroSchema, Decoding, KafkaRecord, NoSchemas, SchemaLookup, SchemaUnavailable, ValueFormat,
-    schema_ids,
+    DataFormat, Decoding, KafkaRecord, NoSchemas, SchemaLookup, SchemaUnavailable, ValueFormat,
+    WriterSchema, schema_ids,
 };
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 
@@ -29,8 +30,8 @@ use crate::secrets::{self, SecretSpec};
 ///
 /// | variable | meaning |
 /// | --- | --- |
-/// | `VALUE_FORMAT` | `json` (default), `avro` or `auto` ([`ValueFormat`]) |
-/// | `SCHEMA_REGISTRY_URL` | the registry's base URL; required for `avro` and `auto` |
+/// | `VALUE_FORMAT` | `json` (default), `avro`, `protobuf` or `auto` ([`ValueFormat`]); JSON Schema values are read by all but `json` |
+/// | `SCHEMA_REGISTRY_URL` | the registry's base URL; required for `avro`, `protobuf` and `auto` |
 /// | `SCHEMA_REGISTRY_USERNAME`, `SCHEMA_REGISTRY_PASSWORD` | basic auth (or an API key and its secret) |
 /// | `SCHEMA_REGISTRY_SECRET_ID` | instead: a Secrets Manager secret `{"username": .., "password": ..}` (the one the ESM's `BASIC_AUTH` access config uses) |
 ///
@@ -52,7 +53,7 @@ use crate::secrets::{self, SecretSpec};
 pub struct ValueSettings {
     /// `VALUE_FORMAT`.
     pub format: ValueFormat,
-    /// The registry, when values may be Avro.
+    /// The registry, when values may be described by one.
     pub registry: Option<RegistryConfig>,
 }
 
@@ -242,7 +243,8 @@ pub enum RegistryError {
         /// The registry's message.
         message: String,
     },
-    /// The schema is not one this client can use (not Avro, references, does not parse).
+    /// The schema is not one this client can use (an unknown type, a reference that cannot be
+    /// had, does not parse).
     #[error("schema {id} cannot be used: {problem}")]
     Unusable {
         /// The id.
@@ -308,7 +310,7 @@ pub struct SchemaRegistry {
     url: String,
     auth: Option<HeaderValue>,
     sender: Sender,
-    schemas: RwLock<HashMap<String, Arc<AvroSchema>>>,
+    schemas: RwLock<HashMap<String, Arc<WriterSchema>>>,
     failures: RwLock<HashMap<String, RegistryError>>,
     fetches: std::sync::atomic::AtomicU64,
 }
@@ -377,7 +379,7 @@ impl SchemaRegistry {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Makes every id in `ids` that is not cached available to [`SchemaLookup::avro`]: fetched
+    /// Makes every id in `ids` that is not cached available to [`SchemaLookup::schema`]: fetched
     /// and parsed, or its failure remembered for the records that need it. Ids are fetched one
     /// after another within `deadline`; once it has passed, the rest fail as `schema_fetch_failed`.
     pub async fn prefetch(&self, ids: &BTreeSet<String>, deadline: &Deadline) {
@@ -404,23 +406,120 @@ impl SchemaRegistry {
         }
     }
 
-    /// Fetches and parses schema `id` (no cache).
-    pub async fn fetch(&self, id: &str, deadline: &Deadline) -> Result<AvroSchema, RegistryError> {
+    /// `{url}/subjects/{subject}/versions/{version}`, the subject percent-encoded.
+    ///
+    /// ```
+    /// use lambda_kit::schema_registry::{RegistryConfig, SchemaRegistry};
+    /// let r = SchemaRegistry::new(RegistryConfig::new("http://127.0.0.1:8081")).unwrap();
+    /// assert_eq!(r.subject_version_url("google/protobuf/x.proto", 3),
+    ///            "http://127.0.0.1:8081/subjects/google%2Fprotobuf%2Fx%2Eproto/versions/3");
+    /// ```
+    pub fn subject_version_url(&self, subject: &str, version: i64) -> String {
+        let subject =
+            percent_encoding::utf8_percent_encode(subject, percent_encoding::NON_ALPHANUMERIC);
+        format!("{}/subjects/{subject}/versions/{version}", self.url)
+    }
+
+    /// Fetches and parses schema `id` with the schemas it references (no cache).
+    pub async fn fetch(
+        &self,
+        id: &str,
+        deadline: &Deadline,
+    ) -> Result<WriterSchema, RegistryError> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(RegistryError::Unusable {
                 id: id.to_string(),
-                problem: "not a Confluent schema id (a decimal number); Glue schema version ids are not supported yet".into(),
+                problem: "not a Confluent schema id (a decimal number); a Glue schema version id needs a Glue registry".into(),
             });
         }
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let url = self.schema_url(id);
+        let unusable = |problem: String| RegistryError::Unusable {
+            id: id.to_string(),
+            problem,
+        };
+        let body = self.get(&self.schema_url(id), id, deadline).await?;
+        let answer: Answer = serde_json::from_slice(&body)
+            .map_err(|e| unusable(format!("the registry's answer is not a schema: {e}")))?;
+        let format = answer.format().map_err(unusable)?;
+        let references = self.references(id, &answer.references, deadline).await?;
+        WriterSchema::parse(format, &answer.schema, &references).map_err(unusable)
+    }
+
+    /// Every schema `direct` refers to, directly or through one another, as `(name, schema)`:
+    /// fetched breadth first, each subject version once, at most [`MAX_REFERENCE_DEPTH`] levels
+    /// and [`MAX_REFERENCES`] schemas deep.
+    async fn references(
+        &self,
+        id: &str,
+        direct: &[Reference],
+        deadline: &Deadline,
+    ) -> Result<Vec<(String, String)>, RegistryError> {
+        let unusable = |problem: String| RegistryError::Unusable {
+            id: id.to_string(),
+            problem,
+        };
+        let mut found: Vec<(String, String)> = Vec::new();
+        let mut seen: BTreeSet<(String, i64)> = BTreeSet::new();
+        let mut level: Vec<Reference> = direct.to_vec();
+        for depth in 0.. {
+            if level.is_empty() {
+                break;
+            }
+            if depth >= MAX_REFERENCE_DEPTH {
+                return Err(unusable(format!(
+                    "its references nest deeper than {MAX_REFERENCE_DEPTH} levels"
+                )));
+            }
+            let mut next = Vec::new();
+            for r in level {
+                if !seen.insert((r.subject.clone(), r.version)) {
+                    continue;
+                }
+                if seen.len() > MAX_REFERENCES {
+                    return Err(unusable(format!(
+                        "it refers to more than {MAX_REFERENCES} schemas"
+                    )));
+                }
+                let url = self.subject_version_url(&r.subject, r.version);
+                let body = self.get(&url, id, deadline).await.map_err(|e| match e {
+                    // The schema names a reference the registry does not have: the schema is
+                    // unusable, not the id unknown.
+                    RegistryError::NotFound { message, .. } => unusable(format!(
+                        "its reference {} ({} version {}) is not in the registry: {message}",
+                        r.name, r.subject, r.version
+                    )),
+                    other => other,
+                })?;
+                let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
+                    unusable(format!(
+                        "the registry's answer for reference {} is not a schema: {e}",
+                        r.name
+                    ))
+                })?;
+                if !found.iter().any(|(n, _)| *n == r.name) {
+                    found.push((r.name, answer.schema));
+                }
+                next.extend(answer.references);
+            }
+            level = next;
+        }
+        Ok(found)
+    }
+
+    /// One GET within `deadline`, retried as the workspace retries; the body of a 2xx answer.
+    async fn get(
+        &self,
+        url: &str,
+        id: &str,
+        deadline: &Deadline,
+    ) -> Result<Vec<u8>, RegistryError> {
         let body = self
             .sender
             .send(
                 deadline,
                 || {
-                    let mut r = self.http.get(&url).header(
+                    let mut r = self.http.get(url).header(
                         ACCEPT,
                         "application/vnd.schemaregistry.v1+json, application/json",
                     );
@@ -439,33 +538,53 @@ impl SchemaRegistry {
                 |failure| failed(id, failure),
             )
             .await?;
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Answer {
-            schema: String,
-            #[serde(default)]
-            schema_type: Option<String>,
-            #[serde(default)]
-            references: Vec<serde_json::Value>,
-        }
-        let unusable = |problem: String| RegistryError::Unusable {
-            id: id.to_string(),
-            problem,
-        };
-        let answer: Answer = serde_json::from_slice(&body)
-            .map_err(|e| unusable(format!("the registry's answer is not a schema: {e}")))?;
-        match answer.schema_type.as_deref() {
-            None | Some("AVRO") => {}
-            Some(other) => return Err(unusable(format!("a {other} schema; only AVRO is decoded"))),
-        }
-        if !answer.references.is_empty() {
-            return Err(unusable(
-                "the schema has references, which are not supported yet".into(),
-            ));
-        }
-        AvroSchema::parse(&answer.schema)
-            .map_err(|e| unusable(format!("not a valid Avro schema: {e}")))
+        Ok(body.to_vec())
     }
+}
+
+/// How deep references may refer to references.
+pub const MAX_REFERENCE_DEPTH: usize = 8;
+/// How many schemas one schema may refer to, all levels together.
+pub const MAX_REFERENCES: usize = 64;
+
+/// The registry's answer for a schema (`GET /schemas/ids/{id}`) or a subject version
+/// (`GET /subjects/{subject}/versions/{version}`, which has more fields, ignored here).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    schema: String,
+    /// Absent for Avro, which predates the field.
+    #[serde(default)]
+    schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<Reference>,
+}
+
+impl Answer {
+    fn format(&self) -> Result<DataFormat, String> {
+        match self
+            .schema_type
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None | Some("AVRO") => Ok(DataFormat::Avro),
+            Some("PROTOBUF") => Ok(DataFormat::Protobuf),
+            Some("JSON") => Ok(DataFormat::Json),
+            Some(other) => Err(format!(
+                "a {other} schema; this function decodes AVRO, PROTOBUF and JSON"
+            )),
+        }
+    }
+}
+
+/// A schema reference: `name` is how the schema refers to it (an Avro full name, a Protobuf
+/// import path), `subject` and `version` where the registry keeps it.
+#[derive(Clone, Debug, serde::Deserialize)]
+struct Reference {
+    name: String,
+    subject: String,
+    version: i64,
 }
 
 fn failed(id: &str, failure: Failure<'_>) -> RegistryError {
@@ -491,7 +610,10 @@ fn failed(id: &str, failure: Failure<'_>) -> RegistryError {
                 .unwrap_or_else(|| r.text().into_owned());
             let message = r.clean(&message);
             let code = problem.as_ref().and_then(|p| p.error_code);
-            if r.status == reqwest::StatusCode::NOT_FOUND && matches!(code, Some(40403) | None) {
+            // 40403: no such schema id; 40401 / 40402: no such subject / version (a reference).
+            if r.status == reqwest::StatusCode::NOT_FOUND
+                && matches!(code, Some(40401..=40403) | None)
+            {
                 return RegistryError::NotFound {
                     id: id.to_string(),
                     message,
@@ -512,7 +634,7 @@ fn failed(id: &str, failure: Failure<'_>) -> RegistryError {
 }
 
 impl SchemaLookup for SchemaRegistry {
-    fn avro(&self, id: &str) -> Result<Arc<AvroSchema>, SchemaUnavailable> {
+    fn schema(&self, id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
         if let Some(s) = self.schemas.read().expect("schema cache").get(id) {
             return Ok(Arc::clone(s));
         }
@@ -652,7 +774,7 @@ mod tests {
         let r = registry(server.url());
         let e = r.fetch("1", &deadline()).await.unwrap_err();
         assert!(matches!(e, RegistryError::Unusable { .. }), "{e}");
-        assert!(e.to_string().contains("PROTOBUF"));
+        assert!(e.to_string().contains("declares no message"), "{e}");
         let e = r.fetch("2", &deadline()).await.unwrap_err();
         assert!(e.to_string().contains("not a valid Avro schema"), "{e}");
         // A Glue schema version id is not sent to a Confluent registry, and the id is never
@@ -721,5 +843,159 @@ mod tests {
             schema_ids(&records, ValueFormat::Auto),
             BTreeSet::from(["5".to_string()])
         );
+    }
+
+    /// A Protobuf schema importing `money.proto`, which imports `currency.proto`: the registry
+    /// serves the main schema with `schemaType` and `references`, and each reference under its
+    /// subject and version (Confluent's REST API, as the Protobuf serializer registers imports).
+    #[tokio::test]
+    async fn protobuf_schemas_with_nested_references() {
+        let main = serde_json::json!({
+            "schemaType": "PROTOBUF",
+            "schema": "syntax = \"proto3\"; package shop; import \"money.proto\";\n\
+                       message Gift { int64 page_id = 1; shop.Money price = 2; }",
+            "references": [{"name": "money.proto", "subject": "money.proto", "version": 2}],
+        });
+        let money = serde_json::json!({
+            "subject": "money.proto", "version": 2, "id": 11, "schemaType": "PROTOBUF",
+            "schema": "syntax = \"proto3\"; package shop; import \"shop/currency.proto\";\n\
+                       message Money { int64 cents = 1; Currency currency = 2; }",
+            "references": [{"name": "shop/currency.proto", "subject": "shop/currency.proto", "version": 1}],
+        });
+        let currency = serde_json::json!({
+            "subject": "shop/currency.proto", "version": 1, "id": 12, "schemaType": "PROTOBUF",
+            "schema": "syntax = \"proto3\"; package shop; enum Currency { EUR = 0; USD = 1; }",
+        });
+        let server = MockServer::start(vec![
+            (200, vec![], main.to_string()),
+            (200, vec![], money.to_string()),
+            (200, vec![], currency.to_string()),
+        ])
+        .await;
+        let r = registry(server.url());
+        r.prefetch(&BTreeSet::from(["10".to_string()]), &deadline())
+            .await;
+        let heads: Vec<String> = server
+            .requests()
+            .iter()
+            .map(|q| q.head.lines().next().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(
+            heads,
+            [
+                "GET /schemas/ids/10 HTTP/1.1",
+                "GET /subjects/money%2Eproto/versions/2 HTTP/1.1",
+                "GET /subjects/shop%2Fcurrency%2Eproto/versions/1 HTTP/1.1",
+            ]
+        );
+        // magic, id 10, message indexes [0], page_id 7, price {cents 250, currency USD}
+        let value = [0, 0, 0, 0, 10, 0, 8, 7, 18, 5, 8, 0xfa, 0x01, 16, 1];
+        let record = KafkaRecord::new("t", 0, 0, 0).with_value(value);
+        let v: serde_json::Value = record
+            .value_json_via(Decoding::new(ValueFormat::Auto, &r))
+            .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"page_id": 7, "price": {"cents": 250, "currency": "USD"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn avro_references_and_json_schemas() {
+        let address = r#"{"type":"record","name":"Address","namespace":"shop","fields":[{"name":"city","type":"string"}]}"#;
+        let server = MockServer::start(vec![
+            (
+                200,
+                vec![],
+                serde_json::json!({
+                    "schema": r#"{"type":"record","name":"Gift","namespace":"shop","fields":[{"name":"to","type":"Address"}]}"#,
+                    "references": [{"name": "shop.Address", "subject": "address-value", "version": 1}],
+                })
+                .to_string(),
+            ),
+            (200, vec![], serde_json::json!({"schema": address}).to_string()),
+            (
+                200,
+                vec![],
+                serde_json::json!({"schemaType": "JSON", "schema": r#"{"type":"object"}"#})
+                    .to_string(),
+            ),
+            (
+                200,
+                vec![],
+                serde_json::json!({"schemaType": "XML", "schema": "<x/>"}).to_string(),
+            ),
+        ])
+        .await;
+        let r = registry(server.url());
+        r.prefetch(
+            &BTreeSet::from(["1".to_string(), "2".to_string(), "3".to_string()]),
+            &deadline(),
+        )
+        .await;
+        let d = Decoding::new(ValueFormat::Auto, &r);
+        let avro = KafkaRecord::new("t", 0, 0, 0).with_value([0, 0, 0, 0, 1, 4, b'O', b'z']);
+        let v: serde_json::Value = avro.value_json_via(d).unwrap();
+        assert_eq!(v, serde_json::json!({"to": {"city": "Oz"}}));
+        let json = KafkaRecord::new("t", 0, 1, 0).with_value(b"\0\0\0\0\x02{\"page_id\":1}");
+        let v: serde_json::Value = json.value_json_via(d).unwrap();
+        assert_eq!(v, serde_json::json!({"page_id": 1}));
+        let xml = KafkaRecord::new("t", 0, 2, 0).with_value([0, 0, 0, 0, 3, b'<']);
+        let err = xml.value_json_via::<serde_json::Value>(d).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownSchemaId);
+        assert!(err.message.contains("XML"), "{err}");
+        assert!(!err.is_permanent());
+    }
+
+    #[tokio::test]
+    async fn a_missing_reference_makes_the_schema_unusable() {
+        let server = MockServer::start(vec![
+            (
+                200,
+                vec![],
+                serde_json::json!({
+                    "schemaType": "PROTOBUF",
+                    "schema": "syntax = \"proto3\"; import \"gone.proto\"; message A { int32 a = 1; }",
+                    "references": [{"name": "gone.proto", "subject": "gone", "version": 4}],
+                })
+                .to_string(),
+            ),
+            (
+                404,
+                vec![],
+                r#"{"error_code":40402,"message":"Version 4 not found."}"#.into(),
+            ),
+        ])
+        .await;
+        let r = registry(server.url());
+        let e = r.fetch("5", &deadline()).await.unwrap_err();
+        assert_eq!(e.error_code(), "schema_unusable", "{e}");
+        assert!(e.to_string().contains("gone.proto (gone version 4)"), "{e}");
+        assert!(!e.blames_input());
+        // 404 is not retried.
+        assert_eq!(server.requests().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn references_that_refer_forever_are_cut_off() {
+        // Every subject version refers to the next one: a registry loop or a runaway chain.
+        let mut answers = Vec::new();
+        for v in 0..=MAX_REFERENCE_DEPTH as i64 + 1 {
+            answers.push((
+                200,
+                vec![],
+                serde_json::json!({
+                    "schemaType": "PROTOBUF",
+                    "schema": format!("syntax = \"proto3\"; message M{v} {{ int32 a = 1; }}"),
+                    "references": [{"name": format!("r{v}.proto"), "subject": "r", "version": v + 1}],
+                })
+                .to_string(),
+            ));
+        }
+        let server = MockServer::start(answers).await;
+        let r = registry(server.url());
+        let e = r.fetch("1", &deadline()).await.unwrap_err();
+        assert!(e.to_string().contains("nest deeper than"), "{e}");
+        assert_eq!(server.requests().len(), MAX_REFERENCE_DEPTH + 1);
     }
 }

@@ -1,0 +1,494 @@
+//! Protobuf values to the JSON the functions already take: the `.proto` text a schema registry
+//! returns is compiled in memory (`protox`, no `protoc`), bodies are read as dynamic messages
+//! (`prost-reflect`) and mapped onto `serde_json::Value`, so a function decodes Protobuf, Avro
+//! and JSON records alike.
+
+use std::collections::HashMap;
+
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+use serde_json::Value;
+
+/// The file name the registry's schema text is compiled under. References are compiled under
+/// the names the registry gives them, which are the names the schema's `import`s use.
+const MAIN_FILE: &str = "schema-registry-writer-schema.proto";
+
+/// The deepest message-index path accepted (protobuf itself stops parsing at 100 levels of
+/// nesting; no honest path comes near).
+const MAX_INDEXES: usize = 100;
+
+/// A compiled Protobuf writer schema, ready to decode bodies with: compile once per schema id and
+/// share.
+///
+/// Which message a body is comes from its Confluent message indexes (`[0]`, the first message
+/// of the file, unless the producer says otherwise); [`ProtoSchema::from_descriptor_set`] names
+/// one message instead.
+///
+/// The JSON a body becomes is protobuf's JSON mapping with these choices, made so the JSON looks
+/// like the JSON and Avro values of the same record:
+///
+/// | Protobuf | JSON |
+/// | --- | --- |
+/// | field names | the names in the `.proto` file (`page_id`, not `pageId`) |
+/// | `int64`, `uint64`, `sint64`, `fixed64`, `sfixed64` | numbers, not strings |
+/// | enum | the value's name (a number the schema does not name: the number) |
+/// | a field without presence left at its default | present, with the default (`0`, `""`, `false`, `[]`, `{}`) |
+/// | an unset message, `optional` or `oneof` field | absent |
+/// | `bytes` | base64 text; `repeated`: array; `map`: object |
+/// | `google.protobuf.Timestamp`, `Duration`, wrappers, `Struct`, ... | their JSON forms (`"2024-05-01T12:00:00Z"`, ...) |
+/// | NaN and infinities | `null` |
+///
+/// ```
+/// use event_decoding::ProtoSchema;
+/// let schema = ProtoSchema::parse(r#"syntax = "proto3";
+///   message Gift { int64 page_id = 1; string question = 2; }"#, &[]).unwrap();
+/// // page_id 21 (field 1, varint), question "hi" (field 2, length 2)
+/// let v = schema.decode(&[0], &[8, 21, 18, 2, b'h', b'i']).unwrap();
+/// assert_eq!(v, serde_json::json!({"page_id": 21, "question": "hi"}));
+/// ```
+pub struct ProtoSchema {
+    /// The top-level messages of the writer schema's file, in declaration order: what message
+    /// index `i` names.
+    top: Vec<MessageDescriptor>,
+}
+
+impl std::fmt::Debug for ProtoSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProtoSchema")
+            .field(
+                "messages",
+                &self.top.iter().map(|m| m.full_name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// `.proto` sources by file name, then google's well-known types.
+struct Sources(HashMap<String, String>);
+
+impl FileResolver for Sources {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        match self.0.get(name) {
+            Some(source) => File::from_source(name, source),
+            None => Err(protox::Error::file_not_found(name)),
+        }
+    }
+}
+
+impl ProtoSchema {
+    /// Compiles `definition`, the `.proto` text of the writer schema, with `references`: the
+    /// `(import name, .proto text)` of each file it imports, directly or not. Google's well-known
+    /// types (`google/protobuf/timestamp.proto`, ...) need no reference. The error is the
+    /// compiler's message.
+    ///
+    /// ```
+    /// use event_decoding::ProtoSchema;
+    /// let money = ("money.proto".to_string(), "syntax = \"proto3\"; package shop; message Money { int64 cents = 1; }".to_string());
+    /// let s = ProtoSchema::parse(r#"syntax = "proto3"; import "money.proto";
+    ///   message Gift { shop.Money price = 1; }"#, &[money]).unwrap();
+    /// assert_eq!(s.decode(&[0], &[10, 2, 8, 5]).unwrap(), serde_json::json!({"price": {"cents": 5}}));
+    /// assert!(ProtoSchema::parse("message {", &[]).is_err());
+    /// ```
+    pub fn parse(definition: &str, references: &[(String, String)]) -> Result<Self, String> {
+        let mut sources: HashMap<String, String> = references.iter().cloned().collect();
+        sources.insert(MAIN_FILE.to_string(), definition.to_string());
+        let mut resolver = ChainFileResolver::new();
+        resolver.add(Sources(sources));
+        resolver.add(GoogleFileResolver::new());
+        let mut compiler = protox::Compiler::with_file_resolver(resolver);
+        compiler.include_imports(true);
+        compiler
+            .open_file(MAIN_FILE)
+            .map_err(|e| compile_error(&e))?;
+        let pool = compiler.descriptor_pool();
+        let file = pool
+            .get_file_by_name(MAIN_FILE)
+            .ok_or_else(|| "the compiled schema has no file".to_string())?;
+        let top: Vec<MessageDescriptor> = file.messages().collect();
+        if top.is_empty() {
+            return Err("the schema declares no message".into());
+        }
+        Ok(Self { top })
+    }
+
+    /// A schema from configuration: `descriptor_set` is a serialized `FileDescriptorSet`
+    /// (`protoc --include_imports --descriptor_set_out`, or `buf build -o`) and `message` the full
+    /// name of the message every value is (`shop.Gift`), which message index `[0]` names.
+    ///
+    /// ```
+    /// use event_decoding::ProtoSchema;
+    /// assert!(ProtoSchema::from_descriptor_set(b"not a descriptor set", "shop.Gift").is_err());
+    /// ```
+    pub fn from_descriptor_set(descriptor_set: &[u8], message: &str) -> Result<Self, String> {
+        let pool = DescriptorPool::decode(descriptor_set)
+            .map_err(|e| format!("not a usable FileDescriptorSet: {e}"))?;
+        let message = message.trim().trim_start_matches('.');
+        let desc = pool.get_message_by_name(message).ok_or_else(|| {
+            let mut known: Vec<String> = pool
+                .all_messages()
+                .map(|m| m.full_name().to_string())
+                .filter(|n| !n.starts_with("google.protobuf."))
+                .collect();
+            known.sort();
+            known.truncate(20);
+            format!(
+                "the descriptor set has no message `{message}` (it has: {})",
+                known.join(", ")
+            )
+        })?;
+        Ok(Self { top: vec![desc] })
+    }
+
+    /// The message that `indexes` name: the first is a top-level message of the file, each next
+    /// one a message nested in the one before.
+    pub fn message(&self, indexes: &[i32]) -> Result<MessageDescriptor, String> {
+        let out_of_range = |i: i32, within: &str| {
+            format!("message index {i} names no message of {within} (message indexes {indexes:?})")
+        };
+        let (first, rest) = indexes.split_first().unwrap_or((&0, &[]));
+        let mut message = usize::try_from(*first)
+            .ok()
+            .and_then(|i| self.top.get(i))
+            .cloned()
+            .ok_or_else(|| out_of_range(*first, "the schema"))?;
+        for &i in rest {
+            let child = usize::try_from(i)
+                .ok()
+                .and_then(|i| message.child_messages().nth(i))
+                .ok_or_else(|| out_of_range(i, message.full_name()))?;
+            message = child;
+        }
+        Ok(message)
+    }
+
+    /// Decodes one body of the message `indexes` name into JSON. The error says what does not
+    /// match, never the body's content.
+    pub fn decode(&self, indexes: &[i32], body: &[u8]) -> Result<Value, String> {
+        let desc = self.message(indexes)?;
+        let name = desc.full_name().to_string();
+        let message = DynamicMessage::decode(desc, body).map_err(|e| format!("{name}: {e}"))?;
+        let options = SerializeOptions::new()
+            .stringify_64_bit_integers(false)
+            .use_proto_field_name(true)
+            .skip_default_fields(false);
+        message
+            .serialize_with_options(serde_json::value::Serializer, &options)
+            .map_err(|e| format!("{name}: {e}"))
+    }
+}
+
+fn compile_error(e: &protox::Error) -> String {
+    let mut message = e.to_string();
+    if let Some(file) = e.file()
+        && file != MAIN_FILE
+    {
+        message = format!("{file}: {message}");
+    }
+    message.replace(MAIN_FILE, "the schema")
+}
+
+/// Reads the Confluent message-index array at the start of a body behind the Confluent prefix:
+/// a zigzag varint count, then that many zigzag varint indexes; a count of 0 (the single byte
+/// `0`) is short for `[0]`, the first message of the file. Returns the indexes and the body.
+pub(crate) fn message_indexes(bytes: &[u8]) -> Result<(Vec<i32>, &[u8]), String> {
+    let mut rest = bytes;
+    let count = zigzag(&mut rest).ok_or("no message indexes before the Protobuf body")?;
+    if count == 0 {
+        return Ok((vec![0], rest));
+    }
+    let count = usize::try_from(count)
+        .ok()
+        .filter(|c| *c <= MAX_INDEXES.min(rest.len()))
+        .ok_or_else(|| format!("{count} message indexes before the Protobuf body"))?;
+    let mut indexes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let i = zigzag(&mut rest).ok_or("the message indexes are cut short")?;
+        indexes.push(i32::try_from(i).map_err(|_| format!("message index {i} is out of range"))?);
+    }
+    Ok((indexes, rest))
+}
+
+/// A body the event source mapping delivered with `EventRecordFormat: SOURCE`: with or without
+/// its Confluent message indexes.
+///
+/// Lambda's documentation says only that in SOURCE format Lambda "removes all schema metadata,
+/// such as the schema ID" (`KafkaSchemaRegistryConfig.EventRecordFormat`, Lambda API reference);
+/// it does not say whether the Protobuf message indexes go too, and Powertools for AWS Lambda
+/// (Java, since its PR #1902; Python likewise) accepts both. So do we, without guessing: a
+/// Protobuf body never starts with a byte below 8 (that would be field number 0, which does not
+/// exist), while a message-index array of up to 3 indexes always does (`0` for `[0]`, then the
+/// zigzag counts 2, 4, 6). A body starting with 8 or more is read whole as message `[0]`.
+pub(crate) fn source_message_indexes(bytes: &[u8]) -> Result<(Vec<i32>, &[u8]), String> {
+    match bytes.first() {
+        Some(b) if *b < 8 => message_indexes(bytes),
+        _ => Ok((vec![0], bytes)),
+    }
+}
+
+/// One zigzag varint (at most 10 bytes), advancing `bytes`.
+fn zigzag(bytes: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for (n, b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * n);
+        if b & 0x80 == 0 {
+            *bytes = &bytes[n + 1..];
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SHOP: &str = r#"
+        syntax = "proto3";
+        package shop;
+        import "google/protobuf/timestamp.proto";
+
+        enum Kind { KIND_UNSPECIFIED = 0; BOOK = 1; TOY = 2; }
+
+        message Gift {
+            int64 page_id = 1;
+            string question = 2;
+            uint64 big = 3;
+            sint64 neg = 4;
+            Kind kind = 5;
+            repeated string tags = 6;
+            map<string, int32> counts = 7;
+            oneof source { string url = 8; int32 shelf = 9; }
+            google.protobuf.Timestamp at = 10;
+            bytes blob = 11;
+            optional string note = 12;
+            Inner inner = 13;
+            message Inner {
+                double score = 1;
+                message Deep { bool ok = 1; }
+            }
+        }
+
+        message Other { string name = 1; }
+    "#;
+
+    fn schema() -> ProtoSchema {
+        ProtoSchema::parse(SHOP, &[]).unwrap()
+    }
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    fn field(number: u32, wire: u8, out: &mut Vec<u8>) {
+        varint(u64::from(number << 3 | u32::from(wire)), out);
+    }
+
+    fn bytes_field(number: u32, data: &[u8], out: &mut Vec<u8>) {
+        field(number, 2, out);
+        varint(data.len() as u64, out);
+        out.extend_from_slice(data);
+    }
+
+    #[test]
+    fn scalars_enums_repeated_maps_oneof_and_timestamp() {
+        let mut b = Vec::new();
+        field(1, 0, &mut b);
+        varint(9_007_199_254_740_993, &mut b); // 2^53 + 1: exact only as an integer
+        bytes_field(2, "żółw".as_bytes(), &mut b);
+        field(3, 0, &mut b);
+        varint(u64::MAX, &mut b);
+        field(4, 0, &mut b);
+        varint(5, &mut b); // sint64 -3
+        field(5, 0, &mut b);
+        varint(2, &mut b);
+        bytes_field(6, b"a", &mut b);
+        bytes_field(6, b"b", &mut b);
+        let mut entry = Vec::new();
+        bytes_field(1, b"x", &mut entry);
+        field(2, 0, &mut entry);
+        varint(7, &mut entry);
+        bytes_field(7, &entry, &mut b);
+        field(9, 0, &mut b);
+        varint(4, &mut b);
+        let mut ts = Vec::new();
+        field(1, 0, &mut ts);
+        varint(1_714_564_800, &mut ts);
+        bytes_field(10, &ts, &mut b);
+        bytes_field(11, &[0xff, 0], &mut b);
+        let v = schema().decode(&[0], &b).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "page_id": 9_007_199_254_740_993_i64,
+                "question": "żółw",
+                "big": u64::MAX,
+                "neg": -3,
+                "kind": "TOY",
+                "tags": ["a", "b"],
+                "counts": {"x": 7},
+                "shelf": 4,
+                "at": "2024-05-01T12:00:00Z",
+                "blob": "/wA=",
+            })
+        );
+    }
+
+    #[test]
+    fn defaults_are_present_and_unset_presence_fields_absent() {
+        let v = schema().decode(&[0], &[]).unwrap();
+        assert_eq!(
+            v,
+            json!({"page_id": 0, "question": "", "big": 0, "neg": 0, "kind": "KIND_UNSPECIFIED",
+                   "tags": [], "counts": {}, "blob": ""})
+        );
+        // An enum number the schema does not name stays a number.
+        let v = schema().decode(&[0], &[40, 9]).unwrap();
+        assert_eq!(v["kind"], 9);
+    }
+
+    #[test]
+    fn message_indexes_walk_nested_types() {
+        let s = schema();
+        assert_eq!(s.message(&[0]).unwrap().full_name(), "shop.Gift");
+        assert_eq!(s.message(&[]).unwrap().full_name(), "shop.Gift");
+        assert_eq!(s.message(&[1]).unwrap().full_name(), "shop.Other");
+        // Gift's nested types: the map entry of `counts` comes first in the descriptor, then Inner.
+        let nested: Vec<String> = s
+            .message(&[0])
+            .unwrap()
+            .child_messages()
+            .map(|m| m.name().to_string())
+            .collect();
+        let inner = nested.iter().position(|n| n == "Inner").unwrap() as i32;
+        assert_eq!(
+            s.message(&[0, inner, 0]).unwrap().full_name(),
+            "shop.Gift.Inner.Deep"
+        );
+        assert_eq!(
+            s.decode(&[0, inner, 0], &[8, 1]).unwrap(),
+            json!({"ok": true})
+        );
+        assert_eq!(
+            s.decode(&[1], &[10, 1, b'n']).unwrap(),
+            json!({"name": "n"})
+        );
+        for bad in [&[2][..], &[-1], &[0, 9], &[0, inner, 0, 0]] {
+            let e = s.message(bad).unwrap_err();
+            assert!(e.contains("names no message"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn confluent_message_index_arrays() {
+        assert_eq!(message_indexes(&[0]).unwrap(), (vec![0], &[][..]));
+        assert_eq!(message_indexes(&[2, 2, 7]).unwrap(), (vec![1], &[7u8][..]));
+        // 3 indexes: 0, 150 (zigzag 300 = 0xac 0x02), 1
+        assert_eq!(
+            message_indexes(&[6, 0, 0xac, 0x02, 2]).unwrap(),
+            (vec![0, 150, 1], &[][..])
+        );
+        for bad in [&[][..], &[0x80], &[4, 2], &[1, 0], &[2, 0xff]] {
+            assert!(message_indexes(bad).is_err(), "{bad:?}");
+        }
+        // Source bodies: with or without the indexes.
+        assert_eq!(
+            source_message_indexes(&[8, 1]).unwrap(),
+            (vec![0], &[8u8, 1][..])
+        );
+        assert_eq!(
+            source_message_indexes(&[0, 8, 1]).unwrap(),
+            (vec![0], &[8u8, 1][..])
+        );
+        assert_eq!(
+            source_message_indexes(&[2, 2, 8, 1]).unwrap(),
+            (vec![1], &[8u8, 1][..])
+        );
+        assert_eq!(source_message_indexes(&[]).unwrap(), (vec![0], &[][..]));
+    }
+
+    #[test]
+    fn bodies_that_do_not_match_are_errors() {
+        let s = schema();
+        for body in [
+            &[8][..],             // varint cut short
+            &[18, 5, b'h'],       // length past the end
+            &[10, 1, 1],          // field 1 (int64) sent as length-delimited
+            &[0, 1],              // field number 0
+            &[18, 2, 0xff, 0xfe], // a string that is not UTF-8
+            &[0x0f],              // wire type 7 does not exist
+        ] {
+            let e = s.decode(&[0], body).unwrap_err();
+            assert!(e.starts_with("shop.Gift"), "{body:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn schemas_that_do_not_compile_say_why() {
+        for (text, refs, expect) in [
+            ("message {", vec![], ""),
+            (
+                r#"syntax = "proto3"; import "missing.proto"; message A { int32 a = 1; }"#,
+                vec![],
+                "missing.proto",
+            ),
+            (
+                r#"syntax = "proto3"; message A { Nope a = 1; }"#,
+                vec![],
+                "Nope",
+            ),
+            (
+                r#"syntax = "proto3"; enum E { X = 0; }"#,
+                vec![],
+                "no message",
+            ),
+            (
+                r#"syntax = "proto3"; import "b.proto"; message A { int32 a = 1; }"#,
+                vec![("b.proto".to_string(), "message {".to_string())],
+                "b.proto",
+            ),
+        ] {
+            let e = ProtoSchema::parse(text, &refs).unwrap_err();
+            assert!(e.contains(expect), "{text}: {e}");
+            assert!(!e.contains(MAIN_FILE), "{e}");
+        }
+    }
+
+    #[test]
+    fn descriptor_sets_from_configuration() {
+        let mut compiler = protox::Compiler::with_file_resolver({
+            let mut r = ChainFileResolver::new();
+            r.add(Sources(HashMap::from([(
+                "shop.proto".to_string(),
+                SHOP.to_string(),
+            )])));
+            r.add(GoogleFileResolver::new());
+            r
+        });
+        compiler.include_imports(true);
+        compiler.open_file("shop.proto").unwrap();
+        let set = compiler.encode_file_descriptor_set();
+        let s = ProtoSchema::from_descriptor_set(&set, "shop.Other").unwrap();
+        assert_eq!(
+            s.decode(&[0], &[10, 1, b'n']).unwrap(),
+            json!({"name": "n"})
+        );
+        let e = ProtoSchema::from_descriptor_set(&set, "shop.Nope").unwrap_err();
+        assert!(e.contains("shop.Gift") && e.contains("shop.Other"), "{e}");
+        assert!(!e.contains("google.protobuf"), "{e}");
+    }
+
+    #[test]
+    fn huge_claims_do_not_allocate() {
+        // A length prefix claiming 2^40 bytes in a 12-byte body.
+        let mut b = Vec::new();
+        field(2, 2, &mut b);
+        varint(1 << 40, &mut b);
+        assert!(schema().decode(&[0], &b).is_err());
+        assert!(message_indexes(&[0xfe, 0xff, 0xff, 0xff, 0x0f]).is_err());
+    }
+}
