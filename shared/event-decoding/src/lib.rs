@@ -33,6 +33,7 @@ mod batch;
 pub mod cdc;
 mod error;
 mod protobuf;
+mod glue;
 mod record;
 mod response;
 mod schema;
@@ -43,6 +44,10 @@ pub use batch::{EventSource, KafkaBatch, KafkaBatchBuilder};
 pub use cdc::{Change, Op, json_kind};
 pub use error::{BatchError, ErrorCode, RecordError};
 pub use protobuf::ProtoSchema;
+pub use glue::{
+    GLUE_HEADER_LEN, GLUE_HEADER_VERSION, GlueCompression, GlueHeader, MAX_INFLATED_BODY,
+    glue_message_name, glue_prefix, glue_protobuf_index, inflate,
+};
 pub use record::{Header, KafkaRecord, RecordId};
 pub use response::{
     AllFailed, BatchItemFailure, BatchReport, Counts, ItemIdentifier, KafkaBatchResponse, Outcome,

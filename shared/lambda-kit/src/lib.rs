@@ -18,6 +18,8 @@
 //! - [`metrics`]: per-invocation CloudWatch Embedded Metric Format lines.
 //! - [`schema_registry`]: writer schemas from a Confluent-compatible registry, cached per
 //!   process, and the `VALUE_FORMAT` settings.
+//! - [`glue_registry`]: writer schemas from the AWS Glue Schema Registry (`GetSchemaVersion`),
+//!   cached per process.
 //! - [`trace`]: W3C trace context from record headers to logs and outbound requests.
 //! - [`otlp`]: optional OpenTelemetry (OTLP/HTTP JSON) export of each batch's span.
 
@@ -26,6 +28,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod error;
 pub mod fate;
+pub mod glue_registry;
 pub mod http;
 pub mod metrics;
 pub mod otlp;
