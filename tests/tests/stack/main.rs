@@ -15,6 +15,7 @@ mod gift_publisher;
 mod gift_secrets;
 mod observability;
 mod pages_pipeline;
+mod protobuf;
 mod query;
 mod reembed;
 mod replay;

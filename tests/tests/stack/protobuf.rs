@@ -1,0 +1,208 @@
+//! Protobuf and JSON Schema values end to end (issue 12): gifts encoded by Google's Python
+//! protobuf runtime (`scripts/proto-tool`, independent of the decoder under test) behind the
+//! Confluent wire prefix with their message indexes (`[0]` for `vault.Gift`, `[1]` for
+//! `vault.TaggedGift` of `events/schemas/gift.proto`), and gifts written as Confluent's JSON
+//! Schema serializer writes them (prefix + JSON text), are published to the real broker;
+//! `esm-local` drives the real `gift-persister` binary configured with `VALUE_FORMAT=protobuf`
+//! and a loopback Confluent-compatible registry that answers each schema id with its
+//! `schemaType`. Rows land in `vault`; a Protobuf body cut short is dead-lettered as
+//! `schema_mismatch`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use integration_tests::esm::{
+    Runner, create_topic, function_binary, kafka_or_skip, publish, runner_config, wait_until,
+};
+use integration_tests::fake_schema_registry::{FakeSchemaRegistry, Registered};
+use integration_tests::stack::{StackEnv, lit, unique};
+use serde_json::json;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Values of `message` encoded by `scripts/proto-tool encode`, behind the Confluent prefix of
+/// `id` and the message's indexes.
+fn protobuf(message: &str, id: u32, values: &[serde_json::Value]) -> Vec<Vec<u8>> {
+    let proto = repo().join("events/schemas/gift.proto");
+    let mut child = Command::new(repo().join("scripts/proto-tool"))
+        .args(["encode", proto.to_str().unwrap(), message, &id.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("scripts/proto-tool");
+    let mut stdin = child.stdin.take().unwrap();
+    for v in values {
+        writeln!(stdin, "{v}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "scripts/proto-tool encode failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            (0..l.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_and_json_schema_gifts_through_the_broker() {
+    let test = "protobuf_values";
+    let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
+        return;
+    };
+    let gift_bin = function_binary("gift-persister");
+    let run = unique("proto").replace('_', "-");
+    let topic = format!("{run}-gifts");
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let proto = std::fs::read_to_string(repo().join("events/schemas/gift.proto")).unwrap();
+    let json_schema =
+        std::fs::read_to_string(repo().join("events/schemas/gift.schema.json")).unwrap();
+    let registry = FakeSchemaRegistry::start([], Some(("sr-key", "sr-s3cret"))).await;
+    registry.add_registered(11, Registered::new("PROTOBUF", proto));
+    registry.add_registered(21, Registered::new("JSON", json_schema));
+
+    let n = 12;
+    let gifts: Vec<_> = (0..n)
+        .map(|i| {
+            let mut g = json!({"event_id": format!("{run}-g{i}"), "page_id": 900 + i,
+                   "question": format!("proto question {i} ü"), "answer": format!("proto answer {i}")});
+            if i % 2 == 0 {
+                g["ts"] = json!("2024-11-23T08:20:00.250Z");
+            }
+            g
+        })
+        .collect();
+    let mut values = protobuf("vault.Gift", 11, &gifts);
+    // Message indexes [1]: a TaggedGift, its extra fields kept in the row's raw JSON.
+    values.extend(protobuf(
+        "vault.TaggedGift",
+        11,
+        &[json!({"event_id": format!("{run}-tagged"), "page_id": 950, "question": "tagged q",
+                 "answer": "tagged a", "kind": "RIDDLE", "tags": ["x"], "views": 9_007_199_254_740_993_u64})],
+    ));
+    // JSON Schema: the prefix of schema 21, then the JSON text.
+    let mut js = vec![0, 0, 0, 0, 21];
+    js.extend_from_slice(
+        json!({"event_id": format!("{run}-json"), "page_id": 960, "question": "json q",
+               "answer": "json a", "ts": 1_732_350_000.25})
+        .to_string()
+        .as_bytes(),
+    );
+    values.push(js);
+    // Cut short inside its last field (the tag of `answer` left without its length): the body
+    // does not match its schema. (Cut at a field boundary, a Protobuf body is still a valid
+    // message, only without the fields cut off; gift-persister would then refuse the gift.)
+    let cut = protobuf(
+        "vault.Gift",
+        11,
+        &[json!({"event_id": format!("{run}-cut"), "page_id": 1, "question": "q", "answer": "a"})],
+    )
+    .remove(0);
+    values.push(cut[..cut.len() - 2].to_vec());
+    let total = values.len();
+
+    let env = vec![
+        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
+            stack.service_key.clone(),
+        ),
+        ("VALUE_FORMAT".to_owned(), "protobuf".to_owned()),
+        ("SCHEMA_REGISTRY_URL".to_owned(), registry.url()),
+        ("SCHEMA_REGISTRY_USERNAME".to_owned(), "sr-key".to_owned()),
+        (
+            "SCHEMA_REGISTRY_PASSWORD".to_owned(),
+            "sr-s3cret".to_owned(),
+        ),
+        ("RETRY_MAX_ATTEMPTS".to_owned(), "2".to_owned()),
+    ];
+    let cfg = runner_config(
+        &kafka,
+        &topic,
+        &format!("{run}-esm"),
+        &gift_bin,
+        "gift-persister",
+        env,
+        dir.join("esm.dlq"),
+    );
+    let mut client = create_topic(&kafka, &topic, 1).await;
+    let keyed: Vec<(Option<String>, Vec<u8>)> = values.into_iter().map(|v| (None, v)).collect();
+    publish(&mut client, &topic, 0, &keyed).await;
+    let runner = Runner::start(cfg);
+
+    let count = |extra: &str| -> i64 {
+        stack
+            .sql(&format!(
+                "select count(*) from vault where kafka_topic = {} {extra}",
+                lit(&topic)
+            ))
+            .parse()
+            .unwrap()
+    };
+    let dead = || -> String {
+        stack.sql(&format!(
+            "select coalesce(string_agg(error_code || '@' || kafka_partition || ':' || kafka_offset, ','), '')
+               from dead_letters where topic = {}",
+            lit(&topic)
+        ))
+    };
+    let stored = n as i64 + 2;
+    let done = wait_until(Duration::from_secs(40), || {
+        count("") == stored && !dead().is_empty()
+    })
+    .await;
+    assert!(
+        done,
+        "expected {stored} gifts and a dead letter; got {} and {:?}",
+        count(""),
+        dead()
+    );
+    assert_eq!(dead(), format!("schema_mismatch@0:{}", total - 1));
+    // What was stored is what Google's protobuf runtime wrote: text, the int64 page id, the
+    // Timestamp where one was set (and none where not).
+    let like = lit(&format!("{run}-g%"));
+    assert_eq!(
+        count(&format!(
+            "and event_id like {like} and question = 'proto question ' || (page_id - 900) || ' ü'
+             and answer = 'proto answer ' || (page_id - 900)
+             and (ts = to_timestamp(1732350000.25)) = (page_id % 2 = 0)"
+        )),
+        n as i64
+    );
+    let raw = |id: &str, field: &str| -> String {
+        stack.sql(&format!(
+            "select coalesce(raw->>{}, '') from vault where kafka_topic = {} and event_id = {}",
+            lit(field),
+            lit(&topic),
+            lit(id)
+        ))
+    };
+    let tagged = format!("{run}-tagged");
+    assert_eq!(raw(&tagged, "kind"), "RIDDLE");
+    assert_eq!(raw(&tagged, "views"), "9007199254740993");
+    assert_eq!(raw(&format!("{run}-json"), "page_id"), "960");
+    runner.assert_running();
+    runner.stop().await.expect("runner");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("esm.dlq"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0),
+        0
+    );
+    assert_eq!(
+        registry.requests(),
+        2,
+        "schemas 11 and 21 fetched once each"
+    );
+}
