@@ -24,6 +24,10 @@
 
 use std::borrow::Cow;
 
+use prost_reflect::MessageDescriptor;
+
+use crate::protobuf::ProtoSchema;
+
 /// The header version byte the Glue serializers write.
 pub const GLUE_HEADER_VERSION: u8 = 3;
 
@@ -217,6 +221,39 @@ pub fn glue_message_name<'n>(
     names.get(usize::try_from(index).ok()?).copied()
 }
 
+/// The message a Glue-framed Protobuf body is, as the path of indexes [`ProtoSchema::message`]
+/// takes, and the message's bytes: Glue's message index counts every message type of the schema,
+/// nested ones (map entries too, as `Descriptor.getNestedTypes` lists them) included, in the
+/// lexicographic order of their full names.
+pub(crate) fn glue_message_indexes<'b>(
+    schema: &ProtoSchema,
+    body: &'b [u8],
+) -> Result<(Vec<i32>, &'b [u8]), String> {
+    let (index, rest) = glue_protobuf_index(body)
+        .ok_or("no Glue message index (a varint) before the Protobuf body")?;
+    fn walk(m: &MessageDescriptor, path: Vec<i32>, out: &mut Vec<(String, Vec<i32>)>) {
+        for (i, child) in m.child_messages().enumerate() {
+            let mut p = path.clone();
+            p.push(i32::try_from(i).unwrap_or(i32::MAX));
+            walk(&child, p, out);
+        }
+        out.push((m.full_name().to_string(), path));
+    }
+    let mut all = Vec::new();
+    let mut top = 0;
+    while let Ok(m) = schema.message(&[top]) {
+        walk(&m, vec![top], &mut all);
+        top += 1;
+    }
+    all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let path = usize::try_from(index)
+        .ok()
+        .and_then(|i| all.into_iter().nth(i))
+        .map(|(_, path)| path)
+        .ok_or_else(|| format!("Glue message index {index} names no message of the schema"))?;
+    Ok((path, rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +374,40 @@ mod tests {
             None
         );
         assert_eq!(glue_message_name(["a.Z", "a.B", "a.B"], 1), Some("a.Z"));
+    }
+
+    #[test]
+    fn protobuf_bodies_name_their_message_as_glue_numbers_them() {
+        // message B { message C {} message A { message D {} } }: B = 0, B.A = 1, B.A.D = 2, B.C = 3
+        // (the example of the Glue serializer's MessageIndexFinder).
+        let schema = ProtoSchema::parse(
+            "syntax = \"proto3\"; package p;
+             message B { message C { int32 c = 1; } message A { message D { int32 d = 1; } int32 a = 1; } int32 b = 1; }
+             message E { int32 e = 1; }",
+            &[],
+        )
+        .unwrap();
+        for (index, name) in [
+            (0, "p.B"),
+            (1, "p.B.A"),
+            (2, "p.B.A.D"),
+            (3, "p.B.C"),
+            (4, "p.E"),
+        ] {
+            let body = [index, 8, 7];
+            let (path, rest) = glue_message_indexes(&schema, &body).unwrap();
+            assert_eq!(schema.message(&path).unwrap().full_name(), name);
+            assert_eq!(rest, [8, 7]);
+        }
+        // B.A.D's field 1 = 7.
+        let (path, rest) = glue_message_indexes(&schema, &[2, 8, 7]).unwrap();
+        assert_eq!(
+            schema.decode(&path, rest).unwrap(),
+            serde_json::json!({"d": 7})
+        );
+        let e = glue_message_indexes(&schema, &[5, 8, 7]).unwrap_err();
+        assert!(e.contains("index 5"), "{e}");
+        assert!(glue_message_indexes(&schema, &[]).is_err());
     }
 
     proptest! {

@@ -22,6 +22,7 @@
 //! ```
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
@@ -34,6 +35,7 @@ use serde_json::Value;
 use crate::avro::AvroSchema;
 use crate::cdc::{self, Change};
 use crate::error::{ErrorCode, RecordError};
+use crate::glue::{self, GlueCompression};
 use crate::protobuf::{self, ProtoSchema};
 use crate::record::KafkaRecord;
 use crate::version::SourceVersion;
@@ -160,7 +162,8 @@ pub enum ValueFormat {
     /// Every value is Protobuf, its schema named as for [`Avro`](Self::Avro).
     Protobuf,
     /// Per record: described by a registry schema when the metadata says so or the value starts
-    /// with the Confluent magic byte (0, which no JSON text starts with), JSON otherwise.
+    /// with the Confluent magic byte (0) or the Glue header (version byte 3 and a known
+    /// compression byte); no JSON text starts with either. JSON otherwise.
     Auto,
 }
 
@@ -387,6 +390,9 @@ pub(crate) enum Framing {
     /// Delivered with schema metadata (`EventRecordFormat: SOURCE`): a Protobuf body may or may
     /// not start with its message indexes ([`protobuf::source_message_indexes`]).
     Source,
+    /// Behind the AWS Glue header ([`glue::glue_prefix`]): the body may be zlib-compressed, and a
+    /// Protobuf body starts with Glue's message index.
+    Glue(GlueCompression),
 }
 
 /// Which schema ids decoding `records` with `format` needs, keys and values: what a resolver
@@ -452,6 +458,13 @@ fn encoding<'b>(
             )),
         };
     }
+    if let Some(h) = glue::glue_prefix(bytes) {
+        return Ok(Encoded::Registry {
+            schema_id: h.schema_version_id,
+            body: h.raw_body,
+            framing: Framing::Glue(h.compression),
+        });
+    }
     match confluent_prefix(bytes) {
         Some((id, body)) => Ok(Encoded::Registry {
             schema_id: id.to_string(),
@@ -462,7 +475,7 @@ fn encoding<'b>(
         None => Err((
             ErrorCode::MissingSchemaId,
             format!(
-                "no schema metadata and no Confluent wire prefix (magic byte 0 + schema id); VALUE_FORMAT={format} needs one"
+                "no schema metadata and no Confluent wire prefix (magic byte 0 + schema id) or Glue header (byte 3 + schema version id); VALUE_FORMAT={format} needs one"
             ),
         )),
     }
@@ -525,7 +538,7 @@ impl KafkaRecord {
                 body,
                 framing,
             } => match self.registry_body(&schema_id, body, framing, decoding, "value")? {
-                Body::Json(b) => return self.parse_json(b, "value"),
+                Body::Json(b) => return self.parse_json(&b, "value"),
                 Body::Value(v) => v,
             },
         };
@@ -577,7 +590,7 @@ impl KafkaRecord {
                 framing,
             } => {
                 let v = match self.registry_body(&schema_id, body, framing, decoding, "value")? {
-                    Body::Json(b) => self.parse_json(b, "value")?,
+                    Body::Json(b) => self.parse_json(&b, "value")?,
                     Body::Value(v) => v,
                 };
                 cdc::from_value(self, Some(v), key)
@@ -606,7 +619,7 @@ impl KafkaRecord {
                 framing,
             } => {
                 let v = match self.registry_body(&schema_id, body, framing, decoding, "key")? {
-                    Body::Json(b) => self.parse_json(b, "key")?,
+                    Body::Json(b) => self.parse_json(&b, "key")?,
                     Body::Value(v) => v,
                 };
                 Ok(Some(cdc::unwrap_key(v)))
@@ -650,12 +663,22 @@ impl KafkaRecord {
                 format!("{what} does not match its writer schema {schema_id}: {m}"),
             )
         };
+        // A Glue body compressed by its producer is inflated first (bounded: a bomb is a bad
+        // record, not an outage).
+        let body = match framing {
+            Framing::Glue(GlueCompression::Zlib) => Cow::Owned(
+                glue::inflate(body, glue::MAX_INFLATED_BODY)
+                    .map_err(|m| self.error(ErrorCode::SchemaMismatch, format!("{what}: {m}")))?,
+            ),
+            _ => Cow::Borrowed(body),
+        };
         match &*schema {
-            WriterSchema::Avro(s) => s.decode(body).map(Body::Value).map_err(mismatch),
+            WriterSchema::Avro(s) => s.decode(&body).map(Body::Value).map_err(mismatch),
             WriterSchema::Protobuf(s) => {
                 let (indexes, body) = match framing {
-                    Framing::Confluent => protobuf::message_indexes(body),
-                    Framing::Source => protobuf::source_message_indexes(body),
+                    Framing::Confluent => protobuf::message_indexes(&body),
+                    Framing::Source => protobuf::source_message_indexes(&body),
+                    Framing::Glue(_) => glue::glue_message_indexes(s, &body),
                 }
                 .map_err(mismatch)?;
                 s.decode(&indexes, body).map(Body::Value).map_err(mismatch)
@@ -670,7 +693,7 @@ enum Body<'b> {
     /// Decoded through an Avro or Protobuf schema.
     Value(Value),
     /// JSON text (a JSON Schema value), still to be parsed.
-    Json(&'b [u8]),
+    Json(Cow<'b, [u8]>),
 }
 
 /// Avro schema references inlined: Avro names a type defined elsewhere by its name alone, and a

@@ -742,6 +742,61 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn values_with_a_glue_arn_resolve_glue_framed_records() {
+        use crate::schema_registry::{ValueSettings, Values};
+        use event_decoding::{ErrorCode, KafkaRecord, ValueFormat};
+        let env = Env::from_pairs([("VALUE_FORMAT", "auto"), ("SCHEMA_REGISTRY_URL", ARN)]);
+        let s = ValueSettings::from_env(&env).await.unwrap();
+        assert!(s.registry.is_none());
+        assert_eq!(s.glue.as_ref().unwrap().arn.name, "gifts");
+        assert!(s.build().unwrap().glue().is_some());
+
+        let server = MockServer::start(vec![
+            (200, vec![], version("AVRO", GIFT)),
+            (
+                400,
+                vec![],
+                error("EntityNotFoundException", "Schema version is not found."),
+            ),
+        ])
+        .await;
+        let values = Values::with_glue(ValueFormat::Auto, registry(server.url(), 3));
+        let id = [
+            0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f, 0x40, 0x71, 0x82, 0x93, 0xa4, 0xb5, 0xc6, 0xd7,
+            0xe8, 0xf9,
+        ];
+        let framed = |id: &[u8], body: &[u8]| {
+            let mut v = vec![3, 0];
+            v.extend_from_slice(id);
+            v.extend_from_slice(body);
+            v
+        };
+        let mut other = id;
+        other[15] = 0xff; // sorts after `id`: fetched second, answered 404
+        let records = [
+            KafkaRecord::new("t", 0, 0, 0).with_value(framed(&id, &[84])),
+            KafkaRecord::new("t", 0, 1, 0).with_value(framed(&other, &[84])),
+            KafkaRecord::new("t", 0, 2, 0).with_value(r#"{"page_id": 5}"#),
+        ];
+        values.prepare(&records, &deadline()).await;
+        assert_eq!(
+            server.requests().len(),
+            2,
+            "one GetSchemaVersion per version id"
+        );
+        let d = values.decoding();
+        let v: serde_json::Value = records[0].value_json_via(d).unwrap();
+        assert_eq!(v, serde_json::json!({"page_id": 42}));
+        let e = records[1]
+            .value_json_via::<serde_json::Value>(d)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownSchemaId);
+        assert!(!e.is_permanent());
+        let v: serde_json::Value = records[2].value_json_via(d).unwrap();
+        assert_eq!(v["page_id"], 5);
+    }
+
+    #[tokio::test]
     async fn config_from_env_takes_the_arn() {
         let env = Env::from_pairs([("RETRY_MAX_ATTEMPTS", "2")]);
         let c = GlueRegistryConfig::from_env(&env, ARN).await.unwrap();

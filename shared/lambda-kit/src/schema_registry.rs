@@ -21,6 +21,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 
 use crate::config::{ConfigError, Env, InitError};
 use crate::error::{Classify, ErrorClass};
+use crate::glue_registry::{GlueRegistry, GlueRegistryArn, GlueRegistryConfig};
 use crate::http::{self, Failure, Sender};
 use crate::postgrest::Secret;
 use crate::retry::{Deadline, RetryPolicy};
@@ -31,11 +32,12 @@ use crate::secrets::{self, SecretSpec};
 /// | variable | meaning |
 /// | --- | --- |
 /// | `VALUE_FORMAT` | `json` (default), `avro`, `protobuf` or `auto` ([`ValueFormat`]); JSON Schema values are read by all but `json` |
-/// | `SCHEMA_REGISTRY_URL` | the registry's base URL; required for `avro`, `protobuf` and `auto` |
+/// | `SCHEMA_REGISTRY_URL` | the registry's base URL, or an AWS Glue registry ARN (`arn:aws:glue:<region>:<account>:registry/<name>`: [`GlueRegistry`]); required for `avro`, `protobuf` and `auto` |
 /// | `SCHEMA_REGISTRY_USERNAME`, `SCHEMA_REGISTRY_PASSWORD` | basic auth (or an API key and its secret) |
 /// | `SCHEMA_REGISTRY_SECRET_ID` | instead: a Secrets Manager secret `{"username": .., "password": ..}` (the one the ESM's `BASIC_AUTH` access config uses) |
 ///
-/// Requests use `HTTP_TIMEOUT_MS`, `HTTP_CONNECT_TIMEOUT_MS` and the `RETRY_*` settings.
+/// A Glue registry is read with the function's AWS credentials (`glue:GetSchemaVersion`);
+/// `AWS_ENDPOINT_URL_GLUE` overrides its endpoint. Requests use `HTTP_TIMEOUT_MS`, `HTTP_CONNECT_TIMEOUT_MS` and the `RETRY_*` settings.
 ///
 /// ```
 /// use lambda_kit::config::Env;
@@ -53,16 +55,22 @@ use crate::secrets::{self, SecretSpec};
 pub struct ValueSettings {
     /// `VALUE_FORMAT`.
     pub format: ValueFormat,
-    /// The registry, when values may be described by one.
+    /// The Confluent-compatible registry, when values may be described by one.
     pub registry: Option<RegistryConfig>,
+    /// Instead: the AWS Glue Schema Registry (`SCHEMA_REGISTRY_URL` is its ARN).
+    pub glue: Option<GlueRegistryConfig>,
 }
 
 impl ValueSettings {
     /// Reads the settings; credentials from Secrets Manager are fetched here, once.
     pub async fn from_env(env: &Env) -> Result<Self, InitError> {
         let format = env.parse_or("VALUE_FORMAT", ValueFormat::Json)?;
-        let registry = match env.get("SCHEMA_REGISTRY_URL") {
-            Some(url) => Some(RegistryConfig::from_env(env, &url).await?),
+        let (mut registry, mut glue) = (None, None);
+        match env.get("SCHEMA_REGISTRY_URL") {
+            Some(arn) if GlueRegistryArn::looks_like(&arn) => {
+                glue = Some(GlueRegistryConfig::from_env(env, &arn).await?);
+            }
+            Some(url) => registry = Some(RegistryConfig::from_env(env, &url).await?),
             None if format != ValueFormat::Json => {
                 return Err(ConfigError::new(
                     "SCHEMA_REGISTRY_URL",
@@ -70,9 +78,13 @@ impl ValueSettings {
                 )
                 .into());
             }
-            None => None,
+            None => {}
         };
-        Ok(Self { format, registry })
+        Ok(Self {
+            format,
+            registry,
+            glue,
+        })
     }
 
     /// What the function decodes with.
@@ -80,6 +92,7 @@ impl ValueSettings {
         Ok(Values {
             format: self.format,
             registry: self.registry.clone().map(SchemaRegistry::new).transpose()?,
+            glue: self.glue.clone().map(GlueRegistry::new),
         })
     }
 
@@ -92,6 +105,7 @@ impl ValueSettings {
                 .clone()
                 .map(|c| SchemaRegistry::with_http(c, http.clone()))
                 .transpose()?,
+            glue: self.glue.clone().map(GlueRegistry::new),
         })
     }
 }
@@ -110,20 +124,40 @@ impl ValueSettings {
 pub struct Values {
     format: ValueFormat,
     registry: Option<SchemaRegistry>,
+    glue: Option<GlueRegistry>,
 }
 
 impl Values {
     /// `format` with `registry`.
     pub fn new(format: ValueFormat, registry: Option<SchemaRegistry>) -> Self {
-        Self { format, registry }
+        Self {
+            format,
+            registry,
+            glue: None,
+        }
+    }
+
+    /// `format` with the Glue registry `glue`.
+    pub fn with_glue(format: ValueFormat, glue: GlueRegistry) -> Self {
+        Self {
+            format,
+            registry: None,
+            glue: Some(glue),
+        }
     }
 
     /// How records are decoded.
     pub fn decoding(&self) -> Decoding<'_> {
-        match &self.registry {
-            Some(r) => Decoding::new(self.format, r),
-            None => Decoding::new(self.format, &NoSchemas),
+        match (&self.registry, &self.glue) {
+            (Some(r), _) => Decoding::new(self.format, r),
+            (None, Some(g)) => Decoding::new(self.format, g),
+            (None, None) => Decoding::new(self.format, &NoSchemas),
         }
+    }
+
+    /// The Glue registry client, when `SCHEMA_REGISTRY_URL` is a Glue registry ARN.
+    pub fn glue(&self) -> Option<&GlueRegistry> {
+        self.glue.as_ref()
     }
 
     /// The registry client, when one is configured.
@@ -133,13 +167,17 @@ impl Values {
 
     /// Fetches the writer schemas `records` need that are not cached yet (nothing for JSON).
     pub async fn prepare(&self, records: &[KafkaRecord], deadline: &Deadline) {
-        if let Some(registry) = &self.registry
-            && self.format != ValueFormat::Json
-        {
-            let ids = schema_ids(records, self.format);
-            if !ids.is_empty() {
-                registry.prefetch(&ids, deadline).await;
-            }
+        if self.format == ValueFormat::Json || (self.registry.is_none() && self.glue.is_none()) {
+            return;
+        }
+        let ids = schema_ids(records, self.format);
+        if ids.is_empty() {
+            return;
+        }
+        if let Some(registry) = &self.registry {
+            registry.prefetch(&ids, deadline).await;
+        } else if let Some(glue) = &self.glue {
+            glue.prefetch(&ids, deadline).await;
         }
     }
 }
