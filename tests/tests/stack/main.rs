@@ -13,6 +13,7 @@ mod esm_e2e;
 mod gift_persister;
 mod gift_publisher;
 mod gift_secrets;
+mod glue;
 mod observability;
 mod pages_pipeline;
 mod protobuf;

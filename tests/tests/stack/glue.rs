@@ -1,0 +1,256 @@
+//! The AWS Glue Schema Registry end to end (issue 12): the gift schema is registered in moto's
+//! Glue by AWS's `aws-glue-schema-registry` Python package (`scripts/glue-tool`), gifts are
+//! encoded by it in the Glue wire format (header version 3, compression byte 0 or 5 = zlib, the
+//! 16-byte schema version id), published to the real broker, and `esm-local` drives the real
+//! `gift-persister` binary configured with `VALUE_FORMAT=avro` and the registry's ARN as
+//! `SCHEMA_REGISTRY_URL`: it resolves the version id with `GetSchemaVersion` and rows land in
+//! `vault`. A body cut short is dead-lettered (`schema_mismatch`); a record of a schema version
+//! the registry does not have (`EntityNotFoundException`) is redelivered, never dead-lettered.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use integration_tests::esm::{
+    Runner, create_topic, function_binary, kafka_or_skip, publish, runner_config, wait_until,
+};
+use integration_tests::stack::{StackEnv, lit, unique};
+use serde_json::json;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn glue_tool(endpoint: &str) -> Command {
+    let mut c = Command::new(repo().join("scripts/glue-tool"));
+    c.env("AWS_ENDPOINT_URL_GLUE", endpoint);
+    c
+}
+
+/// Registers `schema` as `name` in `registry` (moto): the registry ARN and the version id.
+fn register(endpoint: &str, registry: &str, name: &str, schema: &str) -> (String, String) {
+    let out = glue_tool(endpoint)
+        .args(["register", registry, name, schema])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("scripts/glue-tool");
+    assert!(out.status.success(), "scripts/glue-tool register failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let arn = lines.next().expect("registry ARN").to_owned();
+    let id = lines.next().expect("schema version id").to_owned();
+    (arn, id)
+}
+
+/// Values encoded by `scripts/glue-tool encode`: the Avro body behind the Glue header of
+/// `version`, zlib-compressed when `zlib`.
+fn encode(
+    endpoint: &str,
+    schema: &str,
+    version: &str,
+    zlib: bool,
+    values: &[serde_json::Value],
+) -> Vec<Vec<u8>> {
+    let mut args = vec!["encode", schema, version];
+    if zlib {
+        args.push("zlib");
+    }
+    let mut child = glue_tool(endpoint)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("scripts/glue-tool");
+    let mut stdin = child.stdin.take().unwrap();
+    for v in values {
+        writeln!(stdin, "{v}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "scripts/glue-tool encode failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            (0..l.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+/// moto's endpoint: `AWS_ENDPOINT_URL_GLUE`, else the Secrets Manager one `scripts/local-stack
+/// env` exports (moto serves every service on one port).
+fn moto_or_skip(test: &str) -> Option<String> {
+    let url = std::env::var("AWS_ENDPOINT_URL_GLUE")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER"))
+        .ok();
+    if url.is_none() {
+        eprintln!(
+            "\n!!!! SKIPPED {test}: AWS_ENDPOINT_URL_GLUE / AWS_ENDPOINT_URL_SECRETS_MANAGER (scripts/local-stack env) is not set !!!!\n"
+        );
+    }
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glue_framed_avro_gifts_through_the_broker() {
+    let test = "glue_values";
+    let (Some(kafka), Some(stack), Some(moto)) = (
+        kafka_or_skip(test),
+        StackEnv::get_or_skip(test),
+        moto_or_skip(test),
+    ) else {
+        return;
+    };
+    let gift_bin = function_binary("gift-persister");
+    let run = unique("glue").replace('_', "-");
+    let topic = format!("{run}-gifts");
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let schema_path = repo().join("events/schemas/1-gift.avsc");
+    let schema = schema_path.to_str().unwrap();
+    let (arn, version) = register(&moto, &format!("{run}-registry"), "gift-value", schema);
+    assert!(
+        arn.starts_with("arn:aws:glue:") && arn.ends_with(&format!(":registry/{run}-registry")),
+        "{arn}"
+    );
+
+    let n = 20;
+    let gifts: Vec<_> = (0..n)
+        .map(|i| {
+            json!({"event_id": format!("{run}-g{i}"), "page_id": 900 + i,
+                   "question": format!("glue question {i} ü"),
+                   "answer": format!("glue answer {i}{}", "!".repeat(if i % 4 == 0 { 400 } else { 0 })),
+                   "ts": if i % 2 == 0 { json!(1_732_350_000.25) } else { json!(null) }})
+        })
+        .collect();
+    // Half of them zlib-compressed, as a producer with compression enabled writes them.
+    let (plain, zlib) = gifts.split_at(n / 2);
+    let mut values = encode(&moto, schema, &version, false, plain);
+    let compressed = encode(&moto, schema, &version, true, zlib);
+    assert!(compressed.iter().all(|v| v[..2] == [3, 5]));
+    assert!(values.iter().all(|v| v[..2] == [3, 0]));
+    values.extend(compressed);
+    // Cut short: the body does not match its schema.
+    let cut = encode(
+        &moto,
+        schema,
+        &version,
+        false,
+        &[json!({"event_id": format!("{run}-cut"), "page_id": 1, "question": "q", "answer": "a", "ts": null})],
+    )
+    .remove(0);
+    values.push(cut[..cut.len() - 3].to_vec());
+    // Written with a schema version id the registry does not have.
+    let late = encode(
+        &moto,
+        schema,
+        "7d6c5b4a-3928-4716-a5b4-c3d2e1f0a9b8",
+        true,
+        &[
+            json!({"event_id": format!("{run}-late"), "page_id": 1, "question": "late q", "answer": "late a", "ts": null}),
+        ],
+    );
+
+    let env = vec![
+        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
+            stack.service_key.clone(),
+        ),
+        ("VALUE_FORMAT".to_owned(), "avro".to_owned()),
+        ("SCHEMA_REGISTRY_URL".to_owned(), arn.clone()),
+        ("AWS_ENDPOINT_URL_GLUE".to_owned(), moto.clone()),
+        ("RETRY_MAX_ATTEMPTS".to_owned(), "2".to_owned()),
+    ];
+    let mut cfg = runner_config(
+        &kafka,
+        &topic,
+        &format!("{run}-esm"),
+        &gift_bin,
+        "gift-persister",
+        env,
+        dir.join("esm.dlq"),
+    );
+    // The unknown schema version keeps its record redelivering: it must never run out of retries
+    // while the test watches.
+    cfg.max_retries = 1000;
+    let mut client = create_topic(&kafka, &topic, 2).await;
+    let keyed = |v: Vec<Vec<u8>>| -> Vec<(Option<String>, Vec<u8>)> {
+        v.into_iter().map(|v| (None, v)).collect()
+    };
+    // Partition 0: the gifts and the cut body; partition 1: the unknown version's record (a
+    // redelivered record holds back its partition, as on Lambda).
+    publish(&mut client, &topic, 0, &keyed(values)).await;
+    publish(&mut client, &topic, 1, &keyed(late)).await;
+    let runner = Runner::start(cfg);
+
+    let count = |extra: &str| -> i64 {
+        stack
+            .sql(&format!(
+                "select count(*) from vault where kafka_topic = {} {extra}",
+                lit(&topic)
+            ))
+            .parse()
+            .unwrap()
+    };
+    let dead = || -> String {
+        stack.sql(&format!(
+            "select coalesce(string_agg(error_code || '@' || kafka_partition || ':' || kafka_offset, ','), '')
+               from dead_letters where topic = {}",
+            lit(&topic)
+        ))
+    };
+    let stored = wait_until(Duration::from_secs(40), || {
+        count("") == n as i64 && !dead().is_empty()
+    })
+    .await;
+    assert!(
+        stored,
+        "expected {n} gifts and a dead letter; got {} and {:?}",
+        count(""),
+        dead()
+    );
+    assert_eq!(dead(), format!("schema_mismatch@0:{n}"));
+    // What was stored is what the Python serializer wrote, compressed or not.
+    let like = lit(&format!("{run}-g%"));
+    assert_eq!(
+        count(&format!(
+            "and event_id like {like} and question = 'glue question ' || (page_id - 900) || ' ü'
+             and answer = 'glue answer ' || (page_id - 900) || repeat('!', case when page_id % 4 = 0 then 400 else 0 end)
+             and (ts = to_timestamp(1732350000.25)) = (page_id % 2 = 0)"
+        )),
+        n as i64
+    );
+    // The unknown version's record: reported for redelivery, not dead-lettered, not stored.
+    let retried = wait_until(Duration::from_secs(20), || {
+        runner.stats.records_redelivered.load(Relaxed)
+            + runner.stats.failed_invocations.load(Relaxed)
+            >= 2
+    })
+    .await;
+    assert!(
+        retried,
+        "the unknown version's record should be redelivered"
+    );
+    assert_eq!(
+        count(&format!("and event_id = {}", lit(&format!("{run}-late")))),
+        0
+    );
+    assert_eq!(
+        dead(),
+        format!("schema_mismatch@0:{n}"),
+        "no dead letter for an unknown schema version"
+    );
+    runner.assert_running();
+    runner.stop().await.expect("runner");
+    let runner_dead = std::fs::read_to_string(dir.join("esm.dlq"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    assert_eq!(runner_dead, 0, "esm-local gave up on no record");
+}
