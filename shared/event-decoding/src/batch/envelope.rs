@@ -4,39 +4,61 @@
 //! time) and goes through a visitor per field; here the closing quote of a text is found with
 //! `memchr` (SIMD), numbers are read in place and known field names are matched directly.
 //!
-//! It reads a subset of what the serde parse ([`RawBatch`] through serde_json) reads and gives
-//! the same [`RawBatch`] for it: anything else (an escape in a name, a duplicate field, a
+//! It reads a subset of what the serde parse ([`RawBatch`](super::RawBatch) through serde_json)
+//! reads and gives the same [`KafkaBatch`] for it: anything else (an escape in a name, a duplicate field, a
 //! fraction where an integer goes, an array where the payload object goes) is `None`, and the
 //! serde parse decides. Headers, schema metadata and unknown fields go through serde_json itself.
 
-use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::de::{DeserializeOwned, IgnoredAny};
 
-use super::{RawBatch, RawRecord, RawRecords, RawText, Str};
-use crate::record::HeaderList;
+use super::{EventSource, KafkaBatch, raw_range};
+use crate::record::{HeaderList, KafkaRecord, Text};
 use crate::schema::MetadataField;
 
-/// Reads `payload` when it has the usual shape; `None` when the serde parse must decide.
-pub(super) fn read(payload: &str) -> Option<RawBatch<'_, RawText<'_>>> {
+/// Reads `payload` when it has the usual shape; `None` when the serde parse must decide. The
+/// records' texts stay in `payload`, which they share.
+pub(super) fn read(payload: &Arc<String>) -> Option<KafkaBatch> {
     let mut r = Reader {
+        buf: payload,
         text: payload,
         bytes: payload.as_bytes(),
         at: 0,
-        last_topic: None,
-        last_timestamp_type: None,
+        records: Vec::new(),
+        topic: None,
+        timestamp_type: None,
     };
-    let batch = r.batch()?;
+    let mut batch = r.batch()?;
     r.skip_ws();
-    (r.at == r.bytes.len()).then_some(batch)
+    (r.at == r.bytes.len()).then_some(())?;
+    batch.sort();
+    Some(batch)
 }
 
 struct Reader<'a> {
+    buf: &'a Arc<String>,
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
-    last_topic: Option<&'a str>,
-    last_timestamp_type: Option<&'a str>,
+    records: Vec<KafkaRecord>,
+    /// The topic and timestamp type last read: a batch names one or two, over and over, and
+    /// its records share them.
+    topic: Option<Arc<str>>,
+    timestamp_type: Option<Arc<str>>,
+}
+
+/// Whether `bytes` start with `text` in quotes. Compared inline: names are a dozen bytes, shorter
+/// than a call to `memcmp` is worth.
+fn quoted(bytes: &[u8], text: &str) -> bool {
+    let n = text.len();
+    bytes.len() > n + 1
+        && bytes[0] == b'"'
+        && bytes[n + 1] == b'"'
+        && bytes[1..=n]
+            .iter()
+            .zip(text.as_bytes())
+            .fold(true, |same, (a, b)| same & (a == b))
 }
 
 /// One bit per known field, to refuse duplicates as serde's derive does.
@@ -98,12 +120,6 @@ impl<'a> Reader<'a> {
         Some((start, start + len))
     }
 
-    /// The bytes of a string without escapes (control characters not checked).
-    fn raw(&mut self) -> Option<&'a [u8]> {
-        let (start, end) = self.span()?;
-        Some(&self.bytes[start..end])
-    }
-
     /// A string without escapes or control characters, borrowed: names and short values, read
     /// a byte at a time (cheaper than setting up a SIMD search for a dozen bytes).
     fn str(&mut self) -> Option<&'a str> {
@@ -134,33 +150,31 @@ impl<'a> Reader<'a> {
         self.str().map(Some)
     }
 
-    /// [`opt_str`](Self::opt_str), tried first as a repeat of `last` (a batch names one topic
-    /// and one timestamp type over and over): one comparison instead of a scan.
-    fn opt_str_again(&mut self, last: &mut Option<&'a str>) -> Option<Option<&'a str>> {
-        if let Some(l) = *last {
-            self.skip_ws();
-            let rest = &self.bytes[self.at..];
-            if rest.len() > l.len() + 1
-                && rest[0] == b'"'
-                && rest[l.len() + 1] == b'"'
-                && &rest[1..=l.len()] == l.as_bytes()
-            {
-                self.at += l.len() + 2;
-                return Some(Some(l));
-            }
+    /// A string as an `Arc` shared with the records before when it repeats `last` (tried first:
+    /// one comparison instead of a scan), else a new one that becomes `last`; `None` for null.
+    fn shared(&mut self, last: &mut Option<Arc<str>>) -> Option<Option<Arc<str>>> {
+        self.skip_ws();
+        if let Some(l) = last
+            && quoted(&self.bytes[self.at..], l)
+        {
+            self.at += l.len() + 2;
+            return Some(Some(Arc::clone(l)));
         }
-        let s = self.opt_str()?;
-        if s.is_some() {
-            *last = s;
-        }
-        Some(s)
+        Some(
+            self.opt_str()?
+                .map(|s| Arc::clone(last.insert(Arc::from(s)))),
+        )
     }
 
-    fn opt_raw(&mut self) -> Option<Option<RawText<'a>>> {
+    /// A key or value text, left where it is in the payload; `None` inside for null.
+    fn text(&mut self) -> Option<Option<Text>> {
         if self.null()? {
             return Some(None);
         }
-        self.raw().map(|b| Some(RawText(b)))
+        let (start, end) = self.span()?;
+        // Control characters are refused as in any JSON string; the text is whole characters.
+        let (start, end) = raw_range(self.text, &self.bytes[start..end])?;
+        Some(Some(Text::shared(self.buf, start, end)))
     }
 
     /// A JSON integer as serde_json reads one into an `i64`: no fraction or exponent, no leading
@@ -208,17 +222,16 @@ impl<'a> Reader<'a> {
         Some(value)
     }
 
-    fn batch(&mut self) -> Option<RawBatch<'a, RawText<'a>>> {
+    fn batch(&mut self) -> Option<KafkaBatch> {
         self.eat(b'{')?;
         let mut seen = 0;
         let (mut event_source, mut event_source_arn, mut bootstrap_servers) = (None, None, None);
-        let mut records = None;
         if self.peek()? != b'}' {
             loop {
                 match self.name()? {
                     "eventSource" => {
                         first(&mut seen, 1)?;
-                        event_source = self.opt_str()?.map(String::from);
+                        event_source = self.opt_str()?;
                     }
                     "eventSourceArn" => {
                         first(&mut seen, 2)?;
@@ -230,7 +243,7 @@ impl<'a> Reader<'a> {
                     }
                     "records" => {
                         first(&mut seen, 8)?;
-                        records = Some(self.groups()?);
+                        self.groups()?;
                     }
                     _ => {
                         self.serde::<IgnoredAny>()?;
@@ -243,44 +256,55 @@ impl<'a> Reader<'a> {
         } else {
             self.at += 1;
         }
-        Some(RawBatch {
-            event_source,
+        // `records` is required.
+        (seen & 8 != 0).then_some(())?;
+        Some(KafkaBatch {
+            event_source: event_source
+                .map(EventSource::from)
+                .unwrap_or(EventSource::Other(String::new())),
             event_source_arn,
             bootstrap_servers,
-            records: records?,
+            records: std::mem::take(&mut self.records),
         })
     }
 
-    /// `records`: `"<topic>-<partition>"` to a list of records, or null.
-    fn groups(&mut self) -> Option<RawRecords<'a, RawText<'a>>> {
+    /// `records`: `"<topic>-<partition>"` to a list of records, or null. The keys are not
+    /// needed: every record here names its topic and partition.
+    fn groups(&mut self) -> Option<()> {
         if self.null()? {
-            return Some(RawRecords(Vec::new()));
+            return Some(());
         }
         self.eat(b'{')?;
-        let mut groups = Vec::new();
         if self.peek()? == b'}' {
             self.at += 1;
-            return Some(RawRecords(groups));
+            return Some(());
         }
         loop {
-            let key = Str(Cow::Borrowed(self.name()?));
-            let mut records = Vec::new();
+            self.name()?;
             if !self.null()? {
                 self.eat(b'[')?;
                 if self.peek()? == b']' {
                     self.at += 1;
                 } else {
                     loop {
-                        records.push(self.record()?);
+                        let start = self.at;
+                        let record = self.record()?;
+                        if self.records.is_empty() {
+                            // Room for as many records as the payload holds if the rest are like
+                            // the first; capacity not written to costs no memory pages.
+                            let each = (self.at - start).max(64);
+                            self.records
+                                .reserve((self.bytes.len() - self.at) / each + 1);
+                        }
+                        self.records.push(record);
                         if !self.next_or(b']')? {
                             break;
                         }
                     }
                 }
             }
-            groups.push((key, records));
             if !self.next_or(b'}')? {
-                return Some(RawRecords(groups));
+                return Some(());
             }
         }
     }
@@ -292,12 +316,7 @@ impl<'a> Reader<'a> {
         self.skip_ws();
         let rest = &self.bytes[self.at..];
         let field = match names.get(guess) {
-            Some(n)
-                if rest.len() > n.len() + 1
-                    && rest[0] == b'"'
-                    && rest[n.len() + 1] == b'"'
-                    && &rest[1..=n.len()] == n.as_bytes() =>
-            {
+            Some(n) if quoted(rest, n) => {
                 self.at += n.len() + 2;
                 Ok(guess)
             }
@@ -310,7 +329,9 @@ impl<'a> Reader<'a> {
         Some(field)
     }
 
-    fn record(&mut self) -> Option<RawRecord<'a, RawText<'a>>> {
+    /// A record that names its topic, with a partition in range; anything else (a record
+    /// without `topic` takes it from its group's key) is left to serde.
+    fn record(&mut self) -> Option<KafkaRecord> {
         /// In the order the ESM writes them.
         const FIELDS: [&str; 10] = [
             "topic",
@@ -344,20 +365,20 @@ impl<'a> Reader<'a> {
             }
             match field {
                 Ok(0) => {
-                    let mut last = self.last_topic;
-                    topic = self.opt_str_again(&mut last)?;
-                    self.last_topic = last;
+                    let mut last = self.topic.take();
+                    topic = self.shared(&mut last)?;
+                    self.topic = last;
                 }
-                Ok(1) => partition = Some(self.int()?),
+                Ok(1) => partition = Some(i32::try_from(self.int()?).ok()?),
                 Ok(2) => offset = Some(self.int()?),
                 Ok(3) => timestamp = Some(self.int()?),
                 Ok(4) => {
-                    let mut last = self.last_timestamp_type;
-                    timestamp_type = self.opt_str_again(&mut last)?;
-                    self.last_timestamp_type = last;
+                    let mut last = self.timestamp_type.take();
+                    timestamp_type = self.shared(&mut last)?;
+                    self.timestamp_type = last;
                 }
-                Ok(5) => key = self.opt_raw()?,
-                Ok(6) => value = self.opt_raw()?,
+                Ok(5) => key = self.text()?,
+                Ok(6) => value = self.text()?,
                 Ok(7) => headers = self.headers()?,
                 Ok(8) => key_schema_metadata = self.serde()?,
                 Ok(9) => value_schema_metadata = self.serde()?,
@@ -369,18 +390,14 @@ impl<'a> Reader<'a> {
                 break;
             }
         }
-        Some(RawRecord {
-            topic: topic.map(|t| Str(Cow::Borrowed(t))),
-            partition: partition?,
-            offset: offset?,
-            timestamp: timestamp?,
-            timestamp_type: timestamp_type.map(|t| Str(Cow::Borrowed(t))),
-            key,
-            value,
-            headers,
-            key_schema_metadata,
-            value_schema_metadata,
-        })
+        let mut record = KafkaRecord::new(topic?, partition?, offset?, timestamp?);
+        record.timestamp_type = timestamp_type;
+        record.key = key;
+        record.value = value;
+        record.headers = headers.0;
+        record.key_schema_metadata = key_schema_metadata.0;
+        record.value_schema_metadata = value_schema_metadata.0;
+        Some(record)
     }
 
     /// `[]` read here (the common case), anything else by serde_json.
