@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::BatchError;
 use crate::record::{Header, HeaderList, KafkaRecord, Text};
 
+mod envelope;
+
 /// Which kind of Kafka cluster the event source mapping reads from.
 ///
 /// ```
@@ -92,7 +94,7 @@ pub struct KafkaBatch {
 impl KafkaBatch {
     /// Parses an invocation payload; the error names the JSON path of the problem.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, BatchError> {
-        if let Ok(text) = std::str::from_utf8(bytes)
+        if let Ok(text) = simdutf8::basic::from_utf8(bytes)
             && let Some(batch) = Self::parse_fast(Arc::new(text.to_owned()))
         {
             return batch;
@@ -104,6 +106,9 @@ impl KafkaBatch {
     /// which the records share. `None` when anything is refused: the strict parse then decides
     /// and names the error.
     fn parse_fast(payload: Arc<String>) -> Option<Result<Self, BatchError>> {
+        if let Some(batch) = envelope::read(&payload) {
+            return Some(Ok(batch));
+        }
         serde_json::from_str::<RawBatch<RawText>>(&payload)
             .ok()?
             .into_batch(&payload)
@@ -197,13 +202,19 @@ impl KafkaBatch {
     }
 
     fn sort(&mut self) {
-        fn key(r: &KafkaRecord) -> (&str, i32, i64) {
-            (&r.topic, r.partition, r.offset)
+        fn order(a: &KafkaRecord, b: &KafkaRecord) -> std::cmp::Ordering {
+            // Records of a parsed batch share their topic's `Arc`: no string comparison then.
+            let topic = if Arc::ptr_eq(&a.topic, &b.topic) {
+                std::cmp::Ordering::Equal
+            } else {
+                a.topic.cmp(&b.topic)
+            };
+            topic.then((a.partition, a.offset).cmp(&(b.partition, b.offset)))
         }
         // The ESM usually delivers partitions in order already; a stable sort of sorted records
         // changes nothing, and skipping it saves its scratch buffer (half the batch).
-        if !self.records.is_sorted_by(|a, b| key(a) <= key(b)) {
-            self.records.sort_by(|a, b| key(a).cmp(&key(b)));
+        if !self.records.is_sorted_by(|a, b| order(a, b).is_le()) {
+            self.records.sort_by(order);
         }
     }
 }
@@ -637,7 +648,7 @@ impl TryFrom<aws_lambda_events::event::kafka::KafkaEvent> for KafkaBatch {
 /// failure, which the caller then parses again with `serde_path_to_error` only to name where it
 /// went wrong. Tracking the path costs on every value; a valid payload never pays it.
 pub(crate) fn parse_fast<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
-    serde_json::from_str(std::str::from_utf8(bytes).ok()?).ok()
+    serde_json::from_str(simdutf8::basic::from_utf8(bytes).ok()?).ok()
 }
 
 #[cfg(test)]
@@ -710,6 +721,241 @@ mod tests {
                 KafkaBatch::from_slice(&p).map_err(|e| e.to_string()),
                 strict(&p).map_err(|e| e.to_string())
             );
+        }
+    }
+
+    /// Payloads of the ESM's shape with the variations JSON and the ESM allow (field order,
+    /// whitespace, nulls, absent fields, headers, schema metadata, unknown fields) and the ones the
+    /// envelope reader leaves to serde (escapes, duplicates, fractions, leading zeros, overflow,
+    /// wrong types), built from `seed`.
+    fn varied_payload(seed: u64) -> String {
+        let mut state = seed | 1;
+        let mut next = move |n: u64| {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % n
+        };
+        let ws = |next: &mut dyn FnMut(u64) -> u64| {
+            [" ", "", "", "", "\n  ", "\t", "\r\n"][next(7) as usize].to_string()
+        };
+        // Mostly the first (valid) option, so most payloads are good batches.
+        let pick = |next: &mut dyn FnMut(u64) -> u64, options: &[&str]| {
+            let i = if next(25) == 0 {
+                next(options.len() as u64)
+            } else {
+                0
+            };
+            options[i as usize].to_string()
+        };
+        let mut records = Vec::new();
+        for i in 0..next(5) {
+            let mut fields: Vec<(String, String)> = vec![
+                (
+                    "topic".into(),
+                    pick(&mut next, &["\"t\"", "\"t\"", "null", "\"t\\u0031\"", "5"]),
+                ),
+                (
+                    "partition".into(),
+                    pick(
+                        &mut next,
+                        &["0", "0", "-0", "1", "01", "2.0", "2147483648", "\"0\""],
+                    ),
+                ),
+                (
+                    "offset".into(),
+                    pick(
+                        &mut next,
+                        &[
+                            &i.to_string(),
+                            "9223372036854775807",
+                            "-9223372036854775808",
+                            "9223372036854775808",
+                            "12345678901234567890123",
+                            "1e3",
+                            "-",
+                            "null",
+                        ],
+                    ),
+                ),
+                (
+                    "timestamp".into(),
+                    pick(&mut next, &["1732350000000", "0", "-1", "1.5E2", "true"]),
+                ),
+                (
+                    "timestampType".into(),
+                    pick(
+                        &mut next,
+                        &[
+                            "\"CREATE_TIME\"",
+                            "\"CREATE_TIME\"",
+                            "null",
+                            "\"LOG\\tTIME\"",
+                            "7",
+                        ],
+                    ),
+                ),
+                (
+                    "key".into(),
+                    pick(&mut next, &["\"azE=\"", "null", "\"\"", "\"a\\/b\"", "1"]),
+                ),
+                (
+                    "value".into(),
+                    pick(
+                        &mut next,
+                        &[
+                            "\"eyJhIjoxfQ==\"",
+                            "\"eyJhIjoxfQ==\"",
+                            "null",
+                            "\"eyJh\\u0049joxfQ==\"",
+                            "[]",
+                        ],
+                    ),
+                ),
+                (
+                    "headers".into(),
+                    pick(
+                        &mut next,
+                        &[
+                            "[]",
+                            "[ ]",
+                            "null",
+                            "[{\"a\":[104,105]}]",
+                            "[{\"t\":[1],\"u\":[-1]}]",
+                            "{}",
+                        ],
+                    ),
+                ),
+                (
+                    "keySchemaMetadata".into(),
+                    pick(
+                        &mut next,
+                        &[
+                            "{\"dataFormat\":\"JSON\",\"schemaId\":null}",
+                            "null",
+                            "{\"dataFormat\":\"AVRO\",\"schemaId\":\"7\"}",
+                        ],
+                    ),
+                ),
+                (
+                    "valueSchemaMetadata".into(),
+                    pick(
+                        &mut next,
+                        &["{\"dataFormat\":\"AVRO\",\"schemaId\":12}", "{}", "[]"],
+                    ),
+                ),
+                (
+                    "unknown".into(),
+                    pick(&mut next, &["{\"x\":[1,2.5,\"y\"]}", "1", "\"\\\"\""]),
+                ),
+            ];
+            // Drop some fields, repeat one, rename one with an escape, shuffle.
+            fields.retain(|_| next(30) != 0);
+            if next(30) == 0 && !fields.is_empty() {
+                let f = fields[0].clone();
+                fields.push(f);
+            }
+            if next(30) == 0 && !fields.is_empty() {
+                fields[0].0 = fields[0].0.replacen('t', "\\u0074", 1);
+            }
+            for j in (1..fields.len()).rev() {
+                if next(3) == 0 {
+                    fields.swap(j, next(j as u64 + 1) as usize);
+                }
+            }
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}\"{k}\"{}:{}{v}{}",
+                        ws(&mut next),
+                        ws(&mut next),
+                        ws(&mut next),
+                        ws(&mut next)
+                    )
+                })
+                .collect();
+            records.push(format!("{{{}}}", body.join(",")));
+        }
+        let group = pick(&mut next, &["t-0", "t-0", "t-1", "x"]);
+        let records = match next(12) {
+            0 => "null".to_string(),
+            1 => format!("{{{}\"{group}\":null}}", ws(&mut next)),
+            _ => format!(
+                "{{\"{group}\":{}[{}]{}}}",
+                ws(&mut next),
+                records.join(&format!(",{}", ws(&mut next))),
+                ws(&mut next)
+            ),
+        };
+        let mut top = vec![
+            format!(
+                "\"eventSource\":{}",
+                pick(
+                    &mut next,
+                    &["\"aws:kafka\"", "\"SelfManagedKafka\"", "null"]
+                )
+            ),
+            format!(
+                "\"bootstrapServers\":{}",
+                pick(&mut next, &["\"b-1:9092\"", "null", "[]"])
+            ),
+            format!("\"records\":{records}"),
+            format!(
+                "\"eventSourceArn\":{}",
+                pick(&mut next, &["\"arn:aws:kafka:x\"", "null"])
+            ),
+        ];
+        top.retain(|f| f.starts_with("\"records") || next(4) != 0);
+        format!(
+            "{}{{{}}}{}",
+            ws(&mut next),
+            top.join(&format!(",{}", ws(&mut next))),
+            pick(&mut next, &["", "\n", " x"])
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The envelope reader takes what it can of the payload's shape and serde the rest: the
+        /// result (batch or named error) is always the strict parse's.
+        #[test]
+        fn envelope_reader_agrees_with_the_strict_parse(seed in proptest::prelude::any::<u64>()) {
+            let p = varied_payload(seed);
+            proptest::prop_assert_eq!(
+                KafkaBatch::from_slice(p.as_bytes()).map_err(|e| e.to_string()),
+                strict(p.as_bytes()).map_err(|e| e.to_string()),
+                "{}", p
+            );
+            let payload = Arc::new(p.clone());
+            if let Some(read) = envelope::read(&payload) {
+                let fast = serde_json::from_str::<RawBatch<RawText>>(&payload).ok().and_then(|r| r.into_batch(&payload));
+                proptest::prop_assert_eq!(Some(Ok(read)), fast.map(|b| b.map_err(|e| e.to_string())), "{}", p);
+            }
+        }
+    }
+
+    #[test]
+    fn the_envelope_reader_takes_what_the_esm_sends() {
+        // As MSK sends it (headers, schema metadata without a registry), and pretty-printed.
+        let msk = r#"{"eventSource":"aws:kafka","eventSourceArn":"arn:aws:kafka:us-east-1:123456789012:cluster/c/abc","bootstrapServers":"b-1:9098","records":{"gift_events-0":[{"topic":"gift_events","partition":0,"offset":15,"timestamp":1545084650987,"timestampType":"CREATE_TIME","key":"azE=","value":"eyJhIjoxfQ==","headers":[{"traceparent":[48,48]}],"keySchemaMetadata":{"dataFormat":"JSON","schemaId":null},"valueSchemaMetadata":{"dataFormat":"JSON","schemaId":null}}]}}"#;
+        let pretty =
+            serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(msk).unwrap())
+                .unwrap();
+        for p in [msk, pretty.as_str()] {
+            let payload = Arc::new(p.to_string());
+            let batch = envelope::read(&payload).expect("read without serde");
+            assert_eq!(batch, strict(p.as_bytes()).unwrap());
+            assert_eq!(batch.as_slice()[0].headers()[0].name, "traceparent");
+        }
+        // Left to serde: an escape in a name, a duplicate field, a fraction.
+        for p in [
+            msk.replace("\"offset\"", "\"o\\u0066fset\""),
+            msk.replace("\"partition\":0,", "\"partition\":0,\"partition\":0,"),
+            msk.replace("\"offset\":15", "\"offset\":15.0"),
+        ] {
+            assert!(envelope::read(&Arc::new(p.clone())).is_none(), "{p}");
         }
     }
 
