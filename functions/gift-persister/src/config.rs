@@ -17,8 +17,8 @@
 //! | `DEADLINE_SAFETY_MARGIN_MS` | 2000 | kept before the Lambda deadline |
 //! | `DEFAULT_BUDGET_MS` | 60000 | budget when the context has no deadline |
 //! | `METRICS_ENABLED` / `METRICS_NAMESPACE` | `true` / `KafkaLambdas` | one EMF metrics line per invocation |
-//! | `VALUE_FORMAT` | `json` | `json`, `avro` or `auto` (Avro values: [`ValueSettings`]) |
-//! | `SCHEMA_REGISTRY_URL`, `SCHEMA_REGISTRY_USERNAME` / `_PASSWORD` or `SCHEMA_REGISTRY_SECRET_ID` | — | the Confluent-compatible registry Avro writer schemas come from |
+//! | `VALUE_FORMAT` | `json` | `json`, `avro`, `protobuf` or `auto` (Avro, Protobuf and JSON Schema values: [`ValueSettings`]) |
+//! | `SCHEMA_REGISTRY_URL`, `SCHEMA_REGISTRY_USERNAME` / `_PASSWORD` or `SCHEMA_REGISTRY_SECRET_ID` | — | the registry writer schemas come from |
 
 use lambda_kit::config::{Env, InitError};
 use lambda_kit::postgrest::PostgrestClient;

@@ -148,7 +148,7 @@ pub struct Pipeline<E, S, R> {
     pub states: PageStates,
     /// Settings.
     pub settings: Settings,
-    /// `VALUE_FORMAT` and the schema registry (Debezium Avro envelopes).
+    /// `VALUE_FORMAT` and the schema registry (Debezium Avro or Protobuf envelopes).
     pub values: Values,
 }
 
