@@ -344,12 +344,17 @@ pub struct Decoding<'a> {
     pub format: ValueFormat,
     /// Writer schemas, resolved for the batch.
     pub schemas: &'a dyn SchemaLookup,
+    /// With [`ValueFormat::Protobuf`]: the schema of a value that neither metadata nor a wire
+    /// prefix describes, i.e. plain Protobuf bytes (`PROTOBUF_DESCRIPTOR_SET`, see
+    /// [`ProtoSchema::from_descriptor_set`]).
+    pub plain: Option<&'a WriterSchema>,
 }
 
 impl fmt::Debug for Decoding<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decoding")
             .field("format", &self.format)
+            .field("plain", &self.plain)
             .finish_non_exhaustive()
     }
 }
@@ -359,11 +364,34 @@ impl<'a> Decoding<'a> {
     pub const JSON: Decoding<'static> = Decoding {
         format: ValueFormat::Json,
         schemas: &NoSchemas,
+        plain: None,
     };
 
     /// `format` with `schemas`.
     pub fn new(format: ValueFormat, schemas: &'a dyn SchemaLookup) -> Self {
-        Self { format, schemas }
+        Self {
+            format,
+            schemas,
+            plain: None,
+        }
+    }
+
+    /// With `schema` for plain Protobuf values (those without metadata or wire prefix) under
+    /// [`ValueFormat::Protobuf`].
+    ///
+    /// ```
+    /// use event_decoding::{Decoding, KafkaRecord, NoSchemas, ProtoSchema, ValueFormat, WriterSchema};
+    /// # let set = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/schemas/gift.pb")).unwrap();
+    /// let gift = WriterSchema::from(ProtoSchema::from_descriptor_set(&set, "vault.Gift").unwrap());
+    /// let d = Decoding::new(ValueFormat::Protobuf, &NoSchemas).with_plain(&gift);
+    /// // page_id 7 (field 2), question "q" (field 3)
+    /// let r = KafkaRecord::new("t", 0, 0, 0).with_value([16, 7, 26, 1, b'q']);
+    /// let v: serde_json::Value = r.value_json_via(d).unwrap();
+    /// assert_eq!((v["page_id"].as_i64(), v["question"].as_str()), (Some(7), Some("q")));
+    /// ```
+    pub fn with_plain(mut self, schema: &'a WriterSchema) -> Self {
+        self.plain = Some(schema);
+        self
     }
 }
 
@@ -390,6 +418,9 @@ pub(crate) enum Framing {
     /// Delivered with schema metadata (`EventRecordFormat: SOURCE`): a Protobuf body may or may
     /// not start with its message indexes ([`protobuf::source_message_indexes`]).
     Source,
+    /// No prefix and no metadata: a plain body of the schema given in configuration
+    /// ([`Decoding::plain`]); a Protobuf body may start with message indexes as for `Source`.
+    Configured,
     /// Behind the AWS Glue header ([`glue::glue_prefix`]): the body may be zlib-compressed, and a
     /// Protobuf body starts with Glue's message index.
     Glue(GlueCompression),
@@ -421,7 +452,8 @@ pub fn schema_ids(records: &[KafkaRecord], format: ValueFormat) -> BTreeSet<Stri
             (r.value_schema_metadata.as_deref(), r.value().ok().flatten()),
         ] {
             if let Some(bytes) = bytes
-                && let Ok(Encoded::Registry { schema_id, .. }) = encoding(meta, &bytes, format)
+                && let Ok(Encoded::Registry { schema_id, .. }) =
+                    encoding(meta, &bytes, format, false)
             {
                 ids.insert(schema_id);
             }
@@ -436,6 +468,7 @@ fn encoding<'b>(
     meta: Option<&SchemaMetadata>,
     bytes: &'b [u8],
     format: ValueFormat,
+    plain: bool,
 ) -> Result<Encoded<'b>, (ErrorCode, String)> {
     if format == ValueFormat::Json {
         return Ok(Encoded::Json(bytes));
@@ -472,6 +505,11 @@ fn encoding<'b>(
             framing: Framing::Confluent,
         }),
         None if format == ValueFormat::Auto => Ok(Encoded::Json(bytes)),
+        None if plain && format == ValueFormat::Protobuf => Ok(Encoded::Registry {
+            schema_id: "PROTOBUF_DESCRIPTOR_SET".to_string(),
+            body: bytes,
+            framing: Framing::Configured,
+        }),
         None => Err((
             ErrorCode::MissingSchemaId,
             format!(
@@ -530,6 +568,7 @@ impl KafkaRecord {
             self.value_schema_metadata(),
             &bytes,
             decoding.format,
+            decoding.plain.is_some(),
             "value",
         )? {
             Encoded::Json(b) => return self.parse_json(b, "value"),
@@ -581,6 +620,7 @@ impl KafkaRecord {
             self.value_schema_metadata(),
             &bytes,
             decoding.format,
+            decoding.plain.is_some(),
             "value",
         )? {
             Encoded::Json(_) => cdc::decode_versioned_with_key(self, key),
@@ -611,7 +651,7 @@ impl KafkaRecord {
             ValueFormat::Avro | ValueFormat::Protobuf => ValueFormat::Auto,
             f => f,
         };
-        match self.encoded(self.key_schema_metadata(), &bytes, format, "key")? {
+        match self.encoded(self.key_schema_metadata(), &bytes, format, false, "key")? {
             Encoded::Json(_) => cdc::key_value(self),
             Encoded::Registry {
                 schema_id,
@@ -632,9 +672,10 @@ impl KafkaRecord {
         meta: Option<&SchemaMetadata>,
         bytes: &'b [u8],
         format: ValueFormat,
+        plain: bool,
         what: &str,
     ) -> Result<Encoded<'b>, RecordError> {
-        encoding(meta, bytes, format)
+        encoding(meta, bytes, format, plain)
             .map_err(|(code, message)| self.error(code, format!("{what}: {message}")))
     }
 
@@ -647,16 +688,23 @@ impl KafkaRecord {
         decoding: Decoding<'_>,
         what: &str,
     ) -> Result<Body<'b>, RecordError> {
-        let schema = decoding.schemas.schema(schema_id).map_err(|e| match e {
-            SchemaUnavailable::Unknown(m) => self.error(
-                ErrorCode::UnknownSchemaId,
-                format!("{what}: writer schema {schema_id}: {m}"),
-            ),
-            SchemaUnavailable::FetchFailed(m) => self.error(
-                ErrorCode::SchemaFetchFailed,
-                format!("{what}: writer schema {schema_id}: {m}"),
-            ),
-        })?;
+        let fetched;
+        let schema: &WriterSchema = match (framing, decoding.plain) {
+            (Framing::Configured, Some(plain)) => plain,
+            _ => {
+                fetched = decoding.schemas.schema(schema_id).map_err(|e| match e {
+                    SchemaUnavailable::Unknown(m) => self.error(
+                        ErrorCode::UnknownSchemaId,
+                        format!("{what}: writer schema {schema_id}: {m}"),
+                    ),
+                    SchemaUnavailable::FetchFailed(m) => self.error(
+                        ErrorCode::SchemaFetchFailed,
+                        format!("{what}: writer schema {schema_id}: {m}"),
+                    ),
+                })?;
+                &fetched
+            }
+        };
         let mismatch = |m: String| {
             self.error(
                 ErrorCode::SchemaMismatch,
@@ -672,12 +720,14 @@ impl KafkaRecord {
             ),
             _ => Cow::Borrowed(body),
         };
-        match &*schema {
+        match schema {
             WriterSchema::Avro(s) => s.decode(&body).map(Body::Value).map_err(mismatch),
             WriterSchema::Protobuf(s) => {
                 let (indexes, body) = match framing {
                     Framing::Confluent => protobuf::message_indexes(&body),
-                    Framing::Source => protobuf::source_message_indexes(&body),
+                    Framing::Source | Framing::Configured => {
+                        protobuf::source_message_indexes(&body)
+                    }
                     Framing::Glue(_) => glue::glue_message_indexes(s, &body),
                 }
                 .map_err(mismatch)?;
@@ -1250,5 +1300,48 @@ mod tests {
                    "from": {"city": "", "fee": {"cents": 1}},
                    "prices": [{"cents": 2}]})
         );
+    }
+
+    #[test]
+    fn plain_protobuf_values_with_a_configured_descriptor() {
+        let set = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../events/schemas/gift.pb"
+        ))
+        .unwrap();
+        let plain =
+            WriterSchema::from(ProtoSchema::from_descriptor_set(&set, "vault.Gift").unwrap());
+        let registry = proto_schemas();
+        let d = Decoding::new(ValueFormat::Protobuf, &registry).with_plain(&plain);
+        // page_id 7 (field 2), question "q" (field 3): vault.Gift, not the registry's shop.Gift.
+        let r = KafkaRecord::new("t", 0, 0, 0).with_value([16, 7, 26, 1, b'q']);
+        let v: Value = r.value_json_via(d).unwrap();
+        assert_eq!(v["page_id"], 7);
+        assert_eq!(v["question"], "q");
+        // A prefixed value still names its registry schema.
+        let mut framed = vec![0];
+        framed.extend_from_slice(&PROTO_BODY);
+        let r = KafkaRecord::new("t", 0, 1, 0).with_value(wire(5, &framed));
+        assert_eq!(
+            r.value_json_via::<Value>(d).unwrap(),
+            json!({"page_id": 3, "question": "hi"})
+        );
+        // A body that does not match the configured message: dead letter.
+        let err = KafkaRecord::new("t", 0, 2, 0)
+            .with_value([16, 7, 26, 9, b'q'])
+            .value_json_via::<Value>(d)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::SchemaMismatch);
+        assert!(err.message.contains("PROTOBUF_DESCRIPTOR_SET"), "{err}");
+        // `auto` reads unprefixed values as JSON, descriptor or not.
+        let auto = Decoding::new(ValueFormat::Auto, &registry).with_plain(&plain);
+        let r = KafkaRecord::new("t", 0, 3, 0).with_value(r#"{"page_id":1}"#);
+        assert_eq!(
+            r.value_json_via::<Value>(auto).unwrap(),
+            json!({"page_id": 1})
+        );
+        // Nothing is fetched for plain values.
+        let records = [KafkaRecord::new("t", 0, 0, 0).with_value([16, 7])];
+        assert!(schema_ids(&records, ValueFormat::Protobuf).is_empty());
     }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use event_decoding::{
-    DataFormat, Decoding, KafkaRecord, NoSchemas, SchemaLookup, SchemaUnavailable, ValueFormat,
-    WriterSchema, schema_ids,
+    DataFormat, Decoding, KafkaRecord, NoSchemas, ProtoSchema, SchemaLookup, SchemaUnavailable,
+    ValueFormat, WriterSchema, schema_ids,
 };
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 
@@ -35,6 +35,7 @@ use crate::secrets::{self, SecretSpec};
 /// | `SCHEMA_REGISTRY_URL` | the registry's base URL, or an AWS Glue registry ARN (`arn:aws:glue:<region>:<account>:registry/<name>`: [`GlueRegistry`]); required for `avro`, `protobuf` and `auto` |
 /// | `SCHEMA_REGISTRY_USERNAME`, `SCHEMA_REGISTRY_PASSWORD` | basic auth (or an API key and its secret) |
 /// | `SCHEMA_REGISTRY_SECRET_ID` | instead: a Secrets Manager secret `{"username": .., "password": ..}` (the one the ESM's `BASIC_AUTH` access config uses) |
+/// | `PROTOBUF_DESCRIPTOR_SET`, `PROTOBUF_MESSAGE` | with `protobuf`: a binary `FileDescriptorSet` file (`protoc --include_imports --descriptor_set_out`) and the full name of the message of values that carry no schema id (plain Protobuf bytes); then `SCHEMA_REGISTRY_URL` is optional |
 ///
 /// A Glue registry is read with the function's AWS credentials (`glue:GetSchemaVersion`);
 /// `AWS_ENDPOINT_URL_GLUE` overrides its endpoint. Requests use `HTTP_TIMEOUT_MS`, `HTTP_CONNECT_TIMEOUT_MS` and the `RETRY_*` settings.
@@ -59,19 +60,22 @@ pub struct ValueSettings {
     pub registry: Option<RegistryConfig>,
     /// Instead: the AWS Glue Schema Registry (`SCHEMA_REGISTRY_URL` is its ARN).
     pub glue: Option<GlueRegistryConfig>,
+    /// The schema of plain Protobuf values (`PROTOBUF_DESCRIPTOR_SET` + `PROTOBUF_MESSAGE`).
+    pub plain: Option<Arc<WriterSchema>>,
 }
 
 impl ValueSettings {
     /// Reads the settings; credentials from Secrets Manager are fetched here, once.
     pub async fn from_env(env: &Env) -> Result<Self, InitError> {
         let format = env.parse_or("VALUE_FORMAT", ValueFormat::Json)?;
+        let plain = plain_protobuf(env, format)?;
         let (mut registry, mut glue) = (None, None);
         match env.get("SCHEMA_REGISTRY_URL") {
             Some(arn) if GlueRegistryArn::looks_like(&arn) => {
                 glue = Some(GlueRegistryConfig::from_env(env, &arn).await?);
             }
             Some(url) => registry = Some(RegistryConfig::from_env(env, &url).await?),
-            None if format != ValueFormat::Json => {
+            None if format != ValueFormat::Json && plain.is_none() => {
                 return Err(ConfigError::new(
                     "SCHEMA_REGISTRY_URL",
                     format!("required with VALUE_FORMAT={format}: the registry to fetch writer schemas from"),
@@ -84,6 +88,7 @@ impl ValueSettings {
             format,
             registry,
             glue,
+            plain,
         })
     }
 
@@ -93,6 +98,7 @@ impl ValueSettings {
             format: self.format,
             registry: self.registry.clone().map(SchemaRegistry::new).transpose()?,
             glue: self.glue.clone().map(GlueRegistry::new),
+            plain: self.plain.clone(),
         })
     }
 
@@ -106,6 +112,7 @@ impl ValueSettings {
                 .map(|c| SchemaRegistry::with_http(c, http.clone()))
                 .transpose()?,
             glue: self.glue.clone().map(GlueRegistry::new),
+            plain: self.plain.clone(),
         })
     }
 }
@@ -125,6 +132,7 @@ pub struct Values {
     format: ValueFormat,
     registry: Option<SchemaRegistry>,
     glue: Option<GlueRegistry>,
+    plain: Option<Arc<WriterSchema>>,
 }
 
 impl Values {
@@ -134,7 +142,15 @@ impl Values {
             format,
             registry,
             glue: None,
+            plain: None,
         }
+    }
+
+    /// With `schema` for plain Protobuf values (no metadata, no wire prefix) under
+    /// `VALUE_FORMAT=protobuf` ([`Decoding::with_plain`]).
+    pub fn with_plain(mut self, schema: Arc<WriterSchema>) -> Self {
+        self.plain = Some(schema);
+        self
     }
 
     /// `format` with the Glue registry `glue`.
@@ -143,15 +159,20 @@ impl Values {
             format,
             registry: None,
             glue: Some(glue),
+            plain: None,
         }
     }
 
     /// How records are decoded.
     pub fn decoding(&self) -> Decoding<'_> {
-        match (&self.registry, &self.glue) {
+        let d = match (&self.registry, &self.glue) {
             (Some(r), _) => Decoding::new(self.format, r),
             (None, Some(g)) => Decoding::new(self.format, g),
             (None, None) => Decoding::new(self.format, &NoSchemas),
+        };
+        match &self.plain {
+            Some(p) => d.with_plain(p),
+            None => d,
         }
     }
 
@@ -180,6 +201,54 @@ impl Values {
             glue.prefetch(&ids, deadline).await;
         }
     }
+}
+
+/// `PROTOBUF_DESCRIPTOR_SET` and `PROTOBUF_MESSAGE`, read and compiled at cold start: both or
+/// neither, and only with `VALUE_FORMAT=protobuf`.
+fn plain_protobuf(
+    env: &Env,
+    format: ValueFormat,
+) -> Result<Option<Arc<WriterSchema>>, ConfigError> {
+    let (path, message) = match (
+        env.get("PROTOBUF_DESCRIPTOR_SET"),
+        env.get("PROTOBUF_MESSAGE"),
+    ) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "PROTOBUF_MESSAGE",
+                "required with PROTOBUF_DESCRIPTOR_SET: the full name of the values' message (package.Message)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "PROTOBUF_DESCRIPTOR_SET",
+                "required with PROTOBUF_MESSAGE: the path of a binary FileDescriptorSet",
+            ));
+        }
+        (Some(p), Some(m)) => (p, m),
+    };
+    if format != ValueFormat::Protobuf {
+        return Err(ConfigError::new(
+            "PROTOBUF_DESCRIPTOR_SET",
+            format!("only read with VALUE_FORMAT=protobuf (it is {format})"),
+        ));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| {
+        ConfigError::new(
+            "PROTOBUF_DESCRIPTOR_SET",
+            format!("cannot read {path}: {e}"),
+        )
+    })?;
+    let schema = ProtoSchema::from_descriptor_set(&bytes, &message).map_err(|e| {
+        let var = if e.contains("has no message") {
+            "PROTOBUF_MESSAGE"
+        } else {
+            "PROTOBUF_DESCRIPTOR_SET"
+        };
+        ConfigError::new(var, e)
+    })?;
+    Ok(Some(Arc::new(WriterSchema::from(schema))))
 }
 
 /// How to reach the registry.
@@ -1035,5 +1104,81 @@ mod tests {
         let e = r.fetch("1", &deadline()).await.unwrap_err();
         assert!(e.to_string().contains("nest deeper than"), "{e}");
         assert_eq!(server.requests().len(), MAX_REFERENCE_DEPTH + 1);
+    }
+
+    #[tokio::test]
+    async fn plain_protobuf_values_from_a_descriptor_set_file() {
+        let set = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/schemas/gift.pb");
+        let env = Env::from_pairs([
+            ("VALUE_FORMAT", "protobuf"),
+            ("PROTOBUF_DESCRIPTOR_SET", set),
+            ("PROTOBUF_MESSAGE", "vault.Gift"),
+        ]);
+        // No registry needed then.
+        let s = ValueSettings::from_env(&env).await.unwrap();
+        let values = s.build().unwrap();
+        let record = KafkaRecord::new("t", 0, 0, 0).with_value([16, 9, 26, 1, b'q']);
+        values
+            .prepare(std::slice::from_ref(&record), &deadline())
+            .await;
+        let v: serde_json::Value = record.value_json_via(values.decoding()).unwrap();
+        assert_eq!(v["page_id"], 9);
+        // Each mistake names its variable.
+        for (pairs, var) in [
+            (
+                vec![
+                    ("VALUE_FORMAT", "protobuf"),
+                    ("PROTOBUF_DESCRIPTOR_SET", set),
+                ],
+                "PROTOBUF_MESSAGE",
+            ),
+            (
+                vec![
+                    ("VALUE_FORMAT", "protobuf"),
+                    ("PROTOBUF_MESSAGE", "vault.Gift"),
+                ],
+                "PROTOBUF_DESCRIPTOR_SET",
+            ),
+            (
+                vec![
+                    ("VALUE_FORMAT", "avro"),
+                    ("PROTOBUF_DESCRIPTOR_SET", set),
+                    ("PROTOBUF_MESSAGE", "vault.Gift"),
+                ],
+                "PROTOBUF_DESCRIPTOR_SET",
+            ),
+            (
+                vec![
+                    ("VALUE_FORMAT", "protobuf"),
+                    ("PROTOBUF_DESCRIPTOR_SET", set),
+                    ("PROTOBUF_MESSAGE", "vault.Nope"),
+                ],
+                "PROTOBUF_MESSAGE",
+            ),
+            (
+                vec![
+                    ("VALUE_FORMAT", "protobuf"),
+                    ("PROTOBUF_DESCRIPTOR_SET", "/nonexistent/set.pb"),
+                    ("PROTOBUF_MESSAGE", "vault.Gift"),
+                ],
+                "PROTOBUF_DESCRIPTOR_SET",
+            ),
+            (
+                vec![
+                    ("VALUE_FORMAT", "protobuf"),
+                    (
+                        "PROTOBUF_DESCRIPTOR_SET",
+                        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+                    ),
+                    ("PROTOBUF_MESSAGE", "vault.Gift"),
+                ],
+                "PROTOBUF_DESCRIPTOR_SET",
+            ),
+        ] {
+            let e = ValueSettings::from_env(&Env::from_pairs(pairs.clone()))
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains(var), "{pairs:?}: {e}");
+        }
     }
 }
