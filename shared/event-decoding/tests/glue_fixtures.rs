@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use event_decoding::{
-    AvroSchema, Decoding, ErrorCode, KafkaBatch, KafkaRecord, ValueFormat, WriterSchema,
-    glue_prefix, schema_ids,
+    AvroSchema, DataFormat, Decoding, ErrorCode, KafkaBatch, KafkaRecord, ValueFormat,
+    WriterSchema, glue_prefix, schema_ids,
 };
 use serde_json::{Value, json};
 
@@ -147,4 +147,67 @@ fn auto_tells_glue_from_json_and_confluent() {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::MissingSchemaId);
     assert!(e.message.contains("Glue header"), "{e}");
+}
+
+const PROTO_VERSION: &str = "2b9d0c6e-51a4-4f87-b3e2-9c0d1e2f3a4b";
+const JSON_VERSION: &str = "c3a1e5d7-0b2f-4a69-8d4c-6e7f8091a2b3";
+
+fn proto_and_json_schemas() -> HashMap<String, Arc<WriterSchema>> {
+    let proto = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../events/schemas/gift.proto"
+    ));
+    HashMap::from([
+        (
+            PROTO_VERSION.to_string(),
+            Arc::new(WriterSchema::parse(DataFormat::Protobuf, proto, &[]).unwrap()),
+        ),
+        (
+            "11".to_string(),
+            Arc::new(WriterSchema::parse(DataFormat::Protobuf, proto, &[]).unwrap()),
+        ),
+        (JSON_VERSION.to_string(), Arc::new(WriterSchema::Json)),
+    ])
+}
+
+#[test]
+fn glue_protobuf_and_json_schema_values() {
+    let glue = KafkaBatch::from_slice(fixture!("gift-protobuf-glue.json")).unwrap();
+    let confluent = KafkaBatch::from_slice(fixture!("gift-protobuf.json")).unwrap();
+    let schemas = proto_and_json_schemas();
+    let d = Decoding::new(ValueFormat::Auto, &schemas);
+    let records = glue.as_slice();
+    // The same messages behind the Glue header (message index 0, and 1 zlib-compressed) and
+    // behind the Confluent prefix (message indexes [0] and [1]) decode alike.
+    for (g, c) in [(0, 0), (1, 2)] {
+        let from_glue: Value = records[g].value_json_via(d).unwrap();
+        let from_confluent: Value = confluent.as_slice()[c].value_json_via(d).unwrap();
+        assert_eq!(from_glue, from_confluent, "{g}");
+    }
+    let tagged: Value = records[1].value_json_via(d).unwrap();
+    assert_eq!(tagged["note"], json!({"text": "nested"}));
+    assert_eq!(tagged["views"], json!(9007199254740993u64));
+    // A JSON Schema value: JSON text behind the header.
+    let v: Value = records[2].value_json_via(d).unwrap();
+    assert_eq!(v["event_id"], "glue-json-g0");
+    // A message index past the file's four message types.
+    let e = records[3].value_json_via::<Value>(d).unwrap_err();
+    assert_eq!(e.code, ErrorCode::SchemaMismatch);
+    assert!(e.message.contains("message index 4"), "{e}");
+
+    // Index 3 is vault.TaggedGift.Note: the map entry vault.TaggedGift.LabelsEntry counts (2).
+    let mut v = vec![3, 0];
+    v.extend(
+        PROTO_VERSION
+            .replace('-', "")
+            .as_bytes()
+            .chunks(2)
+            .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap()),
+    );
+    v.extend_from_slice(&[3, 10, 1, b'x']);
+    let note: Value = KafkaRecord::new("t", 0, 0, 0)
+        .with_value(v)
+        .value_json_via(d)
+        .unwrap();
+    assert_eq!(note, json!({"text": "x"}));
 }
