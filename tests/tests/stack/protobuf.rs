@@ -6,7 +6,8 @@
 //! `esm-local` drives the real `gift-persister` binary configured with `VALUE_FORMAT=protobuf`
 //! and a loopback Confluent-compatible registry that answers each schema id with its
 //! `schemaType`. Rows land in `vault`; a Protobuf body cut short is dead-lettered as
-//! `schema_mismatch`.
+//! `schema_mismatch`. Without any registry, plain Protobuf bodies are decoded with a
+//! `FileDescriptorSet` given in configuration.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -25,11 +26,16 @@ fn repo() -> PathBuf {
 }
 
 /// Values of `message` encoded by `scripts/proto-tool encode`, behind the Confluent prefix of
-/// `id` and the message's indexes.
-fn protobuf(message: &str, id: u32, values: &[serde_json::Value]) -> Vec<Vec<u8>> {
+/// `id` and the message's indexes; plain bodies without `id`.
+fn protobuf(message: &str, id: Option<u32>, values: &[serde_json::Value]) -> Vec<Vec<u8>> {
     let proto = repo().join("events/schemas/gift.proto");
+    let id = id.map(|i| i.to_string()).unwrap_or_default();
+    let mut args = vec!["encode", proto.to_str().unwrap(), message];
+    if !id.is_empty() {
+        args.push(&id);
+    }
     let mut child = Command::new(repo().join("scripts/proto-tool"))
-        .args(["encode", proto.to_str().unwrap(), message, &id.to_string()])
+        .args(&args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -83,11 +89,11 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
             g
         })
         .collect();
-    let mut values = protobuf("vault.Gift", 11, &gifts);
+    let mut values = protobuf("vault.Gift", Some(11), &gifts);
     // Message indexes [1]: a TaggedGift, its extra fields kept in the row's raw JSON.
     values.extend(protobuf(
         "vault.TaggedGift",
-        11,
+        Some(11),
         &[json!({"event_id": format!("{run}-tagged"), "page_id": 950, "question": "tagged q",
                  "answer": "tagged a", "kind": "RIDDLE", "tags": ["x"], "views": 9_007_199_254_740_993_u64})],
     ));
@@ -105,7 +111,7 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
     // message, only without the fields cut off; gift-persister would then refuse the gift.)
     let cut = protobuf(
         "vault.Gift",
-        11,
+        Some(11),
         &[json!({"event_id": format!("{run}-cut"), "page_id": 1, "question": "q", "answer": "a"})],
     )
     .remove(0);
@@ -205,4 +211,92 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
         2,
         "schemas 11 and 21 fetched once each"
     );
+}
+
+/// No registry at all: plain Protobuf gifts (no prefix, no metadata) decoded with the
+/// `FileDescriptorSet` protoc wrote for `events/schemas/gift.proto` (`PROTOBUF_DESCRIPTOR_SET`,
+/// `PROTOBUF_MESSAGE=vault.Gift`); a body cut inside a field is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_protobuf_gifts_with_a_configured_descriptor_set() {
+    let test = "protobuf_plain";
+    let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
+        return;
+    };
+    let gift_bin = function_binary("gift-persister");
+    let run = unique("protop").replace('_', "-");
+    let topic = format!("{run}-gifts");
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let n = 6;
+    let gifts: Vec<_> = (0..n)
+        .map(|i| {
+            json!({"event_id": format!("{run}-g{i}"), "page_id": 700 + i,
+                   "question": format!("plain question {i}"), "answer": format!("plain answer {i}"),
+                   "ts": "2024-11-23T08:20:00.250Z"})
+        })
+        .collect();
+    let mut values = protobuf("vault.Gift", None, &gifts);
+    let cut = values[0].clone();
+    values.push(cut[..cut.len() - 2].to_vec());
+
+    let descriptor = repo().join("events/schemas/gift.pb");
+    let env = vec![
+        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
+            stack.service_key.clone(),
+        ),
+        ("VALUE_FORMAT".to_owned(), "protobuf".to_owned()),
+        (
+            "PROTOBUF_DESCRIPTOR_SET".to_owned(),
+            descriptor.to_str().unwrap().to_owned(),
+        ),
+        ("PROTOBUF_MESSAGE".to_owned(), "vault.Gift".to_owned()),
+    ];
+    let cfg = runner_config(
+        &kafka,
+        &topic,
+        &format!("{run}-esm"),
+        &gift_bin,
+        "gift-persister",
+        env,
+        dir.join("esm.dlq"),
+    );
+    let mut client = create_topic(&kafka, &topic, 1).await;
+    let keyed: Vec<(Option<String>, Vec<u8>)> = values.into_iter().map(|v| (None, v)).collect();
+    publish(&mut client, &topic, 0, &keyed).await;
+    let runner = Runner::start(cfg);
+
+    let count = |extra: &str| -> i64 {
+        stack
+            .sql(&format!(
+                "select count(*) from vault where kafka_topic = {} {extra}",
+                lit(&topic)
+            ))
+            .parse()
+            .unwrap()
+    };
+    let dead = || -> String {
+        stack.sql(&format!(
+            "select coalesce(string_agg(error_code || '@' || kafka_offset, ','), '')
+               from dead_letters where topic = {}",
+            lit(&topic)
+        ))
+    };
+    let done = wait_until(Duration::from_secs(40), || {
+        count("") == n as i64 && !dead().is_empty()
+    })
+    .await;
+    assert!(done, "got {} gifts and {:?}", count(""), dead());
+    assert_eq!(dead(), format!("schema_mismatch@{n}"));
+    assert_eq!(
+        count(&format!(
+            "and question = 'plain question ' || (page_id - 700)
+             and answer = 'plain answer ' || (page_id - 700) and ts = to_timestamp(1732350000.25)"
+        )),
+        n as i64
+    );
+    runner.assert_running();
+    runner.stop().await.expect("runner");
 }
