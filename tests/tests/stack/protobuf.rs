@@ -291,10 +291,10 @@ async fn plain_protobuf_gifts_with_a_configured_descriptor_set() {
     assert!(done, "got {} gifts and {:?}", count(""), dead());
     assert_eq!(dead(), format!("schema_mismatch@{n}"));
     assert_eq!(
-        count(&format!(
+        count(
             "and question = 'plain question ' || (page_id - 700)
              and answer = 'plain answer ' || (page_id - 700) and ts = to_timestamp(1732350000.25)"
-        )),
+        ),
         n as i64
     );
     runner.assert_running();
