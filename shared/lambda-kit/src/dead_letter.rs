@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use base64::Engine as _;
-use event_decoding::{KafkaRecord, RecordId};
+use event_decoding::{KafkaRecord, RecordId, SchemaMetadata};
 use serde::Serialize;
 
 use crate::batch::{WriteLimits, write_rows};
@@ -48,9 +48,13 @@ pub struct DeadLetter {
     topic: String,
     kafka_partition: i32,
     kafka_offset: i64,
-    /// The key as text (UTF-8 when valid, else base64 as delivered).
+    /// The record's timestamp (milliseconds since the epoch).
+    pub kafka_timestamp: i64,
+    /// The key as text (UTF-8 when valid, else base64 as delivered, see `key_encoding`).
     #[serde(rename = "record_key")]
     pub key: Option<String>,
+    /// How `key` is stored; `None` without a key.
+    pub key_encoding: Option<ValueEncoding>,
     /// The value as text or base64, see `value_encoding`.
     pub raw_value: Option<String>,
     /// How `raw_value` is encoded.
@@ -58,6 +62,11 @@ pub struct DeadLetter {
     /// The record's headers, in order (`null` when it had none): a replay needs them as much as
     /// the value.
     pub record_headers: Option<Vec<HeaderRow>>,
+    /// `keySchemaMetadata`, when an ESM schema registry set it.
+    pub key_schema_metadata: Option<SchemaMetadata>,
+    /// `valueSchemaMetadata`, when an ESM schema registry set it: with `EventRecordFormat:
+    /// SOURCE` the value cannot be decoded again without its schema id.
+    pub value_schema_metadata: Option<SchemaMetadata>,
     /// Low-cardinality reason.
     pub error_code: String,
     /// Human-readable reason (truncated, never a secret).
@@ -73,10 +82,17 @@ impl DeadLetter {
         error_message: impl Into<String>,
     ) -> Self {
         let id = record.id();
-        let key = match record.key() {
-            Ok(Some(bytes)) => Some(text_or_base64(&bytes, record.raw_key()).0),
-            Ok(None) => None,
-            Err(_) => record.raw_key().map(str::to_owned),
+        let (key, key_encoding) = match record.key() {
+            Ok(Some(bytes)) => {
+                let (s, enc) = text_or_base64(&bytes, record.raw_key());
+                (Some(s), Some(enc))
+            }
+            Ok(None) => (None, None),
+            // Not even base64: keep what was delivered.
+            Err(_) => (
+                record.raw_key().map(str::to_owned),
+                Some(ValueEncoding::Base64),
+            ),
         };
         let (raw_value, value_encoding) = match record.value() {
             Ok(Some(bytes)) => {
@@ -98,10 +114,14 @@ impl DeadLetter {
             kafka_partition: id.partition,
             kafka_offset: id.offset,
             record: id,
+            kafka_timestamp: record.timestamp,
             key,
+            key_encoding,
             raw_value,
             value_encoding,
             record_headers,
+            key_schema_metadata: record.key_schema_metadata().cloned(),
+            value_schema_metadata: record.value_schema_metadata().cloned(),
             error_code: error_code.to_owned(),
             error_message,
         }
@@ -269,7 +289,7 @@ mod tests {
 
     #[test]
     fn binary_value_is_base64_as_delivered() {
-        let r = KafkaRecord::new("t", 1, 2, 0)
+        let r = KafkaRecord::new("t", 1, 2, 1_732_350_000_123)
             .with_value([0xff, 0x00, 0x10])
             .with_key(b"k1");
         let d = DeadLetter::new("f", &r, "invalid_utf8", "bad");
@@ -280,7 +300,10 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"function_name":"f","topic":"t","kafka_partition":1,"kafka_offset":2,
-                "record_key":"k1","raw_value":"/wAQ","value_encoding":"base64","record_headers":null,"error_code":"invalid_utf8","error_message":"bad"})
+                "kafka_timestamp":1_732_350_000_123_i64,"record_key":"k1","key_encoding":"utf8",
+                "raw_value":"/wAQ","value_encoding":"base64","record_headers":null,
+                "key_schema_metadata":null,"value_schema_metadata":null,
+                "error_code":"invalid_utf8","error_message":"bad"})
         );
     }
 
@@ -309,6 +332,30 @@ mod tests {
         let d = DeadLetter::new("f", &r, "invalid_base64", "y");
         assert_eq!(d.raw_value.as_deref(), Some("!!not base64!!"));
         assert_eq!(d.value_encoding, ValueEncoding::Base64);
+    }
+
+    #[test]
+    fn binary_keys_and_schema_metadata_are_kept_for_a_replay() {
+        // An Avro key and value as an ESM schema registry with `EventRecordFormat: SOURCE`
+        // delivers them: the producer's bytes without the wire prefix, and the schema ids.
+        let r = KafkaRecord::new("t", 0, 0, 5)
+            .with_key([0x02, 0xff])
+            .with_value([0x2a, 0x00])
+            .with_key_schema_metadata(SchemaMetadata::new("AVRO", "3"))
+            .with_value_schema_metadata(SchemaMetadata::new("AVRO", "12"));
+        let json: serde_json::Value =
+            serde_json::from_slice(&DeadLetter::new("f", &r, "schema_mismatch", "y").to_json())
+                .unwrap();
+        assert_eq!(json["record_key"], "Av8=");
+        assert_eq!(json["key_encoding"], "base64");
+        assert_eq!(json["raw_value"], "KgA=");
+        assert_eq!(
+            json["value_schema_metadata"],
+            serde_json::json!({"dataFormat": "AVRO", "schemaId": "12"})
+        );
+        assert_eq!(json["key_schema_metadata"]["schemaId"], "3");
+        let keyless = DeadLetter::new("f", &KafkaRecord::new("t", 0, 0, 0), "x", "y");
+        assert_eq!(keyless.key_encoding, None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use kl::letters::{DeadLetters, Outcome, Selection};
 use kl::replay::{PageCheck, ReplaySettings, replay};
 use kl::target::Target;
 use lambda_kit::batch::WriteLimits;
-use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink, PostgrestDeadLetters};
+use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink, PostgrestDeadLetters, ValueEncoding};
 use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
 use lambda_kit::retry::Deadline;
 
@@ -77,7 +77,7 @@ async fn replay_after_the_fix_stores_once_and_marks_each_dead_letter() {
     let batch = event_decoding::KafkaBatch::builder(event_decoding::EventSource::SelfManaged)
         .records([
             KafkaRecord::new(topic.as_str(), 0, 0, 0).with_value(gift(0, "short")),
-            KafkaRecord::new(topic.as_str(), 0, 1, 0)
+            KafkaRecord::new(topic.as_str(), 0, 1, 1_732_350_000_321)
                 .with_key(b"user-1")
                 .with_value(gift(1, "an answer longer than the limit"))
                 .with_header(
@@ -118,6 +118,10 @@ async fn replay_after_the_fix_stores_once_and_marks_each_dead_letter() {
     assert_eq!(listed.len(), 2);
     let headers = listed[0].record_headers.as_ref().unwrap();
     assert_eq!(headers[0].name, "traceparent");
+    // The record's own timestamp and the key's encoding are stored with it.
+    assert_eq!(listed[0].kafka_timestamp, Some(1_732_350_000_321));
+    assert_eq!(listed[0].key_encoding, Some(ValueEncoding::Utf8));
+    assert_eq!(listed[1].key_encoding, None);
 
     // The environment broken (API unreachable): rows are failed, nothing is stored or doubled.
     let mut broken = gift_binary(&[

@@ -81,7 +81,12 @@ impl EventBuilder {
     /// alone exceeds the cap is still accepted when the event is empty, so it can be delivered
     /// (and dead-lettered by its failure) instead of blocking its partition forever.
     pub fn try_push(&mut self, tp: &TopicPartition, r: &Record) -> bool {
-        let v = record_json(tp, r);
+        self.try_push_json(tp, record_json(tp, r))
+    }
+
+    /// [`try_push`](Self::try_push) for a record already rendered (by [`record_json`], with
+    /// fields added: the schema metadata an ESM schema registry sets, say).
+    pub fn try_push_json(&mut self, tp: &TopicPartition, v: Value) -> bool {
         let key = tp.to_string();
         let len = serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(0)
             + 1

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use event_decoding::SchemaMetadata;
 use lambda_kit::dead_letter::{HeaderRow, ValueEncoding};
 use lambda_kit::postgrest::{Filter, PostgrestClient, PostgrestError};
 use lambda_kit::retry::Deadline;
@@ -31,14 +32,26 @@ pub struct DeadLetterRow {
     pub kafka_partition: Option<i32>,
     /// Its offset.
     pub kafka_offset: Option<i64>,
-    /// The key as text (UTF-8 when it was, else base64 as delivered).
+    /// The record's own timestamp (milliseconds); absent in rows written before it was kept.
+    #[serde(default)]
+    pub kafka_timestamp: Option<i64>,
+    /// The key as text (UTF-8 when it was, else base64 as delivered, see `key_encoding`).
     pub record_key: Option<String>,
+    /// How `record_key` is stored; absent in rows written before it was kept.
+    #[serde(default)]
+    pub key_encoding: Option<ValueEncoding>,
     /// The value, see `value_encoding`.
     pub raw_value: Option<String>,
     /// How `raw_value` is stored.
     pub value_encoding: Option<ValueEncoding>,
     /// The record's headers, in order.
     pub record_headers: Option<Vec<HeaderRow>>,
+    /// `keySchemaMetadata` as the ESM delivered it.
+    #[serde(default)]
+    pub key_schema_metadata: Option<SchemaMetadata>,
+    /// `valueSchemaMetadata` as the ESM delivered it.
+    #[serde(default)]
+    pub value_schema_metadata: Option<SchemaMetadata>,
     /// Why it was dead-lettered first.
     pub error_code: String,
     /// The first reason, readable.

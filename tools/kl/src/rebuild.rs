@@ -5,7 +5,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use esm_local::kafka::{Record, TopicPartition};
-use event_decoding::KafkaRecord;
+use esm_local::payload::{EventBuilder, record_json};
+use event_decoding::{KafkaRecord, SchemaMetadata};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::TimestampType;
@@ -25,6 +26,9 @@ pub enum RebuildError {
     /// The value was not base64 as delivered (a hand-made event): there are no bytes to send.
     #[error("the stored value is not base64 (it was not when delivered either)")]
     ValueNotBase64,
+    /// The key, stored as base64, does not decode.
+    #[error("the stored key is not base64")]
+    KeyNotBase64,
     /// A header stored as base64 does not decode.
     #[error("header {0:?}: the stored value is not base64")]
     HeaderNotBase64(String),
@@ -39,16 +43,21 @@ pub struct Rebuilt {
     pub tp: TopicPartition,
     /// Offset.
     pub offset: i64,
-    /// Milliseconds since the epoch. The table does not keep the record's own timestamp, so
-    /// this is when it was first dead-lettered.
+    /// Milliseconds since the epoch: the record's own timestamp, or for rows written before the
+    /// table kept it, when it was first dead-lettered.
     pub timestamp: i64,
-    /// Key bytes. The table keeps a UTF-8 key as text and any other as base64 without saying
-    /// which, so a key is sent as its stored text.
+    /// Key bytes (for rows written before `key_encoding` was kept, a key stored as base64 is
+    /// sent as its text).
     pub key: Option<Vec<u8>>,
     /// Value bytes.
     pub value: Option<Vec<u8>>,
     /// Headers, in order.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// `keySchemaMetadata` as the ESM delivered it.
+    pub key_schema_metadata: Option<SchemaMetadata>,
+    /// `valueSchemaMetadata` as the ESM delivered it: with `EventRecordFormat: SOURCE` the value
+    /// decodes only with it.
+    pub value_schema_metadata: Option<SchemaMetadata>,
 }
 
 impl Rebuilt {
@@ -82,17 +91,29 @@ impl Rebuilt {
                 Ok((h.name.clone(), bytes))
             })
             .collect::<Result<Vec<_>, RebuildError>>()?;
-        let timestamp = OffsetDateTime::parse(&row.created_at, &Rfc3339)
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .unwrap_or(0);
+        let timestamp = row.kafka_timestamp.unwrap_or_else(|| {
+            OffsetDateTime::parse(&row.created_at, &Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .unwrap_or(0)
+        });
+        let key = match (&row.record_key, row.key_encoding) {
+            (None, _) => None,
+            (Some(k), Some(ValueEncoding::Base64)) => Some(
+                B64.decode(k.as_bytes())
+                    .map_err(|_| RebuildError::KeyNotBase64)?,
+            ),
+            (Some(k), _) => Some(k.clone().into_bytes()),
+        };
         Ok(Self {
             id: row.id,
             tp: TopicPartition::new(topic.clone(), partition),
             offset,
             timestamp,
-            key: row.record_key.as_ref().map(|k| k.clone().into_bytes()),
+            key,
             value,
             headers,
+            key_schema_metadata: row.key_schema_metadata.clone(),
+            value_schema_metadata: row.value_schema_metadata.clone(),
         })
     }
 
@@ -122,6 +143,24 @@ impl Rebuilt {
         }
     }
 
+    /// Adds the record to an ESM event as the ESM delivered it (schema metadata included);
+    /// `false` when the event is full.
+    pub fn push_to(&self, event: &mut EventBuilder) -> bool {
+        let mut json = record_json(&self.tp, &self.to_kafka());
+        for (field, meta) in [
+            ("keySchemaMetadata", &self.key_schema_metadata),
+            ("valueSchemaMetadata", &self.value_schema_metadata),
+        ] {
+            if let (Some(meta), Some(map)) = (meta, json.as_object_mut()) {
+                map.insert(
+                    field.into(),
+                    serde_json::to_value(meta).expect("metadata serializes"),
+                );
+            }
+        }
+        event.try_push_json(&self.tp, json)
+    }
+
     /// The record as the functions decode it.
     pub fn to_decoded(&self) -> KafkaRecord {
         let mut r = KafkaRecord::new(
@@ -139,6 +178,12 @@ impl Rebuilt {
         for (name, value) in &self.headers {
             r = r.with_header(name.clone(), value.clone());
         }
+        if let Some(meta) = &self.key_schema_metadata {
+            r = r.with_key_schema_metadata(meta.clone());
+        }
+        if let Some(meta) = &self.value_schema_metadata {
+            r = r.with_value_schema_metadata(meta.clone());
+        }
         r
     }
 }
@@ -146,7 +191,6 @@ impl Rebuilt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use esm_local::payload::EventBuilder;
     use event_decoding::KafkaBatch;
     use lambda_kit::dead_letter::DeadLetter;
 
@@ -163,7 +207,7 @@ mod tests {
     fn replayed(row: &DeadLetterRow) -> KafkaRecord {
         let r = Rebuilt::of(row).unwrap();
         let mut b = EventBuilder::new("kl");
-        assert!(b.try_push(&r.tp, &r.to_kafka()));
+        assert!(r.push_to(&mut b));
         let batch = KafkaBatch::from_slice(&b.build()).unwrap();
         let recs: Vec<KafkaRecord> = batch.records().cloned().collect();
         assert_eq!(recs.len(), 1);
@@ -172,7 +216,7 @@ mod tests {
 
     #[test]
     fn text_and_binary_values_and_headers_round_trip() {
-        let original = KafkaRecord::new("gift_events", 3, 41, 0)
+        let original = KafkaRecord::new("gift_events", 3, 41, 1_732_350_000_123)
             .with_key(b"user-1")
             .with_value("{\"q\":\"ünï\"}")
             .with_header(
@@ -186,12 +230,65 @@ mod tests {
         assert_eq!(got.key().unwrap(), original.key().unwrap());
         assert_eq!(got.value().unwrap(), original.value().unwrap());
         assert_eq!(got.headers(), original.headers());
-        assert_eq!(got.timestamp, 1_795_939_200_500);
+        assert_eq!(got.timestamp, 1_732_350_000_123);
 
         let binary = KafkaRecord::new("t", 0, 1, 0).with_value([0xff, 0x00, 0x10]);
         let got = replayed(&stored(&binary));
         assert_eq!(got.value().unwrap(), Some(vec![0xff, 0x00, 0x10]));
         assert!(got.headers().is_empty());
+    }
+
+    #[test]
+    fn binary_keys_and_schema_metadata_round_trip() {
+        // As an ESM schema registry with `EventRecordFormat: SOURCE` delivers Avro: bare bodies
+        // and the schema ids beside them.
+        let original = KafkaRecord::new("gift_events", 0, 9, 5)
+            .with_key([0x02, 0xff, 0x00])
+            .with_value([0x2a, 0x00])
+            .with_key_schema_metadata(SchemaMetadata::new("AVRO", "3"))
+            .with_value_schema_metadata(SchemaMetadata::new("AVRO", "12"));
+        let row = stored(&original);
+        let got = replayed(&row);
+        assert_eq!(got.key().unwrap(), Some(vec![0x02, 0xff, 0x00]));
+        assert_eq!(got.value().unwrap(), Some(vec![0x2a, 0x00]));
+        assert_eq!(
+            got.value_schema_metadata(),
+            original.value_schema_metadata()
+        );
+        assert_eq!(got.key_schema_metadata(), original.key_schema_metadata());
+        let decoded = Rebuilt::of(&row).unwrap().to_decoded();
+        assert_eq!(
+            decoded.value_schema_metadata(),
+            original.value_schema_metadata()
+        );
+        assert_eq!(decoded.key().unwrap(), original.key().unwrap());
+    }
+
+    #[test]
+    fn rows_written_before_the_record_columns_still_replay() {
+        let mut v: serde_json::Value = serde_json::from_slice(
+            &DeadLetter::new(
+                "f",
+                &KafkaRecord::new("t", 0, 1, 5).with_key(b"k"),
+                "bad",
+                "why",
+            )
+            .to_json(),
+        )
+        .unwrap();
+        for column in [
+            "kafka_timestamp",
+            "key_encoding",
+            "key_schema_metadata",
+            "value_schema_metadata",
+        ] {
+            v.as_object_mut().unwrap().remove(column);
+        }
+        v["id"] = 7.into();
+        v["created_at"] = "2026-11-29T08:00:00.5+00:00".into();
+        let got = replayed(&serde_json::from_value(v).unwrap());
+        assert_eq!(got.timestamp, 1_795_939_200_500);
+        assert_eq!(got.key().unwrap(), Some(b"k".to_vec()));
     }
 
     #[test]

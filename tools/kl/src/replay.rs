@@ -147,7 +147,7 @@ pub async fn replay(
         let mut n = 0;
         while n < rest.len() && n < settings.batch_size.max(1) {
             let r = &rest[n].1;
-            if !builder.try_push(&r.tp, &r.to_kafka()) {
+            if !r.push_to(&mut builder) {
                 break;
             }
             n += 1;
@@ -321,6 +321,8 @@ mod tests {
             key: key.map(|k| k.as_bytes().to_vec()),
             value: Some(value.as_bytes().to_vec()),
             headers: vec![],
+            key_schema_metadata: None,
+            value_schema_metadata: None,
         }
     }
 
