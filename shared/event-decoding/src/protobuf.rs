@@ -165,15 +165,16 @@ impl ProtoSchema {
     /// match, never the body's content.
     pub fn decode(&self, indexes: &[i32], body: &[u8]) -> Result<Value, String> {
         let desc = self.message(indexes)?;
-        let name = desc.full_name().to_string();
-        let message = DynamicMessage::decode(desc, body).map_err(|e| format!("{name}: {e}"))?;
+        // The name only for an error: no allocation per body that decodes.
+        let message = DynamicMessage::decode(desc.clone(), body)
+            .map_err(|e| format!("{}: {e}", desc.full_name()))?;
         let options = SerializeOptions::new()
             .stringify_64_bit_integers(false)
             .use_proto_field_name(true)
             .skip_default_fields(false);
         message
             .serialize_with_options(serde_json::value::Serializer, &options)
-            .map_err(|e| format!("{name}: {e}"))
+            .map_err(|e| format!("{}: {e}", desc.full_name()))
     }
 }
 

@@ -1344,4 +1344,50 @@ mod tests {
         let records = [KafkaRecord::new("t", 0, 0, 0).with_value([16, 7])];
         assert!(schema_ids(&records, ValueFormat::Protobuf).is_empty());
     }
+
+    /// A Debezium envelope in Protobuf: an unset `before` / `after` message is absent from the
+    /// JSON (not null), which CDC decoding takes as it takes null.
+    #[test]
+    fn debezium_protobuf_envelopes_are_changes() {
+        let envelope = r#"syntax = "proto3";
+            message Envelope {
+                message Row { string page_id = 1; string body = 2; }
+                message Source { string connector = 1; int64 lsn = 2; }
+                Row before = 1; Row after = 2; Source source = 3; string op = 4;
+            }"#;
+        let s = HashMap::from([(
+            "9".to_string(),
+            Arc::new(WriterSchema::parse(DataFormat::Protobuf, envelope, &[]).unwrap()),
+        )]);
+        let d = Decoding::new(ValueFormat::Protobuf, &s);
+        // after {page_id "p", body "b"}, source {connector "postgresql", lsn 8}, op "c"
+        let mut create = vec![0, 18, 6, 10, 1, b'p', 18, 1, b'b', 26, 14, 10, 10];
+        create.extend_from_slice(b"postgresql");
+        create.extend_from_slice(&[16, 8, 34, 1, b'c']);
+        match KafkaRecord::new("t", 0, 0, 0)
+            .with_value(wire(9, &create))
+            .change_via(d)
+            .unwrap()
+        {
+            Change::Upsert { row, .. } => {
+                assert_eq!(Value::Object(row), json!({"page_id": "p", "body": "b"}))
+            }
+            other => panic!("{other:?}"),
+        }
+        // before {page_id "p", body ""}, op "d": no `after` at all.
+        let delete = [0, 10, 3, 10, 1, b'p', 34, 1, b'd'];
+        match KafkaRecord::new("t", 0, 1, 0)
+            .with_value(wire(9, &delete))
+            .change_via(d)
+            .unwrap()
+        {
+            Change::Delete { row, .. } => {
+                assert_eq!(
+                    row.map(Value::Object),
+                    Some(json!({"page_id": "p", "body": ""}))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
