@@ -12,10 +12,13 @@
 //! | `WRITE_MAX_ROWS` / `WRITE_MAX_BYTES` | 500 / 1048576 | rows and JSON body bytes per bulk request |
 //! | `HTTP_TIMEOUT_MS`, `HTTP_CONNECT_TIMEOUT_MS`, `RETRY_*`, `DEADLINE_SAFETY_MARGIN_MS`, `DEFAULT_BUDGET_MS` | as every function | HTTP, retries, deadline |
 //! | `METRICS_ENABLED` / `METRICS_NAMESPACE` | `true` / `KafkaLambdas` | one EMF metrics line per invocation |
+//! | `VALUE_FORMAT` | `json` | `json`, `avro`, `protobuf` or `auto` (Avro, Protobuf and JSON Schema values: [`ValueSettings`]); such a value's row is the JSON object it maps to |
+//! | `SCHEMA_REGISTRY_URL`, `SCHEMA_REGISTRY_USERNAME` / `_PASSWORD` or `SCHEMA_REGISTRY_SECRET_ID` | — | the registry writer schemas come from |
 
 use lambda_kit::config::{ConfigError, Env, InitError};
 use lambda_kit::postgrest::{PostgrestClient, Upsert};
 use lambda_kit::runner::RunnerConfig;
+use lambda_kit::schema_registry::{ValueSettings, Values};
 
 use crate::handler::{Ignore, Merge, OnConflict, PostgrestHandler, PostgrestRunner, TableSink};
 use crate::row::{Shape, is_identifier};
@@ -113,6 +116,8 @@ pub struct Config {
     pub runner: RunnerConfig,
     /// The table and its rows.
     pub sink: SinkSettings,
+    /// `VALUE_FORMAT` and the schema registry.
+    pub values: ValueSettings,
 }
 
 impl Config {
@@ -131,19 +136,29 @@ impl Config {
         Ok(Self {
             runner: RunnerConfig::from_env(env, FUNCTION_NAME).await?,
             sink,
+            values: ValueSettings::from_env(env).await?,
         })
     }
 
     /// The handler `main` runs (tests build theirs the same way).
     pub fn build(&self) -> Result<PostgrestHandler, InitError> {
         let client = PostgrestClient::new(self.runner.postgrest.clone())?;
+        let values = || {
+            self.values
+                .build()
+                .map_err(|e| InitError::Client(e.to_string()))
+        };
         Ok(match self.sink.on_conflict {
-            OnConflictMode::Merge => PostgrestHandler::Merge(self.runner::<Merge>(client)),
-            OnConflictMode::Ignore => PostgrestHandler::Ignore(self.runner::<Ignore>(client)),
+            OnConflictMode::Merge => {
+                PostgrestHandler::Merge(self.runner::<Merge>(client, values()?))
+            }
+            OnConflictMode::Ignore => {
+                PostgrestHandler::Ignore(self.runner::<Ignore>(client, values()?))
+            }
         })
     }
 
-    fn runner<C: OnConflict>(&self, client: PostgrestClient) -> PostgrestRunner<C> {
+    fn runner<C: OnConflict>(&self, client: PostgrestClient, values: Values) -> PostgrestRunner<C> {
         let upsert = Upsert::on_conflict(self.sink.conflict_columns.join(","), C::DUPLICATES);
         let rows = PostgrestRows::new(
             client.clone(),
@@ -151,8 +166,10 @@ impl Config {
             self.runner.limits,
             upsert,
         );
-        self.runner
-            .runner(TableSink::<_, C>::new(rows, self.sink.shape()), client)
+        self.runner.runner(
+            TableSink::<_, C>::new(rows, self.sink.shape()).with_values(values),
+            client,
+        )
     }
 }
 
@@ -201,6 +218,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn value_format_and_registry() {
+        let c = Config::from(&env(&[])).await.unwrap();
+        assert_eq!(c.values.format, event_decoding::ValueFormat::Json);
+        let c = Config::from(&env(&[
+            ("VALUE_FORMAT", "auto"),
+            ("SCHEMA_REGISTRY_URL", "http://127.0.0.1:9/registry"),
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(c.values.format, event_decoding::ValueFormat::Auto);
+        assert!(c.values.registry.is_some());
+        assert!(matches!(c.build().unwrap(), PostgrestHandler::Merge(_)));
+    }
+
+    #[tokio::test]
     async fn lists_and_modes() {
         let c = Config::from(&env(&[
             ("SINK_CONFLICT_COLUMNS", " tenant_id , user_id "),
@@ -244,6 +276,8 @@ mod tests {
                 "SUPABASE_SERVICE_ROLE_KEY",
             ),
             (&[("METRICS_ENABLED", "perhaps")], "METRICS_ENABLED"),
+            (&[("VALUE_FORMAT", "xml")], "VALUE_FORMAT"),
+            (&[("VALUE_FORMAT", "avro")], "SCHEMA_REGISTRY_URL"),
         ] {
             let e = error(extra).await;
             assert!(e.contains(var), "{extra:?}: {e}");

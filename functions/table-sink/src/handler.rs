@@ -22,6 +22,7 @@ use lambda_kit::fate::Fate;
 use lambda_kit::postgrest::Duplicates;
 use lambda_kit::retry::Deadline;
 use lambda_kit::runner::{BatchFunction, Decoded, Handled, Keep, Runner};
+use lambda_kit::schema_registry::Values;
 use lambda_runtime::LambdaEvent;
 
 use crate::config::FUNCTION_NAME;
@@ -75,23 +76,32 @@ pub struct Row {
     pub fields: Fields,
 }
 
-/// JSON rows of a topic into a [`RowStore`].
+/// Rows of a topic (JSON values, or Avro, Protobuf and JSON Schema ones by `VALUE_FORMAT`) into a
+/// [`RowStore`].
 #[derive(Debug)]
 pub struct TableSink<S, C> {
     store: S,
     shape: Shape,
+    values: Values,
     on_conflict: PhantomData<C>,
 }
 
 impl<S: RowStore, C: OnConflict> TableSink<S, C> {
     /// Rows shaped by `shape`, written to `store` (which must resolve duplicates as
-    /// `C::DUPLICATES`).
+    /// `C::DUPLICATES`); values are JSON.
     pub fn new(store: S, shape: Shape) -> Self {
         Self {
             store,
             shape,
+            values: Values::default(),
             on_conflict: PhantomData,
         }
+    }
+
+    /// Values decoded as `values` says (`VALUE_FORMAT`, the schema registry).
+    pub fn with_values(mut self, values: Values) -> Self {
+        self.values = values;
+        self
     }
 
     /// The row store.
@@ -111,8 +121,12 @@ impl<S: RowStore, C: OnConflict> BatchFunction for TableSink<S, C> {
         FUNCTION_NAME
     }
 
+    async fn prepare(&self, records: &[KafkaRecord], deadline: &Deadline) {
+        self.values.prepare(records, deadline).await
+    }
+
     fn decode(&self, record: &KafkaRecord, _: &mut ()) -> Decoded<RowKey, Row> {
-        match self.shape.row(record) {
+        match self.shape.row_via(record, self.values.decoding()) {
             Err(fate) => Decoded::Settled(fate),
             Ok((key, fields)) => Decoded::Item {
                 key: RowKey {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use event_decoding::{KafkaRecord, json_kind};
+use event_decoding::{Decoding, KafkaRecord, ValueFormat, json_kind};
 use lambda_kit::fate::Fate;
 use serde_json::value::RawValue;
 
@@ -53,7 +53,25 @@ impl Shape {
     /// assert_eq!(fields.keys().collect::<Vec<_>>(), ["email", "user_id"]);
     /// ```
     pub fn row(&self, record: &KafkaRecord) -> Result<(String, Fields), Fate> {
-        let mut fields = parse(record)?;
+        self.row_via(record, Decoding::JSON)
+    }
+
+    /// [`row`](Self::row), the value decoded the way `decoding` says (`VALUE_FORMAT`): an Avro,
+    /// Protobuf or JSON Schema value becomes the JSON object `event-decoding` maps it to (its
+    /// fields then written as that JSON); a JSON value is still forwarded exactly as written.
+    ///
+    /// Besides the rejections of [`row`](Self::row): `missing_schema_id` and `schema_mismatch`
+    /// (dead-lettered), and `unknown_schema_id`, `schema_fetch_failed`, `unsupported_format`,
+    /// which are not the record's fault: the record fails and is redelivered.
+    pub fn row_via(
+        &self,
+        record: &KafkaRecord,
+        decoding: Decoding<'_>,
+    ) -> Result<(String, Fields), Fate> {
+        let mut fields = match decoding.format {
+            ValueFormat::Json => parse(record)?,
+            _ => parse_via(record, decoding)?,
+        };
         match &self.keep {
             Some(keep) => fields.retain(|name, _| keep.contains(name)),
             None => {
@@ -131,6 +149,26 @@ fn parse(record: &KafkaRecord) -> Result<Fields, Fate> {
             "the value is a JSON object that could not be read",
         )),
     }
+}
+
+/// The value as a JSON object when it may be described by a registry schema. JSON text among
+/// them (`VALUE_FORMAT=auto`, JSON Schema values) is read straight into [`Fields`], exact.
+fn parse_via(record: &KafkaRecord, decoding: Decoding<'_>) -> Result<Fields, Fate> {
+    let error = match record.value_json_via::<Fields>(decoding) {
+        Ok(fields) => return Ok(fields),
+        Err(e) => e,
+    };
+    // Slow path, bad records only: a value that decodes but is no object is named as such.
+    if error.is_permanent()
+        && let Ok(v) = record.value_json_via::<serde_json::Value>(decoding)
+        && !v.is_object()
+    {
+        return Err(Fate::rejected(
+            "not_an_object",
+            format!("the value must be a JSON object, found {}", json_kind(&v)),
+        ));
+    }
+    Err(Fate::undecodable(&error))
 }
 
 /// The names of a row's columns, comma separated (identifiers never contain a comma).
@@ -305,5 +343,85 @@ mod tests {
         assert!(is_identifier(&"a".repeat(63)));
         assert!(!is_identifier(&"a".repeat(64)));
         assert!(!is_identifier("a.b") && !is_identifier("a,b") && !is_identifier("é"));
+    }
+
+    mod registry_values {
+        use std::collections::HashMap;
+        use std::sync::Arc;
+
+        use event_decoding::{DataFormat, Decoding, KafkaRecord, ValueFormat, WriterSchema};
+
+        use super::*;
+
+        const SCHEMA: &str = r#"{"type":"record","name":"Profile","fields":[
+          {"name":"user_id","type":"long"},
+          {"name":"big","type":{"type":"bytes","logicalType":"decimal","precision":30,"scale":3}}]}"#;
+
+        fn schemas() -> HashMap<String, Arc<WriterSchema>> {
+            let avro = |s| Arc::new(WriterSchema::parse(DataFormat::Avro, s, &[]).unwrap());
+            HashMap::from([
+                ("1".to_string(), avro(SCHEMA)),
+                ("2".to_string(), avro(r#""string""#)),
+            ])
+        }
+
+        /// Confluent wire format: magic byte 0, the schema id (4 bytes, big-endian), the body.
+        fn wire(id: u8, body: &[u8]) -> KafkaRecord {
+            let mut v = vec![0, 0, 0, 0, id];
+            v.extend_from_slice(body);
+            KafkaRecord::new("t", 0, 0, 0).with_value(v)
+        }
+
+        #[test]
+        fn an_avro_value_is_the_row_of_the_json_it_maps_to() {
+            let s = shape(&["user_id"], None);
+            let schemas = schemas();
+            let d = Decoding::new(ValueFormat::Avro, &schemas);
+            // user_id 7 (zigzag 14); big: unscaled -1 (one byte 0xff) at scale 3.
+            let (key, f) = s.row_via(&wire(1, &[14, 2, 0xff]), d).unwrap();
+            assert_eq!(key, r#"["7"]"#);
+            assert_eq!(to_json(&f), br#"{"big":"-0.001","user_id":7}"#);
+            // A string schema: decodes, but is no object.
+            assert_eq!(code(s.row_via(&wire(2, &[2, b'x']), d)), "not_an_object");
+            // The body ends inside `big`.
+            assert_eq!(
+                code(s.row_via(&wire(1, &[14, 4, 0xff]), d)),
+                "schema_mismatch"
+            );
+            assert_eq!(
+                code(s.row_via(&record(r#"{"user_id": 1}"#), d)),
+                "missing_schema_id"
+            );
+            // An id the registry does not know: failed (redelivered), never rejected.
+            let e = s.row_via(&wire(3, &[14]), d).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Fate::Failed {
+                        code: "unknown_schema_id",
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
+
+        #[test]
+        fn under_auto_a_json_value_is_still_forwarded_exactly() {
+            let s = shape(&["user_id"], None);
+            let schemas = schemas();
+            let d = Decoding::new(ValueFormat::Auto, &schemas);
+            let (_, f) = s
+                .row_via(
+                    &record(r#"{"user_id": 1, "n": 18446744073709551616.50}"#),
+                    d,
+                )
+                .unwrap();
+            assert_eq!(to_json(&f), br#"{"n":18446744073709551616.50,"user_id":1}"#);
+            assert_eq!(code(s.row_via(&record("[1]"), d)), "not_an_object");
+            assert_eq!(code(s.row_via(&record("{"), d)), "invalid_json");
+            let (_, f) = s.row_via(&wire(1, &[2, 0]), d).unwrap();
+            assert_eq!(to_json(&f), br#"{"big":"0.000","user_id":1}"#);
+        }
     }
 }

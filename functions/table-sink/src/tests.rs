@@ -406,3 +406,120 @@ async fn a_missing_store_result_fails_the_records_and_an_empty_batch_writes_noth
     assert!(failed(&h).is_empty());
     assert!(m.function().store().writes.lock().unwrap().is_empty());
 }
+
+/// A Confluent-compatible schema registry on loopback, as its REST API documents it:
+/// `GET /schemas/ids/{id}` answers `{"schema": "<the schema as a JSON string>"}` (no
+/// `schemaType`: Avro) for a known id, `404 {"error_code": 40403, ...}` for another. Counts the
+/// requests.
+struct Registry {
+    url: String,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Registry {
+    fn start(schemas: Vec<(&'static str, &'static str)>) -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = requests.clone();
+        std::thread::spawn(move || {
+            for mut sock in listener.incoming().flatten() {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && sock.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split(' ').nth(1).unwrap_or("");
+                let known = schemas
+                    .iter()
+                    .find(|(id, _)| path == format!("/schemas/ids/{id}"));
+                let (status, body) = match known {
+                    Some((_, schema)) => ("200 OK", json!({ "schema": schema }).to_string()),
+                    None => (
+                        "404 Not Found",
+                        json!({"error_code": 40403, "message": "Schema not found"}).to_string(),
+                    ),
+                };
+                let _ = write!(
+                    sock,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/vnd.schemaregistry.v1+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self { url, requests }
+    }
+}
+
+/// Avro rows: a record with a long key, a nullable string and a decimal (bytes, scale 2).
+const PROFILE_AVRO: &str = r#"{"type":"record","name":"Profile","fields":[
+  {"name":"user_id","type":"long"},
+  {"name":"email","type":["null","string"],"default":null},
+  {"name":"balance","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}}]}"#;
+
+/// A profile body in the Confluent wire format (magic byte 0, 4-byte big-endian schema id):
+/// user_id (zigzag varint), email (union branch 1, length-prefixed), balance (unscaled 1234 as
+/// two big-endian bytes, length-prefixed): `{"user_id": id, "email": "a@b", "balance": "12.34"}`.
+fn avro_profile(schema_id: u8, user_id: u8) -> Vec<u8> {
+    let mut v = vec![0, 0, 0, 0, schema_id, user_id * 2];
+    v.extend([2, 6, b'a', b'@', b'b']);
+    v.extend([4, 0x04, 0xd2]);
+    v
+}
+
+#[tokio::test]
+async fn avro_values_through_the_registry_become_rows_and_registry_faults_are_redelivered() {
+    use event_decoding::ValueFormat;
+    use lambda_kit::schema_registry::{RegistryConfig, SchemaRegistry, Values};
+
+    let registry = Registry::start(vec![("1", PROFILE_AVRO)]);
+    let values = Values::new(
+        ValueFormat::Avro,
+        Some(SchemaRegistry::new(RegistryConfig::new(registry.url.clone())).unwrap()),
+    );
+    let shape = Shape::new(vec!["user_id".into()], None);
+    let s = Runner::new(
+        TableSink::<_, Merge>::new(MemTable::new(true), shape).with_values(values),
+        MemoryDeadLetters::default(),
+        DeadlineSettings::default(),
+    );
+    let mut cut = avro_profile(1, 9);
+    cut.truncate(cut.len() - 1);
+    let values: [Vec<u8>; 5] = [
+        avro_profile(1, 7),
+        // Schema 2 is not in the registry: not the record's fault.
+        avro_profile(2, 8),
+        // The body ends inside the decimal.
+        cut,
+        // No wire prefix and no schema metadata under VALUE_FORMAT=avro.
+        br#"{"user_id": 10}"#.to_vec(),
+        avro_profile(1, 11),
+    ];
+    let b = KafkaBatch::builder(EventSource::Msk)
+        .records(
+            values
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| KafkaRecord::new("users", 0, i as i64, 0).with_value(v)),
+        )
+        .build();
+    let h = run(&s, &b).await;
+    assert_eq!(failed(&h), [1], "the unknown schema id is redelivered");
+    assert_eq!(letters(&s), ["2:schema_mismatch", "3:missing_schema_id"]);
+    let rows = s.function().store().rows();
+    assert_eq!(
+        json!(rows),
+        json!({
+            "7": {"user_id": "7", "email": "a@b", "balance": "12.34", "plan": "free"},
+            "11": {"user_id": "11", "email": "a@b", "balance": "12.34", "plan": "free"},
+        })
+    );
+    // The batch's ids were fetched before decoding, each once (2 is asked again next batch).
+    assert_eq!(
+        registry.requests.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+}
