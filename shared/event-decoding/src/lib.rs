@@ -32,8 +32,8 @@ mod avro;
 mod batch;
 pub mod cdc;
 mod error;
-mod protobuf;
 mod glue;
+mod protobuf;
 mod record;
 mod response;
 mod schema;
@@ -43,11 +43,11 @@ pub use avro::AvroSchema;
 pub use batch::{EventSource, KafkaBatch, KafkaBatchBuilder};
 pub use cdc::{Change, Op, json_kind};
 pub use error::{BatchError, ErrorCode, RecordError};
-pub use protobuf::ProtoSchema;
 pub use glue::{
     GLUE_HEADER_LEN, GLUE_HEADER_VERSION, GlueCompression, GlueHeader, MAX_INFLATED_BODY,
     glue_message_name, glue_prefix, glue_protobuf_index, inflate,
 };
+pub use protobuf::ProtoSchema;
 pub use record::{Header, KafkaRecord, RecordId};
 pub use response::{
     AllFailed, BatchItemFailure, BatchReport, Counts, ItemIdentifier, KafkaBatchResponse, Outcome,
