@@ -36,7 +36,8 @@ const MAX_INDEXES: usize = 100;
 /// | an unset message, `optional` or `oneof` field | absent |
 /// | `bytes` | base64 text; `repeated`: array; `map`: object |
 /// | `google.protobuf.Timestamp`, `Duration`, wrappers, `Struct`, ... | their JSON forms (`"2024-05-01T12:00:00Z"`, ...) |
-/// | NaN and infinities | `null` |
+/// | `double`; `float` | the number; a `float` widened to `f64` as it is (`0.1` reads `0.10000000149011612`) |
+/// | NaN and infinities | `"NaN"`, `"Infinity"`, `"-Infinity"` (protobuf's JSON mapping) |
 ///
 /// ```
 /// use event_decoding::ProtoSchema;
@@ -350,6 +351,30 @@ mod tests {
         // An enum number the schema does not name stays a number.
         let v = schema().decode(&[0], &[40, 9]).unwrap();
         assert_eq!(v["kind"], 9);
+    }
+
+    #[test]
+    fn floats_and_their_special_values() {
+        let s = ProtoSchema::parse(
+            r#"syntax = "proto3"; message F { double d = 1; float f = 2; repeated double r = 3; }"#,
+            &[],
+        )
+        .unwrap();
+        let mut b = Vec::new();
+        field(1, 1, &mut b);
+        b.extend_from_slice(&f64::NAN.to_le_bytes());
+        field(2, 5, &mut b);
+        b.extend_from_slice(&0.5f32.to_le_bytes());
+        // packed: -inf, +inf, 1.25
+        let mut packed = Vec::new();
+        for x in [f64::NEG_INFINITY, f64::INFINITY, 1.25] {
+            packed.extend_from_slice(&x.to_le_bytes());
+        }
+        bytes_field(3, &packed, &mut b);
+        assert_eq!(
+            s.decode(&[0], &b).unwrap(),
+            json!({"d": "NaN", "f": 0.5, "r": ["-Infinity", "Infinity", 1.25]})
+        );
     }
 
     #[test]
