@@ -44,28 +44,41 @@ fn answer() -> String {
     "The answer, with some text to make the record realistic. ".repeat(4)
 }
 
-fn json_payload() -> Vec<u8> {
+/// The gifts as JSON texts.
+fn json_values() -> Vec<String> {
     let answer = answer();
+    (0..RECORDS)
+        .map(|i| format!(
+            r#"{{"page_id":{i},"question":"TEST Q number {i}?","answer":"{answer}","ts":1732350000.123,"event_id":"evt-{i:08}"}}"#
+        ))
+        .collect()
+}
+
+fn json_payload() -> Vec<u8> {
     let batch = KafkaBatch::builder(EventSource::Msk)
-        .records((0..RECORDS).map(|i| {
-            KafkaRecord::new("gift_events", (i % 8) as i32, i as i64, 1_732_350_000_000 + i as i64)
-                .with_key(format!("page-{i}"))
-                .with_value(format!(
-                    r#"{{"page_id":{i},"question":"TEST Q number {i}?","answer":"{answer}","ts":1732350000.123,"event_id":"evt-{i:08}"}}"#
-                ))
+        .records(json_values().into_iter().enumerate().map(|(i, value)| {
+            KafkaRecord::new(
+                "gift_events",
+                (i % 8) as i32,
+                i as i64,
+                1_732_350_000_000 + i as i64,
+            )
+            .with_key(format!("page-{i}"))
+            .with_value(value)
         }))
         .build();
     serde_json::to_vec(&batch).unwrap()
 }
 
-fn avro_payload() -> Vec<u8> {
+/// The same gifts as Avro bodies (written by apache-avro's writer).
+fn avro_bodies() -> Vec<Vec<u8>> {
     let schema = apache_avro::Schema::parse_str(SCHEMA).unwrap();
     let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
         .build()
         .unwrap();
     let answer = answer();
-    let batch = KafkaBatch::builder(EventSource::Msk)
-        .records((0..RECORDS).map(|i| {
+    (0..RECORDS)
+        .map(|i| {
             let datum = Avro::Record(vec![
                 ("page_id".into(), Avro::Long(i as i64)),
                 (
@@ -82,8 +95,16 @@ fn avro_payload() -> Vec<u8> {
                     Avro::Union(1, Box::new(Avro::String(format!("evt-{i:08}")))),
                 ),
             ]);
+            writer.write_value_to_vec(datum).unwrap()
+        })
+        .collect()
+}
+
+fn avro_payload() -> Vec<u8> {
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .records(avro_bodies().into_iter().enumerate().map(|(i, body)| {
             let mut value = vec![0, 0, 0, 0, 1];
-            value.extend(writer.write_value_to_vec(datum).unwrap());
+            value.extend(body);
             KafkaRecord::new(
                 "gift_events",
                 (i % 8) as i32,
@@ -143,6 +164,27 @@ fn decode(c: &mut Criterion) {
     });
     g.bench_function("avro/payload_to_values", |b| {
         b.iter(|| values(black_box(&avro), avro_decoding))
+    });
+    // The value decoders alone, on the same gifts: Avro bodies through the writer schema and
+    // JSON texts through serde_json, each into `serde_json::Value`.
+    let bodies = avro_bodies();
+    let texts = json_values();
+    let schema = AvroSchema::parse(SCHEMA).unwrap();
+    g.bench_function("avro/bodies_to_values", |b| {
+        b.iter(|| {
+            black_box(&bodies)
+                .iter()
+                .filter(|body| schema.decode(body).is_ok())
+                .count()
+        })
+    });
+    g.bench_function("json/texts_to_values", |b| {
+        b.iter(|| {
+            black_box(&texts)
+                .iter()
+                .filter(|t| serde_json::from_str::<serde_json::Value>(t).is_ok())
+                .count()
+        })
     });
     // VALUE_FORMAT=auto on JSON records: the per-record format check on the JSON path.
     g.bench_function("json_via_auto/payload_to_values", |b| {
