@@ -835,6 +835,9 @@ mod tests {
                             "{\"dataFormat\":\"JSON\",\"schemaId\":null}",
                             "null",
                             "{\"dataFormat\":\"AVRO\",\"schemaId\":\"7\"}",
+                            "{ \"schemaId\" : \"\" , \"dataFormat\" : null }",
+                            "{\"dataFormat\":\"JSON\",\"dataFormat\":\"AVRO\"}",
+                            "{\"dataFormat\":1}",
                         ],
                     ),
                 ),
@@ -842,7 +845,14 @@ mod tests {
                     "valueSchemaMetadata".into(),
                     pick(
                         &mut next,
-                        &["{\"dataFormat\":\"AVRO\",\"schemaId\":12}", "{}", "[]"],
+                        &[
+                            "{\"dataFormat\":\"AVRO\",\"schemaId\":\"12\"}",
+                            "{\"dataFormat\":\"AVRO\",\"schemaId\":12}",
+                            "{}",
+                            "[]",
+                            "{\"schemaId\":\"a\\u0062\",\"x\":1}",
+                            "{\"dataFormat\":\"PROTOBUF\",\"schemaId\":{\"a\":1}}",
+                        ],
                     ),
                 ),
                 (

@@ -15,7 +15,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::{EventSource, KafkaBatch, raw_range};
 use crate::record::{HeaderList, KafkaRecord, Text};
-use crate::schema::MetadataField;
+use crate::schema::{MetadataField, SchemaMetadata};
 
 /// Reads `payload` when it has the usual shape; `None` when the serde parse must decide. The
 /// records' texts stay in `payload`, which they share.
@@ -55,10 +55,14 @@ fn quoted(bytes: &[u8], text: &str) -> bool {
     bytes.len() > n + 1
         && bytes[0] == b'"'
         && bytes[n + 1] == b'"'
-        && bytes[1..=n]
-            .iter()
-            .zip(text.as_bytes())
-            .fold(true, |same, (a, b)| same & (a == b))
+        && same_bytes(Some(&bytes[1..=n]), text.as_bytes())
+}
+
+/// `a == b`, compared inline (see [`quoted`]).
+fn same_bytes(a: Option<&[u8]>, b: &[u8]) -> bool {
+    a.is_some_and(|a| {
+        a.len() == b.len() && a.iter().zip(b).fold(true, |same, (x, y)| same & (x == y))
+    })
 }
 
 /// One bit per known field, to refuse duplicates as serde's derive does.
@@ -380,8 +384,8 @@ impl<'a> Reader<'a> {
                 Ok(5) => key = self.text()?,
                 Ok(6) => value = self.text()?,
                 Ok(7) => headers = self.headers()?,
-                Ok(8) => key_schema_metadata = self.serde()?,
-                Ok(9) => value_schema_metadata = self.serde()?,
+                Ok(8) => key_schema_metadata = self.metadata()?,
+                Ok(9) => value_schema_metadata = self.metadata()?,
                 _ => {
                     self.serde::<IgnoredAny>()?;
                 }
@@ -398,6 +402,64 @@ impl<'a> Reader<'a> {
         record.key_schema_metadata = key_schema_metadata.0;
         record.value_schema_metadata = value_schema_metadata.0;
         Some(record)
+    }
+
+    /// `keySchemaMetadata` / `valueSchemaMetadata`: MSK writes `{"dataFormat":"JSON",
+    /// "schemaId":null}` on every record without a schema registry, so the forms with string or
+    /// null members are read here; anything else by serde_json.
+    fn metadata(&mut self) -> Option<MetadataField> {
+        /// What MSK writes on every record without a schema registry, byte for byte.
+        const NO_REGISTRY: &[u8] = br#"{"dataFormat":"JSON","schemaId":null}"#;
+        self.skip_ws();
+        let start = self.at;
+        if same_bytes(
+            self.bytes.get(start..start + NO_REGISTRY.len()),
+            NO_REGISTRY,
+        ) {
+            self.at += NO_REGISTRY.len();
+            return Some(MetadataField(None));
+        }
+        if let Some(m) = self.metadata_members() {
+            return Some(m);
+        }
+        self.at = start;
+        self.serde()
+    }
+
+    fn metadata_members(&mut self) -> Option<MetadataField> {
+        if self.null()? {
+            return Some(MetadataField(None));
+        }
+        self.eat(b'{')?;
+        let (mut format, mut id) = (None, None);
+        let mut seen = 0;
+        if self.peek()? == b'}' {
+            self.at += 1;
+        } else {
+            loop {
+                match self.field(&["dataFormat", "schemaId"], seen)? {
+                    Ok(0) if seen == 0 => {
+                        seen = 1;
+                        format = self.opt_str()?;
+                    }
+                    Ok(1) if seen < 2 => {
+                        seen = 2;
+                        id = self.opt_str()?;
+                    }
+                    // Out of order, repeated or unknown: serde_json decides.
+                    _ => return None,
+                }
+                if !self.next_or(b'}')? {
+                    break;
+                }
+            }
+        }
+        Some(MetadataField(id.filter(|id| !id.is_empty()).map(|id| {
+            Box::new(SchemaMetadata {
+                data_format: format.unwrap_or_default().to_owned(),
+                schema_id: id.to_owned(),
+            })
+        })))
     }
 
     /// `[]` read here (the common case), anything else by serde_json.
