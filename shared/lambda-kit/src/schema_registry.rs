@@ -72,6 +72,21 @@ impl ValueSettings {
         let (mut registry, mut glue) = (None, None);
         match env.get("SCHEMA_REGISTRY_URL") {
             Some(arn) if GlueRegistryArn::looks_like(&arn) => {
+                // Glue is read with the function's role: basic-auth settings would be ignored.
+                if let Some(var) = [
+                    "SCHEMA_REGISTRY_USERNAME",
+                    "SCHEMA_REGISTRY_PASSWORD",
+                    "SCHEMA_REGISTRY_SECRET_ID",
+                ]
+                .into_iter()
+                .find(|v| env.get(v).is_some())
+                {
+                    return Err(ConfigError::new(
+                        var,
+                        "does not apply to an AWS Glue registry (SCHEMA_REGISTRY_URL is a Glue registry ARN, read with the function's IAM role and glue:GetSchemaVersion); unset it",
+                    )
+                    .into());
+                }
                 glue = Some(GlueRegistryConfig::from_env(env, &arn).await?);
             }
             Some(url) => registry = Some(RegistryConfig::from_env(env, &url).await?),
@@ -1173,6 +1188,18 @@ mod tests {
                     ("PROTOBUF_MESSAGE", "vault.Gift"),
                 ],
                 "PROTOBUF_DESCRIPTOR_SET",
+            ),
+            // Basic auth means nothing to a Glue registry (read with the function's role).
+            (
+                vec![
+                    ("VALUE_FORMAT", "avro"),
+                    (
+                        "SCHEMA_REGISTRY_URL",
+                        "arn:aws:glue:eu-west-1:123456789012:registry/gifts",
+                    ),
+                    ("SCHEMA_REGISTRY_SECRET_ID", "registry-creds"),
+                ],
+                "SCHEMA_REGISTRY_SECRET_ID",
             ),
         ] {
             let e = ValueSettings::from_env(&Env::from_pairs(pairs.clone()))
