@@ -1,7 +1,7 @@
 //! Lambda entry point: wiring only.
 
 use gift_persister::config::Config;
-use lambda_runtime::{Error, service_fn};
+use lambda_runtime::Error;
 
 /// Every batch allocates and frees many small strings and maps; mimalloc keeps the pages it
 /// had (see `mimalloc` in the workspace manifest).
@@ -12,5 +12,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let handler = &Config::from_env().await?.build()?;
-    lambda_runtime::run(service_fn(move |event| handler.handle(event))).await
+    // The payload is decoded from the invocation's bytes (lambda-kit's runtime layer).
+    lambda_kit::runtime::run(move |event| handler.handle(event)).await
 }

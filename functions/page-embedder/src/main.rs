@@ -1,7 +1,7 @@
 //! Wiring only: tracing, configuration, the handler it builds, the runtime loop.
 
 use lambda_kit::config::Env;
-use lambda_runtime::{Error, service_fn};
+use lambda_runtime::Error;
 use page_embedder::config::Config;
 
 /// Every batch allocates and frees many small strings and maps; mimalloc keeps the pages it
@@ -14,5 +14,6 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let env = Env::process();
     let handler = &Config::from_env(&env)?.build(&env).await?;
-    lambda_runtime::run(service_fn(move |event| handler.handle(event))).await
+    // The payload is decoded from the invocation's bytes (lambda-kit's runtime layer).
+    lambda_kit::runtime::run(move |event| handler.handle(event)).await
 }

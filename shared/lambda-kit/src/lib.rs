@@ -35,6 +35,7 @@ pub mod otlp;
 pub mod postgrest;
 pub mod retry;
 pub mod runner;
+pub mod runtime;
 pub mod schema_registry;
 pub mod secrets;
 pub mod trace;
