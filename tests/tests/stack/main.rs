@@ -20,5 +20,6 @@ mod protobuf;
 mod query;
 mod reembed;
 mod replay;
+mod runtime_layer;
 mod stores_qdrant_stargate;
 mod table_sink;
