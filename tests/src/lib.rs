@@ -22,6 +22,8 @@ pub mod serve;
 pub mod esm;
 // Avro values: a Confluent-compatible schema registry (documented REST API).
 pub mod fake_schema_registry;
+// Values from independent encoders and what the run stored.
+pub mod encoded;
 pub mod tcp_gate;
 
 // `kl dead-letters replay --aws-function`: Lambda's Invoke API running a real binary.

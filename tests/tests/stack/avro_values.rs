@@ -6,12 +6,11 @@
 //! registry does not have is redelivered, never dead-lettered, and stored once the schema is
 //! registered.
 
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use integration_tests::encoded::{dead_letters, encode, keyless, repo, vault_count};
 use integration_tests::esm::{
     Runner, create_topic, function_binary, kafka_or_skip, publish, runner_config, wait_until,
 };
@@ -19,35 +18,11 @@ use integration_tests::fake_schema_registry::FakeSchemaRegistry;
 use integration_tests::stack::{StackEnv, lit, unique};
 use serde_json::json;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// Values encoded by `scripts/avro-tool encode` (fastavro), behind the Confluent prefix of `id`.
 fn fastavro(schema: &str, id: u32, values: &[serde_json::Value]) -> Vec<Vec<u8>> {
-    let mut child = Command::new(repo().join("scripts/avro-tool"))
-        .args(["encode", schema, &id.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("scripts/avro-tool");
-    let mut stdin = child.stdin.take().unwrap();
-    for v in values {
-        writeln!(stdin, "{v}").unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "scripts/avro-tool encode failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            (0..l.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect()
+    let mut encoder = Command::new(repo().join("scripts/avro-tool"));
+    encoder.args(["encode", schema, &id.to_string()]);
+    encode(encoder, values)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,29 +98,12 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
     let mut client = create_topic(&kafka, &topic, 2).await;
     // Partition 0: the gifts and the cut body; partition 1: the record of the unknown schema
     // (a redelivered record holds back its partition, as on Lambda).
-    let keyed = |v: Vec<Vec<u8>>| -> Vec<(Option<String>, Vec<u8>)> {
-        v.into_iter().map(|v| (None, v)).collect()
-    };
-    publish(&mut client, &topic, 0, &keyed(values)).await;
-    publish(&mut client, &topic, 1, &keyed(late)).await;
+    publish(&mut client, &topic, 0, &keyless(values)).await;
+    publish(&mut client, &topic, 1, &keyless(late)).await;
     let runner = Runner::start(cfg);
 
-    let count = |extra: &str| -> i64 {
-        stack
-            .sql(&format!(
-                "select count(*) from vault where kafka_topic = {} {extra}",
-                lit(&topic)
-            ))
-            .parse()
-            .unwrap()
-    };
-    let dead = || -> String {
-        stack.sql(&format!(
-            "select coalesce(string_agg(error_code || '@' || kafka_partition || ':' || kafka_offset, ','), '')
-               from dead_letters where topic = {}",
-            lit(&topic)
-        ))
-    };
+    let count = |extra: &str| vault_count(&stack, &topic, extra);
+    let dead = || dead_letters(&stack, &topic);
     let stored = wait_until(Duration::from_secs(40), || {
         count("") == n as i64 && !dead().is_empty()
     })

@@ -7,21 +7,16 @@
 //! `vault`. A body cut short is dead-lettered (`schema_mismatch`); a record of a schema version
 //! the registry does not have (`EntityNotFoundException`) is redelivered, never dead-lettered.
 
-use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use integration_tests::encoded::{dead_letters, encode, keyless, repo, vault_count};
 use integration_tests::esm::{
     Runner, create_topic, function_binary, kafka_or_skip, publish, runner_config, wait_until,
 };
 use integration_tests::stack::{StackEnv, lit, unique};
 use serde_json::json;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn glue_tool(endpoint: &str) -> Command {
     let mut c = Command::new(repo().join("scripts/glue-tool"));
@@ -46,40 +41,19 @@ fn register(endpoint: &str, registry: &str, name: &str, schema: &str) -> (String
 
 /// Values encoded by `scripts/glue-tool encode`: the Avro body behind the Glue header of
 /// `version`, zlib-compressed when `zlib`.
-fn encode(
+fn glue_encode(
     endpoint: &str,
     schema: &str,
     version: &str,
     zlib: bool,
     values: &[serde_json::Value],
 ) -> Vec<Vec<u8>> {
-    let mut args = vec!["encode", schema, version];
+    let mut encoder = glue_tool(endpoint);
+    encoder.args(["encode", schema, version]);
     if zlib {
-        args.push("zlib");
+        encoder.arg("zlib");
     }
-    let mut child = glue_tool(endpoint)
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("scripts/glue-tool");
-    let mut stdin = child.stdin.take().unwrap();
-    for v in values {
-        writeln!(stdin, "{v}").unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "scripts/glue-tool encode failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            (0..l.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect()
+    encode(encoder, values)
 }
 
 /// moto's endpoint: `AWS_ENDPOINT_URL_GLUE`, else the Secrets Manager one `scripts/local-stack
@@ -131,13 +105,13 @@ async fn glue_framed_avro_gifts_through_the_broker() {
         .collect();
     // Half of them zlib-compressed, as a producer with compression enabled writes them.
     let (plain, zlib) = gifts.split_at(n / 2);
-    let mut values = encode(&moto, schema, &version, false, plain);
-    let compressed = encode(&moto, schema, &version, true, zlib);
+    let mut values = glue_encode(&moto, schema, &version, false, plain);
+    let compressed = glue_encode(&moto, schema, &version, true, zlib);
     assert!(compressed.iter().all(|v| v[..2] == [3, 5]));
     assert!(values.iter().all(|v| v[..2] == [3, 0]));
     values.extend(compressed);
     // Cut short: the body does not match its schema.
-    let cut = encode(
+    let cut = glue_encode(
         &moto,
         schema,
         &version,
@@ -147,7 +121,7 @@ async fn glue_framed_avro_gifts_through_the_broker() {
     .remove(0);
     values.push(cut[..cut.len() - 3].to_vec());
     // Written with a schema version id the registry does not have.
-    let late = encode(
+    let late = glue_encode(
         &moto,
         schema,
         "7d6c5b4a-3928-4716-a5b4-c3d2e1f0a9b8",
@@ -181,31 +155,14 @@ async fn glue_framed_avro_gifts_through_the_broker() {
     // while the test watches.
     cfg.max_retries = 1000;
     let mut client = create_topic(&kafka, &topic, 2).await;
-    let keyed = |v: Vec<Vec<u8>>| -> Vec<(Option<String>, Vec<u8>)> {
-        v.into_iter().map(|v| (None, v)).collect()
-    };
     // Partition 0: the gifts and the cut body; partition 1: the unknown version's record (a
     // redelivered record holds back its partition, as on Lambda).
-    publish(&mut client, &topic, 0, &keyed(values)).await;
-    publish(&mut client, &topic, 1, &keyed(late)).await;
+    publish(&mut client, &topic, 0, &keyless(values)).await;
+    publish(&mut client, &topic, 1, &keyless(late)).await;
     let runner = Runner::start(cfg);
 
-    let count = |extra: &str| -> i64 {
-        stack
-            .sql(&format!(
-                "select count(*) from vault where kafka_topic = {} {extra}",
-                lit(&topic)
-            ))
-            .parse()
-            .unwrap()
-    };
-    let dead = || -> String {
-        stack.sql(&format!(
-            "select coalesce(string_agg(error_code || '@' || kafka_partition || ':' || kafka_offset, ','), '')
-               from dead_letters where topic = {}",
-            lit(&topic)
-        ))
-    };
+    let count = |extra: &str| vault_count(&stack, &topic, extra);
+    let dead = || dead_letters(&stack, &topic);
     let stored = wait_until(Duration::from_secs(40), || {
         count("") == n as i64 && !dead().is_empty()
     })

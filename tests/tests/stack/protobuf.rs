@@ -9,11 +9,10 @@
 //! `schema_mismatch`. Without any registry, plain Protobuf bodies are decoded with a
 //! `FileDescriptorSet` given in configuration.
 
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use integration_tests::encoded::{dead_letters, encode, keyless, repo, vault_count};
 use integration_tests::esm::{
     Runner, create_topic, function_binary, kafka_or_skip, publish, runner_config, wait_until,
 };
@@ -21,42 +20,15 @@ use integration_tests::fake_schema_registry::{FakeSchemaRegistry, Registered};
 use integration_tests::stack::{StackEnv, lit, unique};
 use serde_json::json;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// Values of `message` encoded by `scripts/proto-tool encode`, behind the Confluent prefix of
 /// `id` and the message's indexes; plain bodies without `id`.
 fn protobuf(message: &str, id: Option<u32>, values: &[serde_json::Value]) -> Vec<Vec<u8>> {
-    let proto = repo().join("events/schemas/gift.proto");
-    let id = id.map(|i| i.to_string()).unwrap_or_default();
-    let mut args = vec!["encode", proto.to_str().unwrap(), message];
-    if !id.is_empty() {
-        args.push(&id);
-    }
-    let mut child = Command::new(repo().join("scripts/proto-tool"))
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("scripts/proto-tool");
-    let mut stdin = child.stdin.take().unwrap();
-    for v in values {
-        writeln!(stdin, "{v}").unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "scripts/proto-tool encode failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            (0..l.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect()
+    let mut encoder = Command::new(repo().join("scripts/proto-tool"));
+    encoder.arg("encode");
+    encoder.arg(repo().join("events/schemas/gift.proto"));
+    encoder.arg(message);
+    encoder.args(id.map(|i| i.to_string()));
+    encode(encoder, values)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,26 +115,11 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
         dir.join("esm.dlq"),
     );
     let mut client = create_topic(&kafka, &topic, 1).await;
-    let keyed: Vec<(Option<String>, Vec<u8>)> = values.into_iter().map(|v| (None, v)).collect();
-    publish(&mut client, &topic, 0, &keyed).await;
+    publish(&mut client, &topic, 0, &keyless(values)).await;
     let runner = Runner::start(cfg);
 
-    let count = |extra: &str| -> i64 {
-        stack
-            .sql(&format!(
-                "select count(*) from vault where kafka_topic = {} {extra}",
-                lit(&topic)
-            ))
-            .parse()
-            .unwrap()
-    };
-    let dead = || -> String {
-        stack.sql(&format!(
-            "select coalesce(string_agg(error_code || '@' || kafka_partition || ':' || kafka_offset, ','), '')
-               from dead_letters where topic = {}",
-            lit(&topic)
-        ))
-    };
+    let count = |extra: &str| vault_count(&stack, &topic, extra);
+    let dead = || dead_letters(&stack, &topic);
     let stored = n as i64 + 2;
     let done = wait_until(Duration::from_secs(40), || {
         count("") == stored && !dead().is_empty()
@@ -264,32 +221,17 @@ async fn plain_protobuf_gifts_with_a_configured_descriptor_set() {
         dir.join("esm.dlq"),
     );
     let mut client = create_topic(&kafka, &topic, 1).await;
-    let keyed: Vec<(Option<String>, Vec<u8>)> = values.into_iter().map(|v| (None, v)).collect();
-    publish(&mut client, &topic, 0, &keyed).await;
+    publish(&mut client, &topic, 0, &keyless(values)).await;
     let runner = Runner::start(cfg);
 
-    let count = |extra: &str| -> i64 {
-        stack
-            .sql(&format!(
-                "select count(*) from vault where kafka_topic = {} {extra}",
-                lit(&topic)
-            ))
-            .parse()
-            .unwrap()
-    };
-    let dead = || -> String {
-        stack.sql(&format!(
-            "select coalesce(string_agg(error_code || '@' || kafka_offset, ','), '')
-               from dead_letters where topic = {}",
-            lit(&topic)
-        ))
-    };
+    let count = |extra: &str| vault_count(&stack, &topic, extra);
+    let dead = || dead_letters(&stack, &topic);
     let done = wait_until(Duration::from_secs(40), || {
         count("") == n as i64 && !dead().is_empty()
     })
     .await;
     assert!(done, "got {} gifts and {:?}", count(""), dead());
-    assert_eq!(dead(), format!("schema_mismatch@{n}"));
+    assert_eq!(dead(), format!("schema_mismatch@0:{n}"));
     assert_eq!(
         count(
             "and question = 'plain question ' || (page_id - 700)
