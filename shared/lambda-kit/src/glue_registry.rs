@@ -13,10 +13,10 @@
 //! unknown schema id and `AccessDeniedException` a missing `glue:GetSchemaVersion` permission:
 //! both the environment's fault, never the record's.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -26,6 +26,7 @@ use event_decoding::{DataFormat, SchemaLookup, SchemaUnavailable, WriterSchema};
 use crate::config::{ConfigError, Env, InitError};
 use crate::error::{Classify, ErrorClass};
 use crate::retry::{Deadline, RetryPolicy, retry};
+use crate::schema_registry::SchemaCache;
 
 /// The IAM action a function needs to resolve Glue schemas itself.
 pub const GET_SCHEMA_VERSION: &str = "glue:GetSchemaVersion";
@@ -351,8 +352,7 @@ pub struct GlueRegistry {
     arn: String,
     timeout: Duration,
     retry: RetryPolicy,
-    schemas: RwLock<HashMap<String, Arc<WriterSchema>>>,
-    failures: RwLock<HashMap<String, GlueRegistryError>>,
+    cache: SchemaCache<GlueRegistryError>,
     fetches: AtomicU64,
 }
 
@@ -360,7 +360,7 @@ impl fmt::Debug for GlueRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GlueRegistry")
             .field("arn", &self.arn)
-            .field("cached", &self.schemas.read().map(|s| s.len()).unwrap_or(0))
+            .field("cached", &self.cache.len())
             .finish_non_exhaustive()
     }
 }
@@ -388,8 +388,7 @@ impl GlueRegistry {
             arn: config.arn.arn,
             timeout: config.timeout,
             retry: config.retry,
-            schemas: RwLock::default(),
-            failures: RwLock::default(),
+            cache: SchemaCache::default(),
             fetches: AtomicU64::new(0),
         }
     }
@@ -487,45 +486,19 @@ impl GlueRegistry {
     /// parsed, or its failure remembered for the records that need it. Ids are fetched one after
     /// another within `deadline`.
     pub async fn prefetch(&self, ids: &BTreeSet<String>, deadline: &Deadline) {
-        for id in ids {
-            if self.schemas.read().expect("schema cache").contains_key(id) {
-                continue;
-            }
-            let got = match self.fetch(id, deadline).await {
-                Ok(v) => Self::parse(id, &v),
-                Err(e) => Err(e),
-            };
-            match got {
-                Ok(schema) => {
-                    self.failures.write().expect("schema failures").remove(id);
-                    self.schemas
-                        .write()
-                        .expect("schema cache")
-                        .insert(id.clone(), schema);
-                }
-                Err(e) => {
-                    tracing::warn!(schema_id = %id, error_code = e.error_code(), error = %e, "writer schema unavailable");
-                    self.failures
-                        .write()
-                        .expect("schema failures")
-                        .insert(id.clone(), e);
-                }
-            }
-        }
+        self.cache
+            .prefetch(ids, |id| async move {
+                self.fetch(&id, deadline)
+                    .await
+                    .and_then(|v| Self::parse(&id, &v))
+            })
+            .await
     }
 }
 
 impl SchemaLookup for GlueRegistry {
     fn schema(&self, id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
-        if let Some(s) = self.schemas.read().expect("schema cache").get(id) {
-            return Ok(Arc::clone(s));
-        }
-        match self.failures.read().expect("schema failures").get(id) {
-            Some(e) => Err(e.into()),
-            None => Err(SchemaUnavailable::FetchFailed(format!(
-                "schema {id} was not fetched before decoding"
-            ))),
-        }
+        self.cache.lookup(id)
     }
 }
 

@@ -432,8 +432,7 @@ pub struct SchemaRegistry {
     url: String,
     auth: Option<HeaderValue>,
     sender: Sender,
-    schemas: RwLock<HashMap<String, Arc<WriterSchema>>>,
-    failures: RwLock<HashMap<String, RegistryError>>,
+    cache: SchemaCache<RegistryError>,
     fetches: std::sync::atomic::AtomicU64,
 }
 
@@ -441,7 +440,7 @@ impl fmt::Debug for SchemaRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SchemaRegistry")
             .field("url", &self.url)
-            .field("cached", &self.schemas.read().map(|s| s.len()).unwrap_or(0))
+            .field("cached", &self.cache.len())
             .finish_non_exhaustive()
     }
 }
@@ -484,8 +483,7 @@ impl SchemaRegistry {
             url: config.url.trim_end_matches('/').to_string(),
             auth,
             sender: Sender::new("schema_registry", config.timeout, config.retry, secret),
-            schemas: RwLock::default(),
-            failures: RwLock::default(),
+            cache: SchemaCache::default(),
             fetches: Default::default(),
         })
     }
@@ -505,27 +503,11 @@ impl SchemaRegistry {
     /// and parsed, or its failure remembered for the records that need it. Ids are fetched one
     /// after another within `deadline`; once it has passed, the rest fail as `schema_fetch_failed`.
     pub async fn prefetch(&self, ids: &BTreeSet<String>, deadline: &Deadline) {
-        for id in ids {
-            if self.schemas.read().expect("schema cache").contains_key(id) {
-                continue;
-            }
-            match self.fetch(id, deadline).await {
-                Ok(schema) => {
-                    self.failures.write().expect("schema failures").remove(id);
-                    self.schemas
-                        .write()
-                        .expect("schema cache")
-                        .insert(id.clone(), Arc::new(schema));
-                }
-                Err(e) => {
-                    tracing::warn!(schema_id = %id, error_code = e.error_code(), error = %e, "writer schema unavailable");
-                    self.failures
-                        .write()
-                        .expect("schema failures")
-                        .insert(id.clone(), e);
-                }
-            }
-        }
+        self.cache
+            .prefetch(ids, |id| async move {
+                self.fetch(&id, deadline).await.map(Arc::new)
+            })
+            .await
     }
 
     /// `{url}/subjects/{subject}/versions/{version}`, the subject percent-encoded.
@@ -757,6 +739,69 @@ fn failed(id: &str, failure: Failure<'_>) -> RegistryError {
 
 impl SchemaLookup for SchemaRegistry {
     fn schema(&self, id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
+        self.cache.lookup(id)
+    }
+}
+
+/// The writer schemas a registry client resolved, by id, for the life of the execution
+/// environment (an id always names the same schema), and the failure of each id whose last
+/// fetch failed, remembered only until the next [`prefetch`](Self::prefetch) asks again.
+pub(crate) struct SchemaCache<E> {
+    schemas: RwLock<HashMap<String, Arc<WriterSchema>>>,
+    failures: RwLock<HashMap<String, E>>,
+}
+
+impl<E> Default for SchemaCache<E> {
+    fn default() -> Self {
+        Self {
+            schemas: RwLock::default(),
+            failures: RwLock::default(),
+        }
+    }
+}
+
+impl<E> SchemaCache<E>
+where
+    E: Classify + fmt::Display,
+    for<'e> &'e E: Into<SchemaUnavailable>,
+{
+    /// Schemas cached.
+    pub(crate) fn len(&self) -> usize {
+        self.schemas.read().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Fetches, one after another, every id in `ids` that is not cached, and caches the schema
+    /// or remembers the failure.
+    pub(crate) async fn prefetch<F, Fut>(&self, ids: &BTreeSet<String>, fetch: F)
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<WriterSchema>, E>>,
+    {
+        for id in ids {
+            if self.schemas.read().expect("schema cache").contains_key(id) {
+                continue;
+            }
+            match fetch(id.clone()).await {
+                Ok(schema) => {
+                    self.failures.write().expect("schema failures").remove(id);
+                    self.schemas
+                        .write()
+                        .expect("schema cache")
+                        .insert(id.clone(), schema);
+                }
+                Err(e) => {
+                    tracing::warn!(schema_id = %id, error_code = e.error_code(), error = %e, "writer schema unavailable");
+                    self.failures
+                        .write()
+                        .expect("schema failures")
+                        .insert(id.clone(), e);
+                }
+            }
+        }
+    }
+
+    /// The schema of `id`, or why it is not at hand.
+    pub(crate) fn lookup(&self, id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
         if let Some(s) = self.schemas.read().expect("schema cache").get(id) {
             return Ok(Arc::clone(s));
         }
