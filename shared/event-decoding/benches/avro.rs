@@ -11,24 +11,10 @@ use std::time::Duration;
 
 use apache_avro::types::Value as Avro;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use event_decoding::{
-    AvroSchema, Decoding, EventSource, KafkaBatch, KafkaRecord, ValueFormat, WriterSchema,
-};
-use serde::Deserialize;
+use event_decoding::{AvroSchema, Decoding, ValueFormat, WriterSchema};
 
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Gift {
-    page_id: i64,
-    question: String,
-    answer: String,
-    #[serde(default)]
-    ts: Option<f64>,
-    #[serde(default)]
-    event_id: Option<String>,
-}
-
-const RECORDS: usize = 10_000;
+mod common;
+use common::{RECORDS, answer, batch, json_payload, json_values, typed, values};
 
 const SCHEMA: &str = r#"{"type":"record","name":"Gift","namespace":"vault","fields":[
   {"name":"page_id","type":"long"},
@@ -39,36 +25,6 @@ const SCHEMA: &str = r#"{"type":"record","name":"Gift","namespace":"vault","fiel
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn answer() -> String {
-    "The answer, with some text to make the record realistic. ".repeat(4)
-}
-
-/// The gifts as JSON texts.
-fn json_values() -> Vec<String> {
-    let answer = answer();
-    (0..RECORDS)
-        .map(|i| format!(
-            r#"{{"page_id":{i},"question":"TEST Q number {i}?","answer":"{answer}","ts":1732350000.123,"event_id":"evt-{i:08}"}}"#
-        ))
-        .collect()
-}
-
-fn json_payload() -> Vec<u8> {
-    let batch = KafkaBatch::builder(EventSource::Msk)
-        .records(json_values().into_iter().enumerate().map(|(i, value)| {
-            KafkaRecord::new(
-                "gift_events",
-                (i % 8) as i32,
-                i as i64,
-                1_732_350_000_000 + i as i64,
-            )
-            .with_key(format!("page-{i}"))
-            .with_value(value)
-        }))
-        .build();
-    serde_json::to_vec(&batch).unwrap()
-}
 
 /// The same gifts as Avro bodies (written by apache-avro's writer).
 fn avro_bodies() -> Vec<Vec<u8>> {
@@ -101,21 +57,11 @@ fn avro_bodies() -> Vec<Vec<u8>> {
 }
 
 fn avro_payload() -> Vec<u8> {
-    let batch = KafkaBatch::builder(EventSource::Msk)
-        .records(avro_bodies().into_iter().enumerate().map(|(i, body)| {
-            let mut value = vec![0, 0, 0, 0, 1];
-            value.extend(body);
-            KafkaRecord::new(
-                "gift_events",
-                (i % 8) as i32,
-                i as i64,
-                1_732_350_000_000 + i as i64,
-            )
-            .with_key(format!("page-{i}"))
-            .with_value(value)
-        }))
-        .build();
-    serde_json::to_vec(&batch).unwrap()
+    batch(avro_bodies().into_iter().map(|body| {
+        let mut value = vec![0, 0, 0, 0, 1];
+        value.extend(body);
+        value
+    }))
 }
 
 fn decode(c: &mut Criterion) {
@@ -139,20 +85,6 @@ fn decode(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Elements(RECORDS as u64));
 
-    let typed = |bytes: &[u8], d: Decoding<'_>| {
-        let batch = KafkaBatch::from_slice(bytes).unwrap();
-        batch
-            .records()
-            .map(|r| r.value_json_via::<Gift>(d).unwrap().page_id)
-            .sum::<i64>()
-    };
-    let values = |bytes: &[u8], d: Decoding<'_>| {
-        let batch = KafkaBatch::from_slice(bytes).unwrap();
-        batch
-            .records()
-            .filter(|r| r.value_json_via::<serde_json::Value>(d).is_ok())
-            .count()
-    };
     g.bench_function("json/payload_to_typed_gifts", |b| {
         b.iter(|| typed(black_box(&json), Decoding::JSON))
     });

@@ -1,31 +1,18 @@
 //! Decoding a 10,000-record, ~6 MB batch (the ESM invocation payload limit) into typed gifts.
 //!
 //! `cargo bench -p event-decoding`; throughput is reported per payload byte and per record, with
-//! the function binaries' allocator (mimalloc). Measured on the shared 2-core dev machine
-//! (6,015,065-byte payload, load average ~2.4): payload to typed gifts 9.1 ms (633 MiB/s, 1.13M
-//! records/s; ~10 ms before issue 15's buffer sharing, ~20 ms before the fast paths); payload to
-//! batch 5.3 ms; payload to CDC changes 12.3 ms (746k records/s). README, Benchmarks, has the
-//! figures under load.
+//! the function binaries' allocator (mimalloc). Measured on the 2-core dev machine (6,015,065-byte
+//! payload, load average 1.6): payload to typed gifts 6.1 ms (936 MiB/s, 1.61M records/s; 9.1 ms
+//! before the envelope reader); payload to batch 3.05 ms; payload to CDC changes 12.3 ms (811k
+//! records/s). README, Benchmarks, has the figures.
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
-use serde::Deserialize;
 
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Gift {
-    page_id: i64,
-    question: String,
-    answer: String,
-    #[serde(default)]
-    ts: Option<f64>,
-    #[serde(default)]
-    event_id: Option<String>,
-}
-
-const RECORDS: usize = 10_000;
+mod common;
+use common::{Gift, RECORDS};
 
 /// The global allocator of the function binaries, so the figures are theirs.
 #[global_allocator]

@@ -11,26 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use event_decoding::{
-    DataFormat, Decoding, EventSource, KafkaBatch, KafkaRecord, ValueFormat, WriterSchema,
-};
+use event_decoding::{DataFormat, Decoding, ValueFormat, WriterSchema};
 use prost_reflect::prost::Message as _;
 use prost_reflect::{DynamicMessage, Value as Proto};
-use serde::Deserialize;
 
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Gift {
-    page_id: i64,
-    question: String,
-    answer: String,
-    #[serde(default)]
-    ts: Option<f64>,
-    #[serde(default)]
-    event_id: Option<String>,
-}
-
-const RECORDS: usize = 10_000;
+mod common;
+use common::{RECORDS, answer, batch, json_payload, typed, values};
 
 const SCHEMA: &str = r#"syntax = "proto3";
 package vault;
@@ -44,36 +30,6 @@ message Gift {
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn answer() -> String {
-    "The answer, with some text to make the record realistic. ".repeat(4)
-}
-
-fn batch(values: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
-    let batch = KafkaBatch::builder(EventSource::Msk)
-        .records(values.enumerate().map(|(i, v)| {
-            KafkaRecord::new(
-                "gift_events",
-                (i % 8) as i32,
-                i as i64,
-                1_732_350_000_000 + i as i64,
-            )
-            .with_key(format!("page-{i}"))
-            .with_value(v)
-        }))
-        .build();
-    serde_json::to_vec(&batch).unwrap()
-}
-
-fn json_payload() -> Vec<u8> {
-    let answer = answer();
-    batch((0..RECORDS).map(|i| {
-        format!(
-            r#"{{"page_id":{i},"question":"TEST Q number {i}?","answer":"{answer}","ts":1732350000.123,"event_id":"evt-{i:08}"}}"#
-        )
-        .into_bytes()
-    }))
-}
 
 /// Written by prost-reflect's encoder (the Protobuf samples in `events/` and the stack tests use
 /// Google's runtime; here only the decoding speed matters).
@@ -115,20 +71,6 @@ fn decode(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Elements(RECORDS as u64));
 
-    let typed = |bytes: &[u8], d: Decoding<'_>| {
-        let batch = KafkaBatch::from_slice(bytes).unwrap();
-        batch
-            .records()
-            .map(|r| r.value_json_via::<Gift>(d).unwrap().page_id)
-            .sum::<i64>()
-    };
-    let values = |bytes: &[u8], d: Decoding<'_>| {
-        let batch = KafkaBatch::from_slice(bytes).unwrap();
-        batch
-            .records()
-            .filter(|r| r.value_json_via::<serde_json::Value>(d).is_ok())
-            .count()
-    };
     assert_eq!(values(&protobuf, protobuf_decoding), RECORDS);
     g.bench_function("json/payload_to_typed_gifts", |b| {
         b.iter(|| typed(black_box(&json), Decoding::JSON))

@@ -18,22 +18,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use event_decoding::{DataFormat, Decoding, KafkaBatch, ValueFormat, WriterSchema, schema_ids};
-use serde::Deserialize;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The gift shape gift-persister takes (its fields that the benchmark's gifts carry).
-#[derive(Deserialize)]
-struct Gift {
-    page_id: i64,
-    question: String,
-    answer: String,
-    #[serde(default)]
-    ts: Option<f64>,
-    #[serde(default)]
-    event_id: Option<String>,
-}
+/// The benchmarks' gift shape (gift-persister's fields that the gifts carry).
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::Gift;
 
 impl Gift {
     fn weight(&self) -> i64 {
