@@ -6,9 +6,12 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use esm_local::kafka::KafkaConfig;
+use esm_local::runner::RunnerConfig;
 use serde_json::Value;
 
-use crate::stack::{StackEnv, lit};
+use crate::esm::{function_binary, runner_config};
+use crate::stack::{StackEnv, lit, unique};
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
@@ -61,4 +64,40 @@ pub fn dead_letters(stack: &StackEnv, topic: &str) -> String {
            from dead_letters where topic = {}",
         lit(topic)
     ))
+}
+
+/// A run's names: a unique id from `prefix`, its topic (`<id>-gifts`) and a scratch directory.
+pub fn run_names(prefix: &str) -> (String, String, PathBuf) {
+    let run = unique(prefix).replace('_', "-");
+    let topic = format!("{run}-gifts");
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    (run, topic, dir)
+}
+
+/// esm-local driving the real gift-persister binary over `topic` into `stack`, with `env` (the
+/// value format, the registry) on top of the stack's API settings.
+pub fn gift_runner(
+    kafka: &KafkaConfig,
+    stack: &StackEnv,
+    (run, topic, dir): (&str, &str, &std::path::Path),
+    env: &[(&str, &str)],
+) -> RunnerConfig {
+    let mut all = vec![
+        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
+            stack.service_key.clone(),
+        ),
+    ];
+    all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    runner_config(
+        kafka,
+        topic,
+        &format!("{run}-esm"),
+        &function_binary("gift-persister"),
+        "gift-persister",
+        all,
+        dir.join("esm.dlq"),
+    )
 }

@@ -10,7 +10,9 @@ use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use integration_tests::encoded::{dead_letters, encode, keyless, repo, vault_count};
+use integration_tests::encoded::{
+    dead_letters, encode, gift_runner, keyless, repo, run_names, vault_count,
+};
 use integration_tests::esm::{
     Runner, create_topic, function_binary, kafka_or_skip, publish, runner_config, wait_until,
 };
@@ -31,11 +33,7 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
     let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
         return;
     };
-    let gift_bin = function_binary("gift-persister");
-    let run = unique("avro").replace('_', "-");
-    let topic = format!("{run}-gifts");
-    let dir = std::env::temp_dir().join(&run);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (run, topic, dir) = run_names("avro");
 
     let schema_path = repo().join("events/schemas/1-gift.avsc");
     let schema_text = std::fs::read_to_string(&schema_path).unwrap();
@@ -69,29 +67,17 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
                                              "question": "late q", "answer": "late a", "ts": null})],
     );
 
-    let env = vec![
-        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
-        (
-            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
-            stack.service_key.clone(),
-        ),
-        ("VALUE_FORMAT".to_owned(), "avro".to_owned()),
-        ("SCHEMA_REGISTRY_URL".to_owned(), registry.url()),
-        ("SCHEMA_REGISTRY_USERNAME".to_owned(), "sr-key".to_owned()),
-        (
-            "SCHEMA_REGISTRY_PASSWORD".to_owned(),
-            "sr-s3cret".to_owned(),
-        ),
-        ("RETRY_MAX_ATTEMPTS".to_owned(), "2".to_owned()),
-    ];
-    let mut cfg = runner_config(
+    let mut cfg = gift_runner(
         &kafka,
-        &topic,
-        &format!("{run}-esm"),
-        &gift_bin,
-        "gift-persister",
-        env,
-        dir.join("esm.dlq"),
+        &stack,
+        (&run, &topic, &dir),
+        &[
+            ("VALUE_FORMAT", "avro"),
+            ("SCHEMA_REGISTRY_URL", &registry.url()),
+            ("SCHEMA_REGISTRY_USERNAME", "sr-key"),
+            ("SCHEMA_REGISTRY_PASSWORD", "sr-s3cret"),
+            ("RETRY_MAX_ATTEMPTS", "2"),
+        ],
     );
     // The unknown schema keeps its record redelivering until it is registered.
     cfg.max_retries = 1000;

@@ -11,11 +11,11 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use integration_tests::encoded::{dead_letters, encode, keyless, repo, vault_count};
-use integration_tests::esm::{
-    Runner, create_topic, function_binary, kafka_or_skip, publish, runner_config, wait_until,
+use integration_tests::encoded::{
+    dead_letters, encode, gift_runner, keyless, repo, run_names, vault_count,
 };
-use integration_tests::stack::{StackEnv, lit, unique};
+use integration_tests::esm::{Runner, create_topic, kafka_or_skip, publish, wait_until};
+use integration_tests::stack::{StackEnv, lit};
 use serde_json::json;
 
 fn glue_tool(endpoint: &str) -> Command {
@@ -80,11 +80,7 @@ async fn glue_framed_avro_gifts_through_the_broker() {
     ) else {
         return;
     };
-    let gift_bin = function_binary("gift-persister");
-    let run = unique("glue").replace('_', "-");
-    let topic = format!("{run}-gifts");
-    let dir = std::env::temp_dir().join(&run);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (run, topic, dir) = run_names("glue");
 
     let schema_path = repo().join("events/schemas/1-gift.avsc");
     let schema = schema_path.to_str().unwrap();
@@ -131,25 +127,16 @@ async fn glue_framed_avro_gifts_through_the_broker() {
         ],
     );
 
-    let env = vec![
-        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
-        (
-            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
-            stack.service_key.clone(),
-        ),
-        ("VALUE_FORMAT".to_owned(), "avro".to_owned()),
-        ("SCHEMA_REGISTRY_URL".to_owned(), arn.clone()),
-        ("AWS_ENDPOINT_URL_GLUE".to_owned(), moto.clone()),
-        ("RETRY_MAX_ATTEMPTS".to_owned(), "2".to_owned()),
-    ];
-    let mut cfg = runner_config(
+    let mut cfg = gift_runner(
         &kafka,
-        &topic,
-        &format!("{run}-esm"),
-        &gift_bin,
-        "gift-persister",
-        env,
-        dir.join("esm.dlq"),
+        &stack,
+        (&run, &topic, &dir),
+        &[
+            ("VALUE_FORMAT", "avro"),
+            ("SCHEMA_REGISTRY_URL", &arn),
+            ("AWS_ENDPOINT_URL_GLUE", &moto),
+            ("RETRY_MAX_ATTEMPTS", "2"),
+        ],
     );
     // The unknown schema version keeps its record redelivering: it must never run out of retries
     // while the test watches.

@@ -12,12 +12,12 @@
 use std::process::Command;
 use std::time::Duration;
 
-use integration_tests::encoded::{dead_letters, encode, keyless, repo, vault_count};
-use integration_tests::esm::{
-    Runner, create_topic, function_binary, kafka_or_skip, publish, runner_config, wait_until,
+use integration_tests::encoded::{
+    dead_letters, encode, gift_runner, keyless, repo, run_names, vault_count,
 };
+use integration_tests::esm::{Runner, create_topic, kafka_or_skip, publish, wait_until};
 use integration_tests::fake_schema_registry::{FakeSchemaRegistry, Registered};
-use integration_tests::stack::{StackEnv, lit, unique};
+use integration_tests::stack::{StackEnv, lit};
 use serde_json::json;
 
 /// Values of `message` encoded by `scripts/proto-tool encode`, behind the Confluent prefix of
@@ -37,11 +37,7 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
     let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
         return;
     };
-    let gift_bin = function_binary("gift-persister");
-    let run = unique("proto").replace('_', "-");
-    let topic = format!("{run}-gifts");
-    let dir = std::env::temp_dir().join(&run);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (run, topic, dir) = run_names("proto");
 
     let proto = std::fs::read_to_string(repo().join("events/schemas/gift.proto")).unwrap();
     let json_schema =
@@ -90,29 +86,17 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
     values.push(cut[..cut.len() - 2].to_vec());
     let total = values.len();
 
-    let env = vec![
-        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
-        (
-            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
-            stack.service_key.clone(),
-        ),
-        ("VALUE_FORMAT".to_owned(), "protobuf".to_owned()),
-        ("SCHEMA_REGISTRY_URL".to_owned(), registry.url()),
-        ("SCHEMA_REGISTRY_USERNAME".to_owned(), "sr-key".to_owned()),
-        (
-            "SCHEMA_REGISTRY_PASSWORD".to_owned(),
-            "sr-s3cret".to_owned(),
-        ),
-        ("RETRY_MAX_ATTEMPTS".to_owned(), "2".to_owned()),
-    ];
-    let cfg = runner_config(
+    let cfg = gift_runner(
         &kafka,
-        &topic,
-        &format!("{run}-esm"),
-        &gift_bin,
-        "gift-persister",
-        env,
-        dir.join("esm.dlq"),
+        &stack,
+        (&run, &topic, &dir),
+        &[
+            ("VALUE_FORMAT", "protobuf"),
+            ("SCHEMA_REGISTRY_URL", &registry.url()),
+            ("SCHEMA_REGISTRY_USERNAME", "sr-key"),
+            ("SCHEMA_REGISTRY_PASSWORD", "sr-s3cret"),
+            ("RETRY_MAX_ATTEMPTS", "2"),
+        ],
     );
     let mut client = create_topic(&kafka, &topic, 1).await;
     publish(&mut client, &topic, 0, &keyless(values)).await;
@@ -179,11 +163,7 @@ async fn plain_protobuf_gifts_with_a_configured_descriptor_set() {
     let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
         return;
     };
-    let gift_bin = function_binary("gift-persister");
-    let run = unique("protop").replace('_', "-");
-    let topic = format!("{run}-gifts");
-    let dir = std::env::temp_dir().join(&run);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (run, topic, dir) = run_names("protop");
 
     let n = 6;
     let gifts: Vec<_> = (0..n)
@@ -198,27 +178,15 @@ async fn plain_protobuf_gifts_with_a_configured_descriptor_set() {
     values.push(cut[..cut.len() - 2].to_vec());
 
     let descriptor = repo().join("events/schemas/gift.pb");
-    let env = vec![
-        ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
-        (
-            "SUPABASE_SERVICE_ROLE_KEY".to_owned(),
-            stack.service_key.clone(),
-        ),
-        ("VALUE_FORMAT".to_owned(), "protobuf".to_owned()),
-        (
-            "PROTOBUF_DESCRIPTOR_SET".to_owned(),
-            descriptor.to_str().unwrap().to_owned(),
-        ),
-        ("PROTOBUF_MESSAGE".to_owned(), "vault.Gift".to_owned()),
-    ];
-    let cfg = runner_config(
+    let cfg = gift_runner(
         &kafka,
-        &topic,
-        &format!("{run}-esm"),
-        &gift_bin,
-        "gift-persister",
-        env,
-        dir.join("esm.dlq"),
+        &stack,
+        (&run, &topic, &dir),
+        &[
+            ("VALUE_FORMAT", "protobuf"),
+            ("PROTOBUF_DESCRIPTOR_SET", descriptor.to_str().unwrap()),
+            ("PROTOBUF_MESSAGE", "vault.Gift"),
+        ],
     );
     let mut client = create_topic(&kafka, &topic, 1).await;
     publish(&mut client, &topic, 0, &keyless(values)).await;
