@@ -448,8 +448,8 @@ pub fn schema_ids(records: &[KafkaRecord], format: ValueFormat) -> BTreeSet<Stri
     }
     for r in records {
         for (meta, bytes) in [
-            (r.key_schema_metadata.as_deref(), r.key().ok().flatten()),
-            (r.value_schema_metadata.as_deref(), r.value().ok().flatten()),
+            (r.key_schema_metadata.as_deref(), head(r.raw_key())),
+            (r.value_schema_metadata.as_deref(), head(r.raw_value())),
         ] {
             if let Some(bytes) = bytes
                 && let Ok(Encoded::Registry { schema_id, .. }) =
@@ -460,6 +460,17 @@ pub fn schema_ids(records: &[KafkaRecord], format: ValueFormat) -> BTreeSet<Stri
         }
     }
     ids
+}
+
+/// Base64 characters of a text's head that [`head`] decodes: 18 bytes, the longest wire prefix
+/// (a Glue header: version, compression, 16-byte schema version id).
+const HEAD_CHARS: usize = 24;
+
+/// The first bytes of a key or value text: all [`encoding`] reads to find a schema id, so a
+/// batch's ids are collected without decoding every body twice. `None` when absent or not base64.
+fn head(text: Option<&str>) -> Option<Vec<u8>> {
+    let text = text?;
+    crate::record::decode_base64(text.get(..HEAD_CHARS).unwrap_or(text)).ok()
 }
 
 /// Decides how `bytes` are encoded. `Err` carries the code and message of a record the format
@@ -898,6 +909,47 @@ mod avro_references {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `schema_ids` reads only the head of each text; on every sample event it finds exactly the
+    /// ids that deciding on the whole decoded key and value finds.
+    #[test]
+    fn schema_ids_from_text_heads_are_those_of_whole_bodies() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/");
+        for name in [
+            "gift-avro.json",
+            "gift-avro-glue.json",
+            "gift-avro-glue-source.json",
+            "gift-protobuf.json",
+            "gift-protobuf-glue.json",
+            "gift-jsonschema.json",
+            "pages-debezium-avro.json",
+        ] {
+            let bytes = std::fs::read(format!("{dir}{name}")).unwrap();
+            let batch = crate::KafkaBatch::from_slice(&bytes).unwrap();
+            for format in [ValueFormat::Avro, ValueFormat::Protobuf, ValueFormat::Auto] {
+                let mut whole = BTreeSet::new();
+                for r in batch.records() {
+                    for (meta, bytes) in [
+                        (r.key_schema_metadata(), r.key().ok().flatten()),
+                        (r.value_schema_metadata(), r.value().ok().flatten()),
+                    ] {
+                        if let Some(bytes) = bytes
+                            && let Ok(Encoded::Registry { schema_id, .. }) =
+                                encoding(meta, &bytes, format, false)
+                        {
+                            whole.insert(schema_id);
+                        }
+                    }
+                }
+                assert!(!whole.is_empty(), "{name}: no schema ids");
+                assert_eq!(
+                    schema_ids(batch.as_slice(), format),
+                    whole,
+                    "{name} {format}"
+                );
+            }
+        }
+    }
     use serde_json::json;
 
     fn schemas(id: &str, schema: &str) -> HashMap<String, Arc<WriterSchema>> {
