@@ -9,8 +9,12 @@
 //! | `503` with `Retry-After` | the broker is down, slow, or refuses the producer (auth, missing topic) |
 //!
 //! `ts` is stamped (epoch seconds) when absent. `event_id`, the persister's idempotency key, is
-//! the `Idempotency-Key` header when sent, else the body's own `event_id`, else a fresh UUID: a
-//! client retrying a POST with the same key gets one vault row.
+//! derived from the caller and the `Idempotency-Key` header when sent, else the body's own
+//! `event_id` (see [`crate::idempotency`]), else a fresh UUID: a client retrying a POST with the
+//! same key gets one vault row, and no other caller can take that row by sending the same key.
+//!
+//! A `503` tells the caller what to do (retry after `Retry-After` seconds with the same key) and
+//! carries the request id; why the broker failed goes only to the log, under that request id.
 
 use std::time::Instant;
 
@@ -22,6 +26,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::RequestLimits;
 use crate::http::{HttpRequest, HttpResponse};
+use crate::idempotency::Caller;
 use crate::kafka::{Broker, OutRecord, SendError};
 
 /// The route this function serves (an HTTP API stage prefix is allowed before it).
@@ -166,28 +171,35 @@ impl<B: Broker> Publisher<B> {
                 )
             }
             Err(e @ SendError::TooLarge(_)) => {
-                tracing::warn!(event_id, page_id, error_code = e.error_code(), error = %e, "gift refused by the broker");
-                rejected(HttpResponse::problem(
+                let request_id = request_id(request);
+                tracing::warn!(request_id, event_id, page_id, error_code = e.error_code(), error = %e, "gift refused by the broker");
+                let mut r = HttpResponse::problem(
                     413,
                     e.error_code(),
                     "Gift too large for the topic",
-                    &e.to_string(),
+                    "the broker refused the gift as larger than the topic accepts; send a smaller one",
                     vec![],
-                ))
+                );
+                r.set_field("request_id", &request_id);
+                rejected(r)
             }
             Err(e) => {
-                tracing::error!(event_id, page_id, error_code = e.error_code(), error = %e, "gift not published");
+                // The cause (broker addresses, topic, authentication) is for the operator: the
+                // log has it under the request id the caller gets.
+                let request_id = request_id(request);
+                tracing::error!(request_id, event_id, page_id, error_code = e.error_code(), error = %e, "gift not published");
                 let secs = self.retry_after.as_secs().max(1);
                 let detail = format!(
-                    "the gift was not published ({e}); retry after {secs} s with the same Idempotency-Key"
+                    "the gift was not published; retry after {secs} s with the same Idempotency-Key (request id {request_id})"
                 );
-                let r = HttpResponse::problem(
+                let mut r = HttpResponse::problem(
                     503,
                     e.error_code(),
                     "Broker unavailable",
                     &detail,
                     vec![],
                 );
+                r.set_field("request_id", &request_id);
                 (r.header("retry-after", secs.to_string()), Outcome::Failed)
             }
         }
@@ -231,7 +243,18 @@ impl<B: Broker> Publisher<B> {
                     vec![entry],
                 ));
             }
-            gift.insert("event_id".into(), Value::String(key.to_owned()));
+            gift.insert(
+                "event_id".into(),
+                Value::String(Caller::of(request).event_id(key)),
+            );
+        } else if let Some(Value::String(key)) = gift.get("event_id") {
+            // The body's own id is a client-chosen key too: scoped like the header. (Another
+            // type, or an unusable string, is left for the validation below to refuse.)
+            let max = self.limits.gift.max_event_id_chars;
+            if !key.trim().is_empty() && key.chars().count() <= max {
+                let id = Caller::of(request).event_id(key);
+                gift.insert("event_id".into(), Value::String(id));
+            }
         } else if gift.get("event_id").is_none_or(Value::is_null) {
             gift.insert(
                 "event_id".into(),
@@ -279,6 +302,16 @@ struct Prepared {
     event_id: String,
     page_id: i64,
     record: OutRecord,
+}
+
+/// The id AWS gave the request, or a fresh one when the event has none (a local run).
+fn request_id(request: &HttpRequest) -> String {
+    request
+        .request_context
+        .request_id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 fn rejected(response: HttpResponse) -> (HttpResponse, Outcome) {

@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 
 /// One request (payload format 2.0).
 ///
+/// Its `Debug` prints no header value that may carry a credential (see [`is_credential_header`])
+/// and only the body's length: a request logged by mistake leaks neither a signature nor a token.
+///
 /// ```
 /// use gift_publisher::http::HttpRequest;
 /// let r: HttpRequest = serde_json::from_value(serde_json::json!({
@@ -25,7 +28,7 @@ use serde_json::{Value, json};
 /// assert_eq!(r.header("Idempotency-Key"), Some("k1"));
 /// assert_eq!(r.body_bytes().unwrap(), br#"{"a":1}"#);
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRequest {
     /// The path without the query string (for an HTTP API with a named stage, the stage
@@ -56,6 +59,103 @@ pub struct RequestContext {
     /// The request id AWS assigned.
     #[serde(default)]
     pub request_id: Option<String>,
+    /// Who called, as the front door's authorizer established it (absent when the endpoint has
+    /// no authorization, e.g. a local run).
+    #[serde(default)]
+    pub authorizer: Option<Authorizer>,
+}
+
+/// `requestContext.authorizer`: an IAM principal (function URL or HTTP API with `AWS_IAM`) or
+/// the claims of a JWT the HTTP API's JWT authorizer validated. Only the identifying fields are
+/// declared; the access key id and the other claims are not read.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Authorizer {
+    /// `requestContext.authorizer.iam`.
+    #[serde(default)]
+    pub iam: Option<IamIdentity>,
+    /// `requestContext.authorizer.jwt`.
+    #[serde(default)]
+    pub jwt: Option<JwtAuthorizer>,
+}
+
+/// The SigV4 signer of the request.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IamIdentity {
+    /// The caller's account.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// `arn:aws:iam::ACCOUNT:user/NAME`, or `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
+    #[serde(default)]
+    pub user_arn: Option<String>,
+    /// The unique id of the user, or `ROLE_ID:SESSION` of a role session.
+    #[serde(default)]
+    pub user_id: Option<String>,
+}
+
+/// What the JWT authorizer passes on.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct JwtAuthorizer {
+    /// The token's claims (strings, as API Gateway passes them).
+    #[serde(default)]
+    pub claims: JwtClaims,
+}
+
+/// The claims that identify a token's holder.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct JwtClaims {
+    /// Issuer.
+    #[serde(default)]
+    pub iss: Option<String>,
+    /// Subject.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// The OAuth client of a client-credentials token that carries no `sub`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+/// Whether a header's value may carry a credential: `authorization` (a SigV4 signature or a
+/// bearer token), `proxy-authorization`, cookies, `x-api-key`, and every `x-amz-*` header
+/// (`x-amz-security-token` is a session token; the others travel with it). `Debug` output shows
+/// such a header's name only.
+pub fn is_credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie" | "x-api-key"
+    ) || name.starts_with("x-amz-")
+}
+
+/// The headers as `Debug` shows them: credential-bearing values replaced.
+struct RedactedHeaders<'a>(&'a HashMap<String, String>);
+
+impl std::fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        let mut map = f.debug_map();
+        for name in names {
+            if is_credential_header(name) {
+                map.entry(name, &format_args!("<redacted>"));
+            } else {
+                map.entry(name, &self.0[name]);
+            }
+        }
+        map.finish()
+    }
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("raw_path", &self.raw_path)
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("body_len", &self.body_len())
+            .field("is_base64_encoded", &self.is_base64_encoded)
+            .field("request_context", &self.request_context)
+            .finish()
+    }
 }
 
 /// `requestContext.http` of a payload format 2.0 event.
@@ -148,6 +248,15 @@ impl HttpResponse {
         Self::with_type(status, "application/problem+json", &doc)
     }
 
+    /// Sets a top-level field of the JSON body (an RFC 9457 extension member).
+    pub fn set_field(&mut self, name: &str, value: &str) {
+        let mut doc = self.body_json();
+        if let Value::Object(map) = &mut doc {
+            map.insert(name.to_owned(), Value::String(value.to_owned()));
+            self.body = doc.to_string();
+        }
+    }
+
     /// Adds a header.
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.insert(name.to_owned(), value.into());
@@ -210,6 +319,55 @@ mod tests {
             assert_eq!(r.body_len(), text.len(), "{text:?}");
             assert_eq!(r.body_len(), r.body_bytes().unwrap().len());
         }
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_credential_header() {
+        // A SigV4-signed function URL request (the headers AWS documents for a signed request)
+        // plus the other carriers of credentials, in mixed case as a client may send them.
+        let secrets = [
+            (
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20261129/eu-west-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature=5ecre7519a7ure",
+            ),
+            (
+                "x-amz-security-token",
+                "IQoJb3JpZ2luX2VjEXAMPLEsessiontoken",
+            ),
+            ("X-Amz-Date", "20261129T210000Z-stamp"),
+            (
+                "x-amz-content-sha256",
+                "e3b0c44298fc1c149afbf4c8996fb924sha",
+            ),
+            ("cookie", "session=c00k1e-value"),
+            ("x-api-key", "api-key-value-123"),
+            ("proxy-authorization", "Basic cHJveHk6c2VjcmV0"),
+        ];
+        let mut r: HttpRequest = serde_json::from_str(include_str!(
+            "../../../events/gift-publisher-function-url.json"
+        ))
+        .unwrap();
+        for (k, v) in secrets {
+            r.headers.insert(k.into(), v.into());
+        }
+        let shown = format!("{r:?}");
+        for (name, value) in secrets {
+            assert!(!shown.contains(value), "{name} shown in {shown}");
+            assert!(shown.contains(name), "{name} not named in {shown}");
+        }
+        assert!(shown.contains("<redacted>"));
+        // The rest stays useful: ordinary headers, the path, the request id.
+        assert!(shown.contains("sample-function-url-1"), "{shown}");
+        assert!(
+            shown.contains("7b4c1f58-0d2e-4a8f-9c3b-5e6d7f8a9b0c"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("What does the vault keep?"),
+            "the body is not printed"
+        );
+        // The alternate form (`{:#?}`) goes through the same code.
+        assert!(!format!("{r:#?}").contains("5ecre7519a7ure"));
     }
 
     #[test]

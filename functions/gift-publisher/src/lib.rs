@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: settings read once at cold start.
 //! - [`http`]: the payload format 2.0 request and response.
+//! - [`idempotency`]: `Idempotency-Key`s scoped to the caller.
 //! - [`handler`]: the request rules and answers.
 //! - [`kafka`]: the producer (one connection per execution environment).
 //! - [`partition`]: the Java-compatible key partitioner.
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod handler;
 pub mod http;
+pub mod idempotency;
 pub mod kafka;
 pub mod msk_iam;
 pub mod partition;

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::config::RequestLimits;
 use crate::handler::Publisher;
 use crate::http::{HttpRequest, HttpResponse};
+use crate::idempotency::Caller;
 use crate::kafka::{Broker, Delivery, OutRecord, SendError};
 
 /// What the in-memory broker does with a record.
@@ -143,25 +144,104 @@ async fn a_valid_gift_is_stamped_keyed_by_page_and_acknowledged() {
     assert_eq!(g.event_id, event_id);
 }
 
+/// `post` signed by the IAM user `name` (a function URL's `requestContext.authorizer.iam`).
+fn post_as(name: &str, body: &str, headers: &[(&str, &str)]) -> HttpRequest {
+    let mut r = post(body, headers);
+    r.request_context = serde_json::from_value(json!({
+        "http": {"method": "POST"},
+        "authorizer": {"iam": {
+            "accountId": "111122223333",
+            "userArn": format!("arn:aws:iam::111122223333:user/{name}"),
+            "userId": format!("AIDA{name}")
+        }}
+    }))
+    .unwrap();
+    r
+}
+
+fn published_ids(p: &Publisher<MemoryBroker>) -> Vec<String> {
+    published(p)
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.value).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn the_idempotency_key_wins_and_a_clients_ts_is_kept() {
     let p = publisher(Mode::Accept);
     let body = r#"{"page_id": 7, "question": "Q", "answer": "A", "ts": 1700000000.5, "event_id": "from-body"}"#;
+    let key_id = Caller::Iam("arn:aws:iam::111122223333:user/alice".into()).event_id("retry-key-1");
     for _ in 0..2 {
-        let r = send(&p, &post(body, &[("Idempotency-Key", "retry-key-1")])).await;
-        assert_eq!(r.body_json()["event_id"], "retry-key-1");
+        let r = send(
+            &p,
+            &post_as("alice", body, &[("Idempotency-Key", "retry-key-1")]),
+        )
+        .await;
+        assert_eq!(r.body_json()["event_id"], key_id.as_str());
     }
-    let records = published(&p);
-    let ids: Vec<Value> = records
-        .iter()
-        .map(|r| serde_json::from_slice::<Value>(&r.value).unwrap()["event_id"].clone())
-        .collect();
-    assert_eq!(ids, [json!("retry-key-1"), json!("retry-key-1")]);
-    let v: Value = serde_json::from_slice(&records[0].value).unwrap();
+    assert_eq!(published_ids(&p), [key_id.clone(), key_id]);
+    let v: Value = serde_json::from_slice(&published(&p)[0].value).unwrap();
     assert_eq!(v["ts"], json!(1700000000.5));
-    // Without a header, the body's own event_id stays.
-    let r = send(&p, &post(body, &[])).await;
-    assert_eq!(r.body_json()["event_id"], "from-body");
+    // Without a header, the body's own event_id is the key (scoped the same way).
+    let r = send(&p, &post_as("alice", body, &[])).await;
+    assert_eq!(
+        r.body_json()["event_id"],
+        Caller::Iam("arn:aws:iam::111122223333:user/alice".into())
+            .event_id("from-body")
+            .as_str()
+    );
+}
+
+#[tokio::test]
+async fn one_callers_key_cannot_take_another_callers_gift() {
+    // Alice and Mallory send the same Idempotency-Key with different gifts: both are published
+    // under different event_ids (two vault rows), and Alice's own retry keeps her id (one row).
+    // The same holds for a key sent as the body's event_id.
+    let p = publisher(Mode::Accept);
+    let gift = |answer: &str| format!(r#"{{"page_id": 7, "question": "Q", "answer": "{answer}"}}"#);
+    let key = [("Idempotency-Key", "order-1001")];
+    let mallory = send(&p, &post_as("mallory", &gift("forged"), &key)).await;
+    let alice = send(&p, &post_as("alice", &gift("real"), &key)).await;
+    let retry = send(&p, &post_as("alice", &gift("real"), &key)).await;
+    for r in [&mallory, &alice, &retry] {
+        assert_eq!(r.status_code, 202, "{}", r.body);
+    }
+    let ids = published_ids(&p);
+    assert_eq!(ids.len(), 3);
+    assert_ne!(ids[0], ids[1], "two callers, one key: two gifts");
+    assert_eq!(ids[1], ids[2], "one caller, one key: one gift");
+    assert_eq!(alice.body_json()["event_id"], ids[1].as_str());
+    assert!(!ids.iter().any(|id| id == "order-1001"));
+    // The persister sees distinct ids, so Mallory's gift cannot shadow Alice's row.
+    let answers: Vec<Value> = published(&p)
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.value).unwrap()["answer"].clone())
+        .collect();
+    assert_eq!(answers, [json!("forged"), json!("real"), json!("real")]);
+
+    let in_body = r#"{"page_id": 7, "question": "Q", "answer": "A", "event_id": "order-1001"}"#;
+    let m = send(&p, &post_as("mallory", in_body, &[])).await;
+    let a = send(&p, &post_as("alice", in_body, &[])).await;
+    assert_ne!(m.body_json()["event_id"], a.body_json()["event_id"]);
+    assert_eq!(
+        a.body_json()["event_id"],
+        ids[1].as_str(),
+        "header or body: one key"
+    );
+    // A JWT holder of the same name is yet another caller.
+    let mut jwt = post(&gift("real"), &key);
+    jwt.request_context = serde_json::from_value(json!({
+        "http": {"method": "POST"},
+        "authorizer": {"jwt": {"claims": {"iss": "https://auth.example.com/", "sub": "alice"}}}
+    }))
+    .unwrap();
+    let j = send(&p, &jwt).await;
+    assert_ne!(j.body_json()["event_id"], alice.body_json()["event_id"]);
 }
 
 #[tokio::test]
@@ -265,30 +345,72 @@ async fn size_route_and_method_are_checked_before_the_body() {
     assert_eq!(published(&p).len(), 3);
 }
 
+/// Log lines written while `f` runs on this thread (the JSON format Lambda uses).
+async fn logged<F: std::future::Future>(f: F) -> (F::Output, String) {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        f.await
+    };
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    (out, text)
+}
+
 #[tokio::test]
 async fn a_broker_that_is_down_or_hangs_gets_503_with_retry_after() {
     let good = r#"{"page_id": 1, "question": "Q", "answer": "A"}"#;
+    let mut req = post(good, &[]);
+    req.request_context.request_id = Some("req-7b4c1f58".into());
     let p = publisher(Mode::Down);
-    let r = send(&p, &post(good, &[])).await;
+    let (r, log) = logged(send(&p, &req)).await;
     assert_eq!(r.status_code, 503);
     assert_eq!(r.headers["retry-after"], "2");
-    assert_eq!(r.body_json()["code"], "broker_unavailable");
+    let doc = r.body_json();
+    assert_eq!(doc["code"], "broker_unavailable");
+    // The body says what to do and which request it was, never why the broker failed...
+    assert_eq!(doc["request_id"], "req-7b4c1f58");
+    let detail = doc["detail"].as_str().unwrap();
+    assert!(detail.contains("retry after 2 s"), "{detail}");
+    assert!(detail.contains("req-7b4c1f58"), "{detail}");
+    assert!(!r.body.contains("connection refused"), "{}", r.body);
+    // ...which the log has, under the same request id.
+    let line = log
+        .lines()
+        .find(|l| l.contains("gift not published"))
+        .unwrap_or_else(|| panic!("no error line in {log}"));
+    assert!(line.contains("req-7b4c1f58"), "{line}");
+    assert!(line.contains("connection refused"), "{line}");
 
-    // A broker that never answers: the function's deadline bounds the wait.
+    // A broker that never answers: the function's deadline bounds the wait. Without an AWS
+    // request id (a local run) the body still carries one, the log's.
     let p = publisher(Mode::Hang);
-    let r = p
-        .respond(&post(good, &[]), Deadline::after(Duration::from_millis(50)))
-        .await;
+    let (r, log) =
+        logged(p.respond(&post(good, &[]), Deadline::after(Duration::from_millis(50)))).await;
     assert_eq!(r.status_code, 503);
-    assert!(
-        r.body_json()["detail"]
-            .as_str()
-            .unwrap()
-            .contains("deadline")
-    );
+    let id = r.body_json()["request_id"].as_str().unwrap().to_owned();
+    assert!(!r.body.contains("deadline"), "{}", r.body);
+    assert!(log.contains(&id) && log.contains("deadline"), "{log}");
 
     let p = publisher(Mode::TooLarge);
-    assert_eq!(send(&p, &post(good, &[])).await.status_code, 413);
+    let r = send(&p, &post(good, &[])).await;
+    assert_eq!(r.status_code, 413);
+    assert!(!r.body.contains("MessageTooLarge"), "{}", r.body);
 }
 
 #[tokio::test]
