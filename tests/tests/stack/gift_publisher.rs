@@ -1,6 +1,7 @@
 //! gift-publisher end to end: Function URL events POSTed through the real binary (over the
 //! Runtime API, as Lambda runs it) -> the real broker -> `esm-local` -> the real gift-persister
-//! -> `vault`. One row per POST, one row for a POST retried with the same `Idempotency-Key`, 400
+//! -> `vault`. One row per POST, one row for a POST retried with the same `Idempotency-Key`, two
+//! rows for two callers sending the same key (the key is scoped to the caller), 400
 //! and 413 problem documents, a stopped broker answered with 503 and nothing stored, the broker
 //! back and the retried POST accepted; and the partitioner agreeing with librdkafka's
 //! `murmur2_random` (the Java client's default).
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use esm_local::invoke::{FunctionProcess, FunctionSpec, InvokeOutcome};
 use esm_local::kafka::KafkaConfig;
+use gift_publisher::idempotency::Caller;
 use gift_publisher::partition::partition_for;
 use integration_tests::esm::{
     Runner, create_topic, function_binary, kafka_or_skip, runner_config, wait_until,
@@ -19,12 +21,21 @@ use integration_tests::esm::{
 use integration_tests::stack::{StackEnv, lit, unique};
 use serde_json::{Value, json};
 
+/// The IAM user that signed the sample Function URL request.
+const SAMPLE_CALLER: &str = "arn:aws:iam::111122223333:user/vault-client";
+
 /// The sample Function URL request with `body` and, when given, an `Idempotency-Key`.
 fn function_url_event(body: &str, idempotency_key: Option<&str>) -> Vec<u8> {
+    function_url_event_as(SAMPLE_CALLER, body, idempotency_key)
+}
+
+/// The same request signed by the IAM principal `caller` (`requestContext.authorizer.iam`).
+fn function_url_event_as(caller: &str, body: &str, idempotency_key: Option<&str>) -> Vec<u8> {
     let mut event: Value = serde_json::from_str(include_str!(
         "../../../events/gift-publisher-function-url.json"
     ))
     .unwrap();
+    event["requestContext"]["authorizer"]["iam"]["userArn"] = Value::String(caller.to_owned());
     event["body"] = Value::String(body.to_owned());
     let headers = event["headers"].as_object_mut().unwrap();
     headers.remove("idempotency-key");
@@ -59,10 +70,12 @@ fn publisher(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> FunctionPr
 
 /// POSTs `body` and returns (status, headers, body JSON).
 async fn post(f: &mut FunctionProcess, body: &str, key: Option<&str>) -> (u16, Value, Value) {
-    let out = f
-        .invoke(function_url_event(body, key))
-        .await
-        .expect("invoke gift-publisher");
+    invoke(f, function_url_event(body, key)).await
+}
+
+/// Invokes the publisher with `event` and returns (status, headers, body JSON).
+async fn invoke(f: &mut FunctionProcess, event: Vec<u8>) -> (u16, Value, Value) {
+    let out = f.invoke(event).await.expect("invoke gift-publisher");
     let InvokeOutcome::Response(bytes) = out else {
         panic!("gift-publisher failed the invocation: {out:?}")
     };
@@ -115,19 +128,33 @@ async fn posts_reach_the_vault_once_per_idempotency_key() {
     let bootstrap = kafka.bootstrap_servers.join(",");
     let mut f = publisher(&bootstrap, &topic, &[("GIFT_MAX_BODY_BYTES", "2048")]);
 
-    // Five gifts over five pages, each with its own key; then two client retries.
+    // Five gifts over five pages, each with its own key; then two client retries. The event_id
+    // is the key scoped to the caller, the same for every retry of that caller.
     let mut ids = Vec::new();
     for i in 0..5i64 {
         let key = format!("{run}-k{i}");
         let (status, _, body) = post(&mut f, &gift(100 + i, &run), Some(&key)).await;
         assert_eq!(status, 202, "{body}");
-        assert_eq!(body, json!({"queued": true, "event_id": key}));
-        ids.push(key);
+        let id = Caller::Iam(SAMPLE_CALLER.into()).event_id(&key);
+        assert_eq!(body, json!({"queued": true, "event_id": id}));
+        ids.push(id);
     }
     for i in [0usize, 3] {
-        let (status, _, _) = post(&mut f, &gift(100 + i as i64, &run), Some(&ids[i])).await;
+        let key = format!("{run}-k{i}");
+        let (status, _, body) = post(&mut f, &gift(100 + i as i64, &run), Some(&key)).await;
         assert_eq!(status, 202, "a retried POST is accepted again");
+        assert_eq!(body["event_id"], ids[i].as_str());
     }
+    // Another caller sending the first key: its own gift, its own row (not a replay of ours).
+    let other = "arn:aws:sts::111122223333:assumed-role/other-writer/session";
+    let (status, _, body) = invoke(
+        &mut f,
+        function_url_event_as(other, &gift(105, &run), Some(&format!("{run}-k0"))),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_ne!(body["event_id"], ids[0].as_str());
+    ids.push(body["event_id"].as_str().unwrap().to_owned());
 
     // Refused before the broker: each problem names its field.
     let (status, headers, doc) = post(
@@ -157,29 +184,35 @@ async fn posts_reach_the_vault_once_per_idempotency_key() {
     let stored = wait_until(Duration::from_secs(60), || {
         stack.count(&format!(
             "select count(*) from vault where kafka_topic = {t}"
-        )) >= 5
+        )) >= 6
     })
     .await;
     // Give the retried records (offsets after the first five) time to arrive too.
     tokio::time::sleep(Duration::from_secs(2)).await;
     runner.assert_running();
     runner.stop().await.unwrap();
-    assert!(stored, "the five gifts did not reach the vault");
+    assert!(stored, "the six gifts did not reach the vault");
     let rows = stack.sql(&format!(
         "select string_agg(event_id || ':' || page_id || ':' || kafka_partition, ',' order by event_id)
          from vault where kafka_topic = {t}"
     ));
     let rows: Vec<&str> = rows.split(',').collect();
-    assert_eq!(rows.len(), 5, "one row per idempotency key: {rows:?}");
-    for (i, row) in rows.iter().enumerate() {
-        let page = 100 + i as i64;
-        let partition = partition_for(page.to_string().as_bytes(), PARTITIONS);
-        assert_eq!(
-            *row,
-            format!("{}:{page}:{partition}", ids[i]),
-            "keyed by page"
-        );
-    }
+    assert_eq!(
+        rows.len(),
+        6,
+        "one row per (caller, idempotency key): {rows:?}"
+    );
+    let mut expected: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let page = 100 + i as i64;
+            let partition = partition_for(page.to_string().as_bytes(), PARTITIONS);
+            format!("{id}:{page}:{partition}")
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(rows, expected, "keyed by page");
     assert_eq!(
         stack.count(&format!(
             "select count(*) from dead_letters where topic = {t}"
@@ -326,7 +359,8 @@ async fn a_stopped_broker_gets_503_and_the_retry_is_stored_once_it_is_back() {
     let ids = stack.sql(&format!(
         "select string_agg(event_id, ',' order by event_id) from vault where kafka_topic = {t}"
     ));
-    let mut expected = [cold_key.clone(), key.clone()];
+    let caller = Caller::Iam(SAMPLE_CALLER.into());
+    let mut expected = [caller.event_id(&cold_key), caller.event_id(&key)];
     expected.sort();
     assert_eq!(
         ids,
@@ -434,7 +468,9 @@ async fn esm_local_serve_api_answers_with_the_functions_own_code() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body, json!({"queued": true, "event_id": "local-1"}));
+    // No authorizer in front of serve-api: every local caller shares one scope.
+    let id = Caller::Anonymous.event_id("local-1");
+    assert_eq!(body, json!({"queued": true, "event_id": id}));
     let r = http
         .post(&url)
         .body(r#"{"page_id": true}"#)
