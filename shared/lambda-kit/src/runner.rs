@@ -119,9 +119,10 @@ pub enum Decoded<K, I> {
 /// ```
 pub trait BatchFunction: Send + Sync {
     /// Groups the records that write the same thing.
-    type Key: Eq + Hash + Send;
-    /// One decoded record, ready to write.
-    type Item: Send;
+    type Key: Eq + Hash + Clone + Send;
+    /// One decoded record, ready to write (cloned when a write refusing every item alike is
+    /// retried in halves to isolate the items at fault).
+    type Item: Clone + Send;
     /// The function's own counters of one invocation (logged in the summary line, added to the
     /// metrics line by [`metrics`](Self::metrics)).
     type Stats: Default + fmt::Debug + Send;
@@ -156,7 +157,9 @@ pub trait BatchFunction: Send + Sync {
     ) -> Decoded<Self::Key, Self::Item>;
 
     /// Writes one item per key and returns one fate per item, in order. A missing fate counts as
-    /// [`Fate::Failed`].
+    /// [`Fate::Failed`]. When every item of a write (two or more) is refused alike, the runner
+    /// calls `write` again on halves of the items to isolate the ones at fault, so a write must
+    /// be safe to repeat (an idempotent upsert) and add to `stats` rather than replace them.
     fn write(
         &self,
         deadline: &Deadline,
@@ -368,11 +371,18 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         let results = if items.is_empty() {
             Vec::new()
         } else {
-            trace
+            // Kept to isolate the items at fault should the write refuse every one alike.
+            let again = (items.len() >= 2).then(|| items.clone());
+            let results = trace
                 .scope(self.function.write(deadline, items, &mut stats))
-                .await
+                .await;
+            match again {
+                Some(items) if refused_alike(&results) => {
+                    trace.scope(self.isolate(deadline, items, &mut stats)).await
+                }
+                _ => results,
+            }
         };
-        let results = suspect_environment(results);
         let mut results = results.into_iter();
         for (group, chosen) in &written {
             let fate = results.next().unwrap_or_else(Fate::missing);
@@ -444,6 +454,75 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
             counts,
             stats,
         }
+    }
+
+    /// The safety net of the rule "dead letters are for what the record itself causes", for a
+    /// write that refused every item (two or more) with the same code and message: isolate
+    /// first, then judge. The items are written again in halves, a half refused alike is halved
+    /// again, until each refusal stands alone or next to items the target accepts. Only when
+    /// every item, written alone, is still refused alike is no row at fault: the target refuses
+    /// all of them (a column or table missing from the schema, a type the API cannot see), and
+    /// they fail as an environment fault, to be redelivered once it is fixed. Otherwise each
+    /// item keeps the fate its own write gave it: one poison item among good ones (an id that
+    /// breaks a read of the whole batch) is dead-lettered and the others are stored.
+    ///
+    /// Halves not written by `deadline` fail (redelivered), neither stored nor dead-lettered.
+    async fn isolate(
+        &self,
+        deadline: &Deadline,
+        items: Vec<(F::Key, F::Item)>,
+        stats: &mut F::Stats,
+    ) -> Vec<Fate> {
+        let n = items.len();
+        let mut fates: Vec<Option<Fate>> = vec![None; n];
+        let mut singles_alike = true;
+        let mut todo = vec![n / 2..n, 0..n / 2];
+        while let Some(range) = todo.pop() {
+            if deadline.is_expired() {
+                break;
+            }
+            let mut got = self
+                .function
+                .write(deadline, items[range.clone()].to_vec(), stats)
+                .await;
+            got.resize_with(range.len(), Fate::missing);
+            if range.len() >= 2 && refused_alike(&got) {
+                let mid = range.start + range.len() / 2;
+                todo.push(mid..range.end);
+                todo.push(range.start..mid);
+                continue;
+            }
+            singles_alike &= range.len() == 1 && matches!(got[0], Fate::Rejected { .. });
+            for (i, fate) in range.zip(got) {
+                fates[i] = Some(fate);
+            }
+        }
+        let fates: Vec<Fate> = fates
+            .into_iter()
+            .map(|f| {
+                f.unwrap_or_else(|| Fate::Failed {
+                    code: "deadline_exceeded",
+                    message: "a write refusing every item alike was not isolated before the invocation deadline".into(),
+                    environment: false,
+                })
+            })
+            .collect();
+        if singles_alike && refused_alike(&fates) {
+            return fates
+                .into_iter()
+                .map(|f| match f {
+                    Fate::Rejected { code, message } => Fate::Failed {
+                        code,
+                        message: format!(
+                            "every item, written alone, was refused with the same error, so the target (schema, table, configuration) is at fault, not the records: {message}"
+                        ),
+                        environment: true,
+                    },
+                    other => other,
+                })
+                .collect();
+        }
+        fates
     }
 
     /// Decodes every record; settled records get their fate, the others are grouped by key.
@@ -550,34 +629,14 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
     }
 }
 
-/// The safety net of the rule "dead letters are for what the record itself causes": when every
-/// item of a write (two or more) is rejected with the same code and the same message, no row is
-/// at fault: the target refuses all of them alike (a column or table missing from the schema, a
-/// type the API cannot see). Those items fail as an environment fault, to be redelivered once it
-/// is fixed, instead of dead-lettering a whole batch of good data.
-fn suspect_environment(results: Vec<Fate>) -> Vec<Fate> {
-    let same = match results.first() {
-        Some(Fate::Rejected { code, message }) if results.len() >= 2 => results.iter().all(
+/// Whether every fate (two or more) is a rejection with the same code and message.
+fn refused_alike(fates: &[Fate]) -> bool {
+    match fates.first() {
+        Some(Fate::Rejected { code, message }) if fates.len() >= 2 => fates.iter().all(
             |f| matches!(f, Fate::Rejected { code: c, message: m } if c == code && m == message),
         ),
         _ => false,
-    };
-    if !same {
-        return results;
     }
-    results
-        .into_iter()
-        .map(|f| match f {
-            Fate::Rejected { code, message } => Fate::Failed {
-                code,
-                message: format!(
-                    "every item of the write was refused with the same error, so the target (schema, table, configuration) is at fault, not the records: {message}"
-                ),
-                environment: true,
-            },
-            other => other,
-        })
-        .collect()
 }
 
 /// Gives the fate of a group's written item to every record of the group.
@@ -632,8 +691,9 @@ mod tests {
     use super::*;
 
     /// Values are `"<key>:<what>"`; `what` is `ok`, `bad` (rejected at write), `down` (failed
-    /// transiently at write) or `junk` (rejected at decode). `short` makes write return one
-    /// fate too few.
+    /// transiently at write), `junk` (rejected at decode) or `poison` (refuses the whole write:
+    /// every item of a write holding it is rejected alike, as a read of all the batch's ids
+    /// refused for one of them). `short` makes write return one fate too few.
     struct Fake {
         short: bool,
         written: Mutex<Vec<String>>,
@@ -666,6 +726,9 @@ mod tests {
             calls: &mut usize,
         ) -> Vec<Fate> {
             *calls += 1;
+            if items.iter().any(|(_, item)| item.ends_with(":poison")) {
+                return vec![Fate::rejected("db_bad_request", "batch read refused"); items.len()];
+            }
             let mut fates: Vec<Fate> = items
                 .iter()
                 .map(|(_, item)| {
@@ -853,6 +916,38 @@ mod tests {
         assert_eq!(h.counts.dead_lettered, 1);
         let h = r.process(&batch(&["d:bad"]), &deadline()).await;
         assert_eq!(h.counts.dead_lettered, 1);
+    }
+
+    #[tokio::test]
+    async fn one_item_refusing_the_whole_write_is_isolated_and_the_others_stored() {
+        let r = Runner::new(fake(false), Letters::default(), DeadlineSettings::default());
+        let b = batch(&["a:ok", "b:ok", "c:poison", "d:ok", "e:poison", "e:ok"]);
+        let h = r.process(&b, &deadline()).await;
+        assert_eq!(h.counts.stored, 3, "a, b and d: {:?}", h.counts);
+        assert_eq!(h.counts.dead_lettered, 3, "c, e and e's duplicate");
+        assert_eq!(
+            failed_offsets(&h),
+            Vec::<i64>::new(),
+            "no environment fault"
+        );
+        assert_eq!(
+            *r.dead_letters().seen.lock().unwrap(),
+            [
+                (2, "db_bad_request".to_string()),
+                (4, "db_bad_request".to_string()),
+                (5, "db_bad_request".to_string())
+            ]
+        );
+        // Bisection: the whole, the halves [a b] and [c d e], then [c] and [d e], then [d] and
+        // [e].
+        assert_eq!(h.stats, 7);
+
+        // Every item alone refused alike: the target is at fault, nothing is dead-lettered.
+        let h = r
+            .process(&batch(&["x:poison", "y:poison", "z:poison"]), &deadline())
+            .await;
+        assert_eq!(h.counts.dead_lettered, 0);
+        assert_eq!(h.response.unwrap_err().failed, 3, "redelivered");
     }
 
     #[tokio::test]
