@@ -378,7 +378,10 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
                 .await;
             match again {
                 Some(items) if refused_alike(&results) => {
-                    trace.scope(self.isolate(deadline, items, &mut stats)).await
+                    let refusal = results[0].clone();
+                    trace
+                        .scope(self.isolate(deadline, items, refusal, &mut stats))
+                        .await
                 }
                 _ => results,
             }
@@ -466,21 +469,28 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
     /// item keeps the fate its own write gave it: one poison item among good ones (an id that
     /// breaks a read of the whole batch) is dead-lettered and the others are stored.
     ///
-    /// Halves not written by `deadline` fail (redelivered), neither stored nor dead-lettered.
+    /// At most twice the items are written again ([`ISOLATION_BUDGET`]), and never past
+    /// `deadline`: items not isolated by then fail (redelivered, neither stored nor
+    /// dead-lettered), or, when no item tried was accepted, count as refused by the target.
     async fn isolate(
         &self,
         deadline: &Deadline,
         items: Vec<(F::Key, F::Item)>,
+        refusal: Fate,
         stats: &mut F::Stats,
     ) -> Vec<Fate> {
         let n = items.len();
         let mut fates: Vec<Option<Fate>> = vec![None; n];
         let mut singles_alike = true;
+        // Items written again at most: a few poison items among good ones are isolated well
+        // within it; a target refusing everything is not written over and over.
+        let mut budget = ISOLATION_BUDGET * n;
         let mut todo = vec![n / 2..n, 0..n / 2];
         while let Some(range) = todo.pop() {
-            if deadline.is_expired() {
+            if deadline.is_expired() || budget < range.len() {
                 break;
             }
+            budget -= range.len();
             let mut got = self
                 .function
                 .write(deadline, items[range.clone()].to_vec(), stats)
@@ -497,32 +507,50 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
                 fates[i] = Some(fate);
             }
         }
-        let fates: Vec<Fate> = fates
-            .into_iter()
-            .map(|f| {
-                f.unwrap_or_else(|| Fate::Failed {
-                    code: "deadline_exceeded",
-                    message: "a write refusing every item alike was not isolated before the invocation deadline".into(),
-                    environment: false,
-                })
-            })
-            .collect();
-        if singles_alike && refused_alike(&fates) {
-            return fates
-                .into_iter()
-                .map(|f| match f {
-                    Fate::Rejected { code, message } => Fate::Failed {
-                        code,
-                        message: format!(
-                            "every item, written alone, was refused with the same error, so the target (schema, table, configuration) is at fault, not the records: {message}"
-                        ),
-                        environment: true,
-                    },
-                    other => other,
-                })
-                .collect();
-        }
+        // Judge: every item refused alike when written alone, or nothing the target accepted
+        // (every item tried refused, the others not isolated within the budget or the
+        // deadline), is the target's fault.
+        let accepted_any = fates
+            .iter()
+            .flatten()
+            .any(|f| !matches!(f, Fate::Rejected { .. }));
+        let environment = if fates.iter().all(Option::is_some) {
+            let all: Vec<Fate> = fates.iter().flatten().cloned().collect();
+            singles_alike && refused_alike(&all)
+        } else {
+            !accepted_any
+        };
+        let (code, message) = match refusal {
+            Fate::Rejected { code, message } => (code, message),
+            other => (other.code().unwrap_or("missing_result"), String::new()),
+        };
         fates
+            .into_iter()
+            .map(|f| match f {
+                Some(Fate::Rejected { code, message }) if environment => Fate::Failed {
+                    code,
+                    message: format!(
+                        "every item, written alone, was refused with the same error, so the target (schema, table, configuration) is at fault, not the records: {message}"
+                    ),
+                    environment: true,
+                },
+                Some(fate) => fate,
+                None if environment => Fate::Failed {
+                    code,
+                    message: format!(
+                        "every item written was refused, so the target (schema, table, configuration) is at fault, not the records: {message}"
+                    ),
+                    environment: true,
+                },
+                None => Fate::Failed {
+                    code,
+                    message: format!(
+                        "refused with others in a write that was not isolated down to this record within the deadline or the isolation budget; redelivered: {message}"
+                    ),
+                    environment: false,
+                },
+            })
+            .collect()
     }
 
     /// Decodes every record; settled records get their fate, the others are grouped by key.
@@ -628,6 +656,11 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         }
     }
 }
+
+/// Items the runner writes again, per item of the write, to isolate a refusal of all of them:
+/// each level of bisection writes the still-refused items once, so about two levels' worth (one
+/// poison item among any number is isolated within it) before judging with what is known.
+const ISOLATION_BUDGET: usize = 2;
 
 /// Whether every fate (two or more) is a rejection with the same code and message.
 fn refused_alike(fates: &[Fate]) -> bool {
@@ -948,6 +981,25 @@ mod tests {
             .await;
         assert_eq!(h.counts.dead_lettered, 0);
         assert_eq!(h.response.unwrap_err().failed, 3, "redelivered");
+
+        // Isolation writes each item again twice at most: a target refusing everything costs a
+        // bounded number of writes, then is judged at fault.
+        let values: Vec<String> = (0..8).map(|i| format!("k{i}:bad")).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let h = r.process(&batch(&values), &deadline()).await;
+        assert_eq!(h.stats, 9, "the whole, then 8 writes of 16 items");
+        assert_eq!(h.counts.dead_lettered, 0);
+        assert_eq!(h.response.unwrap_err().failed, 8);
+
+        // Poison among good items beyond the budget: what was isolated is settled, the rest
+        // is redelivered (never dead-lettered unseen, never an environment fault).
+        let values: Vec<String> = (0..8)
+            .map(|i| format!("m{i}:{}", if i % 2 == 0 { "poison" } else { "ok" }))
+            .collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let h = r.process(&batch(&values), &deadline()).await;
+        assert_eq!((h.counts.stored, h.counts.dead_lettered), (2, 2));
+        assert_eq!(failed_offsets(&h), [4, 5, 6, 7]);
     }
 
     #[tokio::test]
