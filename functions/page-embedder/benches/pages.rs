@@ -88,6 +88,7 @@ fn handler(latency: Duration) -> Handler<Stub, MemoryStore, Rag, MemoryDeadLette
                 function_name: "bench".into(),
                 unavailable_value: page_embedder::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
                 truncate_deletes_all: false,
+                source_table: None,
             },
             values: Default::default(),
         },

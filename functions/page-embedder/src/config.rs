@@ -161,6 +161,10 @@ pub struct Config {
     /// `CDC_ON_TRUNCATE`: `ignore` (default) or `delete-all` (every vector goes when the source
     /// table is truncated; for a vector table that mirrors one source table).
     pub truncate_deletes_all: bool,
+    /// `CDC_SOURCE_TABLE` (required with `CDC_ON_TRUNCATE=delete-all`): the source table, as
+    /// `schema.table` (or `table`), whose truncate deletes every vector; a truncate event of any
+    /// other table, or of one it does not name, is ignored.
+    pub source_table: Option<String>,
 }
 
 /// Name of the function in dead letters and metrics: the package name, not
@@ -335,6 +339,7 @@ impl Config {
                     ));
                 }
             },
+            source_table: env.get("CDC_SOURCE_TABLE").filter(|t| !t.trim().is_empty()),
             cdc_unavailable_value: match env.get("CDC_UNAVAILABLE_VALUE") {
                 Some(v) if v.eq_ignore_ascii_case("none") => String::new(),
                 Some(v) => v,
@@ -361,6 +366,13 @@ impl Config {
         let postgrest = PostgrestClient::with_http(postgrest_config, http.clone())
             .map_err(|e| InitError::Client(e.to_string()))?;
         let store = AnyStore::from_config(&self.store, env, postgrest.clone(), &http).await?;
+        if self.truncate_deletes_all && self.source_table.is_none() {
+            return Err(ConfigError::new(
+                "CDC_SOURCE_TABLE",
+                "required with CDC_ON_TRUNCATE=delete-all: the source table whose truncate deletes every vector (schema.table, e.g. public.pages); a truncate of any other table is ignored",
+            )
+            .into());
+        }
         if self.truncate_deletes_all && !store.supports_delete_all() {
             return Err(ConfigError::new(
                 "CDC_ON_TRUNCATE",
@@ -396,6 +408,7 @@ impl Config {
                 function_name: FUNCTION_NAME.to_owned(),
                 unavailable_value: self.cdc_unavailable_value.clone(),
                 truncate_deletes_all: self.truncate_deletes_all,
+                source_table: self.source_table.clone(),
             },
             values,
         };
@@ -571,17 +584,27 @@ mod tests {
     async fn truncate_setting_is_checked_and_needs_a_store_that_can_delete_everything() {
         let err = Config::from_env(&Env::from_pairs([("CDC_ON_TRUNCATE", "drop")])).unwrap_err();
         assert_eq!(err.var, "CDC_ON_TRUNCATE");
-        let env = Env::from_pairs([
+        let pairs = [
             ("CDC_ON_TRUNCATE", "delete-all"),
             ("VECTOR_STORE", "qdrant"),
             ("QDRANT_URL", "http://127.0.0.1:9"),
             ("SUPABASE_REST_URL", "http://127.0.0.1:9"),
             ("SUPABASE_SECRET_KEY", "sb_secret_test"),
             ("METRICS_ENABLED", "false"),
-        ]);
+        ];
+        let env = Env::from_pairs(pairs);
         let c = Config::from_env(&env).unwrap();
         assert!(c.truncate_deletes_all);
         let err = c.build(&env).await.unwrap_err().to_string();
+        assert!(err.contains("CDC_SOURCE_TABLE"), "{err}");
+        let pairs = Env::from_pairs(
+            pairs
+                .into_iter()
+                .chain([("CDC_SOURCE_TABLE", "public.pages")]),
+        );
+        let c = Config::from_env(&pairs).unwrap();
+        assert_eq!(c.source_table.as_deref(), Some("public.pages"));
+        let err = c.build(&pairs).await.unwrap_err().to_string();
         assert!(err.contains("CDC_ON_TRUNCATE"), "{err}");
     }
 

@@ -94,6 +94,7 @@ mod tests {
                     function_name: "page-embedder".into(),
                     unavailable_value: crate::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
                     truncate_deletes_all: false,
+                    source_table: None,
                 },
                 values: Default::default(),
             },
@@ -218,6 +219,114 @@ mod tests {
         assert_eq!(doc["RecordsStored"], 0);
     }
 
+    fn page_record(offset: i64, id: &str) -> event_decoding::KafkaRecord {
+        event_decoding::KafkaRecord::new("cdc.pages", 0, offset, 0).with_value(
+            serde_json::json!({ "page_id": id, "body": format!("text of page {offset}") })
+                .to_string(),
+        )
+    }
+
+    #[tokio::test]
+    async fn poison_page_ids_are_dead_lettered_at_decode_and_the_other_pages_stored() {
+        let h = handler();
+        let long = "x".repeat(10_000);
+        let ids = ["p0", "p\u{0}1", "p2", long.as_str(), "p4"];
+        let batch = one_batch(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| page_record(i as i64, id))
+                .collect(),
+        );
+        let done = h
+            .process(&batch, &Deadline::after(std::time::Duration::from_secs(5)))
+            .await;
+        assert_eq!(
+            (
+                done.counts.stored,
+                done.counts.dead_lettered,
+                done.counts.failed
+            ),
+            (3, 2, 0)
+        );
+        assert_eq!(
+            h.dead_letters().0.lock().unwrap().as_slice(),
+            ["invalid_page_id", "invalid_page_id"]
+        );
+        for id in ["p0", "p2", "p4"] {
+            assert_eq!(h.function().store.page(id).len(), 1, "{id}");
+        }
+    }
+
+    /// A store whose batch read of stored hashes is refused (PostgREST's 400, which blames the
+    /// request's values) whenever it names `poison`: one id breaks the read of every page.
+    struct RefusesReadOf(MemoryStore, &'static str);
+
+    impl VectorStore for RefusesReadOf {
+        async fn stored_hashes(
+            &self,
+            d: &Deadline,
+            ids: &[String],
+        ) -> Result<crate::store::StoredHashes, crate::store::StoreError> {
+            if ids.iter().any(|id| id == self.1) {
+                let e = PostgrestError::Api {
+                    status: 400,
+                    code: Some("22P05".into()),
+                    message: "unsupported Unicode escape sequence".into(),
+                    details: None,
+                    hint: None,
+                    class: lambda_kit::error::ErrorClass::Permanent,
+                };
+                return Err(crate::store::StoreError::from_error(&e));
+            }
+            self.0.stored_hashes(d, ids).await
+        }
+        async fn upsert(
+            &self,
+            d: &Deadline,
+            rows: &[crate::store::VectorRow],
+        ) -> Result<(), crate::store::StoreError> {
+            self.0.upsert(d, rows).await
+        }
+        async fn delete_pages(
+            &self,
+            d: &Deadline,
+            ids: &[String],
+        ) -> Result<(), crate::store::StoreError> {
+            self.0.delete_pages(d, ids).await
+        }
+        async fn delete_chunks_from(
+            &self,
+            d: &Deadline,
+            id: &str,
+            from: usize,
+        ) -> Result<(), crate::store::StoreError> {
+            self.0.delete_chunks_from(d, id, from).await
+        }
+    }
+
+    #[tokio::test]
+    async fn one_id_refusing_the_batch_read_is_isolated_not_an_environment_fault() {
+        let h = handler_with(RefusesReadOf(MemoryStore::new(), "p3"));
+        let batch = one_batch((0..5).map(|i| page_record(i, &format!("p{i}"))).collect());
+        let done = h
+            .process(&batch, &Deadline::after(std::time::Duration::from_secs(5)))
+            .await;
+        assert_eq!(
+            (
+                done.counts.stored,
+                done.counts.dead_lettered,
+                done.counts.failed
+            ),
+            (4, 1, 0)
+        );
+        assert_eq!(
+            h.dead_letters().0.lock().unwrap().as_slice(),
+            ["db_bad_request"]
+        );
+        assert!(h.function().store.0.page("p3").is_empty());
+        assert_eq!(h.function().store.0.page("p4").len(), 1);
+    }
+
     /// A Debezium PostgreSQL change of page `p1` at `lsn`, delivered at `offset`.
     fn change(offset: i64, lsn: u64, op: &str, body: &str) -> event_decoding::KafkaRecord {
         let row = serde_json::json!({ "page_id": "p1", "body": body });
@@ -314,11 +423,12 @@ mod tests {
                 serde_json::json!({ "page_id": id, "body": format!("text of {id}") }).to_string(),
             )
         };
-        let truncate = |offset: i64| {
+        let truncate_of = |offset: i64, table: &str| {
             event_decoding::KafkaRecord::new("cdc.pages", 0, offset, 0).with_value(
-                r#"{"op": "t", "before": null, "after": null, "source": {"connector": "postgresql", "lsn": 7}}"#,
+                serde_json::json!({"op": "t", "before": null, "after": null, "source": {"connector": "postgresql", "lsn": 7, "db": "wiki", "schema": "public", "table": table}}).to_string(),
             )
         };
+        let truncate = |offset: i64| truncate_of(offset, "pages");
         let deadline = Deadline::after(std::time::Duration::from_secs(5));
 
         let h = handler();
@@ -335,7 +445,24 @@ mod tests {
 
         let mut h = handler();
         h.function_mut().settings.truncate_deletes_all = true;
+        h.function_mut().settings.source_table = Some("public.pages".into());
         h.process(&one_batch(vec![page(0, "old")]), &deadline).await;
+        // A truncate of another table on the same topic (or naming none) deletes nothing.
+        let other = h
+            .process(
+                &one_batch(vec![
+                    truncate_of(1, "drafts"),
+                    event_decoding::KafkaRecord::new("cdc.pages", 0, 2, 0)
+                        .with_value(r#"{"op": "t", "before": null, "after": null, "source": {"connector": "postgresql", "lsn": 8}}"#),
+                ]),
+                &deadline,
+            )
+            .await;
+        assert_eq!(
+            (other.stats.truncates_ignored, other.stats.truncates_applied),
+            (2, 0)
+        );
+        assert_eq!(h.function().store.page("old").len(), 1, "kept");
         let b = one_batch(vec![page(1, "a"), truncate(2), page(3, "b")]);
         let done = h.process(&b, &deadline).await;
         assert_eq!(done.counts.stored, 3, "{:?}", done.counts);

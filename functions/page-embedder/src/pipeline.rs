@@ -51,6 +51,10 @@ pub struct Settings {
     /// `CDC_ON_TRUNCATE=delete-all`: a truncate of the source table deletes every vector (for a
     /// vector table that mirrors one source table); off by default (a truncate is ignored).
     pub truncate_deletes_all: bool,
+    /// `CDC_SOURCE_TABLE`: the only table whose truncate `truncate_deletes_all` acts on
+    /// (`schema.table`, or `table` for any schema); a truncate of another table, or one that
+    /// names none, is ignored.
+    pub source_table: Option<String>,
     /// `CDC_UNAVAILABLE_VALUE`: what Debezium sends instead of a column it does not have (an
     /// unchanged TOASTed column with `REPLICA IDENTITY DEFAULT`; the connector's
     /// `unavailable.value.placeholder`). A body equal to it, or to its base64 (`bytea` columns),
@@ -62,6 +66,17 @@ pub struct Settings {
 pub const DEBEZIUM_UNAVAILABLE_VALUE: &str = "__debezium_unavailable_value";
 
 impl Settings {
+    /// Whether a truncate of `table` (as the event names it) deletes every vector.
+    fn truncates_all(&self, table: Option<&str>) -> bool {
+        let (Some(wanted), Some(table)) = (self.source_table.as_deref(), table) else {
+            return false;
+        };
+        self.truncate_deletes_all
+            && (table == wanted
+                || (!wanted.contains('.')
+                    && table.rsplit_once('.').is_some_and(|(_, t)| t == wanted)))
+    }
+
     fn is_unavailable(&self, body: Option<&Value>) -> bool {
         let Some(Value::String(body)) = body else {
             return false;
@@ -218,9 +233,22 @@ impl PageWork {
     }
 }
 
-/// Page id as text: strings as they are, integers in decimal.
+/// Longest page id, in UTF-8 bytes. A page id travels in URLs (`in.(...)` reads, deletes) and
+/// keys of every store; a longer one is the record's fault (`invalid_page_id`), never a read
+/// that fails the whole batch.
+pub const MAX_PAGE_ID_BYTES: usize = 512;
+
+/// Page id as text: strings as they are, integers in decimal. Empty, negative, longer than
+/// [`MAX_PAGE_ID_BYTES`] or holding a control character (NUL, which PostgreSQL text cannot hold,
+/// newlines, ...) is refused: the message says why without echoing the id.
 fn page_id_text(v: &Value) -> Result<String, &'static str> {
     match v {
+        Value::String(s) if s.len() > MAX_PAGE_ID_BYTES => {
+            Err("is longer than 512 bytes (MAX_PAGE_ID_BYTES)")
+        }
+        Value::String(s) if s.chars().any(char::is_control) => {
+            Err("holds a control character (NUL, newline, ...)")
+        }
         Value::String(s) if s.trim().is_empty() => Err("is empty"),
         // Page ids are non-negative numbers or names; "-9" is a corrupted numeric id.
         Value::String(s) if s.trim().parse::<i64>().is_ok_and(|i| i < 0) => {
@@ -282,11 +310,19 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
             page_id_text(value).map_err(|p| reject("invalid_page_id", format!("{id_field}: {p}")))
         };
         match &change {
-            Change::Truncate if self.settings.truncate_deletes_all => {
-                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "truncate event: every vector is deleted (CDC_ON_TRUNCATE=delete-all)");
+            Change::Truncate { table } if self.settings.truncates_all(table.as_deref()) => {
+                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, table = table.as_deref(), "truncate event: every vector is deleted (CDC_ON_TRUNCATE=delete-all)");
                 Ok(Some((TRUNCATE_KEY.to_owned(), item(PageChange::DeleteAll))))
             }
-            Change::Truncate => {
+            Change::Truncate { table } if self.settings.truncate_deletes_all => {
+                // Not the configured table (a topic fed by several tables): acting on it would
+                // wipe the vectors of a table that was not emptied. Not a bad record either, so
+                // not dead-lettered: a replay of it must not wipe them later.
+                stats.truncates_ignored += 1;
+                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, table = table.as_deref(), source_table = self.settings.source_table.as_deref(), "truncate event of another table than CDC_SOURCE_TABLE (or naming none) ignored: the stored vectors are kept");
+                Ok(None)
+            }
+            Change::Truncate { .. } => {
                 stats.truncates_ignored += 1;
                 tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "truncate event ignored: the stored vectors are kept (never a mass delete); delete the pages' vectors by hand if the source table was emptied for good");
                 Ok(None)
@@ -407,9 +443,11 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                         p.stored = stored.remove(&p.page_id).unwrap_or_default();
                     }
                 }
+                // A refusal that blames the ids (one of them the server cannot take) rejects
+                // every page alike; the runner then isolates the page at fault by bisection.
                 Err(e) => {
                     for p in &mut pages {
-                        p.fail(&e);
+                        p.settle(&e);
                     }
                 }
             }
@@ -449,7 +487,8 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         }
         self.record_versions(deadline, &ids, &versions, &mut fates)
             .await;
-        stats.pending_refreshes = refreshes;
+        // The runner may write again (isolating a refusal): notifications add up.
+        stats.pending_refreshes.extend(refreshes);
         fates
     }
 
@@ -495,7 +534,8 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
 
     /// Reads the stored state of the versioned pages and settles the changes older than it as
     /// skipped; returns the others as `(item, page id, change)`, or `None` when the states could
-    /// not be read (then every item failed: nothing is written blind).
+    /// not be read (then every item failed, or was refused alike for the runner to isolate:
+    /// nothing is written blind).
     async fn drop_stale(
         &self,
         deadline: &Deadline,
@@ -516,7 +556,8 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
             match self.states.read(deadline, &wanted).await {
                 Ok(stored) => stored,
                 Err(e) => {
-                    fates.fill(Fate::failed(&e));
+                    // As for the stored hashes: the runner isolates a refusal of the ids.
+                    fates.fill(Fate::from_error(&e));
                     return None;
                 }
             }
@@ -865,6 +906,36 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn delete_all_acts_only_on_the_configured_source_table() {
+        let settings = |on: bool, table: Option<&str>| Settings {
+            page_id_field: "page_id".into(),
+            body_field: "body".into(),
+            doc_prefix: String::new(),
+            limits: ChunkLimits::new(100, 10),
+            embed: EmbedSettings {
+                batch_size: 1,
+                concurrency: 1,
+                retry: lambda_kit::retry::RetryPolicy::default(),
+            },
+            rag_enabled: false,
+            function_name: "page-embedder".into(),
+            truncate_deletes_all: on,
+            source_table: table.map(Into::into),
+            unavailable_value: String::new(),
+        };
+        let s = settings(true, Some("public.pages"));
+        assert!(s.truncates_all(Some("public.pages")));
+        assert!(!s.truncates_all(Some("public.drafts")));
+        assert!(!s.truncates_all(Some("archive.pages")));
+        assert!(!s.truncates_all(None), "an event naming no table");
+        let any_schema = settings(true, Some("pages"));
+        assert!(any_schema.truncates_all(Some("archive.pages")));
+        assert!(any_schema.truncates_all(Some("pages")));
+        assert!(!any_schema.truncates_all(Some("public.pages_old")));
+        assert!(!settings(false, Some("pages")).truncates_all(Some("pages")));
+    }
+
+    #[test]
     fn page_ids_are_normalised_to_text_and_bad_ones_named() {
         assert_eq!(page_id_text(&json!("42")), Ok("42".into()));
         assert_eq!(page_id_text(&json!(42)), Ok("42".into()));
@@ -876,6 +947,25 @@ mod tests {
         assert_eq!(
             page_id_text(&json!(true)),
             Err("must be a string or an integer")
+        );
+        // The poison ids: a NUL, and 10,000 characters.
+        assert!(
+            page_id_text(&json!("p\u{0}1"))
+                .unwrap_err()
+                .contains("control")
+        );
+        assert!(page_id_text(&json!("tab\there")).is_err());
+        assert!(
+            page_id_text(&json!("x".repeat(10_000)))
+                .unwrap_err()
+                .contains("512")
+        );
+        let longest = "é".repeat(MAX_PAGE_ID_BYTES / 2);
+        assert_eq!(page_id_text(&json!(longest.clone())), Ok(longest.clone()));
+        assert!(page_id_text(&json!(format!("{longest}a"))).is_err());
+        assert_eq!(
+            page_id_text(&json!("wiki/Ünïcode page")),
+            Ok("wiki/Ünïcode page".into())
         );
     }
 }

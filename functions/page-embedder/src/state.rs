@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::store::StoreError;
 
 /// Ids per read: one row per page at most, so a read stays below any row limit of the API
-/// (Supabase answers 1000 rows per request by default).
+/// (Supabase answers 1000 rows per request by default). Long ids split reads sooner
+/// ([`Filter::in_lists`]: the URL stays under 8 KiB).
 const IDS_PER_READ: usize = 200;
 
 /// The last change applied to a page.
@@ -101,13 +102,13 @@ impl PageStates {
                 }
             }
             Self::Postgrest { client, table } => {
-                for ids in page_ids.chunks(IDS_PER_READ) {
+                for (_, ids) in Filter::in_lists("page_id", page_ids, IDS_PER_READ) {
                     let rows: Vec<Row> = client
                         .select(
                             deadline,
                             table,
                             "page_id,version,deleted,notified_hash",
-                            &[Filter::in_list("page_id", ids)],
+                            &[ids],
                         )
                         .await
                         .map_err(|e| StoreError::from_error(&e))?;

@@ -89,7 +89,12 @@ pub enum Change {
         key: Value,
     },
     /// The table was truncated.
-    Truncate,
+    Truncate {
+        /// The truncated table as the Debezium `source` block names it, `schema.table`
+        /// (`source.schema`, else `source.db` or `source.keyspace`, then `source.table`; the
+        /// table alone when nothing qualifies it); `None` when the event names no table.
+        table: Option<String>,
+    },
     /// A record that carries no row change (e.g. a Debezium `m` logical decoding message).
     Skip {
         /// Why, as a static low-cardinality string.
@@ -115,7 +120,7 @@ impl Change {
             Change::Upsert { row, key, .. } => (Some(row), key.as_ref()),
             Change::Delete { row, key } => (row.as_ref(), key.as_ref()),
             Change::Tombstone { key } => (None, Some(key)),
-            Change::Truncate | Change::Skip { .. } => (None, None),
+            Change::Truncate { .. } | Change::Skip { .. } => (None, None),
         };
         row.and_then(|r| r.get(name))
             .filter(|v| !v.is_null())
@@ -127,7 +132,7 @@ impl Change {
         match self {
             Change::Upsert { key, .. } | Change::Delete { key, .. } => key.as_ref(),
             Change::Tombstone { key } => Some(key),
-            Change::Truncate | Change::Skip { .. } => None,
+            Change::Truncate { .. } | Change::Skip { .. } => None,
         }
     }
 
@@ -137,7 +142,7 @@ impl Change {
             Change::Upsert { .. } => "upsert",
             Change::Delete { .. } => "delete",
             Change::Tombstone { .. } => "tombstone",
-            Change::Truncate => "truncate",
+            Change::Truncate { .. } => "truncate",
             Change::Skip { .. } => "skip",
         }
     }
@@ -300,6 +305,7 @@ fn debezium(
     key: Option<Value>,
 ) -> Result<Change, RecordError> {
     let op = op_str(record, &obj, "op")?.unwrap_or_default().to_string();
+    let truncated = (op == "t").then(|| source_table(&obj)).flatten();
     let cassandra = obj
         .get("source")
         .and_then(|s| s.get("connector"))
@@ -352,7 +358,7 @@ fn debezium(
             };
             Change::Delete { row, key }
         }
-        "t" => Change::Truncate,
+        "t" => Change::Truncate { table: truncated },
         "m" => Change::Skip { reason: "message" },
         other => return Err(unknown_op(record, "op", other)),
     })
@@ -452,10 +458,32 @@ fn by_letter(
             row: Some(row),
             key,
         },
-        "t" => Change::Truncate,
+        // A flattened or plain row carries no `source` block naming the table.
+        "t" => Change::Truncate { table: None },
         "m" => Change::Skip { reason: "message" },
         other => return Err(unknown_op(record, field, other)),
     })
+}
+
+/// `schema.table` of a Debezium envelope's `source` block (see [`Change::Truncate`]).
+fn source_table(obj: &Map<String, Value>) -> Option<String> {
+    let source = obj.get("source")?.as_object()?;
+    let text = |k: &str| {
+        source
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let table = text("table")?;
+    Some(
+        match text("schema")
+            .or_else(|| text("db"))
+            .or_else(|| text("keyspace"))
+        {
+            Some(schema) => format!("{schema}.{table}"),
+            None => table.to_owned(),
+        },
+    )
 }
 
 fn unknown_op(record: &KafkaRecord, field: &str, op: &str) -> RecordError {
@@ -602,8 +630,27 @@ mod tests {
         assert_eq!(c.field("page_id"), Some(&json!(42)));
         assert_eq!(
             change(json!({"before": null, "after": null, "op": "t", "source": {}})).unwrap(),
-            Change::Truncate
+            Change::Truncate { table: None }
         );
+        let truncate = |source| {
+            change(json!({"before": null, "after": null, "op": "t", "source": source})).unwrap()
+        };
+        let table = |t: &str| Change::Truncate {
+            table: Some(t.into()),
+        };
+        assert_eq!(
+            truncate(json!({"db": "wiki", "schema": "public", "table": "pages"})),
+            table("public.pages")
+        );
+        assert_eq!(
+            truncate(json!({"db": "inventory", "table": "pages"})),
+            table("inventory.pages")
+        );
+        assert_eq!(
+            truncate(json!({"keyspace": "ks", "table": "pages"})),
+            table("ks.pages")
+        );
+        assert_eq!(truncate(json!({"table": "pages"})), table("pages"));
         assert_eq!(
             change(json!({"op": "m", "source": {}, "message": {"prefix": "x"}})).unwrap(),
             Change::Skip { reason: "message" }

@@ -242,7 +242,12 @@ fn pages_debezium_with_schema_wrapper() {
         }
     );
     assert_eq!(upsert_op(ok(&c[5])), Op::Create);
-    assert_eq!(ok(&c[6]), &Change::Truncate);
+    assert_eq!(
+        ok(&c[6]),
+        &Change::Truncate {
+            table: Some("public.pages".into())
+        }
+    );
     assert_eq!(ok(&c[7]), &Change::Skip { reason: "message" });
 }
 

@@ -483,8 +483,8 @@ impl GlueRegistry {
     }
 
     /// Makes every id in `ids` that is not cached available to the [`SchemaLookup`]: fetched and
-    /// parsed, or its failure remembered for the records that need it. Ids are fetched one after
-    /// another within `deadline`.
+    /// parsed, or its failure remembered for the records that need it (bounded). Ids are fetched 8
+    /// at a time within `deadline`.
     pub async fn prefetch(&self, ids: &BTreeSet<String>, deadline: &Deadline) {
         self.cache
             .prefetch(ids, |id| async move {
@@ -675,13 +675,11 @@ mod tests {
         let r = registry(server.url(), 1);
         let id2 = "0a1b2c3d-4e5f-4071-8293-a4b5c6d7e8fa";
         let id3 = "0a1b2c3d-4e5f-4071-8293-a4b5c6d7e8fb";
-        let ids = BTreeSet::from([
-            ID.to_string(),
-            id2.to_string(),
-            id3.to_string(),
-            "17".into(),
-        ]);
-        r.prefetch(&ids, &deadline()).await;
+        // One id at a time: the scripted answers come in the order of the requests.
+        for id in [ID, id2, id3, "17"] {
+            r.prefetch(&BTreeSet::from([id.to_string()]), &deadline())
+                .await;
+        }
         for (id, want) in [
             (ID, "not a valid Protobuf schema"),
             (id2, "not a valid Avro schema"),

@@ -5,6 +5,7 @@
 //! client's [`RetryPolicy`] and never runs past the [`Deadline`] it is given.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -345,6 +346,10 @@ impl Upsert {
     }
 }
 
+/// Longest encoded `in.(...)` query pair of one [`Filter::in_lists`] filter: with the table
+/// URL, `select`, ordering and the other filters, a request URL stays under 8 KiB.
+pub const MAX_IN_LIST_BYTES: usize = 6 * 1024;
+
 /// A PostgREST row filter (`column=op.value`), values percent-encoded.
 ///
 /// ```
@@ -433,6 +438,61 @@ impl Filter {
             op: "in",
             value: format!("({})", items.join(",")),
         }
+    }
+
+    /// `column IN (values...)` split into consecutive filters, for reads and deletes of many
+    /// keys: each filter holds at most `max_values` values and its encoded query pair at most
+    /// [`MAX_IN_LIST_BYTES`] bytes (one value longer than that goes alone), so long keys cannot
+    /// push a request past the servers' URL limits (8 KiB is common: PostgREST behind Kong,
+    /// nginx, AWS load balancers). Each filter comes with the range of `values` it holds.
+    ///
+    /// ```
+    /// use lambda_kit::postgrest::{Filter, MAX_IN_LIST_BYTES};
+    /// let ids: Vec<String> = (0..5).map(|i| format!("{i}").repeat(2000)).collect();
+    /// let parts = Filter::in_lists("page_id", &ids, 200);
+    /// assert_eq!(parts.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(), [0..3, 3..5]);
+    /// assert!(parts.iter().all(|(_, f)| f.to_query().len() <= MAX_IN_LIST_BYTES));
+    /// assert_eq!(Filter::in_lists("id", &["1", "2", "3"], 2).len(), 2);
+    /// ```
+    pub fn in_lists<V: AsRef<str>>(
+        column: impl Into<String>,
+        values: &[V],
+        max_values: usize,
+    ) -> Vec<(Range<usize>, Self)> {
+        let column = column.into();
+        // `column=in.(` and `)`.
+        let fixed = encode(&column).len() + "=in.()".len();
+        let encoded: Vec<String> = values
+            .iter()
+            .map(|v| encode(&quote_in_value(v.as_ref())))
+            .collect();
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut len = fixed;
+        for (i, item) in encoded.iter().enumerate() {
+            let add = item.len() + usize::from(i > start);
+            if i > start && (i - start >= max_values.max(1) || len + add > MAX_IN_LIST_BYTES) {
+                out.push(start..i);
+                start = i;
+                len = fixed + item.len();
+            } else {
+                len += add;
+            }
+        }
+        if start < encoded.len() {
+            out.push(start..encoded.len());
+        }
+        out.into_iter()
+            .map(|range| {
+                let value = format!("({})", encoded[range.clone()].join(","));
+                let filter = Self {
+                    column: column.clone(),
+                    op: "in",
+                    value,
+                };
+                (range, filter)
+            })
+            .collect()
     }
 
     /// The query-string pair.
@@ -921,6 +981,47 @@ mod tests {
             ..RetryPolicy::default()
         };
         PostgrestClient::new(c).unwrap()
+    }
+
+    #[test]
+    fn in_lists_split_long_values_by_encoded_length_and_cover_each_value_once() {
+        // 512-byte ids of two-byte characters: 1,536 bytes each once percent-encoded, so 200 of
+        // them (the count bound alone) would make a 300 KB URL.
+        let ids: Vec<String> = (0..200)
+            .map(|i| format!("{i:03}{}", "é".repeat(254)))
+            .collect();
+        let parts = Filter::in_lists("page_id", &ids, 200);
+        assert!(parts.len() > 1);
+        let mut next = 0;
+        for (range, filter) in &parts {
+            assert_eq!(range.start, next);
+            next = range.end;
+            let query = filter.to_query();
+            assert!(query.len() <= MAX_IN_LIST_BYTES, "{}", query.len());
+            assert_eq!(
+                query,
+                Filter::in_list("page_id", &ids[range.clone()]).to_query()
+            );
+        }
+        assert_eq!(next, ids.len());
+        // The count bound still holds for short values; one value over the budget goes alone.
+        let short: Vec<String> = (0..5).map(|i| i.to_string()).collect();
+        let ranges: Vec<_> = Filter::in_lists("id", &short, 2)
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(ranges, [0..2, 2..4, 4..5]);
+        let huge = [
+            "a".to_string(),
+            "b".repeat(MAX_IN_LIST_BYTES),
+            "c".to_string(),
+        ];
+        let ranges: Vec<_> = Filter::in_lists("id", &huge, 200)
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(ranges, [0..1, 1..2, 2..3]);
+        assert!(Filter::in_lists("id", &Vec::<String>::new(), 200).is_empty());
     }
 
     #[test]

@@ -500,8 +500,9 @@ impl SchemaRegistry {
     }
 
     /// Makes every id in `ids` that is not cached available to [`SchemaLookup::schema`]: fetched
-    /// and parsed, or its failure remembered for the records that need it. Ids are fetched one
-    /// after another within `deadline`; once it has passed, the rest fail as `schema_fetch_failed`.
+    /// and parsed, or its failure remembered for the records that need it (at most 10,000
+    /// failures). Ids are fetched 8 at a time within `deadline`; once
+    /// it has passed, the rest fail as `schema_fetch_failed`.
     pub async fn prefetch(&self, ids: &BTreeSet<String>, deadline: &Deadline) {
         self.cache
             .prefetch(ids, |id| async move {
@@ -743,9 +744,24 @@ impl SchemaLookup for SchemaRegistry {
     }
 }
 
+/// Failures a [`SchemaCache`] remembers at most: a batch naming more distinct ids that all fail
+/// (a corrupted or hostile batch) leaves the rest unremembered, so their records fail as
+/// `schema_fetch_failed` (redelivered) instead of growing memory. Above the ESM's largest batch
+/// (10,000 records), so a real batch never reaches it.
+pub(crate) const MAX_REMEMBERED_FAILURES: usize = 10_000;
+
+/// Schema fetches of one batch in flight at once: thousands of distinct ids cost thousands of
+/// round trips divided by this, not one after another.
+pub(crate) const PREFETCH_CONCURRENCY: usize = 8;
+
+/// Failed ids logged one by one per batch; the others are counted in one line.
+const LOGGED_FAILURES: usize = 16;
+
 /// The writer schemas a registry client resolved, by id, for the life of the execution
 /// environment (an id always names the same schema), and the failure of each id whose last
-/// fetch failed, remembered only until the next [`prefetch`](Self::prefetch) asks again.
+/// fetch failed, remembered only until the next [`prefetch`](Self::prefetch) asks again and at
+/// most [`MAX_REMEMBERED_FAILURES`] (a batch that needs the room first forgets the failures of
+/// ids it does not name).
 pub(crate) struct SchemaCache<E> {
     schemas: RwLock<HashMap<String, Arc<WriterSchema>>>,
     failures: RwLock<HashMap<String, E>>,
@@ -770,33 +786,73 @@ where
         self.schemas.read().map(|s| s.len()).unwrap_or(0)
     }
 
-    /// Fetches, one after another, every id in `ids` that is not cached, and caches the schema
-    /// or remembers the failure.
+    /// Failures remembered.
+    #[cfg(test)]
+    pub(crate) fn failures(&self) -> usize {
+        self.failures.read().map(|f| f.len()).unwrap_or(0)
+    }
+
+    /// Fetches every id in `ids` that is not cached, [`PREFETCH_CONCURRENCY`] at a time, and
+    /// caches the schema or remembers the failure.
     pub(crate) async fn prefetch<F, Fut>(&self, ids: &BTreeSet<String>, fetch: F)
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<Arc<WriterSchema>, E>>,
     {
-        for id in ids {
-            if self.schemas.read().expect("schema cache").contains_key(id) {
-                continue;
+        use futures_util::stream::{self, StreamExt as _};
+
+        {
+            // Room for this batch's failures: those of ids it does not name go first.
+            let mut failures = self.failures.write().expect("schema failures");
+            if failures.len() + ids.len() > MAX_REMEMBERED_FAILURES {
+                failures.retain(|id, _| ids.contains(id));
             }
-            match fetch(id.clone()).await {
+        }
+        let missing: Vec<String> = {
+            let schemas = self.schemas.read().expect("schema cache");
+            ids.iter()
+                .filter(|id| !schemas.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        // Owned ids: a closure over borrowed ones would make the future not `Send` for every
+        // lifetime (the handlers' futures must be).
+        let mut answers = stream::iter(missing)
+            .map(|id| {
+                let answer = fetch(id.clone());
+                async move { (id, answer.await) }
+            })
+            .buffer_unordered(PREFETCH_CONCURRENCY);
+        let (mut failed, mut forgotten) = (0usize, 0usize);
+        while let Some((id, answer)) = answers.next().await {
+            match answer {
                 Ok(schema) => {
-                    self.failures.write().expect("schema failures").remove(id);
+                    self.failures.write().expect("schema failures").remove(&id);
                     self.schemas
                         .write()
                         .expect("schema cache")
-                        .insert(id.clone(), schema);
+                        .insert(id, schema);
                 }
                 Err(e) => {
-                    tracing::warn!(schema_id = %id, error_code = e.error_code(), error = %e, "writer schema unavailable");
-                    self.failures
-                        .write()
-                        .expect("schema failures")
-                        .insert(id.clone(), e);
+                    failed += 1;
+                    if failed <= LOGGED_FAILURES {
+                        tracing::warn!(schema_id = %id, error_code = e.error_code(), error = %e, "writer schema unavailable");
+                    }
+                    let mut failures = self.failures.write().expect("schema failures");
+                    if failures.len() < MAX_REMEMBERED_FAILURES || failures.contains_key(&id) {
+                        failures.insert(id, e);
+                    } else {
+                        forgotten += 1;
+                    }
                 }
             }
+        }
+        if failed > LOGGED_FAILURES {
+            tracing::warn!(
+                failed,
+                forgotten,
+                "writer schemas unavailable for {failed} ids of the batch (the first {LOGGED_FAILURES} logged above)"
+            );
         }
     }
 
@@ -872,6 +928,59 @@ mod tests {
             .value_json_via(Decoding::new(ValueFormat::Avro, &r))
             .unwrap();
         assert_eq!(v, serde_json::json!({"page_id": 42}));
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_many_unknown_ids_is_fetched_concurrently_and_its_failures_bounded() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache: SchemaCache<RegistryError> = SchemaCache::default();
+        let (in_flight, most, calls) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let unknown = |id: String| {
+            let (in_flight, most, calls) = (&in_flight, &most, &calls);
+            async move {
+                calls.fetch_add(1, Ordering::Relaxed);
+                let now = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+                most.fetch_max(now, Ordering::Relaxed);
+                // An answer takes a while: the other fetches start meanwhile.
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+                Err(RegistryError::Unusable {
+                    id,
+                    problem: "unknown".into(),
+                })
+            }
+        };
+        let ids: BTreeSet<String> = (0..MAX_REMEMBERED_FAILURES + 50)
+            .map(|i| i.to_string())
+            .collect();
+        cache.prefetch(&ids, unknown).await;
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            ids.len(),
+            "each id asked once"
+        );
+        assert_eq!(
+            most.load(Ordering::Relaxed),
+            PREFETCH_CONCURRENCY,
+            "bounded, not one by one"
+        );
+        assert_eq!(
+            cache.failures(),
+            MAX_REMEMBERED_FAILURES,
+            "failures bounded"
+        );
+        assert!(cache.lookup("0").is_err());
+
+        // The next batch makes room by forgetting the failures of ids it does not name.
+        let next: BTreeSet<String> = ["x".to_string(), "y".to_string()].into();
+        cache.prefetch(&next, unknown).await;
+        assert_eq!(cache.failures(), 2);
     }
 
     #[tokio::test]
@@ -1095,11 +1204,11 @@ mod tests {
         ])
         .await;
         let r = registry(server.url());
-        r.prefetch(
-            &BTreeSet::from(["1".to_string(), "2".to_string(), "3".to_string()]),
-            &deadline(),
-        )
-        .await;
+        // One id at a time: the scripted answers come in the order of the requests.
+        for id in ["1", "2", "3"] {
+            r.prefetch(&BTreeSet::from([id.to_string()]), &deadline())
+                .await;
+        }
         let d = Decoding::new(ValueFormat::Auto, &r);
         let avro = KafkaRecord::new("t", 0, 0, 0).with_value([0, 0, 0, 0, 1, 4, b'O', b'z']);
         let v: serde_json::Value = avro.value_json_via(d).unwrap();

@@ -168,6 +168,58 @@ async fn bad_records_are_dead_lettered_with_clear_codes() {
     assert_eq!(code(11), "invalid_body");
 }
 
+/// Issue 20's case: two poison page ids (one with a NUL, which PostgreSQL text cannot hold, one
+/// of 10,000 characters) in a batch of five pages. They used to break the batch's read of stored
+/// hashes, so all five failed as `db_bad_request`, an environment fault redelivered forever. Now
+/// they are dead-lettered at decode as `invalid_page_id` and the three others (one with a long
+/// but valid id: 500 bytes of two-byte characters) are stored; the batch is not failed.
+#[tokio::test]
+async fn poison_page_ids_are_dead_lettered_and_the_other_pages_stored() {
+    let Some(client) = stack("poison_page_ids_are_dead_lettered_and_the_other_pages_stored") else {
+        return;
+    };
+    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let prefix = unique("poison");
+    let h = handler(&Setup::new(Api::Ollama, fake.base_url(), prefix.clone())).await;
+    let long = format!("{prefix}-{}", "é".repeat((500 - prefix.len() - 1) / 2));
+    assert!(long.len() <= 500);
+    let good = [format!("{prefix}-a"), long, format!("{prefix}-c")];
+    let records = vec![
+        upsert(0, &good[0], "page a"),
+        upsert(
+            1,
+            &format!("{prefix}-\u{0}-nul"),
+            "page with a NUL in its id",
+        ),
+        upsert(2, &good[1], "page with a long id"),
+        upsert(3, &"x".repeat(10_000), "page with a 10,000-character id"),
+        upsert(4, &good[2], "page c"),
+    ];
+    let handled = run(&h, &batch(records)).await;
+    let response = handled.response.expect("the batch is not failed");
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(
+        (handled.counts.stored, handled.counts.dead_lettered),
+        (3, 2)
+    );
+    let letters = dead_letters(&client, &prefix).await;
+    assert_eq!(
+        letters,
+        [
+            (1, "invalid_page_id".to_string()),
+            (3, "invalid_page_id".to_string())
+        ]
+    );
+    let stored = rows(&client, &good).await;
+    for id in &good {
+        assert_eq!(
+            stored.iter().filter(|r| &r.page_id == id).count(),
+            1,
+            "{id} stored"
+        );
+    }
+}
+
 #[tokio::test]
 async fn last_change_per_page_wins() {
     let Some(client) = stack("last_change_per_page_wins") else {

@@ -532,3 +532,29 @@ async fn failures_replay_reads_sqs_offsets_back_from_kafka_and_sends_s3_payloads
     assert_eq!(s.records_sent, 0);
     assert_eq!(s.missing, [format!("{topic}-0 100..=101: 2 missing")]);
 }
+
+/// The repeat trigger matches a dead letter without topic, partition or offset as the unique key
+/// does (`nulls not distinct`): the second letter of such a record stamps the one row.
+#[tokio::test]
+async fn a_repeated_dead_letter_without_a_kafka_position_stamps_its_row() {
+    let Some(env) = StackEnv::get_or_skip("dead_letter_repeat_nulls") else {
+        return;
+    };
+    let function = lit(&unique("repeat-nulls"));
+    let insert = |code: &str, message: &str| {
+        env.sql(&format!(
+            "insert into dead_letters (function_name, error_code, error_message) \
+             values ({function}, {}, {}) on conflict do nothing",
+            lit(code),
+            lit(message)
+        ))
+    };
+    insert("first", "refused");
+    insert("again", "refused again");
+    let row = env.sql(&format!(
+        "select concat_ws('|', count(*), max(error_code), max(last_error_code), \
+         max(last_error_message), bool_and(last_dead_lettered_at is not null)) \
+         from dead_letters where function_name = {function}"
+    ));
+    assert_eq!(row, "1|first|again|refused again|t");
+}

@@ -175,6 +175,7 @@ async fn redelivery_skips_unchanged<S: VectorStore>(store: S) -> S {
             function_name: "page-embedder".into(),
             unavailable_value: page_embedder::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
             truncate_deletes_all: false,
+            source_table: None,
         },
         values: Default::default(),
     };

@@ -104,8 +104,8 @@ pub struct ReembedArgs {
     /// honoured in any case).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub pause_ms: u64,
-    /// Only pages whose id starts with this.
-    #[arg(long, value_name = "P")]
+    /// Only pages whose id starts with this (`*` is refused: PostgREST reads it as a wildcard).
+    #[arg(long, value_name = "P", value_parser = crate::reembed::check_page_prefix)]
     pub page_prefix: Option<String>,
     /// No progress bar (it is drawn on stderr when that is a terminal).
     #[arg(long)]

@@ -98,6 +98,26 @@ pub enum ReembedError {
     /// The store refused the write.
     #[error("writing the vectors ({}): {}", .0.code, .0.message)]
     Store(StoreError),
+    /// `--page-prefix` holds a character a PostgREST `like` filter cannot take literally.
+    #[error("--page-prefix: {0}")]
+    Prefix(String),
+}
+
+/// Checks a `--page-prefix`: PostgREST's `like` reads every `*` as SQL's `%` (any text) and has
+/// no escape for it, so a `*` in the prefix would select pages that do not start with it; it is
+/// refused. LIKE's own wildcards (`%`, `_`) and `\` are escaped and match themselves.
+///
+/// ```
+/// assert!(kl::reembed::check_page_prefix("wiki_100%").is_ok());
+/// assert!(kl::reembed::check_page_prefix("wiki*").unwrap_err().contains('*'));
+/// ```
+pub fn check_page_prefix(prefix: &str) -> Result<String, String> {
+    if prefix.contains('*') {
+        return Err(format!(
+            "{prefix:?} holds `*`, which PostgREST's like filter reads as a wildcard (any text) and cannot escape; give the prefix up to the `*`"
+        ));
+    }
+    Ok(prefix.to_owned())
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,12 +182,15 @@ impl<E: Embedder, S: VectorStore> Reembedder<'_, E, S> {
     }
 
     /// Distinct page ids, in order (the API's row limit respected by paged reads).
-    async fn page_ids(&self, settings: &ReembedSettings) -> Result<Vec<String>, PostgrestError> {
+    async fn page_ids(&self, settings: &ReembedSettings) -> Result<Vec<String>, ReembedError> {
         let deadline = Deadline::after(BATCH_BUDGET);
         let filter = match &settings.page_prefix {
             // LIKE's own wildcards in the prefix match themselves only (`_` would match any
-            // character: `kl_re` would take `klXre` pages too).
-            Some(p) => Filter::like("page_id", format!("{}*", like_literal(p))),
+            // character: `kl_re` would take `klXre` pages too); PostgREST's `*` cannot.
+            Some(p) => {
+                check_page_prefix(p).map_err(ReembedError::Prefix)?;
+                Filter::like("page_id", format!("{}*", like_literal(p)))
+            }
             None => Filter::not_null("page_id"),
         };
         let rows: Vec<IndexRow> = self
@@ -190,16 +213,21 @@ impl<E: Embedder, S: VectorStore> Reembedder<'_, E, S> {
         summary: &mut ReembedSummary,
     ) -> Result<(), ReembedError> {
         let deadline = Deadline::after(BATCH_BUDGET);
-        let rows: Vec<ChunkRow> = self
-            .client
-            .select_all(
-                &deadline,
-                self.table,
-                "page_id,chunk_index,content_hash,chunk_text",
-                &[Filter::in_list("page_id", page_ids)],
-                "page_id,chunk_index",
-            )
-            .await?;
+        let mut rows: Vec<ChunkRow> = Vec::new();
+        // Long page ids split the read: its URL stays under 8 KiB.
+        for (_, ids) in Filter::in_lists("page_id", page_ids, page_ids.len()) {
+            rows.extend(
+                self.client
+                    .select_all::<ChunkRow>(
+                        &deadline,
+                        self.table,
+                        "page_id,chunk_index,content_hash,chunk_text",
+                        &[ids],
+                        "page_id,chunk_index",
+                    )
+                    .await?,
+            );
+        }
         summary.chunks += rows.len();
         let model = self.embedder.model();
         let dims = self.embedder.dimensions();
@@ -373,6 +401,22 @@ fn like_literal(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_prefix_with_postgrest_s_unescapable_wildcard_is_refused() {
+        assert_eq!(check_page_prefix("wiki_10%"), Ok("wiki_10%".into()));
+        let e = check_page_prefix("wiki*old").unwrap_err();
+        assert!(e.contains("`*`") && e.contains("wildcard"), "{e}");
+        // Refused on the command line too, before any request.
+        use clap::Parser as _;
+        let parsed =
+            crate::cli::Cli::try_parse_from(["kl", "pages", "reembed", "--page-prefix", "a*"]);
+        let Err(e) = parsed else {
+            panic!("a prefix with `*` was accepted")
+        };
+        let e = e.to_string();
+        assert!(e.contains("wildcard"), "{e}");
+    }
 
     #[test]
     fn estimates_calls_tokens_and_openai_cost() {

@@ -249,13 +249,14 @@ async fn superseded_pages(
     ids.dedup();
     let deadline = Deadline::after(Duration::from_secs(300));
     let mut states: HashMap<String, StateRow> = HashMap::new();
-    for chunk in ids.chunks(PAGES_PER_READ) {
+    // Split by count and by URL length: a dead-lettered page may have a very long id.
+    for (_, ids) in Filter::in_lists("page_id", &ids, PAGES_PER_READ) {
         let rows: Vec<StateRow> = client
             .select(
                 &deadline,
                 &check.state_table,
                 "page_id,version,updated_at",
-                &[Filter::in_list("page_id", chunk)],
+                &[ids],
             )
             .await?;
         states.extend(rows.into_iter().map(|s| (s.page_id.clone(), s)));

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
 
-/// Page ids per `in.(...)` filter: keeps URLs well under common 8 KiB limits. A typical batch
-/// (up to a few hundred pages) needs one query.
+/// Page ids per `in.(...)` filter; long ids split sooner ([`Filter::in_lists`] keeps URLs under
+/// common 8 KiB limits). A typical batch (up to a few hundred pages) needs one query.
 const IDS_PER_QUERY: usize = 200;
 
 /// `page_vectors` over PostgREST.
@@ -77,14 +77,14 @@ impl VectorStore for SupabaseStore {
         page_ids: &[String],
     ) -> Result<StoredHashes, StoreError> {
         let mut out = StoredHashes::new();
-        for ids in page_ids.chunks(IDS_PER_QUERY) {
+        for (_, ids) in Filter::in_lists("page_id", page_ids, IDS_PER_QUERY) {
             let rows: Vec<HashRow> = self
                 .client
                 .select_all(
                     deadline,
                     &self.table,
                     "page_id,chunk_index,content_hash",
-                    &[Filter::in_list("page_id", ids)],
+                    &[ids],
                     "page_id,chunk_index",
                 )
                 .await
@@ -136,9 +136,9 @@ impl VectorStore for SupabaseStore {
         deadline: &Deadline,
         page_ids: &[String],
     ) -> Result<(), StoreError> {
-        for ids in page_ids.chunks(IDS_PER_QUERY) {
+        for (_, ids) in Filter::in_lists("page_id", page_ids, IDS_PER_QUERY) {
             self.client
-                .delete(deadline, &self.table, &[Filter::in_list("page_id", ids)])
+                .delete(deadline, &self.table, &[ids])
                 .await
                 .map_err(wrap)?;
         }
