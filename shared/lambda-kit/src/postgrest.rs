@@ -18,6 +18,7 @@ use crate::config::{ConfigError, Env, InitError};
 use crate::error::{Classify, ErrorClass};
 use crate::http;
 use crate::retry::{Deadline, RetryPolicy};
+pub use crate::secrets::Secret;
 use crate::secrets::{SecretSpec, resolve};
 
 /// Characters left as is in query values; everything else is percent-encoded.
@@ -26,41 +27,6 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
-
-/// A secret string (API key). `Debug` and `Display` print `[REDACTED]`.
-///
-/// ```
-/// use lambda_kit::postgrest::Secret;
-/// let s = Secret::new("sk-live-123");
-/// assert_eq!(format!("{s} {s:?}"), "[REDACTED] Secret([REDACTED])");
-/// assert_eq!(s.expose(), "sk-live-123");
-/// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(Arc::from(value.into()))
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([REDACTED])")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[REDACTED]")
-    }
-}
 
 // Supabase API keys, as Supabase's documentation describes them (supabase.com/docs: guides
 // "API keys" and "Migrating to publishable and secret API keys"; the troubleshooting article on

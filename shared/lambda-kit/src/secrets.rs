@@ -2,11 +2,47 @@
 //! once at cold start, cached for the life of the execution environment, never logged.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
 use std::sync::{Mutex, OnceLock};
 
 use crate::config::Env;
 use crate::error::{Classify, ErrorClass};
-use crate::postgrest::Secret;
+
+/// A secret string (API key). `Debug` and `Display` print `[REDACTED]`.
+///
+/// ```
+/// use lambda_kit::secrets::Secret;
+/// let s = Secret::new("sk-live-123");
+/// assert_eq!(format!("{s} {s:?}"), "[REDACTED] Secret([REDACTED])");
+/// assert_eq!(s.expose(), "sk-live-123");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Arc::from(value.into()))
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([REDACTED])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
 
 /// Where a secret may come from.
 ///
