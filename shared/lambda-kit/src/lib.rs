@@ -4,7 +4,7 @@
 //! - [`error`]: [`ErrorClass`](error::ErrorClass) and the [`Classify`](error::Classify) trait.
 //! - [`http`]: status / transport classification, `Retry-After`, safe error bodies.
 //! - [`retry`]: [`RetryPolicy`](retry::RetryPolicy), [`Deadline`](retry::Deadline), [`retry`](retry::retry).
-//! - [`postgrest`]: [`PostgrestClient`](postgrest::PostgrestClient).
+//! - [`postgrest`]: [`PostgrestClient`](postgrest::PostgrestClient), the PostgREST client.
 //! - [`config`]: environment variables with errors naming the variable.
 //! - [`secrets`]: [`Secret`](secrets::Secret), API keys from the environment or AWS Secrets Manager.
 //! - [`fate`]: [`Fate`](fate::Fate), what became of one record: the workspace's outcome

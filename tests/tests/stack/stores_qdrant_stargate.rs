@@ -207,13 +207,23 @@ fn qdrant_store(url: &str, key: Option<&str>) -> QdrantStore {
     ]))
     .unwrap();
     cfg.retry = fast_retry();
-    QdrantStore::new(&cfg, key.map(Secret::new), reqwest::Client::new()).unwrap()
+    QdrantStore::new(
+        &cfg,
+        key.map(|k| Secret::new(k).into()),
+        reqwest::Client::new(),
+    )
+    .unwrap()
 }
 
 fn stargate_store(url: &str, token: Option<&str>) -> StargateStore {
     let mut cfg = StargateConfig::from_env(&Env::from_pairs([("STARGATE_URL", url)])).unwrap();
     cfg.retry = fast_retry();
-    StargateStore::new(&cfg, token.map(Secret::new), reqwest::Client::new()).unwrap()
+    StargateStore::new(
+        &cfg,
+        token.map(|t| Secret::new(t).into()),
+        reqwest::Client::new(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -451,11 +461,15 @@ async fn stargate_reads_follow_page_state_and_errors_are_classified() {
     ]))
     .unwrap();
     cfg.retry = fast_retry();
-    let e = StargateStore::new(&cfg, Some(Secret::new("tok")), reqwest::Client::new())
-        .unwrap()
-        .delete_pages(&d, &["x".into()])
-        .await
-        .unwrap_err();
+    let e = StargateStore::new(
+        &cfg,
+        Some(Secret::new("tok").into()),
+        reqwest::Client::new(),
+    )
+    .unwrap()
+    .delete_pages(&d, &["x".into()])
+    .await
+    .unwrap_err();
     assert!(e.message.contains("not found"), "{}", e.message);
 
     fake.with_state(|s| s.faults = vec![502, 503]);
