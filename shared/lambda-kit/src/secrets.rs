@@ -452,6 +452,16 @@ impl Credential {
         Self::of_stored(Arc::new(stored), field).await
     }
 
+    /// Another field of the same Secrets Manager secret (a user name beside a password): one
+    /// read serves both, and re-reading one re-reads the other. `None` for a value from the
+    /// environment.
+    pub async fn other_field(&self, field: &str) -> Option<Result<Self, SecretError>> {
+        match &*self.0 {
+            Source::Fixed { .. } => None,
+            Source::Stored { stored, .. } => Some(Self::of_stored(stored.clone(), field).await),
+        }
+    }
+
     /// The credential of `field` of `stored`, read now.
     async fn of_stored(stored: Arc<Stored>, field: &str) -> Result<Self, SecretError> {
         let (version, raw) = stored.current().await?;
