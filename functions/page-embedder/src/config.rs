@@ -73,7 +73,8 @@ pub enum KeySource {
     None,
     /// The key itself (`OPENAI_API_KEY`).
     Plain(Secret),
-    /// A Secrets Manager secret id (`OPENAI_API_KEY_SECRET_ID`), read once and cached.
+    /// A Secrets Manager secret id (`OPENAI_API_KEY_SECRET_ID`), read at cold start and re-read
+    /// as [`Credential`] says (after `SECRETS_TTL_SECONDS`, after a 401/403).
     SecretId(String),
 }
 
