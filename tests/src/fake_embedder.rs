@@ -77,6 +77,9 @@ pub struct EmbedState {
     pub requests: Vec<Value>,
     /// `Authorization` headers received.
     pub auth: Vec<Option<String>>,
+    /// The only `Authorization: Bearer` key accepted, if any: OpenAI answers any other 401
+    /// `invalid_api_key` ("Incorrect API key provided").
+    pub api_key: Option<String>,
     /// `traceparent` and `tracestate` headers received (W3C trace context).
     pub trace: Vec<(Option<String>, Option<String>)>,
 }
@@ -170,6 +173,17 @@ fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse
         req.header("traceparent").map(str::to_owned),
         req.header("tracestate").map(str::to_owned),
     ));
+    if let Some(key) = &st.api_key
+        && req.header("authorization") != Some(format!("Bearer {key}").as_str())
+    {
+        return error(
+            api,
+            401,
+            "Incorrect API key provided",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        );
+    }
     if st.down {
         return error(api, 500, "internal server error", "server_error", None);
     }

@@ -2,6 +2,9 @@
 //! subscriber to capture logs, and tests running concurrently in the same process can race with it
 //! over tracing's per-callsite interest cache, so a capture could miss lines.
 
+// The function handlers nest deep futures (runner, PostgREST client, credential refresh).
+#![recursion_limit = "256"]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

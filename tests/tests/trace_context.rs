@@ -6,6 +6,9 @@
 //! tracing subscriber to capture logs (see gift_log_secrets.rs for why that must not share a
 //! process with other tests).
 
+// The function handlers nest deep futures (runner, PostgREST client, credential refresh).
+#![recursion_limit = "256"]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

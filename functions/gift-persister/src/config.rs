@@ -101,7 +101,7 @@ mod tests {
             ("vault", "dead_letters")
         );
         assert_eq!(c.runner.limits, lambda_kit::batch::WriteLimits::default());
-        assert_eq!(c.runner.postgrest.key.expose(), "k");
+        assert_eq!(c.runner.postgrest.key.current().await.expose(), "k");
 
         let e = Config::from(&Env::from_pairs([("SUPABASE_URL", "http://x")]))
             .await

@@ -1,5 +1,9 @@
 //! Lambda entry point: wiring only.
 
+// The runner, the PostgREST client's credential refresh and the AWS SDK nest deep futures; the
+// layout of `main` needs more than 128.
+#![recursion_limit = "256"]
+
 use gift_persister::config::Config;
 use lambda_runtime::Error;
 

@@ -22,7 +22,7 @@ use gift_persister::gift::GiftLimits;
 use lambda_kit::config::{ConfigError, Env, InitError};
 use lambda_kit::metrics::Metrics;
 use lambda_kit::retry::DeadlineSettings;
-use lambda_kit::secrets::{SecretSpec, resolve};
+use lambda_kit::secrets::{Credential, SecretSpec, resolve};
 
 use crate::handler::Publisher;
 use crate::kafka::{Auth, KafkaBroker, KafkaSettings};
@@ -110,11 +110,10 @@ impl Config {
                 let spec = |var, field| SecretSpec::new(var, "KAFKA_SASL_SECRET_ID", field);
                 Auth::Scram {
                     sha512: mechanism == "scram-sha-512",
-                    username: resolve(env, &spec("KAFKA_SASL_USERNAME", "username"))
-                        .await?
-                        .expose()
-                        .to_owned(),
-                    password: resolve(env, &spec("KAFKA_SASL_PASSWORD", "password")).await?,
+                    username: Credential::from_env(env, &spec("KAFKA_SASL_USERNAME", "username"))
+                        .await?,
+                    password: Credential::from_env(env, &spec("KAFKA_SASL_PASSWORD", "password"))
+                        .await?,
                 }
             }
             "msk-iam" => {
@@ -332,7 +331,10 @@ mod tests {
             panic!("scram expected")
         };
         assert_eq!(
-            (username.as_str(), password.expose()),
+            (
+                username.current().await.expose(),
+                password.current().await.expose()
+            ),
             ("vault", "pa55-w0rd-xyz")
         );
         assert!(!format!("{c:?}").contains("pa55-w0rd-xyz"));

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambda_kit::postgrest::Secret;
+use lambda_kit::secrets::{Credential, Secret};
 use rskafka::BackoffConfig;
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
@@ -32,9 +32,9 @@ pub enum Auth {
         /// SHA-512 (true) or SHA-256.
         sha512: bool,
         /// User name.
-        username: String,
-        /// Password.
-        password: Secret,
+        username: Credential,
+        /// Password; with the user name, re-read from its secret when the brokers refuse them.
+        password: Credential,
     },
     /// MSK IAM (SASL/OAUTHBEARER with a SigV4-signed token); needs TLS.
     MskIam {
@@ -140,15 +140,23 @@ impl KafkaBroker {
         }
     }
 
-    fn sasl(&self) -> Option<SaslConfig> {
+    /// The SASL configuration; `password` is the SCRAM password to use (the caller's current
+    /// or re-read one).
+    async fn sasl(&self, password: Option<Secret>) -> Option<SaslConfig> {
         match &self.settings.auth {
             Auth::None => None,
             Auth::Scram {
                 sha512,
                 username,
-                password,
+                password: held,
             } => {
-                let c = Credentials::new(username.clone(), password.expose().to_owned());
+                let password = match password {
+                    Some(p) => p,
+                    None => held.current().await,
+                };
+                let username = username.current().await;
+                let c =
+                    Credentials::new(username.expose().to_owned(), password.expose().to_owned());
                 Some(if *sha512 {
                     SaslConfig::ScramSha512(c)
                 } else {
@@ -185,7 +193,25 @@ impl KafkaBroker {
         }
     }
 
+    /// Connects; with SCRAM, a refused authentication re-reads the credentials from their secret
+    /// ([`Credential::call`], at most once per 30 s) and connects once more with new ones.
     async fn connect(&self) -> Result<Connected, SendError> {
+        let Auth::Scram { password, .. } = &self.settings.auth else {
+            return self.connect_with(None).await.map_err(|f| f.error);
+        };
+        Box::pin(password.call(
+            |f: &ConnectFailure| f.auth_refused,
+            |f, note| ConnectFailure {
+                error: SendError::Unavailable(format!("{}; {note}", f.error)),
+                ..f
+            },
+            |password| self.connect_with(Some(password)),
+        ))
+        .await
+        .map_err(|f| f.error)
+    }
+
+    async fn connect_with(&self, password: Option<Secret>) -> Result<Connected, ConnectFailure> {
         let s = &self.settings;
         let mut builder = ClientBuilder::new(s.bootstrap.clone())
             .client_id("gift-publisher")
@@ -199,13 +225,13 @@ impl KafkaBroker {
         if let Some(tls) = &s.tls {
             builder = builder.tls_config(Arc::clone(tls));
         }
-        if let Some(sasl) = self.sasl() {
+        if let Some(sasl) = self.sasl(password).await {
             builder = builder.sasl_config(sasl);
         }
-        let client = builder
-            .build()
-            .await
-            .map_err(|e| unavailable("connecting", &e))?;
+        let client = builder.build().await.map_err(|e| ConnectFailure {
+            auth_refused: is_auth_refusal(&e.to_string()),
+            error: unavailable("connecting", &e),
+        })?;
         let topics = client
             .list_topics()
             .await
@@ -317,6 +343,29 @@ impl Broker for KafkaBroker {
     }
 }
 
+/// A failed connection, and whether the brokers refused the SASL authentication.
+#[derive(Debug)]
+struct ConnectFailure {
+    error: SendError,
+    auth_refused: bool,
+}
+
+impl From<SendError> for ConnectFailure {
+    fn from(error: SendError) -> Self {
+        Self {
+            error,
+            auth_refused: false,
+        }
+    }
+}
+
+/// Whether rskafka's error text says the SASL exchange failed (its `SaslFailed` connection error,
+/// "Sasl handshake failed: ...": the broker answered `SaslAuthenticationFailed`, or the SCRAM
+/// exchange did not verify): the credentials, not the network.
+fn is_auth_refusal(error_text: &str) -> bool {
+    error_text.contains("Sasl handshake failed")
+}
+
 fn unavailable(what: &str, e: &ClientError) -> SendError {
     SendError::Unavailable(format!("{what}: {}", short(e)))
 }
@@ -346,5 +395,23 @@ fn short(e: &ClientError) -> String {
             None => format!("broker error {protocol_error}"),
         },
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod auth_refusal_tests {
+    use super::*;
+
+    /// rskafka's texts for a refused SCRAM login (the broker's `SaslAuthenticationFailed`, error
+    /// 58) and for other connection failures.
+    #[test]
+    fn only_a_failed_sasl_exchange_re_reads_the_credentials() {
+        assert!(is_auth_refusal(
+            "Connection error: Sasl handshake failed: API error: SaslAuthenticationFailed"
+        ));
+        assert!(!is_auth_refusal(
+            "Connection error: all brokers failed: connection refused"
+        ));
+        assert!(!is_auth_refusal("broker error UnknownTopicOrPartition"));
     }
 }

@@ -8,7 +8,7 @@ use lambda_kit::postgrest::{PostgrestClient, Secret};
 use lambda_kit::retry::RetryPolicy;
 use lambda_kit::runner::RunnerConfig;
 use lambda_kit::schema_registry::ValueSettings;
-use lambda_kit::secrets::{SecretSpec, resolve};
+use lambda_kit::secrets::{Credential, SecretSpec};
 
 use crate::chunk::ChunkLimits;
 use crate::embed::{OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
@@ -73,7 +73,8 @@ pub enum KeySource {
     None,
     /// The key itself (`OPENAI_API_KEY`).
     Plain(Secret),
-    /// A Secrets Manager secret id (`OPENAI_API_KEY_SECRET_ID`), read once and cached.
+    /// A Secrets Manager secret id (`OPENAI_API_KEY_SECRET_ID`), read at cold start and re-read
+    /// as [`Credential`] says (after `SECRETS_TTL_SECONDS`, after a 401/403).
     SecretId(String),
 }
 
@@ -175,7 +176,7 @@ pub const FUNCTION_NAME: &str = "page-embedder";
 impl From<crate::store::BuildStoreError> for InitError {
     fn from(e: crate::store::BuildStoreError) -> Self {
         match e {
-            crate::store::BuildStoreError::Secret(e) => Self::Secret(e),
+            crate::store::BuildStoreError::Secret(e) => e,
             other => Self::Client(other.to_string()),
         }
     }
@@ -428,7 +429,7 @@ impl Config {
                 let api_key = match &e.api_key {
                     KeySource::None => None,
                     _ => Some(
-                        resolve(
+                        Credential::from_env(
                             env,
                             &SecretSpec::new("OPENAI_API_KEY", "OPENAI_API_KEY_SECRET_ID", "key"),
                         )
@@ -442,7 +443,7 @@ impl Config {
                         &e.model,
                         e.dimensions,
                         e.dimensions_explicit,
-                        api_key.map(|k| k.expose().to_owned()),
+                        api_key,
                     )
                     .with_timeout(e.timeout),
                 )

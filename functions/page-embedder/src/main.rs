@@ -1,5 +1,9 @@
 //! Wiring only: tracing, configuration, the handler it builds, the runtime loop.
 
+// The runner, the PostgREST client's credential refresh and the AWS SDK nest deep futures; the
+// layout of `main` needs more than 128.
+#![recursion_limit = "256"]
+
 use lambda_kit::config::Env;
 use lambda_runtime::Error;
 use page_embedder::config::Config;

@@ -202,7 +202,7 @@ mod tests {
     async fn defaults() {
         let c = Config::from(&env(&[])).await.unwrap();
         assert_eq!(c.runner.postgrest.base_url, "http://127.0.0.1:9/rest/v1");
-        assert_eq!(c.runner.postgrest.key.expose(), "k");
+        assert_eq!(c.runner.postgrest.key.current().await.expose(), "k");
         assert_eq!(
             c.sink,
             SinkSettings {

@@ -4,9 +4,9 @@
 //! - [`error`]: [`ErrorClass`](error::ErrorClass) and the [`Classify`](error::Classify) trait.
 //! - [`http`]: status / transport classification, `Retry-After`, safe error bodies.
 //! - [`retry`]: [`RetryPolicy`](retry::RetryPolicy), [`Deadline`](retry::Deadline), [`retry`](retry::retry).
-//! - [`postgrest`]: [`PostgrestClient`](postgrest::PostgrestClient) and [`Secret`](postgrest::Secret).
+//! - [`postgrest`]: [`PostgrestClient`](postgrest::PostgrestClient), the PostgREST client.
 //! - [`config`]: environment variables with errors naming the variable.
-//! - [`secrets`]: API keys from the environment or AWS Secrets Manager.
+//! - [`secrets`]: [`Secret`](secrets::Secret), API keys from the environment or AWS Secrets Manager.
 //! - [`fate`]: [`Fate`](fate::Fate), what became of one record: the workspace's outcome
 //!   vocabulary.
 //! - [`runner`]: the batch lifecycle every function plugs into ([`BatchFunction`](runner::BatchFunction),

@@ -19,7 +19,8 @@ use crate::config::{ConfigError, Env, InitError};
 use crate::error::{Classify, ErrorClass};
 use crate::http;
 use crate::retry::{Deadline, RetryPolicy};
-use crate::secrets::{SecretSpec, resolve};
+pub use crate::secrets::Secret;
+use crate::secrets::{Credential, SecretSpec};
 
 /// Characters left as is in query values; everything else is percent-encoded.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -27,41 +28,6 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
-
-/// A secret string (API key). `Debug` and `Display` print `[REDACTED]`.
-///
-/// ```
-/// use lambda_kit::postgrest::Secret;
-/// let s = Secret::new("sk-live-123");
-/// assert_eq!(format!("{s} {s:?}"), "[REDACTED] Secret([REDACTED])");
-/// assert_eq!(s.expose(), "sk-live-123");
-/// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(Arc::from(value.into()))
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([REDACTED])")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[REDACTED]")
-    }
-}
 
 // Supabase API keys, as Supabase's documentation describes them (supabase.com/docs: guides
 // "API keys" and "Migrating to publishable and secret API keys"; the troubleshooting article on
@@ -175,22 +141,24 @@ fn jwt_role(key: &str) -> Option<String> {
     claims.get("role")?.as_str().map(str::to_owned)
 }
 
-/// The Supabase key of a writer, read once at cold start: `SUPABASE_SECRET_KEY`, or the legacy
+/// The Supabase key of a writer, read at cold start: `SUPABASE_SECRET_KEY`, or the legacy
 /// `SUPABASE_SERVICE_ROLE_KEY`, or a Secrets Manager id in `SUPABASE_SECRET_KEY_SECRET_ID` /
 /// `SUPABASE_KEY_SECRET_ID` (plain value or JSON `{"key": ...}`); the key wins over an id, as
-/// with [`resolve`]. Setting both names of one pair is an error naming both, and so is a key
-/// that cannot write ([`KeyKind::refusal`]): the error names the variable it came from.
+/// with [`resolve`](crate::secrets::resolve). Setting both names of one pair is an error naming
+/// both, and so is a key that cannot write ([`KeyKind::refusal`]): the error names the variable
+/// it came from. A key from Secrets Manager is re-read after `SECRETS_TTL_SECONDS` and after a
+/// 401/403 ([`Credential`]).
 ///
 /// ```
 /// use lambda_kit::{config::Env, postgrest::resolve_key};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let env = Env::from_pairs([("SUPABASE_SECRET_KEY", "sb_secret_abc")]);
-/// assert_eq!(resolve_key(&env).await.unwrap().expose(), "sb_secret_abc");
+/// assert_eq!(resolve_key(&env).await.unwrap().current().await.expose(), "sb_secret_abc");
 /// let env = Env::from_pairs([("SUPABASE_SECRET_KEY", "sb_publishable_abc")]);
 /// assert!(resolve_key(&env).await.unwrap_err().to_string().contains("SUPABASE_SECRET_KEY"));
 /// # }
 /// ```
-pub async fn resolve_key(env: &Env) -> Result<Secret, InitError> {
+pub async fn resolve_key(env: &Env) -> Result<Credential, InitError> {
     let [(key, key_id), (legacy_key, legacy_id)] = KEY_VARS;
     let plain = one_of(env, key, legacy_key)?;
     let id = one_of(env, key_id, legacy_id)?;
@@ -202,15 +170,15 @@ pub async fn resolve_key(env: &Env) -> Result<Secret, InitError> {
         .into());
     }
     let spec = SecretSpec::new(plain.unwrap_or(key), id.unwrap_or(key_id), "key");
-    let secret = resolve(env, &spec).await?;
+    let credential = Credential::from_env(env, &spec).await?;
     let var = if plain.is_some() {
         spec.env_var
     } else {
         spec.secret_id_var
     };
-    match KeyKind::of(secret.expose()).refusal() {
+    match KeyKind::of(credential.current().await.expose()).refusal() {
         Some(problem) => Err(ConfigError::new(var, format!("the key {problem}")).into()),
-        None => Ok(secret),
+        None => Ok(credential),
     }
 }
 
@@ -235,8 +203,8 @@ pub struct PostgrestConfig {
     /// PostgREST base URL without a trailing `/` (tables are served below it).
     pub base_url: String,
     /// The key, sent as `apikey`, and also as `Authorization: Bearer` when it is a JWT
-    /// ([`KeyKind::sends_bearer`]).
-    pub key: Secret,
+    /// ([`KeyKind::sends_bearer`]); re-read after a 401/403 when it comes from Secrets Manager.
+    pub key: Credential,
     /// Timeout of one HTTP request (further capped by the deadline).
     pub request_timeout: Duration,
     /// Timeout of establishing a connection.
@@ -247,10 +215,10 @@ pub struct PostgrestConfig {
 
 impl PostgrestConfig {
     /// A configuration with default timeouts and retries.
-    pub fn new(base_url: impl Into<String>, key: Secret) -> Self {
+    pub fn new(base_url: impl Into<String>, key: impl Into<Credential>) -> Self {
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
-            key,
+            key: key.into(),
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
             retry: RetryPolicy::default(),
@@ -267,7 +235,7 @@ impl PostgrestConfig {
     /// let c = PostgrestConfig::from_env(&env, Secret::new("k")).unwrap();
     /// assert_eq!(c.base_url, "https://x.supabase.co/rest/v1");
     /// ```
-    pub fn from_env(env: &Env, key: Secret) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &Env, key: impl Into<Credential>) -> Result<Self, ConfigError> {
         let base_url = match (env.get("SUPABASE_REST_URL"), env.get("SUPABASE_URL")) {
             (Some(rest), _) => check_url("SUPABASE_REST_URL", &rest)?,
             (None, Some(url)) => format!("{}/rest/v1", check_url("SUPABASE_URL", &url)?),
@@ -691,15 +659,15 @@ pub const READ_PAGE_ROWS: usize = 1000;
 pub struct PostgrestClient {
     http: reqwest::Client,
     base_url: Arc<str>,
-    /// `Authorization: Bearer {key}`, for JWT keys only ([`KeyKind::sends_bearer`]).
-    auth: Option<HeaderValue>,
-    apikey: HeaderValue,
+    /// Sent as `apikey`, and as `Authorization: Bearer` for JWT keys ([`KeyKind::sends_bearer`]).
+    key: Credential,
+    /// Timeout and retries; its secret is set per call to the key sent.
     sender: http::Sender,
     requests: Arc<AtomicU64>,
 }
 
 impl PostgrestClient {
-    /// Builds the client (connection pool, timeouts, auth headers).
+    /// Builds the client (connection pool, timeouts).
     ///
     /// ```
     /// use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
@@ -723,32 +691,11 @@ impl PostgrestClient {
         config: PostgrestConfig,
         http: reqwest::Client,
     ) -> Result<Self, PostgrestError> {
-        let header = |value: &str| {
-            let mut v = HeaderValue::from_str(value).map_err(|_| {
-                PostgrestError::Build(
-                    "the API key contains characters not allowed in a header".into(),
-                )
-            })?;
-            v.set_sensitive(true);
-            Ok::<_, PostgrestError>(v)
-        };
-        let key = config.key.expose();
-        let auth = if KeyKind::of(key).sends_bearer() {
-            Some(header(&format!("Bearer {key}"))?)
-        } else {
-            None
-        };
         Ok(Self {
             http,
             base_url: Arc::from(config.base_url.trim_end_matches('/')),
-            auth,
-            apikey: header(key)?,
-            sender: http::Sender::new(
-                "postgrest",
-                config.request_timeout,
-                config.retry,
-                Some(config.key),
-            ),
+            key: config.key,
+            sender: http::Sender::new("postgrest", config.request_timeout, config.retry, None),
             requests: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -902,17 +849,44 @@ impl PostgrestClient {
         url
     }
 
+    /// Sends with the current key; a 401/403 re-reads the key ([`Credential::call`]) and, when
+    /// it changed, sends once more with the new one within the same deadline. A refusal that
+    /// stands names the setting to fix.
     async fn send<F>(&self, deadline: &Deadline, build: F) -> Result<Bytes, PostgrestError>
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
-        self.sender
+        // Boxed: the nested futures of call -> retry -> attempt otherwise make the type of every
+        // caller's future deep enough to overflow rustc's layout query depth in a function's main.
+        Box::pin(self.key.call(
+            |e: &PostgrestError| matches!(e.status(), Some(401 | 403)),
+            with_refusal_note,
+            |key| self.send_with(deadline, key, &build),
+        ))
+        .await
+    }
+
+    async fn send_with<F>(
+        &self,
+        deadline: &Deadline,
+        key: Secret,
+        build: &F,
+    ) -> Result<Bytes, PostgrestError>
+    where
+        F: Fn() -> reqwest::RequestBuilder,
+    {
+        let (apikey, auth) = auth_headers(&key)?;
+        let sender = http::Sender {
+            secret: Some(key),
+            ..self.sender.clone()
+        };
+        sender
             .send(
                 deadline,
                 || {
                     self.requests.fetch_add(1, Ordering::Relaxed);
-                    let request = build().header("apikey", self.apikey.clone());
-                    match &self.auth {
+                    let request = build().header("apikey", apikey.clone());
+                    match &auth {
                         Some(auth) => request.header(AUTHORIZATION, auth.clone()),
                         None => request,
                     }
@@ -921,6 +895,46 @@ impl PostgrestClient {
                 postgrest_error,
             )
             .await
+    }
+}
+
+/// The `apikey` header of `key`, and `Authorization: Bearer` for a JWT
+/// ([`KeyKind::sends_bearer`]), both marked sensitive.
+fn auth_headers(key: &Secret) -> Result<(HeaderValue, Option<HeaderValue>), PostgrestError> {
+    let header = |value: &str| {
+        let mut v = HeaderValue::from_str(value).map_err(|_| {
+            PostgrestError::Build("the API key contains characters not allowed in a header".into())
+        })?;
+        v.set_sensitive(true);
+        Ok::<_, PostgrestError>(v)
+    };
+    let key = key.expose();
+    let auth = match KeyKind::of(key).sends_bearer() {
+        true => Some(header(&format!("Bearer {key}"))?),
+        false => None,
+    };
+    Ok((header(key)?, auth))
+}
+
+/// A 401/403 that stands after the key was re-read: the message says which setting to fix.
+fn with_refusal_note(e: PostgrestError, note: String) -> PostgrestError {
+    match e {
+        PostgrestError::Api {
+            status,
+            code,
+            message,
+            details,
+            hint,
+            class,
+        } => PostgrestError::Api {
+            status,
+            code,
+            message: format!("{message}; {note}"),
+            details,
+            hint,
+            class,
+        },
+        other => other,
     }
 }
 
@@ -1189,14 +1203,15 @@ mod tests {
             ("SUPABASE_SERVICE_ROLE_KEY", "sb_secret_abc"),
         ] {
             let got = resolve_key(&Env::from_pairs([(var, key)])).await.unwrap();
-            assert_eq!(got.expose(), key, "{var}");
+            assert_eq!(got.current().await.expose(), key, "{var}");
         }
         // A key wins over a secret id, as with `secrets::resolve` (no AWS call here).
         let env = Env::from_pairs([
             ("SUPABASE_SECRET_KEY", "sb_secret_abc"),
             ("SUPABASE_KEY_SECRET_ID", "arn:x"),
         ]);
-        assert_eq!(resolve_key(&env).await.unwrap().expose(), "sb_secret_abc");
+        let got = resolve_key(&env).await.unwrap().current().await;
+        assert_eq!(got.expose(), "sb_secret_abc");
 
         let anon = jwt(serde_json::json!({"role": "anon"}));
         let refused = [
@@ -1325,6 +1340,73 @@ mod tests {
         assert!(!other.is_vector_dimension_mismatch());
         assert!(other.blames_input());
         assert_eq!(other.error_code(), "db_bad_request");
+    }
+
+    /// A key in a secret whose value the test sets; re-read only after refusals.
+    async fn rotating_key(value: &Arc<std::sync::Mutex<String>>) -> Credential {
+        let value = value.clone();
+        let policy = crate::secrets::RefreshPolicy {
+            ttl: None,
+            ..Default::default()
+        };
+        Credential::from_reader(
+            "app/supabase",
+            "SUPABASE_KEY_SECRET_ID",
+            "key",
+            policy,
+            move || {
+                let now = value.lock().unwrap().clone();
+                async move { Ok(Some(Secret::new(now))) }
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// PostgREST answers a revoked key 401 (`PGRST301` for a JWT it cannot verify): the client
+    /// re-reads the secret and sends once more with the rotated key, within the same call.
+    #[tokio::test]
+    async fn unauthorized_re_reads_the_key_and_retries_once() {
+        let refused = r#"{"code":"PGRST301","message":"JWT cryptographic operation failed"}"#;
+        let server = MockServer::start(vec![
+            (401, vec![], refused.into()),
+            (201, vec![], String::new()),
+            (403, vec![], refused.into()),
+            (401, vec![], refused.into()),
+        ])
+        .await;
+        let value = Arc::new(std::sync::Mutex::new("key-a".to_owned()));
+        let c = PostgrestClient::new(PostgrestConfig::new(
+            server.url(),
+            rotating_key(&value).await,
+        ))
+        .unwrap();
+        *value.lock().unwrap() = "key-b".into();
+        insert_empty(&c, "vault").await.unwrap();
+        let keys: Vec<String> = server
+            .requests()
+            .iter()
+            .map(|r| {
+                let head = r.head.to_ascii_lowercase();
+                head.lines()
+                    .find_map(|l| l.strip_prefix("apikey: ").map(str::to_owned))
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(keys, ["key-a", "key-b"]);
+
+        // Refused again, and the secret still holds the refused key (re-read rate-limited or
+        // unchanged): an environment error naming the variable, no third request.
+        let e = insert_empty(&c, "vault").await.unwrap_err();
+        assert_eq!(server.requests().len(), 3);
+        assert_eq!(e.error_code(), "db_unauthorized");
+        assert!(!e.blames_input());
+        let text = e.to_string();
+        assert!(
+            text.contains("SUPABASE_KEY_SECRET_ID") && text.contains("app/supabase"),
+            "{text}"
+        );
+        assert!(!text.contains("key-b"), "{text}");
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ use crate::glue_registry::{GlueRegistry, GlueRegistryArn, GlueRegistryConfig};
 use crate::http::{self, Failure, Sender};
 use crate::postgrest::Secret;
 use crate::retry::{Deadline, RetryPolicy};
-use crate::secrets::{self, SecretSpec};
+use crate::secrets::{Credential, SecretSpec};
 
 /// What a function reads about values and the registry, at cold start.
 ///
@@ -271,8 +271,9 @@ fn plain_protobuf(
 pub struct RegistryConfig {
     /// Base URL without a trailing `/`.
     pub url: String,
-    /// Basic auth user and password.
-    pub auth: Option<(String, Secret)>,
+    /// Basic auth user and password; re-read after a 401/403 when they come from Secrets
+    /// Manager.
+    pub auth: Option<(Credential, Credential)>,
     /// Timeout of one request (further capped by the deadline).
     pub timeout: Duration,
     /// Connect timeout.
@@ -326,7 +327,7 @@ impl RegistryConfig {
         .iter()
         .any(|v| env.get(v).is_some());
         if wants_auth {
-            let user = secrets::resolve(
+            let user = Credential::from_env(
                 env,
                 &SecretSpec::new(
                     "SCHEMA_REGISTRY_USERNAME",
@@ -335,7 +336,7 @@ impl RegistryConfig {
                 ),
             )
             .await?;
-            let password = secrets::resolve(
+            let password = Credential::from_env(
                 env,
                 &SecretSpec::new(
                     "SCHEMA_REGISTRY_PASSWORD",
@@ -344,7 +345,7 @@ impl RegistryConfig {
                 ),
             )
             .await?;
-            config.auth = Some((user.expose().to_string(), password));
+            config.auth = Some((user, password));
         }
         Ok(config)
     }
@@ -430,7 +431,9 @@ impl From<&RegistryError> for SchemaUnavailable {
 pub struct SchemaRegistry {
     http: reqwest::Client,
     url: String,
-    auth: Option<HeaderValue>,
+    /// User and password of basic auth.
+    auth: Option<(Credential, Credential)>,
+    /// Timeout and retries; its secret is set per call to the password sent.
     sender: Sender,
     cache: SchemaCache<RegistryError>,
     fetches: std::sync::atomic::AtomicU64,
@@ -464,25 +467,11 @@ impl SchemaRegistry {
 
     /// Like [`new`](Self::new), on a connection pool the function already has.
     pub fn with_http(config: RegistryConfig, http: reqwest::Client) -> Result<Self, RegistryError> {
-        let (auth, secret) = match &config.auth {
-            Some((user, password)) => {
-                let token = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{user}:{}", password.expose()));
-                let mut v = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
-                    RegistryError::Build(
-                        "the registry credentials are not valid in a header".into(),
-                    )
-                })?;
-                v.set_sensitive(true);
-                (Some(v), Some(password.clone()))
-            }
-            None => (None, None),
-        };
         Ok(Self {
             http,
             url: config.url.trim_end_matches('/').to_string(),
-            auth,
-            sender: Sender::new("schema_registry", config.timeout, config.retry, secret),
+            auth: config.auth,
+            sender: Sender::new("schema_registry", config.timeout, config.retry, None),
             cache: SchemaCache::default(),
             fetches: Default::default(),
         })
@@ -613,14 +602,73 @@ impl SchemaRegistry {
     }
 
     /// One GET within `deadline`, retried as the workspace retries; the body of a 2xx answer.
+    /// A 401/403 re-reads the credentials ([`Credential::call`]) and, when the password changed,
+    /// sends once more with the new ones.
     async fn get(
         &self,
         url: &str,
         id: &str,
         deadline: &Deadline,
     ) -> Result<Vec<u8>, RegistryError> {
-        let body = self
-            .sender
+        let Some((user, password)) = &self.auth else {
+            return self.get_with(url, id, deadline, None).await;
+        };
+        Box::pin(password.call(
+            |e: &RegistryError| {
+                matches!(e, RegistryError::Request { code, .. } if *code == "schema_registry_auth")
+            },
+            |e, note| match e {
+                RegistryError::Request {
+                    id,
+                    code,
+                    message,
+                    class,
+                } => RegistryError::Request {
+                    id,
+                    code,
+                    message: format!("{message}; {note}"),
+                    class,
+                },
+                other => other,
+            },
+            |password| async move {
+                let user = user.current().await;
+                self.get_with(url, id, deadline, Some((user, password)))
+                    .await
+            },
+        ))
+        .await
+    }
+
+    async fn get_with(
+        &self,
+        url: &str,
+        id: &str,
+        deadline: &Deadline,
+        auth: Option<(Secret, Secret)>,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let (auth, secret) = match auth {
+            Some((user, password)) => {
+                let token = base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    user.expose(),
+                    password.expose()
+                ));
+                let mut v = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
+                    RegistryError::Build(
+                        "the registry credentials are not valid in a header".into(),
+                    )
+                })?;
+                v.set_sensitive(true);
+                (Some(v), Some(password))
+            }
+            None => (None, None),
+        };
+        let sender = Sender {
+            secret,
+            ..self.sender.clone()
+        };
+        let body = sender
             .send(
                 deadline,
                 || {
@@ -628,7 +676,7 @@ impl SchemaRegistry {
                         ACCEPT,
                         "application/vnd.schemaregistry.v1+json, application/json",
                     );
-                    if let Some(auth) = &self.auth {
+                    if let Some(auth) = &auth {
                         r = r.header(AUTHORIZATION, auth.clone());
                     }
                     r
@@ -891,7 +939,7 @@ mod tests {
             max_backoff: Duration::from_millis(5),
             ..RetryPolicy::default()
         };
-        c.auth = Some(("key-1".into(), Secret::new("pw-s3cr3t")));
+        c.auth = Some((Secret::new("key-1").into(), Secret::new("pw-s3cr3t").into()));
         SchemaRegistry::new(c).unwrap()
     }
 
@@ -923,6 +971,63 @@ mod tests {
             "{}",
             seen[0].head
         );
+        let record = KafkaRecord::new("t", 0, 0, 0).with_value([0, 0, 0, 0, 7, 84]);
+        let v: serde_json::Value = record
+            .value_json_via(Decoding::new(ValueFormat::Avro, &r))
+            .unwrap();
+        assert_eq!(v, serde_json::json!({"page_id": 42}));
+    }
+
+    /// Confluent's registry answers bad basic-auth credentials 401 `{"error_code":401,
+    /// "message":"Unauthorized"}`: the password is re-read from its secret (the user name with
+    /// it, one secret) and the fetch sent once more with the rotated pair.
+    #[tokio::test]
+    async fn unauthorized_re_reads_the_credentials_and_retries_once() {
+        let refused = r#"{"error_code":401,"message":"Unauthorized"}"#;
+        let server = MockServer::start(vec![
+            (401, vec![], refused.into()),
+            (200, vec![], ok_body()),
+        ])
+        .await;
+        let value = Arc::new(std::sync::Mutex::new(
+            r#"{"username":"u1","password":"p1"}"#.to_owned(),
+        ));
+        let policy = crate::secrets::RefreshPolicy {
+            ttl: None,
+            ..Default::default()
+        };
+        let read = |field: &'static str| {
+            let value = value.clone();
+            Credential::from_reader(
+                "registry",
+                "SCHEMA_REGISTRY_SECRET_ID",
+                field,
+                policy,
+                move || {
+                    let now = value.lock().unwrap().clone();
+                    async move { Ok(Some(Secret::new(now))) }
+                },
+            )
+        };
+        let mut c = RegistryConfig::new(server.url());
+        let user = read("username").await.unwrap();
+        let password = user.other_field("password").await.unwrap().unwrap();
+        c.auth = Some((user, password));
+        let r = SchemaRegistry::new(c).unwrap();
+        *value.lock().unwrap() = r#"{"username":"u2","password":"p2"}"#.into();
+        let ids = BTreeSet::from(["7".to_string()]);
+        r.prefetch(&ids, &deadline()).await;
+        let auths: Vec<String> = server
+            .requests()
+            .iter()
+            .filter_map(|q| {
+                let head = q.head.to_ascii_lowercase();
+                head.lines()
+                    .find_map(|l| l.strip_prefix("authorization: basic ").map(str::to_owned))
+            })
+            .collect();
+        // base64("u1:p1"), then base64("u2:p2").
+        assert_eq!(auths, ["dte6cde=", "dti6cdi="]);
         let record = KafkaRecord::new("t", 0, 0, 0).with_value([0, 0, 0, 0, 7, 84]);
         let v: serde_json::Value = record
             .value_json_via(Decoding::new(ValueFormat::Avro, &r))
@@ -1094,7 +1199,7 @@ mod tests {
         let s = ValueSettings::from_env(&env).await.unwrap();
         assert_eq!(s.format, ValueFormat::Auto);
         let reg = s.registry.unwrap();
-        assert_eq!(reg.auth.as_ref().unwrap().0, "u");
+        assert_eq!(reg.auth.as_ref().unwrap().0.current().await.expose(), "u");
         assert!(!format!("{reg:?}").contains("\"p\""));
         let bad = Env::from_pairs([("VALUE_FORMAT", "xml")]);
         let e = ValueSettings::from_env(&bad).await.unwrap_err();

@@ -600,7 +600,10 @@ async fn scram_credentials_and_root_ca_come_from_secrets_manager() {
         panic!("SCRAM-SHA-512 expected: {:?}", config.kafka.auth)
     };
     assert_eq!(
-        (username.as_str(), secret.expose()),
+        (
+            username.current().await.expose(),
+            secret.current().await.expose()
+        ),
         ("vault-writer", password.as_str())
     );
     assert!(

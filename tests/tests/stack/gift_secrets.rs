@@ -1,9 +1,16 @@
 //! The service key from Secrets Manager (moto): plain string, JSON with a `key` field, missing
-//! secret; the key never appears in errors.
+//! secret; the key never appears in errors; a key rotated while the function is warm.
 
 use gift_persister::config::Config;
-use integration_tests::stack::{StackEnv, unique};
+use std::time::Duration;
+
+use bytes::Bytes;
+use integration_tests::gifts::{gifts, invoke};
+use integration_tests::stack::{StackEnv, lit, unique};
 use lambda_kit::config::Env;
+use lambda_kit::error::Classify;
+use lambda_kit::postgrest::Upsert;
+use lambda_kit::retry::Deadline;
 use lambda_kit::secrets::{SecretSpec, resolve};
 
 async fn create_secret(name: &str, value: &str) {
@@ -55,7 +62,10 @@ async fn gift_key_from_secrets_manager_plain_json_and_missing() {
     ]))
     .await
     .unwrap();
-    assert_eq!(cfg.runner.postgrest.key.expose(), secret_value);
+    assert_eq!(
+        cfg.runner.postgrest.key.current().await.expose(),
+        secret_value
+    );
     assert!(
         !format!("{cfg:?}").contains(&secret_value),
         "Debug of the config redacts the key"
@@ -89,4 +99,108 @@ async fn gift_key_from_secrets_manager_plain_json_and_missing() {
         e.contains(&missing) && e.contains("SUPABASE_KEY_SECRET_ID"),
         "{e}"
     );
+}
+
+async fn put_secret(name: &str, value: &str) {
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_secretsmanager::Client::new(&conf)
+        .put_secret_value()
+        .secret_id(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("moto put_secret_value");
+}
+
+/// gift-persister built (as `main` builds it) with its key from Secrets Manager secret `id`.
+async fn persister_with_key_secret(
+    env: &StackEnv,
+    id: &str,
+) -> gift_persister::handler::PostgrestHandler {
+    Config::from(&Env::from_pairs([
+        ("SUPABASE_REST_URL", env.rest_url.as_str()),
+        ("SUPABASE_KEY_SECRET_ID", id),
+        ("RETRY_INITIAL_BACKOFF_MS", "20"),
+        ("HTTP_TIMEOUT_MS", "2000"),
+        ("DEFAULT_BUDGET_MS", "20000"),
+        ("METRICS_ENABLED", "false"),
+    ]))
+    .await
+    .unwrap()
+    .build()
+    .unwrap()
+}
+
+/// A key rotated in Secrets Manager while gift-persister is warm. The warm function holds key A,
+/// which the API now refuses: the stack's service-role JWT with a broken signature, answered 401
+/// `PGRST301` as PostgREST answers a JWT signed with a retired secret. The secret then holds key
+/// B (the valid service-role key). The next batch is stored by the same handler (same process,
+/// no rebuild): the 401 re-read the secret and the write was sent again with B. A secret that
+/// still holds the refused key leaves the batch reported for redelivery, nothing stored.
+#[tokio::test]
+async fn rotated_key_reaches_a_warm_gift_persister() {
+    let Some(env) = StackEnv::get_or_skip("gift_rotated_key") else {
+        return;
+    };
+    if env.secrets_endpoint.is_none() {
+        eprintln!(
+            "\n!!!! SKIPPED gift_rotated_key: AWS_ENDPOINT_URL_SECRETS_MANAGER is not set !!!!\n"
+        );
+        return;
+    }
+    let (head, _) = env.service_key.rsplit_once('.').expect("a JWT");
+    let revoked = format!("{head}.{}", "A".repeat(43));
+    let key_json = |key: &str| serde_json::json!({ "key": key }).to_string();
+
+    let rotated = unique("gift/rotated");
+    create_secret(&rotated, &key_json(&revoked)).await;
+    let warm = persister_with_key_secret(&env, &rotated).await;
+    put_secret(&rotated, &key_json(&env.service_key)).await;
+    let topic = unique("gift_rot");
+    let r = invoke(&warm, &gifts(&topic, 3)).await.unwrap();
+    assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    assert_eq!(vault_rows(&env, &topic), 3);
+
+    let stale = unique("gift/stale");
+    create_secret(&stale, &key_json(&revoked)).await;
+    let warm = persister_with_key_secret(&env, &stale).await;
+    let topic = unique("gift_stale");
+    // Every record failed for the environment: the whole batch is handed back for redelivery.
+    let e = invoke(&warm, &gifts(&topic, 3)).await.unwrap_err();
+    assert!(e.contains("all 3 records failed"), "{e}");
+    assert_eq!(vault_rows(&env, &topic), 0);
+    // The error the runner logs names the setting to fix, never a key.
+    let client = warm.function().store().client();
+    let deadline = Deadline::after(Duration::from_secs(5));
+    let e = client
+        .upsert(
+            &deadline,
+            "vault",
+            Bytes::from_static(b"[]"),
+            &Upsert::insert(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_code(), "db_unauthorized");
+    let text = e.to_string();
+    assert!(
+        text.contains("SUPABASE_KEY_SECRET_ID") && text.contains(&stale),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&revoked) && !text.contains(&env.service_key),
+        "{text}"
+    );
+    let dead = env.count(&format!(
+        "select count(*) from dead_letters where topic = {}",
+        lit(&topic)
+    ));
+    assert_eq!(dead, 0, "a refused key is not the records' fault");
+}
+
+fn vault_rows(env: &StackEnv, topic: &str) -> i64 {
+    env.count(&format!(
+        "select count(*) from vault where kafka_topic = {}",
+        lit(topic)
+    ))
 }

@@ -7,6 +7,9 @@
 //! test (`gift_log_secrets`) keeps a binary of its own: it installs a tracing subscriber, which
 //! must not race with other tests.
 
+// The function handlers nest deep futures (runner, PostgREST client, credential refresh).
+#![recursion_limit = "256"]
+
 mod acknowledged;
 mod avro_values;
 mod esm_e2e;

@@ -15,6 +15,7 @@ use lambda_kit::dead_letter::MemoryDeadLetters;
 use lambda_kit::postgrest::Secret;
 use lambda_kit::retry::{Deadline, DeadlineSettings, RetryPolicy};
 use lambda_kit::runner::Runner;
+use lambda_kit::secrets::{Credential, RefreshPolicy};
 use page_embedder::chunk::ChunkLimits;
 use page_embedder::embed::{EmbedError, Embedder};
 use page_embedder::embedding::EmbedSettings;
@@ -208,13 +209,23 @@ fn qdrant_store(url: &str, key: Option<&str>) -> QdrantStore {
     ]))
     .unwrap();
     cfg.retry = fast_retry();
-    QdrantStore::new(&cfg, key.map(Secret::new), reqwest::Client::new()).unwrap()
+    QdrantStore::new(
+        &cfg,
+        key.map(|k| Secret::new(k).into()),
+        reqwest::Client::new(),
+    )
+    .unwrap()
 }
 
 fn stargate_store(url: &str, token: Option<&str>) -> StargateStore {
     let mut cfg = StargateConfig::from_env(&Env::from_pairs([("STARGATE_URL", url)])).unwrap();
     cfg.retry = fast_retry();
-    StargateStore::new(&cfg, token.map(Secret::new), reqwest::Client::new()).unwrap()
+    StargateStore::new(
+        &cfg,
+        token.map(|t| Secret::new(t).into()),
+        reqwest::Client::new(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -452,14 +463,131 @@ async fn stargate_reads_follow_page_state_and_errors_are_classified() {
     ]))
     .unwrap();
     cfg.retry = fast_retry();
-    let e = StargateStore::new(&cfg, Some(Secret::new("tok")), reqwest::Client::new())
-        .unwrap()
-        .delete_pages(&d, &["x".into()])
-        .await
-        .unwrap_err();
+    let e = StargateStore::new(
+        &cfg,
+        Some(Secret::new("tok").into()),
+        reqwest::Client::new(),
+    )
+    .unwrap()
+    .delete_pages(&d, &["x".into()])
+    .await
+    .unwrap_err();
     assert!(e.message.contains("not found"), "{}", e.message);
 
     fake.with_state(|s| s.faults = vec![502, 503]);
     store.delete_pages(&d, &["big".into()]).await.unwrap();
     assert!(fake.chunks("big").is_empty());
+}
+
+/// A key in a secret the test rotates: read at start, re-read only after a refusal.
+async fn rotating_key(var: &str, value: &std::sync::Arc<std::sync::Mutex<String>>) -> Credential {
+    let value = value.clone();
+    let policy = RefreshPolicy {
+        ttl: None,
+        ..RefreshPolicy::default()
+    };
+    Credential::from_reader("rotated/key", var, "key", policy, move || {
+        let now = value.lock().unwrap().clone();
+        async move { Ok(Some(Secret::new(now))) }
+    })
+    .await
+    .unwrap()
+}
+
+/// Keys rotated while the clients are warm. Each service now refuses the key the client holds as
+/// it documents a bad key: Qdrant 401 "Invalid api-key", Stargate 401 "Role unauthorized for
+/// operation: Invalid token", OpenAI 401 `invalid_api_key`. The secret holds the new key: the
+/// same client re-reads it after the 401 and the call goes through, without a rebuild.
+#[tokio::test]
+async fn rotated_keys_reach_warm_qdrant_stargate_and_openai_clients() {
+    use integration_tests::fake_embedder::{Api, FakeEmbedder};
+    use page_embedder::embed::OpenAiEmbedder;
+    use std::sync::{Arc, Mutex};
+
+    let qdrant = FakeQdrant::start("pages", DIM).await;
+    let value = Arc::new(Mutex::new("qk-old".to_owned()));
+    let mut cfg = QdrantConfig::from_env(&Env::from_pairs([
+        ("QDRANT_URL", qdrant.url().as_str()),
+        ("QDRANT_COLLECTION", "pages"),
+    ]))
+    .unwrap();
+    cfg.retry = fast_retry();
+    let key = rotating_key("QDRANT_API_KEY_SECRET_ID", &value).await;
+    let store = QdrantStore::new(&cfg, Some(key), reqwest::Client::new()).unwrap();
+    qdrant.with_state(|s| s.api_key = Some("qk-new".into()));
+    *value.lock().unwrap() = "qk-new".into();
+    store
+        .upsert(&deadline(), &[row("p", 0, "h")])
+        .await
+        .unwrap();
+    let stored = store
+        .stored_hashes(&deadline(), &["p".into()])
+        .await
+        .unwrap();
+    assert_eq!(hashes(&stored, "p"), [(0, "h".to_owned())]);
+
+    let stargate = FakeStargate::start("gibsey", "page_vectors", Some("tok-new")).await;
+    let value = Arc::new(Mutex::new("tok-old".to_owned()));
+    let mut cfg = StargateConfig::from_env(&Env::from_pairs([(
+        "STARGATE_URL",
+        stargate.url().as_str(),
+    )]))
+    .unwrap();
+    cfg.retry = fast_retry();
+    let token = rotating_key("STARGATE_AUTH_TOKEN_SECRET_ID", &value).await;
+    let store = StargateStore::new(&cfg, Some(token), reqwest::Client::new()).unwrap();
+    *value.lock().unwrap() = "tok-new".into();
+    store
+        .upsert(&deadline(), &[row("p", 0, "h")])
+        .await
+        .unwrap();
+
+    let openai = FakeEmbedder::start(Api::OpenAi, "text-embedding-3-small", DIM).await;
+    openai.with_state(|s| s.api_key = Some("sk-new".into()));
+    let value = Arc::new(Mutex::new("sk-old".to_owned()));
+    let key = rotating_key("OPENAI_API_KEY_SECRET_ID", &value).await;
+    let embedder = OpenAiEmbedder::new(
+        reqwest::Client::new(),
+        &openai.base_url(),
+        "text-embedding-3-small",
+        DIM,
+        false,
+        Some(key),
+    );
+    *value.lock().unwrap() = "sk-new".into();
+    let vectors = embedder.embed(&["hello".to_owned()]).await.unwrap();
+    assert_eq!(vectors.len(), 1);
+    let auth = openai.with_state(|s| s.auth.clone());
+    assert_eq!(
+        auth,
+        [
+            Some("Bearer sk-old".to_owned()),
+            Some("Bearer sk-new".to_owned())
+        ]
+    );
+
+    // A secret that still holds the refused key: the configuration error names the variable.
+    let e = embedder_with_stale_key(&openai).await;
+    assert!(
+        matches!(e, EmbedError::Config { status: 401, .. })
+            && e.to_string().contains("OPENAI_API_KEY_SECRET_ID"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("sk-"), "{e}");
+}
+
+async fn embedder_with_stale_key(
+    openai: &integration_tests::fake_embedder::FakeEmbedder,
+) -> EmbedError {
+    let value = std::sync::Arc::new(std::sync::Mutex::new("sk-revoked".to_owned()));
+    let key = rotating_key("OPENAI_API_KEY_SECRET_ID", &value).await;
+    let embedder = page_embedder::embed::OpenAiEmbedder::new(
+        reqwest::Client::new(),
+        &openai.base_url(),
+        "text-embedding-3-small",
+        DIM,
+        false,
+        Some(key),
+    );
+    embedder.embed(&["hello".to_owned()]).await.unwrap_err()
 }

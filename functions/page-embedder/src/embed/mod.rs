@@ -16,6 +16,7 @@ use std::time::Duration;
 use lambda_kit::error::{Classify, ErrorClass};
 use lambda_kit::http::{self, Failure};
 use lambda_kit::postgrest::Secret;
+use lambda_kit::secrets::Credential;
 use serde::Serialize;
 
 #[cfg(feature = "local-embedder")]
@@ -327,7 +328,8 @@ pub struct HttpEmbedder<W> {
     dimensions: usize,
     send_dimensions: bool,
     options: Options,
-    api_key: Option<Secret>,
+    /// Sent as `Authorization: Bearer`; re-read after a 401/403.
+    api_key: Option<Credential>,
     timeout: Duration,
     wire: PhantomData<W>,
 }
@@ -378,8 +380,47 @@ impl<W: Wire> Embedder for HttpEmbedder<W> {
         self.dimensions
     }
 
+    /// One request; a 401/403 re-reads the key ([`Credential::call`]) and, when it changed,
+    /// sends once more with the new one.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let key = self.api_key.as_ref().map(Secret::expose);
+        let Some(key) = &self.api_key else {
+            return self.embed_with(texts, None).await;
+        };
+        Box::pin(key.call(
+            |e: &EmbedError| {
+                matches!(
+                    e,
+                    EmbedError::Config {
+                        status: 401 | 403,
+                        ..
+                    }
+                )
+            },
+            |e, note| match e {
+                EmbedError::Config {
+                    status,
+                    model,
+                    message,
+                } => EmbedError::Config {
+                    status,
+                    model,
+                    message: format!("{message}; {note}"),
+                },
+                other => other,
+            },
+            |key| self.embed_with(texts, Some(key)),
+        ))
+        .await
+    }
+}
+
+impl<W: Wire> HttpEmbedder<W> {
+    async fn embed_with(
+        &self,
+        texts: &[String],
+        key: Option<Secret>,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let key = key.as_ref().map(Secret::expose);
         let mut request = self.client.post(&self.url).json(&Request {
             model: &self.model,
             input: texts,
@@ -557,7 +598,7 @@ mod tests {
             "m",
             8,
             false,
-            Some("sk-secret".into()),
+            Some(Secret::new("sk-secret").into()),
         );
         assert_eq!(
             body(&openai.options, None),

@@ -2,7 +2,7 @@
 //! and Ollama's `/v1`): `input` array, optional `dimensions`, answer `data[].embedding` with an
 //! `index` per input; errors `{"error": {"message", "type", "code"}}`.
 
-use lambda_kit::postgrest::Secret;
+use lambda_kit::secrets::Credential;
 use serde::Deserialize;
 
 use super::{HttpEmbedder, Wire};
@@ -56,7 +56,7 @@ impl OpenAiEmbedder {
         model: &str,
         dimensions: usize,
         send_dimensions: bool,
-        api_key: Option<String>,
+        api_key: Option<Credential>,
     ) -> Self {
         let base = base_url.trim_end_matches('/');
         let url = match base.ends_with("/v1") {
@@ -65,7 +65,7 @@ impl OpenAiEmbedder {
         };
         let mut e = Self::with_url(client, url, model).with_dimensions(dimensions, send_dimensions);
         e.options.encoding_format = Some("float");
-        e.api_key = api_key.filter(|k| !k.is_empty()).map(Secret::new);
+        e.api_key = api_key;
         e
     }
 }

@@ -1,10 +1,11 @@
 //! The store chosen by `VECTOR_STORE`, as one type the handler can be generic over, and its
-//! construction from the configuration (keys resolved once, at cold start).
+//! construction from the configuration (keys read at cold start, re-read as [`Credential`] says).
 
 use lambda_kit::config::Env;
-use lambda_kit::postgrest::{PostgrestClient, Secret};
+use lambda_kit::config::InitError;
+use lambda_kit::postgrest::PostgrestClient;
 use lambda_kit::retry::Deadline;
-use lambda_kit::secrets::{SecretError, SecretSpec, resolve};
+use lambda_kit::secrets::{Credential, SecretSpec};
 
 use super::{
     QdrantStore, StargateStore, StoreError, StoredHashes, SupabaseStore, VectorRow, VectorStore,
@@ -28,9 +29,9 @@ pub enum AnyStore {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildStoreError {
-    /// A key could not be resolved.
+    /// A key could not be resolved (or `SECRETS_TTL_SECONDS` is invalid).
     #[error(transparent)]
-    Secret(#[from] SecretError),
+    Secret(#[from] InitError),
     /// The client could not be built.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -40,10 +41,10 @@ async fn key(
     env: &Env,
     source: &KeySource,
     (plain, secret_id): (&str, &str),
-) -> Result<Option<Secret>, SecretError> {
+) -> Result<Option<Credential>, InitError> {
     match source {
         KeySource::None => Ok(None),
-        _ => resolve(env, &SecretSpec::new(plain, secret_id, "key"))
+        _ => Credential::from_env(env, &SecretSpec::new(plain, secret_id, "key"))
             .await
             .map(Some),
     }

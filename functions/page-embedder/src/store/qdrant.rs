@@ -25,6 +25,7 @@ use lambda_kit::config::{ConfigError, Env};
 use lambda_kit::error::ErrorClass;
 use lambda_kit::postgrest::Secret;
 use lambda_kit::retry::{Deadline, RetryPolicy};
+use lambda_kit::secrets::Credential;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -216,7 +217,7 @@ impl QdrantStore {
     /// ```
     pub fn new(
         config: &QdrantConfig,
-        api_key: Option<Secret>,
+        api_key: Option<Credential>,
         http: reqwest::Client,
     ) -> Result<Self, StoreError> {
         let collection = segment("QDRANT_COLLECTION", &config.collection)?;

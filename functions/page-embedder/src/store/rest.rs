@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use lambda_kit::error::ErrorClass;
 use lambda_kit::http;
-use lambda_kit::postgrest::Secret;
 use lambda_kit::retry::{Deadline, RetryPolicy};
+use lambda_kit::secrets::{Credential, Secret};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
@@ -64,7 +64,9 @@ pub(crate) struct Service {
 #[derive(Debug, Clone)]
 pub(crate) struct RestClient {
     http: reqwest::Client,
-    auth: Option<(HeaderName, HeaderValue)>,
+    /// The key and the header carrying it; the key is re-read after a 401/403.
+    auth: Option<(HeaderName, Credential)>,
+    /// Timeout and retries; its secret is set per call to the key sent.
     sender: http::Sender,
     error_text: ErrorText,
     refuses_setup: fn(&str) -> bool,
@@ -75,38 +77,23 @@ impl RestClient {
     /// `HTTP_CONNECT_TIMEOUT_MS`); every request carries `timeout`, capped by the deadline.
     pub(crate) fn new(
         service: &Service,
-        key: Option<Secret>,
+        key: Option<Credential>,
         http: reqwest::Client,
         timeout: Duration,
         retry: &RetryPolicy,
     ) -> Result<Self, StoreError> {
-        let auth = match &key {
-            Some(key) => {
-                let mut value = HeaderValue::from_str(key.expose()).map_err(|_| StoreError {
-                    class: ErrorClass::Permanent,
-                    code: "store_client_build",
-                    blames_input: false,
-                    message: format!(
-                        "{} client: the key contains characters not allowed in a header",
-                        service.name
-                    ),
-                })?;
-                value.set_sensitive(true);
-                Some((HeaderName::from_static(service.auth_header), value))
-            }
-            None => None,
-        };
         Ok(Self {
             http,
-            auth,
-            sender: http::Sender::new(service.name, timeout, retry.clone(), key),
+            auth: key.map(|key| (HeaderName::from_static(service.auth_header), key)),
+            sender: http::Sender::new(service.name, timeout, retry.clone(), None),
             error_text: service.error_text,
             refuses_setup: service.refuses_setup,
         })
     }
 
     /// Sends `method url` with an optional JSON body, retrying transient faults until the
-    /// deadline; returns the body of a 2xx answer.
+    /// deadline; returns the body of a 2xx answer. A 401/403 re-reads the key
+    /// ([`Credential::call`]) and, when it changed, sends once more with the new one.
     pub(crate) async fn send(
         &self,
         deadline: &Deadline,
@@ -115,16 +102,57 @@ impl RestClient {
         body: Option<Vec<u8>>,
     ) -> Result<bytes::Bytes, StoreError> {
         let body = body.map(bytes::Bytes::from);
+        let Some((header, key)) = &self.auth else {
+            return self.send_with(deadline, &method, url, &body, None).await;
+        };
+        Box::pin(key.call(
+            |e: &StoreError| e.code == "store_unauthorized",
+            |mut e, note| {
+                e.message = format!("{}; {note}", e.message);
+                e
+            },
+            |key| self.send_with(deadline, &method, url, &body, Some((header, key))),
+        ))
+        .await
+    }
+
+    async fn send_with(
+        &self,
+        deadline: &Deadline,
+        method: &Method,
+        url: &str,
+        body: &Option<bytes::Bytes>,
+        auth: Option<(&HeaderName, Secret)>,
+    ) -> Result<bytes::Bytes, StoreError> {
         let service = self.sender.service;
-        self.sender
+        let (auth, secret) = match auth {
+            Some((name, key)) => {
+                let mut value = HeaderValue::from_str(key.expose()).map_err(|_| StoreError {
+                    class: ErrorClass::Permanent,
+                    code: "store_client_build",
+                    blames_input: false,
+                    message: format!(
+                        "{service} client: the key contains characters not allowed in a header"
+                    ),
+                })?;
+                value.set_sensitive(true);
+                (Some((name.clone(), value)), Some(key))
+            }
+            None => (None, None),
+        };
+        let sender = http::Sender {
+            secret,
+            ..self.sender.clone()
+        };
+        sender
             .send(
                 deadline,
                 || {
                     let mut request = self.http.request(method.clone(), url);
-                    if let Some((name, value)) = &self.auth {
+                    if let Some((name, value)) = &auth {
                         request = request.header(name.clone(), value.clone());
                     }
-                    match &body {
+                    match body {
                         Some(body) => request
                             .header(CONTENT_TYPE, "application/json")
                             .body(body.clone()),

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 use lambda_kit::config::{ConfigError, Env};
-use lambda_kit::postgrest::Secret;
 use lambda_kit::retry::{Deadline, RetryPolicy};
+use lambda_kit::secrets::Credential;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -142,7 +142,7 @@ impl StargateStore {
     /// ```
     pub fn new(
         config: &StargateConfig,
-        auth_token: Option<Secret>,
+        auth_token: Option<Credential>,
         http: reqwest::Client,
     ) -> Result<Self, StoreError> {
         let rest = RestClient::new(
