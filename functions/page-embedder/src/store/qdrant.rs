@@ -402,6 +402,53 @@ impl VectorStore for QdrantStore {
 mod tests {
     use super::*;
 
+    /// A Qdrant that answers every scroll with the same full page and a `next_page_offset`
+    /// (as its documented `POST /points/scroll` does while points remain): a server that ignores
+    /// the `offset` it is sent. Reading stops past `MAX_ROWS_READ` rows instead of growing the
+    /// result until the deadline.
+    #[tokio::test]
+    async fn a_scroll_that_never_ends_is_cut_at_the_row_bound() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let point = r#"{"id":1,"payload":{"page_id":"p","chunk_index":0,"content_hash":"h"}}"#;
+        let body = format!(
+            r#"{{"result":{{"points":[{}],"next_page_offset":"next"}},"status":"ok","time":0.0}}"#,
+            vec![point; SCROLL_LIMIT].join(",")
+        );
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = std::sync::Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for mut sock in listener.incoming().flatten() {
+                let _ = sock.read(&mut [0u8; 65536]);
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = sock.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        let config =
+            QdrantConfig::from_env(&Env::from_pairs([("QDRANT_URL", url.as_str())])).unwrap();
+        let store = QdrantStore::new(&config, None, reqwest::Client::new()).unwrap();
+        let e = store
+            .stored_hashes(
+                &Deadline::after(Duration::from_secs(120)),
+                &["p".to_owned()],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "store_too_many_rows");
+        assert!(!e.blames_input, "{e:?}");
+        assert_eq!(
+            requests.load(std::sync::atomic::Ordering::Relaxed),
+            MAX_ROWS_READ / SCROLL_LIMIT + 1
+        );
+    }
+
     #[test]
     fn error_text_reads_qdrant_bodies() {
         let body =
