@@ -4,6 +4,8 @@
 pub mod fake_embedder;
 pub mod fake_http;
 pub mod pages;
+// An HTTP server whose answers never end (bounded reading of responses).
+pub mod endless;
 
 // Vector-store fakes (documented Qdrant and Stargate REST APIs) and their raw-path server.
 pub mod fake_qdrant;

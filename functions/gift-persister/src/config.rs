@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(c.runner.limits, lambda_kit::batch::WriteLimits::default());
         assert_eq!(c.runner.postgrest.key.current().await.expose(), "k");
 
-        let e = Config::from(&Env::from_pairs([("SUPABASE_URL", "http://x")]))
+        let e = Config::from(&Env::from_pairs([("SUPABASE_URL", "https://x")]))
             .await
             .unwrap_err();
         assert!(e.to_string().contains("SUPABASE_SERVICE_ROLE_KEY"), "{e}");
@@ -112,14 +112,14 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("SUPABASE_URL"), "{e}");
         let env = Env::from_pairs([
-            ("SUPABASE_URL", "http://x"),
+            ("SUPABASE_URL", "https://x"),
             ("SUPABASE_SERVICE_ROLE_KEY", "k"),
             ("WRITE_MAX_ROWS", "lots"),
         ]);
         let e = Config::from(&env).await.unwrap_err();
         assert!(e.to_string().contains("WRITE_MAX_ROWS"), "{e}");
         let env = Env::from_pairs([
-            ("SUPABASE_URL", "http://x"),
+            ("SUPABASE_URL", "https://x"),
             ("SUPABASE_SERVICE_ROLE_KEY", "k"),
             ("GIFTS_TABLE", "vault;drop"),
         ]);

@@ -201,10 +201,11 @@ impl Config {
             .string_or("EMBED_BASE_URL", provider.default_base_url())
             .trim_end_matches('/')
             .to_owned();
-        match reqwest::Url::parse(&base_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => return Err(ConfigError::new("EMBED_BASE_URL", "must be an http(s) URL")),
-        }
+        // Only the OpenAI-compatible API is sent a key (`Authorization: Bearer`).
+        let sends_key = provider == Provider::OpenAi
+            && (env.get("OPENAI_API_KEY").is_some()
+                || env.get("OPENAI_API_KEY_SECRET_ID").is_some());
+        lambda_kit::config::check_url("EMBED_BASE_URL", &base_url, sends_key)?;
         let local = provider == Provider::Local;
         let model = env.string_or("EMBED_MODEL", provider.default_model());
         // text-embedding-3 models answer 1536 or 3072 dimensions unless asked for fewer: with the
@@ -287,15 +288,8 @@ impl Config {
         };
         let rag = match env.get("RAG_REFRESH_URL") {
             Some(url) => {
-                match reqwest::Url::parse(&url) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                    _ => {
-                        return Err(ConfigError::new(
-                            "RAG_REFRESH_URL",
-                            "must be an http(s) URL",
-                        ));
-                    }
-                }
+                // No credential is sent to the hook: http:// stays allowed.
+                lambda_kit::config::check_url("RAG_REFRESH_URL", &url, false)?;
                 Some(RagConfig {
                     url,
                     timeout: env.millis_or("RAG_REFRESH_TIMEOUT_MS", Duration::from_secs(5))?,
@@ -358,7 +352,7 @@ impl Config {
         let runner = RunnerConfig::from_env(env, FUNCTION_NAME).await?;
         let postgrest_config = runner.postgrest.clone();
         // Connect within HTTP_CONNECT_TIMEOUT_MS; every request sets its own timeout.
-        let http = reqwest::Client::builder()
+        let http = lambda_kit::http::client_builder()
             .connect_timeout(postgrest_config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
@@ -526,6 +520,51 @@ mod tests {
             let err = Config::from_env(&Env::from_pairs([(var, value)])).unwrap_err();
             assert_eq!(err.var, var, "{value}: {err}");
         }
+    }
+
+    #[test]
+    fn urls_receiving_a_key_are_https_and_no_url_carries_userinfo() {
+        let openai = |url: &'static str, key: (&'static str, &'static str)| {
+            Config::from_env(&Env::from_pairs([
+                ("EMBED_PROVIDER", "openai"),
+                ("EMBED_BASE_URL", url),
+                key,
+            ]))
+        };
+        for key in [
+            ("OPENAI_API_KEY", "sk-1"),
+            ("OPENAI_API_KEY_SECRET_ID", "id"),
+        ] {
+            let err = openai("http://vllm.internal:8000/v1", key).unwrap_err();
+            assert_eq!(err.var, "EMBED_BASE_URL");
+            assert!(err.problem.contains("https://"), "{err}");
+            assert!(openai("http://127.0.0.1:8000/v1", key).is_ok());
+            assert!(openai("https://api.openai.com", key).is_ok());
+        }
+        // No key, nothing to protect: an Ollama or a keyless server in the VPC.
+        assert!(openai("http://vllm.internal:8000/v1", ("EMBED_MODEL", "m")).is_ok());
+        assert!(
+            Config::from_env(&Env::from_pairs([(
+                "EMBED_BASE_URL",
+                "http://ollama:11434"
+            )]))
+            .is_ok()
+        );
+        for (var, url) in [
+            ("EMBED_BASE_URL", "https://me:pa55word@ollama.example"),
+            ("RAG_REFRESH_URL", "https://me:pa55word@rag.example/refresh"),
+        ] {
+            let err = Config::from_env(&Env::from_pairs([(var, url)])).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(!err.to_string().contains("pa55word"), "{err}");
+        }
+        assert!(
+            Config::from_env(&Env::from_pairs([(
+                "RAG_REFRESH_URL",
+                "http://rag:8080/refresh"
+            )]))
+            .is_ok()
+        );
     }
 
     #[test]

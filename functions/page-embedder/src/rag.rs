@@ -146,6 +146,9 @@ impl HttpRag {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// The hook's answer is not read for anything: a megabyte is plenty, more is not read.
+    const ANSWER_LIMIT: http::Limit = http::Limit::new("RAG_REFRESH_URL", 1 << 20);
+
     async fn send_one(&self, refresh: Refresh, trace: Option<TraceContext>) -> bool {
         let page_id = refresh.page_id().to_owned();
         let request = self.client.post(&self.url).json(&refresh);
@@ -153,10 +156,10 @@ impl HttpRag {
         let sent = match trace {
             Some(record) => {
                 let span = Some(record.child());
-                lambda_kit::trace::in_context(span, http::attempt(request, self.timeout, None))
-                    .await
+                let sent = http::attempt(request, self.timeout, None, Self::ANSWER_LIMIT);
+                lambda_kit::trace::in_context(span, sent).await
             }
-            None => http::attempt(request, self.timeout, None).await,
+            None => http::attempt(request, self.timeout, None, Self::ANSWER_LIMIT).await,
         };
         let problem = match sent {
             Ok(_) => return true,

@@ -38,8 +38,8 @@ pub struct PageState {
 pub enum PageStates {
     /// A PostgREST table (`PAGE_STATE_TABLE`, default `page_state`).
     Postgrest {
-        /// The client.
-        client: PostgrestClient,
+        /// The client (boxed: it is much larger than the in-memory variant).
+        client: Box<PostgrestClient>,
         /// The table.
         table: String,
     },
@@ -73,7 +73,7 @@ impl PageStates {
     /// States in `table` through `client`.
     pub fn postgrest(client: PostgrestClient, table: impl Into<String>) -> Self {
         Self::Postgrest {
-            client,
+            client: Box::new(client),
             table: table.into(),
         }
     }

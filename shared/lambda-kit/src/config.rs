@@ -155,6 +155,59 @@ pub fn is_identifier(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Checks the URL in setting `var` before any request is sent to it: an `http(s)` URL without
+/// userinfo (`user:password@host` would reach logs and error messages: credentials have their own
+/// settings), and, when requests to it carry a credential (an API key, a token, basic auth), an
+/// `https://` URL unless its host is loopback (`127.0.0.0/8`, `::1`, `localhost`: local stacks).
+/// Errors name `var`, never the value (it may hold a password). Returns the parsed URL.
+///
+/// ```
+/// use lambda_kit::config::check_url;
+/// assert!(check_url("QDRANT_URL", "https://q.example.com:6333", true).is_ok());
+/// assert!(check_url("QDRANT_URL", "http://127.0.0.1:6333", true).is_ok());
+/// assert!(check_url("QDRANT_URL", "http://qdrant:6333", false).is_ok());
+/// let e = check_url("QDRANT_URL", "http://qdrant:6333", true).unwrap_err();
+/// assert!(e.to_string().contains("https://"), "{e}");
+/// let e = check_url("SUPABASE_URL", "https://u:hunter2@db.example.com", true).unwrap_err();
+/// assert_eq!(e.var, "SUPABASE_URL");
+/// assert!(!e.to_string().contains("hunter2"));
+/// ```
+pub fn check_url(var: &str, value: &str, credential: bool) -> Result<reqwest::Url, ConfigError> {
+    // The parser's error names no part of the value.
+    let url = reqwest::Url::parse(value)
+        .map_err(|e| ConfigError::new(var, format!("is not a valid URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::new(var, "must be an http:// or https:// URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(
+            var,
+            "must not carry credentials (user:password@) in the URL: give them in their own settings",
+        ));
+    }
+    if credential && url.scheme() == "http" && !is_loopback(&url) {
+        return Err(ConfigError::new(
+            var,
+            "must be an https:// URL: requests to it carry a credential (http:// is accepted only for loopback hosts: 127.0.0.0/8, ::1, localhost)",
+        ));
+    }
+    Ok(url)
+}
+
+/// `true` for a loopback host: `localhost`, `127.0.0.0/8`, `::1`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    // The parser has normalised IP addresses (`127.1` is `127.0.0.1`, IPv6 in brackets).
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A failed cold start: what `Config::from_env` / `Config::build` of a function return. The
 /// message names the variable, the secret or the client at fault.
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +275,50 @@ mod tests {
                 .millis_or("T", Duration::ZERO)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn credential_urls_are_https_but_on_loopback() {
+        for ok in [
+            "https://db.example.com",
+            "http://127.0.0.1:3000",
+            "http://127.9.8.7",
+            "http://[::1]:6333/x",
+            "http://LOCALHOST:11434",
+        ] {
+            assert!(check_url("V", ok, true).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://db.example.com",
+            "http://10.0.0.1",
+            "http://localhost.example.com",
+            "http://[::2]",
+            "http://127.0.0.1.nip.io",
+        ] {
+            let e = check_url("V", bad, true).unwrap_err();
+            assert_eq!(e.var, "V");
+            assert!(e.problem.contains("https://"), "{bad}: {e}");
+        }
+        assert!(check_url("V", "http://ollama:11434", false).is_ok());
+        assert!(check_url("V", "ftp://127.0.0.1", false).is_err());
+        assert!(check_url("V", "not a url", false).is_err());
+    }
+
+    #[test]
+    fn userinfo_is_refused_without_printing_it() {
+        for url in [
+            "https://user:s3cret-pw@db.example.com",
+            "http://user:s3cret-pw@127.0.0.1",
+            "https://s3cret-pw@db.example.com",
+            "https://:s3cret-pw@db.example.com",
+        ] {
+            for credential in [true, false] {
+                let e = check_url("SUPABASE_URL", url, credential).unwrap_err();
+                assert_eq!(e.var, "SUPABASE_URL");
+                assert!(e.problem.contains("user:password@"), "{url}: {e}");
+                assert!(!format!("{e} {e:?}").contains("s3cret-pw"), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,15 @@
 //! One HTTP attempt for every client of the workspace (PostgREST, the embedding providers, Qdrant,
-//! Stargate, the RAG hook): send with a timeout, read the whole body, classify the status or the
-//! transport error (`Retry-After` included), and keep error bodies short and free of secrets.
-//! Each client keeps its own error type: it turns a [`Failure`] into it with a small function.
+//! Stargate, the schema registry, the RAG hook, OTLP): send with a timeout, read the body through
+//! a byte limit, classify the status or the transport error (`Retry-After` included), and keep
+//! error bodies short and free of secrets. Each client keeps its own error type: it turns a
+//! [`Failure`] into it with a small function.
+//!
+//! Bounded by construction: a 2xx body is read chunk by chunk and given up as soon as it passes
+//! the client's [`Limit`] (an endless or oversized answer costs at most the limit in memory, and
+//! fails the call as an environment fault naming the setting); an error body is read up to
+//! [`MAX_ERROR_READ`] bytes and the rest is left unread. Clients are built with
+//! [`client_builder`], which follows no redirect: a 3xx fails the call, naming the setting whose
+//! URL redirected, so a credential never reaches another host.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -17,6 +25,51 @@ use crate::retry::{Deadline, RetryPolicy};
 
 /// Longest error body kept in an error message.
 pub const MAX_ERROR_BODY: usize = 512;
+
+/// Longest part of an error (non-2xx) body that is read: the services' error JSON (PostgREST's
+/// `code`/`message`/`details`/`hint`, OpenAI's and Ollama's `error`, Qdrant's `status.error`,
+/// the registry's `error_code`/`message`) fits in far less; the rest is not read.
+pub const MAX_ERROR_READ: usize = 4 * 1024;
+
+/// Limit of a 2xx body when a client sets none: the clients of this workspace each set theirs
+/// (see the README's limits).
+pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// What one client accepts from its server: the setting that holds the server's URL (named when
+/// the server redirects or answers too much) and the largest 2xx body read.
+///
+/// ```
+/// use lambda_kit::http::Limit;
+/// let l = Limit::new("QDRANT_URL", 8 << 20);
+/// assert_eq!((l.setting, l.max_body), ("QDRANT_URL", 8 << 20));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limit {
+    /// The environment variable holding the URL (`SUPABASE_URL`, `EMBED_BASE_URL`, ...).
+    pub setting: &'static str,
+    /// Largest 2xx body, in bytes.
+    pub max_body: usize,
+}
+
+impl Limit {
+    /// A limit of `max_body` bytes for the server named by `setting`.
+    pub const fn new(setting: &'static str, max_body: usize) -> Self {
+        Self { setting, max_body }
+    }
+}
+
+/// A `reqwest` client builder for a client that may carry a credential: redirects are not
+/// followed (reqwest would send `apikey`, `api-key`, `x-cassandra-token` and basic auth on to
+/// whatever host a 3xx names); [`attempt`] turns a 3xx into an error naming the setting.
+///
+/// ```
+/// let client = lambda_kit::http::client_builder().build().unwrap();
+/// # drop(client);
+/// ```
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
+}
 
 /// Classifies a non-success HTTP status: 408, 429 and 5xx (except 501) are transient, every other
 /// status is permanent. A transient class carries the wait asked for in the headers.
@@ -206,18 +259,27 @@ impl fmt::Debug for Rejection<'_> {
 }
 
 /// Sends `request` once with `timeout` (with the current span's `traceparent`/`tracestate`, see
-/// [`crate::trace`]), reads the whole body and returns it for a 2xx answer;
-/// anything else is a [`Failure`] whose messages never contain `secret`.
+/// [`crate::trace`]), reads the body through `limit` and returns it for a 2xx answer;
+/// anything else is a [`Failure`] whose messages never contain `secret`:
+/// - a 2xx body longer than `limit.max_body` (announced or read): [`Failure::Transport`]
+///   `http_body_too_large`, permanent (the same answer would come again; the batch is redelivered,
+///   no record is blamed), naming the host and the limit; reading stops at the limit;
+/// - a 3xx (the client follows no redirect, see [`client_builder`]): [`Failure::Transport`]
+///   `http_redirect`, permanent, naming `limit.setting` and the host redirected to;
+/// - another status: [`Failure::Status`] with at most [`MAX_ERROR_READ`] bytes of its body.
+///
+/// The timeout covers the body too: a body that trickles in forever fails as `http_timeout`.
 ///
 /// ```
-/// use lambda_kit::http::{Failure, attempt};
+/// use lambda_kit::http::{Failure, Limit, attempt};
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// // A port with nothing listening.
 /// let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
 /// let request = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/"));
-/// match attempt(request, Duration::from_secs(1), Some("sk-1")).await {
+/// let limit = Limit::new("SOME_URL", 1 << 20);
+/// match attempt(request, Duration::from_secs(1), Some("sk-1"), limit).await {
 ///     Err(Failure::Transport(t)) => assert!(t.class.is_transient()),
 ///     other => panic!("{other:?}"),
 /// }
@@ -227,6 +289,7 @@ pub async fn attempt<'s>(
     request: reqwest::RequestBuilder,
     timeout: Duration,
     secret: Option<&'s str>,
+    limit: Limit,
 ) -> Result<Bytes, Failure<'s>> {
     let transport = |e: reqwest::Error| {
         Failure::Transport(Transport {
@@ -237,20 +300,100 @@ pub async fn attempt<'s>(
     };
     // The current span's W3C trace context (crate::trace), when the batch runs in one.
     let request = crate::trace::propagate(request);
-    let response = request.timeout(timeout).send().await.map_err(transport)?;
+    let mut response = request.timeout(timeout).send().await.map_err(transport)?;
     let status = response.status();
     if status.is_success() {
-        return response.bytes().await.map_err(transport);
+        return match read_limited(&mut response, limit.max_body).await {
+            Ok(Some(body)) => Ok(body),
+            Ok(None) => Err(Failure::Transport(Transport {
+                code: "http_body_too_large",
+                class: ErrorClass::Permanent,
+                message: format!(
+                    "the answer of {} is larger than {} bytes, the limit for {}; reading stopped there",
+                    host(response.url()),
+                    limit.max_body,
+                    limit.setting
+                ),
+            })),
+            Err(e) => Err(transport(e)),
+        };
+    }
+    if status.is_redirection() {
+        let to = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| response.url().join(l).ok())
+            .map_or_else(|| "no valid Location".to_owned(), |u| host(&u));
+        return Err(Failure::Transport(Transport {
+            code: "http_redirect",
+            class: ErrorClass::Permanent,
+            message: format!(
+                "{} answered HTTP {} redirecting to {to}; redirects are not followed (the request carries a credential): set {} to the URL that answers",
+                host(response.url()),
+                status.as_u16(),
+                limit.setting
+            ),
+        }));
     }
     // Only a rejection reads its headers (`Retry-After`, content type): no copy on success.
     let headers = response.headers().clone();
-    let body = response.bytes().await.map_err(transport)?;
+    let body = read_prefix(&mut response, MAX_ERROR_READ)
+        .await
+        .map_err(transport)?;
     Err(Failure::Status(Rejection {
         status,
         headers,
         body,
         secret,
     }))
+}
+
+/// The scheme, host and port of `url`: what a message says about a server (never its path or
+/// query, which may carry tokens).
+fn host(url: &reqwest::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{}://{h}:{p}", url.scheme()),
+        (Some(h), None) => format!("{}://{h}", url.scheme()),
+        (None, _) => url.scheme().to_owned(),
+    }
+}
+
+/// The whole body when it is at most `max` bytes, `None` as soon as it is known to be longer
+/// (from `Content-Length` before reading, or from the bytes read); what was read is dropped with
+/// the connection.
+async fn read_limited(
+    response: &mut reqwest::Response,
+    max: usize,
+) -> Result<Option<Bytes>, reqwest::Error> {
+    let announced = response.content_length().unwrap_or(0);
+    if announced > max as u64 {
+        return Ok(None);
+    }
+    let mut body = Vec::with_capacity(announced as usize);
+    while let Some(chunk) = response.chunk().await? {
+        if chunk.len() > max - body.len() {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(Bytes::from(body)))
+}
+
+/// At most the first `max` bytes of the body; the rest is not read.
+async fn read_prefix(
+    response: &mut reqwest::Response,
+    max: usize,
+) -> Result<Bytes, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = max - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == max {
+            break;
+        }
+    }
+    Ok(Bytes::from(body))
 }
 
 /// How one client sends its requests: [`attempt`] after [`attempt`] under
@@ -275,6 +418,9 @@ pub struct Sender {
     pub retry: RetryPolicy,
     /// The key the service is called with, removed from every error message.
     pub secret: Option<Secret>,
+    /// The setting of the service's URL and the largest answer read ([`DEFAULT_MAX_BODY`] and the
+    /// service's name until [`with_limit`](Self::with_limit)).
+    pub limit: Limit,
 }
 
 impl Sender {
@@ -290,7 +436,13 @@ impl Sender {
             timeout,
             retry,
             secret,
+            limit: Limit::new(service, DEFAULT_MAX_BODY),
         }
+    }
+
+    /// The same sender, reading answers through `limit`.
+    pub fn with_limit(self, limit: Limit) -> Self {
+        Self { limit, ..self }
     }
 
     /// Sends the request `build` makes (once per attempt, auth headers included), retrying
@@ -316,22 +468,24 @@ impl Sender {
             let timeout = self.timeout.min(at.remaining);
             let error = &error;
             async move {
-                attempt(request, timeout, secret).await.map_err(|failure| {
-                    let status = match &failure {
-                        Failure::Status(r) => Some(r.status.as_u16()),
-                        Failure::Transport(_) => None,
-                    };
-                    let err = error(failure);
-                    if let Some(status) = status {
-                        tracing::debug!(
-                            service = self.service,
-                            status,
-                            error_code = err.error_code(),
-                            "error answer"
-                        );
-                    }
-                    err
-                })
+                attempt(request, timeout, secret, self.limit)
+                    .await
+                    .map_err(|failure| {
+                        let status = match &failure {
+                            Failure::Status(r) => Some(r.status.as_u16()),
+                            Failure::Transport(_) => None,
+                        };
+                        let err = error(failure);
+                        if let Some(status) = status {
+                            tracing::debug!(
+                                service = self.service,
+                                status,
+                                error_code = err.error_code(),
+                                "error answer"
+                            );
+                        }
+                        err
+                    })
             }
         })
         .await
@@ -425,14 +579,20 @@ mod tests {
         ])
         .await;
         let client = reqwest::Client::new();
-        let ok = attempt(client.get(server.url()), Duration::from_secs(5), None)
-            .await
-            .unwrap();
+        let ok = attempt(
+            client.get(server.url()),
+            Duration::from_secs(5),
+            None,
+            LIMIT,
+        )
+        .await
+        .unwrap();
         assert_eq!(&ok[..], b"[1]");
         let Err(Failure::Status(r)) = attempt(
             client.get(server.url()),
             Duration::from_secs(5),
             Some("sk-9"),
+            LIMIT,
         )
         .await
         else {
@@ -443,6 +603,145 @@ mod tests {
         assert!(r.text().contains("sk-9"));
         assert_eq!(r.clean(&r.text()), r#"{"error":"busy, key [REDACTED]"}"#);
         assert!(!format!("{r:?}").contains("sk-9"));
+    }
+
+    const LIMIT: Limit = Limit::new("TEST_URL", 1 << 20);
+
+    #[tokio::test]
+    async fn an_endless_body_fails_at_the_limit_and_reading_stops() {
+        use crate::testing::EndlessServer;
+        let server = EndlessServer::start().await;
+        let limit = Limit::new("EMBED_BASE_URL", 256 * 1024);
+        let Err(Failure::Transport(t)) = attempt(
+            client_builder().build().unwrap().get(server.url()),
+            Duration::from_secs(30),
+            Some("sk-9"),
+            limit,
+        )
+        .await
+        else {
+            panic!("expected a transport failure");
+        };
+        assert_eq!(t.code, "http_body_too_large");
+        assert!(t.class.is_permanent());
+        assert!(t.message.contains("262144 bytes"), "{}", t.message);
+        assert!(t.message.contains("EMBED_BASE_URL"), "{}", t.message);
+        assert!(t.message.contains("http://127.0.0.1:"), "{}", t.message);
+        // The client hung up: the server's writes fail and its loop ends, having sent the limit
+        // plus what the sockets' buffers held, not more.
+        for _ in 0..500 {
+            if server.ended() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(server.ended(), 1, "the connection was closed");
+        assert!(server.sent() < 64 << 20, "sent {}", server.sent());
+    }
+
+    #[tokio::test]
+    async fn an_announced_length_over_the_limit_is_not_read() {
+        use crate::testing::MockServer;
+        let server = MockServer::start(vec![(200, vec![], "x".repeat(2000))]).await;
+        let Err(Failure::Transport(t)) = attempt(
+            reqwest::Client::new().get(server.url()),
+            Duration::from_secs(5),
+            None,
+            Limit::new("QDRANT_URL", 1000),
+        )
+        .await
+        else {
+            panic!("expected a transport failure");
+        };
+        assert_eq!(t.code, "http_body_too_large");
+        assert!(t.message.contains("QDRANT_URL"), "{}", t.message);
+        // At the limit exactly, the body is whole.
+        let server = MockServer::start(vec![(200, vec![], "x".repeat(1000))]).await;
+        let ok = attempt(
+            reqwest::Client::new().get(server.url()),
+            Duration::from_secs(5),
+            None,
+            Limit::new("QDRANT_URL", 1000),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ok.len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn an_error_body_is_read_only_up_to_a_few_kilobytes() {
+        use crate::testing::MockServer;
+        let server = MockServer::start(vec![(500, vec![], "e".repeat(1 << 20))]).await;
+        let Err(Failure::Status(r)) = attempt(
+            reqwest::Client::new().get(server.url()),
+            Duration::from_secs(5),
+            None,
+            LIMIT,
+        )
+        .await
+        else {
+            panic!("expected a rejection");
+        };
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(r.body.len(), MAX_ERROR_READ);
+    }
+
+    /// The attack of issue 20: a server answering 307 to another host. reqwest's default policy
+    /// follows it and sends every header but `Authorization`/`Cookie` on (a different port is a
+    /// different origin), so an `apikey` reaches the second server; [`client_builder`]'s client
+    /// stops at the 307 and names the setting.
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_and_the_key_stays_home() {
+        use crate::testing::MockServer;
+        let thief = MockServer::start(vec![(200, vec![], "[]".into())]).await;
+        let location: &'static str = Box::leak(format!("{}/stolen", thief.url()).into_boxed_str());
+        let server =
+            MockServer::start(vec![(307, vec![("location", location)], String::new())]).await;
+        let request = |client: &reqwest::Client| {
+            client
+                .get(server.url())
+                .header("apikey", "sk-live-1")
+                .header("api-key", "sk-live-2")
+                .header("x-cassandra-token", "sk-live-3")
+                .basic_auth("user", Some("sk-live-4"))
+        };
+        let Err(Failure::Transport(t)) = attempt(
+            request(&client_builder().build().unwrap()),
+            Duration::from_secs(5),
+            Some("sk-live-1"),
+            Limit::new("SUPABASE_URL", 1 << 20),
+        )
+        .await
+        else {
+            panic!("expected a transport failure");
+        };
+        assert_eq!(t.code, "http_redirect");
+        assert!(t.class.is_permanent());
+        assert!(t.message.contains("SUPABASE_URL"), "{}", t.message);
+        assert!(t.message.contains("307"), "{}", t.message);
+        assert!(t.message.contains(&thief.url()), "{}", t.message);
+        assert!(
+            !t.message.contains("/stolen"),
+            "no path in messages: {}",
+            t.message
+        );
+        assert_eq!(server.requests().len(), 1);
+        assert!(
+            thief.requests().is_empty(),
+            "the second server saw no request"
+        );
+
+        // Without the policy (what every client had before): the keys reach the other server.
+        let _ = attempt(
+            request(&reqwest::Client::new()),
+            Duration::from_secs(5),
+            None,
+            LIMIT,
+        )
+        .await;
+        let seen = thief.requests();
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].head.contains("sk-live-1"), "{}", seen[0].head);
     }
 
     #[tokio::test]

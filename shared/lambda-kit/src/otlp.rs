@@ -53,6 +53,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318";
 
 /// SpanKind `SPAN_KIND_CONSUMER`.
+/// The collector's answer is an `ExportTraceServiceResponse` (a partial-success count and a
+/// message): a few hundred bytes; more than this is not read.
+const ANSWER_LIMIT: crate::http::Limit =
+    crate::http::Limit::new("OTEL_EXPORTER_OTLP_ENDPOINT", 64 * 1024);
+
 const KIND_CONSUMER: u8 = 5;
 /// StatusCode `STATUS_CODE_UNSET`, `STATUS_CODE_ERROR`.
 const STATUS_UNSET: u8 = 0;
@@ -144,18 +149,9 @@ impl OtlpExporter {
                 format!("{DEFAULT_ENDPOINT}/v1/traces"),
             ),
         };
-        let url = reqwest::Url::parse(&endpoint)
-            .map_err(|e| ConfigError::new(var, format!("not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ConfigError::new(var, "must be an http:// or https:// URL"));
-        }
-        // Transport errors quote the URL; credentials in it would reach the logs.
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(ConfigError::new(
-                var,
-                "must not carry credentials (user:password@) in the URL",
-            ));
-        }
+        // No credential is sent (no OTEL_EXPORTER_OTLP_HEADERS): http:// stays allowed; userinfo
+        // is refused, transport errors would quote it.
+        let url = crate::config::check_url(var, &endpoint, false)?;
         let timeout = env.millis_or("OTEL_EXPORTER_OTLP_TIMEOUT", DEFAULT_TIMEOUT)?;
         if timeout.is_zero() {
             return Err(ConfigError::new(
@@ -167,7 +163,7 @@ impl OtlpExporter {
             .get("OTEL_SERVICE_NAME")
             .or_else(|| env.get("AWS_LAMBDA_FUNCTION_NAME"))
             .unwrap_or_else(|| function_name.to_owned());
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .connect_timeout(timeout)
             .build()
             .map_err(|e| {
@@ -307,7 +303,7 @@ impl OtlpExporter {
             });
         }
         let request = self.http.post(&self.endpoint).json(&body);
-        match attempt(request, timeout, None).await {
+        match attempt(request, timeout, None, ANSWER_LIMIT).await {
             Ok(answer) => partial_success(&answer),
             Err(Failure::Transport(t)) => Err(ExportError {
                 code: match t.code {

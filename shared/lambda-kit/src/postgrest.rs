@@ -256,18 +256,13 @@ impl PostgrestConfig {
     }
 }
 
+/// Every request carries the key: https (but on loopback), no userinfo, no query.
 fn check_url(var: &str, url: &str) -> Result<String, ConfigError> {
     let url = url.trim_end_matches('/');
-    match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {
-            Ok(url.to_owned())
-        }
-        Ok(_) => Err(ConfigError::new(
-            var,
-            "must be an http(s) URL without a query",
-        )),
-        Err(e) => Err(ConfigError::new(var, format!("is not a valid URL: {e}"))),
+    if crate::config::check_url(var, url, true)?.query().is_some() {
+        return Err(ConfigError::new(var, "must be a URL without a query"));
     }
+    Ok(url.to_owned())
 }
 
 /// What an upsert does with a row whose conflict key already exists.
@@ -650,6 +645,19 @@ impl Classify for PostgrestError {
     }
 }
 
+/// The settings of PostgREST's URL, named when it redirects or answers too much.
+const URL_VARS: &str = "SUPABASE_URL (or SUPABASE_REST_URL)";
+
+/// Largest PostgREST answer the functions read: a page of [`READ_PAGE_ROWS`] rows of 16 KB each,
+/// far more than the ids, versions and hashes they read. Past it the call fails as an environment
+/// fault, having read no more. `kl`, which reads whole dead letters, sets its own
+/// ([`PostgrestClient::with_max_answer`]).
+pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// Most rows one [`PostgrestClient::select_all`] returns: a server that ignored `offset` would
+/// otherwise answer the same page forever while the result grows.
+pub const MAX_SELECT_ALL_ROWS: usize = 1_000 * READ_PAGE_ROWS;
+
 /// Rows asked for per request by [`PostgrestClient::select_all`]: Supabase's default
 /// `db-max-rows`.
 pub const READ_PAGE_ROWS: usize = 1000;
@@ -675,7 +683,7 @@ impl PostgrestClient {
     /// assert_eq!(c.table_url("vault"), "http://127.0.0.1:3000/vault");
     /// ```
     pub fn new(config: PostgrestConfig) -> Result<Self, PostgrestError> {
-        let http = reqwest::Client::builder()
+        let http = http::client_builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
@@ -695,9 +703,16 @@ impl PostgrestClient {
             http,
             base_url: Arc::from(config.base_url.trim_end_matches('/')),
             key: config.key,
-            sender: http::Sender::new("postgrest", config.request_timeout, config.retry, None),
+            sender: http::Sender::new("postgrest", config.request_timeout, config.retry, None)
+                .with_limit(http::Limit::new(URL_VARS, MAX_ANSWER)),
             requests: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The same client, reading answers of up to `bytes` (default [`MAX_ANSWER`]).
+    pub fn with_max_answer(mut self, bytes: usize) -> Self {
+        self.sender = self.sender.with_limit(http::Limit::new(URL_VARS, bytes));
+        self
     }
 
     /// URL of a table (path segment percent-encoded).
@@ -758,7 +773,7 @@ impl PostgrestClient {
     /// column list that is unique per row, e.g. the primary key), so that the API's row limit
     /// (Supabase answers at most 1000 rows per request by default, `db-max-rows`) never cuts the
     /// result short silently. Reading stops at the first empty page, whatever limit the server
-    /// applies.
+    /// applies, or fails past [`MAX_SELECT_ALL_ROWS`] rows.
     pub async fn select_all<T: DeserializeOwned>(
         &self,
         deadline: &Deadline,
@@ -780,6 +795,11 @@ impl PostgrestClient {
                 serde_json::from_slice(&body).map_err(|e| PostgrestError::Decode(e.to_string()))?;
             if page.is_empty() {
                 return Ok(out);
+            }
+            if page.len() > MAX_SELECT_ALL_ROWS - out.len() {
+                return Err(PostgrestError::Decode(format!(
+                    "{table}: more than {MAX_SELECT_ALL_ROWS} rows in pages of {READ_PAGE_ROWS}; a selection this large is refused (does the server ignore `offset`?)"
+                )));
             }
             out.extend(page);
         }
@@ -1071,6 +1091,24 @@ mod tests {
         assert_eq!(e.var, "SUPABASE_URL");
         let e = PostgrestConfig::from_env(&Env::empty(), Secret::new("k")).unwrap_err();
         assert_eq!(e.var, "SUPABASE_URL");
+        // Every request carries the key: https, but on loopback; never userinfo.
+        for (var, url) in [
+            ("SUPABASE_URL", "http://db.example.com"),
+            ("SUPABASE_REST_URL", "http://10.0.0.5:3000"),
+            ("SUPABASE_URL", "https://u:pw-secret@x.supabase.co"),
+        ] {
+            let e = PostgrestConfig::from_env(&Env::from_pairs([(var, url)]), Secret::new("k"))
+                .unwrap_err();
+            assert_eq!(e.var, var);
+            assert!(!e.to_string().contains("pw-secret"), "{e}");
+        }
+        assert!(
+            PostgrestConfig::from_env(
+                &Env::from_pairs([("SUPABASE_URL", "http://localhost:54321")]),
+                Secret::new("k")
+            )
+            .is_ok()
+        );
     }
 
     #[tokio::test]
@@ -1499,6 +1537,57 @@ mod tests {
                 "{head}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn select_all_stops_when_the_server_ignores_the_offset() {
+        // The same full page, whatever the offset.
+        let page = format!("[{}]", vec!["1"; READ_PAGE_ROWS].join(","));
+        let server = MockServer::start(vec![(200, vec![], page)]).await;
+        let e = client(&server.url())
+            .select_all::<serde::de::IgnoredAny>(
+                &Deadline::after(Duration::from_secs(60)),
+                "dead_letters",
+                "*",
+                &[],
+                "id",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_code(), "db_decode");
+        assert!(!e.blames_input());
+        assert!(e.to_string().contains("more than 1000000 rows"), "{e}");
+        assert_eq!(
+            server.requests().len(),
+            MAX_SELECT_ALL_ROWS / READ_PAGE_ROWS + 1
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_through_the_limit_and_redirects_name_the_url_setting() {
+        let server = MockServer::start(vec![(200, vec![], "[1,2,3,4,5,6,7,8,9]".into())]).await;
+        let e = client(&server.url())
+            .with_max_answer(8)
+            .select::<u8>(&Deadline::after(Duration::from_secs(5)), "t", "*", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_code(), "http_body_too_large");
+        assert!(!e.blames_input() && e.class().is_permanent());
+        let server = MockServer::start(vec![(
+            308,
+            vec![("location", "https://elsewhere.example/rest/v1/t")],
+            String::new(),
+        )])
+        .await;
+        let e = client(&server.url())
+            .select::<u8>(&Deadline::after(Duration::from_secs(5)), "t", "*", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_code(), "http_redirect");
+        assert!(!e.blames_input());
+        assert!(e.to_string().contains("SUPABASE_URL"), "{e}");
+        assert!(!e.to_string().contains("sekret-key"), "{e}");
+        assert_eq!(server.requests().len(), 1, "not retried");
     }
 
     #[test]

@@ -305,20 +305,6 @@ impl RegistryConfig {
     }
 
     async fn from_env(env: &Env, url: &str) -> Result<Self, InitError> {
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| ConfigError::new("SCHEMA_REGISTRY_URL", format!("not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") || !parsed.username().is_empty() {
-            return Err(ConfigError::new(
-                "SCHEMA_REGISTRY_URL",
-                "expected http(s)://host[:port][/path], credentials in SCHEMA_REGISTRY_USERNAME / _PASSWORD or SCHEMA_REGISTRY_SECRET_ID",
-            )
-            .into());
-        }
-        let mut config = Self::new(url);
-        config.timeout = env.millis_or("HTTP_TIMEOUT_MS", config.timeout)?;
-        config.connect_timeout =
-            env.millis_or("HTTP_CONNECT_TIMEOUT_MS", config.connect_timeout)?;
-        config.retry = RetryPolicy::from_env(env, "RETRY_")?;
         let wants_auth = [
             "SCHEMA_REGISTRY_USERNAME",
             "SCHEMA_REGISTRY_PASSWORD",
@@ -326,6 +312,13 @@ impl RegistryConfig {
         ]
         .iter()
         .any(|v| env.get(v).is_some());
+        // Credentials go in those settings, never in the URL; with them, https (but on loopback).
+        crate::config::check_url("SCHEMA_REGISTRY_URL", url, wants_auth)?;
+        let mut config = Self::new(url);
+        config.timeout = env.millis_or("HTTP_TIMEOUT_MS", config.timeout)?;
+        config.connect_timeout =
+            env.millis_or("HTTP_CONNECT_TIMEOUT_MS", config.connect_timeout)?;
+        config.retry = RetryPolicy::from_env(env, "RETRY_")?;
         if wants_auth {
             let user = Credential::from_env(
                 env,
@@ -457,7 +450,7 @@ impl SchemaRegistry {
     /// assert_eq!(r.schema_url("7"), "http://127.0.0.1:8081/schemas/ids/7");
     /// ```
     pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
-        let http = reqwest::Client::builder()
+        let http = http::client_builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
@@ -471,7 +464,8 @@ impl SchemaRegistry {
             http,
             url: config.url.trim_end_matches('/').to_string(),
             auth: config.auth,
-            sender: Sender::new("schema_registry", config.timeout, config.retry, None),
+            sender: Sender::new("schema_registry", config.timeout, config.retry, None)
+                .with_limit(http::Limit::new("SCHEMA_REGISTRY_URL", MAX_SCHEMA_ANSWER)),
             cache: SchemaCache::default(),
             fetches: Default::default(),
         })
@@ -694,6 +688,10 @@ impl SchemaRegistry {
         Ok(body.to_vec())
     }
 }
+
+/// Largest registry answer read: a schema (JSON-escaped in the answer) of several megabytes is
+/// far beyond what Kafka records carry; past it the fetch fails as an environment fault.
+pub const MAX_SCHEMA_ANSWER: usize = 8 * 1024 * 1024;
 
 /// How deep references may refer to references.
 pub const MAX_REFERENCE_DEPTH: usize = 8;
@@ -1208,6 +1206,20 @@ mod tests {
         let e = ValueSettings::from_env(&bad).await.unwrap_err();
         assert!(e.to_string().contains("SCHEMA_REGISTRY_URL"), "{e}");
         assert!(!e.to_string().contains("u:p"), "{e}");
+        // Basic auth over http to another host would travel in clear text.
+        let bad = Env::from_pairs([
+            ("SCHEMA_REGISTRY_URL", "http://registry.internal:8081"),
+            ("SCHEMA_REGISTRY_USERNAME", "u"),
+            ("SCHEMA_REGISTRY_PASSWORD", "p"),
+        ]);
+        let e = ValueSettings::from_env(&bad).await.unwrap_err();
+        assert!(e.to_string().contains("SCHEMA_REGISTRY_URL"), "{e}");
+        assert!(e.to_string().contains("https://"), "{e}");
+        let open = Env::from_pairs([
+            ("VALUE_FORMAT", "avro"),
+            ("SCHEMA_REGISTRY_URL", "http://registry.internal:8081"),
+        ]);
+        assert!(ValueSettings::from_env(&open).await.is_ok());
         // A password without its user is a configuration error naming the variable.
         let bad = Env::from_pairs([
             ("SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081"),

@@ -87,3 +87,58 @@ impl MockServer {
         self.seen.lock().unwrap().clone()
     }
 }
+
+/// A server that answers every request `200` with a body that never ends (HTTP/1.0 style: no
+/// length, the body runs until the connection closes), counting the bytes it managed to write;
+/// its writing stops only when the client closes the connection.
+#[derive(Debug)]
+pub(crate) struct EndlessServer {
+    port: u16,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+    ended: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EndlessServer {
+    pub(crate) async fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ended = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (s, e) = (Arc::clone(&sent), Arc::clone(&ended));
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (s, e) = (Arc::clone(&s), Arc::clone(&e));
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[";
+                    let chunk = "0.125,".repeat(10_000);
+                    let mut out = sock.write_all(head.as_bytes()).await;
+                    while out.is_ok() {
+                        out = sock.write_all(chunk.as_bytes()).await;
+                        if out.is_ok() {
+                            s.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        }
+                    }
+                    e.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+        });
+        Self { port, sent, ended }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Body bytes written so far.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Connections whose client hung up.
+    pub(crate) fn ended(&self) -> u64 {
+        self.ended.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

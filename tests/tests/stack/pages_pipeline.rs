@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use event_decoding::Change;
+use integration_tests::endless::EndlessServer;
 use integration_tests::fake_embedder::{Api, FakeEmbedder, FakeRag, Fault, expected_vector};
 use integration_tests::pages::{
     Setup, TestHandler, batch, dead_letters, delete, fixture, handler, rows, run, stack, unique,
@@ -454,6 +455,52 @@ async fn provider_down_gives_a_partial_response_then_recovery_completes() {
         .map(|r| r.chunk_text.clone().unwrap())
         .collect();
     assert_eq!(texts, vec!["alpha 2", "beta"]);
+}
+
+/// Issue 20: an embedding API answering an endless 200 body (here Ollama's `/api/embed` shape,
+/// `{"embeddings":[[0.125,...` never closed) killed the function at 512 MB. Now each answer is
+/// read up to `answer_limit` and the call fails as the environment's fault: the batch fails whole
+/// (redelivered), nothing is dead-lettered, and every connection is hung up by the client after
+/// it read about its limit (the server's writes then fail).
+#[tokio::test]
+async fn an_endless_embedding_answer_fails_the_batch_with_bounded_reading() {
+    let Some(client) = stack("an_endless_embedding_answer_fails_the_batch") else {
+        return;
+    };
+    let server = EndlessServer::start(r#"{"model":"nomic-embed-text","embeddings":[["#).await;
+    let p = unique("endless");
+    let h = handler(&Setup::new(Api::Ollama, server.url(), p.clone())).await;
+    let (a, b) = (format!("{p}-a"), format!("{p}-b"));
+    let handled = run(
+        &h,
+        &batch(vec![upsert(0, &a, "alpha"), upsert(1, &b, "beta")]),
+    )
+    .await;
+    assert!(
+        handled.response.is_err(),
+        "all records failed: the whole batch is redelivered"
+    );
+    assert!(rows(&client, &[a, b]).await.is_empty());
+    assert!(
+        dead_letters(&client, &p).await.is_empty(),
+        "nothing blamed on the records"
+    );
+    assert!(server.requests() >= 1);
+    assert!(
+        server.all_hung_up(std::time::Duration::from_secs(10)).await,
+        "the client stopped reading every answer: {} of {} hung up",
+        server.hung_up(),
+        server.requests()
+    );
+    // Each answer's limit plus what the sockets buffer, far below what reading on would reach.
+    let limit = page_embedder::embed::answer_limit(2, 768) as u64;
+    let per_answer = limit + (16 << 20);
+    assert!(
+        server.sent() < server.requests() * per_answer,
+        "{} bytes sent for {} answers",
+        server.sent(),
+        server.requests()
+    );
 }
 
 #[tokio::test]

@@ -285,8 +285,13 @@ type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 /// The PostgREST client of the functions' own settings.
 pub async fn client_from_env(env: &Env) -> Result<PostgrestClient, Box<dyn std::error::Error>> {
     let key = resolve_key(env).await?;
-    Ok(PostgrestClient::new(PostgrestConfig::from_env(env, key)?)?)
+    Ok(PostgrestClient::new(PostgrestConfig::from_env(env, key)?)?.with_max_answer(KL_MAX_ANSWER))
 }
+
+/// Largest PostgREST answer `kl` reads: a page of 1000 dead letters carries whole records (up to
+/// the broker's 1 MB default each), more than the functions ever read
+/// ([`lambda_kit::postgrest::MAX_ANSWER`]).
+const KL_MAX_ANSWER: usize = 1 << 30;
 
 async fn list(table: &str, args: ListArgs) -> CliResult {
     let selection = args.selection.selection()?;
@@ -427,7 +432,7 @@ async fn reembed_command(args: ReembedArgs) -> CliResult {
         );
     };
     let client = client_from_env(&env).await?;
-    let http = reqwest::Client::builder()
+    let http = lambda_kit::http::client_builder()
         .connect_timeout(Duration::from_secs(5))
         .build()?;
     let embedder = config.embedder(&env, &http).await?;

@@ -430,13 +430,34 @@ impl<W: Wire> HttpEmbedder<W> {
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
-        let body = http::attempt(request, self.timeout, key)
+        let limit = http::Limit::new("EMBED_BASE_URL", answer_limit(texts.len(), self.dimensions));
+        let body = http::attempt(request, self.timeout, key, limit)
             .await
             .map_err(|failure| provider_error(failure, &self.model, key))?;
         let vectors = W::vectors(&body)
             .map_err(|e| invalid_response(&self.model, format!("body is not {}: {e}", W::SHAPE)))?;
         in_input_order(&self.model, vectors, texts.len())
     }
+}
+
+/// Largest embeddings answer read for `inputs` vectors of `dimensions` values: 32 bytes per
+/// value (a JSON number as servers print an `f32`, `-0.0069292835` from OpenAI and Ollama, up to
+/// `-1.2345678901234567e-05` from servers printing it as an `f64`, with its separator and some
+/// indentation), 1 KiB per vector (its object, `index`, `"embedding"`) and 64 KiB for the rest
+/// (`model`, `usage`, timings). A full default batch (64 inputs of 768 values) allows 1.6 MB;
+/// an answer past it, an endless one included, fails the call having read no more.
+///
+/// ```
+/// use page_embedder::embed::answer_limit;
+/// assert_eq!(answer_limit(64, 768), 64 * 1024 + 64 * (1024 + 768 * 32));
+/// ```
+pub fn answer_limit(inputs: usize, dimensions: usize) -> usize {
+    const PER_VALUE: usize = 32;
+    const PER_VECTOR: usize = 1024;
+    const REST: usize = 64 * 1024;
+    REST.saturating_add(
+        inputs.saturating_mul(PER_VECTOR.saturating_add(dimensions.saturating_mul(PER_VALUE))),
+    )
 }
 
 /// The providers' reading of a failed attempt: the 400/413/422 context-length rules of
@@ -494,6 +515,86 @@ mod tests {
     use super::*;
     use reqwest::StatusCode;
     use reqwest::header::HeaderMap;
+
+    /// A provider whose 200 answer never ends (`prefix`, then `0.125,` forever, until the client
+    /// hangs up), on a thread of its own; returns its URL and the bytes it managed to write once
+    /// the client hung up.
+    fn endless_provider(prefix: &'static str) -> (String, std::sync::mpsc::Receiver<u64>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for mut sock in listener.incoming().flatten() {
+                let _ = sock.read(&mut [0u8; 65536]);
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+                let chunk = "0.125,".repeat(10_000);
+                let mut sent = 0u64;
+                let mut out = sock.write_all(format!("{head}{prefix}").as_bytes());
+                while out.is_ok() {
+                    out = sock.write_all(chunk.as_bytes());
+                    sent += chunk.len() as u64;
+                }
+                let _ = tx.send(sent);
+            }
+        });
+        (url, rx)
+    }
+
+    /// Issue 20: an endless answer killed the function at 512 MB. Now reading stops at
+    /// [`answer_limit`] and the call fails as the provider's fault (transient: retried within
+    /// the deadline, then the batch is redelivered), never the input's.
+    #[tokio::test]
+    async fn an_endless_answer_fails_the_call_after_the_limit() {
+        for (wire, prefix) in [
+            ("ollama", r#"{"embeddings":[["#),
+            ("openai", r#"{"data":[{"index":0,"embedding":["#),
+        ] {
+            let (url, sent) = endless_provider(prefix);
+            let texts = vec!["a".to_owned(), "b".to_owned()];
+            let client = lambda_kit::http::client_builder().build().unwrap();
+            let result = if wire == "ollama" {
+                OllamaEmbedder::new(client, &url, "m", 768, false)
+                    .embed(&texts)
+                    .await
+            } else {
+                OpenAiEmbedder::new(
+                    client,
+                    &url,
+                    "m",
+                    768,
+                    false,
+                    Some(Secret::new("sk-9").into()),
+                )
+                .embed(&texts)
+                .await
+            };
+            let e = result.unwrap_err();
+            assert!(e.class().is_transient(), "{e}");
+            assert!(!e.blames_input(), "{e}");
+            assert_eq!(e.error_code(), "embed_invalid_response");
+            let limit = answer_limit(2, 768);
+            assert!(
+                e.to_string()
+                    .contains(&format!("larger than {limit} bytes")),
+                "{e}"
+            );
+            assert!(e.to_string().contains("EMBED_BASE_URL"), "{e}");
+            assert!(!e.to_string().contains("sk-9"), "{e}");
+            // The client hung up after about the limit (plus the sockets' buffers). Waiting yields:
+            // the connection is closed by a task of this runtime.
+            let mut hung_up = None;
+            for _ in 0..1000 {
+                if let Ok(n) = sent.try_recv() {
+                    hung_up = Some(n);
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            let sent = hung_up.expect("the client closed the connection");
+            assert!(sent < limit as u64 + (16 << 20), "{sent} bytes sent");
+        }
+    }
 
     fn err(status: u16, body: &str) -> EmbedError {
         let (msg, code) = error_message(body, Some("sk-secret"));

@@ -30,7 +30,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::rest::{RestClient, Service, json_text, segment};
+use super::rest::{MAX_ROWS_READ, RestClient, Service, json_text, segment, too_many_rows};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
 use crate::config::KeySource;
 
@@ -40,6 +40,7 @@ const POINT_NAMESPACE: uuid::Uuid = uuid::uuid!("6f1c2b8e-5d3a-4e7f-9a41-2c8d0b7
 /// Qdrant's REST API: the key in `api-key`, errors as `{"status": {"error": "..."}}`.
 const QDRANT: Service = Service {
     name: "qdrant",
+    url_var: "QDRANT_URL",
     auth_header: "api-key",
     error_text: qdrant_error_text,
     refuses_setup: qdrant_refuses_setup,
@@ -103,7 +104,8 @@ impl QdrantConfig {
     /// assert_eq!(QdrantConfig::from_env(&Env::empty()).unwrap_err().var, "QDRANT_URL");
     /// ```
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let url = http_url(env, "QDRANT_URL")?;
+        let api_key = key_source(env, API_KEY_VARS)?;
+        let url = http_url(env, "QDRANT_URL", !matches!(api_key, KeySource::None))?;
         let collection = env.string_or("QDRANT_COLLECTION", "page_vectors");
         if collection.is_empty() || collection == "." || collection == ".." {
             return Err(ConfigError::new(
@@ -114,24 +116,25 @@ impl QdrantConfig {
         Ok(Self {
             url,
             collection,
-            api_key: key_source(env, API_KEY_VARS)?,
+            api_key,
             request_timeout: env.millis_or("HTTP_TIMEOUT_MS", Duration::from_secs(10))?,
             retry: RetryPolicy::from_env(env, "RETRY_")?,
         })
     }
 }
 
-/// An `http(s)` URL without a query, trailing `/` removed.
-pub(crate) fn http_url(env: &Env, var: &str) -> Result<String, ConfigError> {
+/// An `http(s)` URL without a query or userinfo, trailing `/` removed; `https://` (but on
+/// loopback) when requests to it carry a `credential` ([`lambda_kit::config::check_url`]).
+pub(crate) fn http_url(env: &Env, var: &str, credential: bool) -> Result<String, ConfigError> {
     let url = env.required(var)?;
     let url = url.trim_end_matches('/').to_owned();
-    match reqwest::Url::parse(&url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => Ok(url),
-        _ => Err(ConfigError::new(
-            var,
-            "must be an http(s) URL without a query",
-        )),
+    if lambda_kit::config::check_url(var, &url, credential)?
+        .query()
+        .is_some()
+    {
+        return Err(ConfigError::new(var, "must be a URL without a query"));
     }
+    Ok(url)
 }
 
 /// A key given directly or as a Secrets Manager id, not both.
@@ -287,6 +290,7 @@ impl VectorStore for QdrantStore {
     ) -> Result<StoredHashes, StoreError> {
         let mut out = StoredHashes::new();
         let url = format!("{}/points/scroll", self.base);
+        let mut rows = 0usize;
         for ids in page_ids.chunks(IDS_PER_QUERY) {
             let mut offset: Option<Value> = None;
             loop {
@@ -309,6 +313,10 @@ impl VectorStore for QdrantStore {
                 let Some(result) = envelope.result else {
                     return Err(check_ok(&Value::Null).unwrap_err());
                 };
+                rows = rows.saturating_add(result.points.len());
+                if rows > MAX_ROWS_READ {
+                    return Err(too_many_rows("qdrant"));
+                }
                 for point in result.points {
                     // Points written by something else (no payload of ours) are not our chunks.
                     if let Some(p) = point.payload {
@@ -395,6 +403,53 @@ impl VectorStore for QdrantStore {
 mod tests {
     use super::*;
 
+    /// A Qdrant that answers every scroll with the same full page and a `next_page_offset`
+    /// (as its documented `POST /points/scroll` does while points remain): a server that ignores
+    /// the `offset` it is sent. Reading stops past `MAX_ROWS_READ` rows instead of growing the
+    /// result until the deadline.
+    #[tokio::test]
+    async fn a_scroll_that_never_ends_is_cut_at_the_row_bound() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let point = r#"{"id":1,"payload":{"page_id":"p","chunk_index":0,"content_hash":"h"}}"#;
+        let body = format!(
+            r#"{{"result":{{"points":[{}],"next_page_offset":"next"}},"status":"ok","time":0.0}}"#,
+            vec![point; SCROLL_LIMIT].join(",")
+        );
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = std::sync::Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for mut sock in listener.incoming().flatten() {
+                let _ = sock.read(&mut [0u8; 65536]);
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = sock.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        let config =
+            QdrantConfig::from_env(&Env::from_pairs([("QDRANT_URL", url.as_str())])).unwrap();
+        let store = QdrantStore::new(&config, None, reqwest::Client::new()).unwrap();
+        let e = store
+            .stored_hashes(
+                &Deadline::after(Duration::from_secs(120)),
+                &["p".to_owned()],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "store_too_many_rows");
+        assert!(!e.blames_input, "{e:?}");
+        assert_eq!(
+            requests.load(std::sync::atomic::Ordering::Relaxed),
+            MAX_ROWS_READ / SCROLL_LIMIT + 1
+        );
+    }
+
     #[test]
     fn error_text_reads_qdrant_bodies() {
         let body =
@@ -423,6 +478,19 @@ mod tests {
                 ],
                 "QDRANT_API_KEY_SECRET_ID",
             ),
+            // The key would cross the network in clear text.
+            (
+                vec![("QDRANT_URL", "http://q.example"), ("QDRANT_API_KEY", "k")],
+                "QDRANT_URL",
+            ),
+            (
+                vec![
+                    ("QDRANT_URL", "http://q.example"),
+                    ("QDRANT_API_KEY_SECRET_ID", "s"),
+                ],
+                "QDRANT_URL",
+            ),
+            (vec![("QDRANT_URL", "https://u:pw@q.example")], "QDRANT_URL"),
         ] {
             let err = QdrantConfig::from_env(&Env::from_pairs(pairs)).unwrap_err();
             assert_eq!(err.var, var);

@@ -36,6 +36,28 @@ pub(crate) fn segment(field: &str, value: &str) -> Result<String, StoreError> {
     Ok(utf8_percent_encode(value, SEGMENT).to_string())
 }
 
+/// Largest answer read from Qdrant or Stargate: a read page holds at most 1000 rows of a page
+/// id, a chunk index and a hash (about 200 KB), a write's answer a status; past 8 MiB the call
+/// fails as an environment fault, having read no more.
+pub(crate) const MAX_ANSWER: usize = 8 * 1024 * 1024;
+
+/// Most rows one read of stored hashes follows pages for (Qdrant's `next_page_offset`, Stargate's
+/// `pageState`): a server that keeps answering a next page would otherwise grow the result until
+/// the deadline. A page of text has far fewer chunks.
+pub(crate) const MAX_ROWS_READ: usize = 100_000;
+
+/// The error for a read that passed [`MAX_ROWS_READ`].
+pub(crate) fn too_many_rows(service: &str) -> StoreError {
+    StoreError {
+        class: ErrorClass::Permanent,
+        code: "store_too_many_rows",
+        blames_input: false,
+        message: format!(
+            "{service} kept answering further pages past {MAX_ROWS_READ} rows for one read; reading stopped (does the server ignore the page cursor?)"
+        ),
+    }
+}
+
 /// Extracts the error text from a service's error body.
 pub(crate) type ErrorText = fn(&[u8]) -> Option<String>;
 
@@ -50,6 +72,8 @@ pub(crate) fn json_text(body: &[u8], pointer: &str) -> Option<String> {
 pub(crate) struct Service {
     /// `qdrant` or `stargate`, for messages.
     pub name: &'static str,
+    /// The setting of its URL (`QDRANT_URL`), named when it redirects or answers too much.
+    pub url_var: &'static str,
     /// Header carrying the key (`api-key`, `x-cassandra-token`), lowercase.
     pub auth_header: &'static str,
     /// Reads the service's error body.
@@ -85,7 +109,8 @@ impl RestClient {
         Ok(Self {
             http,
             auth: key.map(|key| (HeaderName::from_static(service.auth_header), key)),
-            sender: http::Sender::new(service.name, timeout, retry.clone(), None),
+            sender: http::Sender::new(service.name, timeout, retry.clone(), None)
+                .with_limit(http::Limit::new(service.url_var, MAX_ANSWER)),
             error_text: service.error_text,
             refuses_setup: service.refuses_setup,
         })

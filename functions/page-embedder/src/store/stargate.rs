@@ -33,13 +33,14 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use super::qdrant::{http_url, key_source};
-use super::rest::{RestClient, Service, json_text, segment};
+use super::rest::{MAX_ROWS_READ, RestClient, Service, json_text, segment, too_many_rows};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
 use crate::config::KeySource;
 
 /// Stargate REST v2: the token in `X-Cassandra-Token`, errors as `{"description": "..."}`.
 const STARGATE: Service = Service {
     name: "stargate",
+    url_var: "STARGATE_URL",
     auth_header: "x-cassandra-token",
     error_text: stargate_error_text,
     // Not known: Stargate's wording for a table of another shape was not checked against a
@@ -84,11 +85,12 @@ impl StargateConfig {
     /// assert_eq!((c.keyspace.as_str(), c.table.as_str()), ("gibsey", "page_vectors"));
     /// ```
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let auth_token = key_source(env, AUTH_TOKEN_VARS)?;
         Ok(Self {
-            url: http_url(env, "STARGATE_URL")?,
+            url: http_url(env, "STARGATE_URL", !matches!(auth_token, KeySource::None))?,
             keyspace: env.identifier_or("STARGATE_KEYSPACE", "gibsey")?,
             table: env.identifier_or("STARGATE_TABLE", "page_vectors")?,
-            auth_token: key_source(env, AUTH_TOKEN_VARS)?,
+            auth_token,
             request_timeout: env.millis_or("HTTP_TIMEOUT_MS", Duration::from_secs(10))?,
             retry: RetryPolicy::from_env(env, "RETRY_")?,
         })
@@ -189,6 +191,9 @@ impl StargateStore {
             }
             let body = self.rest.send(deadline, Method::GET, &url, None).await?;
             let rows: Rows = self.rest.decode(&body)?;
+            if rows.data.len() > MAX_ROWS_READ - out.len() {
+                return Err(too_many_rows("stargate"));
+            }
             out.extend(rows.data.into_iter().map(|r| StoredChunk {
                 chunk_index: r.chunk_index,
                 content_hash: r.content_hash,
@@ -335,6 +340,20 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.var, "STARGATE_KEYSPACE");
+        let err = StargateConfig::from_env(&Env::from_pairs([
+            ("STARGATE_URL", "http://stargate.internal:8082"),
+            ("STARGATE_AUTH_TOKEN", "t"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.var, "STARGATE_URL");
+        assert!(err.problem.contains("https://"), "{err}");
+        assert!(
+            StargateConfig::from_env(&Env::from_pairs([
+                ("STARGATE_URL", "http://127.0.0.1:8082"),
+                ("STARGATE_AUTH_TOKEN", "t"),
+            ]))
+            .is_ok()
+        );
         assert_eq!(
             StargateConfig::from_env(&Env::empty()).unwrap_err().var,
             "STARGATE_URL"
