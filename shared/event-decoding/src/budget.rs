@@ -10,7 +10,7 @@
 //! field of every record the schema names, each array and map with one item: a schema of 300
 //! optional fields decodes a 300-byte body whatever the ratio).
 //!
-//! Why 128 per byte: honest records stay well below it (the gifts and Debezium envelopes of
+//! Why 128 per byte (Avro; Protobuf: [`PROTOBUF_PER_BODY_BYTE`]): honest records stay well below it (the gifts and Debezium envelopes of
 //! `events/` take 4-25 bytes per body byte; an array of small records, `[{"cents": 250}, ...]`
 //! in two bytes an item, about 95), while a body of nulls or empty records, which takes no byte
 //! for an item, stops after `128 × its length` bytes (the 265-byte `array<array<null>>` of 32
@@ -25,8 +25,14 @@ pub(crate) const SLOT: usize = std::mem::size_of::<Value>();
 /// One node of a `serde_json::Map` (a B-tree of up to 11 keys and values), with its header.
 const MAP_NODE: usize = 11 * (std::mem::size_of::<String>() + SLOT) + 16;
 
-/// Output bytes a body may become per byte it holds, beyond its schema's allowance.
+/// Output bytes an Avro body may become per byte it holds, beyond its schema's allowance.
 pub(crate) const PER_BODY_BYTE: usize = 128;
+
+/// The same for a Protobuf body, whose JSON mapping writes every field without presence at its
+/// default: an honest repeated message of a dozen fields with one of them set takes 4 bytes and
+/// maps to ~2 KB. A repeated empty message takes 2 bytes; 512 per byte stops a body of them
+/// once its type has more than 6 fields.
+pub(crate) const PROTOBUF_PER_BODY_BYTE: usize = 512;
 
 /// What the entries of an object whose keys hold `key_bytes` take beyond their values' slots:
 /// each its share of a map node filled by half (a B-tree filled in key order splits them so)
@@ -61,16 +67,24 @@ pub(crate) struct Budget {
     left: usize,
     limit: usize,
     body: usize,
+    per_byte: usize,
 }
 
 impl Budget {
-    /// The budget of a body of `body` bytes whose schema allows `allowance` bytes by itself.
+    /// The budget of an Avro body of `body` bytes whose schema allows `allowance` bytes by
+    /// itself.
     pub(crate) fn new(body: usize, allowance: usize) -> Self {
-        let limit = body.saturating_mul(PER_BODY_BYTE).saturating_add(allowance);
+        Self::per_byte(body, allowance, PER_BODY_BYTE)
+    }
+
+    /// The budget of a body of `body` bytes that may become `per_byte` bytes per byte.
+    pub(crate) fn per_byte(body: usize, allowance: usize, per_byte: usize) -> Self {
+        let limit = body.saturating_mul(per_byte).saturating_add(allowance);
         Self {
             left: limit,
             limit,
             body,
+            per_byte,
         }
     }
 
@@ -90,7 +104,7 @@ impl Budget {
         format!(
             "the value expands past its output budget of {} bytes as JSON ({} per byte of its \
              {}-byte body, plus what its schema shapes)",
-            self.limit, PER_BODY_BYTE, self.body
+            self.limit, self.per_byte, self.body
         )
     }
 
