@@ -10,12 +10,13 @@
 //! field of every record the schema names, each array and map with one item: a schema of 300
 //! optional fields decodes a 300-byte body whatever the ratio).
 //!
-//! Why 128 per byte (Avro; Protobuf: [`PROTOBUF_PER_BODY_BYTE`]): honest records stay well below it (the gifts and Debezium envelopes of
-//! `events/` take 4-25 bytes per body byte; an array of small records, `[{"cents": 250}, ...]`
-//! in two bytes an item, about 95), while a body of nulls or empty records, which takes no byte
-//! for an item, stops after `128 × its length` bytes (the 265-byte `array<array<null>>` of 32
-//! million nulls, about 1 GB as JSON, stops at 34 KB). One record cannot take more than 128
-//! times its body; how many such records one batch holds is the batch runner's to bound.
+//! Why 128 per byte (Avro; Protobuf: [`PROTOBUF_PER_BODY_BYTE`]): honest records stay well
+//! below it (the Avro gifts and Debezium envelopes of `events/` take 16-24 bytes per body byte;
+//! an array of small records, `[{"cents": 250}, ...]` in two bytes an item, 95), while a body of
+//! nulls or empty records, which takes no byte for an item, stops after 128 times its length
+//! plus its schema's allowance (the 259-byte `array<array<null>>` of 32 million nulls, over 1 GB
+//! as JSON, stops at 33 KB). One record cannot take more than that; how many such records one
+//! batch holds is not bounded here (a batch of 6 MB holds at most 4.5 MB of bodies).
 
 use serde_json::Value;
 
