@@ -20,11 +20,20 @@ use base64::Engine as _;
 use num_bigint::BigInt;
 use serde_json::{Map, Number, Value};
 
+use crate::budget::{self, Budget, SLOT};
+
 /// The most a single Avro string, bytes or collection may claim (see [`AvroSchema::parse`]).
 const MAX_ALLOCATION_BYTES: usize = 16 * 1024 * 1024;
 
 /// The most items an array or map may claim (each becomes at least one `serde_json::Value`).
+/// The output budget ([`crate::budget`]) bounds them across all nesting; this bounds one claim.
 const MAX_ITEMS: usize = MAX_ALLOCATION_BYTES / std::mem::size_of::<Value>();
+
+/// The most bytes the unscaled integer of a decimal may hold: PostgreSQL's `numeric` keeps at
+/// most 131,072 digits before the point and 16,383 after, 147,455 digits, which take 61,230
+/// bytes of two's complement. Writing out a longer one as decimal text takes time quadratic
+/// in its length (seconds at a few hundred kilobytes, hours at megabytes).
+const MAX_DECIMAL_BYTES: usize = 61_230;
 
 /// How deep records, arrays and maps may nest in one body: a recursive schema lets a body nest
 /// as deep as its bytes allow, and each level costs stack.
@@ -49,9 +58,13 @@ const MAX_VARIABLE_SCALE: i32 = 16_383;
 /// | a string of Debezium's `io.debezium.data.Json` | the JSON it holds |
 ///
 /// Bounds on a body: a string or bytes length beyond what the body holds is an error before
-/// anything is allocated for it; an array or map may hold at most 16 MiB worth of values, nest
-/// at most 200 levels deep, and a `VariableScaleDecimal` claim a scale of at most 16,383 (as
-/// PostgreSQL's `numeric`). Of repeated map keys the last value wins (every value is read, so a
+/// anything is allocated for it; the JSON of a body may take at most 128 bytes per byte of
+/// the body plus what the schema alone shapes, counted across all nesting (every value, a `null`
+/// item of an array too, costs its slot: see `budget.rs`), else the body is refused (a
+/// `schema_mismatch` dead letter) as soon as its output passes the budget; an array or map may
+/// claim at most 16 MiB worth of values in one block, records, arrays and maps nest at most 200
+/// levels deep, a decimal's unscaled integer holds at most 61,230 bytes and a
+/// `VariableScaleDecimal` claims a scale of at most 16,383 (both as PostgreSQL's `numeric`). Of repeated map keys the last value wins (every value is read, so a
 /// bad `io.debezium.data.Json` string fails the body even where a later value replaces it).
 ///
 /// ```
@@ -68,6 +81,8 @@ pub struct AvroSchema {
     root: Node,
     /// Named types, for [`Node::Named`] (the way a record can hold itself).
     named: Vec<Node>,
+    /// The output the schema alone shapes (see [`Node::shaped`]): part of every body's budget.
+    allowance: usize,
     #[cfg(test)]
     schema: apache_avro::Schema,
     #[cfg(test)]
@@ -177,10 +192,12 @@ impl AvroSchema {
             .named
             .into_iter()
             .map(|n| n.unwrap_or(Node::Null))
-            .collect();
+            .collect::<Vec<_>>();
+        let allowance = root.shaped(&named, &mut vec![Shaped::Unknown; named.len()]);
         Ok(Self {
             root,
             named,
+            allowance,
             #[cfg(test)]
             schema: schema.clone(),
             #[cfg(test)]
@@ -196,6 +213,7 @@ impl AvroSchema {
             pos: 0,
             named: &self.named,
             depth: 0,
+            budget: Budget::new(body.len(), self.allowance),
         };
         let value = reader.value(&self.root).map_err(|e| e.message())?;
         if reader.pos < body.len() {
@@ -207,6 +225,68 @@ impl AvroSchema {
         }
         Ok(value)
     }
+}
+
+/// What [`Node::shaped`] knows of a named type.
+#[derive(Clone, Copy)]
+enum Shaped {
+    Unknown,
+    /// Being measured: a type that holds itself adds nothing more (its next level takes bytes).
+    Measuring,
+    Known(usize),
+}
+
+impl Node {
+    /// The output this node shapes with little help from the body: every field of every record
+    /// (each union at its largest branch, each array and map with one item), what the budget
+    /// allows any body beyond its bytes. A record that holds itself counts once.
+    fn shaped(&self, named: &[Node], seen: &mut [Shaped]) -> usize {
+        SLOT.saturating_add(match self {
+            Node::Fixed(n) => budget::base64(*n),
+            Node::Decimal { scale, fixed } => decimal_len(fixed.unwrap_or(0), *scale),
+            Node::Enum(symbols) => symbols.iter().map(String::len).max().unwrap_or(0),
+            Node::Record(fields) | Node::VariableScaleDecimal { fields, .. } => fields
+                .iter()
+                .map(|f| f.node.shaped(named, seen).saturating_add(f.name.len()))
+                .fold(budget::object(fields.len(), 0), usize::saturating_add),
+            Node::Array(item) => item.shaped(named, seen),
+            Node::Map(item) => item
+                .shaped(named, seen)
+                .saturating_add(std::mem::size_of::<(String, Value)>() + budget::object(1, 0)),
+            Node::Union(branches) => {
+                let widest = branches
+                    .iter()
+                    .map(|b| b.shaped(named, seen))
+                    .max()
+                    .unwrap_or(SLOT);
+                // A union is its branch: no slot of its own.
+                return widest;
+            }
+            Node::Named(i) => {
+                return match seen[*i] {
+                    Shaped::Known(n) => n,
+                    Shaped::Measuring => 0,
+                    Shaped::Unknown => {
+                        seen[*i] = Shaped::Measuring;
+                        let n = named[*i].shaped(named, seen);
+                        seen[*i] = Shaped::Known(n);
+                        n
+                    }
+                };
+            }
+            _ => 0,
+        })
+    }
+}
+
+/// The most text a decimal of `bytes` bytes at `scale` is written as: 2.41 digits per byte, the
+/// leading zeros the scale asks for, a sign and a point.
+fn decimal_len(bytes: usize, scale: u32) -> usize {
+    bytes
+        .saturating_mul(5)
+        .div_ceil(2)
+        .saturating_add(scale as usize)
+        .saturating_add(3)
 }
 
 /// Builds the [`Node`] tree of a schema.
@@ -433,9 +513,15 @@ struct Reader<'a> {
     pos: usize,
     named: &'a [Node],
     depth: u32,
+    budget: Budget,
 }
 
 impl<'a> Reader<'a> {
+    /// Takes `bytes` of output from the body's budget.
+    fn charge(&mut self, bytes: usize) -> Decoded<()> {
+        self.budget.charge(bytes).or_else(fail)
+    }
+
     fn left(&self) -> usize {
         self.body.len() - self.pos
     }
@@ -487,6 +573,21 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(bytes).or_else(|e| fail(format!("a string that is not UTF-8: {e}")))
     }
 
+    /// The unscaled integer of a decimal: `n` bytes (a fixed) or a length and that many.
+    fn unscaled(&mut self, fixed: Option<usize>) -> Decoded<BigInt> {
+        let bytes = match fixed {
+            Some(n) => self.take(n, "a decimal")?,
+            None => self.sized("a decimal")?,
+        };
+        if bytes.len() > MAX_DECIMAL_BYTES {
+            return fail(format!(
+                "a decimal of {} bytes (at most {MAX_DECIMAL_BYTES}, as PostgreSQL's numeric)",
+                bytes.len()
+            ));
+        }
+        Ok(BigInt::from_signed_bytes_be(bytes))
+    }
+
     /// The item count of the next array or map block; 0 ends the array or map.
     fn block(&mut self, so_far: usize) -> Decoded<usize> {
         let n = self.long()?;
@@ -517,6 +618,10 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self, node: &Node) -> Decoded<Value> {
+        // Every value costs its slot, whatever it takes of the body: an array of nulls too.
+        if !matches!(node, Node::Union(_) | Node::Named(_)) {
+            self.charge(SLOT)?;
+        }
         Ok(match node {
             Node::Null => Value::Null,
             Node::Boolean => match self.take(1, "a boolean")?[0] {
@@ -536,35 +641,52 @@ impl<'a> Reader<'a> {
                 let f = f64::from_le_bytes(b.try_into().expect("8 bytes"));
                 Number::from_f64(f).map_or(Value::Null, Value::Number)
             }
-            Node::Bytes => Value::String(
-                base64::engine::general_purpose::STANDARD.encode(self.sized("bytes")?),
-            ),
-            Node::Fixed(n) => Value::String(
-                base64::engine::general_purpose::STANDARD.encode(self.take(*n, "a fixed")?),
-            ),
-            Node::String => Value::String(self.str()?.to_owned()),
-            Node::JsonString => serde_json::from_str(self.str()?).or_else(|e| {
-                fail(format!(
-                    "an io.debezium.data.Json string that is not JSON: {e}"
-                ))
-            })?,
+            Node::Bytes => {
+                let bytes = self.sized("bytes")?;
+                self.charge(budget::base64(bytes.len()))?;
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+            Node::Fixed(n) => {
+                let bytes = self.take(*n, "a fixed")?;
+                self.charge(budget::base64(bytes.len()))?;
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+            Node::String => {
+                let s = self.str()?;
+                self.charge(s.len())?;
+                Value::String(s.to_owned())
+            }
+            Node::JsonString => {
+                let v: Value = serde_json::from_str(self.str()?).or_else(|e| {
+                    fail(format!(
+                        "an io.debezium.data.Json string that is not JSON: {e}"
+                    ))
+                })?;
+                // Built before it is measured, but from text of the body: at most what the
+                // same text takes as a JSON value of its own.
+                self.charge(budget::json(&v) - SLOT)?;
+                v
+            }
             Node::Decimal { scale, fixed } => {
-                let bytes = match fixed {
-                    Some(n) => self.take(*n, "a decimal")?,
-                    None => self.sized("a decimal")?,
-                };
-                Value::String(decimal(&BigInt::from_signed_bytes_be(bytes), *scale))
+                let unscaled = self.unscaled(*fixed)?;
+                self.charge(decimal_len(unscaled.bits().div_ceil(8) as usize, *scale))?;
+                Value::String(decimal(&unscaled, *scale))
             }
             Node::Enum(symbols) => {
                 let i = self.int()?;
                 match usize::try_from(i).ok().and_then(|i| symbols.get(i)) {
-                    Some(s) => Value::String(s.clone()),
+                    Some(s) => {
+                        self.charge(s.len())?;
+                        Value::String(s.clone())
+                    }
                     None => {
                         return fail(format!("enum index {i} of {} symbols", symbols.len()));
                     }
                 }
             }
             Node::Record(fields) => self.nested(|r| {
+                let keys = fields.iter().map(|f| f.name.len()).sum();
+                r.charge(budget::object(fields.len(), keys))?;
                 let mut map = Map::new();
                 for f in fields.iter() {
                     let v = r.value(&f.node).map_err(|mut e| {
@@ -596,8 +718,7 @@ impl<'a> Reader<'a> {
                             Ok(())
                         })
                     } else if Some(i) == *value {
-                        self.sized("bytes")
-                            .map(|b| unscaled = Some(BigInt::from_signed_bytes_be(b)))
+                        self.unscaled(None).map(|u| unscaled = Some(u))
                     } else {
                         self.nested(|r| r.value(&f.node)).map(drop)
                     };
@@ -607,7 +728,10 @@ impl<'a> Reader<'a> {
                     })?;
                 }
                 match (s, unscaled) {
-                    (Some(s), Some(u)) => Value::String(decimal(&u, s)),
+                    (Some(s), Some(u)) => {
+                        self.charge(decimal_len(u.bits().div_ceil(8) as usize, s))?;
+                        Value::String(decimal(&u, s))
+                    }
                     _ => {
                         return fail(
                             "a VariableScaleDecimal without an int `scale` and bytes `value`",
@@ -640,7 +764,12 @@ impl<'a> Reader<'a> {
                     }
                     entries.reserve(n.min(r.left()));
                     for _ in 0..n {
-                        let k = r.str()?.to_owned();
+                        let k = r.str()?;
+                        // The entry while it waits to be sorted, then its share of the map.
+                        r.charge(
+                            std::mem::size_of::<(String, Value)>() + budget::object(1, k.len()),
+                        )?;
+                        let k = k.to_owned();
                         let v = r.value(item).map_err(|mut e| {
                             e.path.push("*".into());
                             e
@@ -674,7 +803,10 @@ impl<'a> Reader<'a> {
                 let v = reader
                     .read_value(&mut rest)
                     .or_else(|e| fail(bounded(e.to_string())))?;
+                let read = self.body.len() - self.pos - rest.len();
                 self.pos = self.body.len() - rest.len();
+                // Text of what it read (a uuid, a big decimal), or three numbers.
+                self.charge(read.saturating_mul(3).saturating_add(3 * SLOT))?;
                 other(v)
             }
         })
@@ -1491,8 +1623,15 @@ mod tests {
             bytes(b"", &mut b); // blob
             b
         };
-        let v = schema.decode(&body(16_383)).unwrap();
-        assert_eq!(v["before"]["weight"].as_str().unwrap().len(), 16_385);
+        let v = schema.decode(&body(2_000)).unwrap();
+        assert_eq!(v["before"]["weight"].as_str().unwrap().len(), 2_002);
+        // PostgreSQL's largest scale is 16,385 characters of text from 16 bytes of body: more
+        // than the body's output budget.
+        let err = schema.decode(&body(16_383)).unwrap_err();
+        assert!(
+            err.starts_with("before.weight: the value expands past its output budget"),
+            "{err}"
+        );
         let err = schema.decode(&body(i64::from(i32::MAX))).unwrap_err();
         assert!(
             err.starts_with("before.weight.scale: a VariableScaleDecimal scale of 2147483647"),
@@ -1530,5 +1669,147 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("secret"), "{err}");
+    }
+
+    /// The output budget: hostile bodies of every shape stop, honest ones are not touched.
+    mod bounds {
+        use super::*;
+        use crate::budget::{self, Budget};
+        use proptest::prelude::*;
+
+        /// `count` arrays of `each` nulls: a few hundred bytes that were tens of millions of values.
+        pub(crate) fn nulls_of_nulls(count: i64, each: i64) -> Vec<u8> {
+            let mut b = Vec::new();
+            zigzag(count, &mut b);
+            for _ in 0..count {
+                zigzag(each, &mut b);
+                zigzag(0, &mut b);
+            }
+            zigzag(0, &mut b);
+            b
+        }
+
+        #[test]
+        fn nested_null_arrays_stop_at_the_budget() {
+            let schema =
+                AvroSchema::parse(r#"{"type":"array","items":{"type":"array","items":"null"}}"#)
+                    .unwrap();
+            // Each inner array is under the per-array cap; together 32 million nulls.
+            let body = nulls_of_nulls(64, 500_000);
+            assert!(body.len() < 300, "{}", body.len());
+            let err = schema.decode(&body).unwrap_err();
+            assert!(
+                err.starts_with("the value expands past its output budget"),
+                "{err}"
+            );
+            // Empty records in a map cost their slot too.
+            let schema = AvroSchema::parse(
+                r#"{"type":"map","values":{"type":"array","items":{"type":"record","name":"E","fields":[]}}}"#,
+            )
+            .unwrap();
+            let mut b = Vec::new();
+            zigzag(1, &mut b);
+            bytes(b"k", &mut b);
+            zigzag(500_000, &mut b);
+            zigzag(0, &mut b);
+            zigzag(0, &mut b);
+            let err = schema.decode(&b).unwrap_err();
+            assert!(err.starts_with("*: the value expands past"), "{err}");
+        }
+
+        #[test]
+        fn honest_arrays_of_small_records_fit() {
+            // 1,000 prices of two bytes each: as JSON about 95 bytes a byte of body.
+            let schema = AvroSchema::parse(
+                r#"{"type":"array","items":{"type":"record","name":"Money","fields":[{"name":"cents","type":"long"}]}}"#,
+            )
+            .unwrap();
+            let mut b = Vec::new();
+            zigzag(1_000, &mut b);
+            for _ in 0..1_000 {
+                zigzag(125, &mut b);
+            }
+            zigzag(0, &mut b);
+            assert_eq!(schema.decode(&b).unwrap().as_array().unwrap().len(), 1_000);
+        }
+
+        #[test]
+        fn decimals_longer_than_postgresql_keeps_are_refused() {
+            let schema = AvroSchema::parse(
+                r#"{"type":"bytes","logicalType":"decimal","precision":200000,"scale":2}"#,
+            )
+            .unwrap();
+            let mut b = Vec::new();
+            bytes(&vec![0x7f; MAX_DECIMAL_BYTES + 1], &mut b);
+            let err = schema.decode(&b).unwrap_err();
+            assert!(err.starts_with("a decimal of 61231 bytes"), "{err}");
+            let mut b = Vec::new();
+            bytes(&vec![0x7f; 1_000], &mut b);
+            assert!(schema.decode(&b).unwrap().as_str().unwrap().len() > 2_000);
+        }
+
+        /// Every shape the reader takes, hostile ones first: nested null arrays, empty records in
+        /// arrays and maps, unions of those, a record that holds itself, the Debezium envelope and
+        /// the everything schema.
+        const SHAPES: [&str; 8] = [
+            r#"{"type":"array","items":{"type":"array","items":"null"}}"#,
+            r#"{"type":"array","items":{"type":"record","name":"E","fields":[]}}"#,
+            r#"{"type":"map","values":{"type":"array","items":["null",{"type":"record","name":"N","fields":[{"name":"a","type":"null"},{"name":"b","type":"null"}]}]}}"#,
+            r#"{"type":"record","name":"Tree","fields":[{"name":"kids","type":{"type":"array","items":"Tree"}},{"name":"tag","type":["null","string"]}]}"#,
+            r#"{"type":"record","name":"Link","fields":[{"name":"next","type":["null","Link"]},{"name":"m","type":{"type":"map","values":"null"}}]}"#,
+            r#"{"type":"array","items":{"type":"record","name":"VariableScaleDecimal","namespace":"io.debezium.data","fields":[{"name":"scale","type":"int"},{"name":"value","type":"bytes"}],"connect.name":"io.debezium.data.VariableScaleDecimal"}}"#,
+            ENVELOPE,
+            EVERYTHING,
+        ];
+
+        /// Bodies made of varints (counts, lengths, union branches, scales) reach far more shapes
+        /// than random bytes, whose counts are mostly small.
+        fn varints() -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(
+                prop_oneof![0i64..4, 0i64..1_000_000_000, any::<i64>()],
+                0..64,
+            )
+            .prop_map(|ns| {
+                let mut b = Vec::new();
+                for n in ns {
+                    zigzag(n, &mut b);
+                }
+                b
+            })
+        }
+
+        fn holds_to_its_budget(schema: &AvroSchema, body: &[u8]) -> Result<(), TestCaseError> {
+            if let Ok(v) = schema.decode(body) {
+                let limit = Budget::new(body.len(), schema.allowance).limit();
+                prop_assert!(
+                    budget::json(&v) <= limit,
+                    "{} bytes as JSON over a budget of {limit}",
+                    budget::json(&v)
+                );
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Arbitrary bytes against every shape end in an answer, and a value the body decodes
+            /// to takes no more than the body's budget.
+            #[test]
+            fn arbitrary_bodies_decode_within_the_budget(
+                which in 0..SHAPES.len(),
+                body in prop_oneof![proptest::collection::vec(any::<u8>(), 0..256), varints()],
+            ) {
+                let schema = AvroSchema::parse(SHAPES[which]).unwrap();
+                holds_to_its_budget(&schema, &body)?;
+            }
+
+            /// The same on valid bodies of the everything schema and the envelope.
+            #[test]
+            fn valid_bodies_decode_within_the_budget(seed in any::<u64>(), which in 6..8usize) {
+                let schema = AvroSchema::parse(SHAPES[which]).unwrap();
+                holds_to_its_budget(&schema, &random_body(&schema, seed))?;
+            }
+        }
     }
 }

@@ -30,6 +30,7 @@
 
 mod avro;
 mod batch;
+mod budget;
 pub mod cdc;
 mod error;
 mod glue;

@@ -5,9 +5,14 @@
 
 use std::collections::HashMap;
 
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,
+    SerializeOptions,
+};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 use serde_json::Value;
+
+use crate::budget::{self, Budget, SLOT};
 
 /// The file name the registry's schema text is compiled under. References are compiled under
 /// the names the registry gives them, which are the names the schema's `import`s use.
@@ -38,6 +43,12 @@ const MAX_INDEXES: usize = 100;
 /// | `google.protobuf.Timestamp`, `Duration`, wrappers, `Struct`, ... | their JSON forms (`"2024-05-01T12:00:00Z"`, ...) |
 /// | `double`; `float` | the number; a `float` widened to `f64` as it is (`0.1` reads `0.10000000149011612`) |
 /// | NaN and infinities | `"NaN"`, `"Infinity"`, `"-Infinity"` (protobuf's JSON mapping) |
+///
+/// Bounds on a body: messages nest at most 100 deep (prost's limit); the JSON a body maps to may
+/// take at most 512 bytes per byte of the body, plus the fields of one message of each type its
+/// message holds at their defaults (see `budget.rs`): a repeated empty message takes two bytes
+/// of the body and maps to every field of its type, so a body of them is measured before it is
+/// mapped and refused (`schema_mismatch`) past that budget.
 ///
 /// ```
 /// use event_decoding::ProtoSchema;
@@ -169,6 +180,16 @@ impl ProtoSchema {
         // The name only for an error: no allocation per body that decodes.
         let message = DynamicMessage::decode(desc.clone(), body)
             .map_err(|e| format!("{}: {e}", desc.full_name()))?;
+        // The message holds at most what the body does; its JSON, with every field at its
+        // default written out, can hold far more.
+        let mut budget = Budget::per_byte(
+            body.len(),
+            shaped(&desc, &mut Vec::new()),
+            budget::PROTOBUF_PER_BODY_BYTE,
+        );
+        budget
+            .charge(message_cost(&message))
+            .map_err(|e| format!("{}: {e}", desc.full_name()))?;
         let options = SerializeOptions::new()
             .stringify_64_bit_integers(false)
             .use_proto_field_name(true)
@@ -177,6 +198,82 @@ impl ProtoSchema {
             .serialize_with_options(serde_json::value::Serializer, &options)
             .map_err(|e| format!("{}: {e}", desc.full_name()))
     }
+}
+
+/// What the JSON of `message` takes (an estimate, as everything in `budget.rs`): its present
+/// fields and those without presence at their defaults.
+fn message_cost(message: &DynamicMessage) -> usize {
+    let mut cost = SLOT;
+    for field in message.descriptor().fields() {
+        let value = if message.has_field(&field) {
+            value_cost(&message.get_field(&field))
+        } else if field.supports_presence() {
+            continue;
+        } else {
+            default_cost(&field)
+        };
+        cost = cost
+            .saturating_add(budget::object(1, field.name().len()))
+            .saturating_add(value);
+    }
+    cost
+}
+
+fn default_cost(field: &FieldDescriptor) -> usize {
+    SLOT + match field.kind() {
+        Kind::Enum(e) if !field.is_list() && !field.is_map() => e.default_value().name().len(),
+        _ => 0,
+    }
+}
+
+fn value_cost(value: &prost_reflect::Value) -> usize {
+    use prost_reflect::Value as V;
+    match value {
+        V::String(s) => SLOT + s.len(),
+        V::Bytes(b) => SLOT + budget::base64(b.len()),
+        // A name, or the number.
+        V::EnumNumber(_) => SLOT + 32,
+        V::List(items) => items
+            .iter()
+            .map(value_cost)
+            .fold(SLOT, usize::saturating_add),
+        // Keys are written as text: at most 20 digits, or the key string.
+        V::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| {
+                let key = match k {
+                    prost_reflect::MapKey::String(s) => s.len(),
+                    _ => 20,
+                };
+                value_cost(v).saturating_add(budget::object(1, key))
+            })
+            .fold(SLOT, usize::saturating_add),
+        V::Message(m) => message_cost(m),
+        // "NaN", "-Infinity".
+        V::F32(_) | V::F64(_) => SLOT + 9,
+        _ => SLOT,
+    }
+}
+
+/// What a message of this type maps to with no field set (every field without presence at its
+/// default), and one of each message type its fields hold, once per type: what the budget
+/// allows any body beyond its bytes.
+fn shaped(desc: &MessageDescriptor, seen: &mut Vec<String>) -> usize {
+    if seen.iter().any(|s| s == desc.full_name()) {
+        return 0;
+    }
+    seen.push(desc.full_name().to_string());
+    let mut cost = SLOT;
+    for field in desc.fields() {
+        let inner = match field.kind() {
+            Kind::Message(m) => shaped(&m, seen),
+            _ => default_cost(&field),
+        };
+        cost = cost
+            .saturating_add(budget::object(1, field.name().len()))
+            .saturating_add(inner);
+    }
+    cost
 }
 
 fn compile_error(e: &protox::Error) -> String {
@@ -244,6 +341,111 @@ fn zigzag(bytes: &mut &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    mod bounds {
+        use super::super::*;
+        use super::{bytes_field, field, varint};
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        const SHAPES: &str = r#"
+            syntax = "proto3";
+            package b;
+            message Wide { int64 a = 1; int64 b = 2; string c = 3; bool d = 4; double e = 5;
+                           repeated int32 f = 6; Kind k = 7; uint64 g = 8; }
+            enum Kind { KIND_UNSPECIFIED = 0; ONE = 1; }
+            message Box {
+                repeated Wide items = 1;
+                repeated Box kids = 2;
+                Box next = 3;
+                repeated int32 packed = 4;
+                map<string, Wide> m = 5;
+                repeated Empty empties = 6;
+            }
+            message Empty {}
+        "#;
+
+        fn shapes() -> ProtoSchema {
+            ProtoSchema::parse(SHAPES, &[]).unwrap()
+        }
+
+        #[test]
+        fn repeated_empty_messages_stop_at_the_budget() {
+            // 100,000 empty `Wide` items: two bytes each, eight fields each as JSON.
+            let body: Vec<u8> = [10u8, 0].repeat(100_000);
+            let err = shapes().decode(&[1], &body).unwrap_err();
+            assert!(
+                err.starts_with("b.Box: the value expands past its output budget"),
+                "{err}"
+            );
+            // A body that sets one field of each fits its budget.
+            let mut honest = Vec::new();
+            for i in 0..1_000u64 {
+                let mut item = Vec::new();
+                field(1, 0, &mut item);
+                varint(i % 100 + 1, &mut item);
+                bytes_field(1, &item, &mut honest);
+            }
+            let v = shapes().decode(&[1], &honest).unwrap();
+            assert_eq!(v["items"].as_array().unwrap().len(), 1_000);
+            assert_eq!(
+                v["items"][0],
+                json!({"a": 1, "b": 0, "c": "", "d": false, "e": 0.0, "f": [],
+                       "k": "KIND_UNSPECIFIED", "g": 0})
+            );
+        }
+
+        #[test]
+        fn deep_nesting_is_an_error_not_a_crash() {
+            // `next` 10,000 levels deep: each level a tag and a length around the rest.
+            let mut body = Vec::new();
+            for _ in 0..10_000 {
+                let mut outer = Vec::new();
+                bytes_field(3, &body, &mut outer);
+                body = outer;
+            }
+            let err = shapes().decode(&[1], &body).unwrap_err();
+            assert!(err.contains("recursion limit"), "{err}");
+        }
+
+        /// Bodies of tags and lengths that nest: far more shapes than random bytes reach.
+        fn nested() -> impl Strategy<Value = Vec<u8>> {
+            let leaf = proptest::collection::vec(any::<u8>(), 0..16);
+            leaf.prop_recursive(6, 256, 8, |inner| {
+                proptest::collection::vec((1u32..8, inner), 0..8).prop_map(|fields| {
+                    let mut out = Vec::new();
+                    for (n, body) in fields {
+                        bytes_field(n, &body, &mut out);
+                    }
+                    out
+                })
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Arbitrary bytes against repeated, nested, empty and map messages end in an
+            /// answer, and a value takes no more than the body's budget.
+            #[test]
+            fn arbitrary_bodies_decode_within_the_budget(
+                which in 0..3i32,
+                body in prop_oneof![proptest::collection::vec(any::<u8>(), 0..256), nested()],
+            ) {
+                let s = shapes();
+                if let Ok(v) = s.decode(&[which], &body) {
+                    let desc = s.message(&[which]).unwrap();
+                    let limit = Budget::per_byte(
+                        body.len(),
+                        shaped(&desc, &mut Vec::new()),
+                        budget::PROTOBUF_PER_BODY_BYTE,
+                    )
+                    .limit();
+                    prop_assert!(budget::json(&v) <= limit, "{} over {limit}", budget::json(&v));
+                }
+            }
+        }
+    }
 
     const SHOP: &str = r#"
         syntax = "proto3";

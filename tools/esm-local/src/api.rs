@@ -49,6 +49,9 @@ fn event(parts: &hyper::http::request::Parts, body: &[u8]) -> HttpRequest {
     }
 }
 
+/// The most a request body may hold: Lambda's 6 MB synchronous invocation payload.
+pub const MAX_REQUEST_BODY: usize = 6 * 1024 * 1024;
+
 /// Serves `publisher` on `listen` until the process ends.
 pub async fn serve(listen: &str, publisher: Publisher<KafkaBroker>) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
@@ -62,11 +65,20 @@ pub async fn serve(listen: &str, publisher: Publisher<KafkaBroker>) -> std::io::
                 let publisher = Arc::clone(&publisher);
                 async move {
                     let (parts, body) = req.into_parts();
-                    let body = body
+                    // A function URL takes at most 6 MB of request (Lambda's synchronous
+                    // invocation payload): a longer body is not read on, and answered 413 as
+                    // Lambda answers it.
+                    let Ok(body) = http_body_util::Limited::new(body, MAX_REQUEST_BODY)
                         .collect()
                         .await
                         .map(|b| b.to_bytes())
-                        .unwrap_or_default();
+                    else {
+                        let mut r = Response::new(Full::new(Bytes::from_static(
+                            br#"{"message":"Request must be smaller than 6291456 bytes for the InvokeFunction operation"}"#,
+                        )));
+                        *r.status_mut() = hyper::StatusCode::PAYLOAD_TOO_LARGE;
+                        return Ok::<_, Infallible>(r);
+                    };
                     let answer = publisher
                         .respond(&event(&parts, &body), Deadline::after(REQUEST_BUDGET))
                         .await;

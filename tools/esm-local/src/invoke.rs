@@ -136,11 +136,20 @@ impl HttpInvoker {
             .map_err(|e| InvokeError::Http(e.without_url().to_string()))?;
         let status = resp.status();
         let fn_error = resp.headers().contains_key("x-amz-function-error");
-        let body = resp
-            .bytes()
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
             .map_err(|e| InvokeError::Http(e.to_string()))?
-            .to_vec();
+        {
+            if body.len() + chunk.len() > MAX_POSTED_BODY {
+                return Err(InvokeError::Http(format!(
+                    "the function's response is over {MAX_POSTED_BODY} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
         if fn_error {
             return Ok(InvokeOutcome::FunctionError(
                 String::from_utf8_lossy(&body).into_owned(),
@@ -397,7 +406,7 @@ async fn route(
             r
         }
         (&Method::POST, "/init/error") => {
-            let body = read_body(req).await;
+            let body = read_body(req).await.unwrap_or_else(String::into_bytes);
             tracing::error!(function = %spec.name, error = %truncate(&body), "function init error");
             state.lock().expect("not poisoned").init_error = Some(truncate(&body));
             reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
@@ -415,10 +424,10 @@ async fn route(
                     r#"{"errorMessage":"unknown or finished request id","errorType":"InvalidRequestID"}"#,
                 );
             };
-            let outcome = if kind == "response" {
-                InvokeOutcome::Response(body)
-            } else {
-                InvokeOutcome::FunctionError(truncate(&body))
+            let outcome = match body {
+                Ok(body) if kind == "response" => InvokeOutcome::Response(body),
+                Ok(body) => InvokeOutcome::FunctionError(truncate(&body)),
+                Err(e) => InvokeOutcome::FunctionError(e),
             };
             tx.send(outcome).ok();
             reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
@@ -427,15 +436,50 @@ async fn route(
     }
 }
 
-async fn read_body(req: Request<Incoming>) -> Vec<u8> {
-    req.into_body()
+/// The most a function may post as a response or error, as Lambda allows a synchronous
+/// invocation (6 MB); a longer body is read no further and stands as the error below.
+pub(crate) const MAX_POSTED_BODY: usize = 6 * 1024 * 1024;
+
+/// A posted body, read through [`MAX_POSTED_BODY`]: past it (or cut off) the error, which fails
+/// the invocation as Lambda fails one whose response is too large.
+async fn read_body(req: Request<Incoming>) -> Result<Vec<u8>, String> {
+    http_body_util::Limited::new(req.into_body(), MAX_POSTED_BODY)
         .collect()
         .await
         .map(|b| b.to_bytes().to_vec())
-        .unwrap_or_default()
+        .map_err(|e| {
+            format!("the body posted to the Runtime API is unreadable or over {MAX_POSTED_BODY} bytes: {e}")
+        })
 }
 
 fn truncate(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
     s.chars().take(2000).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A function endpoint that answers 200 with a chunked body that never ends (HTTP/1.1
+    /// chunked transfer coding, RFC 9112 §7.1): the invoker stops at Lambda's 6 MB.
+    #[tokio::test]
+    async fn an_endless_response_fails_the_invocation_at_the_cap() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/invocations", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            let chunk = format!("{:x}\r\n{}\r\n", 65536, "x".repeat(65536));
+            while s.write_all(chunk.as_bytes()).await.is_ok() {}
+        });
+        let mut invoker = HttpInvoker::new(url, Duration::from_secs(30)).unwrap();
+        let err = invoker.invoke(b"{}".to_vec()).await.unwrap_err();
+        assert!(err.to_string().contains("over 6291456 bytes"), "{err}");
+    }
 }

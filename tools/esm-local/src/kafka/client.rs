@@ -569,7 +569,13 @@ fn decode_records(bytes: &mut Bytes) -> Result<Vec<Record>, KafkaError> {
             break;
         }
         let mut batch = bytes.split_to(total);
-        let set = RecordBatchDecoder::decode(&mut batch).map_err(KafkaError::decode)?;
+        let set = RecordBatchDecoder::decode_with_custom_compression(
+            &mut batch,
+            Some(|b: &mut Bytes, c| {
+                super::inflate::decompress(b, c, super::inflate::MAX_INFLATED_BATCH)
+            }),
+        )
+        .map_err(KafkaError::decode)?;
         out.extend(set.records);
     }
     Ok(out)

@@ -8,6 +8,7 @@
 
 mod client;
 mod conn;
+mod inflate;
 
 pub use client::{FetchedPartition, KafkaClient, OffsetSpec, ProduceRecord, TopicPartition};
 pub use conn::BrokerConnection;

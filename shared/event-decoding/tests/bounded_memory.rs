@@ -1,0 +1,86 @@
+//! Peak memory while decoding hostile values stays under a fixed bound: this test binary holds
+//! one test, so its peak resident set (`VmHWM` of `/proc/self/status`, Linux) is that of the
+//! decoding. (Unsafe code is forbidden in the workspace, so no counting allocator.)
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use event_decoding::{DataFormat, Decoding, KafkaRecord, ValueFormat, WriterSchema};
+
+/// The peak resident set of this process so far, in bytes.
+fn peak_rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kb: usize = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmHWM in kB");
+    kb * 1024
+}
+
+fn zigzag(n: i64, out: &mut Vec<u8>) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// Decodes `value` (Confluent-framed, schema id 1): refused as too large.
+fn refused(schema: &Arc<WriterSchema>, value: Vec<u8>, format: ValueFormat) {
+    let schemas: HashMap<String, Arc<WriterSchema>> =
+        HashMap::from([("1".to_string(), schema.clone())]);
+    let record = KafkaRecord::new("t", 0, 0, 0).with_value(value);
+    let err = record
+        .value_json_via::<serde_json::Value>(Decoding::new(format, &schemas))
+        .expect_err("a hostile value is refused");
+    assert_eq!(err.error_code(), "schema_mismatch", "{err}");
+    assert!(err.message.contains("output budget"), "{err}");
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn hostile_values_decode_within_a_fixed_memory_bound() {
+    // Avro: 64 arrays of 100,000 nulls (6.4 million values, 205 MB as JSON) in 257 bytes.
+    let avro = Arc::new(
+        WriterSchema::parse(
+            DataFormat::Avro,
+            r#"{"type":"array","items":{"type":"array","items":"null"}}"#,
+            &[],
+        )
+        .unwrap(),
+    );
+    let mut value = vec![0, 0, 0, 0, 1];
+    zigzag(64, &mut value);
+    for _ in 0..64 {
+        zigzag(100_000, &mut value);
+        zigzag(0, &mut value);
+    }
+    zigzag(0, &mut value);
+    refused(&avro, value, ValueFormat::Avro);
+
+    // Protobuf: 200,000 empty messages of eight fields (two bytes each, 1.6 million JSON values).
+    let proto = Arc::new(
+        WriterSchema::parse(
+            DataFormat::Protobuf,
+            r#"syntax = "proto3";
+               message Box { repeated Wide items = 1; }
+               message Wide { int64 a = 1; int64 b = 2; string c = 3; bool d = 4; double e = 5;
+                              repeated int32 f = 6; uint64 g = 7; sint64 h = 8; }"#,
+            &[],
+        )
+        .unwrap(),
+    );
+    let mut value = vec![0, 0, 0, 0, 1, 0];
+    value.extend([10u8, 0].repeat(200_000));
+    refused(&proto, value, ValueFormat::Protobuf);
+    // Without the budget the Avro value alone takes over 200 MB as JSON. The Protobuf body's
+    // dynamic message holds what the body does (a few words an item); its JSON is not built.
+    let peak = peak_rss();
+    assert!(peak < 96 << 20, "peak resident set {peak} bytes");
+}
