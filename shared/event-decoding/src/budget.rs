@@ -15,8 +15,13 @@
 //! an array of small records, `[{"cents": 250}, ...]` in two bytes an item, 95), while a body of
 //! nulls or empty records, which takes no byte for an item, stops after 128 times its length
 //! plus its schema's allowance (the 259-byte `array<array<null>>` of 32 million nulls, over 1 GB
-//! as JSON, stops at 33 KB). One record cannot take more than that; how many such records one
-//! batch holds is not bounded here (a batch of 6 MB holds at most 4.5 MB of bodies).
+//! as JSON, stops at 33 KB). Whatever its length, no body may become more than [`MAX_OUTPUT`]:
+//! 128 per byte alone would let one 4.5 MB body of nulls (the most a 6 MB batch carries) take
+//! 576 MB before it is refused, past any function's memory.
+//!
+//! What a batch keeps is not this tree: the functions keep the fields they write (table-sink as
+//! JSON text, 5 bytes a `null` where the tree takes 32), and the tree of one value is dropped
+//! before the next record is decoded.
 
 use serde_json::Value;
 
@@ -25,6 +30,12 @@ pub(crate) const SLOT: usize = std::mem::size_of::<Value>();
 
 /// One node of a `serde_json::Map` (a B-tree of up to 11 keys and values), with its header.
 const MAP_NODE: usize = 11 * (std::mem::size_of::<String>() + SLOT) + 16;
+
+/// The most any one value may become, whatever its body's length and its schema: 64 MiB of
+/// JSON tree. An honest Avro value (16-24 bytes per body byte) reaches it at 2.7 MB or more,
+/// past what Kafka accepts by default (`message.max.bytes`, 1 MB); a hostile one is refused
+/// before one value's tree can take a function of 128 MB down.
+pub(crate) const MAX_OUTPUT: usize = 64 << 20;
 
 /// Output bytes an Avro body may become per byte it holds, beyond its schema's allowance.
 pub(crate) const PER_BODY_BYTE: usize = 128;
@@ -80,7 +91,10 @@ impl Budget {
 
     /// The budget of a body of `body` bytes that may become `per_byte` bytes per byte.
     pub(crate) fn per_byte(body: usize, allowance: usize, per_byte: usize) -> Self {
-        let limit = body.saturating_mul(per_byte).saturating_add(allowance);
+        let limit = body
+            .saturating_mul(per_byte)
+            .saturating_add(allowance)
+            .min(MAX_OUTPUT);
         Self {
             left: limit,
             limit,
@@ -102,6 +116,13 @@ impl Budget {
 
     /// The error of a value past its budget.
     pub(crate) fn exceeded(&self) -> String {
+        if self.limit == MAX_OUTPUT {
+            return format!(
+                "the value expands past its output budget of {MAX_OUTPUT} bytes as JSON, the \
+                 most any one value may take (its body has {} bytes)",
+                self.body
+            );
+        }
         format!(
             "the value expands past its output budget of {} bytes as JSON ({} per byte of its \
              {}-byte body, plus what its schema shapes)",
@@ -128,6 +149,23 @@ mod tests {
         assert_eq!(json(&json!("abc")), SLOT + 3);
         assert_eq!(json(&json!({"a": 1})), 2 * SLOT + MAP_NODE / 6 + 16 + 1);
         assert!(json(&json!({})) == SLOT);
+    }
+
+    #[test]
+    fn no_body_may_become_more_than_the_ceiling() {
+        // 128 per byte would allow a 4.5 MB body 576 MB.
+        let b = Budget::new(4_500_000, 10);
+        assert_eq!(b.limit(), MAX_OUTPUT);
+        let mut b = Budget::per_byte(1 << 20, usize::MAX / 2, PROTOBUF_PER_BODY_BYTE);
+        assert_eq!(b.limit(), MAX_OUTPUT);
+        let err = b.charge(MAX_OUTPUT + 1).unwrap_err();
+        assert!(
+            err.contains(&format!("output budget of {MAX_OUTPUT} bytes")),
+            "{err}"
+        );
+        assert!(err.contains("1048576 bytes"), "{err}");
+        // Small bodies keep their own, smaller budget.
+        assert_eq!(Budget::new(100, 0).limit(), 100 * PER_BODY_BYTE);
     }
 
     #[test]
