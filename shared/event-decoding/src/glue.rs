@@ -125,6 +125,26 @@ fn uuid_text(id: &[u8; 16]) -> String {
     s
 }
 
+/// Whether `id` is a Glue schema version id: a UUID as text (`8-4-4-4-12` hex digits), which is
+/// what an event source mapping with a Glue registry puts in `valueSchemaMetadata.schemaId`
+/// (a Confluent registry's ids are decimal numbers).
+///
+/// ```
+/// # use event_decoding::is_glue_schema_version_id;
+/// assert!(is_glue_schema_version_id("2b9d0c6e-51a4-4f87-b3e2-9c0d1e2f3a4b"));
+/// assert!(is_glue_schema_version_id("2B9D0C6E-51A4-4F87-B3E2-9C0D1E2F3A4B"));
+/// assert!(!is_glue_schema_version_id("11"));
+/// assert!(!is_glue_schema_version_id("2b9d0c6e51a44f87b3e29c0d1e2f3a4b"));
+/// assert!(!is_glue_schema_version_id("2b9d0c6e-51a4-4f87-b3e2-9c0d1e2f3a4g"));
+/// ```
+pub fn is_glue_schema_version_id(id: &str) -> bool {
+    id.len() == 36
+        && id.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
 /// Inflates one zlib stream (RFC 1950: header, deflate data, Adler-32 checksum) into at most
 /// `limit` bytes. Bytes after the end of the stream are ignored, as the Glue deserializers ignore
 /// them; a stream cut short, corrupt, or with a wrong checksum is an error.

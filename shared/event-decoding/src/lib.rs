@@ -46,7 +46,7 @@ pub use cdc::{Change, Op, json_kind};
 pub use error::{BatchError, ErrorCode, RecordError};
 pub use glue::{
     GLUE_HEADER_LEN, GLUE_HEADER_VERSION, GlueCompression, GlueHeader, MAX_INFLATED_BODY,
-    glue_message_name, glue_prefix, glue_protobuf_index, inflate,
+    glue_message_name, glue_prefix, glue_protobuf_index, inflate, is_glue_schema_version_id,
 };
 pub use protobuf::ProtoSchema;
 pub use record::{Header, KafkaRecord, RecordId};

@@ -415,9 +415,15 @@ pub(crate) enum Encoded<'b> {
 pub(crate) enum Framing {
     /// Behind the Confluent wire prefix: a Protobuf body starts with its message indexes.
     Confluent,
-    /// Delivered with schema metadata (`EventRecordFormat: SOURCE`): a Protobuf body may or may
-    /// not start with its message indexes ([`protobuf::source_message_indexes`]).
+    /// Delivered with schema metadata (`EventRecordFormat: SOURCE`) naming a Confluent schema id:
+    /// a Protobuf body may or may not start with its message indexes
+    /// ([`protobuf::source_message_indexes`]).
     Source,
+    /// Delivered with schema metadata naming a Glue schema version id (a UUID,
+    /// [`glue::is_glue_schema_version_id`]): the event source mapping removed the Glue header
+    /// (and inflated the body) but kept what followed it, so a Protobuf body starts with Glue's
+    /// message index (one unsigned varint), not Confluent's zigzag array.
+    GlueSource,
     /// No prefix and no metadata: a plain body of the schema given in configuration
     /// ([`Decoding::plain`]); a Protobuf body may start with message indexes as for `Source`.
     Configured,
@@ -489,7 +495,11 @@ fn encoding<'b>(
             DataFormat::Avro | DataFormat::Protobuf => Ok(Encoded::Registry {
                 schema_id: meta.schema_id.clone(),
                 body: bytes,
-                framing: Framing::Source,
+                framing: if glue::is_glue_schema_version_id(&meta.schema_id) {
+                    Framing::GlueSource
+                } else {
+                    Framing::Source
+                },
             }),
             // JSON Schema: the ESM delivers the JSON text; its schema adds nothing to read it.
             DataFormat::Json => Ok(Encoded::Json(bytes)),
@@ -739,7 +749,7 @@ impl KafkaRecord {
                     Framing::Source | Framing::Configured => {
                         protobuf::source_message_indexes(&body)
                     }
-                    Framing::Glue(_) => glue::glue_message_indexes(s, &body),
+                    Framing::Glue(_) | Framing::GlueSource => glue::glue_message_indexes(s, &body),
                 }
                 .map_err(mismatch)?;
                 s.decode(&indexes, body).map(Body::Value).map_err(mismatch)
@@ -921,6 +931,7 @@ mod tests {
             "gift-avro-glue-source.json",
             "gift-protobuf.json",
             "gift-protobuf-glue.json",
+            "gift-protobuf-glue-source.json",
             "gift-jsonschema.json",
             "pages-debezium-avro.json",
         ] {

@@ -211,3 +211,57 @@ fn glue_protobuf_and_json_schema_values() {
         .unwrap();
     assert_eq!(note, json!({"text": "x"}));
 }
+
+/// An event source mapping with a Glue registry and `EventRecordFormat: SOURCE` strips the Glue
+/// header and keeps Glue's message index (an unsigned varint, not Confluent's zigzag array): the
+/// samples' bodies are what AWS's package's `codec.decode` leaves of values it encoded.
+#[test]
+fn glue_source_protobuf_reads_glue_message_index() {
+    let batch = KafkaBatch::from_slice(fixture!("gift-protobuf-glue-source.json")).unwrap();
+    let records = batch.as_slice();
+    let meta = records[1].value_schema_metadata().unwrap();
+    assert_eq!(
+        (meta.data_format.as_str(), meta.schema_id.as_str()),
+        ("PROTOBUF", PROTO_VERSION)
+    );
+    // Glue's index as the first byte: 0, 1 (the file's second message), 3 (a nested one), 4.
+    let first: Vec<u8> = records
+        .iter()
+        .map(|r| r.value().unwrap().unwrap()[0])
+        .collect();
+    assert_eq!(first, [0, 1, 3, 4]);
+    let schemas = proto_and_json_schemas();
+    for format in [ValueFormat::Auto, ValueFormat::Protobuf] {
+        let d = Decoding::new(format, &schemas);
+        let g0: Value = records[0].value_json_via(d).unwrap();
+        assert_eq!(g0["event_id"], "glue-src-g0");
+        assert_eq!(g0["page_id"], json!(810));
+        // Read as Confluent's array, byte 1 is "-1 message indexes": a schema_mismatch.
+        let g1: Value = records[1].value_json_via(d).unwrap();
+        assert_eq!(g1["event_id"], "glue-src-g1");
+        assert_eq!(g1["page_id"], json!(811));
+        assert_eq!(g1["question"], "Glue source question 1?");
+        assert_eq!(g1["kind"], "RIDDLE");
+        assert_eq!(g1["labels"], json!({"lang": "fr"}));
+        assert_eq!(g1["note"], json!({"text": "kept"}));
+        let note: Value = records[2].value_json_via(d).unwrap();
+        assert_eq!(note, json!({"text": "a note"}));
+        let e = records[3].value_json_via::<Value>(d).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SchemaMismatch, "{e}");
+        assert!(e.message.contains("Glue message index 4"), "{e}");
+    }
+    assert_eq!(
+        schema_ids(records, ValueFormat::Auto)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [PROTO_VERSION]
+    );
+    // A Confluent schema id in the metadata keeps Confluent's framing: byte 2 is one index, [1].
+    let confluent_source = KafkaRecord::new("t", 0, 0, 0)
+        .with_value([2, 2, 10, 1, b'x'])
+        .with_value_schema_metadata(event_decoding::SchemaMetadata::new("PROTOBUF", "11"));
+    let tagged: Value = confluent_source
+        .value_json_via(Decoding::new(ValueFormat::Auto, &schemas))
+        .unwrap();
+    assert_eq!(tagged["event_id"], "x");
+}
