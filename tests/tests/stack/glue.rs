@@ -198,3 +198,103 @@ async fn glue_framed_avro_gifts_through_the_broker() {
         .unwrap_or(0);
     assert_eq!(runner_dead, 0, "esm-local gave up on no record");
 }
+
+/// An event source mapping with a Glue registry and `EventRecordFormat: SOURCE`, Protobuf: the
+/// Glue header is gone, `valueSchemaMetadata.schemaId` names the schema version, and the body
+/// still starts with Glue's message index (an unsigned varint over the `.proto`'s message types in
+/// the order of their full names, as `events/gift-protobuf-glue-source.json` has it from AWS's
+/// package). `events/schemas/gift.proto` is registered in moto's Glue by AWS's package, the
+/// bodies are written by Google's protobuf runtime (`scripts/proto-tool`), and the real
+/// `gift-persister` binary (`VALUE_FORMAT=protobuf`, the registry's ARN) is invoked with the
+/// batch through esm-local's Runtime API: index 0 (`vault.Gift`) and index 1 (`vault.TaggedGift`,
+/// the byte Confluent's zigzag array reads as "-1 message indexes") are stored; index 4 names no
+/// message and is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glue_source_protobuf_gifts_are_stored() {
+    use esm_local::invoke::{FunctionProcess, FunctionSpec, InvokeOutcome};
+    use event_decoding::{EventSource, KafkaBatch, KafkaRecord, SchemaMetadata};
+    use integration_tests::esm::function_binary;
+
+    let test = "glue_source_protobuf";
+    let (Some(stack), Some(moto)) = (StackEnv::get_or_skip(test), moto_or_skip(test)) else {
+        return;
+    };
+    let (run, topic, _dir) = run_names("gluesrc");
+    let proto = repo().join("events/schemas/gift.proto");
+    let (arn, version) = register(
+        &moto,
+        &format!("{run}-registry"),
+        "gift-value",
+        proto.to_str().unwrap(),
+    );
+
+    let body = |message: &str, value: serde_json::Value| {
+        let mut encoder = Command::new(repo().join("scripts/proto-tool"));
+        encoder.arg("encode").arg(&proto).arg(message);
+        encode(encoder, &[value]).remove(0)
+    };
+    let gift = json!({"event_id": format!("{run}-g0"), "page_id": 910,
+                      "question": "glue source question 0", "answer": "glue source answer 0",
+                      "ts": "2024-11-23T08:20:00.250Z"});
+    let tagged = json!({"event_id": format!("{run}-g1"), "page_id": 911,
+                        "question": "glue source question 1", "answer": "glue source answer 1",
+                        "kind": "RIDDLE", "labels": {"lang": "fr"}});
+    // Glue's message index, then the message: vault.Gift 0, vault.TaggedGift 1; 4 names none.
+    let values = [
+        [vec![0], body("vault.Gift", gift.clone())].concat(),
+        [vec![1], body("vault.TaggedGift", tagged)].concat(),
+        [vec![4], body("vault.Gift", gift)].concat(),
+    ];
+    let records = values.into_iter().enumerate().map(|(offset, v)| {
+        KafkaRecord::new(topic.as_str(), 0, offset as i64, 1_732_350_000_000)
+            .with_value(v)
+            .with_value_schema_metadata(SchemaMetadata::new("PROTOBUF", version.as_str()))
+    });
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .records(records)
+        .build();
+
+    let mut function = FunctionProcess::new(FunctionSpec {
+        path: function_binary("gift-persister"),
+        env: [
+            ("SUPABASE_REST_URL", stack.rest_url.as_str()),
+            ("SUPABASE_SERVICE_ROLE_KEY", stack.service_key.as_str()),
+            ("VALUE_FORMAT", "protobuf"),
+            ("SCHEMA_REGISTRY_URL", arn.as_str()),
+            ("AWS_ENDPOINT_URL_GLUE", moto.as_str()),
+            ("RETRY_MAX_ATTEMPTS", "2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        name: "gift-persister".into(),
+        timeout: Duration::from_secs(30),
+        memory_mb: 256,
+    });
+    let outcome = function
+        .invoke(serde_json::to_vec(&batch).unwrap())
+        .await
+        .expect("gift-persister invocation");
+    let InvokeOutcome::Response(response) = outcome else {
+        panic!("gift-persister failed the batch: {outcome:?}");
+    };
+    let response: serde_json::Value = serde_json::from_slice(&response).unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([]),
+        "nothing is redelivered"
+    );
+    assert_eq!(dead_letters(&stack, &topic), "schema_mismatch@0:2");
+    let like = lit(&format!("{run}-g%"));
+    assert_eq!(
+        vault_count(
+            &stack,
+            &topic,
+            &format!(
+                "and event_id like {like} and question = 'glue source question ' || (page_id - 910)
+                 and answer = 'glue source answer ' || (page_id - 910)"
+            )
+        ),
+        2
+    );
+}
