@@ -516,8 +516,8 @@ fn encoding<'b>(
             framing: Framing::Confluent,
         }),
         None if format == ValueFormat::Auto => Ok(Encoded::Json(bytes)),
-        None if plain && format == ValueFormat::Protobuf => Ok(Encoded::Registry {
-            schema_id: "PROTOBUF_DESCRIPTOR_SET".to_string(),
+        None if plain && let Some(setting) = shipped_setting(format) => Ok(Encoded::Registry {
+            schema_id: setting.to_string(),
             body: bytes,
             framing: Framing::Configured,
         }),
@@ -527,6 +527,15 @@ fn encoding<'b>(
                 "no schema metadata and no Confluent wire prefix (magic byte 0 + schema id) or Glue header (byte 3 + schema version id); VALUE_FORMAT={format} needs one"
             ),
         )),
+    }
+}
+
+/// The setting that ships the schema of plain values of `format` ([`Decoding::plain`]).
+fn shipped_setting(format: ValueFormat) -> Option<&'static str> {
+    match format {
+        ValueFormat::Avro => Some("AVRO_SCHEMA_FILE"),
+        ValueFormat::Protobuf => Some("PROTOBUF_DESCRIPTOR_SET"),
+        ValueFormat::Json | ValueFormat::Auto => None,
     }
 }
 
@@ -575,21 +584,24 @@ impl KafkaRecord {
                 "value is null or absent; expected a value",
             )
         })?;
-        let v = match self.encoded(
-            self.value_schema_metadata(),
-            &bytes,
-            decoding.format,
-            decoding.plain.is_some(),
-            "value",
-        )? {
-            Encoded::Json(b) => return self.parse_json(b, "value"),
-            Encoded::Registry {
-                schema_id,
-                body,
-                framing,
-            } => match self.registry_body(&schema_id, body, framing, decoding, "value")? {
-                Body::Json(b) => return self.parse_json(&b, "value"),
-                Body::Value(v) => v,
+        let v = match self.shipped_avro_whole(&bytes, decoding) {
+            Some(v) => v,
+            None => match self.encoded(
+                self.value_schema_metadata(),
+                &bytes,
+                decoding.format,
+                decoding.plain.is_some(),
+                "value",
+            )? {
+                Encoded::Json(b) => return self.parse_json(b, "value"),
+                Encoded::Registry {
+                    schema_id,
+                    body,
+                    framing,
+                } => match self.registry_body(&schema_id, body, framing, decoding, "value")? {
+                    Body::Json(b) => return self.parse_json(&b, "value"),
+                    Body::Value(v) => v,
+                },
             },
         };
         // `T` is often `serde_json::Value` itself: no round trip through serde then.
@@ -627,6 +639,9 @@ impl KafkaRecord {
         let Some(bytes) = self.value()? else {
             return cdc::from_value(self, None, key);
         };
+        if let Some(v) = self.shipped_avro_whole(&bytes, decoding) {
+            return cdc::from_value(self, Some(v), key);
+        }
         match self.encoded(
             self.value_schema_metadata(),
             &bytes,
@@ -676,6 +691,25 @@ impl KafkaRecord {
                 Ok(Some(cdc::unwrap_key(v)))
             }
         }
+    }
+
+    /// A value that the shipped Avro schema (`AVRO_SCHEMA_FILE`) reads whole although it starts
+    /// like a Confluent prefix or a Glue header, when no metadata names its schema: a plain Avro
+    /// body may begin with those bytes (a null union branch, an empty string or a zero is byte
+    /// 0), and the shipped schema says what the values are, so it is read as plain first. `None`
+    /// otherwise: decoding goes on by the framing.
+    fn shipped_avro_whole(&self, bytes: &[u8], decoding: Decoding<'_>) -> Option<Value> {
+        let Some(WriterSchema::Avro(schema)) = decoding.plain else {
+            return None;
+        };
+        let named = self
+            .value_schema_metadata()
+            .is_some_and(|m| !m.schema_id.is_empty());
+        let prefixed = confluent_prefix(bytes).is_some() || glue::glue_prefix(bytes).is_some();
+        if decoding.format != ValueFormat::Avro || named || !prefixed {
+            return None;
+        }
+        schema.decode(bytes).ok()
     }
 
     fn encoded<'b>(
@@ -917,6 +951,7 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/");
         for name in [
             "gift-avro.json",
+            "gift-avro-plain.json",
             "gift-avro-glue.json",
             "gift-avro-glue-source.json",
             "gift-protobuf.json",
