@@ -157,7 +157,8 @@ pub enum ValueFormat {
     #[default]
     Json,
     /// Every value is Avro: a record's `valueSchemaMetadata` names the schema, else its Confluent
-    /// wire prefix does; a value with neither is dead-lettered (`missing_schema_id`).
+    /// wire prefix does; a value with neither is dead-lettered (`missing_schema_id`), unless a
+    /// shipped schema reads it ([`Decoding::plain`]).
     Avro,
     /// Every value is Protobuf, its schema named as for [`Avro`](Self::Avro).
     Protobuf,
@@ -344,9 +345,10 @@ pub struct Decoding<'a> {
     pub format: ValueFormat,
     /// Writer schemas, resolved for the batch.
     pub schemas: &'a dyn SchemaLookup,
-    /// With [`ValueFormat::Protobuf`]: the schema of a value that neither metadata nor a wire
-    /// prefix describes, i.e. plain Protobuf bytes (`PROTOBUF_DESCRIPTOR_SET`, see
-    /// [`ProtoSchema::from_descriptor_set`]).
+    /// With [`ValueFormat::Protobuf`] or [`ValueFormat::Avro`]: the schema of a value that neither
+    /// metadata nor a wire prefix describes, i.e. plain Protobuf bytes (`PROTOBUF_DESCRIPTOR_SET`,
+    /// see [`ProtoSchema::from_descriptor_set`]) or plain Avro bytes (`AVRO_SCHEMA_FILE`). An
+    /// Avro one also reads a value whole that merely starts like a wire prefix.
     pub plain: Option<&'a WriterSchema>,
 }
 
@@ -376,8 +378,8 @@ impl<'a> Decoding<'a> {
         }
     }
 
-    /// With `schema` for plain Protobuf values (those without metadata or wire prefix) under
-    /// [`ValueFormat::Protobuf`].
+    /// With `schema` for plain values (those without metadata or wire prefix) under
+    /// [`ValueFormat::Protobuf`] or [`ValueFormat::Avro`] ([`plain`](Self::plain)).
     ///
     /// ```
     /// use event_decoding::{Decoding, KafkaRecord, NoSchemas, ProtoSchema, ValueFormat, WriterSchema};
