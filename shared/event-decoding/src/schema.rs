@@ -157,7 +157,8 @@ pub enum ValueFormat {
     #[default]
     Json,
     /// Every value is Avro: a record's `valueSchemaMetadata` names the schema, else its Confluent
-    /// wire prefix does; a value with neither is dead-lettered (`missing_schema_id`).
+    /// wire prefix does; a value with neither is dead-lettered (`missing_schema_id`), unless a
+    /// shipped schema reads it ([`Decoding::plain`]).
     Avro,
     /// Every value is Protobuf, its schema named as for [`Avro`](Self::Avro).
     Protobuf,
@@ -344,9 +345,10 @@ pub struct Decoding<'a> {
     pub format: ValueFormat,
     /// Writer schemas, resolved for the batch.
     pub schemas: &'a dyn SchemaLookup,
-    /// With [`ValueFormat::Protobuf`]: the schema of a value that neither metadata nor a wire
-    /// prefix describes, i.e. plain Protobuf bytes (`PROTOBUF_DESCRIPTOR_SET`, see
-    /// [`ProtoSchema::from_descriptor_set`]).
+    /// With [`ValueFormat::Protobuf`] or [`ValueFormat::Avro`]: the schema of a value that neither
+    /// metadata nor a wire prefix describes, i.e. plain Protobuf bytes (`PROTOBUF_DESCRIPTOR_SET`,
+    /// see [`ProtoSchema::from_descriptor_set`]) or plain Avro bytes (`AVRO_SCHEMA_FILE`). An
+    /// Avro one also reads a value whole that merely starts like a wire prefix.
     pub plain: Option<&'a WriterSchema>,
 }
 
@@ -376,8 +378,8 @@ impl<'a> Decoding<'a> {
         }
     }
 
-    /// With `schema` for plain Protobuf values (those without metadata or wire prefix) under
-    /// [`ValueFormat::Protobuf`].
+    /// With `schema` for plain values (those without metadata or wire prefix) under
+    /// [`ValueFormat::Protobuf`] or [`ValueFormat::Avro`] ([`plain`](Self::plain)).
     ///
     /// ```
     /// use event_decoding::{Decoding, KafkaRecord, NoSchemas, ProtoSchema, ValueFormat, WriterSchema};
@@ -526,8 +528,8 @@ fn encoding<'b>(
             framing: Framing::Confluent,
         }),
         None if format == ValueFormat::Auto => Ok(Encoded::Json(bytes)),
-        None if plain && format == ValueFormat::Protobuf => Ok(Encoded::Registry {
-            schema_id: "PROTOBUF_DESCRIPTOR_SET".to_string(),
+        None if plain && let Some(setting) = shipped_setting(format) => Ok(Encoded::Registry {
+            schema_id: setting.to_string(),
             body: bytes,
             framing: Framing::Configured,
         }),
@@ -537,6 +539,15 @@ fn encoding<'b>(
                 "no schema metadata and no Confluent wire prefix (magic byte 0 + schema id) or Glue header (byte 3 + schema version id); VALUE_FORMAT={format} needs one"
             ),
         )),
+    }
+}
+
+/// The setting that ships the schema of plain values of `format` ([`Decoding::plain`]).
+fn shipped_setting(format: ValueFormat) -> Option<&'static str> {
+    match format {
+        ValueFormat::Avro => Some("AVRO_SCHEMA_FILE"),
+        ValueFormat::Protobuf => Some("PROTOBUF_DESCRIPTOR_SET"),
+        ValueFormat::Json | ValueFormat::Auto => None,
     }
 }
 
@@ -585,21 +596,24 @@ impl KafkaRecord {
                 "value is null or absent; expected a value",
             )
         })?;
-        let v = match self.encoded(
-            self.value_schema_metadata(),
-            &bytes,
-            decoding.format,
-            decoding.plain.is_some(),
-            "value",
-        )? {
-            Encoded::Json(b) => return self.parse_json(b, "value"),
-            Encoded::Registry {
-                schema_id,
-                body,
-                framing,
-            } => match self.registry_body(&schema_id, body, framing, decoding, "value")? {
-                Body::Json(b) => return self.parse_json(&b, "value"),
-                Body::Value(v) => v,
+        let v = match self.shipped_avro_whole(&bytes, decoding) {
+            Some(v) => v,
+            None => match self.encoded(
+                self.value_schema_metadata(),
+                &bytes,
+                decoding.format,
+                decoding.plain.is_some(),
+                "value",
+            )? {
+                Encoded::Json(b) => return self.parse_json(b, "value"),
+                Encoded::Registry {
+                    schema_id,
+                    body,
+                    framing,
+                } => match self.registry_body(&schema_id, body, framing, decoding, "value")? {
+                    Body::Json(b) => return self.parse_json(&b, "value"),
+                    Body::Value(v) => v,
+                },
             },
         };
         // `T` is often `serde_json::Value` itself: no round trip through serde then.
@@ -637,6 +651,9 @@ impl KafkaRecord {
         let Some(bytes) = self.value()? else {
             return cdc::from_value(self, None, key);
         };
+        if let Some(v) = self.shipped_avro_whole(&bytes, decoding) {
+            return cdc::from_value(self, Some(v), key);
+        }
         match self.encoded(
             self.value_schema_metadata(),
             &bytes,
@@ -686,6 +703,25 @@ impl KafkaRecord {
                 Ok(Some(cdc::unwrap_key(v)))
             }
         }
+    }
+
+    /// A value that the shipped Avro schema (`AVRO_SCHEMA_FILE`) reads whole although it starts
+    /// like a Confluent prefix or a Glue header, when no metadata names its schema: a plain Avro
+    /// body may begin with those bytes (a null union branch, an empty string or a zero is byte
+    /// 0), and the shipped schema says what the values are, so it is read as plain first. `None`
+    /// otherwise: decoding goes on by the framing.
+    fn shipped_avro_whole(&self, bytes: &[u8], decoding: Decoding<'_>) -> Option<Value> {
+        let Some(WriterSchema::Avro(schema)) = decoding.plain else {
+            return None;
+        };
+        let named = self
+            .value_schema_metadata()
+            .is_some_and(|m| !m.schema_id.is_empty());
+        let prefixed = confluent_prefix(bytes).is_some() || glue::glue_prefix(bytes).is_some();
+        if decoding.format != ValueFormat::Avro || named || !prefixed {
+            return None;
+        }
+        schema.decode(bytes).ok()
     }
 
     fn encoded<'b>(
@@ -927,6 +963,7 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/");
         for name in [
             "gift-avro.json",
+            "gift-avro-plain.json",
             "gift-avro-glue.json",
             "gift-avro-glue-source.json",
             "gift-protobuf.json",

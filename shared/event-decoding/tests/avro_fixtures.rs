@@ -85,6 +85,45 @@ fn avro_gifts_by_wire_prefix_and_by_metadata() {
     );
 }
 
+/// `gift-avro-plain.json`: plain Avro bodies read with a shipped schema (`AVRO_SCHEMA_FILE`),
+/// also the one whose first byte (event_id null) is the Confluent magic byte; a body cut short is
+/// `schema_mismatch`. Ids named by a prefix or metadata are left to the lookup (lambda-kit's
+/// shipped schema answers them without a registry), here one that knows none.
+#[test]
+fn plain_avro_gifts_with_a_shipped_schema() {
+    let batch = KafkaBatch::from_slice(fixture!("gift-avro-plain.json")).unwrap();
+    let (_, gift) = schema!("AVRO_SCHEMA_FILE", "1-gift.avsc");
+    let d = Decoding::new(ValueFormat::Avro, &event_decoding::NoSchemas).with_plain(&gift);
+    let results: Vec<_> = batch
+        .records()
+        .map(|r| r.value_json_via::<Value>(d))
+        .collect();
+    assert_eq!(
+        results[0].as_ref().unwrap(),
+        &json!({"event_id": "avro-g8", "page_id": 708, "question": "Avro question 8 ü?",
+                "answer": "Avro answer 8", "ts": 1732350008.5})
+    );
+    assert_eq!(batch.as_slice()[1].value().unwrap().unwrap()[0], 0);
+    assert_eq!(
+        results[1].as_ref().unwrap(),
+        &json!({"event_id": null, "page_id": 709, "question": "Avro question 9 ü?",
+                "answer": "Avro answer 9", "ts": null})
+    );
+    for r in &results[2..4] {
+        assert_eq!(r.as_ref().unwrap_err().code, ErrorCode::UnknownSchemaId);
+    }
+    let cut = results[4].as_ref().unwrap_err();
+    assert_eq!(cut.code, ErrorCode::SchemaMismatch, "{cut}");
+    assert!(cut.is_permanent());
+    assert!(cut.message.contains("AVRO_SCHEMA_FILE"), "{cut}");
+    // Without the shipped schema a plain body has no schema id.
+    let none = Decoding::new(ValueFormat::Avro, &event_decoding::NoSchemas);
+    let err = batch.as_slice()[0]
+        .value_json_via::<Value>(none)
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::MissingSchemaId);
+}
+
 #[test]
 fn debezium_avro_pages_decode_like_their_json_twin() {
     let avro = KafkaBatch::from_slice(fixture!("pages-debezium-avro.json")).unwrap();

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use event_decoding::{
-    DataFormat, Decoding, KafkaRecord, NoSchemas, ProtoSchema, SchemaLookup, SchemaUnavailable,
-    ValueFormat, WriterSchema, schema_ids,
+    AvroSchema, DataFormat, Decoding, KafkaRecord, NoSchemas, ProtoSchema, SchemaLookup,
+    SchemaUnavailable, ValueFormat, WriterSchema, schema_ids,
 };
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 
@@ -36,6 +36,7 @@ use crate::secrets::{Credential, SecretSpec};
 /// | `SCHEMA_REGISTRY_USERNAME`, `SCHEMA_REGISTRY_PASSWORD` | basic auth (or an API key and its secret) |
 /// | `SCHEMA_REGISTRY_SECRET_ID` | instead: a Secrets Manager secret `{"username": .., "password": ..}` (the one the ESM's `BASIC_AUTH` access config uses) |
 /// | `PROTOBUF_DESCRIPTOR_SET`, `PROTOBUF_MESSAGE` | with `protobuf`: a binary `FileDescriptorSet` file (`protoc --include_imports --descriptor_set_out`) and the full name of the message of values that carry no schema id (plain Protobuf bytes); then `SCHEMA_REGISTRY_URL` is optional |
+/// | `AVRO_SCHEMA_FILE` | with `avro`: an Avro schema file (`.avsc`, JSON) of values that carry no schema id (plain Avro bytes); then `SCHEMA_REGISTRY_URL` is optional, and without it the schema also reads values whose prefix or metadata names a schema id |
 ///
 /// A Glue registry is read with the function's AWS credentials (`glue:GetSchemaVersion`);
 /// `AWS_ENDPOINT_URL_GLUE` overrides its endpoint. Requests use `HTTP_TIMEOUT_MS`, `HTTP_CONNECT_TIMEOUT_MS` and the `RETRY_*` settings.
@@ -60,7 +61,8 @@ pub struct ValueSettings {
     pub registry: Option<RegistryConfig>,
     /// Instead: the AWS Glue Schema Registry (`SCHEMA_REGISTRY_URL` is its ARN).
     pub glue: Option<GlueRegistryConfig>,
-    /// The schema of plain Protobuf values (`PROTOBUF_DESCRIPTOR_SET` + `PROTOBUF_MESSAGE`).
+    /// The schema of plain values: Protobuf (`PROTOBUF_DESCRIPTOR_SET` + `PROTOBUF_MESSAGE`) or
+    /// Avro (`AVRO_SCHEMA_FILE`).
     pub plain: Option<Arc<WriterSchema>>,
 }
 
@@ -68,7 +70,10 @@ impl ValueSettings {
     /// Reads the settings; credentials from Secrets Manager are fetched here, once.
     pub async fn from_env(env: &Env) -> Result<Self, InitError> {
         let format = env.parse_or("VALUE_FORMAT", ValueFormat::Json)?;
-        let plain = plain_protobuf(env, format)?;
+        let plain = match plain_protobuf(env, format)? {
+            Some(p) => Some(p),
+            None => plain_avro(env, format)?,
+        };
         let (mut registry, mut glue) = (None, None);
         match env.get("SCHEMA_REGISTRY_URL") {
             Some(arn) if GlueRegistryArn::looks_like(&arn) => {
@@ -113,7 +118,7 @@ impl ValueSettings {
             format: self.format,
             registry: self.registry.clone().map(SchemaRegistry::new).transpose()?,
             glue: self.glue.clone().map(GlueRegistry::new),
-            plain: self.plain.clone(),
+            plain: self.plain.clone().map(Shipped),
         })
     }
 
@@ -127,7 +132,7 @@ impl ValueSettings {
                 .map(|c| SchemaRegistry::with_http(c, http.clone()))
                 .transpose()?,
             glue: self.glue.clone().map(GlueRegistry::new),
-            plain: self.plain.clone(),
+            plain: self.plain.clone().map(Shipped),
         })
     }
 }
@@ -147,7 +152,28 @@ pub struct Values {
     format: ValueFormat,
     registry: Option<SchemaRegistry>,
     glue: Option<GlueRegistry>,
-    plain: Option<Arc<WriterSchema>>,
+    plain: Option<Shipped>,
+}
+
+/// A schema shipped with the function ([`ValueSettings::plain`]). Without a registry, an Avro one
+/// also answers for every schema id a record names (metadata, Confluent prefix, Glue header): the
+/// producer's registry is not reachable from here, and the user said what the values are, so such
+/// a record is decoded with it (dead-lettered `schema_mismatch` if it does not fit) rather than
+/// redelivered forever for a schema nothing can fetch. The id is not checked.
+#[derive(Debug)]
+struct Shipped(Arc<WriterSchema>);
+
+impl Shipped {
+    /// Whether it stands in for a registry that is not configured.
+    fn answers_ids(&self) -> bool {
+        matches!(*self.0, WriterSchema::Avro(_))
+    }
+}
+
+impl SchemaLookup for Shipped {
+    fn schema(&self, _id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
+        Ok(self.0.clone())
+    }
 }
 
 impl Values {
@@ -161,10 +187,10 @@ impl Values {
         }
     }
 
-    /// With `schema` for plain Protobuf values (no metadata, no wire prefix) under
-    /// `VALUE_FORMAT=protobuf` ([`Decoding::with_plain`]).
+    /// With `schema` for plain values (no metadata, no wire prefix) under `VALUE_FORMAT=protobuf`
+    /// or `avro` ([`Decoding::with_plain`]).
     pub fn with_plain(mut self, schema: Arc<WriterSchema>) -> Self {
-        self.plain = Some(schema);
+        self.plain = Some(Shipped(schema));
         self
     }
 
@@ -183,10 +209,13 @@ impl Values {
         let d = match (&self.registry, &self.glue) {
             (Some(r), _) => Decoding::new(self.format, r),
             (None, Some(g)) => Decoding::new(self.format, g),
-            (None, None) => Decoding::new(self.format, &NoSchemas),
+            (None, None) => match &self.plain {
+                Some(s) if s.answers_ids() => Decoding::new(self.format, s),
+                _ => Decoding::new(self.format, &NoSchemas),
+            },
         };
         match &self.plain {
-            Some(p) => d.with_plain(p),
+            Some(p) => d.with_plain(&p.0),
             None => d,
         }
     }
@@ -218,6 +247,37 @@ impl Values {
     }
 }
 
+/// The bytes of the shipped schema file `path`, read at cold start, when `format` is the one its
+/// setting `var` goes with; the errors name `var`.
+fn shipped_file(
+    var: &'static str,
+    path: &str,
+    format: ValueFormat,
+    wanted: ValueFormat,
+) -> Result<Vec<u8>, ConfigError> {
+    if format != wanted {
+        return Err(ConfigError::new(
+            var,
+            format!("only read with VALUE_FORMAT={wanted} (it is {format})"),
+        ));
+    }
+    std::fs::read(path).map_err(|e| ConfigError::new(var, format!("cannot read {path}: {e}")))
+}
+
+/// `AVRO_SCHEMA_FILE`, read and parsed at cold start, only with `VALUE_FORMAT=avro`.
+fn plain_avro(env: &Env, format: ValueFormat) -> Result<Option<Arc<WriterSchema>>, ConfigError> {
+    const VAR: &str = "AVRO_SCHEMA_FILE";
+    let Some(path) = env.get(VAR) else {
+        return Ok(None);
+    };
+    let bytes = shipped_file(VAR, &path, format, ValueFormat::Avro)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ConfigError::new(VAR, format!("{path} is not UTF-8 text")))?;
+    let schema = AvroSchema::parse(&text)
+        .map_err(|e| ConfigError::new(VAR, format!("{path} is not a valid Avro schema: {e}")))?;
+    Ok(Some(Arc::new(WriterSchema::from(schema))))
+}
+
 /// `PROTOBUF_DESCRIPTOR_SET` and `PROTOBUF_MESSAGE`, read and compiled at cold start: both or
 /// neither, and only with `VALUE_FORMAT=protobuf`.
 fn plain_protobuf(
@@ -243,18 +303,12 @@ fn plain_protobuf(
         }
         (Some(p), Some(m)) => (p, m),
     };
-    if format != ValueFormat::Protobuf {
-        return Err(ConfigError::new(
-            "PROTOBUF_DESCRIPTOR_SET",
-            format!("only read with VALUE_FORMAT=protobuf (it is {format})"),
-        ));
-    }
-    let bytes = std::fs::read(&path).map_err(|e| {
-        ConfigError::new(
-            "PROTOBUF_DESCRIPTOR_SET",
-            format!("cannot read {path}: {e}"),
-        )
-    })?;
+    let bytes = shipped_file(
+        "PROTOBUF_DESCRIPTOR_SET",
+        &path,
+        format,
+        ValueFormat::Protobuf,
+    )?;
     let schema = ProtoSchema::from_descriptor_set(&bytes, &message).map_err(|e| {
         let var = if e.contains("has no message") {
             "PROTOBUF_MESSAGE"
@@ -1478,5 +1532,119 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().contains(var), "{pairs:?}: {e}");
         }
+    }
+
+    /// `AVRO_SCHEMA_FILE` without a registry, on the fastavro sample `gift-avro-plain.json`: plain
+    /// bodies (also one starting with byte 0), and bodies whose prefix or metadata names a schema
+    /// id, all decode with the shipped schema; a body cut short is `schema_mismatch`.
+    #[tokio::test]
+    async fn plain_avro_values_from_a_schema_file() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/");
+        let avsc = format!("{dir}schemas/1-gift.avsc");
+        let env = Env::from_pairs([
+            ("VALUE_FORMAT", "avro"),
+            ("AVRO_SCHEMA_FILE", avsc.as_str()),
+        ]);
+        let values = ValueSettings::from_env(&env)
+            .await
+            .unwrap()
+            .build()
+            .unwrap();
+        let bytes = std::fs::read(format!("{dir}gift-avro-plain.json")).unwrap();
+        let batch = event_decoding::KafkaBatch::from_slice(&bytes).unwrap();
+        values.prepare(batch.as_slice(), &deadline()).await;
+        let results: Vec<_> = batch
+            .records()
+            .map(|r| r.value_json_via::<serde_json::Value>(values.decoding()))
+            .collect();
+        for (i, r) in results[..4].iter().enumerate() {
+            let gift = r.as_ref().unwrap();
+            assert_eq!(gift["page_id"], 708 + i, "{gift}");
+            assert_eq!(gift["answer"], format!("Avro answer {}", 8 + i), "{gift}");
+        }
+        assert_eq!(
+            results[1].as_ref().unwrap()["event_id"],
+            serde_json::Value::Null
+        );
+        let cut = results[4].as_ref().unwrap_err();
+        assert_eq!(cut.code, ErrorCode::SchemaMismatch, "{cut}");
+        assert!(cut.is_permanent());
+    }
+
+    #[tokio::test]
+    async fn avro_schema_file_mistakes_name_the_variable() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/");
+        let avsc = format!("{dir}schemas/1-gift.avsc");
+        let tmp = std::env::temp_dir().join(format!("avro-schema-file-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let bad = tmp.join("bad.avsc");
+        std::fs::write(
+            &bad,
+            r#"{"type": "record", "name": "G", "fields": [{"name": "x"}]}"#,
+        )
+        .unwrap();
+        let binary = tmp.join("binary.avsc");
+        std::fs::write(&binary, [0xff, 0xfe, 0]).unwrap();
+        let (bad, binary) = (bad.to_str().unwrap(), binary.to_str().unwrap());
+        for (pairs, says) in [
+            (
+                vec![
+                    ("VALUE_FORMAT", "avro"),
+                    ("AVRO_SCHEMA_FILE", "/nonexistent/gift.avsc"),
+                ],
+                "cannot read",
+            ),
+            (
+                vec![("VALUE_FORMAT", "avro"), ("AVRO_SCHEMA_FILE", dir)],
+                "cannot read",
+            ),
+            (
+                vec![("VALUE_FORMAT", "avro"), ("AVRO_SCHEMA_FILE", bad)],
+                "not a valid Avro schema",
+            ),
+            (
+                vec![("VALUE_FORMAT", "avro"), ("AVRO_SCHEMA_FILE", binary)],
+                "not UTF-8",
+            ),
+            (
+                vec![
+                    ("VALUE_FORMAT", "protobuf"),
+                    ("AVRO_SCHEMA_FILE", avsc.as_str()),
+                ],
+                "only read with VALUE_FORMAT=avro",
+            ),
+            (
+                vec![("AVRO_SCHEMA_FILE", avsc.as_str())],
+                "only read with VALUE_FORMAT=avro",
+            ),
+        ] {
+            let e = ValueSettings::from_env(&Env::from_pairs(pairs.clone()))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("AVRO_SCHEMA_FILE") && e.contains(says),
+                "{pairs:?}: {e}"
+            );
+        }
+        std::fs::remove_dir_all(&tmp).unwrap();
+        // With a registry the shipped schema reads plain values only: ids go to the registry.
+        let env = Env::from_pairs([
+            ("VALUE_FORMAT", "avro"),
+            ("AVRO_SCHEMA_FILE", avsc.as_str()),
+            ("SCHEMA_REGISTRY_URL", "http://127.0.0.1:9"),
+        ]);
+        let values = ValueSettings::from_env(&env)
+            .await
+            .unwrap()
+            .build()
+            .unwrap();
+        let plain =
+            KafkaRecord::new("t", 0, 0, 0).with_value([2, 2, b'e', 14, 2, b'q', 2, b'a', 0]);
+        let v: serde_json::Value = plain.value_json_via(values.decoding()).unwrap();
+        assert_eq!(
+            (v["event_id"].as_str(), v["page_id"].as_i64()),
+            (Some("e"), Some(7))
+        );
     }
 }

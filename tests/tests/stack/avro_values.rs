@@ -4,7 +4,7 @@
 //! Confluent-compatible registry (a loopback fake with basic auth), and rows land in `vault`.
 //! A body cut short is dead-lettered (`schema_mismatch`); a record whose writer schema the
 //! registry does not have is redelivered, never dead-lettered, and stored once the schema is
-//! registered.
+//! registered. Without a registry, `AVRO_SCHEMA_FILE` reads plain Avro values.
 
 use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
@@ -143,6 +143,67 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
     runner.stop().await.expect("runner");
     assert_eq!(runner_dead_letters(&dir), 0);
     assert!(registry.requests() >= 2, "schemas 1 and 77 fetched");
+}
+
+/// Plain Avro gifts (fastavro, no prefix, no metadata) and no registry at all: gift-persister with
+/// `AVRO_SCHEMA_FILE=events/schemas/1-gift.avsc` stores them, and one framed with the Confluent
+/// prefix of schema 1 too (no registry to ask: the shipped schema reads it); a body cut short is
+/// dead-lettered `schema_mismatch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_avro_gifts_with_a_shipped_schema_file() {
+    let test = "avro_schema_file";
+    let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
+        return;
+    };
+    let (run, topic, dir) = run_names("avrof");
+
+    let n = 6;
+    let gifts: Vec<_> = (0..n)
+        .map(|i| {
+            json!({"event_id": format!("{run}-g{i}"), "page_id": 800 + i,
+                   "question": format!("shipped question {i}"), "answer": format!("shipped answer {i}"),
+                   "ts": if i % 2 == 0 { json!(1_732_350_000.25) } else { json!(null) }})
+        })
+        .collect();
+    let schema_path = repo().join("events/schemas/1-gift.avsc");
+    let schema = schema_path.to_str().unwrap();
+    let mut encoder = Command::new(repo().join("scripts/avro-tool"));
+    encoder.args(["encode", schema]);
+    let mut values = encode(encoder, &gifts[..n - 1]);
+    let cut = values[0].clone();
+    values.extend(fastavro(schema, 1, &gifts[n - 1..]));
+    values.push(cut[..cut.len() - 3].to_vec());
+
+    let cfg = gift_runner(
+        &kafka,
+        &stack,
+        (&run, &topic, &dir),
+        &[("VALUE_FORMAT", "avro"), ("AVRO_SCHEMA_FILE", schema)],
+    );
+    let mut client = create_topic(&kafka, &topic, 1).await;
+    publish(&mut client, &topic, 0, &keyless(values)).await;
+    let runner = Runner::start(cfg);
+
+    let count = |extra: &str| vault_count(&stack, &topic, extra);
+    let dead = || dead_letters(&stack, &topic);
+    let done = wait_until(Duration::from_secs(40), || {
+        count("") == n as i64 && !dead().is_empty()
+    })
+    .await;
+    assert!(done, "got {} gifts and {:?}", count(""), dead());
+    assert_eq!(dead(), format!("schema_mismatch@0:{n}"));
+    let like = lit(&format!("{run}-g%"));
+    assert_eq!(
+        count(&format!(
+            "and event_id like {like} and question = 'shipped question ' || (page_id - 800)
+             and answer = 'shipped answer ' || (page_id - 800)
+             and (ts = to_timestamp(1732350000.25)) = (page_id % 2 = 0)"
+        )),
+        n as i64
+    );
+    runner.assert_running();
+    runner.stop().await.expect("runner");
+    assert_eq!(runner_dead_letters(&dir), 0);
 }
 
 /// Records esm-local itself gave up on (retries exhausted): none expected.
