@@ -24,6 +24,11 @@ fn glue_tool(endpoint: &str) -> Command {
     c
 }
 
+/// The registry every run registers its schemas in (one name per run): moto, like Glue, allows
+/// an account only a few registries, so a registry per run fails once a long-lived emulator has
+/// served ten runs (`ResourceNumberLimitExceededException`).
+const REGISTRY: &str = "kl-tests";
+
 /// Registers `schema` as `name` in `registry` (moto): the registry ARN and the version id.
 fn register(endpoint: &str, registry: &str, name: &str, schema: &str) -> (String, String) {
     let out = glue_tool(endpoint)
@@ -84,9 +89,9 @@ async fn glue_framed_avro_gifts_through_the_broker() {
 
     let schema_path = repo().join("events/schemas/1-gift.avsc");
     let schema = schema_path.to_str().unwrap();
-    let (arn, version) = register(&moto, &format!("{run}-registry"), "gift-value", schema);
+    let (arn, version) = register(&moto, REGISTRY, &format!("{run}-gift-value"), schema);
     assert!(
-        arn.starts_with("arn:aws:glue:") && arn.ends_with(&format!(":registry/{run}-registry")),
+        arn.starts_with("arn:aws:glue:") && arn.ends_with(&format!(":registry/{REGISTRY}")),
         "{arn}"
     );
 
@@ -223,8 +228,8 @@ async fn glue_source_protobuf_gifts_are_stored() {
     let proto = repo().join("events/schemas/gift.proto");
     let (arn, version) = register(
         &moto,
-        &format!("{run}-registry"),
-        "gift-value",
+        REGISTRY,
+        &format!("{run}-gift-value"),
         proto.to_str().unwrap(),
     );
 
