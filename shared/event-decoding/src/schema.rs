@@ -785,10 +785,20 @@ impl KafkaRecord {
                     Framing::Source | Framing::Configured => {
                         protobuf::source_message_indexes(&body)
                     }
+                    // The index is read past for a pinned message: it may name none of its file.
+                    Framing::Glue(_) | Framing::GlueSource if s.is_pinned() => {
+                        glue::glue_protobuf_index(&body)
+                            .map(|(_, rest)| (vec![0], rest))
+                            .ok_or_else(|| {
+                                "no Glue message index (a varint) before the Protobuf body".into()
+                            })
+                    }
                     Framing::Glue(_) | Framing::GlueSource => glue::glue_message_indexes(s, &body),
                 }
                 .map_err(mismatch)?;
-                s.decode(&indexes, body).map(Body::Value).map_err(mismatch)
+                // A pinned message is what every body is ([`ProtoSchema::is_pinned`]).
+                let indexes = if s.is_pinned() { &[0][..] } else { &indexes };
+                s.decode(indexes, body).map(Body::Value).map_err(mismatch)
             }
             WriterSchema::Json => Ok(Body::Json(body)),
         }
