@@ -128,7 +128,8 @@ impl ProtoSchema {
 
     /// A schema from configuration: `descriptor_set` is a serialized `FileDescriptorSet`
     /// (`protoc --include_imports --descriptor_set_out`, or `buf build -o`) and `message` the full
-    /// name of the message every value is (`shop.Gift`), which message index `[0]` names.
+    /// name of the message every value is (`shop.Gift`), whatever message index a body carries
+    /// ([`is_pinned`](Self::is_pinned)).
     ///
     /// ```
     /// use event_decoding::ProtoSchema;
