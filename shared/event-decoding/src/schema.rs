@@ -762,11 +762,20 @@ impl KafkaRecord {
                 &fetched
             }
         };
+        // The shipped schema standing in for a registry names its setting.
+        let shipped = match (framing, decoding.plain) {
+            (Framing::Configured, _) => None,
+            (_, Some(plain)) if std::ptr::eq(plain, schema) => shipped_setting(decoding.format),
+            _ => None,
+        };
         let mismatch = |m: String| {
-            self.error(
-                ErrorCode::SchemaMismatch,
-                format!("{what} does not match its writer schema {schema_id}: {m}"),
-            )
+            let message = match shipped {
+                Some(setting) => format!(
+                    "{what} does not match the shipped schema {setting} (read for schema id {schema_id}, which is not checked): {m}"
+                ),
+                None => format!("{what} does not match its writer schema {schema_id}: {m}"),
+            };
+            self.error(ErrorCode::SchemaMismatch, message)
         };
         // A Glue body compressed by its producer is inflated first (bounded: a bomb is a bad
         // record, not an outage).

@@ -1564,6 +1564,13 @@ mod tests {
         let cut = results[4].as_ref().unwrap_err();
         assert_eq!(cut.code, ErrorCode::SchemaMismatch, "{cut}");
         assert!(cut.is_permanent());
+        // A body behind a prefix that does not fit names the shipped schema, not only its id.
+        let cut = KafkaRecord::new("t", 0, 0, 0)
+            .with_value([0, 0, 0, 0, 1, 2, 2, b'e'])
+            .value_json_via::<serde_json::Value>(values.decoding())
+            .unwrap_err();
+        assert_eq!(cut.code, ErrorCode::SchemaMismatch, "{cut}");
+        assert!(cut.message.contains("AVRO_SCHEMA_FILE"), "{cut}");
     }
 
     #[tokio::test]
@@ -1723,6 +1730,10 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.code, ErrorCode::SchemaMismatch, "framing {i}: {e}");
             assert!(e.is_permanent(), "framing {i}: {e}");
+            assert!(
+                e.message.contains("PROTOBUF_DESCRIPTOR_SET"),
+                "framing {i}: {e}"
+            );
         }
     }
 
