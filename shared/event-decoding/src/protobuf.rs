@@ -27,7 +27,8 @@ const MAX_INDEXES: usize = 100;
 ///
 /// Which message a body is comes from its Confluent message indexes (`[0]`, the first message
 /// of the file, unless the producer says otherwise); [`ProtoSchema::from_descriptor_set`] names
-/// one message instead.
+/// one message instead, which every body is, whatever message index its framing carries
+/// ([`ProtoSchema::is_pinned`]).
 ///
 /// The JSON a body becomes is protobuf's JSON mapping with these choices, made so the JSON looks
 /// like the JSON and Avro values of the same record:
@@ -62,6 +63,8 @@ pub struct ProtoSchema {
     /// The top-level messages of the writer schema's file, in declaration order: what message
     /// index `i` names.
     top: Vec<MessageDescriptor>,
+    /// One message named in configuration: framings' message indexes are read past, not used.
+    pinned: bool,
 }
 
 impl std::fmt::Debug for ProtoSchema {
@@ -120,12 +123,13 @@ impl ProtoSchema {
         if top.is_empty() {
             return Err("the schema declares no message".into());
         }
-        Ok(Self { top })
+        Ok(Self { top, pinned: false })
     }
 
     /// A schema from configuration: `descriptor_set` is a serialized `FileDescriptorSet`
     /// (`protoc --include_imports --descriptor_set_out`, or `buf build -o`) and `message` the full
-    /// name of the message every value is (`shop.Gift`), which message index `[0]` names.
+    /// name of the message every value is (`shop.Gift`), whatever message index a body carries
+    /// ([`is_pinned`](Self::is_pinned)).
     ///
     /// ```
     /// use event_decoding::ProtoSchema;
@@ -148,7 +152,25 @@ impl ProtoSchema {
                 known.join(", ")
             )
         })?;
-        Ok(Self { top: vec![desc] })
+        Ok(Self {
+            top: vec![desc],
+            pinned: true,
+        })
+    }
+
+    /// Whether every body is the one message named in configuration
+    /// ([`from_descriptor_set`](Self::from_descriptor_set)): the message index a framing carries
+    /// (Confluent's array, Glue's index) numbers the messages of the producer's `.proto` file,
+    /// which the descriptor set need not hold in the same order, so it is skipped and the named
+    /// message read.
+    ///
+    /// ```
+    /// use event_decoding::ProtoSchema;
+    /// let s = ProtoSchema::parse("syntax = \"proto3\"; message G { int64 id = 1; }", &[]).unwrap();
+    /// assert!(!s.is_pinned());
+    /// ```
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
     }
 
     /// The message that `indexes` name: the first is a top-level message of the file, each next

@@ -762,11 +762,20 @@ impl KafkaRecord {
                 &fetched
             }
         };
+        // The shipped schema standing in for a registry names its setting.
+        let shipped = match (framing, decoding.plain) {
+            (Framing::Configured, _) => None,
+            (_, Some(plain)) if std::ptr::eq(plain, schema) => shipped_setting(decoding.format),
+            _ => None,
+        };
         let mismatch = |m: String| {
-            self.error(
-                ErrorCode::SchemaMismatch,
-                format!("{what} does not match its writer schema {schema_id}: {m}"),
-            )
+            let message = match shipped {
+                Some(setting) => format!(
+                    "{what} does not match the shipped schema {setting} (read for schema id {schema_id}, which is not checked): {m}"
+                ),
+                None => format!("{what} does not match its writer schema {schema_id}: {m}"),
+            };
+            self.error(ErrorCode::SchemaMismatch, message)
         };
         // A Glue body compressed by its producer is inflated first (bounded: a bomb is a bad
         // record, not an outage).
@@ -785,10 +794,20 @@ impl KafkaRecord {
                     Framing::Source | Framing::Configured => {
                         protobuf::source_message_indexes(&body)
                     }
+                    // The index is read past for a pinned message: it may name none of its file.
+                    Framing::Glue(_) | Framing::GlueSource if s.is_pinned() => {
+                        glue::glue_protobuf_index(&body)
+                            .map(|(_, rest)| (vec![0], rest))
+                            .ok_or_else(|| {
+                                "no Glue message index (a varint) before the Protobuf body".into()
+                            })
+                    }
                     Framing::Glue(_) | Framing::GlueSource => glue::glue_message_indexes(s, &body),
                 }
                 .map_err(mismatch)?;
-                s.decode(&indexes, body).map(Body::Value).map_err(mismatch)
+                // A pinned message is what every body is ([`ProtoSchema::is_pinned`]).
+                let indexes = if s.is_pinned() { &[0][..] } else { &indexes };
+                s.decode(indexes, body).map(Body::Value).map_err(mismatch)
             }
             WriterSchema::Json => Ok(Body::Json(body)),
         }

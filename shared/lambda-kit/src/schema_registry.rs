@@ -35,7 +35,7 @@ use crate::secrets::{Credential, SecretSpec};
 /// | `SCHEMA_REGISTRY_URL` | the registry's base URL, or an AWS Glue registry ARN (`arn:aws:glue:<region>:<account>:registry/<name>`: [`GlueRegistry`]); required for `avro`, `protobuf` and `auto` |
 /// | `SCHEMA_REGISTRY_USERNAME`, `SCHEMA_REGISTRY_PASSWORD` | basic auth (or an API key and its secret) |
 /// | `SCHEMA_REGISTRY_SECRET_ID` | instead: a Secrets Manager secret `{"username": .., "password": ..}` (the one the ESM's `BASIC_AUTH` access config uses) |
-/// | `PROTOBUF_DESCRIPTOR_SET`, `PROTOBUF_MESSAGE` | with `protobuf`: a binary `FileDescriptorSet` file (`protoc --include_imports --descriptor_set_out`) and the full name of the message of values that carry no schema id (plain Protobuf bytes); then `SCHEMA_REGISTRY_URL` is optional |
+/// | `PROTOBUF_DESCRIPTOR_SET`, `PROTOBUF_MESSAGE` | with `protobuf`: a binary `FileDescriptorSet` file (`protoc --include_imports --descriptor_set_out`) and the full name of the message of values that carry no schema id (plain Protobuf bytes); then `SCHEMA_REGISTRY_URL` is optional, and without it the message also reads values whose prefix or metadata names a schema id (their message index skipped) |
 /// | `AVRO_SCHEMA_FILE` | with `avro`: an Avro schema file (`.avsc`, JSON) of values that carry no schema id (plain Avro bytes); then `SCHEMA_REGISTRY_URL` is optional, and without it the schema also reads values whose prefix or metadata names a schema id |
 ///
 /// A Glue registry is read with the function's AWS credentials (`glue:GetSchemaVersion`);
@@ -155,20 +155,15 @@ pub struct Values {
     plain: Option<Shipped>,
 }
 
-/// A schema shipped with the function ([`ValueSettings::plain`]). Without a registry, an Avro one
-/// also answers for every schema id a record names (metadata, Confluent prefix, Glue header): the
+/// A schema shipped with the function ([`ValueSettings::plain`]). Without a registry it also
+/// answers for every schema id a record names (metadata, Confluent prefix, Glue header): the
 /// producer's registry is not reachable from here, and the user said what the values are, so such
 /// a record is decoded with it (dead-lettered `schema_mismatch` if it does not fit) rather than
-/// redelivered forever for a schema nothing can fetch. The id is not checked.
+/// redelivered forever for a schema nothing can fetch. The id is not checked; a Protobuf
+/// framing's message index is read past and `PROTOBUF_MESSAGE` read
+/// ([`ProtoSchema::is_pinned`]).
 #[derive(Debug)]
 struct Shipped(Arc<WriterSchema>);
-
-impl Shipped {
-    /// Whether it stands in for a registry that is not configured.
-    fn answers_ids(&self) -> bool {
-        matches!(*self.0, WriterSchema::Avro(_))
-    }
-}
 
 impl SchemaLookup for Shipped {
     fn schema(&self, _id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
@@ -210,8 +205,8 @@ impl Values {
             (Some(r), _) => Decoding::new(self.format, r),
             (None, Some(g)) => Decoding::new(self.format, g),
             (None, None) => match &self.plain {
-                Some(s) if s.answers_ids() => Decoding::new(self.format, s),
-                _ => Decoding::new(self.format, &NoSchemas),
+                Some(s) => Decoding::new(self.format, s),
+                None => Decoding::new(self.format, &NoSchemas),
             },
         };
         match &self.plain {
@@ -1569,6 +1564,13 @@ mod tests {
         let cut = results[4].as_ref().unwrap_err();
         assert_eq!(cut.code, ErrorCode::SchemaMismatch, "{cut}");
         assert!(cut.is_permanent());
+        // A body behind a prefix that does not fit names the shipped schema, not only its id.
+        let cut = KafkaRecord::new("t", 0, 0, 0)
+            .with_value([0, 0, 0, 0, 1, 2, 2, b'e'])
+            .value_json_via::<serde_json::Value>(values.decoding())
+            .unwrap_err();
+        assert_eq!(cut.code, ErrorCode::SchemaMismatch, "{cut}");
+        assert!(cut.message.contains("AVRO_SCHEMA_FILE"), "{cut}");
     }
 
     #[tokio::test]
@@ -1646,5 +1648,144 @@ mod tests {
             (v["event_id"].as_str(), v["page_id"].as_i64()),
             (Some("e"), Some(7))
         );
+    }
+
+    /// `Values` with the shipped descriptor set `events/schemas/gift.pb` (message `vault.Gift`)
+    /// and no registry.
+    async fn shipped_gift() -> Values {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/");
+        let set = format!("{dir}schemas/gift.pb");
+        let env = Env::from_pairs([
+            ("VALUE_FORMAT", "protobuf"),
+            ("PROTOBUF_DESCRIPTOR_SET", set.as_str()),
+            ("PROTOBUF_MESSAGE", "vault.Gift"),
+        ]);
+        ValueSettings::from_env(&env)
+            .await
+            .unwrap()
+            .build()
+            .unwrap()
+    }
+
+    /// A shipped descriptor set without a registry reads every framing (the id is not checked,
+    /// the message index is read past and `vault.Gift` read); a body that does not fit is a
+    /// dead letter (`schema_mismatch`), never a redelivery.
+    #[tokio::test]
+    async fn shipped_descriptor_set_reads_every_framing() {
+        let values = shipped_gift().await;
+        let uuid = "2b9d0c6e-51a4-4f87-b3e2-9c0d1e2f3a4b";
+        let glue_header: Vec<u8> = [3, 0]
+            .into_iter()
+            .chain(
+                uuid.replace('-', "")
+                    .as_bytes()
+                    .chunks(2)
+                    .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap()),
+            )
+            .collect();
+        // Each framing before `body`, and the metadata naming an id, if any.
+        let framings = |body: &[u8]| -> Vec<(Vec<u8>, Option<&str>)> {
+            let with = |head: &[u8]| [head, body].concat();
+            vec![
+                (body.to_vec(), None),
+                // Confluent prefix, id 11: message indexes [0] (`0`) and [1] (`2, 2`).
+                (with(&[0, 0, 0, 0, 11, 0]), None),
+                (with(&[0, 0, 0, 0, 11, 2, 2]), None),
+                // SOURCE with a Confluent id: without and with the message indexes.
+                (body.to_vec(), Some("11")),
+                (with(&[2, 2]), Some("11")),
+                // SOURCE with a Glue id: Glue's index 1 (an unsigned varint).
+                (with(&[1]), Some(uuid)),
+                // The whole Glue header, then Glue's index 1.
+                (with(&[glue_header.as_slice(), &[1]].concat()), None),
+            ]
+        };
+        // page_id 7 (field 2), question "q" (field 3); cut: question says 9 bytes, has 1.
+        let (good, cut) = ([16, 7, 26, 1, b'q'], [16, 7, 26, 9, b'q']);
+        let record = |(bytes, id): (Vec<u8>, Option<&str>)| {
+            let r = KafkaRecord::new("t", 0, 0, 0).with_value(bytes);
+            match id {
+                Some(id) => r.with_value_schema_metadata(event_decoding::SchemaMetadata::new(
+                    "PROTOBUF", id,
+                )),
+                None => r,
+            }
+        };
+        let goods: Vec<KafkaRecord> = framings(&good).into_iter().map(record).collect();
+        let cuts: Vec<KafkaRecord> = framings(&cut).into_iter().map(record).collect();
+        values.prepare(&goods, &deadline()).await;
+        for (i, r) in goods.iter().enumerate() {
+            let v: serde_json::Value = r
+                .value_json_via(values.decoding())
+                .unwrap_or_else(|e| panic!("framing {i}: {e}"));
+            assert_eq!(
+                (v["page_id"].as_i64(), v["question"].as_str()),
+                (Some(7), Some("q")),
+                "framing {i}: {v}"
+            );
+        }
+        for (i, r) in cuts.iter().enumerate() {
+            let e = r
+                .value_json_via::<serde_json::Value>(values.decoding())
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::SchemaMismatch, "framing {i}: {e}");
+            assert!(e.is_permanent(), "framing {i}: {e}");
+            assert!(
+                e.message.contains("PROTOBUF_DESCRIPTOR_SET"),
+                "framing {i}: {e}"
+            );
+        }
+    }
+
+    /// The Protobuf samples (Google's runtime behind the Confluent prefix and in SOURCE mode;
+    /// AWS's Glue package behind the Glue header and in SOURCE mode) with the shipped descriptor
+    /// set and no registry: every gift decodes as `vault.Gift` (a `TaggedGift` too: its extra
+    /// fields are unknown to `vault.Gift`), an unregistered id 99 included; the cut body is
+    /// `schema_mismatch`; nothing is left for redelivery.
+    #[tokio::test]
+    async fn protobuf_samples_with_a_shipped_descriptor_set() {
+        let values = shipped_gift().await;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/");
+        let mut pages = Vec::new();
+        for name in [
+            "gift-protobuf.json",
+            "gift-protobuf-glue.json",
+            "gift-protobuf-glue-source.json",
+        ] {
+            let bytes = std::fs::read(format!("{dir}{name}")).unwrap();
+            let batch = event_decoding::KafkaBatch::from_slice(&bytes).unwrap();
+            values.prepare(batch.as_slice(), &deadline()).await;
+            for r in batch.records() {
+                match r.value_json_via::<serde_json::Value>(values.decoding()) {
+                    Ok(v) => pages.push((name, r.offset, v["page_id"].as_i64(), None)),
+                    Err(e) => {
+                        assert!(e.is_permanent(), "{name} {}: {e}", r.offset);
+                        pages.push((name, r.offset, None, Some(e.code)));
+                    }
+                }
+            }
+        }
+        let (c, g, s, mismatch) = (
+            "gift-protobuf.json",
+            "gift-protobuf-glue.json",
+            "gift-protobuf-glue-source.json",
+            Some(ErrorCode::SchemaMismatch),
+        );
+        let page = |n| (Some(n), None);
+        #[rustfmt::skip]
+        let want = [
+            // Confluent prefix with indexes [0], [0], [1] (a TaggedGift); SOURCE without and
+            // with indexes; id 99, which no registry holds; a body cut short.
+            (c, 0, page(800)), (c, 1, page(801)), (c, 2, page(802)), (c, 3, page(803)),
+            (c, 4, page(805)), (c, 5, page(804)), (c, 6, (None, mismatch)),
+            // Glue header: index 0, index 1 zlib-compressed, a JSON Schema value (not
+            // Protobuf), index 4 (no message of the file: read past all the same).
+            (g, 0, page(800)), (g, 1, page(802)), (g, 2, (None, mismatch)), (g, 3, page(800)),
+            // Glue SOURCE: Glue's index 0, 1, 3 (a TaggedGift.Note `{text: "a note"}`, which
+            // fits vault.Gift's field 1: the index is not checked), 4.
+            (s, 0, page(810)), (s, 1, page(811)), (s, 2, page(0)), (s, 3, page(810)),
+        ];
+        let got: Vec<_> = pages.into_iter().map(|p| (p.0, p.1, (p.2, p.3))).collect();
+        assert_eq!(got, want);
     }
 }
