@@ -21,28 +21,13 @@ use event_decoding::{DataFormat, Decoding, KafkaBatch, ValueFormat, WriterSchema
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const SCHEMA: &str = r#"{"type":"array","items":{"type":"array","items":"null"}}"#;
-
-fn zigzag(n: i64, out: &mut Vec<u8>) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
+#[path = "../tests/common/hostile.rs"]
+mod hostile;
 
 /// The Confluent-framed value: magic byte, schema id 1, then one block of 64 arrays, each a
 /// block of 500,000 nulls (which take no byte) and the end of the inner array.
 fn hostile_value() -> Vec<u8> {
-    let mut b = vec![0, 0, 0, 0, 1];
-    zigzag(64, &mut b);
-    for _ in 0..64 {
-        zigzag(500_000, &mut b);
-        zigzag(0, &mut b);
-    }
-    zigzag(0, &mut b);
-    b
+    hostile::nested_nulls(64, 500_000, 0)
 }
 
 fn main() {
@@ -79,7 +64,9 @@ fn main() {
     let started = Instant::now();
     let batch = KafkaBatch::from_slice(payload.as_bytes()).expect("a valid ESM payload");
     drop(payload);
-    let schema = Arc::new(WriterSchema::parse(DataFormat::Avro, SCHEMA, &[]).expect("schema"));
+    let schema = Arc::new(
+        WriterSchema::parse(DataFormat::Avro, hostile::NESTED_NULLS, &[]).expect("schema"),
+    );
     let schemas: HashMap<String, Arc<WriterSchema>> = HashMap::from([("1".to_string(), schema)]);
     let decoding = Decoding::new(ValueFormat::Avro, &schemas);
     let mut rows = Vec::new();

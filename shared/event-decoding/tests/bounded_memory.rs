@@ -7,29 +7,9 @@ use std::sync::Arc;
 
 use event_decoding::{DataFormat, Decoding, KafkaRecord, ValueFormat, WriterSchema};
 
-/// The peak resident set of this process so far, in bytes.
-fn peak_rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM");
-    let kb: usize = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("VmHWM in kB");
-    kb * 1024
-}
-
-fn zigzag(n: i64, out: &mut Vec<u8>) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
+#[path = "common/hostile.rs"]
+mod hostile;
+use hostile::{NESTED_NULLS, nested_nulls, peak_rss};
 
 /// Decodes `value` (Confluent-framed, schema id 1): refused as too large.
 fn refused(schema: &Arc<WriterSchema>, value: Vec<u8>, format: ValueFormat) {
@@ -47,21 +27,8 @@ fn refused(schema: &Arc<WriterSchema>, value: Vec<u8>, format: ValueFormat) {
 #[cfg(target_os = "linux")]
 fn hostile_values_decode_within_a_fixed_memory_bound() {
     // Avro: 64 arrays of 100,000 nulls (6.4 million values, 205 MB as JSON) in 257 bytes.
-    let avro = Arc::new(
-        WriterSchema::parse(
-            DataFormat::Avro,
-            r#"{"type":"array","items":{"type":"array","items":"null"}}"#,
-            &[],
-        )
-        .unwrap(),
-    );
-    let mut value = vec![0, 0, 0, 0, 1];
-    zigzag(64, &mut value);
-    for _ in 0..64 {
-        zigzag(100_000, &mut value);
-        zigzag(0, &mut value);
-    }
-    zigzag(0, &mut value);
+    let avro = Arc::new(WriterSchema::parse(DataFormat::Avro, NESTED_NULLS, &[]).unwrap());
+    let value = nested_nulls(64, 100_000, 0);
     refused(&avro, value, ValueFormat::Avro);
 
     // Protobuf: 200,000 empty messages of eight fields (two bytes each, 1.6 million JSON values).

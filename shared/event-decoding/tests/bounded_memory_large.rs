@@ -9,49 +9,17 @@ use std::sync::Arc;
 
 use event_decoding::{DataFormat, Decoding, KafkaRecord, ValueFormat, WriterSchema};
 
-fn peak_rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<usize>().ok())
-        .expect("VmHWM in kB")
-        * 1024
-}
-
-/// An Avro long as zigzag varint.
-fn long(n: i64, out: &mut Vec<u8>) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
+#[path = "common/hostile.rs"]
+mod hostile;
+use hostile::{NESTED_NULLS, nested_nulls, peak_rss};
 
 #[test]
 #[cfg(target_os = "linux")]
 fn one_large_hostile_value_stops_at_the_ceiling() {
-    let schema = Arc::new(
-        WriterSchema::parse(
-            DataFormat::Avro,
-            r#"{"type":"array","items":{"type":"array","items":"null"}}"#,
-            &[],
-        )
-        .unwrap(),
-    );
+    let schema = Arc::new(WriterSchema::parse(DataFormat::Avro, NESTED_NULLS, &[]).unwrap());
     // Blocks of 1,000 inner arrays, each 10,000 nulls in 4 bytes: 2 MB of body, 5 billion
     // nulls; 128 bytes per body byte would allow 256 MB of tree.
-    let mut value = vec![0, 0, 0, 0, 1];
-    while value.len() < 2_000_000 {
-        long(1_000, &mut value);
-        for _ in 0..1_000 {
-            long(10_000, &mut value);
-            long(0, &mut value);
-        }
-    }
-    long(0, &mut value);
+    let value = nested_nulls(1_000, 10_000, 2_000_000);
     let schemas = HashMap::from([("1".to_string(), schema)]);
     let record = KafkaRecord::new("t", 0, 0, 0).with_value(value);
     let err = record
