@@ -147,39 +147,73 @@ mod tests {
         assert_eq!(docs[1]["RecordsStored"], 2);
     }
 
-    /// The vector table is `vector(768)` but the function embeds with another dimension:
-    /// PostgREST answers every upsert with pgvector's 400.
-    struct WrongDimensions(MemoryStore);
+    /// A store that refuses as PostgREST does (its 400 with a PostgreSQL code): every upsert, when
+    /// `upserts` holds the refusal (the vector table is `vector(768)` but the function embeds with
+    /// another dimension: pgvector's 400), and every read of stored hashes that names `read_of`
+    /// (one id breaks the read of every page). Anything else goes to the memory store.
+    struct Refusing {
+        store: MemoryStore,
+        upserts: Option<(&'static str, &'static str)>,
+        read_of: Option<&'static str>,
+    }
 
-    impl VectorStore for WrongDimensions {
+    impl Refusing {
+        fn upserts(code: &'static str, message: &'static str) -> Self {
+            Self {
+                store: MemoryStore::new(),
+                upserts: Some((code, message)),
+                read_of: None,
+            }
+        }
+
+        fn read_of(id: &'static str) -> Self {
+            Self {
+                store: MemoryStore::new(),
+                upserts: None,
+                read_of: Some(id),
+            }
+        }
+    }
+
+    /// PostgREST's 400 for a value PostgreSQL refuses.
+    fn bad_request(code: &str, message: &str) -> crate::store::StoreError {
+        crate::store::StoreError::from_error(&PostgrestError::Api {
+            status: 400,
+            code: Some(code.into()),
+            message: message.into(),
+            details: None,
+            hint: None,
+            class: lambda_kit::error::ErrorClass::Permanent,
+        })
+    }
+
+    impl VectorStore for Refusing {
         async fn stored_hashes(
             &self,
             d: &Deadline,
             ids: &[String],
         ) -> Result<crate::store::StoredHashes, crate::store::StoreError> {
-            self.0.stored_hashes(d, ids).await
+            if ids.iter().any(|id| Some(id.as_str()) == self.read_of) {
+                return Err(bad_request("22P05", "unsupported Unicode escape sequence"));
+            }
+            self.store.stored_hashes(d, ids).await
         }
         async fn upsert(
             &self,
-            _: &Deadline,
-            _: &[crate::store::VectorRow],
+            d: &Deadline,
+            rows: &[crate::store::VectorRow],
         ) -> Result<(), crate::store::StoreError> {
-            let e = PostgrestError::Api {
-                status: 400,
-                code: Some("22000".into()),
-                message: "expected 768 dimensions, not 4".into(),
-                details: None,
-                hint: None,
-                class: lambda_kit::error::ErrorClass::Permanent,
-            };
-            Err(crate::store::StoreError::from_error(&e))
+            match self.upserts {
+                Some((code, message)) => Err(bad_request(code, message)),
+                None => self.store.upsert(d, rows).await,
+            }
         }
         async fn delete_pages(
             &self,
             d: &Deadline,
             ids: &[String],
         ) -> Result<(), crate::store::StoreError> {
-            self.0.delete_pages(d, ids).await
+            self.store.delete_pages(d, ids).await
         }
         async fn delete_chunks_from(
             &self,
@@ -187,14 +221,15 @@ mod tests {
             id: &str,
             from: usize,
         ) -> Result<(), crate::store::StoreError> {
-            self.0.delete_chunks_from(d, id, from).await
+            self.store.delete_chunks_from(d, id, from).await
         }
     }
 
     #[tokio::test]
     async fn wrong_vector_dimension_fails_records_and_dead_letters_none_of_them() {
         let (metrics, lines) = Metrics::capture("KafkaLambdas", "page-embedder");
-        let h = handler_with(WrongDimensions(MemoryStore::new())).with_metrics(metrics);
+        let h = handler_with(Refusing::upserts("22000", "expected 768 dimensions, not 4"))
+            .with_metrics(metrics);
         let response = h
             .handle(LambdaEvent::new(
                 fixture("pages-bad.json"),
@@ -257,56 +292,9 @@ mod tests {
         }
     }
 
-    /// A store whose batch read of stored hashes is refused (PostgREST's 400, which blames the
-    /// request's values) whenever it names `poison`: one id breaks the read of every page.
-    struct RefusesReadOf(MemoryStore, &'static str);
-
-    impl VectorStore for RefusesReadOf {
-        async fn stored_hashes(
-            &self,
-            d: &Deadline,
-            ids: &[String],
-        ) -> Result<crate::store::StoredHashes, crate::store::StoreError> {
-            if ids.iter().any(|id| id == self.1) {
-                let e = PostgrestError::Api {
-                    status: 400,
-                    code: Some("22P05".into()),
-                    message: "unsupported Unicode escape sequence".into(),
-                    details: None,
-                    hint: None,
-                    class: lambda_kit::error::ErrorClass::Permanent,
-                };
-                return Err(crate::store::StoreError::from_error(&e));
-            }
-            self.0.stored_hashes(d, ids).await
-        }
-        async fn upsert(
-            &self,
-            d: &Deadline,
-            rows: &[crate::store::VectorRow],
-        ) -> Result<(), crate::store::StoreError> {
-            self.0.upsert(d, rows).await
-        }
-        async fn delete_pages(
-            &self,
-            d: &Deadline,
-            ids: &[String],
-        ) -> Result<(), crate::store::StoreError> {
-            self.0.delete_pages(d, ids).await
-        }
-        async fn delete_chunks_from(
-            &self,
-            d: &Deadline,
-            id: &str,
-            from: usize,
-        ) -> Result<(), crate::store::StoreError> {
-            self.0.delete_chunks_from(d, id, from).await
-        }
-    }
-
     #[tokio::test]
     async fn one_id_refusing_the_batch_read_is_isolated_not_an_environment_fault() {
-        let h = handler_with(RefusesReadOf(MemoryStore::new(), "p3"));
+        let h = handler_with(Refusing::read_of("p3"));
         let batch = one_batch((0..5).map(|i| page_record(i, &format!("p{i}"))).collect());
         let done = h
             .process(&batch, &Deadline::after(std::time::Duration::from_secs(5)))
@@ -323,8 +311,8 @@ mod tests {
             h.dead_letters().0.lock().unwrap().as_slice(),
             ["db_bad_request"]
         );
-        assert!(h.function().store.0.page("p3").is_empty());
-        assert_eq!(h.function().store.0.page("p4").len(), 1);
+        assert!(h.function().store.store.page("p3").is_empty());
+        assert_eq!(h.function().store.store.page("p4").len(), 1);
     }
 
     /// A Debezium PostgreSQL change of page `p1` at `lsn`, delivered at `offset`.
