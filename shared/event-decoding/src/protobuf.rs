@@ -199,17 +199,23 @@ impl ProtoSchema {
     /// match, never the body's content.
     pub fn decode(&self, indexes: &[i32], body: &[u8]) -> Result<Value, String> {
         let desc = self.message(indexes)?;
+        let budget = || {
+            Budget::per_byte(
+                body.len(),
+                shaped(&desc, &mut Vec::new()),
+                budget::PROTOBUF_PER_BODY_BYTE,
+            )
+        };
+        // The dynamic message is a tree too: a sub-message of one set field takes a B-tree node
+        // of its own (~0.7 KB) for 4 bytes of body. Its cost is charged from the wire format
+        // before the tree is built.
+        charge_tree(&desc, body, 0, &mut budget())
+            .map_err(|e| format!("{}: {e}", desc.full_name()))?;
         // The name only for an error: no allocation per body that decodes.
         let message = DynamicMessage::decode(desc.clone(), body)
             .map_err(|e| format!("{}: {e}", desc.full_name()))?;
-        // The message holds at most what the body does; its JSON, with every field at its
-        // default written out, can hold far more.
-        let mut budget = Budget::per_byte(
-            body.len(),
-            shaped(&desc, &mut Vec::new()),
-            budget::PROTOBUF_PER_BODY_BYTE,
-        );
-        budget
+        // Its JSON, with every field at its default written out, can hold far more.
+        budget()
             .charge(message_cost(&message))
             .map_err(|e| format!("{}: {e}", desc.full_name()))?;
         let options = SerializeOptions::new()
@@ -220,6 +226,92 @@ impl ProtoSchema {
             .serialize_with_options(serde_json::value::Serializer, &options)
             .map_err(|e| format!("{}: {e}", desc.full_name()))
     }
+}
+
+/// What one value of a dynamic message takes where it is held.
+const DYNAMIC_VALUE: usize = std::mem::size_of::<prost_reflect::Value>();
+
+/// One message of a dynamic message: a B-tree leaf of field numbers and values, with its header.
+const DYNAMIC_NODE: usize = 11 * (8 + DYNAMIC_VALUE) + 16;
+
+/// Deeper than prost's recursion limit the decoder refuses the body anyway.
+const MAX_TREE_DEPTH: u32 = 100;
+
+/// Reads a varint of the wire format, `None` when the body ends inside it or it is too long.
+fn wire_varint(at: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = at.split_first()?;
+        *at = rest;
+        value |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Charges what the dynamic message of `body` (a `desc`) takes, from its wire format alone:
+/// every message its node, every field its value, a packed run of scalars a value per element
+/// it may hold, text and bytes their length. A body that is not well formed stops the walk: the
+/// decoder then says what is wrong.
+fn charge_tree(
+    desc: &MessageDescriptor,
+    body: &[u8],
+    depth: u32,
+    budget: &mut Budget,
+) -> Result<(), String> {
+    budget.charge(DYNAMIC_NODE)?;
+    let mut at = body;
+    while !at.is_empty() {
+        let Some(tag) = wire_varint(&mut at) else {
+            return Ok(());
+        };
+        budget.charge(DYNAMIC_VALUE)?;
+        match tag & 7 {
+            0 => {
+                if wire_varint(&mut at).is_none() {
+                    return Ok(());
+                }
+            }
+            1 | 5 => {
+                let n = if tag & 7 == 1 { 8 } else { 4 };
+                let Some(rest) = at.get(n..) else {
+                    return Ok(());
+                };
+                at = rest;
+            }
+            2 => {
+                let Some(len) = wire_varint(&mut at)
+                    .and_then(|l| usize::try_from(l).ok())
+                    .filter(|&l| l <= at.len())
+                else {
+                    return Ok(());
+                };
+                let (inner, rest) = at.split_at(len);
+                at = rest;
+                let field = u32::try_from(tag >> 3).ok().and_then(|n| desc.get_field(n));
+                match field.map(|f| f.kind()) {
+                    Some(Kind::Message(m)) if depth < MAX_TREE_DEPTH => {
+                        charge_tree(&m, inner, depth + 1, budget)?;
+                    }
+                    // Past prost's recursion limit: refused by the decoder.
+                    Some(Kind::Message(_)) => {}
+                    Some(Kind::String | Kind::Bytes) | None => budget.charge(len)?,
+                    Some(Kind::Fixed64 | Kind::Sfixed64 | Kind::Double) => {
+                        budget.charge(len / 8 * DYNAMIC_VALUE)?;
+                    }
+                    Some(Kind::Fixed32 | Kind::Sfixed32 | Kind::Float) => {
+                        budget.charge(len / 4 * DYNAMIC_VALUE)?;
+                    }
+                    // A packed run of varints: at most one element a byte.
+                    Some(_) => budget.charge(len.saturating_mul(DYNAMIC_VALUE))?,
+                }
+            }
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// What the JSON of `message` takes (an estimate, as everything in `budget.rs`): its present

@@ -25,9 +25,31 @@ fn one_large_hostile_value_stops_at_the_ceiling() {
     let err = record
         .value_json_via::<serde_json::Value>(Decoding::new(ValueFormat::Avro, &schemas))
         .expect_err("a hostile value is refused");
+
+    // Protobuf: 1 MB of 4-byte items, each a message with one field set (`0a 02 08 01`), which
+    // the dynamic message holds as a B-tree node each (~0.7 KB): refused from the wire format,
+    // before the tree is built (building it first took over 128 MB).
+    let proto = Arc::new(
+        WriterSchema::parse(
+            DataFormat::Protobuf,
+            r#"syntax = "proto3";
+               message Box { repeated Item items = 1; }
+               message Item { int64 a = 1; }"#,
+            &[],
+        )
+        .unwrap(),
+    );
+    let mut value = vec![0, 0, 0, 0, 1, 0];
+    value.extend([0x0a, 0x02, 0x08, 0x01].repeat(250_000));
+    let schemas = HashMap::from([("1".to_string(), proto)]);
+    let record = KafkaRecord::new("t", 0, 1, 0).with_value(value);
+    let proto_err = record
+        .value_json_via::<serde_json::Value>(Decoding::new(ValueFormat::Protobuf, &schemas))
+        .expect_err("a hostile value is refused");
+
     let peak = peak_rss();
     eprintln!(
-        "peak resident set decoding a 2 MB hostile value: {} MB",
+        "peak resident set decoding the 2 MB Avro and 1 MB Protobuf hostile values: {} MB",
         peak >> 20
     );
     assert!(peak < 128 << 20, "peak resident set {peak} bytes");
@@ -36,4 +58,6 @@ fn one_large_hostile_value_stops_at_the_ceiling() {
         err.message.contains("the most any one value may take"),
         "{err}"
     );
+    assert_eq!(proto_err.error_code(), "schema_mismatch", "{proto_err}");
+    assert!(proto_err.message.contains("output budget"), "{proto_err}");
 }

@@ -52,12 +52,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The ADOT (and OpenTelemetry) Lambda layers' collector, OTLP/HTTP.
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318";
 
-/// SpanKind `SPAN_KIND_CONSUMER`.
 /// The collector's answer is an `ExportTraceServiceResponse` (a partial-success count and a
 /// message): a few hundred bytes; more than this is not read.
 const ANSWER_LIMIT: crate::http::Limit =
     crate::http::Limit::new("OTEL_EXPORTER_OTLP_ENDPOINT", 64 * 1024);
 
+/// SpanKind `SPAN_KIND_CONSUMER`.
 const KIND_CONSUMER: u8 = 5;
 /// StatusCode `STATUS_CODE_UNSET`, `STATUS_CODE_ERROR`.
 const STATUS_UNSET: u8 = 0;
