@@ -199,13 +199,8 @@ impl ProtoSchema {
     /// match, never the body's content.
     pub fn decode(&self, indexes: &[i32], body: &[u8]) -> Result<Value, String> {
         let desc = self.message(indexes)?;
-        let budget = || {
-            Budget::per_byte(
-                body.len(),
-                shaped(&desc, &mut Vec::new()),
-                budget::PROTOBUF_PER_BODY_BYTE,
-            )
-        };
+        let allowance = shaped(&desc, &mut Vec::new());
+        let budget = || Budget::per_byte(body.len(), allowance, budget::PROTOBUF_PER_BODY_BYTE);
         // The dynamic message is a tree too: a sub-message of one set field takes a B-tree node
         // of its own (~0.7 KB) for 4 bytes of body. Its cost is charged from the wire format
         // before the tree is built.
