@@ -113,11 +113,7 @@ impl std::str::FromStr for GlueRegistryArn {
 /// assert!(!is_schema_version_id("0a1b2c3d-4e5f-4071-8293-a4b5c6d7e8f"));
 /// ```
 pub fn is_schema_version_id(id: &str) -> bool {
-    id.len() == 36
-        && id.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
+    event_decoding::is_glue_schema_version_id(id)
 }
 
 /// How to reach the Glue registry.

@@ -270,11 +270,9 @@ impl Stored {
 
     /// Reads the secret and keeps the value; `Ok(true)` when it differs from the one held.
     async fn read_now(&self) -> Result<bool, SecretError> {
-        let raw = (self.read)().await?.ok_or_else(|| SecretError::Unusable {
-            secret_id: self.id.clone(),
-            secret_id_var: self.var.clone(),
-            problem: "has no string value".into(),
-        })?;
+        let raw = (self.read)()
+            .await?
+            .ok_or_else(|| self.unusable("has no string value"))?;
         let mut state = self.state.lock().expect("secret state");
         state.read_at = Instant::now();
         let changed = state.version == 0 || state.raw != raw;
@@ -589,10 +587,16 @@ impl Credential {
             Refreshed::Unchanged => format!(
                 "{source} was refused, and re-reading the secret gave the same value: store a valid one in the secret named by {var}"
             ),
-            Refreshed::RateLimited => format!(
-                "{source} was refused; the secret was re-read less than {} s ago and is not read again yet: store a valid one in the secret named by {var}",
-                MIN_FORCED_REFRESH_INTERVAL.as_secs()
-            ),
+            Refreshed::RateLimited => {
+                let interval = match &*self.0 {
+                    Source::Stored { stored, .. } => stored.policy.min_forced_interval,
+                    Source::Fixed { .. } => MIN_FORCED_REFRESH_INTERVAL,
+                };
+                format!(
+                    "{source} was refused; the secret was re-read less than {} s ago and is not read again yet: store a valid one in the secret named by {var}",
+                    interval.as_secs()
+                )
+            }
             Refreshed::Failed(e) => {
                 format!("{source} was refused, and re-reading the secret failed: {e}")
             }
