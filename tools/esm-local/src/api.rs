@@ -50,7 +50,7 @@ fn event(parts: &hyper::http::request::Parts, body: &[u8]) -> HttpRequest {
 }
 
 /// The most a request body may hold: Lambda's 6 MB synchronous invocation payload.
-pub const MAX_REQUEST_BODY: usize = 6 * 1024 * 1024;
+pub const MAX_REQUEST_BODY: usize = crate::payload::MAX_PAYLOAD_BYTES;
 
 /// Serves `publisher` on `listen` until the process ends.
 pub async fn serve(listen: &str, publisher: Publisher<KafkaBroker>) -> std::io::Result<()> {

@@ -438,7 +438,7 @@ async fn route(
 
 /// The most a function may post as a response or error, as Lambda allows a synchronous
 /// invocation (6 MB); a longer body is read no further and stands as the error below.
-pub(crate) const MAX_POSTED_BODY: usize = 6 * 1024 * 1024;
+pub(crate) const MAX_POSTED_BODY: usize = crate::payload::MAX_PAYLOAD_BYTES;
 
 /// A posted body, read through [`MAX_POSTED_BODY`]: past it (or cut off) the error, which fails
 /// the invocation as Lambda fails one whose response is too large.
