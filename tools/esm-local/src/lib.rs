@@ -9,6 +9,8 @@ pub mod cli;
 pub mod dead_letter;
 pub mod invoke;
 pub mod kafka;
+pub mod mapping;
 pub mod payload;
 pub mod publish;
 pub mod runner;
+pub mod template;
