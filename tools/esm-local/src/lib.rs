@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod dead_letter;
+pub mod filter;
 pub mod invoke;
 pub mod kafka;
 pub mod mapping;
