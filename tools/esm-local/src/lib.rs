@@ -11,6 +11,7 @@ pub mod filter;
 pub mod invoke;
 pub mod kafka;
 pub mod mapping;
+pub mod on_failure;
 pub mod payload;
 pub mod publish;
 pub mod runner;

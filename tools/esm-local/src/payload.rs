@@ -166,7 +166,11 @@ pub fn parse_response(
     let mut first: HashMap<TopicPartition, i64> = HashMap::new();
     for f in failures {
         let id = f.get("itemIdentifier");
-        let partition = id.and_then(|i| i.get("partition")).and_then(Value::as_str);
+        // "topic-partition" is the key "Configuring error handling controls for Kafka event
+        // sources" documents; "partition" the one event-decoding's response writes.
+        let partition = id
+            .and_then(|i| i.get("topic-partition").or_else(|| i.get("partition")))
+            .and_then(Value::as_str);
         let offset = id.and_then(|i| i.get("offset")).and_then(|o| match o {
             Value::Number(n) => n.as_i64(),
             Value::String(s) => s.parse().ok(),
@@ -310,7 +314,7 @@ mod tests {
             BatchVerdict::AllProcessed
         );
         let body = br#"{"batchItemFailures":[{"itemIdentifier":{"partition":"t-0","offset":3}},
-            {"itemIdentifier":{"partition":"t-0","offset":"2"}}]}"#;
+            {"itemIdentifier":{"topic-partition":"t-0","offset":"2"}}]}"#;
         assert_eq!(
             parse_response(body, &b),
             BatchVerdict::PartialFailure(HashMap::from([(TopicPartition::new("t", 0), 2)]))
