@@ -665,6 +665,137 @@ mod tests {
         assert!(r.into_config().unwrap_err().contains("not K=V"));
     }
 
+    const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+
+    fn from_template(extra: &[&str]) -> Result<RunnerConfig, String> {
+        let mut args = vec![
+            "run",
+            "--template",
+            TEMPLATE,
+            "--mapping",
+            "GiftPersisterMskMapping",
+            "--function",
+            "target/debug/gift-persister",
+            "--parameter-overrides",
+            "SupabaseUrl=http://127.0.0.1:54321",
+            "SupabaseKeySecretArn=",
+        ];
+        args.extend_from_slice(extra);
+        match parse(&args).map_err(|e| e.to_string())? {
+            Command::Run(r) => r.into_config(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The deployed mapping's settings, from the project's template.yaml.
+    #[test]
+    fn run_takes_the_mapping_from_the_template() {
+        let c = from_template(&["--on-failure-dir", "of"]).unwrap();
+        assert_eq!(c.topics, ["gift_events"]);
+        assert_eq!(c.group, "gift-persister");
+        assert_eq!(c.batch_size, 100);
+        assert_eq!(c.batching_window, Duration::from_secs(1));
+        assert_eq!(c.max_retries, 5);
+        assert!(c.behaviour.bisect_batch_on_function_error);
+        assert!(c.behaviour.report_batch_item_failures);
+        assert_eq!(c.behaviour.max_record_age, None);
+        let DeadLetterTarget::OnFailure(d) = &c.dead_letter else {
+            panic!("{:?}", c.dead_letter)
+        };
+        assert_eq!(
+            d.kind,
+            DestinationKind::S3(PathBuf::from("of/FailureBucket"))
+        );
+        let FunctionTarget::Process(spec) = &c.function else {
+            panic!()
+        };
+        assert_eq!(spec.timeout, Duration::from_secs(60));
+        assert_eq!(spec.memory_mb, 256);
+        assert!(
+            spec.env
+                .iter()
+                .any(|(k, v)| k == "GIFTS_TABLE" && v == "vault")
+        );
+        assert!(
+            spec.env
+                .iter()
+                .any(|(k, v)| k == "METRICS_SERVICE" && v == "esm-local"),
+            "AWS::StackName is --stack-name"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_template_and_minus_one_is_capped_with_a_destination() {
+        let c = from_template(&[
+            "GiftsTable=other",
+            "MaximumRetryAttempts=-1",
+            "OnFailureDestination=SQS",
+            "--batch-size",
+            "7",
+            "--bisect-batch-on-function-error",
+            "false",
+            "--max-record-age-s",
+            "120",
+            "--env",
+            "GIFTS_TABLE=mine",
+            "--group",
+            "g",
+            "--timeout-s",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(c.batch_size, 7);
+        assert_eq!(c.group, "g");
+        assert!(!c.behaviour.bisect_batch_on_function_error);
+        assert_eq!(c.behaviour.max_record_age, Some(Duration::from_secs(120)));
+        assert_eq!(
+            c.max_retries, INFINITE_RETRIES_WITH_DESTINATION,
+            "-1 with a destination"
+        );
+        assert!(matches!(&c.dead_letter, DeadLetterTarget::OnFailure(d)
+            if d.kind == DestinationKind::Sqs(PathBuf::from("esm-on-failure/GiftPersisterFailureQueue.jsonl"))));
+        let FunctionTarget::Process(spec) = &c.function else {
+            panic!()
+        };
+        assert_eq!(spec.timeout, Duration::from_secs(9));
+        let table: Vec<&str> = spec
+            .env
+            .iter()
+            .filter(|(k, _)| k == "GIFTS_TABLE")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(table, ["other", "mine"], "--env comes last, so it wins");
+        let c = from_template(&["--max-retries", "-1", "--dead-letter-file", "x.jsonl"]).unwrap();
+        assert_eq!(c.max_retries, INFINITE_RETRIES_WITH_DESTINATION);
+        let c = from_template(&["--on-failure", "kafka://t.dlq"]).unwrap();
+        assert!(matches!(&c.dead_letter, DeadLetterTarget::OnFailure(d)
+            if d.kind == DestinationKind::Kafka("t.dlq".into())));
+    }
+
+    #[test]
+    fn template_problems_name_the_mapping_and_the_setting() {
+        let e = from_template(&["GiftBatchSize=0"]).unwrap_err();
+        assert!(
+            e.contains("GiftPersisterMskMapping.Properties.BatchSize"),
+            "{e}"
+        );
+        let e = from_template(&[
+            "SchemaRegistryUri=https://r.example",
+            "SchemaRegistryEventRecordFormat=JSON",
+        ])
+        .unwrap_err();
+        assert!(e.contains("EventRecordFormat"), "{e}");
+        assert!(e.contains("SchemaRegistryEventRecordFormat=None"), "{e}");
+        let e = from_template(&["NoSuchParameter=1"]).unwrap_err();
+        assert!(e.contains("`NoSuchParameter` is not a parameter"), "{e}");
+        let e = from_template(&["--on-failure", "arn:aws:sns:us-east-1:1:t"]).unwrap_err();
+        assert!(e.contains("SNS"), "{e}");
+        let e = parse(&["run", "--mapping", "X", "--function", "f", "--topic", "t"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--template"), "{e}");
+    }
+
     #[test]
     fn other_subcommands() {
         let Command::Publish(p) =
