@@ -193,6 +193,21 @@ pub struct RunArgs {
 pub const INFINITE_RETRIES_WITH_DESTINATION: u32 = 10;
 
 impl RunArgs {
+    /// Parses the flags of `esm-local run` (without `esm-local run` itself), as the command line
+    /// does: for tests and benches that build a runner the way a user would.
+    pub fn parse_flags<S: AsRef<str>>(flags: &[S]) -> Result<Self, String> {
+        let args = ["esm-local", "run"]
+            .into_iter()
+            .chain(flags.iter().map(AsRef::as_ref));
+        match Cli::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Some(Command::Run(r)) => Ok(r),
+            _ => Err("not a run command".into()),
+        }
+    }
+
     /// The runner configuration; reads the template and the `--env-file`s.
     pub fn into_config(self) -> Result<RunnerConfig, String> {
         let mapping = match (&self.template, &self.mapping) {
