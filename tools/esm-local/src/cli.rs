@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Poll Kafka and drive the function.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Gift JSON lines (stdin or --file) -> Kafka.
     Publish(PublishArgs),
     /// POST /vault/save -> Kafka, answering 202 {"queued":true}.
@@ -203,7 +203,7 @@ impl RunArgs {
             .map_err(|e| e.to_string())?
             .command
         {
-            Some(Command::Run(r)) => Ok(r),
+            Some(Command::Run(r)) => Ok(*r),
             _ => Err("not a run command".into()),
         }
     }
@@ -457,7 +457,7 @@ mod tests {
 
     fn run(args: &[&str]) -> RunnerConfig {
         match parse(args).unwrap() {
-            Command::Run(r) => r.into_config().unwrap(),
+            Command::Run(r) => (*r).into_config().unwrap(),
             other => panic!("{other:?}"),
         }
     }
@@ -671,13 +671,13 @@ mod tests {
         let Command::Run(r) = parse(&["run", "--topic", ",", "--function", "f"]).unwrap() else {
             panic!()
         };
-        assert_eq!(r.into_config().unwrap_err(), "--topic is required");
+        assert_eq!((*r).into_config().unwrap_err(), "--topic is required");
         let Command::Run(r) =
             parse(&["run", "--topic", "t", "--function", "f", "--env", "A"]).unwrap()
         else {
             panic!()
         };
-        assert!(r.into_config().unwrap_err().contains("not K=V"));
+        assert!((*r).into_config().unwrap_err().contains("not K=V"));
     }
 
     const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
@@ -697,7 +697,7 @@ mod tests {
         ];
         args.extend_from_slice(extra);
         match parse(&args).map_err(|e| e.to_string())? {
-            Command::Run(r) => r.into_config(),
+            Command::Run(r) => (*r).into_config(),
             other => panic!("{other:?}"),
         }
     }

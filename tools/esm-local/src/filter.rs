@@ -167,7 +167,7 @@ fn literal_eq(a: &Value, b: &Value) -> bool {
 }
 
 fn numeric(cmp: &[Value], n: f64) -> bool {
-    if cmp.is_empty() || cmp.len() % 2 != 0 {
+    if cmp.is_empty() || !cmp.len().is_multiple_of(2) {
         return false;
     }
     cmp.chunks(2).all(|pair| {

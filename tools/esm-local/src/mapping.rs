@@ -261,11 +261,14 @@ impl MappingSettings {
     }
 }
 
+/// A function's environment, timeout and memory size.
+type FunctionSettings = (Vec<(String, String)>, Duration, u32);
+
 /// The environment, timeout and memory of the function resource `function`, over `Globals`.
 fn function_settings(
     template: &Template,
     function: &str,
-) -> Result<(Vec<(String, String)>, Duration, u32), TemplateError> {
+) -> Result<FunctionSettings, TemplateError> {
     let res = template.resource(function).map_err(|e| TemplateError {
         at: e.at,
         problem: "the mapping's FunctionName names no function resource of the template".into(),

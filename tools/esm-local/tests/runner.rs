@@ -572,7 +572,7 @@ async fn old_records_go_to_the_queue_and_failures_are_ignored_without_report() {
     let fail = format!("{}-0:1", s.topic);
     let mut config = s.config(&[("ESM_TEST_FAIL", fail.as_str())]);
     config.behaviour.report_batch_item_failures = false;
-    let stats = s.run_until(config, |s| s.batches().len() >= 1).await;
+    let stats = s.run_until(config, |s| !s.batches().is_empty()).await;
     assert_eq!(stats.records_redelivered.load(Ordering::Relaxed), 0);
     assert_eq!(stats.records_processed.load(Ordering::Relaxed), 3);
     assert!(s.dead_lettered().is_empty());
