@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use esm_local::cli::RunArgs;
 use esm_local::invoke::FunctionSpec;
+use esm_local::on_failure::bucket_objects;
 use integration_tests::esm::{
     Runner, create_topic, function_binary, kafka_or_skip, publish, wait_until,
 };
@@ -27,23 +28,15 @@ use serde_json::Value;
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
 
-/// Every object (path relative to the bucket directory, text) under `bucket`.
+/// Every object (key, text) of the local bucket directory `bucket`.
 fn objects(bucket: &std::path::Path) -> Vec<(String, String)> {
-    fn walk(d: &std::path::Path, root: &std::path::Path, out: &mut Vec<(String, String)>) {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else if !e.file_name().to_string_lossy().starts_with('.') {
-                let key = p.strip_prefix(root).unwrap().display().to_string();
-                out.push((key, std::fs::read_to_string(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(bucket, bucket, &mut out);
-    out.sort();
-    out
+    bucket_objects(bucket)
+        .into_iter()
+        .map(|p| {
+            let key = p.strip_prefix(bucket).unwrap().display().to_string();
+            (key, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

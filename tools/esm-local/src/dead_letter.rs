@@ -10,7 +10,6 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use crate::kafka::{KafkaClient, KafkaError, ProduceRecord, TopicPartition};
 use crate::on_failure::{DestinationError, Discard, OnFailure};
@@ -94,19 +93,12 @@ impl DeadLetterTarget {
                     serde_json::to_writer(&mut out, &v).expect("JSON values always serialize");
                     out.push(b'\n');
                 }
-                let err = |source| DeadLetterError::File {
-                    path: path.display().to_string(),
-                    source,
-                };
-                let mut f = tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
+                crate::on_failure::append(path, &out)
                     .await
-                    .map_err(err)?;
-                f.write_all(&out).await.map_err(err)?;
-                f.flush().await.map_err(err)?;
-                Ok(())
+                    .map_err(|source| DeadLetterError::File {
+                        path: path.display().to_string(),
+                        source,
+                    })
             }
             Self::Topic(topic) => {
                 let dlq = TopicPartition::new(topic.clone(), 0);

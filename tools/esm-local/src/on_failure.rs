@@ -188,41 +188,36 @@ impl OnFailure {
     ) -> Result<(), DestinationError> {
         let bootstrap = client.bootstrap_servers();
         match &self.kind {
-            DestinationKind::S3(dir) => {
-                for (part, payload) in chunks(discard.parts, &bootstrap) {
-                    let doc = invocation_record(
-                        &self.context,
-                        discard,
-                        &part,
-                        &bootstrap,
-                        &payload,
-                        true,
-                    );
-                    let key = object_key(&self.context.mapping_uuid, &part[0].0);
-                    write_object(dir, &key, &doc).await?;
-                }
-                Ok(())
-            }
-            DestinationKind::Sqs(file) => {
+            DestinationKind::S3(_) | DestinationKind::Sqs(_) => {
                 let mut lines = Vec::new();
                 for (part, payload) in chunks(discard.parts, &bootstrap) {
-                    let doc = invocation_record(
-                        &self.context,
-                        discard,
-                        &part,
-                        &bootstrap,
-                        &payload,
-                        false,
-                    );
-                    let msg = json!({
-                        "MessageId": random_uuid(),
-                        "ReceiptHandle": format!("esm-local-{}", random_uuid()),
-                        "Body": doc.to_string(),
-                    });
-                    serde_json::to_writer(&mut lines, &msg).expect("JSON values serialize");
-                    lines.push(b'\n');
+                    let s3 = matches!(self.kind, DestinationKind::S3(_));
+                    let doc =
+                        invocation_record(&self.context, discard, &part, &bootstrap, &payload, s3);
+                    if let DestinationKind::S3(dir) = &self.kind {
+                        let key = object_key(&self.context.mapping_uuid, &part[0].0);
+                        write_object(dir, &key, &doc).await?;
+                    } else {
+                        let msg = json!({
+                            "MessageId": random_uuid(),
+                            "ReceiptHandle": format!("esm-local-{}", random_uuid()),
+                            "Body": doc.to_string(),
+                        });
+                        serde_json::to_writer(&mut lines, &msg).expect("JSON values serialize");
+                        lines.push(b'\n');
+                    }
                 }
-                append(file, &lines).await
+                match &self.kind {
+                    DestinationKind::Sqs(file) => {
+                        append(file, &lines)
+                            .await
+                            .map_err(|source| DestinationError::File {
+                                path: file.display().to_string(),
+                                source,
+                            })
+                    }
+                    _ => Ok(()),
+                }
             }
             DestinationKind::Kafka(topic) => {
                 produce_records(client, topic, &self.context, discard, &bootstrap)
@@ -356,7 +351,7 @@ async fn produce_records(
             });
             doc["payload"] = payload;
             let partition = match &r.key {
-                Some(k) => (murmur2(k) & 0x7fff_ffff) % partitions,
+                Some(k) => gift_publisher::partition::partition_for(k, partitions),
                 None => fastrand::i32(0..partitions),
             };
             let rec = ProduceRecord {
@@ -371,35 +366,6 @@ async fn produce_records(
         }
     }
     Ok(())
-}
-
-/// Kafka's default partitioner hash (murmur2, seed 0x9747b28c), as the Java client computes it.
-fn murmur2(data: &[u8]) -> i32 {
-    const M: u32 = 0x5bd1_e995;
-    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> 24;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M) ^ k;
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        if rest.len() == 3 {
-            h ^= u32::from(rest[2]) << 16;
-        }
-        if rest.len() >= 2 {
-            h ^= u32::from(rest[1]) << 8;
-        }
-        h ^= u32::from(rest[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
 }
 
 /// `aws/lambda/<mapping UUID>/<topic>-<partition>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<UUID>`.
@@ -431,23 +397,37 @@ async fn write_object(dir: &Path, key: &str, doc: &Value) -> Result<(), Destinat
     tokio::fs::rename(&tmp, &path).await.map_err(err(&path))
 }
 
-async fn append(file: &Path, bytes: &[u8]) -> Result<(), DestinationError> {
+/// Appends `bytes` to `file` (creating it and its directory) in one write.
+pub(crate) async fn append(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
-    let err = |source| DestinationError::File {
-        path: file.display().to_string(),
-        source,
-    };
     if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(parent).await.map_err(err)?;
+        tokio::fs::create_dir_all(parent).await?;
     }
     let mut f = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(file)
-        .await
-        .map_err(err)?;
-    f.write_all(bytes).await.map_err(err)?;
-    f.flush().await.map_err(err)
+        .await?;
+    f.write_all(bytes).await?;
+    f.flush().await
+}
+
+/// The object files of a local bucket directory, in key order (temporary files left out).
+pub fn bucket_objects(bucket: &Path) -> Vec<PathBuf> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if !e.file_name().to_string_lossy().starts_with('.') {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(bucket, &mut out);
+    out.sort();
+    out
 }
 
 /// A random (version 4) UUID.
@@ -474,7 +454,8 @@ fn iso_ms(ms: i64) -> String {
     )
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -485,25 +466,12 @@ fn now_ms() -> i64 {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::records::TimestampType;
 
     fn rec(offset: i64, value: &str) -> Record {
-        Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: -1,
-            timestamp: 1_573_692_484_835,
-            key: Some(Bytes::from_static(b"k")),
-            value: Some(Bytes::copy_from_slice(value.as_bytes())),
-            headers: IndexMap::new(),
-        }
+        let mut r = crate::payload::test_record(offset, value.as_bytes());
+        r.timestamp = 1_573_692_484_835;
+        r.key = Some(Bytes::from_static(b"k"));
+        r
     }
 
     #[test]
@@ -602,15 +570,6 @@ mod tests {
             parts[7].starts_with(&format!("{}-{}-{}T", parts[4], parts[5], parts[6])),
             "{k}"
         );
-    }
-
-    /// Values the Java client computes (`Utils.murmur2`), so a keyed record lands where a Java
-    /// producer would put it.
-    #[test]
-    fn murmur2_matches_kafka() {
-        assert_eq!(murmur2(b"21"), -973_932_308);
-        assert_eq!(murmur2(b"foobar"), -790_332_482);
-        assert_eq!(murmur2(b"a-little-bit-long-string"), -985_981_536);
     }
 
     #[test]

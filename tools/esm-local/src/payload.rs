@@ -199,34 +199,38 @@ pub fn parse_response(
     }
 }
 
+/// A record of an uncompressed batch with one header `h` (unit tests).
+#[cfg(test)]
+pub(crate) fn test_record(offset: i64, value: &[u8]) -> Record {
+    let mut headers = kafka_protocol::indexmap::IndexMap::new();
+    headers.insert(
+        kafka_protocol::protocol::StrBytes::from_static_str("h"),
+        Some(bytes::Bytes::from_static(&[0x41, 0xff])),
+    );
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(bytes::Bytes::copy_from_slice(value)),
+        headers,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::protocol::StrBytes;
 
     fn rec(offset: i64, value: &[u8]) -> Record {
-        let mut headers = IndexMap::new();
-        headers.insert(
-            StrBytes::from_static_str("h"),
-            Some(Bytes::from_static(&[0x41, 0xff])),
-        );
-        Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::copy_from_slice(value)),
-            headers,
-        }
+        test_record(offset, value)
     }
 
     #[test]

@@ -42,7 +42,7 @@ use crate::invoke::{
     FunctionProcess, FunctionSpec, HttpInvoker, InvokeError, InvokeOutcome, Invoker,
 };
 use crate::kafka::{KafkaClient, KafkaConfig, KafkaError, OffsetSpec, Record, TopicPartition};
-use crate::on_failure::{Condition, Discard};
+use crate::on_failure::{Condition, Discard, now_ms};
 use crate::payload::{BatchVerdict, EventBuilder, parse_response};
 
 /// Retries a Kafka call a few times on transient errors (a macro: the call borrows `&mut`).
@@ -680,14 +680,6 @@ impl Lane {
             tracing::error!(lane = self.id, error = %e, error_code = e.error_code(), "offset commit failed");
         }
     }
-}
-
-/// Milliseconds since the Unix epoch (Kafka record timestamps are in these).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

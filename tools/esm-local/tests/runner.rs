@@ -16,7 +16,7 @@ use esm_local::invoke::FunctionSpec;
 use esm_local::kafka::{
     BrokerConnection, KafkaClient, KafkaConfig, OffsetSpec, ProduceRecord, TopicPartition,
 };
-use esm_local::on_failure::{DestinationKind, OnFailure, RecordContext};
+use esm_local::on_failure::{DestinationKind, OnFailure, RecordContext, bucket_objects};
 use esm_local::runner::{FunctionTarget, MappingBehaviour, RunnerConfig, RunnerStats, run};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
@@ -416,23 +416,18 @@ async fn dead_letter_topic_keeps_the_record_and_says_where_it_came_from() {
     );
 }
 
-/// Every S3 object (invocation record) under the local bucket directory `dir`.
+/// Every S3 object (key, invocation record) under the local bucket directory `dir`.
 fn s3_objects(dir: &std::path::Path) -> Vec<(String, Value)> {
-    fn walk(d: &std::path::Path, root: &std::path::Path, out: &mut Vec<(String, Value)>) {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else if !e.file_name().to_string_lossy().starts_with('.') {
-                let key = p.strip_prefix(root).unwrap().display().to_string();
-                let v = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-                out.push((key, v));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out
+    bucket_objects(dir)
+        .into_iter()
+        .map(|p| {
+            let key = p.strip_prefix(dir).unwrap().display().to_string();
+            (
+                key,
+                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn s3_destination(s: &Scenario, bucket: &str) -> DeadLetterTarget {
