@@ -159,6 +159,12 @@ pub struct RunArgs {
     /// Lambda event filter pattern (JSON on `value`); repeatable, ORed [default: FilterCriteria].
     #[arg(long = "filter-pattern", value_name = "JSON")]
     pub filter_patterns: Vec<String>,
+    /// Deliver as a mapping with a schema registry and EventRecordFormat SOURCE does: values
+    /// (and keys) in the Confluent wire format lose the prefix and get valueSchemaMetadata with
+    /// this dataFormat (AVRO, PROTOBUF, JSON) [default with a SOURCE mapping: from the
+    /// function's VALUE_FORMAT (protobuf: PROTOBUF, else AVRO); without: records as produced].
+    #[arg(long, value_name = "FORMAT", value_parser = ["AVRO", "PROTOBUF", "JSON"])]
+    pub source_data_format: Option<String>,
     /// First retry wait (doubles per attempt, max 30 s).
     #[arg(long, value_name = "MS", default_value_t = 500)]
     pub retry_backoff_ms: u64,
@@ -230,14 +236,14 @@ impl RunArgs {
                 if let Some(c) = &settings.inactive_condition {
                     tracing::warn!(mapping = %m, condition = %c, "the stack would not create this mapping with these parameters (its Condition is false); running it anyway");
                 }
-                match settings.event_record_format {
-                    EventRecordFormat::None => {}
-                    f => {
-                        return Err(format!(
-                            "{}: Resources.{m}: SchemaRegistryConfig.EventRecordFormat {f:?} needs the                              mapping's schema registry, which esm-local does not run: give                              --parameter-overrides SchemaRegistryEventRecordFormat=None (the functions                              then read the registry's wire format themselves)",
-                            t.display()
-                        ));
-                    }
+                if settings.event_record_format == EventRecordFormat::Json {
+                    return Err(format!(
+                        "{}: Resources.{m}: SchemaRegistryConfig.EventRecordFormat JSON needs the \
+                         mapping's schema registry to convert values, which esm-local does not \
+                         run: give --parameter-overrides SchemaRegistryEventRecordFormat=SOURCE \
+                         or None (the functions then decode the values themselves)",
+                        t.display()
+                    ));
                 }
                 Some(settings)
             }
@@ -332,6 +338,14 @@ impl RunArgs {
                 .unwrap_or(false),
             max_record_age,
             filters: FilterCriteria::parse(&patterns)?,
+            source_data_format: self.source_data_format.or_else(|| {
+                let m = m.filter(|m| m.event_record_format == EventRecordFormat::Source)?;
+                let protobuf = m
+                    .env
+                    .iter()
+                    .any(|(k, v)| k == "VALUE_FORMAT" && v == "protobuf");
+                Some(if protobuf { "PROTOBUF" } else { "AVRO" }.to_owned())
+            }),
         };
         Ok(RunnerConfig {
             kafka,
@@ -799,8 +813,19 @@ mod tests {
             "SchemaRegistryEventRecordFormat=JSON",
         ])
         .unwrap_err();
-        assert!(e.contains("EventRecordFormat"), "{e}");
-        assert!(e.contains("SchemaRegistryEventRecordFormat=None"), "{e}");
+        assert!(e.contains("EventRecordFormat JSON"), "{e}");
+        assert!(e.contains("SchemaRegistryEventRecordFormat=SOURCE"), "{e}");
+        let c = from_template(&[
+            "SchemaRegistryUri=https://r.example",
+            "SchemaRegistryEventRecordFormat=SOURCE",
+            "ValueFormat=protobuf",
+        ])
+        .unwrap();
+        assert_eq!(c.behaviour.source_data_format.as_deref(), Some("PROTOBUF"));
+        assert_eq!(
+            from_template(&[]).unwrap().behaviour.source_data_format,
+            None
+        );
         let e = from_template(&["NoSuchParameter=1"]).unwrap_err();
         assert!(e.contains("`NoSuchParameter` is not a parameter"), "{e}");
         let e = from_template(&["--on-failure", "arn:aws:sns:us-east-1:1:t"]).unwrap_err();

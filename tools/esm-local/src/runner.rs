@@ -43,7 +43,7 @@ use crate::invoke::{
 };
 use crate::kafka::{KafkaClient, KafkaConfig, KafkaError, OffsetSpec, Record, TopicPartition};
 use crate::on_failure::{Condition, Discard, now_ms};
-use crate::payload::{BatchVerdict, EventBuilder, parse_response};
+use crate::payload::{BatchVerdict, EventBuilder, parse_response, source_record_json};
 
 /// Retries a Kafka call a few times on transient errors (a macro: the call borrows `&mut`).
 macro_rules! retry_kafka {
@@ -116,6 +116,9 @@ pub struct MappingBehaviour {
     pub max_record_age: Option<Duration>,
     /// Records delivered (`FilterCriteria`); empty = all.
     pub filters: FilterCriteria,
+    /// `EventRecordFormat: SOURCE` with this `dataFormat` ([`crate::payload::source_record_json`]);
+    /// `None`: records as produced (no registry on the mapping).
+    pub source_data_format: Option<String>,
 }
 
 impl Default for MappingBehaviour {
@@ -127,6 +130,7 @@ impl Default for MappingBehaviour {
             bisect_batch_on_function_error: false,
             max_record_age: None,
             filters: FilterCriteria::default(),
+            source_data_format: None,
         }
     }
 }
@@ -433,7 +437,11 @@ impl Lane {
                     }
                     continue;
                 }
-                if !event.try_push(tp, r) {
+                let pushed = match &behaviour.source_data_format {
+                    Some(format) => event.try_push_json(tp, source_record_json(tp, r, format)),
+                    None => event.try_push(tp, r),
+                };
+                if !pushed {
                     full = true;
                     break;
                 }
