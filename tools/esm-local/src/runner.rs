@@ -459,7 +459,8 @@ impl Lane {
                 break;
             }
         }
-        if self.bisect.is_empty() {
+        let rotated = self.bisect.is_empty();
+        if rotated {
             self.rotate = (self.rotate + 1) % n.max(1);
         }
         self.stats
@@ -558,6 +559,10 @@ impl Lane {
             // BisectBatchOnFunctionError: the first half, then the second, as batches of their
             // own; the split is not a retry.
             let first = count.div_ceil(2);
+            if rotated {
+                // The halves start where this batch started.
+                self.rotate = (self.rotate + n - 1) % n;
+            }
             self.bisect.pop();
             self.bisect.push(count - first);
             self.bisect.push(first);
