@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use esm_local::dead_letter::DeadLetterTarget;
 use esm_local::invoke::FunctionSpec;
 use esm_local::kafka::{KafkaClient, KafkaConfig, OffsetSpec, ProduceRecord, TopicPartition};
-use esm_local::runner::{FunctionTarget, RunnerConfig, RunnerError, RunnerStats, run};
+use esm_local::runner::{
+    FunctionTarget, MappingBehaviour, RunnerConfig, RunnerError, RunnerStats, run,
+};
 use tokio::sync::watch;
 
 /// `KAFKA_BOOTSTRAP_SERVERS` (`scripts/kafka-broker env`), or `None` after a loud SKIP line.
@@ -82,6 +84,7 @@ pub fn runner_config(
             timeout: Duration::from_secs(30),
             memory_mb: 256,
         }),
+        behaviour: MappingBehaviour::default(),
     }
 }
 

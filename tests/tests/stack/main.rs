@@ -13,6 +13,7 @@
 mod acknowledged;
 mod avro_values;
 mod esm_e2e;
+mod esm_mapping;
 mod gift_persister;
 mod gift_publisher;
 mod gift_secrets;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use esm_local::dead_letter::DeadLetterTarget;
 use esm_local::invoke::FunctionSpec;
 use esm_local::kafka::{KafkaClient, KafkaConfig, OffsetSpec, ProduceRecord, TopicPartition};
-use esm_local::runner::{FunctionTarget, RunnerConfig, RunnerStats, run};
+use esm_local::runner::{FunctionTarget, MappingBehaviour, RunnerConfig, RunnerStats, run};
 use tokio::sync::watch;
 
 fn now_ms() -> u64 {
@@ -54,6 +54,7 @@ fn config(kafka: &KafkaConfig, topic: &str, out: &std::path::Path) -> RunnerConf
             timeout: Duration::from_secs(30),
             memory_mb: 128,
         }),
+        behaviour: MappingBehaviour::default(),
     }
 }
 

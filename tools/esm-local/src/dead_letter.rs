@@ -1,4 +1,7 @@
-//! Where batches go when their retries are exhausted: a JSON-lines file or a Kafka topic.
+//! Where batches go when their retries are exhausted (or their records are too old): the
+//! mapping's on-failure destination in AWS's formats ([`crate::on_failure`]), nowhere (a mapping
+//! without one drops them, as Lambda does), or esm-local's own formats, kept for
+//! `--dead-letter-file` / `--dead-letter-topic`.
 //!
 //! File lines: `{"reason","attempts","topic","partition","offset","timestamp","key"?,"value"?,
 //! "headers"}` (key/value base64, headers as in the ESM event). Topic records keep the original
@@ -7,9 +10,9 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
-use crate::kafka::{KafkaClient, KafkaError, ProduceRecord, Record, TopicPartition};
+use crate::kafka::{KafkaClient, KafkaError, ProduceRecord, TopicPartition};
+use crate::on_failure::{DestinationError, Discard, OnFailure};
 use crate::payload::record_json;
 
 /// Dead-letter destination.
@@ -19,6 +22,10 @@ pub enum DeadLetterTarget {
     File(PathBuf),
     /// Produce to partition 0 of this topic (created with one partition if missing).
     Topic(String),
+    /// The mapping's `DestinationConfig.OnFailure`, in the documented formats.
+    OnFailure(OnFailure),
+    /// A mapping without a destination: Lambda drops the records (an error is logged).
+    Drop,
 }
 
 /// Errors while dead-lettering; the runner keeps the records and retries the dead-lettering.
@@ -36,19 +43,47 @@ pub enum DeadLetterError {
     /// The topic could not be written.
     #[error("cannot produce to dead-letter topic: {0}")]
     Kafka(#[from] KafkaError),
+    /// The on-failure destination could not be written.
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
 }
 
 impl DeadLetterTarget {
-    /// Writes `records` of `tp` with the `reason` they failed for.
+    /// Writes the records of `discard` with the `reason` they failed for.
     pub async fn send(
         &self,
         client: &mut KafkaClient,
+        discard: &Discard<'_>,
+        reason: &str,
+    ) -> Result<(), DeadLetterError> {
+        match self {
+            Self::OnFailure(d) => Ok(d.send(client, discard).await?),
+            Self::Drop => {
+                let n: usize = discard.parts.iter().map(|(_, r)| r.len()).sum();
+                tracing::error!(records = n, condition = ?discard.condition, reason, error_code = "records_dropped",
+                    "records dropped: the mapping has no on-failure destination (DestinationConfig.OnFailure)");
+                Ok(())
+            }
+            Self::File(_) | Self::Topic(_) => {
+                for (tp, records) in discard.parts {
+                    self.send_legacy(client, tp, records, reason, discard.attempts)
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn send_legacy(
+        &self,
+        client: &mut KafkaClient,
         tp: &TopicPartition,
-        records: &[Record],
+        records: &[crate::kafka::Record],
         reason: &str,
         attempts: u32,
     ) -> Result<(), DeadLetterError> {
         match self {
+            Self::OnFailure(_) | Self::Drop => Ok(()),
             Self::File(path) => {
                 let mut out = Vec::new();
                 for r in records {
@@ -58,19 +93,12 @@ impl DeadLetterTarget {
                     serde_json::to_writer(&mut out, &v).expect("JSON values always serialize");
                     out.push(b'\n');
                 }
-                let err = |source| DeadLetterError::File {
-                    path: path.display().to_string(),
-                    source,
-                };
-                let mut f = tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
+                crate::on_failure::append(path, &out)
                     .await
-                    .map_err(err)?;
-                f.write_all(&out).await.map_err(err)?;
-                f.flush().await.map_err(err)?;
-                Ok(())
+                    .map_err(|source| DeadLetterError::File {
+                        path: path.display().to_string(),
+                        source,
+                    })
             }
             Self::Topic(topic) => {
                 let dlq = TopicPartition::new(topic.clone(), 0);

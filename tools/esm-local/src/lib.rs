@@ -7,8 +7,12 @@
 pub mod api;
 pub mod cli;
 pub mod dead_letter;
+pub mod filter;
 pub mod invoke;
 pub mod kafka;
+pub mod mapping;
+pub mod on_failure;
 pub mod payload;
 pub mod publish;
 pub mod runner;
+pub mod template;

@@ -55,6 +55,44 @@ pub fn record_json(tp: &TopicPartition, r: &Record) -> Value {
     Value::Object(m)
 }
 
+/// One record as a mapping with a schema registry and `EventRecordFormat: SOURCE` delivers it:
+/// a key or value in the Confluent wire format (magic byte 0, 4-byte big-endian schema id) loses
+/// that prefix and gains `keySchemaMetadata` / `valueSchemaMetadata` `{"dataFormat", "schemaId"}`
+/// (the API reference: in SOURCE format Lambda "removes all schema metadata, such as the schema
+/// ID"; the metadata fields are those event-decoding reads). `data_format` (`AVRO`, `PROTOBUF`,
+/// `JSON`) stands for what the registry would say of the schema; Protobuf message indexes stay
+/// in the body. A key or value not in that format is delivered as it is, without metadata.
+///
+/// ```
+/// use esm_local::payload::source_record_json;
+/// # use esm_local::kafka::TopicPartition;
+/// # let mut r = esm_local::kafka::Record { transactional: false, control: false, delete_horizon: false,
+/// #     partition_leader_epoch: 0, producer_id: -1, producer_epoch: -1,
+/// #     timestamp_type: kafka_protocol::records::TimestampType::Creation, offset: 0, sequence: -1,
+/// #     timestamp: 0, key: None, value: None, headers: Default::default() };
+/// r.value = Some(vec![0, 0, 0, 0, 12, 2, 4].into());
+/// let v = source_record_json(&TopicPartition::new("t", 0), &r, "AVRO");
+/// assert_eq!(v["value"], "AgQ="); // [2, 4]
+/// assert_eq!(v["valueSchemaMetadata"]["schemaId"], "12");
+/// ```
+pub fn source_record_json(tp: &TopicPartition, r: &Record, data_format: &str) -> Value {
+    let mut v = record_json(tp, r);
+    for (bytes, field, meta) in [
+        (&r.key, "key", "keySchemaMetadata"),
+        (&r.value, "value", "valueSchemaMetadata"),
+    ] {
+        if let Some(b) = bytes
+            && b.len() >= 5
+            && b[0] == 0
+        {
+            let id = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
+            v[field] = json!(B64.encode(&b[5..]));
+            v[meta] = json!({"dataFormat": data_format, "schemaId": id.to_string()});
+        }
+    }
+    v
+}
+
 /// Accumulates records into one event, refusing records past the payload cap.
 #[derive(Debug)]
 pub struct EventBuilder {
@@ -166,7 +204,11 @@ pub fn parse_response(
     let mut first: HashMap<TopicPartition, i64> = HashMap::new();
     for f in failures {
         let id = f.get("itemIdentifier");
-        let partition = id.and_then(|i| i.get("partition")).and_then(Value::as_str);
+        // "topic-partition" is the key "Configuring error handling controls for Kafka event
+        // sources" documents; "partition" the one event-decoding's response writes.
+        let partition = id
+            .and_then(|i| i.get("topic-partition").or_else(|| i.get("partition")))
+            .and_then(Value::as_str);
         let offset = id.and_then(|i| i.get("offset")).and_then(|o| match o {
             Value::Number(n) => n.as_i64(),
             Value::String(s) => s.parse().ok(),
@@ -195,34 +237,38 @@ pub fn parse_response(
     }
 }
 
+/// A record of an uncompressed batch with one header `h` (unit tests).
+#[cfg(test)]
+pub(crate) fn test_record(offset: i64, value: &[u8]) -> Record {
+    let mut headers = kafka_protocol::indexmap::IndexMap::new();
+    headers.insert(
+        kafka_protocol::protocol::StrBytes::from_static_str("h"),
+        Some(bytes::Bytes::from_static(&[0x41, 0xff])),
+    );
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(bytes::Bytes::copy_from_slice(value)),
+        headers,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::protocol::StrBytes;
 
     fn rec(offset: i64, value: &[u8]) -> Record {
-        let mut headers = IndexMap::new();
-        headers.insert(
-            StrBytes::from_static_str("h"),
-            Some(Bytes::from_static(&[0x41, 0xff])),
-        );
-        Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::copy_from_slice(value)),
-            headers,
-        }
+        test_record(offset, value)
     }
 
     #[test]
@@ -290,6 +336,29 @@ mod tests {
         assert_eq!(recs[1].key().unwrap(), None);
     }
 
+    /// EventRecordFormat SOURCE: the functions' decoder reads the schema id from the metadata
+    /// and the body without the wire prefix; a value not in that format is left as it is.
+    #[test]
+    fn source_format_moves_the_schema_id_into_the_metadata() {
+        let tp = TopicPartition::new("gifts", 0);
+        let mut framed = rec(3, &[0, 0, 0, 1, 7, 0x02, 0x41]);
+        framed.key = Some(Bytes::from_static(b"plain-key"));
+        let mut b = EventBuilder::new("b:1");
+        assert!(b.try_push_json(&tp, source_record_json(&tp, &framed, "AVRO")));
+        assert!(b.try_push_json(&tp, source_record_json(&tp, &rec(4, b"{}"), "AVRO")));
+        let batch = event_decoding::KafkaBatch::from_slice(&b.build()).unwrap();
+        let recs: Vec<_> = batch.records().collect();
+        let meta = recs[0].value_schema_metadata().expect("metadata");
+        assert_eq!(
+            (meta.data_format.as_str(), meta.schema_id.as_str()),
+            ("AVRO", "263")
+        );
+        assert_eq!(recs[0].value().unwrap().as_deref(), Some(&[0x02, 0x41][..]));
+        assert_eq!(recs[0].key_str().unwrap().as_deref(), Some("plain-key"));
+        assert!(recs[1].value_schema_metadata().is_none());
+        assert_eq!(recs[1].value().unwrap().as_deref(), Some(&b"{}"[..]));
+    }
+
     fn batch() -> HashMap<String, (TopicPartition, Vec<i64>)> {
         HashMap::from([
             (
@@ -310,7 +379,7 @@ mod tests {
             BatchVerdict::AllProcessed
         );
         let body = br#"{"batchItemFailures":[{"itemIdentifier":{"partition":"t-0","offset":3}},
-            {"itemIdentifier":{"partition":"t-0","offset":"2"}}]}"#;
+            {"itemIdentifier":{"topic-partition":"t-0","offset":"2"}}]}"#;
         assert_eq!(
             parse_response(body, &b),
             BatchVerdict::PartialFailure(HashMap::from([(TopicPartition::new("t", 0), 2)]))

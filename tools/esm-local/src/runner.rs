@@ -7,7 +7,25 @@
 //! Per batch: gather until `batch_size` records or the batching window ends, invoke, then per
 //! partition commit up to the first failed offset. Unprocessed records go back to the front of
 //! the lane's buffer and are redelivered after a backoff; once a partition's head has failed
-//! `max_retries + 1` times, its unprocessed records are dead-lettered and the lane moves on.
+//! `max_retries + 1` times, its unprocessed records go to the on-failure destination and the
+//! lane moves on.
+//!
+//! [`MappingBehaviour`] adds what a mapping's error-handling controls do, as AWS documents them
+//! for Kafka in "Configuring error handling controls for Kafka event sources"
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/kafka-retry-configurations.html>):
+//! `MaximumRetryAttempts` does not count the first invocation (-1 = infinite, capped at 10 by
+//! Lambda when an on-failure destination is set: "Using a Kafka topic as an on-failure
+//! destination"); with `ReportBatchItemFailures` only the reported records are retried, a
+//! partition resuming at its lowest reported offset, an empty or null list meaning success and
+//! an identifier not in the batch failing the whole batch; `BisectBatchOnFunctionError` splits a
+//! batch that failed as a whole in two and retries each half. The Kafka page does not say
+//! whether a split uses up a retry; the stream page ("Retain discarded batch records for a
+//! Kinesis Data Streams event source",
+//! <https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html>) says
+//! "Splitting batches doesn't consume the retry quota", and that is what happens here: only a
+//! batch that cannot be split further counts retries. `MaximumRecordAgeInSeconds`: older
+//! records are sent to the destination without being delivered. `FilterCriteria`
+//! ([`crate::filter`]): a record no filter matches is committed, never delivered.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,11 +37,13 @@ use lambda_kit::retry::RetryPolicy;
 use tokio::sync::watch;
 
 use crate::dead_letter::DeadLetterTarget;
+use crate::filter::FilterCriteria;
 use crate::invoke::{
     FunctionProcess, FunctionSpec, HttpInvoker, InvokeError, InvokeOutcome, Invoker,
 };
 use crate::kafka::{KafkaClient, KafkaConfig, KafkaError, OffsetSpec, Record, TopicPartition};
-use crate::payload::{BatchVerdict, EventBuilder, parse_response};
+use crate::on_failure::{Condition, Discard, now_ms};
+use crate::payload::{BatchVerdict, EventBuilder, parse_response, source_record_json};
 
 /// Retries a Kafka call a few times on transient errors (a macro: the call borrows `&mut`).
 macro_rules! retry_kafka {
@@ -68,7 +88,8 @@ pub struct RunnerConfig {
     pub batching_window: Duration,
     /// Where to start without a committed offset (`TRIM_HORIZON` = earliest, `LATEST`).
     pub starting_position: OffsetSpec,
-    /// Retries of a failing partition head before dead-lettering (0 = dead-letter at first failure).
+    /// Retries of a failing partition head before dead-lettering (0 = dead-letter at first
+    /// failure; `u32::MAX` = until the records are discarded for their age, the ESM's -1).
     pub max_retries: u32,
     /// First retry delay; doubles per attempt up to 30 s ([`RunnerConfig::retry_policy`]).
     pub retry_backoff: Duration,
@@ -78,6 +99,40 @@ pub struct RunnerConfig {
     pub dead_letter: DeadLetterTarget,
     /// The function.
     pub function: FunctionTarget,
+    /// The mapping's error handling and filters.
+    pub behaviour: MappingBehaviour,
+}
+
+/// What a mapping's `FunctionResponseTypes`, `BisectBatchOnFunctionError`,
+/// `MaximumRecordAgeInSeconds` and `FilterCriteria` make the runner do (module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingBehaviour {
+    /// Honour `batchItemFailures` (`FunctionResponseTypes: [ReportBatchItemFailures]`); without
+    /// it a returned list is ignored and the batch counts as processed.
+    pub report_batch_item_failures: bool,
+    /// Split a batch that fails as a whole in two (`BisectBatchOnFunctionError`).
+    pub bisect_batch_on_function_error: bool,
+    /// Records older than this go to the destination undelivered (`MaximumRecordAgeInSeconds`).
+    pub max_record_age: Option<Duration>,
+    /// Records delivered (`FilterCriteria`); empty = all.
+    pub filters: FilterCriteria,
+    /// `EventRecordFormat: SOURCE` with this `dataFormat` ([`crate::payload::source_record_json`]);
+    /// `None`: records as produced (no registry on the mapping).
+    pub source_data_format: Option<String>,
+}
+
+impl Default for MappingBehaviour {
+    /// esm-local's behaviour without a template: partial batch responses honoured, no bisection,
+    /// no age limit, no filter.
+    fn default() -> Self {
+        Self {
+            report_batch_item_failures: true,
+            bisect_batch_on_function_error: false,
+            max_record_age: None,
+            filters: FilterCriteria::default(),
+            source_data_format: None,
+        }
+    }
 }
 
 /// Longest wait before a redelivery.
@@ -111,6 +166,12 @@ pub struct RunnerStats {
     pub records_dead_lettered: AtomicU64,
     /// Records handed back for redelivery.
     pub records_redelivered: AtomicU64,
+    /// Records the filters rejected (committed, not delivered).
+    pub records_filtered: AtomicU64,
+    /// Records sent to the destination for their age, undelivered.
+    pub records_expired: AtomicU64,
+    /// Batches split in two after failing as a whole.
+    pub bisections: AtomicU64,
 }
 
 /// Errors that stop the runner.
@@ -191,6 +252,8 @@ struct Lane {
     invoker: Invoker,
     parts: Vec<(TopicPartition, PartitionState)>,
     rotate: usize,
+    /// Sizes of the next batches while bisecting (the top is the next one).
+    bisect: Vec<usize>,
     stats: Arc<RunnerStats>,
 }
 
@@ -238,6 +301,7 @@ impl Lane {
             invoker,
             parts,
             rotate: 0,
+            bisect: Vec::new(),
             stats,
         })
     }
@@ -330,37 +394,111 @@ impl Lane {
     }
 
     /// Builds, invokes and settles one batch; returns the backoff to wait when something failed.
+    ///
+    /// Records are taken in offset order per partition; one older than `max_record_age` goes to
+    /// the destination without being delivered, one the filters reject is dropped (both are
+    /// committed with the batch). A whole-batch failure with bisection on splits the batch
+    /// (the halves are the next batches, and the split consumes no retry); otherwise each
+    /// failing partition head counts an attempt and, past `max_retries`, its records from the
+    /// first failed offset are discarded to the destination and the partition moves on.
     async fn deliver_one_batch(&mut self) -> Result<Option<Duration>, RunnerError> {
+        let cap = self
+            .bisect
+            .last()
+            .copied()
+            .unwrap_or(self.config.batch_size);
         let mut event = EventBuilder::new(self.client.bootstrap_servers());
         let n = self.parts.len();
-        // Take whole runs per partition, starting at a rotating partition so none starves.
-        let mut taken: Vec<(usize, Vec<Record>)> = Vec::new();
-        'outer: for k in 0..n {
+        let now = now_ms();
+        let behaviour = &self.config.behaviour;
+        // Per partition taken from: (index, delivered records, last offset taken incl. skipped).
+        let mut taken: Vec<(usize, Vec<Record>, i64)> = Vec::new();
+        let mut expired: Vec<(TopicPartition, Vec<Record>)> = Vec::new();
+        let mut filtered = 0u64;
+        // Whole runs per partition, from a rotating partition so none starves; not rotating while
+        // bisecting, so a half is the same records again.
+        for k in 0..n {
             let i = (self.rotate + k) % n;
             let (tp, state) = &mut self.parts[i];
-            let mut mine = Vec::new();
-            while event.len() < self.config.batch_size {
+            let (mut mine, mut old, mut last) = (Vec::new(), Vec::new(), None);
+            let mut full = false;
+            while event.len() < cap {
                 let Some(r) = state.buffer.front() else { break };
-                if !event.try_push(tp, r) {
-                    if !mine.is_empty() {
-                        taken.push((i, mine));
+                let too_old = behaviour
+                    .max_record_age
+                    .is_some_and(|age| now.saturating_sub(r.timestamp) > age.as_millis() as i64);
+                if too_old || !behaviour.filters.matches(r.value.as_deref()) {
+                    let r = state.buffer.pop_front().expect("front exists");
+                    last = Some(r.offset);
+                    if too_old {
+                        old.push(r);
+                    } else {
+                        filtered += 1;
                     }
-                    break 'outer;
+                    continue;
                 }
-                mine.push(state.buffer.pop_front().expect("front exists"));
+                let pushed = match &behaviour.source_data_format {
+                    Some(format) => event.try_push_json(tp, source_record_json(tp, r, format)),
+                    None => event.try_push(tp, r),
+                };
+                if !pushed {
+                    full = true;
+                    break;
+                }
+                let r = state.buffer.pop_front().expect("front exists");
+                last = Some(r.offset);
+                mine.push(r);
             }
-            if !mine.is_empty() {
-                taken.push((i, mine));
+            if !old.is_empty() {
+                expired.push((tp.clone(), old));
             }
-            if event.len() >= self.config.batch_size {
+            if let Some(last) = last {
+                taken.push((i, mine, last));
+            }
+            if full || event.len() >= cap {
                 break;
             }
         }
-        self.rotate = (self.rotate + 1) % n.max(1);
+        let rotated = self.bisect.is_empty();
+        if rotated {
+            self.rotate = (self.rotate + 1) % n.max(1);
+        }
+        self.stats
+            .records_filtered
+            .fetch_add(filtered, Ordering::Relaxed);
+        if !expired.is_empty() {
+            let count: usize = expired.iter().map(|(_, r)| r.len()).sum();
+            tracing::warn!(
+                lane = self.id,
+                records = count,
+                error_code = "record_age_exceeded",
+                "records older than MaximumRecordAgeInSeconds go to the on-failure destination undelivered"
+            );
+            let discard = Discard {
+                parts: &expired,
+                condition: Condition::RecordAgeExceeded,
+                attempts: 0,
+                function_error: false,
+            };
+            self.discard(&discard, "older than MaximumRecordAgeInSeconds")
+                .await?;
+            self.stats
+                .records_expired
+                .fetch_add(count as u64, Ordering::Relaxed);
+        }
         let count = event.len();
+        if count == 0 {
+            let commits: Vec<(TopicPartition, i64)> = taken
+                .iter()
+                .map(|(i, _, last)| (self.parts[*i].0.clone(), last + 1))
+                .collect();
+            self.commit(&commits).await;
+            return Ok(None);
+        }
         let in_batch: HashMap<String, (TopicPartition, Vec<i64>)> = taken
             .iter()
-            .map(|(i, recs)| {
+            .filter(|(_, recs, _)| !recs.is_empty())
+            .map(|(i, recs, _)| {
                 let tp = self.parts[*i].0.clone();
                 (
                     tp.to_string(),
@@ -371,7 +509,7 @@ impl Lane {
 
         let started = Instant::now();
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
-        let verdict = match self.invoker.invoke(event.build()).await {
+        let mut verdict = match self.invoker.invoke(event.build()).await {
             Ok(InvokeOutcome::Response(body)) => parse_response(&body, &in_batch),
             Ok(InvokeOutcome::FunctionError(e)) => {
                 BatchVerdict::AllFailed(format!("function error: {e}"))
@@ -379,6 +517,15 @@ impl Lane {
             Err(e) if e.is_transient() => BatchVerdict::AllFailed(e.to_string()),
             Err(e) => return Err(e.into()),
         };
+        if matches!(verdict, BatchVerdict::PartialFailure(_))
+            && !self.config.behaviour.report_batch_item_failures
+        {
+            tracing::warn!(
+                lane = self.id,
+                "batchItemFailures ignored: the mapping's FunctionResponseTypes lacks ReportBatchItemFailures, so the batch counts as processed"
+            );
+            verdict = BatchVerdict::AllProcessed;
+        }
         let ms = started.elapsed().as_millis();
         match &verdict {
             BatchVerdict::AllProcessed => {
@@ -406,21 +553,58 @@ impl Lane {
                 tracing::warn!(lane = self.id, records = count, ms, error_code = "batch_failed", reason = %why, "batch failed");
             }
         }
+        let whole = matches!(verdict, BatchVerdict::AllFailed(_));
 
+        if whole && self.config.behaviour.bisect_batch_on_function_error && count > 1 {
+            // BisectBatchOnFunctionError: the first half, then the second, as batches of their
+            // own; the split is not a retry.
+            let first = count.div_ceil(2);
+            if rotated {
+                // The halves start where this batch started.
+                self.rotate = (self.rotate + n - 1) % n;
+            }
+            self.bisect.pop();
+            self.bisect.push(count - first);
+            self.bisect.push(first);
+            self.stats.bisections.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                lane = self.id,
+                records = count,
+                first,
+                second = count - first,
+                "bisecting the failed batch"
+            );
+            let mut commits = Vec::new();
+            for (i, recs, last) in taken {
+                let state = &mut self.parts[i].1;
+                let resume = recs.first().map_or(last + 1, |r| r.offset);
+                self.stats
+                    .records_redelivered
+                    .fetch_add(recs.len() as u64, Ordering::Relaxed);
+                for r in recs.into_iter().rev() {
+                    state.buffer.push_front(r);
+                }
+                commits.push((self.parts[i].0.clone(), resume));
+            }
+            self.commit(&commits).await;
+            return Ok(None);
+        }
+
+        let reason = match &verdict {
+            BatchVerdict::AllFailed(why) => why.clone(),
+            _ => "reported in batchItemFailures".to_owned(),
+        };
         let mut commits = Vec::new();
         let mut max_attempts = 0;
-        for (i, recs) in taken {
+        let mut exhausted: Vec<(TopicPartition, Vec<Record>)> = Vec::new();
+        let mut exhausted_attempts = 0;
+        for (i, recs, last) in taken {
             let tp = self.parts[i].0.clone();
             let first_failed = match &verdict {
                 BatchVerdict::AllProcessed => None,
                 BatchVerdict::PartialFailure(f) => f.get(&tp).copied(),
                 BatchVerdict::AllFailed(_) => recs.first().map(|r| r.offset),
             };
-            let reason = match &verdict {
-                BatchVerdict::AllFailed(why) => why.clone(),
-                _ => "reported in batchItemFailures".to_owned(),
-            };
-            let last = recs.last().expect("non-empty").offset;
             let Some(f) = first_failed else {
                 self.stats
                     .records_processed
@@ -436,17 +620,15 @@ impl Lane {
                 .fetch_add(done.len() as u64, Ordering::Relaxed);
             let state = &mut self.parts[i].1;
             let attempts = match state.failing {
-                Some((o, a)) if o == f => a + 1,
+                Some((o, a)) if o == f => a.saturating_add(1),
                 _ => 1,
             };
             if attempts > self.config.max_retries {
-                tracing::error!(lane = self.id, partition = %tp, offset = f, attempts, records = failed.len(), error_code = "retries_exhausted", "dead-lettering records");
-                self.dead_letter(&tp, &failed, &reason, attempts).await?;
-                self.stats
-                    .records_dead_lettered
-                    .fetch_add(failed.len() as u64, Ordering::Relaxed);
-                self.parts[i].1.failing = None;
-                commits.push((tp, last + 1));
+                tracing::error!(lane = self.id, partition = %tp, offset = f, attempts, records = failed.len(), error_code = "retries_exhausted", "discarding records to the on-failure destination");
+                exhausted_attempts = exhausted_attempts.max(attempts);
+                state.failing = None;
+                commits.push((tp.clone(), last + 1));
+                exhausted.push((tp, failed));
             } else {
                 max_attempts = max_attempts.max(attempts);
                 state.failing = Some((f, attempts));
@@ -456,34 +638,44 @@ impl Lane {
                 for r in failed.into_iter().rev() {
                     state.buffer.push_front(r);
                 }
-                if f > 0 || !done.is_empty() {
-                    commits.push((tp, f));
-                }
+                commits.push((tp, f));
             }
+        }
+        if !exhausted.is_empty() {
+            let discard = Discard {
+                parts: &exhausted,
+                condition: Condition::RetryAttemptsExhausted,
+                attempts: exhausted_attempts,
+                function_error: whole,
+            };
+            self.discard(&discard, &reason).await?;
+            let n: usize = exhausted.iter().map(|(_, r)| r.len()).sum();
+            self.stats
+                .records_dead_lettered
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        // This batch (a half, when bisecting) is settled unless it is to be retried as it is.
+        if !whole || !exhausted.is_empty() {
+            self.bisect.pop();
         }
         self.commit(&commits).await;
         Ok((max_attempts > 0).then(|| self.config.retry_policy().backoff(max_attempts)))
     }
 
-    async fn dead_letter(
-        &mut self,
-        tp: &TopicPartition,
-        recs: &[Record],
-        reason: &str,
-        attempts: u32,
-    ) -> Result<(), RunnerError> {
+    /// Writes `discard` to the destination, retrying until it is stored: records are never
+    /// committed past before they are somewhere.
+    async fn discard(&mut self, discard: &Discard<'_>, reason: &str) -> Result<(), RunnerError> {
         let mut delay = Duration::from_millis(200);
         loop {
             match self
                 .config
                 .dead_letter
-                .send(&mut self.client, tp, recs, reason, attempts)
+                .send(&mut self.client, discard, reason)
                 .await
             {
                 Ok(()) => return Ok(()),
                 Err(e) => {
-                    // Never skip records that were not stored anywhere: keep trying.
-                    tracing::error!(lane = self.id, partition = %tp, error = %e, error_code = "dead_letter_failed", "dead-lettering failed, retrying");
+                    tracing::error!(lane = self.id, error = %e, error_code = "dead_letter_failed", "writing to the on-failure destination failed, retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
@@ -524,6 +716,7 @@ mod tests {
                 "http://127.0.0.1:9000".into(),
                 Duration::from_secs(1),
             ),
+            behaviour: MappingBehaviour::default(),
         }
     }
 

@@ -11,11 +11,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use esm_local::dead_letter::DeadLetterTarget;
+use esm_local::filter::FilterCriteria;
 use esm_local::invoke::FunctionSpec;
 use esm_local::kafka::{
     BrokerConnection, KafkaClient, KafkaConfig, OffsetSpec, ProduceRecord, TopicPartition,
 };
-use esm_local::runner::{FunctionTarget, RunnerConfig, RunnerStats, run};
+use esm_local::on_failure::{DestinationKind, OnFailure, RecordContext, bucket_objects};
+use esm_local::runner::{FunctionTarget, MappingBehaviour, RunnerConfig, RunnerStats, run};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -101,6 +103,7 @@ impl Scenario {
                 timeout: Duration::from_secs(10),
                 memory_mb: 128,
             }),
+            behaviour: MappingBehaviour::default(),
         }
     }
 
@@ -410,6 +413,201 @@ async fn dead_letter_topic_keeps_the_record_and_says_where_it_came_from() {
     assert_eq!(
         std::str::from_utf8(&source).unwrap(),
         format!("{}-0@1", s.topic)
+    );
+}
+
+/// Every S3 object (key, invocation record) under the local bucket directory `dir`.
+fn s3_objects(dir: &std::path::Path) -> Vec<(String, Value)> {
+    bucket_objects(dir)
+        .into_iter()
+        .map(|p| {
+            let key = p.strip_prefix(dir).unwrap().display().to_string();
+            (
+                key,
+                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn s3_destination(s: &Scenario, bucket: &str) -> DeadLetterTarget {
+    DeadLetterTarget::OnFailure(OnFailure {
+        kind: DestinationKind::parse(&format!("arn:aws:s3:::{bucket}"), &s.dir).unwrap(),
+        context: RecordContext::new("TestMapping", "esm-test-function"),
+    })
+}
+
+/// BisectBatchOnFunctionError ("Configuring error handling controls for Kafka event sources"):
+/// a batch failing as a whole is split in two and each half retried; splits consume no retry
+/// (the stream pages' rule), so only the poison record alone uses up MaximumRetryAttempts and
+/// is discarded, to the S3 destination in the documented invocation-record shape.
+#[tokio::test]
+async fn bisection_isolates_the_poison_record_and_discards_only_it() {
+    let Some(kafka) = kafka() else { return };
+    let s = Scenario::new("bisect", 1, kafka).await;
+    s.produce(0, &values("p", 8)).await;
+    let mut config = s.config(&[("ESM_TEST_ERROR_VALUE", "p5")]);
+    config.concurrency = 1;
+    config.max_retries = 2;
+    config.batching_window = Duration::from_millis(300);
+    config.behaviour.bisect_batch_on_function_error = true;
+    config.dead_letter = s3_destination(&s, "failures");
+    let bucket = s.dir.join("failures");
+    let stats = s
+        .run_until(config, |s| {
+            total(&s.stored()) >= 7 && !s3_objects(&bucket).is_empty()
+        })
+        .await;
+    assert_eq!(
+        s.stored()[&format!("{}-0", s.topic)],
+        vec![0, 1, 2, 3, 4, 6, 7]
+    );
+    // 8 fails -> 4 ok (0-3), 4 fails -> 2 fails -> 1 ok (4), 1 fails 3 times (5), 2 ok (6-7).
+    assert_eq!(stats.bisections.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.invocations.load(Ordering::Relaxed), 9);
+    assert_eq!(stats.records_dead_lettered.load(Ordering::Relaxed), 1);
+    let sizes: Vec<i64> = s
+        .batches()
+        .iter()
+        .map(|b| b["partitions"][format!("{}-0", s.topic)].as_i64().unwrap())
+        .collect();
+    // Failing invocations are logged too: 8 x, 4 ok, 4 x, 2 x, 1 ok, 1 x three times, 2 ok.
+    assert_eq!(sizes, [8, 4, 4, 2, 1, 1, 1, 1, 2]);
+    let objects = s3_objects(&bucket);
+    assert_eq!(objects.len(), 1);
+    let (key, doc) = &objects[0];
+    assert!(key.starts_with("aws/lambda/"), "{key}");
+    assert!(key.contains(&format!("/{}-0/", s.topic)), "{key}");
+    assert_eq!(doc["requestContext"]["condition"], "RetryAttemptsExhausted");
+    assert_eq!(doc["requestContext"]["approximateInvokeCount"], 3);
+    assert_eq!(doc["responseContext"]["functionError"], "Unhandled");
+    let info = &doc["KafkaBatchInfo"]["recordsInfo"][format!("{}-0", s.topic)];
+    assert_eq!(info["firstRecordOffset"], "5");
+    assert_eq!(info["lastRecordOffset"], "5");
+    let payload: Value = serde_json::from_str(doc["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        payload["records"][format!("{}-0", s.topic)][0]["value"],
+        "cDU="
+    ); // "p5"
+}
+
+/// FilterCriteria ("Filtering events from Amazon MSK and self-managed Apache Kafka event
+/// sources"): a record no pattern matches is committed and never delivered.
+#[tokio::test]
+async fn filtered_records_are_committed_not_delivered() {
+    let Some(kafka) = kafka() else { return };
+    let s = Scenario::new("filter", 1, kafka).await;
+    let vals: Vec<String> = [
+        r#"{"keep":true}"#,
+        r#"{"keep":false}"#,
+        "plain",
+        r#"{"keep":true}"#,
+    ]
+    .map(String::from)
+    .to_vec();
+    s.produce(0, &vals).await;
+    let mut config = s.config(&[]);
+    config.behaviour.filters =
+        FilterCriteria::parse(&[r#"{"value": {"keep": [true]}}"#.into()]).unwrap();
+    let stats = s
+        .run_until(config.clone(), |s| total(&s.stored()) >= 2)
+        .await;
+    assert_eq!(s.stored()[&format!("{}-0", s.topic)], vec![0, 3]);
+    assert_eq!(stats.records_filtered.load(Ordering::Relaxed), 2);
+    let mut client = KafkaClient::connect(s.kafka.clone()).await.unwrap();
+    let tp = TopicPartition::new(s.topic.clone(), 0);
+    let committed = client
+        .committed_offsets(&format!("{}-group", s.topic), std::slice::from_ref(&tp))
+        .await
+        .unwrap();
+    assert_eq!(
+        committed[&tp],
+        Some(4),
+        "the filtered records are committed"
+    );
+}
+
+/// MaximumRecordAgeInSeconds: older records go to the destination without being delivered
+/// (condition RecordAgeExceeded, no responseContext); here an SQS queue, as `aws sqs
+/// receive-message` would list its messages. Without ReportBatchItemFailures a returned
+/// batchItemFailures list is ignored.
+#[tokio::test]
+async fn old_records_go_to_the_queue_and_failures_are_ignored_without_report() {
+    let Some(kafka) = kafka() else { return };
+    let s = Scenario::new("age", 1, kafka).await;
+    s.produce(0, &values("old", 2)).await; // timestamps of 2023
+    let mut config = s.config(&[]);
+    config.behaviour.max_record_age = Some(Duration::from_secs(60));
+    config.dead_letter = DeadLetterTarget::OnFailure(OnFailure {
+        kind: DestinationKind::parse("arn:aws:sqs:us-east-1:123456789012:q", &s.dir).unwrap(),
+        context: RecordContext::new("TestMapping", "esm-test-function"),
+    });
+    let queue = s.dir.join("q.jsonl");
+    let stats = s
+        .run_until(config, |_| Scenario::lines(&queue).len() == 1)
+        .await;
+    assert!(s.stored().is_empty(), "nothing delivered");
+    assert_eq!(stats.records_expired.load(Ordering::Relaxed), 2);
+    let msg = &Scenario::lines(&queue)[0];
+    let body: Value = serde_json::from_str(msg["Body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["requestContext"]["condition"], "RecordAgeExceeded");
+    assert!(body["responseContext"].is_null());
+    assert!(body.get("payload").is_none(), "SQS: metadata only");
+    let info = &body["KafkaBatchInfo"]["recordsInfo"][format!("{}-0", s.topic)];
+    assert_eq!(
+        (
+            info["firstRecordOffset"].as_str(),
+            info["lastRecordOffset"].as_str()
+        ),
+        (Some("0"), Some("1"))
+    );
+
+    let s = Scenario::new("noreport", 1, s.kafka.clone()).await;
+    s.produce(0, &values("n", 3)).await;
+    let fail = format!("{}-0:1", s.topic);
+    let mut config = s.config(&[("ESM_TEST_FAIL", fail.as_str())]);
+    config.behaviour.report_batch_item_failures = false;
+    let stats = s.run_until(config, |s| !s.batches().is_empty()).await;
+    assert_eq!(stats.records_redelivered.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.records_processed.load(Ordering::Relaxed), 3);
+    assert!(s.dead_lettered().is_empty());
+}
+
+/// A `kafka://` destination ("Using a Kafka topic as an on-failure destination"): one message
+/// per failed record, keyed like it, its value the metadata with `recordInfo` and the payload.
+#[tokio::test]
+async fn kafka_destination_gets_one_message_per_failed_record() {
+    let Some(kafka) = kafka() else { return };
+    let s = Scenario::new("kdest", 1, kafka).await;
+    s.produce(0, &values("q", 3)).await;
+    let dest = format!("{}.on-failure", s.topic);
+    let mut client = KafkaClient::connect(s.kafka.clone()).await.unwrap();
+    client.create_topic(&dest, 1).await.unwrap();
+    let fail = format!("{}-0:1", s.topic);
+    let mut config = s.config(&[("ESM_TEST_FAIL", fail.as_str())]);
+    config.max_retries = 0;
+    config.dead_letter = DeadLetterTarget::OnFailure(OnFailure {
+        kind: DestinationKind::parse(&format!("kafka://{dest}"), &s.dir).unwrap(),
+        context: RecordContext::new("TestMapping", "esm-test-function"),
+    });
+    s.run_until(config, |s| total(&s.stored()) >= 1).await;
+    let fetched = client
+        .fetch(&[(TopicPartition::new(dest.clone(), 0), 0)], 1000, 1 << 20)
+        .await
+        .unwrap();
+    let records: Vec<_> = fetched.into_iter().flat_map(|p| p.records).collect();
+    assert_eq!(records.len(), 2, "offsets 1 and 2");
+    assert_eq!(records[0].key.as_deref(), Some(&b"k"[..]));
+    let doc: Value = serde_json::from_slice(records[0].value.as_deref().unwrap()).unwrap();
+    assert_eq!(doc["KafkaBatchInfo"]["recordInfo"]["offset"], "1");
+    assert_eq!(doc["KafkaBatchInfo"]["batchSize"], 1);
+    assert_eq!(
+        doc["payload"]["records"][format!("{}-0", s.topic)][0]["offset"],
+        1
+    );
+    assert!(
+        doc["responseContext"].get("functionError").is_none(),
+        "reported, not an error"
     );
 }
 

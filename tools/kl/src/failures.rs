@@ -75,6 +75,15 @@ pub fn parse_input(text: &str) -> Result<Vec<Discarded>, RecordError> {
 }
 
 fn discarded(doc: &Value) -> Result<Discarded, String> {
+    if let (Some(Value::String(body)), None, None) = (
+        doc.get("Body"),
+        doc.get("payload"),
+        doc.get("KafkaBatchInfo"),
+    ) {
+        let inner: Value =
+            serde_json::from_str(body).map_err(|e| format!("Body is not JSON: {e}"))?;
+        return discarded(&inner);
+    }
     match doc.get("payload") {
         Some(Value::String(s)) => return Ok(Discarded::Payload(s.clone().into_bytes())),
         Some(p @ Value::Object(_)) => {
@@ -306,6 +315,13 @@ mod tests {
         // `aws sqs receive-message` output.
         let received = serde_json::json!({"Messages": [{"MessageId": "m1", "Body": sqs}]});
         assert_eq!(parse_input(&received.to_string()).unwrap().len(), 1);
+        // Lines of messages (esm-local's queue file).
+        let message = serde_json::json!({"MessageId": "m1", "ReceiptHandle": "r", "Body": sqs});
+        let lines = format!("{message}\n{message}\n");
+        assert_eq!(
+            parse_input(&lines).unwrap(),
+            vec![Discarded::Ranges(vec![(TopicPartition::new("gift-events", 2), 40, 42)]); 2]
+        );
     }
 
     #[test]
