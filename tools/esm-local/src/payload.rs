@@ -204,10 +204,12 @@ pub fn parse_response(
     let mut first: HashMap<TopicPartition, i64> = HashMap::new();
     for f in failures {
         let id = f.get("itemIdentifier");
-        // "topic-partition" is the key "Configuring error handling controls for Kafka event
-        // sources" documents; "partition" the one event-decoding's response writes.
+        // `{"partition": "<topic>-<partition>", "offset": n}`: the identifier Powertools for AWS
+        // Lambda's batch utility writes for Kafka (`KafkaItemIdentifier`) and event-decoding's
+        // response writes. Another key name is a complete failure, as the streams pages list
+        // "an itemIdentifier with a bad key name".
         let partition = id
-            .and_then(|i| i.get("topic-partition").or_else(|| i.get("partition")))
+            .and_then(|i| i.get("partition"))
             .and_then(Value::as_str);
         let offset = id.and_then(|i| i.get("offset")).and_then(|o| match o {
             Value::Number(n) => n.as_i64(),
@@ -379,7 +381,7 @@ mod tests {
             BatchVerdict::AllProcessed
         );
         let body = br#"{"batchItemFailures":[{"itemIdentifier":{"partition":"t-0","offset":3}},
-            {"itemIdentifier":{"topic-partition":"t-0","offset":"2"}}]}"#;
+            {"itemIdentifier":{"partition":"t-0","offset":"2"}}]}"#;
         assert_eq!(
             parse_response(body, &b),
             BatchVerdict::PartialFailure(HashMap::from([(TopicPartition::new("t", 0), 2)]))
@@ -393,6 +395,7 @@ mod tests {
             &br#"{"batchItemFailures":[{"itemIdentifier":{"partition":"t-9","offset":1}}]}"#[..],
             br#"{"batchItemFailures":[{"itemIdentifier":{"partition":"t-0","offset":99}}]}"#,
             br#"{"batchItemFailures":[{"itemIdentifier":{"partition":"t-0"}}]}"#,
+            br#"{"batchItemFailures":[{"itemIdentifier":{"topic-partition":"t-0","offset":1}}]}"#,
             br#"{"batchItemFailures":{}}"#,
             b"not json",
         ] {
