@@ -207,10 +207,11 @@ fn raw_key(raw: Box<RawValue>) -> Option<RawKey> {
     match raw.get().as_bytes().first() {
         Some(b'{') => {
             let mut fields: Fields = serde_json::from_str(raw.get()).ok()?;
-            if fields.len() == 2 && fields.contains_key("schema") {
-                if let Some(payload) = fields.remove("payload") {
-                    return raw_key(payload);
-                }
+            if fields.len() == 2
+                && fields.contains_key("schema")
+                && let Some(payload) = fields.remove("payload")
+            {
+                return raw_key(payload);
             }
             Some(RawKey::Fields(fields))
         }
@@ -623,6 +624,22 @@ mod tests {
                 .with_raw_key("%%")
                 .with_value("{}");
             assert_eq!(code(s.row_via(&bad, json_keys())), "invalid_base64");
+        }
+
+        /// `string`, the commonest Kafka key (a user id as text): it fills the only conflict
+        /// column, as text even when it looks like a number.
+        #[test]
+        fn a_string_key_fills_the_only_conflict_column() {
+            let d = Decoding::JSON.with_keys(KeyFormat::String, None, None);
+            let s = shape(&["user_id"], Some(&["plan"]));
+            let (k, f) = s.row_via(&keyed(b"u-1", r#"{"plan": "pro"}"#), d).unwrap();
+            assert_eq!(
+                (k.as_str(), to_json(&f)),
+                (r#"["u-1"]"#, br#"{"plan":"pro","user_id":"u-1"}"#.to_vec())
+            );
+            let (_, f) = s.row_via(&keyed(b"007", "{}"), d).unwrap();
+            assert_eq!(to_json(&f), br#"{"user_id":"007"}"#);
+            assert_eq!(code(s.row_via(&keyed(&[0xc3], "{}"), d)), "invalid_utf8");
         }
 
         #[test]

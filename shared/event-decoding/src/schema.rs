@@ -208,7 +208,8 @@ impl fmt::Display for ValueFormat {
 /// use event_decoding::KeyFormat;
 /// assert_eq!(KeyFormat::default(), KeyFormat::Auto);
 /// assert_eq!("Avro".parse::<KeyFormat>().unwrap(), KeyFormat::Avro);
-/// assert!("string".parse::<KeyFormat>().unwrap_err().contains("auto, json, avro or protobuf"));
+/// assert_eq!("string".parse::<KeyFormat>().unwrap(), KeyFormat::String);
+/// assert!("raw".parse::<KeyFormat>().unwrap_err().contains("auto, string, json, avro or protobuf"));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum KeyFormat {
@@ -218,6 +219,9 @@ pub enum KeyFormat {
     /// plain strings).
     #[default]
     Auto,
+    /// Every key is UTF-8 text, taken as a string whatever it holds (Powertools' reading of a key
+    /// without a key schema); a key that is not UTF-8 is the record's fault (`invalid_utf8`).
+    String,
     /// Every key is JSON text; a key that is not is the record's fault (`invalid_json`).
     Json,
     /// Every key is Avro: named by its `keySchemaMetadata` or wire prefix (the registry's
@@ -230,10 +234,11 @@ pub enum KeyFormat {
 }
 
 impl KeyFormat {
-    /// `auto`, `json`, `avro` or `protobuf`.
+    /// `auto`, `string`, `json`, `avro` or `protobuf`.
     pub fn as_str(&self) -> &'static str {
         match self {
             KeyFormat::Auto => "auto",
+            KeyFormat::String => "string",
             KeyFormat::Json => "json",
             KeyFormat::Avro => "avro",
             KeyFormat::Protobuf => "protobuf",
@@ -246,11 +251,12 @@ impl FromStr for KeyFormat {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(KeyFormat::Auto),
+            "string" => Ok(KeyFormat::String),
             "json" => Ok(KeyFormat::Json),
             "avro" => Ok(KeyFormat::Avro),
             "protobuf" => Ok(KeyFormat::Protobuf),
             other => Err(format!(
-                "`{other}` is not a key format; expected auto, json, avro or protobuf"
+                "`{other}` is not a key format; expected auto, string, json, avro or protobuf"
             )),
         }
     }
@@ -508,11 +514,12 @@ impl<'a> Decoding<'a> {
         }
     }
 
-    /// How keys are read, or `None` for the default reading of [`KeyFormat::Auto`] with JSON
-    /// values (JSON, else text: no schema).
+    /// How keys are read through [`encoding`], or `None` when no schema can describe them: the
+    /// default reading of [`KeyFormat::Auto`] with JSON values (JSON, else text), and
+    /// [`KeyFormat::String`].
     fn key_part(&self) -> Option<Part<'a>> {
         let format = match (self.key_format, self.format) {
-            (KeyFormat::Auto, ValueFormat::Json) => return None,
+            (KeyFormat::Auto, ValueFormat::Json) | (KeyFormat::String, _) => return None,
             // A key is schema-described only when something says so: `auto`, `avro` and
             // `protobuf` values alike read a key without metadata or prefix as JSON or text.
             (KeyFormat::Auto, _) => ValueFormat::Auto,
@@ -829,9 +836,9 @@ impl KafkaRecord {
     ) -> Result<(Change, Option<SourceVersion>), RecordError> {
         let key = || self.key_via(decoding);
         if decoding.format == ValueFormat::Json {
-            return match decoding.key_part() {
-                None => self.change_with_version(),
-                Some(_) => cdc::decode_versioned_with_key(self, key),
+            return match decoding.key_format {
+                KeyFormat::Auto => self.change_with_version(),
+                _ => cdc::decode_versioned_with_key(self, key),
             };
         }
         let Some(bytes) = self.value()? else {
@@ -861,6 +868,7 @@ impl KafkaRecord {
     /// changes carry it (a JsonConverter `schema`/`payload` wrapper removed, Cassandra cells
     /// unwrapped): through its writer schema (the registry's, named by `keySchemaMetadata` or
     /// the key's wire prefix, else the shipped key schema); with [`KeyFormat::Json`] JSON text;
+    /// with [`KeyFormat::String`] the text as a string;
     /// with [`KeyFormat::Auto`] through the registry when something names its schema (and
     /// values are not JSON), else JSON, else UTF-8 text. `None` for a null key.
     ///
@@ -878,6 +886,9 @@ impl KafkaRecord {
     /// assert_eq!(r.key_via(json_keys).unwrap_err().code, ErrorCode::InvalidJson);
     /// ```
     pub fn key_via(&self, decoding: Decoding<'_>) -> Result<Option<Value>, RecordError> {
+        if decoding.key_format == KeyFormat::String {
+            return Ok(self.key_str()?.map(Value::String));
+        }
         let Some(part) = decoding.key_part() else {
             return cdc::key_value(self);
         };
@@ -1733,6 +1744,7 @@ mod tests {
         assert_eq!(" json ".parse::<KeyFormat>().unwrap(), KeyFormat::Json);
         for k in [
             KeyFormat::Auto,
+            KeyFormat::String,
             KeyFormat::Json,
             KeyFormat::Avro,
             KeyFormat::Protobuf,
@@ -1914,5 +1926,23 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidJson);
         assert!(err.message.starts_with("key is not valid JSON"), "{err}");
+        // `string`: the text as it is, JSON-looking or not; bytes that are no UTF-8 are refused.
+        let d = Decoding::JSON.with_keys(KeyFormat::String, None, None);
+        for text in ["42", r#"{"id":1}"#, "id-1"] {
+            let r = KafkaRecord::new("t", 0, 0, 0)
+                .with_key(text)
+                .with_value(r#"{"a":1}"#);
+            assert_eq!(r.key_via(d).unwrap(), Some(json!(text)));
+            match r.change_via(d).unwrap() {
+                Change::Upsert { key, .. } => assert_eq!(key, Some(json!(text))),
+                other => panic!("{other:?}"),
+            }
+        }
+        let err = KafkaRecord::new("t", 0, 0, 0)
+            .with_key([0xff])
+            .key_via(d)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidUtf8);
+        assert!(err.message.starts_with("key is not valid UTF-8"), "{err}");
     }
 }

@@ -37,7 +37,7 @@ use crate::secrets::{Credential, SecretSpec};
 /// | `SCHEMA_REGISTRY_SECRET_ID` | instead: a Secrets Manager secret `{"username": .., "password": ..}` (the one the ESM's `BASIC_AUTH` access config uses) |
 /// | `PROTOBUF_DESCRIPTOR_SET`, `PROTOBUF_MESSAGE` | with `protobuf`: a binary `FileDescriptorSet` file (`protoc --include_imports --descriptor_set_out`) and the full name of the message of values that carry no schema id (plain Protobuf bytes); then `SCHEMA_REGISTRY_URL` is optional, and without it the message also reads values whose prefix or metadata names a schema id (their message index skipped) |
 /// | `AVRO_SCHEMA_FILE` | with `avro`: an Avro schema file (`.avsc`, JSON) of values that carry no schema id (plain Avro bytes); then `SCHEMA_REGISTRY_URL` is optional, and without it the schema also reads values whose prefix or metadata names a schema id |
-/// | `KEY_FORMAT` | `auto` (default: keys as they always were read, [`KeyFormat::Auto`]), `json`, `avro` or `protobuf`: keys decoded with their own schemas ([`KeyFormat`]); `avro` and `protobuf` need `SCHEMA_REGISTRY_URL` or a shipped key schema |
+/// | `KEY_FORMAT` | `auto` (default: keys as they always were read, [`KeyFormat::Auto`]), `string`, `json`, `avro` or `protobuf`: keys decoded with their own schemas ([`KeyFormat`]); `avro` and `protobuf` need `SCHEMA_REGISTRY_URL` or a shipped key schema |
 /// | `KEY_AVRO_SCHEMA_FILE`, `KEY_PROTOBUF_DESCRIPTOR_SET` + `KEY_PROTOBUF_MESSAGE` | the keys' twins of `AVRO_SCHEMA_FILE` (with `KEY_FORMAT=avro`) and `PROTOBUF_DESCRIPTOR_SET` + `PROTOBUF_MESSAGE` (with `KEY_FORMAT=protobuf`) |
 ///
 /// A Glue registry is read with the function's AWS credentials (`glue:GetSchemaVersion`);
@@ -123,7 +123,7 @@ impl From<KeyFormat> for Shippable {
         match f {
             KeyFormat::Avro => Shippable::Avro,
             KeyFormat::Protobuf => Shippable::Protobuf,
-            KeyFormat::Json | KeyFormat::Auto => Shippable::Neither,
+            KeyFormat::Auto | KeyFormat::String | KeyFormat::Json => Shippable::Neither,
         }
     }
 }
@@ -1936,9 +1936,9 @@ mod tests {
         assert!(s.key_plain.is_none());
         for (pairs, var, says) in [
             (
-                vec![("KEY_FORMAT", "string")],
+                vec![("KEY_FORMAT", "raw")],
                 "KEY_FORMAT",
-                "auto, json, avro or protobuf",
+                "auto, string, json, avro or protobuf",
             ),
             (
                 vec![("KEY_FORMAT", "avro")],
