@@ -168,38 +168,47 @@ pub enum ValueFormat {
     Auto,
 }
 
-impl ValueFormat {
-    /// `json`, `avro`, `protobuf` or `auto`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ValueFormat::Json => "json",
-            ValueFormat::Avro => "avro",
-            ValueFormat::Protobuf => "protobuf",
-            ValueFormat::Auto => "auto",
+/// `as_str` (the setting's spelling), [`FromStr`] (any case, trimmed; the error lists the
+/// choices) and [`fmt::Display`] of a closed set of format choices, from one list.
+macro_rules! format_names {
+    ($ty:ident, $what:literal, [$($variant:ident => $name:literal),+ $(,)?]) => {
+        impl $ty {
+            const NAMES: &'static [($ty, &'static str)] = &[$(($ty::$variant, $name)),+];
+
+            #[doc = concat!("The setting's spelling: ", $(concat!("`", $name, "` "),)+ ".")]
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
         }
-    }
+
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                let wanted = s.trim().to_ascii_lowercase();
+                if let Some((v, _)) = Self::NAMES.iter().find(|(_, n)| *n == wanted) {
+                    return Ok(*v);
+                }
+                let names: Vec<&str> = Self::NAMES.iter().map(|(_, n)| *n).collect();
+                let (last, rest) = names.split_last().expect("a choice");
+                Err(format!(
+                    "`{wanted}` is not a {}; expected {} or {last}",
+                    $what,
+                    rest.join(", ")
+                ))
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl FromStr for ValueFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "json" => Ok(ValueFormat::Json),
-            "avro" => Ok(ValueFormat::Avro),
-            "protobuf" => Ok(ValueFormat::Protobuf),
-            "auto" => Ok(ValueFormat::Auto),
-            other => Err(format!(
-                "`{other}` is not a value format; expected json, avro, protobuf or auto"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for ValueFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+format_names!(ValueFormat, "value format", [Json => "json", Avro => "avro", Protobuf => "protobuf", Auto => "auto"]);
 
 /// How record keys are decoded (`KEY_FORMAT`), each key with its own schema, as Powertools for
 /// AWS Lambda's Kafka consumer does with `key_schema_type` / `key_schema`.
@@ -233,40 +242,13 @@ pub enum KeyFormat {
     Protobuf,
 }
 
-impl KeyFormat {
-    /// `auto`, `string`, `json`, `avro` or `protobuf`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            KeyFormat::Auto => "auto",
-            KeyFormat::String => "string",
-            KeyFormat::Json => "json",
-            KeyFormat::Avro => "avro",
-            KeyFormat::Protobuf => "protobuf",
-        }
-    }
-}
-
-impl FromStr for KeyFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(KeyFormat::Auto),
-            "string" => Ok(KeyFormat::String),
-            "json" => Ok(KeyFormat::Json),
-            "avro" => Ok(KeyFormat::Avro),
-            "protobuf" => Ok(KeyFormat::Protobuf),
-            other => Err(format!(
-                "`{other}` is not a key format; expected auto, string, json, avro or protobuf"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for KeyFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+format_names!(KeyFormat, "key format", [
+    Auto => "auto",
+    String => "string",
+    Json => "json",
+    Avro => "avro",
+    Protobuf => "protobuf",
+]);
 
 /// Splits a value in the Confluent wire format: magic byte `0`, the schema id as 4 big-endian
 /// bytes, then the body. `None` when `bytes` do not start so.
@@ -1731,6 +1713,14 @@ mod tests {
     /// user_id "" (an empty string: the body is byte 0, like a Confluent magic byte).
     const EMPTY_KEY: [u8; 1] = [0];
 
+    /// Why the key of a record keyed by `key` does not decode.
+    fn key_error(d: Decoding<'_>, key: impl AsRef<[u8]>) -> RecordError {
+        KafkaRecord::new("t", 0, 0, 0)
+            .with_key(key)
+            .key_via(d)
+            .unwrap_err()
+    }
+
     fn avro(schema: &str) -> WriterSchema {
         WriterSchema::parse(DataFormat::Avro, schema, &[]).unwrap()
     }
@@ -1830,10 +1820,7 @@ mod tests {
         }
         // Without a shipped key schema a plain key names nothing: dead-lettered, naming KEY_FORMAT.
         let d = Decoding::new(ValueFormat::Json, &values).with_keys(KeyFormat::Avro, None, None);
-        let err = KafkaRecord::new("t", 0, 0, 0)
-            .with_key("u-7")
-            .key_via(d)
-            .unwrap_err();
+        let err = key_error(d, "u-7");
         assert_eq!(err.code, ErrorCode::MissingSchemaId);
         assert!(err.message.contains("KEY_FORMAT=avro"), "{err}");
     }
@@ -1910,20 +1897,14 @@ mod tests {
             (k["page_id"].as_i64(), k["question"].as_str()),
             (Some(7), Some("q"))
         );
-        let err = KafkaRecord::new("t", 0, 0, 0)
-            .with_key([16, 7, 26, 9])
-            .key_via(d)
-            .unwrap_err();
+        let err = key_error(d, [16, 7, 26, 9]);
         assert_eq!(err.code, ErrorCode::SchemaMismatch);
         assert!(err.message.contains("KEY_PROTOBUF_DESCRIPTOR_SET"), "{err}");
         // `json`: a JSON key (its Connect wrapper removed); text is not JSON.
         let d = Decoding::JSON.with_keys(KeyFormat::Json, None, None);
         let r = KafkaRecord::new("t", 0, 0, 0).with_key(r#"{"schema":{},"payload":{"id":1}}"#);
         assert_eq!(r.key_via(d).unwrap(), Some(json!({"id": 1})));
-        let err = KafkaRecord::new("t", 0, 0, 0)
-            .with_key("id-1")
-            .key_via(d)
-            .unwrap_err();
+        let err = key_error(d, "id-1");
         assert_eq!(err.code, ErrorCode::InvalidJson);
         assert!(err.message.starts_with("key is not valid JSON"), "{err}");
         // `string`: the text as it is, JSON-looking or not; bytes that are no UTF-8 are refused.
@@ -1938,10 +1919,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        let err = KafkaRecord::new("t", 0, 0, 0)
-            .with_key([0xff])
-            .key_via(d)
-            .unwrap_err();
+        let err = key_error(d, [0xff]);
         assert_eq!(err.code, ErrorCode::InvalidUtf8);
         assert!(err.message.starts_with("key is not valid UTF-8"), "{err}");
     }
