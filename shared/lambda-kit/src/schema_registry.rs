@@ -2100,4 +2100,61 @@ mod tests {
         assert!(!e.is_permanent());
         assert!(e.message.starts_with("key: writer schema 5"), "{e}");
     }
+
+    /// A Debezium change stream in Avro without a registry (fastavro's sample
+    /// `events/pages-debezium-avro.json`: keys behind the Confluent prefix of schema 2, values
+    /// of schema 3), its key and envelope schemas shipped: every change carries its key decoded
+    /// with the key schema, the tombstone included. Before `KEY_FORMAT` a key naming an id was
+    /// read with the values' shipped schema (the envelope), which no key fits.
+    #[tokio::test]
+    async fn debezium_avro_keys_with_their_own_shipped_schema() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/");
+        let (key, envelope) = (
+            format!("{dir}schemas/2-page-key.avsc"),
+            format!("{dir}schemas/3-page-envelope.avsc"),
+        );
+        let settings = |keys: bool| {
+            let mut pairs = vec![
+                ("VALUE_FORMAT", "avro"),
+                ("AVRO_SCHEMA_FILE", envelope.as_str()),
+            ];
+            if keys {
+                pairs.extend([
+                    ("KEY_FORMAT", "avro"),
+                    ("KEY_AVRO_SCHEMA_FILE", key.as_str()),
+                ]);
+            }
+            Env::from_pairs(pairs)
+        };
+        let bytes = std::fs::read(format!("{dir}pages-debezium-avro.json")).unwrap();
+        let batch = event_decoding::KafkaBatch::from_slice(&bytes).unwrap();
+        let values = ValueSettings::from_env(&settings(true))
+            .await
+            .unwrap()
+            .build()
+            .unwrap();
+        let keys: Vec<_> = batch
+            .records()
+            .map(|r| r.change_via(values.decoding()).unwrap().key().cloned())
+            .collect();
+        assert_eq!(keys.len(), 4);
+        assert!(
+            keys.iter()
+                .all(|k| k.as_ref().is_some_and(|k| k["page_id"].is_string())),
+            "{keys:?}"
+        );
+        let tombstone = batch.records().last().unwrap();
+        assert!(matches!(
+            tombstone.change_via(values.decoding()).unwrap(),
+            event_decoding::Change::Tombstone { .. }
+        ));
+        // The default: the tombstone's key is read with the envelope schema and does not fit.
+        let values = ValueSettings::from_env(&settings(false))
+            .await
+            .unwrap()
+            .build()
+            .unwrap();
+        let e = tombstone.change_via(values.decoding()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SchemaMismatch, "{e}");
+    }
 }
