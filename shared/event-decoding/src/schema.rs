@@ -1923,4 +1923,35 @@ mod tests {
         assert_eq!(err.code, ErrorCode::InvalidUtf8);
         assert!(err.message.starts_with("key is not valid UTF-8"), "{err}");
     }
+
+    proptest::proptest! {
+        /// Any key bytes, under every key format, with and without metadata: a key or an error,
+        /// never a panic; a key error always names the key.
+        #[test]
+        fn any_key_decodes_or_is_refused_naming_the_key(
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            meta in proptest::option::of("[0-9]{1,2}"),
+        ) {
+            let avro = avro(USER_KEY);
+            let registry = schemas("1", USER_KEY);
+            for (format, plain) in [
+                (KeyFormat::Auto, None),
+                (KeyFormat::String, None),
+                (KeyFormat::Json, None),
+                (KeyFormat::Avro, Some(&avro)),
+                (KeyFormat::Avro, None),
+            ] {
+                for values in [ValueFormat::Json, ValueFormat::Avro] {
+                    let d = Decoding::new(values, &registry).with_keys(format, None, plain);
+                    let mut r = KafkaRecord::new("t", 0, 0, 0).with_key(&key);
+                    if let Some(id) = &meta {
+                        r = r.with_key_schema_metadata(SchemaMetadata::new("AVRO", id.as_str()));
+                    }
+                    if let Err(e) = r.key_via(d) {
+                        proptest::prop_assert!(e.message.starts_with("key"), "{format} {values}: {e}");
+                    }
+                }
+            }
+        }
+    }
 }
