@@ -1924,6 +1924,37 @@ mod tests {
         assert!(err.message.starts_with("key is not valid UTF-8"), "{err}");
     }
 
+    /// Keys are held to the values' output budget: a key of a few hundred bytes that would be
+    /// 32 million nulls is refused as the record's fault, not built.
+    #[test]
+    fn a_hostile_key_stops_at_the_output_budget() {
+        fn varint(n: i64, out: &mut Vec<u8>) {
+            let mut z = ((n << 1) ^ (n >> 63)) as u64;
+            while z >= 0x80 {
+                out.push((z as u8) | 0x80);
+                z >>= 7;
+            }
+            out.push(z as u8);
+        }
+        // 64 arrays of 500,000 nulls each (a null takes no bytes).
+        let mut key = Vec::new();
+        varint(64, &mut key);
+        for _ in 0..64 {
+            varint(500_000, &mut key);
+            varint(0, &mut key);
+        }
+        varint(0, &mut key);
+        assert!(key.len() < 300, "{}", key.len());
+        let nulls = avro(r#"{"type":"array","items":{"type":"array","items":"null"}}"#);
+        let d = Decoding::JSON.with_keys(KeyFormat::Avro, None, Some(&nulls));
+        let err = key_error(d, &key);
+        assert_eq!(err.code, ErrorCode::SchemaMismatch);
+        assert!(
+            err.message.contains("expands past its output budget"),
+            "{err}"
+        );
+    }
+
     proptest::proptest! {
         /// Any key bytes, under every key format, with and without metadata: a key or an error,
         /// never a panic; a key error always names the key.
