@@ -3,7 +3,7 @@
 //! written), then write the rows in bulk. Grouping, dead letters, the partial batch response, the
 //! summary log and the metrics line are the runner's.
 
-use event_decoding::KafkaRecord;
+use event_decoding::{KafkaRecord, KeyFormat};
 use lambda_kit::dead_letter::PostgrestDeadLetters;
 use lambda_kit::fate::Fate;
 use lambda_kit::retry::Deadline;
@@ -69,9 +69,17 @@ impl<S: GiftStore> BatchFunction for Gifts<S> {
         self.values.prepare(records, deadline).await
     }
 
+    /// With `KEY_FORMAT` set the key is checked against its schema too (a gift row does not keep
+    /// it): a key that does not decode is the record's fault, as the ESM's `KEY` schema
+    /// validation would have it.
     fn decode(&self, record: &KafkaRecord, _: &mut ()) -> Decoded<String, Vec<u8>> {
-        let gift = record
-            .value_json_via::<serde_json::Value>(self.values.decoding())
+        let decoding = self.values.decoding();
+        let key = match self.values.key_format() {
+            KeyFormat::Auto => Ok(None),
+            _ => record.key_via(decoding),
+        };
+        let gift = key
+            .and_then(|_| record.value_json_via::<serde_json::Value>(decoding))
             .map_err(|e| Fate::undecodable(&e))
             .and_then(|v| {
                 Gift::validate(v, record.timestamp, &self.limits)

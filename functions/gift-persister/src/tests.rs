@@ -399,3 +399,45 @@ async fn emf_line_counts_failures_even_when_the_invocation_errors() {
     assert_eq!(doc["RecordsFailed"], 3);
     assert_eq!(doc["RecordsStored"], 0);
 }
+
+/// `KEY_FORMAT=avro` with a shipped key schema: a gift whose key decodes is stored as before, one
+/// whose key does not is dead-lettered `schema_mismatch` (its raw key kept); unset, keys are not
+/// read at all.
+#[tokio::test]
+async fn with_key_format_a_key_that_does_not_decode_is_dead_lettered() {
+    let key = event_decoding::AvroSchema::parse(
+        r#"{"type":"record","name":"GiftKey","fields":[{"name":"page_id","type":"long"}]}"#,
+    )
+    .unwrap();
+    let values = lambda_kit::schema_registry::Values::default().with_keys(
+        event_decoding::KeyFormat::Avro,
+        Some(std::sync::Arc::new(key.into())),
+    );
+    let h = Handler::new(
+        Gifts::new(MemStore::default(), GiftLimits::default()).with_values(values),
+        MemDeadLetters::default(),
+        DeadlineSettings::default(),
+    );
+    // page_id 7 (zigzag 14); then a key cut short.
+    let batch = KafkaBatch::builder(event_decoding::EventSource::Msk)
+        .record(gift(0, "Q0").with_key([14]))
+        .record(gift(1, "Q1").with_key([0x80]))
+        .build();
+    assert_eq!(run(&h, batch.clone()).await.unwrap(), vec![]);
+    assert_eq!(h.function().store().rows().len(), 1);
+    let letters = h.dead_letters().letters.lock().unwrap().clone();
+    let letter = letters.values().next().unwrap();
+    assert_eq!((letters.len(), letter.record.offset), (1, 1));
+    assert_eq!(letter.error_code, "schema_mismatch");
+    assert!(
+        letter.error_message.starts_with("key does not match"),
+        "{}",
+        letter.error_message
+    );
+    assert_eq!(letter.key.as_deref(), Some("gA=="), "the raw key, base64");
+
+    // The default reads no key: both gifts stored.
+    let h = handler(MemStore::default(), MemDeadLetters::default());
+    assert_eq!(run(&h, batch).await.unwrap(), vec![]);
+    assert_eq!(h.function().store().rows().len(), 2);
+}

@@ -14,6 +14,7 @@
 //! | `METRICS_ENABLED` / `METRICS_NAMESPACE` | `true` / `KafkaLambdas` | one EMF metrics line per invocation |
 //! | `VALUE_FORMAT` | `json` | `json`, `avro`, `protobuf` or `auto` (Avro, Protobuf and JSON Schema values: [`ValueSettings`]); such a value's row is the JSON object it maps to |
 //! | `SCHEMA_REGISTRY_URL`, `SCHEMA_REGISTRY_USERNAME` / `_PASSWORD` or `SCHEMA_REGISTRY_SECRET_ID` | — | the registry writer schemas come from |
+//! | `KEY_FORMAT` | `auto` | `auto`: the key is not read (rows come from values alone); `string`, `json`, `avro`, `protobuf`: the key is decoded in that format, with its own schema (the registry's, or `KEY_AVRO_SCHEMA_FILE` / `KEY_PROTOBUF_DESCRIPTOR_SET` + `KEY_PROTOBUF_MESSAGE`) and its fields join the row where the value lacks them ([`Shape::row_via`](crate::row::Shape::row_via)) |
 
 use lambda_kit::config::{ConfigError, Env, InitError};
 use lambda_kit::postgrest::{PostgrestClient, Upsert};
@@ -278,6 +279,15 @@ mod tests {
             (&[("METRICS_ENABLED", "perhaps")], "METRICS_ENABLED"),
             (&[("VALUE_FORMAT", "xml")], "VALUE_FORMAT"),
             (&[("VALUE_FORMAT", "avro")], "SCHEMA_REGISTRY_URL"),
+            (&[("KEY_FORMAT", "xml")], "KEY_FORMAT"),
+            (&[("KEY_FORMAT", "protobuf")], "SCHEMA_REGISTRY_URL"),
+            (
+                &[
+                    ("KEY_FORMAT", "avro"),
+                    ("KEY_AVRO_SCHEMA_FILE", "/nonexistent.avsc"),
+                ],
+                "KEY_AVRO_SCHEMA_FILE",
+            ),
         ] {
             let e = error(extra).await;
             assert!(e.contains(var), "{extra:?}: {e}");

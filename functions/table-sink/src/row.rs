@@ -1,10 +1,11 @@
 //! One record as a row of the sink table: the value's JSON object, its fields kept exactly as the
 //! producer wrote them (a long decimal or a numeric(38) is never rounded through `f64`), cut down
-//! to the allow-list, and keyed by the values of the conflict columns.
+//! to the allow-list, and keyed by the values of the conflict columns. With `KEY_FORMAT` set, the
+//! record key's fields join the row where the value lacks them ([`Shape::row_via`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use event_decoding::{Decoding, KafkaRecord, ValueFormat, json_kind};
+use event_decoding::{Decoding, KafkaRecord, KeyFormat, ValueFormat, json_kind};
 use lambda_kit::fate::Fate;
 use serde_json::value::RawValue;
 
@@ -60,9 +61,29 @@ impl Shape {
     /// Protobuf or JSON Schema value becomes the JSON object `event-decoding` maps it to (its
     /// fields then written as that JSON); a JSON value is still forwarded exactly as written.
     ///
+    /// With `KEY_FORMAT` set (not `auto`, [`Decoding::with_keys`]) the record key is decoded too,
+    /// with its own schema, and its fields join the row where the value has none of that name
+    /// (the value wins): a key object gives its fields, a scalar key fills the conflict column
+    /// when there is exactly one; a null key adds nothing. They then pass the allow-list as the
+    /// value's fields do. So a topic keyed by `{"user_id": ..}` whose values omit the id still
+    /// makes rows keyed by it.
+    ///
     /// Besides the rejections of [`row`](Self::row): `missing_schema_id` and `schema_mismatch`
-    /// (dead-lettered), and `unknown_schema_id`, `schema_fetch_failed`, `unsupported_format`,
-    /// which are not the record's fault: the record fails and is redelivered.
+    /// (dead-lettered; for the key too), and `unknown_schema_id`, `schema_fetch_failed`,
+    /// `unsupported_format`, which are not the record's fault: the record fails and is
+    /// redelivered.
+    ///
+    /// ```
+    /// use event_decoding::{Decoding, KafkaRecord, KeyFormat};
+    /// use table_sink::row::Shape;
+    ///
+    /// let shape = Shape::new(vec!["user_id".into()], Some(vec!["plan".into()]));
+    /// let r = KafkaRecord::new("t", 0, 0, 0).with_key(r#"{"user_id": "u-1"}"#).with_value(r#"{"plan": "pro"}"#);
+    /// let keys = Decoding::JSON.with_keys(KeyFormat::Json, None, None);
+    /// let (key, fields) = shape.row_via(&r, keys).unwrap();
+    /// assert_eq!(key, r#"["u-1"]"#);
+    /// assert_eq!(fields.keys().collect::<Vec<_>>(), ["plan", "user_id"]);
+    /// ```
     pub fn row_via(
         &self,
         record: &KafkaRecord,
@@ -72,6 +93,9 @@ impl Shape {
             ValueFormat::Json => parse(record)?,
             _ => parse_via(record, decoding)?,
         };
+        if decoding.key_format != KeyFormat::Auto {
+            self.add_key_fields(record, decoding, &mut fields)?;
+        }
         match &self.keep {
             Some(keep) => fields.retain(|name, _| keep.contains(name)),
             None => {
@@ -121,6 +145,100 @@ impl Shape {
         }
         Ok(serde_json::to_string(&parts).expect("strings serialize"))
     }
+}
+
+impl Shape {
+    /// Adds the fields of `record`'s key that the value lacks ([`row_via`](Self::row_via)).
+    fn add_key_fields(
+        &self,
+        record: &KafkaRecord,
+        decoding: Decoding<'_>,
+        fields: &mut Fields,
+    ) -> Result<(), Fate> {
+        let key = match decoding.key_format {
+            // JSON keys are read straight into raw fields: numbers stay exactly as written.
+            KeyFormat::Json => match json_key(record) {
+                Some(key) => key,
+                None => to_raw(record, decoding)?,
+            },
+            _ => to_raw(record, decoding)?,
+        };
+        match key {
+            RawKey::Fields(key) => {
+                for (name, v) in key {
+                    fields.entry(name).or_insert(v);
+                }
+            }
+            RawKey::Scalar(v) => {
+                if let [column] = self.conflict.as_slice() {
+                    fields.entry(column.clone()).or_insert(v);
+                }
+            }
+            RawKey::None => {}
+        }
+        Ok(())
+    }
+}
+
+/// A decoded key as row material.
+enum RawKey {
+    /// An object: its fields.
+    Fields(Fields),
+    /// A string, number or boolean.
+    Scalar(Box<RawValue>),
+    /// Null, absent or an array: nothing to add.
+    None,
+}
+
+/// A JSON key read exactly, its JsonConverter `schema`/`payload` wrapper removed; `None` when it
+/// is not readable so (the slow path names why).
+fn json_key(record: &KafkaRecord) -> Option<RawKey> {
+    let Ok(bytes) = record.key() else {
+        return None;
+    };
+    let Some(bytes) = bytes else {
+        return Some(RawKey::None);
+    };
+    let raw: Box<RawValue> = serde_json::from_slice(&bytes).ok()?;
+    raw_key(raw)
+}
+
+fn raw_key(raw: Box<RawValue>) -> Option<RawKey> {
+    match raw.get().as_bytes().first() {
+        Some(b'{') => {
+            let mut fields: Fields = serde_json::from_str(raw.get()).ok()?;
+            if fields.len() == 2
+                && fields.contains_key("schema")
+                && let Some(payload) = fields.remove("payload")
+            {
+                return raw_key(payload);
+            }
+            Some(RawKey::Fields(fields))
+        }
+        Some(b'[') | Some(b'n') => Some(RawKey::None),
+        _ => Some(RawKey::Scalar(raw)),
+    }
+}
+
+/// The key decoded by `event-decoding` (its schema's JSON mapping), or why it cannot be.
+fn to_raw(record: &KafkaRecord, decoding: Decoding<'_>) -> Result<RawKey, Fate> {
+    let key = record
+        .key_via(decoding)
+        .map_err(|e| Fate::undecodable(&e))?;
+    let raw = |v: &serde_json::Value| {
+        serde_json::value::to_raw_value(v).expect("a JSON value serializes")
+    };
+    Ok(match key {
+        Some(serde_json::Value::Object(o)) => {
+            RawKey::Fields(o.iter().map(|(k, v)| (k.clone(), raw(v))).collect())
+        }
+        Some(
+            v @ (serde_json::Value::String(_)
+            | serde_json::Value::Number(_)
+            | serde_json::Value::Bool(_)),
+        ) => RawKey::Scalar(raw(&v)),
+        _ => RawKey::None,
+    })
 }
 
 fn missing_key(column: &str, what: &str) -> Fate {
@@ -422,6 +540,147 @@ mod tests {
             assert_eq!(code(s.row_via(&record("{"), d)), "invalid_json");
             let (_, f) = s.row_via(&wire(1, &[2, 0]), d).unwrap();
             assert_eq!(to_json(&f), br#"{"big":"0.000","user_id":1}"#);
+        }
+    }
+
+    /// `KEY_FORMAT`: the key's fields join the row where the value lacks them.
+    mod keys {
+        use std::collections::HashMap;
+        use std::sync::Arc;
+
+        use event_decoding::{DataFormat, Decoding, KafkaRecord, KeyFormat, WriterSchema};
+
+        use super::*;
+
+        fn keyed(key: &[u8], value: &str) -> KafkaRecord {
+            KafkaRecord::new("t", 0, 0, 0)
+                .with_key(key)
+                .with_value(value)
+        }
+
+        fn json_keys() -> Decoding<'static> {
+            Decoding::JSON.with_keys(KeyFormat::Json, None, None)
+        }
+
+        #[test]
+        fn by_default_the_key_is_not_read() {
+            let s = shape(&["user_id"], None);
+            let r = keyed(br#"{"user_id": "u-1"}"#, r#"{"plan": "pro"}"#);
+            assert_eq!(code(s.row_via(&r, Decoding::JSON)), "missing_key_column");
+            // Not even a key that is no JSON at all.
+            let r = keyed(&[0xff], r#"{"user_id": 1}"#);
+            assert!(s.row_via(&r, Decoding::JSON).is_ok());
+        }
+
+        #[test]
+        fn json_key_fields_fill_what_the_value_lacks_exactly() {
+            let s = shape(&["tenant", "user_id"], Some(&["plan"]));
+            let r = keyed(
+                br#"{"tenant": 123456789012345678901234567890, "user_id": "u-1", "plan": "key", "x": 1}"#,
+                r#"{"plan": "pro", "user_id": "u-1"}"#,
+            );
+            let (key, f) = s.row_via(&r, json_keys()).unwrap();
+            assert_eq!(key, r#"["123456789012345678901234567890","u-1"]"#);
+            assert_eq!(
+                to_json(&f),
+                br#"{"plan":"pro","tenant":123456789012345678901234567890,"user_id":"u-1"}"#,
+                "the value wins, the allow-list holds, numbers stay exact"
+            );
+            // A JsonConverter wrapper is removed, as for CDC keys.
+            let r = keyed(
+                br#"{"schema": {"type": "struct"}, "payload": {"tenant": 1, "user_id": 2}}"#,
+                r#"{"plan": "pro"}"#,
+            );
+            assert_eq!(s.row_via(&r, json_keys()).unwrap().0, r#"["1","2"]"#);
+            // Without an allow-list every key field must be a column name too.
+            let s = shape(&["user_id"], None);
+            let r = keyed(br#"{"user_id": 1, "bad name": 2}"#, "{}");
+            assert_eq!(code(s.row_via(&r, json_keys())), "invalid_column_name");
+        }
+
+        #[test]
+        fn a_scalar_key_fills_the_only_conflict_column() {
+            let s = shape(&["user_id"], None);
+            let (key, f) = s
+                .row_via(&keyed(b"7", r#"{"plan": "pro"}"#), json_keys())
+                .unwrap();
+            assert_eq!(
+                (key.as_str(), to_json(&f)),
+                (r#"["7"]"#, br#"{"plan":"pro","user_id":7}"#.to_vec())
+            );
+            let two = shape(&["tenant", "user_id"], None);
+            assert_eq!(
+                code(two.row_via(&keyed(b"7", r#"{"tenant": 1}"#), json_keys())),
+                "missing_key_column"
+            );
+            // A null key adds nothing; a key that is not JSON is the record's fault.
+            let null = KafkaRecord::new("t", 0, 0, 0).with_value(r#"{"user_id": 3}"#);
+            assert_eq!(s.row_via(&null, json_keys()).unwrap().0, r#"["3"]"#);
+            assert_eq!(
+                code(s.row_via(&keyed(b"u-1", "{}"), json_keys())),
+                "invalid_json"
+            );
+            let bad = KafkaRecord::new("t", 0, 0, 0)
+                .with_raw_key("%%")
+                .with_value("{}");
+            assert_eq!(code(s.row_via(&bad, json_keys())), "invalid_base64");
+        }
+
+        /// `string`, the commonest Kafka key (a user id as text): it fills the only conflict
+        /// column, as text even when it looks like a number.
+        #[test]
+        fn a_string_key_fills_the_only_conflict_column() {
+            let d = Decoding::JSON.with_keys(KeyFormat::String, None, None);
+            let s = shape(&["user_id"], Some(&["plan"]));
+            let (k, f) = s.row_via(&keyed(b"u-1", r#"{"plan": "pro"}"#), d).unwrap();
+            assert_eq!(
+                (k.as_str(), to_json(&f)),
+                (r#"["u-1"]"#, br#"{"plan":"pro","user_id":"u-1"}"#.to_vec())
+            );
+            let (_, f) = s.row_via(&keyed(b"007", "{}"), d).unwrap();
+            assert_eq!(to_json(&f), br#"{"user_id":"007"}"#);
+            assert_eq!(code(s.row_via(&keyed(&[0xc3], "{}"), d)), "invalid_utf8");
+        }
+
+        #[test]
+        fn avro_keys_from_the_registry() {
+            let key = r#"{"type":"record","name":"K","fields":[{"name":"user_id","type":"long"}]}"#;
+            let schemas = HashMap::from([(
+                "4".to_string(),
+                Arc::new(WriterSchema::parse(DataFormat::Avro, key, &[]).unwrap()),
+            )]);
+            let d = Decoding::JSON.with_keys(KeyFormat::Avro, Some(&schemas), None);
+            let s = shape(&["user_id"], None);
+            // user_id 7 (zigzag 14) behind the Confluent prefix of schema 4.
+            let (k, f) = s
+                .row_via(&keyed(&[0, 0, 0, 0, 4, 14], r#"{"plan": "pro"}"#), d)
+                .unwrap();
+            assert_eq!(
+                (k.as_str(), to_json(&f)),
+                (r#"["7"]"#, br#"{"plan":"pro","user_id":7}"#.to_vec())
+            );
+            // Cut short: dead letter; a schema the registry lacks: redelivered.
+            assert_eq!(
+                code(s.row_via(&keyed(&[0, 0, 0, 0, 4], "{}"), d)),
+                "schema_mismatch"
+            );
+            assert_eq!(
+                code(s.row_via(&keyed(b"plain", "{}"), d)),
+                "missing_schema_id"
+            );
+            let e = s
+                .row_via(&keyed(&[0, 0, 0, 0, 9, 14], "{}"), d)
+                .unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Fate::Failed {
+                        code: "unknown_schema_id",
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
         }
     }
 }

@@ -54,7 +54,7 @@ pub use response::{
     AllFailed, BatchItemFailure, BatchReport, Counts, ItemIdentifier, KafkaBatchResponse, Outcome,
 };
 pub use schema::{
-    DataFormat, Decoding, NoSchemas, SchemaLookup, SchemaMetadata, SchemaUnavailable, ValueFormat,
-    WriterSchema, confluent_prefix, schema_ids,
+    DataFormat, Decoding, KeyFormat, NoSchemas, SchemaLookup, SchemaMetadata, SchemaUnavailable,
+    ValueFormat, WriterSchema, confluent_prefix, key_and_value_schema_ids, schema_ids,
 };
 pub use version::SourceVersion;

@@ -168,38 +168,87 @@ pub enum ValueFormat {
     Auto,
 }
 
-impl ValueFormat {
-    /// `json`, `avro`, `protobuf` or `auto`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ValueFormat::Json => "json",
-            ValueFormat::Avro => "avro",
-            ValueFormat::Protobuf => "protobuf",
-            ValueFormat::Auto => "auto",
+/// `as_str` (the setting's spelling), [`FromStr`] (any case, trimmed; the error lists the
+/// choices) and [`fmt::Display`] of a closed set of format choices, from one list.
+macro_rules! format_names {
+    ($ty:ident, $what:literal, [$($variant:ident => $name:literal),+ $(,)?]) => {
+        impl $ty {
+            const NAMES: &'static [($ty, &'static str)] = &[$(($ty::$variant, $name)),+];
+
+            #[doc = concat!("The setting's spelling: ", $(concat!("`", $name, "` "),)+ ".")]
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
         }
-    }
+
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                let wanted = s.trim().to_ascii_lowercase();
+                if let Some((v, _)) = Self::NAMES.iter().find(|(_, n)| *n == wanted) {
+                    return Ok(*v);
+                }
+                let names: Vec<&str> = Self::NAMES.iter().map(|(_, n)| *n).collect();
+                let (last, rest) = names.split_last().expect("a choice");
+                Err(format!(
+                    "`{wanted}` is not a {}; expected {} or {last}",
+                    $what,
+                    rest.join(", ")
+                ))
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl FromStr for ValueFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "json" => Ok(ValueFormat::Json),
-            "avro" => Ok(ValueFormat::Avro),
-            "protobuf" => Ok(ValueFormat::Protobuf),
-            "auto" => Ok(ValueFormat::Auto),
-            other => Err(format!(
-                "`{other}` is not a value format; expected json, avro, protobuf or auto"
-            )),
-        }
-    }
+format_names!(ValueFormat, "value format", [Json => "json", Avro => "avro", Protobuf => "protobuf", Auto => "auto"]);
+
+/// How record keys are decoded (`KEY_FORMAT`), each key with its own schema, as Powertools for
+/// AWS Lambda's Kafka consumer does with `key_schema_type` / `key_schema`.
+///
+/// ```
+/// use event_decoding::KeyFormat;
+/// assert_eq!(KeyFormat::default(), KeyFormat::Auto);
+/// assert_eq!("Avro".parse::<KeyFormat>().unwrap(), KeyFormat::Avro);
+/// assert_eq!("string".parse::<KeyFormat>().unwrap(), KeyFormat::String);
+/// assert!("raw".parse::<KeyFormat>().unwrap_err().contains("auto, string, json, avro or protobuf"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KeyFormat {
+    /// The default, what keys always were: a key that its `keySchemaMetadata` or its wire prefix
+    /// (Confluent, Glue) describes is decoded with that registry schema when `VALUE_FORMAT` is
+    /// not `json`; any other key is JSON when it parses as JSON, else UTF-8 text (keys are often
+    /// plain strings).
+    #[default]
+    Auto,
+    /// Every key is UTF-8 text, taken as a string whatever it holds (Powertools' reading of a key
+    /// without a key schema); a key that is not UTF-8 is the record's fault (`invalid_utf8`).
+    String,
+    /// Every key is JSON text; a key that is not is the record's fault (`invalid_json`).
+    Json,
+    /// Every key is Avro: named by its `keySchemaMetadata` or wire prefix (the registry's
+    /// schema), else plain bytes of the shipped key schema (`KEY_AVRO_SCHEMA_FILE`); a key with
+    /// neither is dead-lettered (`missing_schema_id`).
+    Avro,
+    /// Every key is Protobuf, its schema named as for [`Avro`](Self::Avro) (shipped:
+    /// `KEY_PROTOBUF_DESCRIPTOR_SET` + `KEY_PROTOBUF_MESSAGE`).
+    Protobuf,
 }
 
-impl fmt::Display for ValueFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+format_names!(KeyFormat, "key format", [
+    Auto => "auto",
+    String => "string",
+    Json => "json",
+    Avro => "avro",
+    Protobuf => "protobuf",
+]);
 
 /// Splits a value in the Confluent wire format: magic byte `0`, the schema id as 4 big-endian
 /// bytes, then the body. `None` when `bytes` do not start so.
@@ -350,6 +399,15 @@ pub struct Decoding<'a> {
     /// see [`ProtoSchema::from_descriptor_set`]) or plain Avro bytes (`AVRO_SCHEMA_FILE`). An
     /// Avro one also reads a value whole that merely starts like a wire prefix.
     pub plain: Option<&'a WriterSchema>,
+    /// `KEY_FORMAT`: how keys are decoded, with their own schemas.
+    pub key_format: KeyFormat,
+    /// Where the writer schemas of keys come from when not from [`schemas`](Self::schemas): the
+    /// shipped key schema standing in for a registry. `None`: `schemas`.
+    pub key_schemas: Option<&'a dyn SchemaLookup>,
+    /// With [`KeyFormat::Avro`] or [`KeyFormat::Protobuf`]: the schema of a key that neither
+    /// metadata nor a wire prefix describes (`KEY_AVRO_SCHEMA_FILE`,
+    /// `KEY_PROTOBUF_DESCRIPTOR_SET`), as [`plain`](Self::plain) is for values.
+    pub key_plain: Option<&'a WriterSchema>,
 }
 
 impl fmt::Debug for Decoding<'_> {
@@ -357,6 +415,8 @@ impl fmt::Debug for Decoding<'_> {
         f.debug_struct("Decoding")
             .field("format", &self.format)
             .field("plain", &self.plain)
+            .field("key_format", &self.key_format)
+            .field("key_plain", &self.key_plain)
             .finish_non_exhaustive()
     }
 }
@@ -367,6 +427,9 @@ impl<'a> Decoding<'a> {
         format: ValueFormat::Json,
         schemas: &NoSchemas,
         plain: None,
+        key_format: KeyFormat::Auto,
+        key_schemas: None,
+        key_plain: None,
     };
 
     /// `format` with `schemas`.
@@ -375,6 +438,9 @@ impl<'a> Decoding<'a> {
             format,
             schemas,
             plain: None,
+            key_format: KeyFormat::Auto,
+            key_schemas: None,
+            key_plain: None,
         }
     }
 
@@ -394,6 +460,98 @@ impl<'a> Decoding<'a> {
     pub fn with_plain(mut self, schema: &'a WriterSchema) -> Self {
         self.plain = Some(schema);
         self
+    }
+
+    /// Keys decoded as `format` says, with their own schemas: `schemas` for the ids keys name
+    /// (`None`: the values' registry), `plain` for keys that name none.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::sync::Arc;
+    /// use event_decoding::{AvroSchema, Decoding, KafkaRecord, KeyFormat, NoSchemas, ValueFormat, WriterSchema};
+    /// let key = WriterSchema::from(AvroSchema::parse(r#"{"type":"record","name":"K","fields":[{"name":"user_id","type":"long"}]}"#).unwrap());
+    /// let d = Decoding::new(ValueFormat::Json, &NoSchemas).with_keys(KeyFormat::Avro, None, Some(&key));
+    /// let r = KafkaRecord::new("t", 0, 0, 0).with_key([14]).with_value("{}");
+    /// assert_eq!(r.key_via(d).unwrap(), Some(serde_json::json!({"user_id": 7})));
+    /// ```
+    pub fn with_keys(
+        mut self,
+        format: KeyFormat,
+        schemas: Option<&'a dyn SchemaLookup>,
+        plain: Option<&'a WriterSchema>,
+    ) -> Self {
+        self.key_format = format;
+        self.key_schemas = schemas;
+        self.key_plain = plain;
+        self
+    }
+
+    /// How values are read.
+    fn value_part(&self) -> Part<'a> {
+        Part {
+            what: "value",
+            format: self.format,
+            schemas: self.schemas,
+            plain: self.plain,
+        }
+    }
+
+    /// How keys are read through [`encoding`], or `None` when no schema can describe them: the
+    /// default reading of [`KeyFormat::Auto`] with JSON values (JSON, else text), and
+    /// [`KeyFormat::String`].
+    fn key_part(&self) -> Option<Part<'a>> {
+        let format = match (self.key_format, self.format) {
+            (KeyFormat::Auto, ValueFormat::Json) | (KeyFormat::String, _) => return None,
+            // A key is schema-described only when something says so: `auto`, `avro` and
+            // `protobuf` values alike read a key without metadata or prefix as JSON or text.
+            (KeyFormat::Auto, _) => ValueFormat::Auto,
+            (KeyFormat::Json, _) => ValueFormat::Json,
+            (KeyFormat::Avro, _) => ValueFormat::Avro,
+            (KeyFormat::Protobuf, _) => ValueFormat::Protobuf,
+        };
+        Some(Part {
+            what: "key",
+            format,
+            schemas: self.key_schemas.unwrap_or(self.schemas),
+            plain: self.key_plain,
+        })
+    }
+}
+
+/// One part of a record (its key or its value) and what reads it.
+#[derive(Clone, Copy)]
+struct Part<'a> {
+    /// `key` or `value`.
+    what: &'static str,
+    /// Its format (a key's [`KeyFormat`] as the value format that reads alike).
+    format: ValueFormat,
+    /// Writer schemas by id.
+    schemas: &'a dyn SchemaLookup,
+    /// The shipped schema of plain bytes.
+    plain: Option<&'a WriterSchema>,
+}
+
+impl Part<'_> {
+    /// The variable that sets the format.
+    fn format_setting(&self) -> &'static str {
+        if self.what == "key" {
+            "KEY_FORMAT"
+        } else {
+            "VALUE_FORMAT"
+        }
+    }
+
+    /// The setting that ships the schema of plain bytes of this part ([`Decoding::plain`],
+    /// [`Decoding::key_plain`]).
+    fn shipped_setting(&self) -> Option<&'static str> {
+        let key = self.what == "key";
+        match self.format {
+            ValueFormat::Avro if key => Some("KEY_AVRO_SCHEMA_FILE"),
+            ValueFormat::Avro => Some("AVRO_SCHEMA_FILE"),
+            ValueFormat::Protobuf if key => Some("KEY_PROTOBUF_DESCRIPTOR_SET"),
+            ValueFormat::Protobuf => Some("PROTOBUF_DESCRIPTOR_SET"),
+            ValueFormat::Json | ValueFormat::Auto => None,
+        }
     }
 }
 
@@ -450,18 +608,41 @@ pub(crate) enum Framing {
 /// assert!(schema_ids(&records, ValueFormat::Json).is_empty());
 /// ```
 pub fn schema_ids(records: &[KafkaRecord], format: ValueFormat) -> BTreeSet<String> {
+    key_and_value_schema_ids(records, format, KeyFormat::Auto)
+}
+
+/// [`schema_ids`] with keys decoded as `key_format` says ([`Decoding::with_keys`]): what a
+/// resolver fetches when `KEY_FORMAT` is set.
+///
+/// ```
+/// use event_decoding::{KafkaRecord, KeyFormat, ValueFormat, key_and_value_schema_ids};
+/// let records = [KafkaRecord::new("t", 0, 0, 0).with_key([0, 0, 0, 0, 3, 2]).with_value("{}")];
+/// let ids: Vec<String> = key_and_value_schema_ids(&records, ValueFormat::Json, KeyFormat::Avro).into_iter().collect();
+/// assert_eq!(ids, ["3"]);
+/// assert!(key_and_value_schema_ids(&records, ValueFormat::Json, KeyFormat::Auto).is_empty());
+/// ```
+pub fn key_and_value_schema_ids(
+    records: &[KafkaRecord],
+    format: ValueFormat,
+    key_format: KeyFormat,
+) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
-    if format == ValueFormat::Json {
+    let decoding = Decoding::new(format, &NoSchemas).with_keys(key_format, None, None);
+    let (value, key) = (decoding.value_part(), decoding.key_part());
+    if format == ValueFormat::Json && key.is_none_or(|k| k.format == ValueFormat::Json) {
         return ids;
     }
     for r in records {
-        for (meta, bytes) in [
-            (r.key_schema_metadata.as_deref(), head(r.raw_key())),
-            (r.value_schema_metadata.as_deref(), head(r.raw_value())),
-        ] {
-            if let Some(bytes) = bytes
-                && let Ok(Encoded::Registry { schema_id, .. }) =
-                    encoding(meta, &bytes, format, false)
+        let value = (
+            Some(value),
+            r.value_schema_metadata.as_deref(),
+            r.raw_value(),
+        );
+        let key = (key, r.key_schema_metadata.as_deref(), r.raw_key());
+        for (part, meta, text) in [key, value] {
+            if let Some(part) = part
+                && let Some(bytes) = head(text)
+                && let Ok(Encoded::Registry { schema_id, .. }) = encoding(meta, &bytes, part)
             {
                 ids.insert(schema_id);
             }
@@ -481,14 +662,14 @@ fn head(text: Option<&str>) -> Option<Vec<u8>> {
     crate::record::decode_base64(text.get(..HEAD_CHARS).unwrap_or(text)).ok()
 }
 
-/// Decides how `bytes` are encoded. `Err` carries the code and message of a record the format
-/// cannot take.
+/// Decides how `bytes` of `part` are encoded. `Err` carries the code and message of a record the
+/// format cannot take.
 fn encoding<'b>(
     meta: Option<&SchemaMetadata>,
     bytes: &'b [u8],
-    format: ValueFormat,
-    plain: bool,
+    part: Part<'_>,
 ) -> Result<Encoded<'b>, (ErrorCode, String)> {
+    let format = part.format;
     if format == ValueFormat::Json {
         return Ok(Encoded::Json(bytes));
     }
@@ -528,26 +709,22 @@ fn encoding<'b>(
             framing: Framing::Confluent,
         }),
         None if format == ValueFormat::Auto => Ok(Encoded::Json(bytes)),
-        None if plain && let Some(setting) = shipped_setting(format) => Ok(Encoded::Registry {
-            schema_id: setting.to_string(),
-            body: bytes,
-            framing: Framing::Configured,
-        }),
+        None if part.plain.is_some()
+            && let Some(setting) = part.shipped_setting() =>
+        {
+            Ok(Encoded::Registry {
+                schema_id: setting.to_string(),
+                body: bytes,
+                framing: Framing::Configured,
+            })
+        }
         None => Err((
             ErrorCode::MissingSchemaId,
             format!(
-                "no schema metadata and no Confluent wire prefix (magic byte 0 + schema id) or Glue header (byte 3 + schema version id); VALUE_FORMAT={format} needs one"
+                "no schema metadata and no Confluent wire prefix (magic byte 0 + schema id) or Glue header (byte 3 + schema version id); {}={format} needs one",
+                part.format_setting()
             ),
         )),
-    }
-}
-
-/// The setting that ships the schema of plain values of `format` ([`Decoding::plain`]).
-fn shipped_setting(format: ValueFormat) -> Option<&'static str> {
-    match format {
-        ValueFormat::Avro => Some("AVRO_SCHEMA_FILE"),
-        ValueFormat::Protobuf => Some("PROTOBUF_DESCRIPTOR_SET"),
-        ValueFormat::Json | ValueFormat::Auto => None,
     }
 }
 
@@ -596,21 +773,16 @@ impl KafkaRecord {
                 "value is null or absent; expected a value",
             )
         })?;
-        let v = match self.shipped_avro_whole(&bytes, decoding) {
+        let part = decoding.value_part();
+        let v = match self.shipped_avro_whole(self.value_schema_metadata(), &bytes, part) {
             Some(v) => v,
-            None => match self.encoded(
-                self.value_schema_metadata(),
-                &bytes,
-                decoding.format,
-                decoding.plain.is_some(),
-                "value",
-            )? {
+            None => match self.encoded(self.value_schema_metadata(), &bytes, part)? {
                 Encoded::Json(b) => return self.parse_json(b, "value"),
                 Encoded::Registry {
                     schema_id,
                     body,
                     framing,
-                } => match self.registry_body(&schema_id, body, framing, decoding, "value")? {
+                } => match self.registry_body(&schema_id, body, framing, part)? {
                     Body::Json(b) => return self.parse_json(&b, "value"),
                     Body::Value(v) => v,
                 },
@@ -644,30 +816,28 @@ impl KafkaRecord {
         &self,
         decoding: Decoding<'_>,
     ) -> Result<(Change, Option<SourceVersion>), RecordError> {
-        if decoding.format == ValueFormat::Json {
-            return self.change_with_version();
-        }
         let key = || self.key_via(decoding);
+        if decoding.format == ValueFormat::Json {
+            return match decoding.key_format {
+                KeyFormat::Auto => self.change_with_version(),
+                _ => cdc::decode_versioned_with_key(self, key),
+            };
+        }
         let Some(bytes) = self.value()? else {
             return cdc::from_value(self, None, key);
         };
-        if let Some(v) = self.shipped_avro_whole(&bytes, decoding) {
+        let part = decoding.value_part();
+        if let Some(v) = self.shipped_avro_whole(self.value_schema_metadata(), &bytes, part) {
             return cdc::from_value(self, Some(v), key);
         }
-        match self.encoded(
-            self.value_schema_metadata(),
-            &bytes,
-            decoding.format,
-            decoding.plain.is_some(),
-            "value",
-        )? {
+        match self.encoded(self.value_schema_metadata(), &bytes, part)? {
             Encoded::Json(_) => cdc::decode_versioned_with_key(self, key),
             Encoded::Registry {
                 schema_id,
                 body,
                 framing,
             } => {
-                let v = match self.registry_body(&schema_id, body, framing, decoding, "value")? {
+                let v = match self.registry_body(&schema_id, body, framing, part)? {
                     Body::Json(b) => self.parse_json(&b, "value")?,
                     Body::Value(v) => v,
                 };
@@ -676,49 +846,75 @@ impl KafkaRecord {
         }
     }
 
-    /// The key as CDC uses it: through its schema when a registry describes it, else as
-    /// [`change`](Self::change) reads keys (JSON, or text).
-    fn key_via(&self, decoding: Decoding<'_>) -> Result<Option<Value>, RecordError> {
+    /// The key, decoded the way `decoding` says ([`Decoding::with_keys`], `KEY_FORMAT`), as
+    /// changes carry it (a JsonConverter `schema`/`payload` wrapper removed, Cassandra cells
+    /// unwrapped): through its writer schema (the registry's, named by `keySchemaMetadata` or
+    /// the key's wire prefix, else the shipped key schema); with [`KeyFormat::Json`] JSON text;
+    /// with [`KeyFormat::String`] the text as a string;
+    /// with [`KeyFormat::Auto`] through the registry when something names its schema (and
+    /// values are not JSON), else JSON, else UTF-8 text. `None` for a null key.
+    ///
+    /// Errors as [`value_json_via`](Self::value_json_via)'s, their message starting with `key`: a
+    /// key that does not match its schema is the record's fault (`schema_mismatch`), a schema that
+    /// cannot be had is not (`unknown_schema_id`, `schema_fetch_failed`).
+    ///
+    /// ```
+    /// use event_decoding::{Decoding, ErrorCode, KafkaRecord, KeyFormat, NoSchemas, ValueFormat};
+    /// let json_keys = Decoding::JSON.with_keys(KeyFormat::Json, None, None);
+    /// let r = KafkaRecord::new("t", 0, 0, 0).with_key(r#"{"user_id": 7}"#);
+    /// assert_eq!(r.key_via(json_keys).unwrap(), Some(serde_json::json!({"user_id": 7})));
+    /// let r = KafkaRecord::new("t", 0, 0, 0).with_key("u-7");
+    /// assert_eq!(r.key_via(Decoding::JSON).unwrap(), Some(serde_json::json!("u-7")));
+    /// assert_eq!(r.key_via(json_keys).unwrap_err().code, ErrorCode::InvalidJson);
+    /// ```
+    pub fn key_via(&self, decoding: Decoding<'_>) -> Result<Option<Value>, RecordError> {
+        if decoding.key_format == KeyFormat::String {
+            return Ok(self.key_str()?.map(Value::String));
+        }
+        let Some(part) = decoding.key_part() else {
+            return cdc::key_value(self);
+        };
         let Some(bytes) = self.key()? else {
             return Ok(None);
         };
-        // A key is schema-described only when something says so: `auto`, `avro` and `protobuf`
-        // alike read a key without metadata or prefix as JSON or text (keys are often plain
-        // strings).
-        let format = match decoding.format {
-            ValueFormat::Avro | ValueFormat::Protobuf => ValueFormat::Auto,
-            f => f,
-        };
-        match self.encoded(self.key_schema_metadata(), &bytes, format, false, "key")? {
-            Encoded::Json(_) => cdc::key_value(self),
-            Encoded::Registry {
-                schema_id,
-                body,
-                framing,
-            } => {
-                let v = match self.registry_body(&schema_id, body, framing, decoding, "key")? {
+        let meta = self.key_schema_metadata();
+        let v = match self.shipped_avro_whole(meta, &bytes, part) {
+            Some(v) => v,
+            None => match self.encoded(meta, &bytes, part)? {
+                Encoded::Json(b) if part.format == ValueFormat::Json => {
+                    self.parse_json(b, "key")?
+                }
+                Encoded::Json(_) => return cdc::key_value(self),
+                Encoded::Registry {
+                    schema_id,
+                    body,
+                    framing,
+                } => match self.registry_body(&schema_id, body, framing, part)? {
                     Body::Json(b) => self.parse_json(&b, "key")?,
                     Body::Value(v) => v,
-                };
-                Ok(Some(cdc::unwrap_key(v)))
-            }
-        }
+                },
+            },
+        };
+        Ok(Some(cdc::unwrap_key(v)))
     }
 
-    /// A value that the shipped Avro schema (`AVRO_SCHEMA_FILE`) reads whole although it starts
-    /// like a Confluent prefix or a Glue header, when no metadata names its schema: a plain Avro
-    /// body may begin with those bytes (a null union branch, an empty string or a zero is byte
-    /// 0), and the shipped schema says what the values are, so it is read as plain first. `None`
-    /// otherwise: decoding goes on by the framing.
-    fn shipped_avro_whole(&self, bytes: &[u8], decoding: Decoding<'_>) -> Option<Value> {
-        let Some(WriterSchema::Avro(schema)) = decoding.plain else {
+    /// Bytes of `part` that its shipped Avro schema (`AVRO_SCHEMA_FILE`, `KEY_AVRO_SCHEMA_FILE`)
+    /// reads whole although they start like a Confluent prefix or a Glue header, when no
+    /// metadata names their schema: a plain Avro body may begin with those bytes (a null union
+    /// branch, an empty string or a zero is byte 0), and the shipped schema says what they are,
+    /// so they are read as plain first. `None` otherwise: decoding goes on by the framing.
+    fn shipped_avro_whole(
+        &self,
+        meta: Option<&SchemaMetadata>,
+        bytes: &[u8],
+        part: Part<'_>,
+    ) -> Option<Value> {
+        let Some(WriterSchema::Avro(schema)) = part.plain else {
             return None;
         };
-        let named = self
-            .value_schema_metadata()
-            .is_some_and(|m| !m.schema_id.is_empty());
+        let named = meta.is_some_and(|m| !m.schema_id.is_empty());
         let prefixed = confluent_prefix(bytes).is_some() || glue::glue_prefix(bytes).is_some();
-        if decoding.format != ValueFormat::Avro || named || !prefixed {
+        if part.format != ValueFormat::Avro || named || !prefixed {
             return None;
         }
         schema.decode(bytes).ok()
@@ -728,28 +924,26 @@ impl KafkaRecord {
         &self,
         meta: Option<&SchemaMetadata>,
         bytes: &'b [u8],
-        format: ValueFormat,
-        plain: bool,
-        what: &str,
+        part: Part<'_>,
     ) -> Result<Encoded<'b>, RecordError> {
-        encoding(meta, bytes, format, plain)
-            .map_err(|(code, message)| self.error(code, format!("{what}: {message}")))
+        encoding(meta, bytes, part)
+            .map_err(|(code, message)| self.error(code, format!("{}: {message}", part.what)))
     }
 
-    /// Reads a registry-described body the way its writer schema's type says.
+    /// Reads a registry-described body of `part` the way its writer schema's type says.
     fn registry_body<'b>(
         &self,
         schema_id: &str,
         body: &'b [u8],
         framing: Framing,
-        decoding: Decoding<'_>,
-        what: &str,
+        part: Part<'_>,
     ) -> Result<Body<'b>, RecordError> {
+        let what = part.what;
         let fetched;
-        let schema: &WriterSchema = match (framing, decoding.plain) {
+        let schema: &WriterSchema = match (framing, part.plain) {
             (Framing::Configured, Some(plain)) => plain,
             _ => {
-                fetched = decoding.schemas.schema(schema_id).map_err(|e| match e {
+                fetched = part.schemas.schema(schema_id).map_err(|e| match e {
                     SchemaUnavailable::Unknown(m) => self.error(
                         ErrorCode::UnknownSchemaId,
                         format!("{what}: writer schema {schema_id}: {m}"),
@@ -763,9 +957,9 @@ impl KafkaRecord {
             }
         };
         // The shipped schema standing in for a registry names its setting.
-        let shipped = match (framing, decoding.plain) {
+        let shipped = match (framing, part.plain) {
             (Framing::Configured, _) => None,
-            (_, Some(plain)) if std::ptr::eq(plain, schema) => shipped_setting(decoding.format),
+            (_, Some(plain)) if std::ptr::eq(plain, schema) => part.shipped_setting(),
             _ => None,
         };
         let mismatch = |m: String| {
@@ -1001,8 +1195,11 @@ mod tests {
                         (r.value_schema_metadata(), r.value().ok().flatten()),
                     ] {
                         if let Some(bytes) = bytes
-                            && let Ok(Encoded::Registry { schema_id, .. }) =
-                                encoding(meta, &bytes, format, false)
+                            && let Ok(Encoded::Registry { schema_id, .. }) = encoding(
+                                meta,
+                                &bytes,
+                                Decoding::new(format, &NoSchemas).value_part(),
+                            )
                         {
                             whole.insert(schema_id);
                         }
@@ -1507,6 +1704,285 @@ mod tests {
                 )
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    const USER_KEY: &str =
+        r#"{"type":"record","name":"UserKey","fields":[{"name":"user_id","type":"string"}]}"#;
+
+    /// user_id "" (an empty string: the body is byte 0, like a Confluent magic byte).
+    const EMPTY_KEY: [u8; 1] = [0];
+
+    /// Why the key of a record keyed by `key` does not decode.
+    fn key_error(d: Decoding<'_>, key: impl AsRef<[u8]>) -> RecordError {
+        KafkaRecord::new("t", 0, 0, 0)
+            .with_key(key)
+            .key_via(d)
+            .unwrap_err()
+    }
+
+    fn avro(schema: &str) -> WriterSchema {
+        WriterSchema::parse(DataFormat::Avro, schema, &[]).unwrap()
+    }
+
+    #[test]
+    fn key_formats_parse_and_name_the_choices() {
+        assert_eq!(
+            "PROTOBUF".parse::<KeyFormat>().unwrap(),
+            KeyFormat::Protobuf
+        );
+        assert_eq!(" json ".parse::<KeyFormat>().unwrap(), KeyFormat::Json);
+        for k in [
+            KeyFormat::Auto,
+            KeyFormat::String,
+            KeyFormat::Json,
+            KeyFormat::Avro,
+            KeyFormat::Protobuf,
+        ] {
+            assert_eq!(k.to_string().parse::<KeyFormat>().unwrap(), k);
+        }
+        assert!("raw".parse::<KeyFormat>().is_err());
+    }
+
+    /// `KEY_FORMAT=avro` with a shipped key schema and no registry: a plain key, one behind a
+    /// Confluent prefix, one named by `keySchemaMetadata`, all read with the key's own schema
+    /// (not the value's), whatever `VALUE_FORMAT` is.
+    #[test]
+    fn avro_keys_with_a_shipped_key_schema() {
+        // As lambda-kit's stand-in for a registry: the shipped schema answers every id.
+        struct Shipped(Arc<WriterSchema>);
+        impl SchemaLookup for Shipped {
+            fn schema(&self, _: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
+                Ok(self.0.clone())
+            }
+        }
+        let stand_in = Shipped(Arc::new(avro(USER_KEY)));
+        let key: &WriterSchema = &stand_in.0;
+        let values = schemas("1", GIFT);
+        for format in [ValueFormat::Json, ValueFormat::Avro] {
+            let d = Decoding::new(format, &values).with_keys(
+                KeyFormat::Avro,
+                Some(&stand_in),
+                Some(key),
+            );
+            let value: &[u8] = if format == ValueFormat::Json {
+                br#"{"page_id":3}"#
+            } else {
+                &[0, 0, 0, 0, 1, 6, 4, b'h', b'i']
+            };
+            for (what, r) in [
+                (
+                    "plain",
+                    KafkaRecord::new("t", 0, 0, 0).with_key([6, b'u', b'-', b'7']),
+                ),
+                (
+                    "prefixed",
+                    KafkaRecord::new("t", 0, 1, 0).with_key(wire(9, &[6, b'u', b'-', b'7'])),
+                ),
+                (
+                    "metadata",
+                    KafkaRecord::new("t", 0, 2, 0)
+                        .with_key([6, b'u', b'-', b'7'])
+                        .with_key_schema_metadata(SchemaMetadata::new("AVRO", "9")),
+                ),
+            ] {
+                let r = r.with_value(value);
+                assert_eq!(
+                    r.key_via(d).unwrap(),
+                    Some(json!({"user_id": "u-7"})),
+                    "{format} {what}"
+                );
+                match r.change_via(d).unwrap() {
+                    Change::Upsert { key, .. } => {
+                        assert_eq!(key, Some(json!({"user_id": "u-7"})), "{what}")
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            // A plain body that starts like a wire prefix is read whole by the shipped schema.
+            let r = KafkaRecord::new("t", 0, 3, 0)
+                .with_key(EMPTY_KEY)
+                .with_value(value);
+            assert_eq!(r.key_via(d).unwrap(), Some(json!({"user_id": ""})));
+            // A key the schema does not read: the record's fault, naming the key and the setting.
+            let r = KafkaRecord::new("t", 0, 4, 0)
+                .with_key([6, b'u'])
+                .with_value(value);
+            let err = r.key_via(d).unwrap_err();
+            assert_eq!(err.code, ErrorCode::SchemaMismatch);
+            assert!(err.is_permanent());
+            assert!(err.message.starts_with("key does not match"), "{err}");
+            assert!(err.message.contains("KEY_AVRO_SCHEMA_FILE"), "{err}");
+            assert_eq!(r.change_via(d).unwrap_err().code, ErrorCode::SchemaMismatch);
+            // A null key is no key.
+            let r = KafkaRecord::new("t", 0, 5, 0).with_value(value);
+            assert_eq!(r.key_via(d).unwrap(), None);
+        }
+        // Without a shipped key schema a plain key names nothing: dead-lettered, naming KEY_FORMAT.
+        let d = Decoding::new(ValueFormat::Json, &values).with_keys(KeyFormat::Avro, None, None);
+        let err = key_error(d, "u-7");
+        assert_eq!(err.code, ErrorCode::MissingSchemaId);
+        assert!(err.message.contains("KEY_FORMAT=avro"), "{err}");
+    }
+
+    /// Keys through the registry: their ids are fetched with the values' (also when values are
+    /// JSON), and a registry that cannot answer for a key is the environment's fault.
+    #[test]
+    fn registry_keys_are_fetched_and_an_outage_is_redelivered() {
+        let mut s = schemas("1", GIFT);
+        s.insert("2".into(), Arc::new(avro(USER_KEY)));
+        let records = [KafkaRecord::new("t", 0, 0, 0)
+            .with_key(wire(2, &[6, b'u', b'-', b'1']))
+            .with_value(r#"{"page_id":1}"#)];
+        let ids: Vec<String> =
+            key_and_value_schema_ids(&records, ValueFormat::Json, KeyFormat::Avro)
+                .into_iter()
+                .collect();
+        assert_eq!(ids, ["2"]);
+        assert!(
+            schema_ids(&records, ValueFormat::Json).is_empty(),
+            "the default is unchanged"
+        );
+        let d = Decoding::new(ValueFormat::Json, &s).with_keys(KeyFormat::Avro, None, None);
+        assert_eq!(
+            records[0].key_via(d).unwrap(),
+            Some(json!({"user_id": "u-1"}))
+        );
+        // A tombstone of a JSON-valued topic keyed by Avro.
+        let tomb = KafkaRecord::new("t", 0, 1, 0).with_key(wire(2, &[6, b'u', b'-', b'1']));
+        assert_eq!(
+            tomb.change_via(d).unwrap(),
+            Change::Tombstone {
+                key: json!({"user_id": "u-1"})
+            }
+        );
+        // Today's reading is kept by default: the same key is text to a JSON-valued function.
+        let text = String::from_utf8(wire(2, &[6, b'u', b'-', b'1'])).unwrap();
+        assert_eq!(
+            records[0]
+                .key_via(Decoding::new(ValueFormat::Json, &s))
+                .unwrap(),
+            Some(Value::String(text))
+        );
+        struct Down;
+        impl SchemaLookup for Down {
+            fn schema(&self, id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
+                Err(SchemaUnavailable::FetchFailed(format!(
+                    "registry down for {id}"
+                )))
+            }
+        }
+        let d = Decoding::new(ValueFormat::Json, &Down).with_keys(KeyFormat::Avro, None, None);
+        let err = records[0].key_via(d).unwrap_err();
+        assert_eq!(err.code, ErrorCode::SchemaFetchFailed);
+        assert!(!err.is_permanent());
+        assert!(err.message.starts_with("key: writer schema 2"), "{err}");
+    }
+
+    #[test]
+    fn protobuf_and_json_keys() {
+        let set = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../events/schemas/gift.pb"
+        ))
+        .unwrap();
+        let key = WriterSchema::from(ProtoSchema::from_descriptor_set(&set, "vault.Gift").unwrap());
+        let d = Decoding::JSON.with_keys(KeyFormat::Protobuf, None, Some(&key));
+        // page_id 7 (field 2), question "q" (field 3).
+        let r = KafkaRecord::new("t", 0, 0, 0)
+            .with_key([16, 7, 26, 1, b'q'])
+            .with_value("{}");
+        let k = r.key_via(d).unwrap().unwrap();
+        assert_eq!(
+            (k["page_id"].as_i64(), k["question"].as_str()),
+            (Some(7), Some("q"))
+        );
+        let err = key_error(d, [16, 7, 26, 9]);
+        assert_eq!(err.code, ErrorCode::SchemaMismatch);
+        assert!(err.message.contains("KEY_PROTOBUF_DESCRIPTOR_SET"), "{err}");
+        // `json`: a JSON key (its Connect wrapper removed); text is not JSON.
+        let d = Decoding::JSON.with_keys(KeyFormat::Json, None, None);
+        let r = KafkaRecord::new("t", 0, 0, 0).with_key(r#"{"schema":{},"payload":{"id":1}}"#);
+        assert_eq!(r.key_via(d).unwrap(), Some(json!({"id": 1})));
+        let err = key_error(d, "id-1");
+        assert_eq!(err.code, ErrorCode::InvalidJson);
+        assert!(err.message.starts_with("key is not valid JSON"), "{err}");
+        // `string`: the text as it is, JSON-looking or not; bytes that are no UTF-8 are refused.
+        let d = Decoding::JSON.with_keys(KeyFormat::String, None, None);
+        for text in ["42", r#"{"id":1}"#, "id-1"] {
+            let r = KafkaRecord::new("t", 0, 0, 0)
+                .with_key(text)
+                .with_value(r#"{"a":1}"#);
+            assert_eq!(r.key_via(d).unwrap(), Some(json!(text)));
+            match r.change_via(d).unwrap() {
+                Change::Upsert { key, .. } => assert_eq!(key, Some(json!(text))),
+                other => panic!("{other:?}"),
+            }
+        }
+        let err = key_error(d, [0xff]);
+        assert_eq!(err.code, ErrorCode::InvalidUtf8);
+        assert!(err.message.starts_with("key is not valid UTF-8"), "{err}");
+    }
+
+    /// Keys are held to the values' output budget: a key of a few hundred bytes that would be
+    /// 32 million nulls is refused as the record's fault, not built.
+    #[test]
+    fn a_hostile_key_stops_at_the_output_budget() {
+        fn varint(n: i64, out: &mut Vec<u8>) {
+            let mut z = ((n << 1) ^ (n >> 63)) as u64;
+            while z >= 0x80 {
+                out.push((z as u8) | 0x80);
+                z >>= 7;
+            }
+            out.push(z as u8);
+        }
+        // 64 arrays of 500,000 nulls each (a null takes no bytes).
+        let mut key = Vec::new();
+        varint(64, &mut key);
+        for _ in 0..64 {
+            varint(500_000, &mut key);
+            varint(0, &mut key);
+        }
+        varint(0, &mut key);
+        assert!(key.len() < 300, "{}", key.len());
+        let nulls = avro(r#"{"type":"array","items":{"type":"array","items":"null"}}"#);
+        let d = Decoding::JSON.with_keys(KeyFormat::Avro, None, Some(&nulls));
+        let err = key_error(d, &key);
+        assert_eq!(err.code, ErrorCode::SchemaMismatch);
+        assert!(
+            err.message.contains("expands past its output budget"),
+            "{err}"
+        );
+    }
+
+    proptest::proptest! {
+        /// Any key bytes, under every key format, with and without metadata: a key or an error,
+        /// never a panic; a key error always names the key.
+        #[test]
+        fn any_key_decodes_or_is_refused_naming_the_key(
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            meta in proptest::option::of("[0-9]{1,2}"),
+        ) {
+            let avro = avro(USER_KEY);
+            let registry = schemas("1", USER_KEY);
+            for (format, plain) in [
+                (KeyFormat::Auto, None),
+                (KeyFormat::String, None),
+                (KeyFormat::Json, None),
+                (KeyFormat::Avro, Some(&avro)),
+                (KeyFormat::Avro, None),
+            ] {
+                for values in [ValueFormat::Json, ValueFormat::Avro] {
+                    let d = Decoding::new(values, &registry).with_keys(format, None, plain);
+                    let mut r = KafkaRecord::new("t", 0, 0, 0).with_key(&key);
+                    if let Some(id) = &meta {
+                        r = r.with_key_schema_metadata(SchemaMetadata::new("AVRO", id.as_str()));
+                    }
+                    if let Err(e) = r.key_via(d) {
+                        proptest::prop_assert!(e.message.starts_with("key"), "{format} {values}: {e}");
+                    }
+                }
+            }
         }
     }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use event_decoding::{
-    AvroSchema, DataFormat, Decoding, KafkaRecord, NoSchemas, ProtoSchema, SchemaLookup,
-    SchemaUnavailable, ValueFormat, WriterSchema, schema_ids,
+    AvroSchema, DataFormat, Decoding, KafkaRecord, KeyFormat, NoSchemas, ProtoSchema, SchemaLookup,
+    SchemaUnavailable, ValueFormat, WriterSchema, key_and_value_schema_ids,
 };
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 
@@ -37,6 +37,8 @@ use crate::secrets::{Credential, SecretSpec};
 /// | `SCHEMA_REGISTRY_SECRET_ID` | instead: a Secrets Manager secret `{"username": .., "password": ..}` (the one the ESM's `BASIC_AUTH` access config uses) |
 /// | `PROTOBUF_DESCRIPTOR_SET`, `PROTOBUF_MESSAGE` | with `protobuf`: a binary `FileDescriptorSet` file (`protoc --include_imports --descriptor_set_out`) and the full name of the message of values that carry no schema id (plain Protobuf bytes); then `SCHEMA_REGISTRY_URL` is optional, and without it the message also reads values whose prefix or metadata names a schema id (their message index skipped) |
 /// | `AVRO_SCHEMA_FILE` | with `avro`: an Avro schema file (`.avsc`, JSON) of values that carry no schema id (plain Avro bytes); then `SCHEMA_REGISTRY_URL` is optional, and without it the schema also reads values whose prefix or metadata names a schema id |
+/// | `KEY_FORMAT` | `auto` (default: keys as they always were read, [`KeyFormat::Auto`]), `string`, `json`, `avro` or `protobuf`: keys decoded with their own schemas ([`KeyFormat`]); `avro` and `protobuf` need `SCHEMA_REGISTRY_URL` or a shipped key schema |
+/// | `KEY_AVRO_SCHEMA_FILE`, `KEY_PROTOBUF_DESCRIPTOR_SET` + `KEY_PROTOBUF_MESSAGE` | the keys' twins of `AVRO_SCHEMA_FILE` (with `KEY_FORMAT=avro`) and `PROTOBUF_DESCRIPTOR_SET` + `PROTOBUF_MESSAGE` (with `KEY_FORMAT=protobuf`) |
 ///
 /// A Glue registry is read with the function's AWS credentials (`glue:GetSchemaVersion`);
 /// `AWS_ENDPOINT_URL_GLUE` overrides its endpoint. Requests use `HTTP_TIMEOUT_MS`, `HTTP_CONNECT_TIMEOUT_MS` and the `RETRY_*` settings.
@@ -64,16 +66,87 @@ pub struct ValueSettings {
     /// The schema of plain values: Protobuf (`PROTOBUF_DESCRIPTOR_SET` + `PROTOBUF_MESSAGE`) or
     /// Avro (`AVRO_SCHEMA_FILE`).
     pub plain: Option<Arc<WriterSchema>>,
+    /// `KEY_FORMAT`.
+    pub key_format: KeyFormat,
+    /// The schema of plain keys: `KEY_PROTOBUF_DESCRIPTOR_SET` + `KEY_PROTOBUF_MESSAGE` or
+    /// `KEY_AVRO_SCHEMA_FILE`.
+    pub key_plain: Option<Arc<WriterSchema>>,
+}
+
+/// The settings that ship a schema for one part of a record (values, or keys).
+struct ShippedNames {
+    /// The part's format setting.
+    format: &'static str,
+    avro: &'static str,
+    descriptor_set: &'static str,
+    message: &'static str,
+    /// `values'` or `keys'`.
+    whose: &'static str,
+}
+
+const VALUE_SCHEMAS: ShippedNames = ShippedNames {
+    format: "VALUE_FORMAT",
+    avro: "AVRO_SCHEMA_FILE",
+    descriptor_set: "PROTOBUF_DESCRIPTOR_SET",
+    message: "PROTOBUF_MESSAGE",
+    whose: "values'",
+};
+
+const KEY_SCHEMAS: ShippedNames = ShippedNames {
+    format: "KEY_FORMAT",
+    avro: "KEY_AVRO_SCHEMA_FILE",
+    descriptor_set: "KEY_PROTOBUF_DESCRIPTOR_SET",
+    message: "KEY_PROTOBUF_MESSAGE",
+    whose: "keys'",
+};
+
+/// Which shipped schema a format reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shippable {
+    Avro,
+    Protobuf,
+    Neither,
+}
+
+impl From<ValueFormat> for Shippable {
+    fn from(f: ValueFormat) -> Self {
+        match f {
+            ValueFormat::Avro => Shippable::Avro,
+            ValueFormat::Protobuf => Shippable::Protobuf,
+            ValueFormat::Json | ValueFormat::Auto => Shippable::Neither,
+        }
+    }
+}
+
+impl From<KeyFormat> for Shippable {
+    fn from(f: KeyFormat) -> Self {
+        match f {
+            KeyFormat::Avro => Shippable::Avro,
+            KeyFormat::Protobuf => Shippable::Protobuf,
+            KeyFormat::Auto | KeyFormat::String | KeyFormat::Json => Shippable::Neither,
+        }
+    }
+}
+
+/// The shipped schema of one part, read at cold start.
+fn shipped_schema(
+    env: &Env,
+    names: &ShippedNames,
+    format: impl Into<Shippable> + fmt::Display + Copy,
+) -> Result<Option<Arc<WriterSchema>>, ConfigError> {
+    match plain_protobuf(env, names, format)? {
+        Some(p) => Ok(Some(p)),
+        None => plain_avro(env, names, format),
+    }
 }
 
 impl ValueSettings {
     /// Reads the settings; credentials from Secrets Manager are fetched here, once.
     pub async fn from_env(env: &Env) -> Result<Self, InitError> {
         let format = env.parse_or("VALUE_FORMAT", ValueFormat::Json)?;
-        let plain = match plain_protobuf(env, format)? {
-            Some(p) => Some(p),
-            None => plain_avro(env, format)?,
-        };
+        let plain = shipped_schema(env, &VALUE_SCHEMAS, format)?;
+        let key_format = env.parse_or("KEY_FORMAT", KeyFormat::Auto)?;
+        let key_plain = shipped_schema(env, &KEY_SCHEMAS, key_format)?;
         let (mut registry, mut glue) = (None, None);
         match env.get("SCHEMA_REGISTRY_URL") {
             Some(arn) if GlueRegistryArn::looks_like(&arn) => {
@@ -102,6 +175,17 @@ impl ValueSettings {
                 )
                 .into());
             }
+            None if Shippable::from(key_format) != Shippable::Neither && key_plain.is_none() => {
+                let shipped = match key_format {
+                    KeyFormat::Avro => "KEY_AVRO_SCHEMA_FILE",
+                    _ => "KEY_PROTOBUF_DESCRIPTOR_SET",
+                };
+                return Err(ConfigError::new(
+                    "SCHEMA_REGISTRY_URL",
+                    format!("required with KEY_FORMAT={key_format} unless {shipped} ships the keys' schema: the registry to fetch the keys' writer schemas from"),
+                )
+                .into());
+            }
             None => {}
         };
         Ok(Self {
@@ -109,6 +193,8 @@ impl ValueSettings {
             registry,
             glue,
             plain,
+            key_format,
+            key_plain,
         })
     }
 
@@ -119,6 +205,8 @@ impl ValueSettings {
             registry: self.registry.clone().map(SchemaRegistry::new).transpose()?,
             glue: self.glue.clone().map(GlueRegistry::new),
             plain: self.plain.clone().map(Shipped),
+            key_format: self.key_format,
+            key_plain: self.key_plain.clone().map(Shipped),
         })
     }
 
@@ -133,6 +221,8 @@ impl ValueSettings {
                 .transpose()?,
             glue: self.glue.clone().map(GlueRegistry::new),
             plain: self.plain.clone().map(Shipped),
+            key_format: self.key_format,
+            key_plain: self.key_plain.clone().map(Shipped),
         })
     }
 }
@@ -153,6 +243,8 @@ pub struct Values {
     registry: Option<SchemaRegistry>,
     glue: Option<GlueRegistry>,
     plain: Option<Shipped>,
+    key_format: KeyFormat,
+    key_plain: Option<Shipped>,
 }
 
 /// A schema shipped with the function ([`ValueSettings::plain`]). Without a registry it also
@@ -179,6 +271,8 @@ impl Values {
             registry,
             glue: None,
             plain: None,
+            key_format: KeyFormat::Auto,
+            key_plain: None,
         }
     }
 
@@ -196,7 +290,17 @@ impl Values {
             registry: None,
             glue: Some(glue),
             plain: None,
+            key_format: KeyFormat::Auto,
+            key_plain: None,
         }
+    }
+
+    /// Keys decoded as `format` says (`KEY_FORMAT`), with `plain` for keys that name no schema
+    /// ([`Decoding::with_keys`]).
+    pub fn with_keys(mut self, format: KeyFormat, plain: Option<Arc<WriterSchema>>) -> Self {
+        self.key_format = format;
+        self.key_plain = plain.map(Shipped);
+        self
     }
 
     /// How records are decoded.
@@ -209,10 +313,26 @@ impl Values {
                 None => Decoding::new(self.format, &NoSchemas),
             },
         };
-        match &self.plain {
+        let d = match &self.plain {
             Some(p) => d.with_plain(&p.0),
             None => d,
-        }
+        };
+        // Keys name ids of the registry when there is one; without, the shipped key schema
+        // answers for them as the values' does for values.
+        let key_schemas = match (&self.registry, &self.glue, &self.key_plain) {
+            (None, None, Some(k)) => Some(k as &dyn SchemaLookup),
+            _ => None,
+        };
+        d.with_keys(
+            self.key_format,
+            key_schemas,
+            self.key_plain.as_ref().map(|k| &*k.0),
+        )
+    }
+
+    /// `KEY_FORMAT`.
+    pub fn key_format(&self) -> KeyFormat {
+        self.key_format
     }
 
     /// The Glue registry client, when `SCHEMA_REGISTRY_URL` is a Glue registry ARN.
@@ -227,10 +347,10 @@ impl Values {
 
     /// Fetches the writer schemas `records` need that are not cached yet (nothing for JSON).
     pub async fn prepare(&self, records: &[KafkaRecord], deadline: &Deadline) {
-        if self.format == ValueFormat::Json || (self.registry.is_none() && self.glue.is_none()) {
+        if self.registry.is_none() && self.glue.is_none() {
             return;
         }
-        let ids = schema_ids(records, self.format);
+        let ids = key_and_value_schema_ids(records, self.format, self.key_format);
         if ids.is_empty() {
             return;
         }
@@ -242,73 +362,89 @@ impl Values {
     }
 }
 
-/// The bytes of the shipped schema file `path`, read at cold start, when `format` is the one its
-/// setting `var` goes with; the errors name `var`.
+/// The bytes of the shipped schema file `path`, read at cold start, when `format` (of the setting
+/// `names.format`) is `wanted`, the one the file's setting `var` goes with; the errors name `var`.
 fn shipped_file(
+    names: &ShippedNames,
     var: &'static str,
     path: &str,
-    format: ValueFormat,
-    wanted: ValueFormat,
+    format: impl Into<Shippable> + fmt::Display + Copy,
+    wanted: Shippable,
 ) -> Result<Vec<u8>, ConfigError> {
-    if format != wanted {
+    if format.into() != wanted {
+        let wanted = if wanted == Shippable::Avro {
+            "avro"
+        } else {
+            "protobuf"
+        };
         return Err(ConfigError::new(
             var,
-            format!("only read with VALUE_FORMAT={wanted} (it is {format})"),
+            format!("only read with {}={wanted} (it is {format})", names.format),
         ));
     }
     std::fs::read(path).map_err(|e| ConfigError::new(var, format!("cannot read {path}: {e}")))
 }
 
-/// `AVRO_SCHEMA_FILE`, read and parsed at cold start, only with `VALUE_FORMAT=avro`.
-fn plain_avro(env: &Env, format: ValueFormat) -> Result<Option<Arc<WriterSchema>>, ConfigError> {
-    const VAR: &str = "AVRO_SCHEMA_FILE";
-    let Some(path) = env.get(VAR) else {
+/// `AVRO_SCHEMA_FILE` (or the keys' twin), read and parsed at cold start, only with the format
+/// `avro`.
+fn plain_avro(
+    env: &Env,
+    names: &ShippedNames,
+    format: impl Into<Shippable> + fmt::Display + Copy,
+) -> Result<Option<Arc<WriterSchema>>, ConfigError> {
+    let var = names.avro;
+    let Some(path) = env.get(var) else {
         return Ok(None);
     };
-    let bytes = shipped_file(VAR, &path, format, ValueFormat::Avro)?;
+    let bytes = shipped_file(names, var, &path, format, Shippable::Avro)?;
     let text = String::from_utf8(bytes)
-        .map_err(|_| ConfigError::new(VAR, format!("{path} is not UTF-8 text")))?;
+        .map_err(|_| ConfigError::new(var, format!("{path} is not UTF-8 text")))?;
     let schema = AvroSchema::parse(&text)
-        .map_err(|e| ConfigError::new(VAR, format!("{path} is not a valid Avro schema: {e}")))?;
+        .map_err(|e| ConfigError::new(var, format!("{path} is not a valid Avro schema: {e}")))?;
     Ok(Some(Arc::new(WriterSchema::from(schema))))
 }
 
-/// `PROTOBUF_DESCRIPTOR_SET` and `PROTOBUF_MESSAGE`, read and compiled at cold start: both or
-/// neither, and only with `VALUE_FORMAT=protobuf`.
+/// `PROTOBUF_DESCRIPTOR_SET` and `PROTOBUF_MESSAGE` (or the keys' twins), read and compiled at
+/// cold start: both or neither, and only with the format `protobuf`.
 fn plain_protobuf(
     env: &Env,
-    format: ValueFormat,
+    names: &ShippedNames,
+    format: impl Into<Shippable> + fmt::Display + Copy,
 ) -> Result<Option<Arc<WriterSchema>>, ConfigError> {
-    let (path, message) = match (
-        env.get("PROTOBUF_DESCRIPTOR_SET"),
-        env.get("PROTOBUF_MESSAGE"),
-    ) {
+    let (path, message) = match (env.get(names.descriptor_set), env.get(names.message)) {
         (None, None) => return Ok(None),
         (Some(_), None) => {
             return Err(ConfigError::new(
-                "PROTOBUF_MESSAGE",
-                "required with PROTOBUF_DESCRIPTOR_SET: the full name of the values' message (package.Message)",
+                names.message,
+                format!(
+                    "required with {}: the full name of the {} message (package.Message)",
+                    names.descriptor_set, names.whose
+                ),
             ));
         }
         (None, Some(_)) => {
             return Err(ConfigError::new(
-                "PROTOBUF_DESCRIPTOR_SET",
-                "required with PROTOBUF_MESSAGE: the path of a binary FileDescriptorSet",
+                names.descriptor_set,
+                format!(
+                    "required with {}: the path of a binary FileDescriptorSet",
+                    names.message
+                ),
             ));
         }
         (Some(p), Some(m)) => (p, m),
     };
     let bytes = shipped_file(
-        "PROTOBUF_DESCRIPTOR_SET",
+        names,
+        names.descriptor_set,
         &path,
         format,
-        ValueFormat::Protobuf,
+        Shippable::Protobuf,
     )?;
     let schema = ProtoSchema::from_descriptor_set(&bytes, &message).map_err(|e| {
         let var = if e.contains("has no message") {
-            "PROTOBUF_MESSAGE"
+            names.message
         } else {
-            "PROTOBUF_DESCRIPTOR_SET"
+            names.descriptor_set
         };
         ConfigError::new(var, e)
     })?;
@@ -1282,7 +1418,7 @@ mod tests {
     fn schema_ids_of_a_batch_feed_prefetch() {
         let records = [KafkaRecord::new("t", 0, 0, 0).with_value([0, 0, 0, 0, 5, 2])];
         assert_eq!(
-            schema_ids(&records, ValueFormat::Auto),
+            event_decoding::schema_ids(&records, ValueFormat::Auto),
             BTreeSet::from(["5".to_string()])
         );
     }
@@ -1787,5 +1923,238 @@ mod tests {
         ];
         let got: Vec<_> = pages.into_iter().map(|p| (p.0, p.1, (p.2, p.3))).collect();
         assert_eq!(got, want);
+    }
+
+    /// `KEY_FORMAT` and the shipped key schemas: read at cold start, every mistake naming its
+    /// variable; `auto` (keys as they always were read) by default.
+    #[tokio::test]
+    async fn key_settings_name_the_variable() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/schemas/");
+        let (avsc, set) = (format!("{dir}2-page-key.avsc"), format!("{dir}gift.pb"));
+        let s = ValueSettings::from_env(&Env::empty()).await.unwrap();
+        assert_eq!(s.key_format, KeyFormat::Auto);
+        assert!(s.key_plain.is_none());
+        for (pairs, var, says) in [
+            (
+                vec![("KEY_FORMAT", "raw")],
+                "KEY_FORMAT",
+                "auto, string, json, avro or protobuf",
+            ),
+            (
+                vec![("KEY_FORMAT", "avro")],
+                "SCHEMA_REGISTRY_URL",
+                "KEY_FORMAT=avro unless KEY_AVRO_SCHEMA_FILE",
+            ),
+            (
+                vec![("KEY_FORMAT", "protobuf")],
+                "SCHEMA_REGISTRY_URL",
+                "KEY_PROTOBUF_DESCRIPTOR_SET",
+            ),
+            (
+                vec![("KEY_AVRO_SCHEMA_FILE", avsc.as_str())],
+                "KEY_AVRO_SCHEMA_FILE",
+                "only read with KEY_FORMAT=avro (it is auto)",
+            ),
+            (
+                vec![
+                    ("KEY_FORMAT", "avro"),
+                    ("KEY_AVRO_SCHEMA_FILE", "/nonexistent/key.avsc"),
+                ],
+                "KEY_AVRO_SCHEMA_FILE",
+                "cannot read",
+            ),
+            (
+                vec![
+                    ("KEY_FORMAT", "avro"),
+                    ("KEY_AVRO_SCHEMA_FILE", set.as_str()),
+                ],
+                "KEY_AVRO_SCHEMA_FILE",
+                "not UTF-8",
+            ),
+            // The values' file is not the keys'.
+            (
+                vec![("KEY_FORMAT", "avro"), ("AVRO_SCHEMA_FILE", avsc.as_str())],
+                "AVRO_SCHEMA_FILE",
+                "only read with VALUE_FORMAT=avro",
+            ),
+            (
+                vec![
+                    ("KEY_FORMAT", "protobuf"),
+                    ("KEY_PROTOBUF_DESCRIPTOR_SET", set.as_str()),
+                ],
+                "KEY_PROTOBUF_MESSAGE",
+                "keys' message",
+            ),
+            (
+                vec![
+                    ("KEY_FORMAT", "protobuf"),
+                    ("KEY_PROTOBUF_MESSAGE", "vault.Gift"),
+                ],
+                "KEY_PROTOBUF_DESCRIPTOR_SET",
+                "required with KEY_PROTOBUF_MESSAGE",
+            ),
+            (
+                vec![
+                    ("KEY_FORMAT", "protobuf"),
+                    ("KEY_PROTOBUF_DESCRIPTOR_SET", set.as_str()),
+                    ("KEY_PROTOBUF_MESSAGE", "vault.Nope"),
+                ],
+                "KEY_PROTOBUF_MESSAGE",
+                "Nope",
+            ),
+            (
+                vec![
+                    ("KEY_FORMAT", "json"),
+                    ("KEY_PROTOBUF_DESCRIPTOR_SET", set.as_str()),
+                    ("KEY_PROTOBUF_MESSAGE", "vault.Gift"),
+                ],
+                "KEY_PROTOBUF_DESCRIPTOR_SET",
+                "only read with KEY_FORMAT=protobuf",
+            ),
+        ] {
+            let e = ValueSettings::from_env(&Env::from_pairs(pairs.clone()))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(var) && e.contains(says), "{pairs:?}: {e}");
+        }
+        let s = ValueSettings::from_env(&Env::from_pairs([
+            ("KEY_FORMAT", "protobuf"),
+            ("KEY_PROTOBUF_DESCRIPTOR_SET", set.as_str()),
+            ("KEY_PROTOBUF_MESSAGE", "vault.Gift"),
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(
+            (s.format, s.key_format),
+            (ValueFormat::Json, KeyFormat::Protobuf)
+        );
+        assert!(s.key_plain.is_some() && s.registry.is_none());
+    }
+
+    /// A shipped key schema beside a shipped value schema, no registry: each part is read with its
+    /// own schema, whatever framing it has.
+    #[tokio::test]
+    async fn shipped_key_and_value_schemas_are_each_parts_own() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/schemas/");
+        let (key, value) = (format!("{dir}2-page-key.avsc"), format!("{dir}1-gift.avsc"));
+        let values = ValueSettings::from_env(&Env::from_pairs([
+            ("VALUE_FORMAT", "avro"),
+            ("AVRO_SCHEMA_FILE", value.as_str()),
+            ("KEY_FORMAT", "avro"),
+            ("KEY_AVRO_SCHEMA_FILE", key.as_str()),
+        ]))
+        .await
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(values.key_format(), KeyFormat::Avro);
+        // Key: page_id "42" behind a Confluent prefix; value: a plain gift (page_id 7).
+        let gift = [2, 2, b'e', 14, 2, b'q', 2, b'a', 0];
+        let r = KafkaRecord::new("t", 0, 0, 0)
+            .with_key([0, 0, 0, 0, 2, 4, b'4', b'2'])
+            .with_value(gift);
+        values.prepare(std::slice::from_ref(&r), &deadline()).await;
+        let d = values.decoding();
+        assert_eq!(
+            r.key_via(d).unwrap(),
+            Some(serde_json::json!({"page_id": "42"}))
+        );
+        assert_eq!(
+            r.value_json_via::<serde_json::Value>(d).unwrap()["page_id"],
+            7
+        );
+        // A key that is a gift, not a page key: dead letter naming the key's schema setting.
+        let wrong = KafkaRecord::new("t", 0, 1, 0)
+            .with_key([0, 0, 0, 0, 2, 1])
+            .with_value(gift);
+        let e = wrong.key_via(d).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SchemaMismatch);
+        assert!(e.message.contains("KEY_AVRO_SCHEMA_FILE"), "{e}");
+    }
+
+    /// `KEY_FORMAT=avro` with JSON values and a registry: the key's id is fetched before the
+    /// batch is decoded (values alone would fetch nothing), and a registry that keeps failing
+    /// leaves the key `schema_fetch_failed` (redelivered), not a dead letter.
+    #[tokio::test]
+    async fn registry_keys_of_json_values_are_fetched() {
+        let server = MockServer::start(vec![(200, vec![], ok_body())]).await;
+        let values = Values::new(ValueFormat::Json, Some(registry(server.url())))
+            .with_keys(KeyFormat::Avro, None);
+        let r = KafkaRecord::new("t", 0, 0, 0)
+            .with_key([0, 0, 0, 0, 5, 14])
+            .with_value(r#"{"plan":"pro"}"#);
+        values.prepare(std::slice::from_ref(&r), &deadline()).await;
+        assert_eq!(server.requests().len(), 1);
+        assert_eq!(
+            r.key_via(values.decoding()).unwrap(),
+            Some(serde_json::json!({"page_id": 7}))
+        );
+
+        let down = MockServer::start(vec![(503, vec![], "{}".into())]).await;
+        let values = Values::new(ValueFormat::Json, Some(registry(down.url())))
+            .with_keys(KeyFormat::Avro, None);
+        values.prepare(std::slice::from_ref(&r), &deadline()).await;
+        let e = r.key_via(values.decoding()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SchemaFetchFailed);
+        assert!(!e.is_permanent());
+        assert!(e.message.starts_with("key: writer schema 5"), "{e}");
+    }
+
+    /// A Debezium change stream in Avro without a registry (fastavro's sample
+    /// `events/pages-debezium-avro.json`: keys behind the Confluent prefix of schema 2, values
+    /// of schema 3), its key and envelope schemas shipped: every change carries its key decoded
+    /// with the key schema, the tombstone included. Before `KEY_FORMAT` a key naming an id was
+    /// read with the values' shipped schema (the envelope), which no key fits.
+    #[tokio::test]
+    async fn debezium_avro_keys_with_their_own_shipped_schema() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/");
+        let (key, envelope) = (
+            format!("{dir}schemas/2-page-key.avsc"),
+            format!("{dir}schemas/3-page-envelope.avsc"),
+        );
+        let settings = |keys: bool| {
+            let mut pairs = vec![
+                ("VALUE_FORMAT", "avro"),
+                ("AVRO_SCHEMA_FILE", envelope.as_str()),
+            ];
+            if keys {
+                pairs.extend([
+                    ("KEY_FORMAT", "avro"),
+                    ("KEY_AVRO_SCHEMA_FILE", key.as_str()),
+                ]);
+            }
+            Env::from_pairs(pairs)
+        };
+        let bytes = std::fs::read(format!("{dir}pages-debezium-avro.json")).unwrap();
+        let batch = event_decoding::KafkaBatch::from_slice(&bytes).unwrap();
+        let values = ValueSettings::from_env(&settings(true))
+            .await
+            .unwrap()
+            .build()
+            .unwrap();
+        let keys: Vec<_> = batch
+            .records()
+            .map(|r| r.change_via(values.decoding()).unwrap().key().cloned())
+            .collect();
+        assert_eq!(keys.len(), 4);
+        assert!(
+            keys.iter()
+                .all(|k| k.as_ref().is_some_and(|k| k["page_id"].is_string())),
+            "{keys:?}"
+        );
+        let tombstone = batch.records().last().unwrap();
+        assert!(matches!(
+            tombstone.change_via(values.decoding()).unwrap(),
+            event_decoding::Change::Tombstone { .. }
+        ));
+        // The default: the tombstone's key is read with the envelope schema and does not fit.
+        let values = ValueSettings::from_env(&settings(false))
+            .await
+            .unwrap()
+            .build()
+            .unwrap();
+        let e = tombstone.change_via(values.decoding()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SchemaMismatch, "{e}");
     }
 }

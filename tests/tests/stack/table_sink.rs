@@ -346,3 +346,130 @@ async fn table_sink_budget_is_honoured_when_the_api_is_down() {
         started.elapsed()
     );
 }
+
+/// `KEY_FORMAT` (issue 22, Powertools' `key_schema`): records whose values carry no `user_id`,
+/// keyed by a `profiles.UserKey` written by independent encoders (fastavro through
+/// `scripts/avro-tool`, Google's protobuf runtime through `scripts/proto-tool`), decoded with the
+/// key schema shipped beside the function, become rows keyed by the key's `user_id`. A plain Avro
+/// key and one behind a Confluent prefix (no registry: the shipped schema reads it) both serve;
+/// a key the schema does not read is dead-lettered `schema_mismatch` with its raw key kept.
+#[tokio::test]
+async fn table_sink_keys_decoded_with_their_own_shipped_schema_key_the_rows() {
+    use integration_tests::encoded::{encode, repo};
+    use std::process::Command;
+
+    let Some(env) = StackEnv::get_or_skip("table_sink_key_format") else {
+        return;
+    };
+    let ids = Ids::new("sink_key");
+    let users = [ids.id("u-1"), ids.id("u-2"), ids.id("u-3")];
+    let keys: Vec<Value> = users
+        .iter()
+        .map(|u| serde_json::json!({"user_id": u}))
+        .collect();
+
+    // Avro keys: u-1 plain, u-2 behind the Confluent prefix of schema 12.
+    let avsc = repo().join("events/schemas/user-key.avsc");
+    let avsc = avsc.to_str().unwrap();
+    let avro = |id: Option<&str>, keys: &[Value]| {
+        let mut encoder = Command::new(repo().join("scripts/avro-tool"));
+        encoder.args(["encode", avsc]).args(id);
+        encode(encoder, keys)
+    };
+    let plain = avro(None, &keys[..1]).remove(0);
+    let prefixed = avro(Some("12"), &keys[1..2]).remove(0);
+    // Cut inside the user_id text: no UserKey.
+    let cut = plain[..plain.len() - 2].to_vec();
+    let topic = unique("sink_key");
+    let record = |offset: i64, key: &[u8], value: Value| {
+        KafkaRecord::new(topic.as_str(), 0, offset, 1_732_350_000_000)
+            .with_key(key)
+            .with_value(value.to_string())
+    };
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .record(record(
+            0,
+            &plain,
+            serde_json::json!({"email": "ada@example.com", "plan": "pro"}),
+        ))
+        .record(record(
+            1,
+            &prefixed,
+            serde_json::json!({"email": "grace@example.com", "plan": "team"}),
+        ))
+        .record(record(
+            2,
+            &cut,
+            serde_json::json!({"email": "nobody@example.com"}),
+        ))
+        .build();
+    let h = handler(
+        &env,
+        &[
+            COLUMNS,
+            ("KEY_FORMAT", "avro"),
+            ("KEY_AVRO_SCHEMA_FILE", avsc),
+        ],
+    )
+    .await;
+    let r = invoke(&h, &batch).await.unwrap();
+    assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    assert_eq!(dead_letters(&env, &topic), ["2:schema_mismatch"]);
+    let kept = env.sql(&format!(
+        "select record_key || '|' || key_encoding || '|' || error_message from dead_letters \
+         where topic = {} and function_name = 'table-sink'",
+        lit(&topic)
+    ));
+    // The cut key is UTF-8 (a length byte, then ASCII): kept as its text.
+    let text = String::from_utf8(cut).unwrap();
+    let (raw_key, rest) = kept.trim().split_once('|').unwrap();
+    assert_eq!(raw_key, text, "{kept}");
+    assert!(rest.starts_with("utf8|key does not match"), "{kept}");
+
+    // Protobuf keys: u-3 as profiles.UserKey, the descriptor set compiled by protoc.
+    let proto = repo().join("events/schemas/user_key.proto");
+    let proto = proto.to_str().unwrap();
+    let dir = std::env::temp_dir().join(unique("sink_key_pb"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let set = dir.join("user_key.pb");
+    let status = Command::new(repo().join("scripts/proto-tool"))
+        .args(["descriptor-set", proto, set.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut encoder = Command::new(repo().join("scripts/proto-tool"));
+    encoder.args(["encode", proto, "profiles.UserKey"]);
+    let pb = encode(encoder, &keys[2..]).remove(0);
+    let h = handler(
+        &env,
+        &[
+            COLUMNS,
+            ("KEY_FORMAT", "protobuf"),
+            ("KEY_PROTOBUF_DESCRIPTOR_SET", set.to_str().unwrap()),
+            ("KEY_PROTOBUF_MESSAGE", "profiles.UserKey"),
+        ],
+    )
+    .await;
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .record(record(
+            3,
+            &pb,
+            serde_json::json!({"display_name": "Margaret", "plan": "free"}),
+        ))
+        .build();
+    let r = invoke(&h, &batch).await.unwrap();
+    assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let stored: Vec<String> = profiles(&env, &ids)
+        .lines()
+        .map(|l| l.rsplit_once('|').unwrap().0.to_owned())
+        .collect();
+    let mut expected = vec![
+        format!("{}|ada@example.com|-|pro", users[0]),
+        format!("{}|grace@example.com|-|team", users[1]),
+        format!("{}|-|Margaret|free", users[2]),
+    ];
+    expected.sort();
+    assert_eq!(stored, expected);
+}
