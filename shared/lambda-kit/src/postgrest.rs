@@ -20,7 +20,7 @@ use crate::error::{Classify, ErrorClass};
 use crate::http;
 use crate::retry::{Deadline, RetryPolicy};
 pub use crate::secrets::Secret;
-use crate::secrets::{Credential, SecretSpec};
+use crate::secrets::{Credential, Refusal, SecretSpec};
 
 /// Characters left as is in query values; everything else is percent-encoded.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -407,53 +407,32 @@ impl Filter {
     /// keys: each filter holds at most `max_values` values and its encoded query pair at most
     /// [`MAX_IN_LIST_BYTES`] bytes (one value longer than that goes alone), so long keys cannot
     /// push a request past the servers' URL limits (8 KiB is common: PostgREST behind Kong,
-    /// nginx, AWS load balancers). Each filter comes with the range of `values` it holds.
+    /// nginx, AWS load balancers). Together the filters hold every value once, in order.
     ///
     /// ```
     /// use lambda_kit::postgrest::{Filter, MAX_IN_LIST_BYTES};
     /// let ids: Vec<String> = (0..5).map(|i| format!("{i}").repeat(2000)).collect();
     /// let parts = Filter::in_lists("page_id", &ids, 200);
-    /// assert_eq!(parts.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(), [0..3, 3..5]);
-    /// assert!(parts.iter().all(|(_, f)| f.to_query().len() <= MAX_IN_LIST_BYTES));
+    /// assert_eq!(parts.len(), 2);
+    /// assert!(parts.iter().all(|f| f.to_query().len() <= MAX_IN_LIST_BYTES));
     /// assert_eq!(Filter::in_lists("id", &["1", "2", "3"], 2).len(), 2);
     /// ```
     pub fn in_lists<V: AsRef<str>>(
         column: impl Into<String>,
         values: &[V],
         max_values: usize,
-    ) -> Vec<(Range<usize>, Self)> {
+    ) -> Vec<Self> {
         let column = column.into();
-        // `column=in.(` and `)`.
-        let fixed = encode(&column).len() + "=in.()".len();
         let encoded: Vec<String> = values
             .iter()
             .map(|v| encode(&quote_in_value(v.as_ref())))
             .collect();
-        let mut out = Vec::new();
-        let mut start = 0;
-        let mut len = fixed;
-        for (i, item) in encoded.iter().enumerate() {
-            let add = item.len() + usize::from(i > start);
-            if i > start && (i - start >= max_values.max(1) || len + add > MAX_IN_LIST_BYTES) {
-                out.push(start..i);
-                start = i;
-                len = fixed + item.len();
-            } else {
-                len += add;
-            }
-        }
-        if start < encoded.len() {
-            out.push(start..encoded.len());
-        }
-        out.into_iter()
-            .map(|range| {
-                let value = format!("({})", encoded[range.clone()].join(","));
-                let filter = Self {
-                    column: column.clone(),
-                    op: "in",
-                    value,
-                };
-                (range, filter)
+        in_list_ranges(&column, &encoded, max_values)
+            .into_iter()
+            .map(|range| Self {
+                column: column.clone(),
+                op: "in",
+                value: format!("({})", encoded[range].join(",")),
             })
             .collect()
     }
@@ -462,6 +441,30 @@ impl Filter {
     pub fn to_query(&self) -> String {
         format!("{}={}.{}", encode(&self.column), self.op, self.value)
     }
+}
+
+/// The consecutive ranges of `encoded` (values quoted and percent-encoded) that
+/// [`Filter::in_lists`] puts in one filter each.
+fn in_list_ranges(column: &str, encoded: &[String], max_values: usize) -> Vec<Range<usize>> {
+    // `column=in.(` and `)`.
+    let fixed = encode(column).len() + "=in.()".len();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut len = fixed;
+    for (i, item) in encoded.iter().enumerate() {
+        let add = item.len() + usize::from(i > start);
+        if i > start && (i - start >= max_values.max(1) || len + add > MAX_IN_LIST_BYTES) {
+            out.push(start..i);
+            start = i;
+            len = fixed + item.len();
+        } else {
+            len += add;
+        }
+    }
+    if start < encoded.len() {
+        out.push(start..encoded.len());
+    }
+    out
 }
 
 fn encode(s: &str) -> String {
@@ -669,7 +672,7 @@ pub struct PostgrestClient {
     base_url: Arc<str>,
     /// Sent as `apikey`, and as `Authorization: Bearer` for JWT keys ([`KeyKind::sends_bearer`]).
     key: Credential,
-    /// Timeout and retries; its secret is set per call to the key sent.
+    /// Timeout, retries and the answer's limit.
     sender: http::Sender,
     requests: Arc<AtomicU64>,
 }
@@ -703,15 +706,19 @@ impl PostgrestClient {
             http,
             base_url: Arc::from(config.base_url.trim_end_matches('/')),
             key: config.key,
-            sender: http::Sender::new("postgrest", config.request_timeout, config.retry, None)
-                .with_limit(http::Limit::new(URL_VARS, MAX_ANSWER)),
+            sender: http::Sender::new(
+                "postgrest",
+                config.request_timeout,
+                config.retry,
+                http::Limit::new(URL_VARS, MAX_ANSWER),
+            ),
             requests: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// The same client, reading answers of up to `bytes` (default [`MAX_ANSWER`]).
     pub fn with_max_answer(mut self, bytes: usize) -> Self {
-        self.sender = self.sender.with_limit(http::Limit::new(URL_VARS, bytes));
+        self.sender.limit = http::Limit::new(URL_VARS, bytes);
         self
     }
 
@@ -876,37 +883,15 @@ impl PostgrestClient {
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
-        // Boxed: the nested futures of call -> retry -> attempt otherwise make the type of every
-        // caller's future deep enough to overflow rustc's layout query depth in a function's main.
-        Box::pin(self.key.call(
-            |e: &PostgrestError| matches!(e.status(), Some(401 | 403)),
-            with_refusal_note,
-            |key| self.send_with(deadline, key, &build),
-        ))
-        .await
-    }
-
-    async fn send_with<F>(
-        &self,
-        deadline: &Deadline,
-        key: Secret,
-        build: &F,
-    ) -> Result<Bytes, PostgrestError>
-    where
-        F: Fn() -> reqwest::RequestBuilder,
-    {
-        let (apikey, auth) = auth_headers(&key)?;
-        let sender = http::Sender {
-            secret: Some(key),
-            ..self.sender.clone()
-        };
-        sender
-            .send(
+        self.sender
+            .send_with_credential(
                 deadline,
-                || {
+                &self.key,
+                |key| std::future::ready(auth_headers(&key)),
+                |(apikey, auth)| {
                     self.requests.fetch_add(1, Ordering::Relaxed);
                     let request = build().header("apikey", apikey.clone());
-                    match &auth {
+                    match auth {
                         Some(auth) => request.header(AUTHORIZATION, auth.clone()),
                         None => request,
                     }
@@ -936,25 +921,32 @@ fn auth_headers(key: &Secret) -> Result<(HeaderValue, Option<HeaderValue>), Post
     Ok((header(key)?, auth))
 }
 
-/// A 401/403 that stands after the key was re-read: the message says which setting to fix.
-fn with_refusal_note(e: PostgrestError, note: String) -> PostgrestError {
-    match e {
-        PostgrestError::Api {
-            status,
-            code,
-            message,
-            details,
-            hint,
-            class,
-        } => PostgrestError::Api {
-            status,
-            code,
-            message: format!("{message}; {note}"),
-            details,
-            hint,
-            class,
-        },
-        other => other,
+/// A 401/403 is PostgREST refusing the key; one that stands after the key was re-read says
+/// which setting to fix.
+impl Refusal for PostgrestError {
+    fn is_refusal(&self) -> bool {
+        matches!(self.status(), Some(401 | 403))
+    }
+
+    fn with_note(self, note: String) -> Self {
+        match self {
+            Self::Api {
+                status,
+                code,
+                message,
+                details,
+                hint,
+                class,
+            } => Self::Api {
+                status,
+                code,
+                message: format!("{message}; {note}"),
+                details,
+                hint,
+                class,
+            },
+            other => other,
+        }
     }
 }
 
@@ -1024,10 +1016,15 @@ mod tests {
         let ids: Vec<String> = (0..200)
             .map(|i| format!("{i:03}{}", "é".repeat(254)))
             .collect();
-        let parts = Filter::in_lists("page_id", &ids, 200);
-        assert!(parts.len() > 1);
+        let encoded = |values: &[String]| -> Vec<String> {
+            values.iter().map(|v| encode(&quote_in_value(v))).collect()
+        };
+        let ranges = in_list_ranges("page_id", &encoded(&ids), 200);
+        let filters = Filter::in_lists("page_id", &ids, 200);
+        assert!(ranges.len() > 1);
+        assert_eq!(ranges.len(), filters.len());
         let mut next = 0;
-        for (range, filter) in &parts {
+        for (range, filter) in ranges.iter().zip(&filters) {
             assert_eq!(range.start, next);
             next = range.end;
             let query = filter.to_query();
@@ -1040,21 +1037,19 @@ mod tests {
         assert_eq!(next, ids.len());
         // The count bound still holds for short values; one value over the budget goes alone.
         let short: Vec<String> = (0..5).map(|i| i.to_string()).collect();
-        let ranges: Vec<_> = Filter::in_lists("id", &short, 2)
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect();
-        assert_eq!(ranges, [0..2, 2..4, 4..5]);
+        assert_eq!(
+            in_list_ranges("id", &encoded(&short), 2),
+            [0..2, 2..4, 4..5]
+        );
         let huge = [
             "a".to_string(),
             "b".repeat(MAX_IN_LIST_BYTES),
             "c".to_string(),
         ];
-        let ranges: Vec<_> = Filter::in_lists("id", &huge, 200)
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect();
-        assert_eq!(ranges, [0..1, 1..2, 2..3]);
+        assert_eq!(
+            in_list_ranges("id", &encoded(&huge), 200),
+            [0..1, 1..2, 2..3]
+        );
         assert!(Filter::in_lists("id", &Vec::<String>::new(), 200).is_empty());
     }
 

@@ -647,6 +647,30 @@ impl Credential {
     }
 }
 
+/// An error of a client that sends a [`Credential`]: whether it is the service's refusal of the
+/// value sent (its 401/403), and how it carries the [`Credential::refusal_note`] naming the
+/// setting to fix. [`crate::http::Sender::send_with_credential`] reads both.
+///
+/// ```
+/// use lambda_kit::secrets::Refusal;
+/// struct Status(u16, String);
+/// impl Refusal for Status {
+///     fn is_refusal(&self) -> bool {
+///         matches!(self.0, 401 | 403)
+///     }
+///     fn with_note(self, note: String) -> Self {
+///         Status(self.0, format!("{}; {note}", self.1))
+///     }
+/// }
+/// assert!(Status(401, "no".into()).is_refusal());
+/// ```
+pub trait Refusal: Sized {
+    /// Whether the service refused the credential (not the request).
+    fn is_refusal(&self) -> bool;
+    /// The error with `note` (what was tried, which setting to fix) added to its message.
+    fn with_note(self, note: String) -> Self;
+}
+
 impl From<Secret> for Credential {
     /// A key given in code (tests, tools): never re-read.
     fn from(value: Secret) -> Self {

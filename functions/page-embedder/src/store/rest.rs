@@ -8,7 +8,7 @@ use std::time::Duration;
 use lambda_kit::error::ErrorClass;
 use lambda_kit::http;
 use lambda_kit::retry::{Deadline, RetryPolicy};
-use lambda_kit::secrets::{Credential, Secret};
+use lambda_kit::secrets::{Credential, Refusal, Secret};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
@@ -90,7 +90,7 @@ pub(crate) struct RestClient {
     http: reqwest::Client,
     /// The key and the header carrying it; the key is re-read after a 401/403.
     auth: Option<(HeaderName, Credential)>,
-    /// Timeout and retries; its secret is set per call to the key sent.
+    /// Timeout, retries and the answer's limit.
     sender: http::Sender,
     error_text: ErrorText,
     refuses_setup: fn(&str) -> bool,
@@ -109,8 +109,12 @@ impl RestClient {
         Ok(Self {
             http,
             auth: key.map(|key| (HeaderName::from_static(service.auth_header), key)),
-            sender: http::Sender::new(service.name, timeout, retry.clone(), None)
-                .with_limit(http::Limit::new(service.url_var, MAX_ANSWER)),
+            sender: http::Sender::new(
+                service.name,
+                timeout,
+                retry.clone(),
+                http::Limit::new(service.url_var, MAX_ANSWER),
+            ),
             error_text: service.error_text,
             refuses_setup: service.refuses_setup,
         })
@@ -127,71 +131,43 @@ impl RestClient {
         body: Option<Vec<u8>>,
     ) -> Result<bytes::Bytes, StoreError> {
         let body = body.map(bytes::Bytes::from);
-        let Some((header, key)) = &self.auth else {
-            return self.send_with(deadline, &method, url, &body, None).await;
-        };
-        Box::pin(key.call(
-            |e: &StoreError| e.code == "store_unauthorized",
-            |mut e, note| {
-                e.message = format!("{}; {note}", e.message);
-                e
-            },
-            |key| self.send_with(deadline, &method, url, &body, Some((header, key))),
-        ))
-        .await
-    }
-
-    async fn send_with(
-        &self,
-        deadline: &Deadline,
-        method: &Method,
-        url: &str,
-        body: &Option<bytes::Bytes>,
-        auth: Option<(&HeaderName, Secret)>,
-    ) -> Result<bytes::Bytes, StoreError> {
         let service = self.sender.service;
-        let (auth, secret) = match auth {
-            Some((name, key)) => {
-                let mut value = HeaderValue::from_str(key.expose()).map_err(|_| StoreError {
-                    class: ErrorClass::Permanent,
-                    code: "store_client_build",
-                    blames_input: false,
-                    message: format!(
-                        "{service} client: the key contains characters not allowed in a header"
-                    ),
-                })?;
-                value.set_sensitive(true);
-                (Some((name.clone(), value)), Some(key))
+        let request = || {
+            let request = self.http.request(method.clone(), url);
+            match &body {
+                Some(body) => request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone()),
+                None => request,
             }
-            None => (None, None),
         };
-        let sender = http::Sender {
-            secret,
-            ..self.sender.clone()
+        let expired = || StoreError {
+            class: ErrorClass::TRANSIENT,
+            code: "deadline_exceeded",
+            blames_input: false,
+            message: format!("deadline reached before the {service} call completed"),
         };
-        sender
-            .send(
-                deadline,
-                || {
-                    let mut request = self.http.request(method.clone(), url);
-                    if let Some((name, value)) = &auth {
-                        request = request.header(name.clone(), value.clone());
-                    }
-                    match body {
-                        Some(body) => request
-                            .header(CONTENT_TYPE, "application/json")
-                            .body(body.clone()),
-                        None => request,
-                    }
-                },
-                || StoreError {
-                    class: ErrorClass::TRANSIENT,
-                    code: "deadline_exceeded",
-                    blames_input: false,
-                    message: format!("deadline reached before the {service} call completed"),
-                },
-                |failure| self.error(failure),
-            )
+        let error = |failure: http::Failure<'_>| self.error(failure);
+        let Some((header, key)) = &self.auth else {
+            return self.sender.send(deadline, request, expired, error).await;
+        };
+        let auth = |key: Secret| {
+            let value = HeaderValue::from_str(key.expose()).map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
+            std::future::ready(value.map_err(|_| StoreError {
+                class: ErrorClass::Permanent,
+                code: "store_client_build",
+                blames_input: false,
+                message: format!(
+                    "{service} client: the key contains characters not allowed in a header"
+                ),
+            }))
+        };
+        let with_auth = |value: &HeaderValue| request().header(header.clone(), value.clone());
+        self.sender
+            .send_with_credential(deadline, key, auth, with_auth, expired, error)
             .await
     }
 
@@ -241,6 +217,19 @@ impl RestClient {
             blames_input: matches!(status, 400 | 413 | 422) && !setup,
             message: format!("{service} HTTP {status}: {}", r.clean(&text)),
         }
+    }
+}
+
+/// A 401/403 is the service refusing the key; one that stands after the key was re-read says
+/// which setting to fix.
+impl Refusal for StoreError {
+    fn is_refusal(&self) -> bool {
+        self.code == "store_unauthorized"
+    }
+
+    fn with_note(mut self, note: String) -> Self {
+        self.message = format!("{}; {note}", self.message);
+        self
     }
 }
 
