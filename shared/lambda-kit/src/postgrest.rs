@@ -20,7 +20,7 @@ use crate::error::{Classify, ErrorClass};
 use crate::http;
 use crate::retry::{Deadline, RetryPolicy};
 pub use crate::secrets::Secret;
-use crate::secrets::{Credential, Refusal, SecretSpec};
+use crate::secrets::{Credential, PerValue, Refusal, SecretSpec};
 
 /// Characters left as is in query values; everything else is percent-encoded.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -523,6 +523,11 @@ pub enum PostgrestError {
     /// The client could not be built (bad URL or TLS setup).
     #[error("PostgREST client could not be built: {0}")]
     Build(String),
+    /// The key read (at cold start or re-read after a rotation) cannot be used: a key that
+    /// cannot write ([`KeyKind::refusal`]) or cannot be sent in a header. No request is sent
+    /// with it; the message names the secret or variable to fix, never the key.
+    #[error("Supabase key not used: {0}")]
+    Key(String),
 }
 
 impl PostgrestError {
@@ -603,7 +608,7 @@ impl Classify for PostgrestError {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Api { class, .. } | Self::Transport { class, .. } => *class,
-            Self::Decode(_) | Self::Build(_) => ErrorClass::Permanent,
+            Self::Decode(_) | Self::Build(_) | Self::Key(_) => ErrorClass::Permanent,
             Self::DeadlineExceeded => ErrorClass::TRANSIENT,
         }
     }
@@ -626,6 +631,7 @@ impl Classify for PostgrestError {
             Self::Decode(_) => "db_decode",
             Self::DeadlineExceeded => "deadline_exceeded",
             Self::Build(_) => "db_client_build",
+            Self::Key(_) => "db_key_unusable",
         }
     }
 
@@ -672,6 +678,8 @@ pub struct PostgrestClient {
     base_url: Arc<str>,
     /// Sent as `apikey`, and as `Authorization: Bearer` for JWT keys ([`KeyKind::sends_bearer`]).
     key: Credential,
+    /// The headers of the key's current value, checked ([`auth_headers`]).
+    headers: Arc<PerValue<AuthHeaders>>,
     /// Timeout, retries and the answer's limit.
     sender: http::Sender,
     requests: Arc<AtomicU64>,
@@ -706,6 +714,7 @@ impl PostgrestClient {
             http,
             base_url: Arc::from(config.base_url.trim_end_matches('/')),
             key: config.key,
+            headers: Arc::default(),
             sender: http::Sender::new(
                 "postgrest",
                 config.request_timeout,
@@ -887,7 +896,10 @@ impl PostgrestClient {
             .send_with_credential(
                 deadline,
                 &self.key,
-                |key| std::future::ready(auth_headers(&key)),
+                |key| {
+                    let headers = self.headers.get(&key, |k| auth_headers(k, &self.key));
+                    std::future::ready(headers)
+                },
                 |(apikey, auth)| {
                     self.requests.fetch_add(1, Ordering::Relaxed);
                     let request = build().header("apikey", apikey.clone());
@@ -903,18 +915,33 @@ impl PostgrestClient {
     }
 }
 
-/// The `apikey` header of `key`, and `Authorization: Bearer` for a JWT
-/// ([`KeyKind::sends_bearer`]), both marked sensitive.
-fn auth_headers(key: &Secret) -> Result<(HeaderValue, Option<HeaderValue>), PostgrestError> {
+/// `apikey`, and `Authorization: Bearer` for a JWT.
+type AuthHeaders = (HeaderValue, Option<HeaderValue>);
+
+/// The `apikey` header of `key`, a value of `credential`, and `Authorization: Bearer` for a JWT
+/// ([`KeyKind::sends_bearer`]), both marked sensitive. A key that cannot write
+/// ([`KeyKind::refusal`]: a rotation put a publishable or anon key in the secret) or cannot be
+/// sent is refused here, before any request, naming where it came from.
+fn auth_headers(key: &Secret, credential: &Credential) -> Result<AuthHeaders, PostgrestError> {
+    let key = key.expose();
+    let kind = KeyKind::of(key);
+    if let Some(problem) = kind.refusal() {
+        return Err(PostgrestError::Key(format!(
+            "{} {problem}",
+            credential.source()
+        )));
+    }
     let header = |value: &str| {
         let mut v = HeaderValue::from_str(value).map_err(|_| {
-            PostgrestError::Build("the API key contains characters not allowed in a header".into())
+            PostgrestError::Key(format!(
+                "{} contains characters not allowed in an HTTP header",
+                credential.source()
+            ))
         })?;
         v.set_sensitive(true);
         Ok::<_, PostgrestError>(v)
     };
-    let key = key.expose();
-    let auth = match KeyKind::of(key).sends_bearer() {
+    let auth = match kind.sends_bearer() {
         true => Some(header(&format!("Bearer {key}"))?),
         false => None,
     };
@@ -1377,9 +1404,17 @@ mod tests {
 
     /// A key in a secret whose value the test sets; re-read only after refusals.
     async fn rotating_key(value: &Arc<std::sync::Mutex<String>>) -> Credential {
+        rotating_key_with_ttl(value, None).await
+    }
+
+    /// A key in a secret whose value the test sets; re-read after refusals and after `ttl`.
+    async fn rotating_key_with_ttl(
+        value: &Arc<std::sync::Mutex<String>>,
+        ttl: Option<Duration>,
+    ) -> Credential {
         let value = value.clone();
         let policy = crate::secrets::RefreshPolicy {
-            ttl: None,
+            ttl,
             ..Default::default()
         };
         Credential::from_reader(
@@ -1440,6 +1475,53 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("key-b"), "{text}");
+    }
+
+    /// A rotation that puts a key that cannot write in the secret (Supabase's publishable key,
+    /// or the legacy anon JWT: row-level security keeps them from writing) is refused as the
+    /// cold start refuses it, whether the key is re-read after a 401 or after its TTL: an
+    /// environment fault naming the secret and its variable, and no request carries that key.
+    #[tokio::test]
+    async fn a_key_rotated_to_one_that_cannot_write_is_refused_after_a_re_read() {
+        let anon = jwt(serde_json::json!({"role": "anon"}));
+        for bad in ["sb_publishable_Zx9Qk2_rotated", anon.as_str()] {
+            // Re-read after PostgREST refused the old key.
+            let server = MockServer::start(vec![(401, vec![], "{}".into())]).await;
+            let value = Arc::new(std::sync::Mutex::new("sb_secret_old".to_owned()));
+            let key = rotating_key(&value).await;
+            let c = PostgrestClient::new(PostgrestConfig::new(server.url(), key)).unwrap();
+            *value.lock().unwrap() = bad.to_owned();
+            let e = insert_empty(&c, "vault").await.unwrap_err();
+            assert_eq!(server.requests().len(), 1, "no request with the new key");
+            assert_key_refused(&e, bad);
+
+            // Re-read after the TTL (0: every use re-reads): refused before any request.
+            let server = MockServer::start(vec![(201, vec![], String::new())]).await;
+            let value = Arc::new(std::sync::Mutex::new("sb_secret_old".to_owned()));
+            let key = rotating_key_with_ttl(&value, Some(Duration::ZERO)).await;
+            let c = PostgrestClient::new(PostgrestConfig::new(server.url(), key)).unwrap();
+            insert_empty(&c, "vault").await.unwrap();
+            *value.lock().unwrap() = bad.to_owned();
+            let e = insert_empty(&c, "vault").await.unwrap_err();
+            assert_eq!(server.requests().len(), 1, "no request with the new key");
+            assert_key_refused(&e, bad);
+            // Rotated back to a secret key: used again at once.
+            *value.lock().unwrap() = "sb_secret_new".into();
+            insert_empty(&c, "vault").await.unwrap();
+            assert_eq!(server.requests().len(), 2);
+        }
+    }
+
+    fn assert_key_refused(e: &PostgrestError, key: &str) {
+        assert_eq!(e.error_code(), "db_key_unusable");
+        assert!(e.class().is_permanent() && !e.blames_input(), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("app/supabase") && text.contains("SUPABASE_KEY_SECRET_ID"),
+            "{text}"
+        );
+        assert!(text.contains("secret key (sb_secret_...)"), "{text}");
+        assert!(!text.contains(key), "the key leaked: {text}");
     }
 
     #[tokio::test]
