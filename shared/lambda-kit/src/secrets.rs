@@ -705,10 +705,10 @@ impl<T: Clone> PerValue<T> {
         value: &Secret,
         make: impl FnOnce(&Secret) -> Result<T, E>,
     ) -> Result<T, E> {
-        if let Some((held, made)) = &*self.0.lock().expect("per value") {
-            if held == value {
-                return Ok(made.clone());
-            }
+        if let Some((held, made)) = &*self.0.lock().expect("per value")
+            && held == value
+        {
+            return Ok(made.clone());
         }
         let made = make(value)?;
         *self.0.lock().expect("per value") = Some((value.clone(), made.clone()));
