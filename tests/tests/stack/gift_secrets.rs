@@ -198,6 +198,66 @@ async fn rotated_key_reaches_a_warm_gift_persister() {
     assert_eq!(dead, 0, "a refused key is not the records' fault");
 }
 
+/// A rotation that stores a key that cannot write: Supabase's publishable key (row-level
+/// security applies to it, so the persister's writes would be refused or, worse, land only
+/// where a policy lets anyone write). The cold start refuses such a key; a warm gift-persister
+/// re-reading the secret after a 401 refuses it the same way: no request carries it, the batch
+/// is reported for redelivery (nothing dead-lettered) and the error names the secret.
+#[tokio::test]
+async fn a_key_rotated_to_a_publishable_key_is_refused_by_a_warm_gift_persister() {
+    let Some(env) = StackEnv::get_or_skip("gift_publishable_rotation") else {
+        return;
+    };
+    if env.secrets_endpoint.is_none() {
+        eprintln!(
+            "\n!!!! SKIPPED gift_publishable_rotation: AWS_ENDPOINT_URL_SECRETS_MANAGER is not set !!!!\n"
+        );
+        return;
+    }
+    let (head, _) = env.service_key.rsplit_once('.').expect("a JWT");
+    let revoked = format!("{head}.{}", "A".repeat(43));
+    let publishable = "sb_publishable_6bT2cR0tAt3dPubl1shabl3Key";
+    let key_json = |key: &str| serde_json::json!({ "key": key }).to_string();
+
+    let id = unique("gift/publishable");
+    create_secret(&id, &key_json(&revoked)).await;
+    let warm = persister_with_key_secret(&env, &id).await;
+    put_secret(&id, &key_json(publishable)).await;
+    let topic = unique("gift_pub");
+    let e = invoke(&warm, &gifts(&topic, 3)).await.unwrap_err();
+    assert!(e.contains("all 3 records failed"), "{e}");
+    assert_eq!(vault_rows(&env, &topic), 0);
+    let client = warm.function().store().client();
+    let deadline = Deadline::after(Duration::from_secs(5));
+    let e = client
+        .upsert(
+            &deadline,
+            "vault",
+            Bytes::from_static(b"[]"),
+            &Upsert::insert(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_code(), "db_key_unusable");
+    assert!(!e.blames_input());
+    let text = e.to_string();
+    assert!(
+        text.contains("SUPABASE_KEY_SECRET_ID")
+            && text.contains(&id)
+            && text.contains("publishable"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(publishable) && !text.contains(&revoked),
+        "{text}"
+    );
+    let dead = env.count(&format!(
+        "select count(*) from dead_letters where topic = {}",
+        lit(&topic)
+    ));
+    assert_eq!(dead, 0, "a key that cannot write is not the records' fault");
+}
+
 fn vault_rows(env: &StackEnv, topic: &str) -> i64 {
     env.count(&format!(
         "select count(*) from vault where kafka_topic = {}",
