@@ -281,12 +281,7 @@ async fn a_key_is_trimmed_alike_in_the_header_and_the_body() {
         let r = send(&p, &post_as("alice", &body.to_string(), &[])).await;
         assert_eq!(r.status_code, 400, "{bad:?}");
         let doc = r.body_json();
-        let fields: Vec<&str> = doc["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
+        let fields = error_fields(&doc);
         assert_eq!(fields, ["page_id", "event_id"], "{bad:?}: {doc}");
         assert_eq!(doc["errors"][1]["code"], "invalid_idempotency_key");
         assert!(
@@ -296,6 +291,16 @@ async fn a_key_is_trimmed_alike_in_the_header_and_the_body() {
         );
     }
     assert_eq!(published(&p).len(), published_before);
+}
+
+/// The `field` of each `errors` entry of a problem document.
+fn error_fields(doc: &Value) -> Vec<&str> {
+    doc["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -313,12 +318,7 @@ async fn a_bad_gift_gets_400_naming_every_bad_field_and_nothing_is_published() {
     assert_eq!(r.headers["content-type"], "application/problem+json");
     let doc = r.body_json();
     assert_eq!(doc["code"], "invalid_gift");
-    let fields: Vec<&str> = doc["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&doc);
     assert_eq!(fields, ["page_id", "question", "answer", "ts"]);
     assert_eq!(doc["errors"][2]["code"], "missing_field");
 
