@@ -3,7 +3,7 @@
 //! | answer | when |
 //! | --- | --- |
 //! | `202 {"queued": true, "event_id": ..}` | the broker acknowledged the record (`acks=all`) |
-//! | `400` problem document | the body is not JSON, not a valid gift (one entry per bad field), or the `Idempotency-Key` is unusable |
+//! | `400` problem document | the body is not JSON, not a valid gift (one entry per bad field), or the client's key (`Idempotency-Key`, else the body's `event_id`) is unusable |
 //! | `404` / `405` | another path / another method |
 //! | `413` | the body is over `GIFT_MAX_BODY_BYTES`, or the broker refused the record's size |
 //! | `503` with `Retry-After` | the broker is down, slow, or refuses the producer (auth, missing topic) |
@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::RequestLimits;
 use crate::http::{HttpRequest, HttpResponse};
-use crate::idempotency::Caller;
+use crate::idempotency::{Caller, client_key};
 use crate::kafka::{Broker, OutRecord, SendError};
 
 /// The route this function serves (an HTTP API stage prefix is allowed before it).
@@ -173,14 +173,13 @@ impl<B: Broker> Publisher<B> {
             Err(e @ SendError::TooLarge(_)) => {
                 let request_id = request_id(request);
                 tracing::warn!(request_id, event_id, page_id, error_code = e.error_code(), error = %e, "gift refused by the broker");
-                let mut r = HttpResponse::problem(
+                let r = with_request_id(
                     413,
                     e.error_code(),
                     "Gift too large for the topic",
                     "the broker refused the gift as larger than the topic accepts; send a smaller one",
-                    vec![],
+                    &request_id,
                 );
-                r.set_field("request_id", &request_id);
                 rejected(r)
             }
             Err(e) => {
@@ -192,14 +191,13 @@ impl<B: Broker> Publisher<B> {
                 let detail = format!(
                     "the gift was not published; retry after {secs} s with the same Idempotency-Key (request id {request_id})"
                 );
-                let mut r = HttpResponse::problem(
+                let r = with_request_id(
                     503,
                     e.error_code(),
                     "Broker unavailable",
                     &detail,
-                    vec![],
+                    &request_id,
                 );
-                r.set_field("request_id", &request_id);
                 (r.header("retry-after", secs.to_string()), Outcome::Failed)
             }
         }
@@ -223,37 +221,34 @@ impl<B: Broker> Publisher<B> {
             ));
         };
         let now = now_ms();
+        let max = self.limits.gift.max_event_id_chars;
+        // A body `event_id` that is no usable key is reported with the gift's other problems.
+        let mut key_problem = None;
         if let Some(key) = request.header("idempotency-key") {
-            let key = key.trim();
-            let max = self.limits.gift.max_event_id_chars;
-            let problem = if key.is_empty() {
-                Some("must not be empty".to_owned())
-            } else if key.chars().count() > max {
-                Some(format!("at most {max} characters"))
-            } else if key.chars().any(char::is_control) {
-                Some("must not contain control characters".to_owned())
-            } else {
-                None
-            };
-            if let Some(p) = problem {
-                let entry = json!({"field": "Idempotency-Key", "code": "invalid_idempotency_key", "message": format!("Idempotency-Key: {p}")});
-                return Err(bad_request(
+            let key = client_key(key, max).map_err(|p| {
+                let entry = key_problem_entry("Idempotency-Key", &p);
+                bad_request(
                     "invalid_gift",
                     &format!("Idempotency-Key: {p}"),
                     vec![entry],
-                ));
-            }
+                )
+            })?;
             gift.insert(
                 "event_id".into(),
                 Value::String(Caller::of(request).event_id(key)),
             );
         } else if let Some(Value::String(key)) = gift.get("event_id") {
-            // The body's own id is a client-chosen key too: scoped like the header. (Another
-            // type, or an unusable string, is left for the validation below to refuse.)
-            let max = self.limits.gift.max_event_id_chars;
-            if !key.trim().is_empty() && key.chars().count() <= max {
-                let id = Caller::of(request).event_id(key);
-                gift.insert("event_id".into(), Value::String(id));
+            // The body's own id is a client-chosen key too: the same rule, scoped like the
+            // header. (Another type is left for the validation below to refuse.)
+            match client_key(key, max) {
+                Ok(key) => {
+                    let id = Caller::of(request).event_id(key);
+                    gift.insert("event_id".into(), Value::String(id));
+                }
+                Err(p) => {
+                    gift.remove("event_id");
+                    key_problem = Some(key_problem_entry("event_id", &p));
+                }
             }
         } else if gift.get("event_id").is_none_or(Value::is_null) {
             gift.insert(
@@ -264,20 +259,23 @@ impl<B: Broker> Publisher<B> {
         if gift.get("ts").is_none_or(Value::is_null) {
             gift.insert("ts".into(), json!(now as f64 / 1000.0));
         }
-        let checked = Gift::validate_all(Value::Object(gift), now, &self.limits.gift).map_err(
-            |problems| {
-                let detail = problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                bad_request(
-                    "invalid_gift",
-                    &detail,
-                    problems.iter().map(problem).collect(),
-                )
-            },
-        )?;
+        let checked = match (
+            Gift::validate_all(Value::Object(gift), now, &self.limits.gift),
+            key_problem,
+        ) {
+            (Ok(checked), None) => checked,
+            (checked, key_problem) => {
+                // `event_id` is the last field validate_all checks: its entry goes last.
+                let problems = checked.err().unwrap_or_default();
+                let mut details: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                let mut entries: Vec<Value> = problems.iter().map(problem).collect();
+                if let Some(entry) = key_problem {
+                    details.extend(entry["message"].as_str().map(str::to_owned));
+                    entries.push(entry);
+                }
+                return Err(bad_request("invalid_gift", &details.join("; "), entries));
+            }
+        };
         let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
         for name in TRACE_HEADERS {
             if let Some(v) = request.header(name) {
@@ -321,6 +319,25 @@ fn rejected(response: HttpResponse) -> (HttpResponse, Outcome) {
 fn too_large(len: usize, max: usize) -> HttpResponse {
     let detail = format!("the body is {len} bytes, at most {max} are accepted");
     HttpResponse::problem(413, "body_too_large", "Body too large", &detail, vec![])
+}
+
+/// A problem document about the broker's answer, carrying the request id under which the log
+/// has the cause; serialized once.
+fn with_request_id(
+    status: u16,
+    code: &str,
+    title: &str,
+    detail: &str,
+    request_id: &str,
+) -> HttpResponse {
+    let mut doc = HttpResponse::problem_doc(status, code, title, detail);
+    doc.insert("request_id".into(), request_id.into());
+    HttpResponse::problem_from(status, &doc)
+}
+
+/// The `errors` entry of an unusable client key (`field`: `Idempotency-Key` or `event_id`).
+fn key_problem_entry(field: &str, problem: &str) -> Value {
+    json!({"field": field, "code": "invalid_idempotency_key", "message": format!("{field}: {problem}")})
 }
 
 fn bad_request(code: &str, detail: &str, errors: Vec<Value>) -> HttpResponse {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 /// One request (payload format 2.0).
 ///
@@ -227,34 +227,49 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// A JSON response.
     pub fn json(status: u16, body: &Value) -> Self {
-        Self::with_type(status, "application/json", body)
+        Self::with_type(status, "application/json", body.to_string())
     }
 
     /// An RFC 9457 problem document (`application/problem+json`): `title` and `detail` for
     /// people, `code` for programs, and `errors` (one per bad field) when there are any.
     pub fn problem(status: u16, code: &str, title: &str, detail: &str, errors: Vec<Value>) -> Self {
-        let mut doc = json!({
-            // A URN, not a URL: RFC 9457 allows a type that does not resolve, and there is no
-            // page to point at.
-            "type": format!("urn:kafka-lambdas:problem:{code}"),
-            "title": title,
-            "status": status,
-            "code": code,
-            "detail": detail,
-        });
+        let mut doc = Self::problem_doc(status, code, title, detail);
         if !errors.is_empty() {
-            doc["errors"] = Value::Array(errors);
+            doc.insert("errors".into(), Value::Array(errors));
         }
-        Self::with_type(status, "application/problem+json", &doc)
+        Self::problem_from(status, &doc)
     }
 
-    /// Sets a top-level field of the JSON body (an RFC 9457 extension member).
-    pub fn set_field(&mut self, name: &str, value: &str) {
-        let mut doc = self.body_json();
-        if let Value::Object(map) = &mut doc {
-            map.insert(name.to_owned(), Value::String(value.to_owned()));
-            self.body = doc.to_string();
-        }
+    /// The members of a problem document, for an answer that adds its own extension members
+    /// (`request_id`) before [`problem_from`](Self::problem_from) serializes it, once.
+    ///
+    /// ```
+    /// use gift_publisher::http::HttpResponse;
+    /// let mut doc = HttpResponse::problem_doc(503, "broker_unavailable", "Broker unavailable", "retry");
+    /// doc.insert("request_id".into(), "r-1".into());
+    /// let r = HttpResponse::problem_from(503, &doc);
+    /// assert_eq!(r.body_json()["request_id"], "r-1");
+    /// assert_eq!(r.headers["content-type"], "application/problem+json");
+    /// ```
+    pub fn problem_doc(status: u16, code: &str, title: &str, detail: &str) -> Map<String, Value> {
+        let mut doc = Map::new();
+        // A URN, not a URL: RFC 9457 allows a type that does not resolve, and there is no page
+        // to point at.
+        doc.insert(
+            "type".into(),
+            format!("urn:kafka-lambdas:problem:{code}").into(),
+        );
+        doc.insert("title".into(), title.into());
+        doc.insert("status".into(), status.into());
+        doc.insert("code".into(), code.into());
+        doc.insert("detail".into(), detail.into());
+        doc
+    }
+
+    /// The response carrying the problem document `doc`.
+    pub fn problem_from(status: u16, doc: &Map<String, Value>) -> Self {
+        let body = serde_json::to_string(doc).expect("a JSON map serializes");
+        Self::with_type(status, "application/problem+json", body)
     }
 
     /// Adds a header.
@@ -268,11 +283,11 @@ impl HttpResponse {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
 
-    fn with_type(status: u16, content_type: &str, body: &Value) -> Self {
+    fn with_type(status: u16, content_type: &str, body: String) -> Self {
         Self {
             status_code: status,
             headers: HashMap::from([("content-type".to_owned(), content_type.to_owned())]),
-            body: body.to_string(),
+            body,
             is_base64_encoded: false,
         }
     }

@@ -21,6 +21,33 @@ use sha2::{Digest, Sha256};
 
 use crate::http::HttpRequest;
 
+/// The key a client chose, from the `Idempotency-Key` header or, without one, the body's own
+/// `event_id`: one rule for both, so that a key is one key whichever way it came. Surrounding
+/// whitespace is not part of it (`k` and `"k "` are the same key: a header value arrives
+/// trimmed anyway, and a retry that adds a space must not become a second gift); what remains
+/// must be non-empty, at most `max` characters and free of control characters. The error says
+/// what is wrong, without the key.
+///
+/// ```
+/// use gift_publisher::idempotency::client_key;
+/// assert_eq!(client_key(" k\t", 200), Ok("k"));
+/// assert!(client_key("  ", 200).is_err());
+/// assert!(client_key("a\u{7}b", 200).is_err());
+/// assert!(client_key("kkk", 2).is_err());
+/// ```
+pub fn client_key(raw: &str, max: usize) -> Result<&str, String> {
+    let key = raw.trim();
+    if key.is_empty() {
+        Err("must not be empty".to_owned())
+    } else if key.chars().count() > max {
+        Err(format!("at most {max} characters"))
+    } else if key.chars().any(char::is_control) {
+        Err("must not contain control characters".to_owned())
+    } else {
+        Ok(key)
+    }
+}
+
 /// Who sent a request, as far as idempotency is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {

@@ -78,6 +78,25 @@ pub enum KeySource {
     SecretId(String),
 }
 
+/// A key given directly or as a Secrets Manager id, not both.
+pub(crate) fn key_source(
+    env: &Env,
+    (plain, secret_id): (&str, &str),
+) -> Result<KeySource, ConfigError> {
+    match (env.get(plain), env.get(secret_id)) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            secret_id,
+            format!("set either {plain} or {secret_id}, not both"),
+        )),
+        (Some(k), None) => Ok(KeySource::Plain(Secret::new(k))),
+        (None, Some(id)) => Ok(KeySource::SecretId(id)),
+        (None, None) => Ok(KeySource::None),
+    }
+}
+
+/// The OpenAI key's variables: the key itself, or a Secrets Manager id.
+const OPENAI_KEY_VARS: (&str, &str) = ("OPENAI_API_KEY", "OPENAI_API_KEY_SECRET_ID");
+
 /// Vector store (`VECTOR_STORE`) with its settings.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -201,10 +220,9 @@ impl Config {
             .string_or("EMBED_BASE_URL", provider.default_base_url())
             .trim_end_matches('/')
             .to_owned();
+        let api_key = key_source(env, OPENAI_KEY_VARS)?;
         // Only the OpenAI-compatible API is sent a key (`Authorization: Bearer`).
-        let sends_key = provider == Provider::OpenAi
-            && (env.get("OPENAI_API_KEY").is_some()
-                || env.get("OPENAI_API_KEY_SECRET_ID").is_some());
+        let sends_key = provider == Provider::OpenAi && api_key != KeySource::None;
         lambda_kit::config::check_url("EMBED_BASE_URL", &base_url, sends_key)?;
         let local = provider == Provider::Local;
         let model = env.string_or("EMBED_MODEL", provider.default_model());
@@ -239,20 +257,6 @@ impl Config {
                 "must be at most half of EMBED_MAX_CHARS",
             ));
         }
-        let api_key = match (
-            env.get("OPENAI_API_KEY"),
-            env.get("OPENAI_API_KEY_SECRET_ID"),
-        ) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "OPENAI_API_KEY_SECRET_ID",
-                    "set either OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ID, not both",
-                ));
-            }
-            (Some(k), None) => KeySource::Plain(Secret::new(k)),
-            (None, Some(id)) => KeySource::SecretId(id),
-            (None, None) => KeySource::None,
-        };
         let store = match env
             .string_or("VECTOR_STORE", "supabase")
             .to_ascii_lowercase()
@@ -425,7 +429,7 @@ impl Config {
                     _ => Some(
                         Credential::from_env(
                             env,
-                            &SecretSpec::new("OPENAI_API_KEY", "OPENAI_API_KEY_SECRET_ID", "key"),
+                            &SecretSpec::new(OPENAI_KEY_VARS.0, OPENAI_KEY_VARS.1, "key"),
                         )
                         .await?,
                     ),

@@ -102,7 +102,7 @@ impl PageStates {
                 }
             }
             Self::Postgrest { client, table } => {
-                for (_, ids) in Filter::in_lists("page_id", page_ids, IDS_PER_READ) {
+                for ids in Filter::in_lists("page_id", page_ids, IDS_PER_READ) {
                     let rows: Vec<Row> = client
                         .select(
                             deadline,

@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -20,8 +21,8 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use crate::error::{Classify, ErrorClass};
-use crate::postgrest::Secret;
 use crate::retry::{Deadline, RetryPolicy};
+use crate::secrets::{Credential, Refusal, Secret};
 
 /// Longest error body kept in an error message.
 pub const MAX_ERROR_BODY: usize = 512;
@@ -30,10 +31,6 @@ pub const MAX_ERROR_BODY: usize = 512;
 /// `code`/`message`/`details`/`hint`, OpenAI's and Ollama's `error`, Qdrant's `status.error`,
 /// the registry's `error_code`/`message`) fits in far less; the rest is not read.
 pub const MAX_ERROR_READ: usize = 4 * 1024;
-
-/// Limit of a 2xx body when a client sets none: the clients of this workspace each set theirs
-/// (see the README's limits).
-pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// What one client accepts from its server: the setting that holds the server's URL (named when
 /// the server redirects or answers too much) and the largest 2xx body read.
@@ -398,14 +395,16 @@ async fn read_prefix(
 
 /// How one client sends its requests: [`attempt`] after [`attempt`] under
 /// [`retry`](crate::retry::retry), each with the client's timeout capped by the time left before
-/// the deadline.
+/// the deadline; a client that sends a key sends through
+/// [`send_with_credential`](Self::send_with_credential).
 ///
 /// ```
-/// use lambda_kit::http::Sender;
+/// use lambda_kit::http::{Limit, Sender};
 /// use lambda_kit::retry::RetryPolicy;
 /// use std::time::Duration;
 ///
-/// let s = Sender::new("qdrant", Duration::from_secs(10), RetryPolicy::default(), None);
+/// let limit = Limit::new("QDRANT_URL", 8 << 20);
+/// let s = Sender::new("qdrant", Duration::from_secs(10), RetryPolicy::default(), limit);
 /// assert_eq!(s.service, "qdrant");
 /// ```
 #[derive(Debug, Clone)]
@@ -416,39 +415,25 @@ pub struct Sender {
     pub timeout: Duration,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
-    /// The key the service is called with, removed from every error message.
-    pub secret: Option<Secret>,
-    /// The setting of the service's URL and the largest answer read ([`DEFAULT_MAX_BODY`] and the
-    /// service's name until [`with_limit`](Self::with_limit)).
+    /// The setting of the service's URL and the largest answer read.
     pub limit: Limit,
 }
 
 impl Sender {
-    /// A sender for `service`.
-    pub fn new(
-        service: &'static str,
-        timeout: Duration,
-        retry: RetryPolicy,
-        secret: Option<Secret>,
-    ) -> Self {
+    /// A sender for `service`, reading answers through `limit`.
+    pub fn new(service: &'static str, timeout: Duration, retry: RetryPolicy, limit: Limit) -> Self {
         Self {
             service,
             timeout,
             retry,
-            secret,
-            limit: Limit::new(service, DEFAULT_MAX_BODY),
+            limit,
         }
     }
 
-    /// The same sender, reading answers through `limit`.
-    pub fn with_limit(self, limit: Limit) -> Self {
-        Self { limit, ..self }
-    }
-
-    /// Sends the request `build` makes (once per attempt, auth headers included), retrying
-    /// transient failures until the policy or the deadline says stop; returns the body of the
-    /// 2xx answer. `error` is the client's classification of a [`Failure`]; `expired` its error
-    /// for a deadline reached before an attempt could start.
+    /// Sends the request `build` makes (once per attempt), retrying transient failures until
+    /// the policy or the deadline says stop; returns the body of the 2xx answer. `error` is the
+    /// client's classification of a [`Failure`]; `expired` its error for a deadline reached
+    /// before an attempt could start.
     pub async fn send<E, B, X, M>(
         &self,
         deadline: &Deadline,
@@ -462,7 +447,59 @@ impl Sender {
         X: FnOnce() -> E,
         M: Fn(Failure<'_>) -> E,
     {
-        let secret = self.secret.as_ref().map(Secret::expose);
+        self.send_as(None, deadline, build, expired, error).await
+    }
+
+    /// [`send`](Self::send) for a client that sends `key`: `auth` makes what the request
+    /// carries of the key's current value (its auth headers; an error there fails the call
+    /// without a request), `build` makes the request with it. A refusal of the key
+    /// ([`Refusal::is_refusal`], the service's 401/403) re-reads it and sends once more when it
+    /// changed ([`Credential::call`]); a refusal that stands carries the note naming the setting
+    /// to fix ([`Refusal::with_note`]). No message contains the value sent.
+    pub async fn send_with_credential<A, E, H, HF, B, X, M>(
+        &self,
+        deadline: &Deadline,
+        key: &Credential,
+        auth: H,
+        build: B,
+        expired: X,
+        error: M,
+    ) -> Result<Bytes, E>
+    where
+        E: Classify + Refusal,
+        H: Fn(Secret) -> HF,
+        HF: Future<Output = Result<A, E>>,
+        B: Fn(&A) -> reqwest::RequestBuilder,
+        X: Fn() -> E,
+        M: Fn(Failure<'_>) -> E,
+    {
+        let (auth, build, expired, error) = (&auth, &build, &expired, &error);
+        // Boxed: the nested futures of call -> retry -> attempt otherwise make the type of every
+        // caller's future deep enough to overflow rustc's layout query depth in a function's main.
+        Box::pin(key.call(E::is_refusal, E::with_note, |secret| async move {
+            let sent = auth(secret.clone()).await?;
+            let secret = Some(secret.expose());
+            self.send_as(secret, deadline, || build(&sent), expired, error)
+                .await
+        }))
+        .await
+    }
+
+    /// [`send`](Self::send), `secret` removed from every error message.
+    async fn send_as<E, B, X, M>(
+        &self,
+        secret: Option<&str>,
+        deadline: &Deadline,
+        build: B,
+        expired: X,
+        error: M,
+    ) -> Result<Bytes, E>
+    where
+        E: Classify,
+        B: Fn() -> reqwest::RequestBuilder,
+        X: FnOnce() -> E,
+        M: Fn(Failure<'_>) -> E,
+    {
         crate::retry::retry(&self.retry, deadline, expired, |at| {
             let request = build();
             let timeout = self.timeout.min(at.remaining);

@@ -20,7 +20,7 @@ use crate::error::{Classify, ErrorClass};
 use crate::http;
 use crate::retry::{Deadline, RetryPolicy};
 pub use crate::secrets::Secret;
-use crate::secrets::{Credential, SecretSpec};
+use crate::secrets::{Credential, PerValue, Refusal, SecretSpec};
 
 /// Characters left as is in query values; everything else is percent-encoded.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -407,53 +407,32 @@ impl Filter {
     /// keys: each filter holds at most `max_values` values and its encoded query pair at most
     /// [`MAX_IN_LIST_BYTES`] bytes (one value longer than that goes alone), so long keys cannot
     /// push a request past the servers' URL limits (8 KiB is common: PostgREST behind Kong,
-    /// nginx, AWS load balancers). Each filter comes with the range of `values` it holds.
+    /// nginx, AWS load balancers). Together the filters hold every value once, in order.
     ///
     /// ```
     /// use lambda_kit::postgrest::{Filter, MAX_IN_LIST_BYTES};
     /// let ids: Vec<String> = (0..5).map(|i| format!("{i}").repeat(2000)).collect();
     /// let parts = Filter::in_lists("page_id", &ids, 200);
-    /// assert_eq!(parts.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(), [0..3, 3..5]);
-    /// assert!(parts.iter().all(|(_, f)| f.to_query().len() <= MAX_IN_LIST_BYTES));
+    /// assert_eq!(parts.len(), 2);
+    /// assert!(parts.iter().all(|f| f.to_query().len() <= MAX_IN_LIST_BYTES));
     /// assert_eq!(Filter::in_lists("id", &["1", "2", "3"], 2).len(), 2);
     /// ```
     pub fn in_lists<V: AsRef<str>>(
         column: impl Into<String>,
         values: &[V],
         max_values: usize,
-    ) -> Vec<(Range<usize>, Self)> {
+    ) -> Vec<Self> {
         let column = column.into();
-        // `column=in.(` and `)`.
-        let fixed = encode(&column).len() + "=in.()".len();
         let encoded: Vec<String> = values
             .iter()
             .map(|v| encode(&quote_in_value(v.as_ref())))
             .collect();
-        let mut out = Vec::new();
-        let mut start = 0;
-        let mut len = fixed;
-        for (i, item) in encoded.iter().enumerate() {
-            let add = item.len() + usize::from(i > start);
-            if i > start && (i - start >= max_values.max(1) || len + add > MAX_IN_LIST_BYTES) {
-                out.push(start..i);
-                start = i;
-                len = fixed + item.len();
-            } else {
-                len += add;
-            }
-        }
-        if start < encoded.len() {
-            out.push(start..encoded.len());
-        }
-        out.into_iter()
-            .map(|range| {
-                let value = format!("({})", encoded[range.clone()].join(","));
-                let filter = Self {
-                    column: column.clone(),
-                    op: "in",
-                    value,
-                };
-                (range, filter)
+        in_list_ranges(&column, &encoded, max_values)
+            .into_iter()
+            .map(|range| Self {
+                column: column.clone(),
+                op: "in",
+                value: format!("({})", encoded[range].join(",")),
             })
             .collect()
     }
@@ -462,6 +441,30 @@ impl Filter {
     pub fn to_query(&self) -> String {
         format!("{}={}.{}", encode(&self.column), self.op, self.value)
     }
+}
+
+/// The consecutive ranges of `encoded` (values quoted and percent-encoded) that
+/// [`Filter::in_lists`] puts in one filter each.
+fn in_list_ranges(column: &str, encoded: &[String], max_values: usize) -> Vec<Range<usize>> {
+    // `column=in.(` and `)`.
+    let fixed = encode(column).len() + "=in.()".len();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut len = fixed;
+    for (i, item) in encoded.iter().enumerate() {
+        let add = item.len() + usize::from(i > start);
+        if i > start && (i - start >= max_values.max(1) || len + add > MAX_IN_LIST_BYTES) {
+            out.push(start..i);
+            start = i;
+            len = fixed + item.len();
+        } else {
+            len += add;
+        }
+    }
+    if start < encoded.len() {
+        out.push(start..encoded.len());
+    }
+    out
 }
 
 fn encode(s: &str) -> String {
@@ -520,6 +523,11 @@ pub enum PostgrestError {
     /// The client could not be built (bad URL or TLS setup).
     #[error("PostgREST client could not be built: {0}")]
     Build(String),
+    /// The key read (at cold start or re-read after a rotation) cannot be used: a key that
+    /// cannot write ([`KeyKind::refusal`]) or cannot be sent in a header. No request is sent
+    /// with it; the message names the secret or variable to fix, never the key.
+    #[error("Supabase key not used: {0}")]
+    Key(String),
 }
 
 impl PostgrestError {
@@ -600,7 +608,7 @@ impl Classify for PostgrestError {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Api { class, .. } | Self::Transport { class, .. } => *class,
-            Self::Decode(_) | Self::Build(_) => ErrorClass::Permanent,
+            Self::Decode(_) | Self::Build(_) | Self::Key(_) => ErrorClass::Permanent,
             Self::DeadlineExceeded => ErrorClass::TRANSIENT,
         }
     }
@@ -623,6 +631,7 @@ impl Classify for PostgrestError {
             Self::Decode(_) => "db_decode",
             Self::DeadlineExceeded => "deadline_exceeded",
             Self::Build(_) => "db_client_build",
+            Self::Key(_) => "db_key_unusable",
         }
     }
 
@@ -669,7 +678,9 @@ pub struct PostgrestClient {
     base_url: Arc<str>,
     /// Sent as `apikey`, and as `Authorization: Bearer` for JWT keys ([`KeyKind::sends_bearer`]).
     key: Credential,
-    /// Timeout and retries; its secret is set per call to the key sent.
+    /// The headers of the key's current value, checked ([`auth_headers`]).
+    headers: Arc<PerValue<AuthHeaders>>,
+    /// Timeout, retries and the answer's limit.
     sender: http::Sender,
     requests: Arc<AtomicU64>,
 }
@@ -703,15 +714,20 @@ impl PostgrestClient {
             http,
             base_url: Arc::from(config.base_url.trim_end_matches('/')),
             key: config.key,
-            sender: http::Sender::new("postgrest", config.request_timeout, config.retry, None)
-                .with_limit(http::Limit::new(URL_VARS, MAX_ANSWER)),
+            headers: Arc::default(),
+            sender: http::Sender::new(
+                "postgrest",
+                config.request_timeout,
+                config.retry,
+                http::Limit::new(URL_VARS, MAX_ANSWER),
+            ),
             requests: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// The same client, reading answers of up to `bytes` (default [`MAX_ANSWER`]).
     pub fn with_max_answer(mut self, bytes: usize) -> Self {
-        self.sender = self.sender.with_limit(http::Limit::new(URL_VARS, bytes));
+        self.sender.limit = http::Limit::new(URL_VARS, bytes);
         self
     }
 
@@ -876,37 +892,18 @@ impl PostgrestClient {
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
-        // Boxed: the nested futures of call -> retry -> attempt otherwise make the type of every
-        // caller's future deep enough to overflow rustc's layout query depth in a function's main.
-        Box::pin(self.key.call(
-            |e: &PostgrestError| matches!(e.status(), Some(401 | 403)),
-            with_refusal_note,
-            |key| self.send_with(deadline, key, &build),
-        ))
-        .await
-    }
-
-    async fn send_with<F>(
-        &self,
-        deadline: &Deadline,
-        key: Secret,
-        build: &F,
-    ) -> Result<Bytes, PostgrestError>
-    where
-        F: Fn() -> reqwest::RequestBuilder,
-    {
-        let (apikey, auth) = auth_headers(&key)?;
-        let sender = http::Sender {
-            secret: Some(key),
-            ..self.sender.clone()
-        };
-        sender
-            .send(
+        self.sender
+            .send_with_credential(
                 deadline,
-                || {
+                &self.key,
+                |key| {
+                    let headers = self.headers.get(&key, |k| auth_headers(k, &self.key));
+                    std::future::ready(headers)
+                },
+                |(apikey, auth)| {
                     self.requests.fetch_add(1, Ordering::Relaxed);
                     let request = build().header("apikey", apikey.clone());
-                    match &auth {
+                    match auth {
                         Some(auth) => request.header(AUTHORIZATION, auth.clone()),
                         None => request,
                     }
@@ -918,43 +915,65 @@ impl PostgrestClient {
     }
 }
 
-/// The `apikey` header of `key`, and `Authorization: Bearer` for a JWT
-/// ([`KeyKind::sends_bearer`]), both marked sensitive.
-fn auth_headers(key: &Secret) -> Result<(HeaderValue, Option<HeaderValue>), PostgrestError> {
+/// `apikey`, and `Authorization: Bearer` for a JWT.
+type AuthHeaders = (HeaderValue, Option<HeaderValue>);
+
+/// The `apikey` header of `key`, a value of `credential`, and `Authorization: Bearer` for a JWT
+/// ([`KeyKind::sends_bearer`]), both marked sensitive. A key that cannot write
+/// ([`KeyKind::refusal`]: a rotation put a publishable or anon key in the secret) or cannot be
+/// sent is refused here, before any request, naming where it came from.
+fn auth_headers(key: &Secret, credential: &Credential) -> Result<AuthHeaders, PostgrestError> {
+    let key = key.expose();
+    let kind = KeyKind::of(key);
+    if let Some(problem) = kind.refusal() {
+        return Err(PostgrestError::Key(format!(
+            "{} {problem}",
+            credential.source()
+        )));
+    }
     let header = |value: &str| {
         let mut v = HeaderValue::from_str(value).map_err(|_| {
-            PostgrestError::Build("the API key contains characters not allowed in a header".into())
+            PostgrestError::Key(format!(
+                "{} contains characters not allowed in an HTTP header",
+                credential.source()
+            ))
         })?;
         v.set_sensitive(true);
         Ok::<_, PostgrestError>(v)
     };
-    let key = key.expose();
-    let auth = match KeyKind::of(key).sends_bearer() {
+    let auth = match kind.sends_bearer() {
         true => Some(header(&format!("Bearer {key}"))?),
         false => None,
     };
     Ok((header(key)?, auth))
 }
 
-/// A 401/403 that stands after the key was re-read: the message says which setting to fix.
-fn with_refusal_note(e: PostgrestError, note: String) -> PostgrestError {
-    match e {
-        PostgrestError::Api {
-            status,
-            code,
-            message,
-            details,
-            hint,
-            class,
-        } => PostgrestError::Api {
-            status,
-            code,
-            message: format!("{message}; {note}"),
-            details,
-            hint,
-            class,
-        },
-        other => other,
+/// A 401/403 is PostgREST refusing the key; one that stands after the key was re-read says
+/// which setting to fix.
+impl Refusal for PostgrestError {
+    fn is_refusal(&self) -> bool {
+        matches!(self.status(), Some(401 | 403))
+    }
+
+    fn with_note(self, note: String) -> Self {
+        match self {
+            Self::Api {
+                status,
+                code,
+                message,
+                details,
+                hint,
+                class,
+            } => Self::Api {
+                status,
+                code,
+                message: format!("{message}; {note}"),
+                details,
+                hint,
+                class,
+            },
+            other => other,
+        }
     }
 }
 
@@ -1024,10 +1043,15 @@ mod tests {
         let ids: Vec<String> = (0..200)
             .map(|i| format!("{i:03}{}", "é".repeat(254)))
             .collect();
-        let parts = Filter::in_lists("page_id", &ids, 200);
-        assert!(parts.len() > 1);
+        let encoded = |values: &[String]| -> Vec<String> {
+            values.iter().map(|v| encode(&quote_in_value(v))).collect()
+        };
+        let ranges = in_list_ranges("page_id", &encoded(&ids), 200);
+        let filters = Filter::in_lists("page_id", &ids, 200);
+        assert!(ranges.len() > 1);
+        assert_eq!(ranges.len(), filters.len());
         let mut next = 0;
-        for (range, filter) in &parts {
+        for (range, filter) in ranges.iter().zip(&filters) {
             assert_eq!(range.start, next);
             next = range.end;
             let query = filter.to_query();
@@ -1040,21 +1064,19 @@ mod tests {
         assert_eq!(next, ids.len());
         // The count bound still holds for short values; one value over the budget goes alone.
         let short: Vec<String> = (0..5).map(|i| i.to_string()).collect();
-        let ranges: Vec<_> = Filter::in_lists("id", &short, 2)
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect();
-        assert_eq!(ranges, [0..2, 2..4, 4..5]);
+        assert_eq!(
+            in_list_ranges("id", &encoded(&short), 2),
+            [0..2, 2..4, 4..5]
+        );
         let huge = [
             "a".to_string(),
             "b".repeat(MAX_IN_LIST_BYTES),
             "c".to_string(),
         ];
-        let ranges: Vec<_> = Filter::in_lists("id", &huge, 200)
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect();
-        assert_eq!(ranges, [0..1, 1..2, 2..3]);
+        assert_eq!(
+            in_list_ranges("id", &encoded(&huge), 200),
+            [0..1, 1..2, 2..3]
+        );
         assert!(Filter::in_lists("id", &Vec::<String>::new(), 200).is_empty());
     }
 
@@ -1382,9 +1404,17 @@ mod tests {
 
     /// A key in a secret whose value the test sets; re-read only after refusals.
     async fn rotating_key(value: &Arc<std::sync::Mutex<String>>) -> Credential {
+        rotating_key_with_ttl(value, None).await
+    }
+
+    /// A key in a secret whose value the test sets; re-read after refusals and after `ttl`.
+    async fn rotating_key_with_ttl(
+        value: &Arc<std::sync::Mutex<String>>,
+        ttl: Option<Duration>,
+    ) -> Credential {
         let value = value.clone();
         let policy = crate::secrets::RefreshPolicy {
-            ttl: None,
+            ttl,
             ..Default::default()
         };
         Credential::from_reader(
@@ -1445,6 +1475,53 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("key-b"), "{text}");
+    }
+
+    /// A rotation that puts a key that cannot write in the secret (Supabase's publishable key,
+    /// or the legacy anon JWT: row-level security keeps them from writing) is refused as the
+    /// cold start refuses it, whether the key is re-read after a 401 or after its TTL: an
+    /// environment fault naming the secret and its variable, and no request carries that key.
+    #[tokio::test]
+    async fn a_key_rotated_to_one_that_cannot_write_is_refused_after_a_re_read() {
+        let anon = jwt(serde_json::json!({"role": "anon"}));
+        for bad in ["sb_publishable_Zx9Qk2_rotated", anon.as_str()] {
+            // Re-read after PostgREST refused the old key.
+            let server = MockServer::start(vec![(401, vec![], "{}".into())]).await;
+            let value = Arc::new(std::sync::Mutex::new("sb_secret_old".to_owned()));
+            let key = rotating_key(&value).await;
+            let c = PostgrestClient::new(PostgrestConfig::new(server.url(), key)).unwrap();
+            *value.lock().unwrap() = bad.to_owned();
+            let e = insert_empty(&c, "vault").await.unwrap_err();
+            assert_eq!(server.requests().len(), 1, "no request with the new key");
+            assert_key_refused(&e, bad);
+
+            // Re-read after the TTL (0: every use re-reads): refused before any request.
+            let server = MockServer::start(vec![(201, vec![], String::new())]).await;
+            let value = Arc::new(std::sync::Mutex::new("sb_secret_old".to_owned()));
+            let key = rotating_key_with_ttl(&value, Some(Duration::ZERO)).await;
+            let c = PostgrestClient::new(PostgrestConfig::new(server.url(), key)).unwrap();
+            insert_empty(&c, "vault").await.unwrap();
+            *value.lock().unwrap() = bad.to_owned();
+            let e = insert_empty(&c, "vault").await.unwrap_err();
+            assert_eq!(server.requests().len(), 1, "no request with the new key");
+            assert_key_refused(&e, bad);
+            // Rotated back to a secret key: used again at once.
+            *value.lock().unwrap() = "sb_secret_new".into();
+            insert_empty(&c, "vault").await.unwrap();
+            assert_eq!(server.requests().len(), 2);
+        }
+    }
+
+    fn assert_key_refused(e: &PostgrestError, key: &str) {
+        assert_eq!(e.error_code(), "db_key_unusable");
+        assert!(e.class().is_permanent() && !e.blames_input(), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("app/supabase") && text.contains("SUPABASE_KEY_SECRET_ID"),
+            "{text}"
+        );
+        assert!(text.contains("secret key (sb_secret_...)"), "{text}");
+        assert!(!text.contains(key), "the key leaked: {text}");
     }
 
     #[tokio::test]

@@ -23,9 +23,8 @@ use crate::config::{ConfigError, Env, InitError};
 use crate::error::{Classify, ErrorClass};
 use crate::glue_registry::{GlueRegistry, GlueRegistryArn, GlueRegistryConfig};
 use crate::http::{self, Failure, Sender};
-use crate::postgrest::Secret;
 use crate::retry::{Deadline, RetryPolicy};
-use crate::secrets::{Credential, SecretSpec};
+use crate::secrets::{Credential, Refusal, Secret, SecretSpec};
 
 /// What a function reads about values and the registry, at cold start.
 ///
@@ -611,7 +610,7 @@ pub struct SchemaRegistry {
     url: String,
     /// User and password of basic auth.
     auth: Option<(Credential, Credential)>,
-    /// Timeout and retries; its secret is set per call to the password sent.
+    /// Timeout, retries and the answer's limit.
     sender: Sender,
     cache: SchemaCache<RegistryError>,
     fetches: std::sync::atomic::AtomicU64,
@@ -649,8 +648,12 @@ impl SchemaRegistry {
             http,
             url: config.url.trim_end_matches('/').to_string(),
             auth: config.auth,
-            sender: Sender::new("schema_registry", config.timeout, config.retry, None)
-                .with_limit(http::Limit::new("SCHEMA_REGISTRY_URL", MAX_SCHEMA_ANSWER)),
+            sender: Sender::new(
+                "schema_registry",
+                config.timeout,
+                config.retry,
+                http::Limit::new("SCHEMA_REGISTRY_URL", MAX_SCHEMA_ANSWER),
+            ),
             cache: SchemaCache::default(),
             fetches: Default::default(),
         })
@@ -789,88 +792,71 @@ impl SchemaRegistry {
         id: &str,
         deadline: &Deadline,
     ) -> Result<Vec<u8>, RegistryError> {
-        let Some((user, password)) = &self.auth else {
-            return self.get_with(url, id, deadline, None).await;
+        let request = || {
+            self.http.get(url).header(
+                ACCEPT,
+                "application/vnd.schemaregistry.v1+json, application/json",
+            )
         };
-        Box::pin(password.call(
-            |e: &RegistryError| {
-                matches!(e, RegistryError::Request { code, .. } if *code == "schema_registry_auth")
-            },
-            |e, note| match e {
-                RegistryError::Request {
-                    id,
-                    code,
-                    message,
-                    class,
-                } => RegistryError::Request {
-                    id,
-                    code,
-                    message: format!("{message}; {note}"),
-                    class,
-                },
-                other => other,
-            },
-            |password| async move {
-                let user = user.current().await;
-                self.get_with(url, id, deadline, Some((user, password)))
-                    .await
-            },
-        ))
-        .await
+        let expired = || RegistryError::Request {
+            id: id.to_string(),
+            code: "deadline",
+            message: "the invocation deadline passed before the schema could be fetched".into(),
+            class: ErrorClass::TRANSIENT,
+        };
+        let error = |failure: Failure<'_>| failed(id, failure);
+        let body = match &self.auth {
+            None => self.sender.send(deadline, request, expired, error).await?,
+            Some((user, password)) => {
+                // The user is read with the password: re-reading one re-reads both.
+                let basic =
+                    |password: Secret| async move { basic_auth(&user.current().await, &password) };
+                let with_auth = |auth: &HeaderValue| request().header(AUTHORIZATION, auth.clone());
+                self.sender
+                    .send_with_credential(deadline, password, basic, with_auth, expired, error)
+                    .await?
+            }
+        };
+        Ok(body.to_vec())
+    }
+}
+
+/// The `Authorization: Basic` header of `user` and `password`, marked sensitive.
+fn basic_auth(user: &Secret, password: &Secret) -> Result<HeaderValue, RegistryError> {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        user.expose(),
+        password.expose()
+    ));
+    let mut v = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
+        RegistryError::Build("the registry credentials are not valid in a header".into())
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// A 401/403 is the registry refusing the credentials; one that stands after they were re-read
+/// says which setting to fix.
+impl Refusal for RegistryError {
+    fn is_refusal(&self) -> bool {
+        matches!(self, Self::Request { code, .. } if *code == "schema_registry_auth")
     }
 
-    async fn get_with(
-        &self,
-        url: &str,
-        id: &str,
-        deadline: &Deadline,
-        auth: Option<(Secret, Secret)>,
-    ) -> Result<Vec<u8>, RegistryError> {
-        let (auth, secret) = match auth {
-            Some((user, password)) => {
-                let token = base64::engine::general_purpose::STANDARD.encode(format!(
-                    "{}:{}",
-                    user.expose(),
-                    password.expose()
-                ));
-                let mut v = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
-                    RegistryError::Build(
-                        "the registry credentials are not valid in a header".into(),
-                    )
-                })?;
-                v.set_sensitive(true);
-                (Some(v), Some(password))
-            }
-            None => (None, None),
-        };
-        let sender = Sender {
-            secret,
-            ..self.sender.clone()
-        };
-        let body = sender
-            .send(
-                deadline,
-                || {
-                    let mut r = self.http.get(url).header(
-                        ACCEPT,
-                        "application/vnd.schemaregistry.v1+json, application/json",
-                    );
-                    if let Some(auth) = &auth {
-                        r = r.header(AUTHORIZATION, auth.clone());
-                    }
-                    r
-                },
-                || RegistryError::Request {
-                    id: id.to_string(),
-                    code: "deadline",
-                    message: "the invocation deadline passed before the schema could be fetched"
-                        .into(),
-                    class: ErrorClass::TRANSIENT,
-                },
-                |failure| failed(id, failure),
-            )
-            .await?;
-        Ok(body.to_vec())
+    fn with_note(self, note: String) -> Self {
+        match self {
+            Self::Request {
+                id,
+                code,
+                message,
+                class,
+            } => Self::Request {
+                id,
+                code,
+                message: format!("{message}; {note}"),
+                class,
+            },
+            other => other,
+        }
     }
 }
 

@@ -567,15 +567,37 @@ impl Credential {
         }
     }
 
+    /// Where the value comes from, for messages (never the value): "the credential in
+    /// `VAR`", or "the credential from Secrets Manager secret `ID` (`VAR`)".
+    ///
+    /// ```
+    /// use lambda_kit::secrets::{Credential, Secret};
+    /// let key = Credential::fixed("API_KEY", Secret::new("k1"));
+    /// assert_eq!(key.source(), "the credential in API_KEY");
+    /// ```
+    pub fn source(&self) -> String {
+        let var = self.var();
+        match self.secret_id() {
+            Some(id) => format!("the credential from Secrets Manager secret {id} ({var})"),
+            None => format!("the credential in {var}"),
+        }
+    }
+
+    /// The value held now, without the re-read [`current`](Self::current) makes after the TTL:
+    /// for checks at construction, on the value just read.
+    pub fn held(&self) -> Secret {
+        match &*self.0 {
+            Source::Fixed { value, .. } => value.clone(),
+            Source::Stored { last, .. } => last.lock().expect("credential").1.clone(),
+        }
+    }
+
     /// Why a refusal of this credential is the environment's: what was tried and which setting
     /// to fix (never the value). `refreshed` is what the re-read found, `retried_refused` whether
     /// the new value was refused too.
     pub fn refusal_note(&self, refreshed: &Refreshed, retried_refused: bool) -> String {
         let var = self.var();
-        let source = match self.secret_id() {
-            Some(id) => format!("the credential from Secrets Manager secret {id} ({var})"),
-            None => format!("the credential in {var}"),
-        };
+        let source = self.source();
         match refreshed {
             Refreshed::Fixed => format!("{source} was refused: set a valid one in {var}"),
             Refreshed::Changed(_) if retried_refused => format!(
@@ -645,6 +667,77 @@ impl Credential {
             other => other,
         }
     }
+}
+
+/// What a client makes of a credential's value (its auth headers, checked), made once per
+/// value: again only when a re-read brings another one. A value that cannot be used fails where
+/// it was read (the cold start, the re-read), with the client's error, not in every request's
+/// path; the error is not kept (each use of that value says it again).
+///
+/// ```
+/// use lambda_kit::secrets::{PerValue, Secret};
+/// let made = PerValue::default();
+/// let header = |k: &Secret| Ok::<_, ()>(format!("Bearer {}", k.expose()));
+/// assert_eq!(made.get(&Secret::new("k1"), header).unwrap(), "Bearer k1");
+/// // The same value: made earlier, not again.
+/// assert_eq!(made.get(&Secret::new("k1"), |_| Err(())).unwrap(), "Bearer k1");
+/// assert!(made.get(&Secret::new("k2"), |_| Err::<String, _>(())).is_err());
+/// ```
+pub struct PerValue<T>(Mutex<Option<(Secret, T)>>);
+
+impl<T> Default for PerValue<T> {
+    fn default() -> Self {
+        Self(Mutex::new(None))
+    }
+}
+
+impl<T> fmt::Debug for PerValue<T> {
+    // The value made may be a header holding the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PerValue([REDACTED])")
+    }
+}
+
+impl<T: Clone> PerValue<T> {
+    /// What `make` made of `value`, made now unless it was made of this value last.
+    pub fn get<E>(
+        &self,
+        value: &Secret,
+        make: impl FnOnce(&Secret) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if let Some((held, made)) = &*self.0.lock().expect("per value")
+            && held == value
+        {
+            return Ok(made.clone());
+        }
+        let made = make(value)?;
+        *self.0.lock().expect("per value") = Some((value.clone(), made.clone()));
+        Ok(made)
+    }
+}
+
+/// An error of a client that sends a [`Credential`]: whether it is the service's refusal of the
+/// value sent (its 401/403), and how it carries the [`Credential::refusal_note`] naming the
+/// setting to fix. [`crate::http::Sender::send_with_credential`] reads both.
+///
+/// ```
+/// use lambda_kit::secrets::Refusal;
+/// struct Status(u16, String);
+/// impl Refusal for Status {
+///     fn is_refusal(&self) -> bool {
+///         matches!(self.0, 401 | 403)
+///     }
+///     fn with_note(self, note: String) -> Self {
+///         Status(self.0, format!("{}; {note}", self.1))
+///     }
+/// }
+/// assert!(Status(401, "no".into()).is_refusal());
+/// ```
+pub trait Refusal: Sized {
+    /// Whether the service refused the credential (not the request).
+    fn is_refusal(&self) -> bool;
+    /// The error with `note` (what was tried, which setting to fix) added to its message.
+    fn with_note(self, note: String) -> Self;
 }
 
 impl From<Secret> for Credential {

@@ -9,7 +9,7 @@ use integration_tests::gifts::{gifts, invoke};
 use integration_tests::stack::{StackEnv, lit, unique};
 use lambda_kit::config::Env;
 use lambda_kit::error::Classify;
-use lambda_kit::postgrest::Upsert;
+use lambda_kit::postgrest::{PostgrestError, Upsert};
 use lambda_kit::retry::Deadline;
 use lambda_kit::secrets::{SecretSpec, resolve};
 
@@ -139,18 +139,9 @@ async fn persister_with_key_secret(
 /// still holds the refused key leaves the batch reported for redelivery, nothing stored.
 #[tokio::test]
 async fn rotated_key_reaches_a_warm_gift_persister() {
-    let Some(env) = StackEnv::get_or_skip("gift_rotated_key") else {
+    let Some((env, revoked)) = secrets_stack("gift_rotated_key") else {
         return;
     };
-    if env.secrets_endpoint.is_none() {
-        eprintln!(
-            "\n!!!! SKIPPED gift_rotated_key: AWS_ENDPOINT_URL_SECRETS_MANAGER is not set !!!!\n"
-        );
-        return;
-    }
-    let (head, _) = env.service_key.rsplit_once('.').expect("a JWT");
-    let revoked = format!("{head}.{}", "A".repeat(43));
-    let key_json = |key: &str| serde_json::json!({ "key": key }).to_string();
 
     let rotated = unique("gift/rotated");
     create_secret(&rotated, &key_json(&revoked)).await;
@@ -164,23 +155,7 @@ async fn rotated_key_reaches_a_warm_gift_persister() {
     let stale = unique("gift/stale");
     create_secret(&stale, &key_json(&revoked)).await;
     let warm = persister_with_key_secret(&env, &stale).await;
-    let topic = unique("gift_stale");
-    // Every record failed for the environment: the whole batch is handed back for redelivery.
-    let e = invoke(&warm, &gifts(&topic, 3)).await.unwrap_err();
-    assert!(e.contains("all 3 records failed"), "{e}");
-    assert_eq!(vault_rows(&env, &topic), 0);
-    // The error the runner logs names the setting to fix, never a key.
-    let client = warm.function().store().client();
-    let deadline = Deadline::after(Duration::from_secs(5));
-    let e = client
-        .upsert(
-            &deadline,
-            "vault",
-            Bytes::from_static(b"[]"),
-            &Upsert::insert(),
-        )
-        .await
-        .unwrap_err();
+    let e = refused_batch(&env, &warm, "gift_stale").await;
     assert_eq!(e.error_code(), "db_unauthorized");
     let text = e.to_string();
     assert!(
@@ -191,11 +166,88 @@ async fn rotated_key_reaches_a_warm_gift_persister() {
         !text.contains(&revoked) && !text.contains(&env.service_key),
         "{text}"
     );
+}
+
+/// A rotation that stores a key that cannot write: Supabase's publishable key (row-level
+/// security applies to it, so the persister's writes would be refused or, worse, land only
+/// where a policy lets anyone write). The cold start refuses such a key; a warm gift-persister
+/// re-reading the secret after a 401 refuses it the same way: no request carries it, the batch
+/// is reported for redelivery (nothing dead-lettered) and the error names the secret.
+#[tokio::test]
+async fn a_key_rotated_to_a_publishable_key_is_refused_by_a_warm_gift_persister() {
+    let Some((env, revoked)) = secrets_stack("gift_publishable_rotation") else {
+        return;
+    };
+    let publishable = "sb_publishable_6bT2cR0tAt3dPubl1shabl3Key";
+
+    let id = unique("gift/publishable");
+    create_secret(&id, &key_json(&revoked)).await;
+    let warm = persister_with_key_secret(&env, &id).await;
+    put_secret(&id, &key_json(publishable)).await;
+    let e = refused_batch(&env, &warm, "gift_pub").await;
+    assert_eq!(e.error_code(), "db_key_unusable");
+    assert!(!e.blames_input());
+    let text = e.to_string();
+    assert!(
+        text.contains("SUPABASE_KEY_SECRET_ID")
+            && text.contains(&id)
+            && text.contains("publishable"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(publishable) && !text.contains(&revoked),
+        "{text}"
+    );
+}
+
+/// The stack, when it has a Secrets Manager emulator, and a key the API refuses: the stack's
+/// service-role JWT with a broken signature, answered 401 `PGRST301` as PostgREST answers a
+/// JWT signed with a retired secret.
+fn secrets_stack(test: &str) -> Option<(StackEnv, String)> {
+    let env = StackEnv::get_or_skip(test)?;
+    if env.secrets_endpoint.is_none() {
+        eprintln!("\n!!!! SKIPPED {test}: AWS_ENDPOINT_URL_SECRETS_MANAGER is not set !!!!\n");
+        return None;
+    }
+    let (head, _) = env.service_key.rsplit_once('.').expect("a JWT");
+    let revoked = format!("{head}.{}", "A".repeat(43));
+    Some((env, revoked))
+}
+
+/// A Supabase key secret's value.
+fn key_json(key: &str) -> String {
+    serde_json::json!({ "key": key }).to_string()
+}
+
+/// A batch of three gifts on a new topic named after `prefix`, sent to `warm` whose key is
+/// refused: every record fails for the environment (the whole batch handed back for
+/// redelivery), nothing is stored or dead-lettered. Returns the error of one more write, the one
+/// the runner logs: it names the setting to fix.
+async fn refused_batch(
+    env: &StackEnv,
+    warm: &gift_persister::handler::PostgrestHandler,
+    prefix: &str,
+) -> PostgrestError {
+    let topic = unique(prefix);
+    let e = invoke(warm, &gifts(&topic, 3)).await.unwrap_err();
+    assert!(e.contains("all 3 records failed"), "{e}");
+    assert_eq!(vault_rows(env, &topic), 0);
     let dead = env.count(&format!(
         "select count(*) from dead_letters where topic = {}",
         lit(&topic)
     ));
     assert_eq!(dead, 0, "a refused key is not the records' fault");
+    let client = warm.function().store().client();
+    let deadline = Deadline::after(Duration::from_secs(5));
+    client
+        .upsert(
+            &deadline,
+            "vault",
+            Bytes::from_static(b"[]"),
+            &Upsert::insert(),
+        )
+        .await
+        .unwrap_err()
 }
 
 fn vault_rows(env: &StackEnv, topic: &str) -> i64 {

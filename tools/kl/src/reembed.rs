@@ -215,7 +215,7 @@ impl<E: Embedder, S: VectorStore> Reembedder<'_, E, S> {
         let deadline = Deadline::after(BATCH_BUDGET);
         let mut rows: Vec<ChunkRow> = Vec::new();
         // Long page ids split the read: its URL stays under 8 KiB.
-        for (_, ids) in Filter::in_lists("page_id", page_ids, page_ids.len()) {
+        for ids in Filter::in_lists("page_id", page_ids, page_ids.len()) {
             rows.extend(
                 self.client
                     .select_all::<ChunkRow>(

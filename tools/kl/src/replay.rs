@@ -250,7 +250,7 @@ async fn superseded_pages(
     let deadline = Deadline::after(Duration::from_secs(300));
     let mut states: HashMap<String, StateRow> = HashMap::new();
     // Split by count and by URL length: a dead-lettered page may have a very long id.
-    for (_, ids) in Filter::in_lists("page_id", &ids, PAGES_PER_READ) {
+    for ids in Filter::in_lists("page_id", &ids, PAGES_PER_READ) {
         let rows: Vec<StateRow> = client
             .select(
                 &deadline,

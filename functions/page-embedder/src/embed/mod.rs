@@ -16,7 +16,7 @@ use std::time::Duration;
 use lambda_kit::error::{Classify, ErrorClass};
 use lambda_kit::http::{self, Failure};
 use lambda_kit::postgrest::Secret;
-use lambda_kit::secrets::Credential;
+use lambda_kit::secrets::{Credential, Refusal};
 use serde::Serialize;
 
 #[cfg(feature = "local-embedder")]
@@ -386,31 +386,41 @@ impl<W: Wire> Embedder for HttpEmbedder<W> {
         let Some(key) = &self.api_key else {
             return self.embed_with(texts, None).await;
         };
-        Box::pin(key.call(
-            |e: &EmbedError| {
-                matches!(
-                    e,
-                    EmbedError::Config {
-                        status: 401 | 403,
-                        ..
-                    }
-                )
-            },
-            |e, note| match e {
-                EmbedError::Config {
-                    status,
-                    model,
-                    message,
-                } => EmbedError::Config {
-                    status,
-                    model,
-                    message: format!("{message}; {note}"),
-                },
-                other => other,
-            },
-            |key| self.embed_with(texts, Some(key)),
-        ))
+        Box::pin(
+            key.call(EmbedError::is_refusal, EmbedError::with_note, |key| {
+                self.embed_with(texts, Some(key))
+            }),
+        )
         .await
+    }
+}
+
+/// A 401/403 is the provider refusing the key; one that stands after the key was re-read says
+/// which setting to fix.
+impl Refusal for EmbedError {
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Config {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+
+    fn with_note(self, note: String) -> Self {
+        match self {
+            Self::Config {
+                status,
+                model,
+                message,
+            } => Self::Config {
+                status,
+                model,
+                message: format!("{message}; {note}"),
+            },
+            other => other,
+        }
     }
 }
 

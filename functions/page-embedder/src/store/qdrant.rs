@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use lambda_kit::config::{ConfigError, Env};
 use lambda_kit::error::ErrorClass;
-use lambda_kit::postgrest::Secret;
 use lambda_kit::retry::{Deadline, RetryPolicy};
 use lambda_kit::secrets::Credential;
 use reqwest::Method;
@@ -32,7 +31,7 @@ use serde_json::{Value, json};
 
 use super::rest::{MAX_ROWS_READ, RestClient, Service, json_text, segment, too_many_rows};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
-use crate::config::KeySource;
+use crate::config::{KeySource, key_source};
 
 /// Namespace of the point ids (a fixed random UUID: changing it would orphan every point).
 const POINT_NAMESPACE: uuid::Uuid = uuid::uuid!("6f1c2b8e-5d3a-4e7f-9a41-2c8d0b7e6a13");
@@ -135,22 +134,6 @@ pub(crate) fn http_url(env: &Env, var: &str, credential: bool) -> Result<String,
         return Err(ConfigError::new(var, "must be a URL without a query"));
     }
     Ok(url)
-}
-
-/// A key given directly or as a Secrets Manager id, not both.
-pub(crate) fn key_source(
-    env: &Env,
-    (plain, secret_id): (&str, &str),
-) -> Result<KeySource, ConfigError> {
-    match (env.get(plain), env.get(secret_id)) {
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            secret_id,
-            format!("set either {plain} or {secret_id}, not both"),
-        )),
-        (Some(k), None) => Ok(KeySource::Plain(Secret::new(k))),
-        (None, Some(id)) => Ok(KeySource::SecretId(id)),
-        (None, None) => Ok(KeySource::None),
-    }
 }
 
 /// Qdrant's error body: `{"status": {"error": "..."}, "time": ...}`.

@@ -3,12 +3,13 @@
 //! classified like the other stores' (408/429/5xx transient, a rejected body blames the input,
 //! 401/403/404 blame the configuration), and path segments percent-encoded.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_kit::error::ErrorClass;
 use lambda_kit::http;
 use lambda_kit::retry::{Deadline, RetryPolicy};
-use lambda_kit::secrets::{Credential, Secret};
+use lambda_kit::secrets::{Credential, PerValue, Refusal, Secret};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
@@ -89,16 +90,45 @@ pub(crate) struct Service {
 pub(crate) struct RestClient {
     http: reqwest::Client,
     /// The key and the header carrying it; the key is re-read after a 401/403.
-    auth: Option<(HeaderName, Credential)>,
-    /// Timeout and retries; its secret is set per call to the key sent.
+    auth: Option<Auth>,
+    /// Timeout, retries and the answer's limit.
     sender: http::Sender,
     error_text: ErrorText,
     refuses_setup: fn(&str) -> bool,
 }
 
+/// The key of a [`RestClient`] and the header carrying it.
+#[derive(Debug, Clone)]
+struct Auth {
+    name: HeaderName,
+    key: Credential,
+    /// The header value of the key's current value, checked and marked sensitive.
+    value: Arc<PerValue<HeaderValue>>,
+}
+
+impl Auth {
+    /// The header value of `key`, a value of this credential: made once per value.
+    fn value(&self, service: &str, key: &Secret) -> Result<HeaderValue, StoreError> {
+        self.value.get(key, |key| {
+            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| StoreError {
+                class: ErrorClass::Permanent,
+                code: "store_key_unusable",
+                blames_input: false,
+                message: format!(
+                    "{service}: {} contains characters not allowed in an HTTP header; store the key alone",
+                    self.key.source()
+                ),
+            })?;
+            value.set_sensitive(true);
+            Ok(value)
+        })
+    }
+}
+
 impl RestClient {
     /// A client of `service` on the process's one HTTP client (it connects within
-    /// `HTTP_CONNECT_TIMEOUT_MS`); every request carries `timeout`, capped by the deadline.
+    /// `HTTP_CONNECT_TIMEOUT_MS`); every request carries `timeout`, capped by the deadline. A
+    /// key that cannot be sent in a header fails here (the cold start), naming its variable.
     pub(crate) fn new(
         service: &Service,
         key: Option<Credential>,
@@ -106,11 +136,27 @@ impl RestClient {
         timeout: Duration,
         retry: &RetryPolicy,
     ) -> Result<Self, StoreError> {
+        let auth = match key {
+            Some(key) => {
+                let auth = Auth {
+                    name: HeaderName::from_static(service.auth_header),
+                    key,
+                    value: Arc::default(),
+                };
+                auth.value(service.name, &auth.key.held())?;
+                Some(auth)
+            }
+            None => None,
+        };
         Ok(Self {
             http,
-            auth: key.map(|key| (HeaderName::from_static(service.auth_header), key)),
-            sender: http::Sender::new(service.name, timeout, retry.clone(), None)
-                .with_limit(http::Limit::new(service.url_var, MAX_ANSWER)),
+            auth,
+            sender: http::Sender::new(
+                service.name,
+                timeout,
+                retry.clone(),
+                http::Limit::new(service.url_var, MAX_ANSWER),
+            ),
             error_text: service.error_text,
             refuses_setup: service.refuses_setup,
         })
@@ -127,71 +173,31 @@ impl RestClient {
         body: Option<Vec<u8>>,
     ) -> Result<bytes::Bytes, StoreError> {
         let body = body.map(bytes::Bytes::from);
-        let Some((header, key)) = &self.auth else {
-            return self.send_with(deadline, &method, url, &body, None).await;
-        };
-        Box::pin(key.call(
-            |e: &StoreError| e.code == "store_unauthorized",
-            |mut e, note| {
-                e.message = format!("{}; {note}", e.message);
-                e
-            },
-            |key| self.send_with(deadline, &method, url, &body, Some((header, key))),
-        ))
-        .await
-    }
-
-    async fn send_with(
-        &self,
-        deadline: &Deadline,
-        method: &Method,
-        url: &str,
-        body: &Option<bytes::Bytes>,
-        auth: Option<(&HeaderName, Secret)>,
-    ) -> Result<bytes::Bytes, StoreError> {
         let service = self.sender.service;
-        let (auth, secret) = match auth {
-            Some((name, key)) => {
-                let mut value = HeaderValue::from_str(key.expose()).map_err(|_| StoreError {
-                    class: ErrorClass::Permanent,
-                    code: "store_client_build",
-                    blames_input: false,
-                    message: format!(
-                        "{service} client: the key contains characters not allowed in a header"
-                    ),
-                })?;
-                value.set_sensitive(true);
-                (Some((name.clone(), value)), Some(key))
+        let request = || {
+            let request = self.http.request(method.clone(), url);
+            match &body {
+                Some(body) => request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone()),
+                None => request,
             }
-            None => (None, None),
         };
-        let sender = http::Sender {
-            secret,
-            ..self.sender.clone()
+        let expired = || StoreError {
+            class: ErrorClass::TRANSIENT,
+            code: "deadline_exceeded",
+            blames_input: false,
+            message: format!("deadline reached before the {service} call completed"),
         };
-        sender
-            .send(
-                deadline,
-                || {
-                    let mut request = self.http.request(method.clone(), url);
-                    if let Some((name, value)) = &auth {
-                        request = request.header(name.clone(), value.clone());
-                    }
-                    match body {
-                        Some(body) => request
-                            .header(CONTENT_TYPE, "application/json")
-                            .body(body.clone()),
-                        None => request,
-                    }
-                },
-                || StoreError {
-                    class: ErrorClass::TRANSIENT,
-                    code: "deadline_exceeded",
-                    blames_input: false,
-                    message: format!("deadline reached before the {service} call completed"),
-                },
-                |failure| self.error(failure),
-            )
+        let error = |failure: http::Failure<'_>| self.error(failure);
+        let Some(auth) = &self.auth else {
+            return self.sender.send(deadline, request, expired, error).await;
+        };
+        // A value re-read after a refusal or the TTL is checked as the cold start checked it.
+        let value = |key: Secret| std::future::ready(auth.value(service, &key));
+        let with_auth = |value: &HeaderValue| request().header(auth.name.clone(), value.clone());
+        self.sender
+            .send_with_credential(deadline, &auth.key, value, with_auth, expired, error)
             .await
     }
 
@@ -244,9 +250,115 @@ impl RestClient {
     }
 }
 
+/// A 401/403 is the service refusing the key; one that stands after the key was re-read says
+/// which setting to fix.
+impl Refusal for StoreError {
+    fn is_refusal(&self) -> bool {
+        self.code == "store_unauthorized"
+    }
+
+    fn with_note(mut self, note: String) -> Self {
+        self.message = format!("{}; {note}", self.message);
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An HTTP server answering `200 {}` to every request, counting them.
+    fn counting_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for mut sock in listener.incoming().flatten() {
+                let _ = sock.read(&mut [0u8; 65536]);
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = sock.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}",
+                );
+            }
+        });
+        (url, requests)
+    }
+
+    fn qdrant_client(key: Credential) -> Result<RestClient, StoreError> {
+        let service = Service {
+            name: "qdrant",
+            url_var: "QDRANT_URL",
+            auth_header: "api-key",
+            error_text: |_| None,
+            refuses_setup: |_| false,
+        };
+        let retry = RetryPolicy::default();
+        let timeout = Duration::from_secs(5);
+        RestClient::new(&service, Some(key), reqwest::Client::new(), timeout, &retry)
+    }
+
+    /// A key with a character no header may hold (a newline pasted with it) fails the cold
+    /// start naming its variable, not every batch; a rotation that stores such a key in the
+    /// secret fails each call before any request, as an environment fault naming the secret.
+    #[tokio::test]
+    async fn a_key_that_cannot_be_a_header_fails_where_it_is_read() {
+        let e =
+            qdrant_client(Credential::fixed("QDRANT_API_KEY", Secret::new("k-1\n"))).unwrap_err();
+        assert_eq!(e.code, "store_key_unusable");
+        assert!(!e.blames_input && e.class.is_permanent(), "{e:?}");
+        assert!(e.message.contains("QDRANT_API_KEY"), "{}", e.message);
+        assert!(!e.message.contains("k-1"), "{}", e.message);
+
+        let value = Arc::new(std::sync::Mutex::new("k-1".to_owned()));
+        let read = Arc::clone(&value);
+        let policy = lambda_kit::secrets::RefreshPolicy {
+            // Every use re-reads the secret.
+            ttl: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        let key = Credential::from_reader(
+            "prod/qdrant",
+            "QDRANT_API_KEY_SECRET_ID",
+            "key",
+            policy,
+            move || {
+                let now = read.lock().unwrap().clone();
+                async move { Ok(Some(Secret::new(now))) }
+            },
+        )
+        .await
+        .unwrap();
+        let client = qdrant_client(key).unwrap();
+        let (url, requests) = counting_server();
+        let deadline = Deadline::after(Duration::from_secs(5));
+        client
+            .send(&deadline, Method::GET, &url, None)
+            .await
+            .unwrap();
+        *value.lock().unwrap() = "k-2\u{7f}".into();
+        let e = client
+            .send(&deadline, Method::GET, &url, None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "store_key_unusable");
+        assert!(!e.blames_input && e.class.is_permanent(), "{e:?}");
+        assert!(
+            e.message.contains("prod/qdrant") && e.message.contains("QDRANT_API_KEY_SECRET_ID"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("k-2"), "{}", e.message);
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A valid key stored again is used at once.
+        *value.lock().unwrap() = "k-3".into();
+        client
+            .send(&deadline, Method::GET, &url, None)
+            .await
+            .unwrap();
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn segments_stay_single_segments() {

@@ -32,10 +32,10 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::qdrant::{http_url, key_source};
+use super::qdrant::http_url;
 use super::rest::{MAX_ROWS_READ, RestClient, Service, json_text, segment, too_many_rows};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
-use crate::config::KeySource;
+use crate::config::{KeySource, key_source};
 
 /// Stargate REST v2: the token in `X-Cassandra-Token`, errors as `{"description": "..."}`.
 const STARGATE: Service = Service {

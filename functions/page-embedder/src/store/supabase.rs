@@ -77,7 +77,7 @@ impl VectorStore for SupabaseStore {
         page_ids: &[String],
     ) -> Result<StoredHashes, StoreError> {
         let mut out = StoredHashes::new();
-        for (_, ids) in Filter::in_lists("page_id", page_ids, IDS_PER_QUERY) {
+        for ids in Filter::in_lists("page_id", page_ids, IDS_PER_QUERY) {
             let rows: Vec<HashRow> = self
                 .client
                 .select_all(
@@ -136,7 +136,7 @@ impl VectorStore for SupabaseStore {
         deadline: &Deadline,
         page_ids: &[String],
     ) -> Result<(), StoreError> {
-        for (_, ids) in Filter::in_lists("page_id", page_ids, IDS_PER_QUERY) {
+        for ids in Filter::in_lists("page_id", page_ids, IDS_PER_QUERY) {
             self.client
                 .delete(deadline, &self.table, &[ids])
                 .await
