@@ -90,6 +90,7 @@ mod tests {
                         concurrency: 2,
                         retry: RetryPolicy::default(),
                     },
+                    writes: lambda_kit::batch::WriteLimits::default(),
                     rag_enabled: false,
                     function_name: "page-embedder".into(),
                     unavailable_value: crate::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
