@@ -551,4 +551,179 @@ mod tests {
         assert_eq!(done.counts.failed, 2, "{:?}", done.counts);
         assert!(h.dead_letters().0.lock().unwrap().is_empty());
     }
+
+    /// The memory store behind a recorder of the pages in flight: every call yields to the
+    /// others a few times before it goes through, so the requests the pipeline lets run side by
+    /// side do overlap. An upsert of a page id in `refuse` is refused as PostgREST refuses a row.
+    #[derive(Default)]
+    struct InFlight {
+        store: MemoryStore,
+        flying: Mutex<Vec<String>>,
+        clashes: Mutex<Vec<String>>,
+        most: AtomicUsize,
+        refuse: Vec<&'static str>,
+    }
+
+    impl InFlight {
+        async fn around<T>(
+            &self,
+            ids: Vec<String>,
+            call: impl std::future::Future<Output = T>,
+        ) -> T {
+            {
+                let mut flying = self.flying.lock().unwrap();
+                for id in &ids {
+                    if flying.contains(id) {
+                        self.clashes.lock().unwrap().push(id.clone());
+                    }
+                }
+                flying.extend(ids.iter().cloned());
+                self.most.fetch_max(flying.len(), Ordering::SeqCst);
+            }
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
+            {
+                let mut flying = self.flying.lock().unwrap();
+                for id in &ids {
+                    let at = flying.iter().position(|f| f == id).unwrap();
+                    flying.swap_remove(at);
+                }
+            }
+            call.await
+        }
+    }
+
+    impl VectorStore for InFlight {
+        async fn stored_hashes(
+            &self,
+            d: &Deadline,
+            ids: &[String],
+        ) -> Result<crate::store::StoredHashes, crate::store::StoreError> {
+            self.store.stored_hashes(d, ids).await
+        }
+        async fn upsert(
+            &self,
+            d: &Deadline,
+            rows: &[crate::store::VectorRow],
+        ) -> Result<(), crate::store::StoreError> {
+            let mut ids: Vec<String> = rows.iter().map(|r| r.page_id.clone()).collect();
+            ids.dedup();
+            let refused = ids.iter().any(|id| self.refuse.contains(&id.as_str()));
+            self.around(ids, async {
+                if refused {
+                    return Err(bad_request("22P02", "invalid input syntax"));
+                }
+                self.store.upsert(d, rows).await
+            })
+            .await
+        }
+        async fn delete_pages(
+            &self,
+            d: &Deadline,
+            ids: &[String],
+        ) -> Result<(), crate::store::StoreError> {
+            self.around(ids.to_vec(), self.store.delete_pages(d, ids))
+                .await
+        }
+        async fn delete_chunks_from(
+            &self,
+            d: &Deadline,
+            id: &str,
+            from: usize,
+        ) -> Result<(), crate::store::StoreError> {
+            self.around(
+                vec![id.to_owned()],
+                self.store.delete_chunks_from(d, id, from),
+            )
+            .await
+        }
+    }
+
+    /// One row per request, three requests in flight.
+    fn one_row_requests(h: &mut Handler<Stub, InFlight, NoRag, Letters>) {
+        h.function_mut().settings.writes = lambda_kit::batch::WriteLimits {
+            max_rows: 1,
+            concurrency: 3,
+            ..Default::default()
+        };
+    }
+
+    #[tokio::test]
+    async fn vector_upserts_and_deletes_overlap_up_to_the_limit_never_two_of_one_page() {
+        let mut h = handler_with(InFlight {
+            refuse: vec!["p4"],
+            ..InFlight::default()
+        });
+        one_row_requests(&mut h);
+        let deadline = Deadline::after(std::time::Duration::from_secs(5));
+        let pages: Vec<_> = (0..10).map(|i| page_record(i, &format!("p{i}"))).collect();
+        let done = h.process(&one_batch(pages), &deadline).await;
+        assert_eq!(
+            (done.counts.stored, done.counts.dead_lettered),
+            (9, 1),
+            "the refused page isolated: {:?}",
+            done.counts
+        );
+        let store = &h.function().store;
+        assert_eq!(
+            store.most.load(Ordering::SeqCst),
+            3,
+            "three upserts in flight"
+        );
+        assert!(store.store.page("p4").is_empty());
+        assert_eq!(store.store.page("p9").len(), 1);
+
+        store.most.store(0, Ordering::SeqCst);
+        let deletes: Vec<_> = (0..10)
+            .map(|i| {
+                event_decoding::KafkaRecord::new("cdc.pages", 0, 20 + i, 0).with_value(
+                    serde_json::json!({ "page_id": format!("p{i}"), "op": "d" }).to_string(),
+                )
+            })
+            .collect();
+        let done = h.process(&one_batch(deletes), &deadline).await;
+        assert_eq!(done.counts.stored, 10, "{:?}", done.counts);
+        assert_eq!(
+            store.most.load(Ordering::SeqCst),
+            3,
+            "three deletes in flight"
+        );
+        assert!(store.store.page("p9").is_empty());
+        assert!(
+            store.clashes.lock().unwrap().is_empty(),
+            "{:?}",
+            store.clashes.lock().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_refusing_every_upsert_gets_each_page_embedded_once() {
+        let once = handler();
+        once.handle(LambdaEvent::new(
+            fixture("pages-bad.json"),
+            Context::default(),
+        ))
+        .await
+        .unwrap();
+        let embedded_once = once.function().embedder.0.load(Ordering::Relaxed);
+
+        // A refusal PostgREST blames on the rows (a value PostgreSQL cannot take), for every row.
+        let h = handler_with(Refusing::upserts(
+            "22P02",
+            "invalid input syntax for type vector",
+        ));
+        let response = h
+            .handle(LambdaEvent::new(
+                fixture("pages-bad.json"),
+                Context::default(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            h.function().embedder.0.load(Ordering::Relaxed),
+            embedded_once,
+            "refused upserts are isolated where they are made, not by embedding the batch again"
+        );
+    }
 }
