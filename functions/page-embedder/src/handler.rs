@@ -721,6 +721,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
+            response.batch_item_failures.len(),
+            2,
+            "both pages refused alike: the target's fault, redelivered"
+        );
+        assert_eq!(
             h.function().embedder.0.load(Ordering::Relaxed),
             embedded_once,
             "refused upserts are isolated where they are made, not by embedding the batch again"
