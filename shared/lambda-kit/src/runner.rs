@@ -221,16 +221,17 @@ pub struct Runner<F, D> {
 
 /// What every function's runner needs, read once at cold start by
 /// [`RunnerConfig::from_env`]: the PostgREST connection with the Supabase key (dead letters, and
-/// the tables the function writes), `DEAD_LETTER_TABLE`, `WRITE_MAX_ROWS` / `WRITE_MAX_BYTES`,
-/// the deadline settings and the metrics line. A function's own `Config` holds one beside its
-/// own settings, and its `build()` hands its [`BatchFunction`] to [`RunnerConfig::runner`].
+/// the tables the function writes), `DEAD_LETTER_TABLE`, `WRITE_MAX_ROWS` / `WRITE_MAX_BYTES` /
+/// `WRITE_CONCURRENCY`, the deadline settings and the metrics line. A function's own `Config`
+/// holds one beside its own settings, and its `build()` hands its [`BatchFunction`] to
+/// [`RunnerConfig::runner`].
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     /// PostgREST connection (`SUPABASE_URL` / `SUPABASE_REST_URL`, the key, timeouts, retries).
     pub postgrest: PostgrestConfig,
     /// `DEAD_LETTER_TABLE` (default `dead_letters`).
     pub dead_letter_table: String,
-    /// `WRITE_MAX_ROWS`, `WRITE_MAX_BYTES`: bounds of one bulk write.
+    /// `WRITE_MAX_ROWS`, `WRITE_MAX_BYTES`, `WRITE_CONCURRENCY`: bounds of bulk writes.
     pub limits: WriteLimits,
     /// `DEADLINE_SAFETY_MARGIN_MS`, `DEFAULT_BUDGET_MS`.
     pub deadline: DeadlineSettings,
