@@ -491,15 +491,11 @@ mod tests {
         }
     }
 
-    /// A writer that records the keys of the requests in flight: each request yields to the
-    /// others a few times before it answers, so the chunks the scheduler lets run side by side do
-    /// overlap. Rows are `{"k":"<key>","i":<n>}`; a row with `i` in `bad` refuses its chunk.
+    /// A writer recording the keys of the requests in flight (`InFlight`). Rows are
+    /// `{"k":"<key>","i":<n>}`; a row with `i` in `bad` refuses its chunk.
     #[derive(Default)]
     struct Recorder {
-        in_flight: std::sync::Mutex<Vec<String>>,
-        /// Keys found in flight twice at once.
-        clashes: std::sync::Mutex<Vec<String>>,
-        most: std::sync::atomic::AtomicUsize,
+        keys: crate::in_flight::InFlight,
         calls: std::sync::atomic::AtomicUsize,
         /// Per key, the `i` of its rows in the order they were written.
         order: std::sync::Mutex<HashMap<String, Vec<u64>>>,
@@ -508,33 +504,13 @@ mod tests {
 
     impl Recorder {
         async fn write(&self, body: Bytes) -> Result<(), E> {
-            use std::sync::atomic::Ordering::SeqCst;
-            self.calls.fetch_add(1, SeqCst);
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let rows: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
             let keys: Vec<String> = rows
                 .iter()
                 .map(|r| r["k"].as_str().unwrap().to_owned())
                 .collect();
-            {
-                let mut flying = self.in_flight.lock().unwrap();
-                for k in &keys {
-                    if flying.contains(k) {
-                        self.clashes.lock().unwrap().push(k.clone());
-                    }
-                }
-                flying.extend(keys.iter().cloned());
-                self.most.fetch_max(flying.len(), SeqCst);
-            }
-            for _ in 0..8 {
-                tokio::task::yield_now().await;
-            }
-            {
-                let mut flying = self.in_flight.lock().unwrap();
-                for k in &keys {
-                    let at = flying.iter().position(|f| f == k).unwrap();
-                    flying.swap_remove(at);
-                }
-            }
+            self.keys.around(keys.clone(), async {}).await;
             let refused = rows
                 .iter()
                 .any(|r| self.bad.contains(&r["i"].as_u64().unwrap()));
@@ -568,7 +544,7 @@ mod tests {
             let fates = write_rows(&rows, &limits(1, concurrency), |body| w.write(body)).await;
             assert!(fates.iter().all(Fate::is_stored));
             // One row per request, so the most keys in flight is the most requests in flight.
-            let most = w.most.load(std::sync::atomic::Ordering::SeqCst);
+            let most = w.keys.most();
             assert_eq!(
                 most,
                 concurrency.min(rows.len()),
@@ -586,11 +562,7 @@ mod tests {
         let rows = keyed(&keys);
         let fates = write_rows(&rows, &limits(2, 4), |body| w.write(body)).await;
         assert!(fates.iter().all(Fate::is_stored));
-        assert!(
-            w.clashes.lock().unwrap().is_empty(),
-            "{:?}",
-            w.clashes.lock().unwrap()
-        );
+        assert!(w.keys.clashes().is_empty(), "{:?}", w.keys.clashes());
         let order = w.order.lock().unwrap();
         assert_eq!(
             order["a"],
@@ -599,7 +571,7 @@ mod tests {
         );
         assert_eq!(order["b"], [1, 10]);
         // Chunks of other keys still ran beside them.
-        assert!(w.most.load(std::sync::atomic::Ordering::SeqCst) > 2);
+        assert!(w.keys.most() > 2);
     }
 
     #[tokio::test]
@@ -617,11 +589,8 @@ mod tests {
             assert_eq!(matches!(f, Fate::Rejected { .. }), bad, "row {i}");
             assert_eq!(f.is_stored(), !bad, "row {i}");
         }
-        assert!(w.clashes.lock().unwrap().is_empty());
-        assert!(
-            w.most.load(std::sync::atomic::Ordering::SeqCst) > 4,
-            "chunks overlapped"
-        );
+        assert!(w.keys.clashes().is_empty());
+        assert!(w.keys.most() > 4, "chunks overlapped");
         assert!(w.calls.load(std::sync::atomic::Ordering::SeqCst) < 37);
     }
 
