@@ -497,7 +497,6 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         }
         self.record_versions(deadline, &ids, &versions, &mut fates)
             .await;
-        // The runner may write again (isolating a refusal): notifications add up.
         stats.pending_refreshes.extend(refreshes);
         fates
     }
@@ -544,8 +543,9 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
 
     /// Reads the stored state of the versioned pages and settles the changes older than it as
     /// skipped; returns the others as `(item, page id, change)`, or `None` when the states could
-    /// not be read (then every item failed, or was refused alike for the runner to isolate:
-    /// nothing is written blind).
+    /// not be read for another reason than their ids (then every item failed: nothing is written
+    /// blind). Ids the read refuses are isolated by bisecting the read; their changes are
+    /// rejected and the others go on.
     async fn drop_stale(
         &self,
         deadline: &Deadline,
