@@ -8,6 +8,7 @@
 //! | `DEAD_LETTER_TABLE` | `dead_letters` | dead-letter table |
 //! | `WRITE_MAX_ROWS` | 500 | rows per bulk request |
 //! | `WRITE_MAX_BYTES` | 1048576 | JSON body bytes per bulk request |
+//! | `WRITE_CONCURRENCY` | 4 | bulk requests in flight at once |
 //! | `GIFT_MAX_TEXT_CHARS` | 10000 | max characters of `question` / `answer` |
 //! | `HTTP_TIMEOUT_MS` | 10000 | one HTTP request |
 //! | `HTTP_CONNECT_TIMEOUT_MS` | 2000 | connecting |

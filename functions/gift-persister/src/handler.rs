@@ -104,7 +104,6 @@ impl<S: GiftStore> BatchFunction for Gifts<S> {
         items: Vec<(String, Vec<u8>)>,
         _: &mut (),
     ) -> Vec<Fate> {
-        let rows: Vec<Vec<u8>> = items.into_iter().map(|(_, row)| row).collect();
-        self.store.write(deadline, &rows).await
+        self.store.write(deadline, &items).await
     }
 }

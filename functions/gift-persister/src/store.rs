@@ -9,11 +9,12 @@ use lambda_kit::retry::Deadline;
 
 /// Where validated gifts go.
 pub trait GiftStore: Send + Sync {
-    /// Upserts the rows (JSON objects, unique `event_id`s) and returns the fate of each, in order.
+    /// Upserts the rows (each its `event_id` and its JSON object) and returns the fate of each,
+    /// in order.
     fn write(
         &self,
         deadline: &Deadline,
-        rows: &[Vec<u8>],
+        rows: &[(String, Vec<u8>)],
     ) -> impl Future<Output = Vec<Fate>> + Send;
 }
 
@@ -45,7 +46,9 @@ impl PostgrestGiftStore {
 }
 
 impl GiftStore for PostgrestGiftStore {
-    async fn write(&self, deadline: &Deadline, rows: &[Vec<u8>]) -> Vec<Fate> {
+    /// Chunks within the limits, up to `WRITE_CONCURRENCY` in flight, never two holding one
+    /// `event_id`.
+    async fn write(&self, deadline: &Deadline, rows: &[(String, Vec<u8>)]) -> Vec<Fate> {
         write_rows(rows, &self.limits, |body| {
             self.client
                 .upsert(deadline, &self.table, body, &self.upsert)

@@ -70,12 +70,12 @@ impl MemStore {
 }
 
 impl GiftStore for MemStore {
-    async fn write(&self, _deadline: &Deadline, rows: &[Vec<u8>]) -> Vec<Fate> {
+    async fn write(&self, _deadline: &Deadline, rows: &[(String, Vec<u8>)]) -> Vec<Fate> {
         write_rows(
             rows,
             &WriteLimits {
                 max_rows: 4,
-                max_bytes: 1 << 20,
+                ..WriteLimits::default()
             },
             |body| {
                 self.requests.fetch_add(1, Ordering::Relaxed);

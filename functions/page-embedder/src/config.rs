@@ -403,6 +403,7 @@ impl Config {
                     concurrency: e.concurrency,
                     retry: e.retry.clone(),
                 },
+                writes: runner.limits,
                 rag_enabled: self.rag.is_some(),
                 function_name: FUNCTION_NAME.to_owned(),
                 unavailable_value: self.cdc_unavailable_value.clone(),

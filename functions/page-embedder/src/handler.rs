@@ -90,6 +90,7 @@ mod tests {
                         concurrency: 2,
                         retry: RetryPolicy::default(),
                     },
+                    writes: lambda_kit::batch::WriteLimits::default(),
                     rag_enabled: false,
                     function_name: "page-embedder".into(),
                     unavailable_value: crate::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
@@ -106,6 +107,16 @@ mod tests {
     fn fixture(name: &str) -> KafkaBatch {
         let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
         KafkaBatch::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// The events/ fixture `name` through the Lambda entry point.
+    async fn handle_fixture<S: VectorStore>(
+        h: &Handler<Stub, S, NoRag, Letters>,
+        name: &str,
+    ) -> event_decoding::KafkaBatchResponse {
+        h.handle(LambdaEvent::new(fixture(name), Context::default()))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -149,28 +160,30 @@ mod tests {
 
     /// A store that refuses as PostgREST does (its 400 with a PostgreSQL code): every upsert, when
     /// `upserts` holds the refusal (the vector table is `vector(768)` but the function embeds with
-    /// another dimension: pgvector's 400), and every read of stored hashes that names `read_of`
-    /// (one id breaks the read of every page). Anything else goes to the memory store.
+    /// another dimension: pgvector's 400), an upsert of a page in `refuse`, and every read of
+    /// stored hashes that names `read_of` (one id breaks the read of every page). Anything else
+    /// goes to the memory store. Its writes record the pages in flight (`lambda_kit::in_flight`).
+    #[derive(Default)]
     struct Refusing {
         store: MemoryStore,
         upserts: Option<(&'static str, &'static str)>,
         read_of: Option<&'static str>,
+        refuse: Vec<&'static str>,
+        pages: lambda_kit::in_flight::InFlight,
     }
 
     impl Refusing {
         fn upserts(code: &'static str, message: &'static str) -> Self {
             Self {
-                store: MemoryStore::new(),
                 upserts: Some((code, message)),
-                read_of: None,
+                ..Self::default()
             }
         }
 
         fn read_of(id: &'static str) -> Self {
             Self {
-                store: MemoryStore::new(),
-                upserts: None,
                 read_of: Some(id),
+                ..Self::default()
             }
         }
     }
@@ -203,17 +216,27 @@ mod tests {
             d: &Deadline,
             rows: &[crate::store::VectorRow],
         ) -> Result<(), crate::store::StoreError> {
-            match self.upserts {
-                Some((code, message)) => Err(bad_request(code, message)),
-                None => self.store.upsert(d, rows).await,
-            }
+            let mut ids: Vec<String> = rows.iter().map(|r| r.page_id.clone()).collect();
+            ids.dedup();
+            let refused = ids.iter().any(|id| self.refuse.contains(&id.as_str()));
+            self.pages
+                .around(ids, async {
+                    match self.upserts {
+                        Some((code, message)) => Err(bad_request(code, message)),
+                        None if refused => Err(bad_request("22P02", "invalid input syntax")),
+                        None => self.store.upsert(d, rows).await,
+                    }
+                })
+                .await
         }
         async fn delete_pages(
             &self,
             d: &Deadline,
             ids: &[String],
         ) -> Result<(), crate::store::StoreError> {
-            self.store.delete_pages(d, ids).await
+            self.pages
+                .around(ids.to_vec(), self.store.delete_pages(d, ids))
+                .await
         }
         async fn delete_chunks_from(
             &self,
@@ -221,7 +244,12 @@ mod tests {
             id: &str,
             from: usize,
         ) -> Result<(), crate::store::StoreError> {
-            self.store.delete_chunks_from(d, id, from).await
+            self.pages
+                .around(
+                    vec![id.to_owned()],
+                    self.store.delete_chunks_from(d, id, from),
+                )
+                .await
         }
     }
 
@@ -230,13 +258,7 @@ mod tests {
         let (metrics, lines) = Metrics::capture("KafkaLambdas", "page-embedder");
         let h = handler_with(Refusing::upserts("22000", "expected 768 dimensions, not 4"))
             .with_metrics(metrics);
-        let response = h
-            .handle(LambdaEvent::new(
-                fixture("pages-bad.json"),
-                Context::default(),
-            ))
-            .await
-            .unwrap();
+        let response = handle_fixture(&h, "pages-bad.json").await;
         // The two valid pages are reported for redelivery, not dead-lettered.
         let mut failed: Vec<i64> = response
             .batch_item_failures
@@ -549,5 +571,78 @@ mod tests {
             .await;
         assert_eq!(done.counts.failed, 2, "{:?}", done.counts);
         assert!(h.dead_letters().0.lock().unwrap().is_empty());
+    }
+
+    /// One row per request, three requests in flight.
+    fn one_row_requests(h: &mut Handler<Stub, Refusing, NoRag, Letters>) {
+        h.function_mut().settings.writes = lambda_kit::batch::WriteLimits {
+            max_rows: 1,
+            concurrency: 3,
+            ..Default::default()
+        };
+    }
+
+    #[tokio::test]
+    async fn vector_upserts_and_deletes_overlap_up_to_the_limit_never_two_of_one_page() {
+        let mut h = handler_with(Refusing {
+            refuse: vec!["p4"],
+            ..Refusing::default()
+        });
+        one_row_requests(&mut h);
+        let deadline = Deadline::after(std::time::Duration::from_secs(5));
+        let pages: Vec<_> = (0..10).map(|i| page_record(i, &format!("p{i}"))).collect();
+        let done = h.process(&one_batch(pages), &deadline).await;
+        assert_eq!(
+            (done.counts.stored, done.counts.dead_lettered),
+            (9, 1),
+            "the refused page isolated: {:?}",
+            done.counts
+        );
+        let store = &h.function().store;
+        assert_eq!(store.pages.most(), 3, "three upserts in flight");
+        assert!(store.store.page("p4").is_empty());
+        assert_eq!(store.store.page("p9").len(), 1);
+
+        store.pages.reset_most();
+        let deletes: Vec<_> = (0..10)
+            .map(|i| {
+                event_decoding::KafkaRecord::new("cdc.pages", 0, 20 + i, 0).with_value(
+                    serde_json::json!({ "page_id": format!("p{i}"), "op": "d" }).to_string(),
+                )
+            })
+            .collect();
+        let done = h.process(&one_batch(deletes), &deadline).await;
+        assert_eq!(done.counts.stored, 10, "{:?}", done.counts);
+        assert_eq!(store.pages.most(), 3, "three deletes in flight");
+        assert!(store.store.page("p9").is_empty());
+        assert!(
+            store.pages.clashes().is_empty(),
+            "{:?}",
+            store.pages.clashes()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_refusing_every_upsert_gets_each_page_embedded_once() {
+        let once = handler();
+        handle_fixture(&once, "pages-bad.json").await;
+        let embedded_once = once.function().embedder.0.load(Ordering::Relaxed);
+
+        // A refusal PostgREST blames on the rows (a value PostgreSQL cannot take), for every row.
+        let h = handler_with(Refusing::upserts(
+            "22P02",
+            "invalid input syntax for type vector",
+        ));
+        let response = handle_fixture(&h, "pages-bad.json").await;
+        assert_eq!(
+            response.batch_item_failures.len(),
+            2,
+            "both pages refused alike: the target's fault, redelivered"
+        );
+        assert_eq!(
+            h.function().embedder.0.load(Ordering::Relaxed),
+            embedded_once,
+            "refused upserts are isolated where they are made, not by embedding the batch again"
+        );
     }
 }

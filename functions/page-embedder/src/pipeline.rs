@@ -6,9 +6,11 @@
 //! the runner's.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 
 use event_decoding::{Change, KafkaRecord, SourceVersion, json_kind};
-use lambda_kit::batch::bisect;
+use lambda_kit::batch::{Tried, WriteLimits, bisect, bisect_concurrently};
 use lambda_kit::fate::Fate;
 use lambda_kit::metrics::MetricSet;
 use lambda_kit::retry::Deadline;
@@ -24,7 +26,7 @@ use crate::embedding::{EmbedSettings, embed_all};
 use crate::hash::content_hash;
 use crate::rag::{ChunkNote, RagNotifier, Refresh, RefreshStats};
 use crate::state::{PageState, PageStates};
-use crate::store::{StoredChunk, VectorRow, VectorStore};
+use crate::store::{StoreError, StoredChunk, VectorRow, VectorStore};
 use lambda_kit::error::Classify;
 
 /// Smallest chunk size tried when the provider keeps refusing inputs as too long.
@@ -43,6 +45,9 @@ pub struct Settings {
     pub limits: ChunkLimits,
     /// Request grouping and retries.
     pub embed: EmbedSettings,
+    /// Vector upserts and page deletes: whole pages per request within `WRITE_MAX_ROWS` (rows)
+    /// and `WRITE_MAX_BYTES` (estimated), up to `WRITE_CONCURRENCY` requests in flight.
+    pub writes: WriteLimits,
     /// Whether RAG notifications are sent (then chunk 0's vector is computed for changed pages).
     pub rag_enabled: bool,
     /// Name written in dead letters: stable across deployments (the package name), so a
@@ -434,34 +439,39 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
             }
         }
 
-        // One query for the stored hashes of every page to upsert.
+        // One query for the stored hashes of every page to upsert; a refusal that blames the
+        // ids (one of them the server cannot take) is bisected to the pages at fault, before
+        // anything is embedded.
         if !pages.is_empty() {
             let ids: Vec<String> = pages.iter().map(|p| p.page_id.clone()).collect();
-            match self.store.stored_hashes(deadline, &ids).await {
-                Ok(mut stored) => {
-                    for p in &mut pages {
-                        p.stored = stored.remove(&p.page_id).unwrap_or_default();
-                    }
+            let (mut stored, refused) = read_isolated(ids.len(), |range| {
+                self.store.stored_hashes(deadline, &ids[range])
+            })
+            .await;
+            for (range, e) in refused {
+                for p in &mut pages[range] {
+                    p.settle(&*e);
                 }
-                // A refusal that blames the ids (one of them the server cannot take) rejects
-                // every page alike; the runner then isolates the page at fault by bisection.
-                Err(e) => {
-                    for p in &mut pages {
-                        p.settle(&e);
-                    }
-                }
+            }
+            for p in &mut pages {
+                p.stored = stored.remove(&p.page_id).unwrap_or_default();
             }
         }
 
         self.embed_pages(&mut pages, deadline, stats).await;
         let mut refreshes = self.write_pages(&mut pages, deadline, stats).await;
 
-        // Deletes: one bulk request; an id the store refuses is isolated, the others go through.
+        // Deletes: bulk requests within the write limits, side by side; an id the store refuses
+        // is isolated, the others go through.
         if !deletes.is_empty() {
             let ids: Vec<String> = deletes.iter().map(|(_, id)| id.clone()).collect();
-            let tried = bisect(std::iter::once(0..ids.len()), |range| {
-                self.store.delete_pages(deadline, &ids[range])
-            })
+            let writes = &self.settings.writes;
+            let tried = bisect_concurrently(
+                writes.plan(&ids.iter().map(|id| id.len() + 3).collect::<Vec<_>>()),
+                writes.concurrency,
+                |i| &ids[i],
+                |range| self.store.delete_pages(deadline, &ids[range]),
+            )
             .await;
             for (range, result) in tried {
                 for (item, id) in &deletes[range] {
@@ -487,7 +497,6 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         }
         self.record_versions(deadline, &ids, &versions, &mut fates)
             .await;
-        // The runner may write again (isolating a refusal): notifications add up.
         stats.pending_refreshes.extend(refreshes);
         fates
     }
@@ -534,8 +543,9 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
 
     /// Reads the stored state of the versioned pages and settles the changes older than it as
     /// skipped; returns the others as `(item, page id, change)`, or `None` when the states could
-    /// not be read (then every item failed, or was refused alike for the runner to isolate:
-    /// nothing is written blind).
+    /// not be read for another reason than their ids (then every item failed: nothing is written
+    /// blind). Ids the read refuses are isolated by bisecting the read; their changes are
+    /// rejected and the others go on.
     async fn drop_stale(
         &self,
         deadline: &Deadline,
@@ -550,20 +560,30 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
             .filter(|(_, _, i)| i.version.is_some() || self.settings.rag_enabled)
             .map(|(_, id, _)| id.clone())
             .collect();
-        let stored = if wanted.is_empty() {
-            HashMap::new()
-        } else {
-            match self.states.read(deadline, &wanted).await {
-                Ok(stored) => stored,
-                Err(e) => {
-                    // As for the stored hashes: the runner isolates a refusal of the ids.
-                    fates.fill(Fate::from_error(&e));
-                    return None;
-                }
-            }
-        };
+        let (stored, refused) = read_isolated(wanted.len(), |range| {
+            self.states.read(deadline, &wanted[range])
+        })
+        .await;
+        // A read that failed for another reason than its ids: nothing is written blind.
+        if let Some((_, e)) = refused.iter().find(|(_, e)| !e.blames_input()) {
+            fates.fill(Fate::from_error(&**e));
+            return None;
+        }
+        // The ids the read refuses, isolated: their pages' changes are rejected, the others go on.
+        let refused: HashMap<&str, Fate> = refused
+            .iter()
+            .flat_map(|(range, e)| {
+                wanted[range.clone()]
+                    .iter()
+                    .map(|id| (id.as_str(), Fate::from_error(&**e)))
+            })
+            .collect();
         let mut out = Vec::with_capacity(items.len());
         for (i, id, item) in items {
+            if let Some(fate) = refused.get(id.as_str()) {
+                fates[i] = fate.clone();
+                continue;
+            }
             let older = match (item.version, stored.get(&id).and_then(|s| s.version)) {
                 (Some(v), Some(s)) => v.is_older_than(&s) == Some(true),
                 _ => false,
@@ -711,35 +731,64 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         let writing: Vec<usize> = (0..pages.len())
             .filter(|&i| pages[i].is_done() && pages[i].chunks.iter().any(|c| c.changed))
             .collect();
-        // One bulk upsert; when the store refuses the rows, the refused pages are isolated by
-        // bisection and the others are written.
-        let tried = bisect(std::iter::once(0..writing.len()), |range| {
-            let rows: Vec<VectorRow> = writing[range]
-                .iter()
-                .flat_map(|&i| rows_of(&pages[i]))
-                .collect();
-            async move { self.store.upsert(deadline, &rows).await }
-        })
+        // Bulk upserts of whole pages within the write limits, side by side; when the store
+        // refuses the rows, the refused pages are isolated by bisection and the others are
+        // written. A request's rows are built when it starts, so at most `WRITE_CONCURRENCY`
+        // bodies are in memory.
+        let writes = &self.settings.writes;
+        let dims = self.embedder.dimensions();
+        let plan = writes.plan_groups(writing.iter().map(|&i| {
+            let page = &pages[i];
+            let changed = page.chunks.iter().filter(|c| c.changed);
+            let rows = changed.clone().count();
+            let bytes = changed
+                .map(|c| {
+                    ROW_OVERHEAD
+                        + page.page_id.len()
+                        + c.hash.len()
+                        + model.len()
+                        + c.text.len()
+                        + dims * VECTOR_BYTES_PER_DIM
+                })
+                .sum();
+            (rows, bytes)
+        }));
+        let (pages_ref, writing_ref) = (&*pages, &writing);
+        let tried = bisect_concurrently(
+            plan,
+            writes.concurrency,
+            |i| pages_ref[writing_ref[i]].page_id.as_str(),
+            |range| {
+                let rows: Vec<VectorRow> = writing_ref[range]
+                    .iter()
+                    .flat_map(|&i| rows_of(&pages_ref[i]))
+                    .collect();
+                async move { self.store.upsert(deadline, &rows).await }
+            },
+        )
         .await;
-        for (range, result) in tried {
-            if let Err(e) = result {
-                for &i in &writing[range] {
-                    pages[i].settle(&*e);
-                }
-            }
-        }
+        settle_refused(&tried, pages, |w| writing[w]);
+        // Pages that shrank lose their stale chunks, side by side, each page once.
+        let trims: Vec<(usize, usize)> = (0..pages.len())
+            .filter(|&i| pages[i].is_done())
+            .filter_map(|i| pages[i].stale_from().map(|from| (i, from)))
+            .collect();
+        let pages_ref = &*pages;
+        let tried = bisect_concurrently(
+            (0..trims.len()).map(|t| t..t + 1),
+            writes.concurrency,
+            |t| pages_ref[trims[t].0].page_id.as_str(),
+            |range| {
+                let (i, from) = trims[range.start];
+                self.store
+                    .delete_chunks_from(deadline, &pages_ref[i].page_id, from)
+            },
+        )
+        .await;
+        settle_refused(&tried, pages, |t| trims[t].0);
         let mut refreshes = Vec::new();
         for page in pages.iter_mut() {
             if !page.is_done() {
-                continue;
-            }
-            if let Some(from) = page.stale_from()
-                && let Err(e) = self
-                    .store
-                    .delete_chunks_from(deadline, &page.page_id, from)
-                    .await
-            {
-                page.settle(&e);
                 continue;
             }
             let changed = page.is_changed();
@@ -773,6 +822,53 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
             }
         }
         refreshes
+    }
+}
+
+/// Bytes of a vector row's JSON besides its values (names, punctuation, the chunk index), to
+/// estimate request bodies against `WRITE_MAX_BYTES`.
+const ROW_OVERHEAD: usize = 128;
+/// Bytes per dimension of a vector in JSON or pgvector's text (`-0.012345678,`).
+const VECTOR_BYTES_PER_DIM: usize = 13;
+
+/// Reads `n` ids (`read` of a range of them), bisecting a refusal that blames the ids until the
+/// ids at fault stand alone: what the ranges read returned, merged, and the ranges that failed
+/// with their error. The read of a batch's ids isolates its bad ids itself, before anything is
+/// embedded (the runner never writes the batch again to isolate them).
+async fn read_isolated<V, F, Fut>(n: usize, read: F) -> (HashMap<String, V>, Refused)
+where
+    F: FnMut(std::ops::Range<usize>) -> Fut,
+    Fut: Future<Output = Result<HashMap<String, V>, StoreError>>,
+{
+    let mut out = HashMap::new();
+    let mut refused = Vec::new();
+    if n == 0 {
+        return (out, refused);
+    }
+    for (range, result) in bisect(std::iter::once(0..n), read).await {
+        match result {
+            Ok(found) => out.extend(found),
+            Err(e) => refused.push((range, e)),
+        }
+    }
+    (out, refused)
+}
+
+/// Ranges of a read that failed, with their error.
+type Refused = Vec<(std::ops::Range<usize>, Arc<StoreError>)>;
+
+/// Settles the page of every input of a range that failed (`page` of an input's index).
+fn settle_refused(
+    tried: &Tried<(), StoreError>,
+    pages: &mut [PageWork],
+    page: impl Fn(usize) -> usize,
+) {
+    for (range, result) in tried {
+        if let Err(e) = result {
+            for i in range.clone() {
+                pages[page(i)].settle(&**e);
+            }
+        }
     }
 }
 
@@ -917,6 +1013,7 @@ mod tests {
                 concurrency: 1,
                 retry: lambda_kit::retry::RetryPolicy::default(),
             },
+            writes: WriteLimits::default(),
             rag_enabled: false,
             function_name: "page-embedder".into(),
             truncate_deletes_all: on,

@@ -10,6 +10,7 @@
 //! | `SUPABASE_SECRET_KEY` / `SUPABASE_SECRET_KEY_SECRET_ID` (legacy `SUPABASE_SERVICE_ROLE_KEY` / `SUPABASE_KEY_SECRET_ID`) | required | key, or Secrets Manager id/ARN (plain or JSON `key`); [`resolve_key`](lambda_kit::postgrest::resolve_key) |
 //! | `DEAD_LETTER_TABLE` | `dead_letters` | dead-letter table |
 //! | `WRITE_MAX_ROWS` / `WRITE_MAX_BYTES` | 500 / 1048576 | rows and JSON body bytes per bulk request |
+//! | `WRITE_CONCURRENCY` | 4 | bulk requests in flight at once |
 //! | `HTTP_TIMEOUT_MS`, `HTTP_CONNECT_TIMEOUT_MS`, `RETRY_*`, `DEADLINE_SAFETY_MARGIN_MS`, `DEFAULT_BUDGET_MS` | as every function | HTTP, retries, deadline |
 //! | `METRICS_ENABLED` / `METRICS_NAMESPACE` | `true` / `KafkaLambdas` | one EMF metrics line per invocation |
 //! | `VALUE_FORMAT` | `json` | `json`, `avro`, `protobuf` or `auto` (Avro, Protobuf and JSON Schema values: [`ValueSettings`]); such a value's row is the JSON object it maps to |

@@ -66,7 +66,10 @@ impl RowStore for PostgrestRows {
                 }
                 continue;
             }
-            let json: Vec<Vec<u8>> = members.iter().map(|&i| to_json(&rows[i])).collect();
+            // Keyed by the row's position: the rows are one per conflict key (the handler folds
+            // a key's records into one), so no two chunks in flight share a key.
+            let json: Vec<(usize, Vec<u8>)> =
+                members.iter().map(|&i| (i, to_json(&rows[i]))).collect();
             let written = write_rows(&json, &self.limits, |body| {
                 let call = self
                     .client

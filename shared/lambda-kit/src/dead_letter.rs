@@ -228,7 +228,12 @@ impl DeadLetterSink for PostgrestDeadLetters {
         if letters.is_empty() {
             return Vec::new();
         }
-        let rows: Vec<Vec<u8>> = letters.iter().map(DeadLetter::to_json).collect();
+        // Keyed by position: one letter per record, so no two share a conflict key.
+        let rows: Vec<(usize, Vec<u8>)> = letters
+            .iter()
+            .map(DeadLetter::to_json)
+            .enumerate()
+            .collect();
         let upsert = Upsert::on_conflict(
             "function_name,topic,kafka_partition,kafka_offset",
             Duplicates::Ignore,

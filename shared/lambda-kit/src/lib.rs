@@ -30,6 +30,8 @@ pub mod error;
 pub mod fate;
 pub mod glue_registry;
 pub mod http;
+#[cfg(any(test, feature = "testing"))]
+pub mod in_flight;
 pub mod metrics;
 pub mod otlp;
 pub mod postgrest;

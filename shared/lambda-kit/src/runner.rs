@@ -120,9 +120,8 @@ pub enum Decoded<K, I> {
 pub trait BatchFunction: Send + Sync {
     /// Groups the records that write the same thing.
     type Key: Eq + Hash + Clone + Send;
-    /// One decoded record, ready to write (cloned when a write refusing every item alike is
-    /// retried in halves to isolate the items at fault).
-    type Item: Clone + Send;
+    /// One decoded record, ready to write (moved to the write step, never copied).
+    type Item: Send;
     /// The function's own counters of one invocation (logged in the summary line, added to the
     /// metrics line by [`metrics`](Self::metrics)).
     type Stats: Default + fmt::Debug + Send;
@@ -157,9 +156,13 @@ pub trait BatchFunction: Send + Sync {
     ) -> Decoded<Self::Key, Self::Item>;
 
     /// Writes one item per key and returns one fate per item, in order. A missing fate counts as
-    /// [`Fate::Failed`]. When every item of a write (two or more) is refused alike, the runner
-    /// calls `write` again on halves of the items to isolate the ones at fault, so a write must
-    /// be safe to repeat (an idempotent upsert) and add to `stats` rather than replace them.
+    /// [`Fate::Failed`]. Called once per batch: isolating the items at fault is the write's own
+    /// job, done once, where the requests are made. A [`Fate::Rejected`] must be of an item
+    /// refused alone or with items refused for their own reasons, never of one refused only
+    /// because it shared a request (or a read of the batch's ids) with a bad one: bisect such a
+    /// refusal with [`crate::batch::bisect`] ([`crate::batch::write_rows`] does). When every item
+    /// (two or more) comes back rejected alike, the runner judges the target at fault, not the
+    /// items: they fail as an environment fault instead of being dead-lettered.
     fn write(
         &self,
         deadline: &Deadline,
@@ -218,16 +221,17 @@ pub struct Runner<F, D> {
 
 /// What every function's runner needs, read once at cold start by
 /// [`RunnerConfig::from_env`]: the PostgREST connection with the Supabase key (dead letters, and
-/// the tables the function writes), `DEAD_LETTER_TABLE`, `WRITE_MAX_ROWS` / `WRITE_MAX_BYTES`,
-/// the deadline settings and the metrics line. A function's own `Config` holds one beside its
-/// own settings, and its `build()` hands its [`BatchFunction`] to [`RunnerConfig::runner`].
+/// the tables the function writes), `DEAD_LETTER_TABLE`, `WRITE_MAX_ROWS` / `WRITE_MAX_BYTES` /
+/// `WRITE_CONCURRENCY`, the deadline settings and the metrics line. A function's own `Config`
+/// holds one beside its own settings, and its `build()` hands its [`BatchFunction`] to
+/// [`RunnerConfig::runner`].
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     /// PostgREST connection (`SUPABASE_URL` / `SUPABASE_REST_URL`, the key, timeouts, retries).
     pub postgrest: PostgrestConfig,
     /// `DEAD_LETTER_TABLE` (default `dead_letters`).
     pub dead_letter_table: String,
-    /// `WRITE_MAX_ROWS`, `WRITE_MAX_BYTES`: bounds of one bulk write.
+    /// `WRITE_MAX_ROWS`, `WRITE_MAX_BYTES`, `WRITE_CONCURRENCY`: bounds of bulk writes.
     pub limits: WriteLimits,
     /// `DEADLINE_SAFETY_MARGIN_MS`, `DEFAULT_BUDGET_MS`.
     pub deadline: DeadlineSettings,
@@ -371,20 +375,11 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         let results = if items.is_empty() {
             Vec::new()
         } else {
-            // Kept to isolate the items at fault should the write refuse every one alike.
-            let again = (items.len() >= 2).then(|| items.clone());
+            let n = items.len();
             let results = trace
                 .scope(self.function.write(deadline, items, &mut stats))
                 .await;
-            match again {
-                Some(items) if refused_alike(&results) => {
-                    let refusal = results[0].clone();
-                    trace
-                        .scope(self.isolate(deadline, items, refusal, &mut stats))
-                        .await
-                }
-                _ => results,
-            }
+            judge(n, results)
         };
         let mut results = results.into_iter();
         for (group, chosen) in &written {
@@ -457,100 +452,6 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
             counts,
             stats,
         }
-    }
-
-    /// The safety net of the rule "dead letters are for what the record itself causes", for a
-    /// write that refused every item (two or more) with the same code and message: isolate
-    /// first, then judge. The items are written again in halves, a half refused alike is halved
-    /// again, until each refusal stands alone or next to items the target accepts. Only when
-    /// every item, written alone, is still refused alike is no row at fault: the target refuses
-    /// all of them (a column or table missing from the schema, a type the API cannot see), and
-    /// they fail as an environment fault, to be redelivered once it is fixed. Otherwise each
-    /// item keeps the fate its own write gave it: one poison item among good ones (an id that
-    /// breaks a read of the whole batch) is dead-lettered and the others are stored.
-    ///
-    /// At most twice the items are written again ([`ISOLATION_BUDGET`]), and never past
-    /// `deadline`: items not isolated by then fail (redelivered, neither stored nor
-    /// dead-lettered), or, when no item tried was accepted, count as refused by the target.
-    async fn isolate(
-        &self,
-        deadline: &Deadline,
-        items: Vec<(F::Key, F::Item)>,
-        refusal: Fate,
-        stats: &mut F::Stats,
-    ) -> Vec<Fate> {
-        let n = items.len();
-        let mut fates: Vec<Option<Fate>> = vec![None; n];
-        let mut singles_alike = true;
-        // Items written again at most: a few poison items among good ones are isolated well
-        // within it; a target refusing everything is not written over and over.
-        let mut budget = ISOLATION_BUDGET * n;
-        let mut todo = vec![n / 2..n, 0..n / 2];
-        while let Some(range) = todo.pop() {
-            if deadline.is_expired() || budget < range.len() {
-                break;
-            }
-            budget -= range.len();
-            let mut got = self
-                .function
-                .write(deadline, items[range.clone()].to_vec(), stats)
-                .await;
-            got.resize_with(range.len(), Fate::missing);
-            if range.len() >= 2 && refused_alike(&got) {
-                let mid = range.start + range.len() / 2;
-                todo.push(mid..range.end);
-                todo.push(range.start..mid);
-                continue;
-            }
-            singles_alike &= range.len() == 1 && matches!(got[0], Fate::Rejected { .. });
-            for (i, fate) in range.zip(got) {
-                fates[i] = Some(fate);
-            }
-        }
-        // Judge: every item refused alike when written alone, or nothing the target accepted
-        // (every item tried refused, the others not isolated within the budget or the
-        // deadline), is the target's fault.
-        let accepted_any = fates
-            .iter()
-            .flatten()
-            .any(|f| !matches!(f, Fate::Rejected { .. }));
-        let environment = if fates.iter().all(Option::is_some) {
-            let all: Vec<Fate> = fates.iter().flatten().cloned().collect();
-            singles_alike && refused_alike(&all)
-        } else {
-            !accepted_any
-        };
-        let (code, message) = match refusal {
-            Fate::Rejected { code, message } => (code, message),
-            other => (other.code().unwrap_or("missing_result"), String::new()),
-        };
-        fates
-            .into_iter()
-            .map(|f| match f {
-                Some(Fate::Rejected { code, message }) if environment => Fate::Failed {
-                    code,
-                    message: format!(
-                        "every item, written alone, was refused with the same error, so the target (schema, table, configuration) is at fault, not the records: {message}"
-                    ),
-                    environment: true,
-                },
-                Some(fate) => fate,
-                None if environment => Fate::Failed {
-                    code,
-                    message: format!(
-                        "every item written was refused, so the target (schema, table, configuration) is at fault, not the records: {message}"
-                    ),
-                    environment: true,
-                },
-                None => Fate::Failed {
-                    code,
-                    message: format!(
-                        "refused with others in a write that was not isolated down to this record within the deadline or the isolation budget; redelivered: {message}"
-                    ),
-                    environment: false,
-                },
-            })
-            .collect()
     }
 
     /// Decodes every record; settled records get their fate, the others are grouped by key.
@@ -657,10 +558,33 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
     }
 }
 
-/// Items the runner writes again, per item of the write, to isolate a refusal of all of them:
-/// each level of bisection writes the still-refused items once, so about two levels' worth (one
-/// poison item among any number is isolated within it) before judging with what is known.
-const ISOLATION_BUDGET: usize = 2;
+/// The rule "dead letters are for what the record itself causes", applied to a write's results:
+/// when every item of a write (two or more) is rejected with the same code and message, no row
+/// is at fault but the target (a column or table missing from the schema, a type the API cannot
+/// see, a vector size of another model), and they fail as an environment fault, to be
+/// redelivered once it is fixed, instead of being dead-lettered.
+///
+/// Isolation happens once, in the function's write: its rejections are of items tried alone
+/// ([`BatchFunction::write`] isolates with [`crate::batch::bisect`]), so the runner judges what
+/// it is given and writes nothing again.
+fn judge(n: usize, results: Vec<Fate>) -> Vec<Fate> {
+    if results.len() != n || !refused_alike(&results) {
+        return results;
+    }
+    results
+        .into_iter()
+        .map(|f| match f {
+            Fate::Rejected { code, message } => Fate::Failed {
+                code,
+                message: format!(
+                    "every item, written alone, was refused with the same error, so the target (schema, table, configuration) is at fault, not the records: {message}"
+                ),
+                environment: true,
+            },
+            other => other,
+        })
+        .collect()
+}
 
 /// Whether every fate (two or more) is a rejection with the same code and message.
 fn refused_alike(fates: &[Fate]) -> bool {
@@ -952,54 +876,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_item_refusing_the_whole_write_is_isolated_and_the_others_stored() {
+    async fn a_write_is_made_once_and_a_refusal_of_every_item_judged_without_writing_again() {
         let r = Runner::new(fake(false), Letters::default(), DeadlineSettings::default());
-        let b = batch(&["a:ok", "b:ok", "c:poison", "d:ok", "e:poison", "e:ok"]);
-        let h = r.process(&b, &deadline()).await;
-        assert_eq!(h.counts.stored, 3, "a, b and d: {:?}", h.counts);
-        assert_eq!(h.counts.dead_lettered, 3, "c, e and e's duplicate");
-        assert_eq!(
-            failed_offsets(&h),
-            Vec::<i64>::new(),
-            "no environment fault"
-        );
-        assert_eq!(
-            *r.dead_letters().seen.lock().unwrap(),
-            [
-                (2, "db_bad_request".to_string()),
-                (4, "db_bad_request".to_string()),
-                (5, "db_bad_request".to_string())
-            ]
-        );
-        // Bisection: the whole, the halves [a b] and [c d e], then [c] and [d e], then [d] and
-        // [e].
-        assert_eq!(h.stats, 7);
-
-        // Every item alone refused alike: the target is at fault, nothing is dead-lettered.
+        // Every item refused alike: the target is at fault, nothing is dead-lettered, and the
+        // items are not written again (isolating is the write's own job, done where the requests
+        // are made: a function whose write embeds first would embed them all again).
         let h = r
             .process(&batch(&["x:poison", "y:poison", "z:poison"]), &deadline())
             .await;
+        assert_eq!(h.stats, 1, "one write call");
         assert_eq!(h.counts.dead_lettered, 0);
         assert_eq!(h.response.unwrap_err().failed, 3, "redelivered");
 
-        // Isolation writes each item again twice at most: a target refusing everything costs a
-        // bounded number of writes, then is judged at fault.
         let values: Vec<String> = (0..8).map(|i| format!("k{i}:bad")).collect();
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
         let h = r.process(&batch(&values), &deadline()).await;
-        assert_eq!(h.stats, 9, "the whole, then 8 writes of 16 items");
+        assert_eq!(h.stats, 1, "one write call");
         assert_eq!(h.counts.dead_lettered, 0);
         assert_eq!(h.response.unwrap_err().failed, 8);
-
-        // Poison among good items beyond the budget: what was isolated is settled, the rest
-        // is redelivered (never dead-lettered unseen, never an environment fault).
-        let values: Vec<String> = (0..8)
-            .map(|i| format!("m{i}:{}", if i % 2 == 0 { "poison" } else { "ok" }))
-            .collect();
-        let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        let h = r.process(&batch(&values), &deadline()).await;
-        assert_eq!((h.counts.stored, h.counts.dead_lettered), (2, 2));
-        assert_eq!(failed_offsets(&h), [4, 5, 6, 7]);
     }
 
     #[tokio::test]

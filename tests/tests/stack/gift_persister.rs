@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use event_decoding::{EventSource, KafkaBatch, KafkaBatchResponse, KafkaRecord};
 use integration_tests::fault_proxy::{Fault, FaultProxy};
-use integration_tests::gifts::{gifts, handler, invoke};
+use integration_tests::gifts::{gifts, handler, handler_with, invoke};
 use integration_tests::stack::{StackEnv, lit, unique};
 
 /// The fixture's records moved to `topic`, with valid gifts made unique to this run (question
@@ -217,13 +217,57 @@ async fn gift_api_down_reports_failure_then_redelivery_stores_everything_once() 
     assert_eq!(vault_count(&env, &topic), 0);
 
     // Partially down: the first chunk meets only 503s (more than the retries), the second
-    // passes: a partial batch response names exactly the first chunk's records.
+    // passes: a partial batch response names exactly the first chunk's records. The proxy
+    // answers requests in arrival order, so one chunk in flight at a time makes the first
+    // chunk the one that meets them.
     let proxy = FaultProxy::start(&env.rest_url).await;
     proxy.push(std::iter::repeat_n(Fault::Status(503, vec![]), 5));
-    let (partial, _) = handler(&proxy.url(), &env.service_key, Duration::from_secs(30)).await;
+    let (partial, _) = handler_with(
+        &proxy.url(),
+        &env.service_key,
+        Duration::from_secs(30),
+        &[("WRITE_CONCURRENCY", "1")],
+    )
+    .await;
     let r = invoke(&partial, &batch).await.unwrap();
     assert_eq!(failures(&r).len(), 4, "{r:?}");
     assert_eq!(vault_count(&env, &topic), 6);
+
+    // The same with the chunks side by side (the default): the 503s fall on whichever requests
+    // arrive first, but every record is stored or reported, never both, never neither.
+    let topic2 = unique("gift_down_concurrent");
+    let batch2 = gifts(&topic2, 10);
+    let proxy = FaultProxy::start(&env.rest_url).await;
+    // 3 chunks of 5 attempts each: 14 503s exhaust the attempts of one chunk at least, of all
+    // three never.
+    proxy.push(std::iter::repeat_n(Fault::Status(503, vec![]), 14));
+    let (concurrent, client) =
+        handler(&proxy.url(), &env.service_key, Duration::from_secs(30)).await;
+    let r = invoke(&concurrent, &batch2).await.unwrap();
+    let failed = failures(&r);
+    assert!(!failed.is_empty() && failed.len() < 10, "{r:?}");
+    assert_eq!(
+        failed.len() as i64 + vault_count(&env, &topic2),
+        10,
+        "{r:?}"
+    );
+    let stored: Vec<i64> = env
+        .sql(&format!(
+            "select kafka_offset from vault where kafka_topic = {} order by 1",
+            lit(&topic2)
+        ))
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(
+        failed.iter().all(|o| !stored.contains(o)),
+        "{failed:?} {stored:?}"
+    );
+    assert!(client.requests_sent() > 3, "retries of the refused chunks");
+    let (up, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30)).await;
+    let r = invoke(&up, &batch2).await.unwrap();
+    assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    assert_eq!(vault_count(&env, &topic2), 10);
 
     let (up, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30)).await;
     for _ in 0..2 {
