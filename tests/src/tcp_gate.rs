@@ -137,7 +137,11 @@ async fn delayed_copy(
     let read = async move {
         let mut buf = vec![0u8; 64 * 1024];
         while let Ok(n @ 1..) = from.read(&mut buf).await {
-            if tx.send((Instant::now() + delay, buf[..n].to_vec())).await.is_err() {
+            if tx
+                .send((Instant::now() + delay, buf[..n].to_vec()))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
