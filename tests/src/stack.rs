@@ -68,6 +68,21 @@ impl StackEnv {
         String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
     }
 
+    /// GET `path` (after the API's base URL, e.g. `/vault?select=..`) with the service-role
+    /// key; the answer's JSON, which must be a success.
+    pub async fn api_get(&self, path: &str) -> serde_json::Value {
+        let key = &self.service_key;
+        let resp = reqwest::Client::new()
+            .get(format!("{}{path}", self.rest_url))
+            .header("apikey", key)
+            .header("Authorization", format!("Bearer {key}"))
+            .send()
+            .await
+            .expect("the API answers");
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.expect("a JSON answer")
+    }
+
     /// `sql` parsed as one integer.
     pub fn count(&self, query: &str) -> i64 {
         self.sql(query)

@@ -110,7 +110,9 @@ async fn raw_holds_the_rest_of_the_event_and_vault_event_rebuilds_it() {
         "ts": "2024-11-23T09:20:15+01:00", "sent_ms": 12, "note": null,
     });
     let batch = KafkaBatch::builder(EventSource::Msk)
-        .records([KafkaRecord::new(topic.as_str(), 0, 1, 1_732_350_000_000).with_value(event.to_string())])
+        .records([
+            KafkaRecord::new(topic.as_str(), 0, 1, 1_732_350_000_000).with_value(event.to_string())
+        ])
         .build();
     let (h, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30)).await;
     let r = invoke(&h, &batch).await.unwrap();
@@ -129,20 +131,9 @@ async fn raw_holds_the_rest_of_the_event_and_vault_event_rebuilds_it() {
         lit(&topic)
     ));
     assert_eq!(rebuilt, event);
-    let key = &env.service_key;
-    let api: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "{}/vault?select=vault_event&kafka_topic=eq.{topic}",
-            env.rest_url
-        ))
-        .header("apikey", key)
-        .header("Authorization", format!("Bearer {key}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = env
+        .api_get(&format!("/vault?select=vault_event&kafka_topic=eq.{topic}"))
+        .await;
     assert_eq!(api, serde_json::json!([{"vault_event": event}]));
 }
 
