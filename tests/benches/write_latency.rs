@@ -2,9 +2,9 @@
 //! (`scripts/bench-write` builds the functions and runs it).
 //!
 //! For each function binary at each RTT: a [`TcpGate::delayed`] between the function and the
-//! local stack's PostgREST (`rtt / 2` added to every byte in each direction), the function
-//! started by esm-local's Runtime API ([`FunctionProcess`], as `esm-local run` drives it), one
-//! 10-gift warm-up invocation (process start and first connections are not measured); then
+//! local stack's PostgREST (`rtt / 2` added to every byte in each direction; at RTT 0 nothing
+//! between them), the function started by esm-local's Runtime API ([`FunctionProcess`], as
+//! `esm-local run` drives it), one 10-gift warm-up invocation (process start and first connections are not measured); then
 //! `WRITE_BENCH_BATCHES` rounds in which each of them takes one batch of `WRITE_BENCH_RECORDS`
 //! new gifts on one partition, in turn (drift in the machine's load hits all alike). Per
 //! batch: wall time from handing the event over to the posted response, and the function
@@ -154,8 +154,14 @@ async fn main() {
     let mut runs = Vec::new();
     for (name, path) in &functions {
         for &rtt in &rtts {
-            let gate = TcpGate::delayed(&stack.rest_url, Duration::from_millis(rtt)).await;
-            let url = gate.url_for(&stack.rest_url);
+            // RTT 0 is the API itself, on loopback, with nothing between.
+            let gate = match rtt {
+                0 => None,
+                _ => Some(TcpGate::delayed(&stack.rest_url, Duration::from_millis(rtt)).await),
+            };
+            let url = gate
+                .as_ref()
+                .map_or_else(|| stack.rest_url.clone(), |g| g.url_for(&stack.rest_url));
             let mut env = vec![
                 ("SUPABASE_REST_URL".to_owned(), url.clone()),
                 (
