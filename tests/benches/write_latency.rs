@@ -87,15 +87,13 @@ fn cpu_ms(pid: u32) -> (f64, f64) {
 }
 
 /// Median time of `n` one-row selects through `url` (the round trip the function sees).
-async fn probe_ms(url: &str, key: &str, n: usize) -> f64 {
+async fn probe_ms(stack: &StackEnv, url: &str, n: usize) -> f64 {
     let client = reqwest::Client::new();
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        let resp = client
-            .get(format!("{url}/vault?select=event_id&limit=1"))
-            .header("apikey", key)
-            .header("Authorization", format!("Bearer {key}"))
+        let resp = stack
+            .api_get_on(&client, url, "/vault?select=event_id&limit=1")
             .send()
             .await
             .expect("PostgREST answers");
@@ -146,7 +144,7 @@ async fn main() {
     let batches: usize = setting("WRITE_BENCH_BATCHES", "3").parse().unwrap();
     let records: i64 = setting("WRITE_BENCH_RECORDS", "10000").parse().unwrap();
     let extra_env = pairs(&setting("WRITE_BENCH_ENV", ""), '=');
-    let direct_ms = probe_ms(&stack.rest_url, &stack.service_key, 20).await;
+    let direct_ms = probe_ms(&stack, &stack.rest_url, 20).await;
     println!("PostgREST round trip on loopback (median of 20 one-row selects): {direct_ms:.2} ms");
 
     // Every function at every RTT runs side by side (its own process, gate and topic), one
@@ -184,7 +182,7 @@ async fn main() {
             let row = Row {
                 function: name.clone(),
                 rtt_ms: rtt,
-                probe_ms: probe_ms(&url, &stack.service_key, 20).await,
+                probe_ms: probe_ms(&stack, &url, 20).await,
                 wall: Vec::new(),
                 cpu: Vec::new(),
             };
