@@ -1,7 +1,7 @@
 //! Wall time of one 10,000-gift batch through gift-persister's handler (built by
 //! `Config::build`, as `main` builds it) into the local stack's PostgREST, for each
 //! `WRITE_CONCURRENCY` and round-trip time: the figures behind the setting's default (README,
-//! "Write concurrency"). Between the function and PostgREST runs a TCP forwarder that holds every
+//! "Write concurrency"). Between the function and PostgREST runs a TCP gate (`TcpGate::delayed`) that holds every
 //! chunk of bytes for half the round trip in each direction (latency, not a bandwidth cap).
 //!
 //! `cargo bench -p integration-tests --bench write_concurrency` (stack up). Settings:
@@ -9,58 +9,13 @@
 //! (default `1,2,4,8`). Each batch is 10,000 new gifts on a topic of its own; the bench's rows
 //! are deleted afterwards.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gift_persister::config::Config;
 use integration_tests::gifts::{gifts, invoke};
 use integration_tests::stack::{StackEnv, lit, unique};
+use integration_tests::tcp_gate::TcpGate;
 use lambda_kit::config::Env;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-
-/// Forwards a free local port to `upstream`, each direction delayed by `one_way`.
-async fn delayed(upstream: SocketAddr, one_way: Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(upstream).await else {
-                continue;
-            };
-            let _ = (client.set_nodelay(true), server.set_nodelay(true));
-            let (cr, cw) = client.into_split();
-            let (sr, sw) = server.into_split();
-            tokio::spawn(pipe(cr, sw, one_way));
-            tokio::spawn(pipe(sr, cw, one_way));
-        }
-    });
-    addr
-}
-
-async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-    tokio::spawn(async move {
-        while let Some((at, bytes)) = rx.recv().await {
-            tokio::time::sleep_until(at).await;
-            if to.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown().await;
-    });
-    let mut buf = vec![0u8; 64 * 1024];
-    while let Ok(n @ 1..) = from.read(&mut buf).await {
-        if tx
-            .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
-            .is_err()
-        {
-            break;
-        }
-    }
-}
 
 fn list(var: &str, default: &str) -> Vec<u64> {
     std::env::var(var)
@@ -78,22 +33,13 @@ async fn main() {
     let batches = list("WC_BATCHES", "3")[0] as usize;
     let rtts = list("WC_RTT_MS", "0,10");
     let levels = list("WC_LEVELS", "1,2,4,8");
-    let url = reqwest::Url::parse(&env.rest_url).unwrap();
-    let upstream: SocketAddr = format!(
-        "{}:{}",
-        url.host_str().unwrap(),
-        url.port_or_known_default().unwrap()
-    )
-    .parse()
-    .unwrap();
     let prefix = unique("wcbench");
     println!("gift-persister, one 10,000-gift batch, wall ms (median of {batches}; all runs)");
     println!("| RTT | WRITE_CONCURRENCY | median ms | runs ms |");
     println!("| --- | --- | --- | --- |");
     for &rtt in &rtts {
-        let proxy = delayed(upstream, Duration::from_micros(rtt * 500)).await;
-        let mut rest = url.clone();
-        rest.set_port(Some(proxy.port())).unwrap();
+        let gate = TcpGate::delayed(&env.rest_url, Duration::from_millis(rtt)).await;
+        let rest = gate.url_for(&env.rest_url);
         for &level in &levels {
             let level = level.to_string();
             let pairs = [

@@ -68,6 +68,33 @@ impl StackEnv {
         String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
     }
 
+    /// A GET of `path` (e.g. `/vault?select=..`) on `base` (the API's URL, or a gate in front of
+    /// it) with the service-role key.
+    pub fn api_get_on(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let key = &self.service_key;
+        client
+            .get(format!("{base}{path}"))
+            .header("apikey", key)
+            .header("Authorization", format!("Bearer {key}"))
+    }
+
+    /// GET `path` on the API with the service-role key; the answer's JSON, which must be a
+    /// success.
+    pub async fn api_get(&self, path: &str) -> serde_json::Value {
+        let resp = self
+            .api_get_on(&reqwest::Client::new(), &self.rest_url, path)
+            .send()
+            .await
+            .expect("the API answers");
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.expect("a JSON answer")
+    }
+
     /// `sql` parsed as one integer.
     pub fn count(&self, query: &str) -> i64 {
         self.sql(query)

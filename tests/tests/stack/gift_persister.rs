@@ -84,7 +84,7 @@ async fn gift_fixtures_msk_and_self_managed_stored_once_across_three_deliveries(
         // 6 rows in chunks of 4 = 2 requests per delivery.
         assert_eq!(client.requests_sent(), 6, "{name}");
         let row = env.sql(&format!(
-            "select page_id, ts, kafka_partition, kafka_offset, raw->>'answer' from vault where kafka_topic = {} and kafka_offset = 100",
+            "select page_id, ts, kafka_partition, kafka_offset, answer from vault where kafka_topic = {} and kafka_offset = 100",
             lit(&topic)
         ));
         assert_eq!(row, "1|2024-11-23 08:20:00.123+00|0|100|TEST A", "{name}");
@@ -94,6 +94,47 @@ async fn gift_fixtures_msk_and_self_managed_stored_once_across_three_deliveries(
         ));
         assert_eq!(explicit, 1);
     }
+}
+
+/// Migration 20261207140000: a row's `raw` holds the event less what the columns hold verbatim,
+/// and `public.vault_event` gives the event back as sent, in SQL and as the API's computed field
+/// (PostgREST: a function taking the table's row type is selectable like a column).
+#[tokio::test]
+async fn raw_holds_the_rest_of_the_event_and_vault_event_rebuilds_it() {
+    let Some(env) = StackEnv::get_or_skip("raw_rest") else {
+        return;
+    };
+    let topic = unique("gift_rest");
+    let event = serde_json::json!({
+        "event_id": format!("{topic}-1"), "page_id": 5, "question": "Q ü?", "answer": "A 🎁",
+        "ts": "2024-11-23T09:20:15+01:00", "sent_ms": 12, "note": null,
+    });
+    let batch = KafkaBatch::builder(EventSource::Msk)
+        .records([
+            KafkaRecord::new(topic.as_str(), 0, 1, 1_732_350_000_000).with_value(event.to_string())
+        ])
+        .build();
+    let (h, _) = handler(&env.rest_url, &env.service_key, Duration::from_secs(30)).await;
+    let r = invoke(&h, &batch).await.unwrap();
+    assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    let json = |q: &str| -> serde_json::Value { serde_json::from_str(&env.sql(q)).unwrap() };
+    let raw = json(&format!(
+        "select raw from vault where kafka_topic = {}",
+        lit(&topic)
+    ));
+    assert_eq!(
+        raw,
+        serde_json::json!({"ts": "2024-11-23T09:20:15+01:00", "sent_ms": 12, "note": null})
+    );
+    let rebuilt = json(&format!(
+        "select public.vault_event(v) from vault v where kafka_topic = {}",
+        lit(&topic)
+    ));
+    assert_eq!(rebuilt, event);
+    let api = env
+        .api_get(&format!("/vault?select=vault_event&kafka_topic=eq.{topic}"))
+        .await;
+    assert_eq!(api, serde_json::json!([{"vault_event": event}]));
 }
 
 #[tokio::test]

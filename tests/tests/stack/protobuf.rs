@@ -129,7 +129,8 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
     );
     let raw = |id: &str, field: &str| -> String {
         stack.sql(&format!(
-            "select coalesce(raw->>{}, '') from vault where kafka_topic = {} and event_id = {}",
+            // The event as stored: the columns and `raw` (migration 20261207140000).
+            "select coalesce(public.vault_event(v)->>{}, '') from vault v where kafka_topic = {} and event_id = {}",
             lit(field),
             lit(&topic),
             lit(id)

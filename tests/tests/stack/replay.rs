@@ -156,7 +156,7 @@ async fn replay_after_the_fix_stores_once_and_marks_each_dead_letter() {
     assert_eq!(vault(), 2);
     assert_eq!(
         env.count(&format!(
-            "select count(*) from vault where kafka_topic = {} and kafka_offset = 1 and raw->>'answer' = 'an answer longer than the limit'",
+            "select count(*) from vault where kafka_topic = {} and kafka_offset = 1 and answer = 'an answer longer than the limit'",
             lit(&topic)
         )),
         1

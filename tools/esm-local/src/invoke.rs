@@ -261,6 +261,11 @@ impl FunctionProcess {
         })
     }
 
+    /// The running process's id (for benches reading its CPU time from `/proc`), if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.running.as_ref().and_then(|r| r.child.id())
+    }
+
     /// Runs one invocation; (re)starts the process first if it is not running.
     pub async fn invoke(&mut self, payload: Vec<u8>) -> Result<InvokeOutcome, InvokeError> {
         if self
