@@ -66,11 +66,9 @@ pub fn record_json(tp: &TopicPartition, r: &Record) -> Value {
 /// ```
 /// use esm_local::payload::source_record_json;
 /// # use esm_local::kafka::TopicPartition;
-/// # let mut r = esm_local::kafka::Record { transactional: false, control: false, delete_horizon: false,
-/// #     partition_leader_epoch: 0, producer_id: -1, producer_epoch: -1,
-/// #     timestamp_type: kafka_protocol::records::TimestampType::Creation, offset: 0, sequence: -1,
-/// #     timestamp: 0, key: None, value: None, headers: Default::default() };
-/// r.value = Some(vec![0, 0, 0, 0, 12, 2, 4].into());
+/// # use esm_local::kafka::plain_record;
+/// let value = Some(vec![0, 0, 0, 0, 12, 2, 4].into());
+/// let r = plain_record(0, 0, None, value, Default::default());
 /// let v = source_record_json(&TopicPartition::new("t", 0), &r, "AVRO");
 /// assert_eq!(v["value"], "AgQ="); // [2, 4]
 /// assert_eq!(v["valueSchemaMetadata"]["schemaId"], "12");
@@ -208,9 +206,7 @@ pub fn parse_response(
         // Lambda's batch utility writes for Kafka (`KafkaItemIdentifier`) and event-decoding's
         // response writes. Another key name is a complete failure, as the streams pages list
         // "an itemIdentifier with a bad key name".
-        let partition = id
-            .and_then(|i| i.get("partition"))
-            .and_then(Value::as_str);
+        let partition = id.and_then(|i| i.get("partition")).and_then(Value::as_str);
         let offset = id.and_then(|i| i.get("offset")).and_then(|o| match o {
             Value::Number(n) => n.as_i64(),
             Value::String(s) => s.parse().ok(),
@@ -247,21 +243,13 @@ pub(crate) fn test_record(offset: i64, value: &[u8]) -> Record {
         kafka_protocol::protocol::StrBytes::from_static_str("h"),
         Some(bytes::Bytes::from_static(&[0x41, 0xff])),
     );
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
+    crate::kafka::plain_record(
         offset,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(bytes::Bytes::copy_from_slice(value)),
+        1_700_000_000_000,
+        None,
+        Some(bytes::Bytes::copy_from_slice(value)),
         headers,
-    }
+    )
 }
 
 #[cfg(test)]

@@ -4,12 +4,11 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use esm_local::kafka::{Record, TopicPartition};
+use esm_local::kafka::{Record, TopicPartition, plain_record};
 use esm_local::payload::{EventBuilder, record_json};
 use event_decoding::{KafkaRecord, SchemaMetadata};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::TimestampType;
 use lambda_kit::dead_letter::ValueEncoding;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -126,21 +125,13 @@ impl Rebuilt {
                 Some(Bytes::from(value.clone())),
             );
         }
-        Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: self.offset,
-            sequence: -1,
-            timestamp: self.timestamp,
-            key: self.key.clone().map(Bytes::from),
-            value: self.value.clone().map(Bytes::from),
+        plain_record(
+            self.offset,
+            self.timestamp,
+            self.key.clone().map(Bytes::from),
+            self.value.clone().map(Bytes::from),
             headers,
-        }
+        )
     }
 
     /// Adds the record to an ESM event as the ESM delivered it (schema metadata included);

@@ -14,8 +14,38 @@ pub use client::{FetchedPartition, KafkaClient, OffsetSpec, ProduceRecord, Topic
 pub use conn::BrokerConnection;
 pub use kafka_protocol::records::Record;
 
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
+use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::TimestampType;
+
+/// A record as a plain producer writes it (no transaction, no producer id, creation time), for
+/// building ESM events from records that come from elsewhere (kl's dead letters, tests).
+pub fn plain_record(
+    offset: i64,
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    headers: IndexMap<StrBytes, Option<Bytes>>,
+) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: -1,
+        timestamp,
+        key,
+        value,
+        headers,
+    }
+}
 
 /// Wire versions this client speaks (all non-flexible, all still served by Kafka 4.x).
 pub(crate) const VERSIONS: &[(ApiKey, i16)] = &[
