@@ -6,6 +6,7 @@
 //! - [`retry`]: [`RetryPolicy`](retry::RetryPolicy), [`Deadline`](retry::Deadline), [`retry`](retry::retry).
 //! - [`postgrest`]: [`PostgrestClient`](postgrest::PostgrestClient), the PostgREST client.
 //! - [`config`]: environment variables with errors naming the variable.
+//! - [`init`]: [`InitError`](init::InitError), what a failed cold start returns.
 //! - [`secrets`]: [`Secret`](secrets::Secret), API keys from the environment or AWS Secrets Manager.
 //! - [`fate`]: [`Fate`](fate::Fate), what became of one record: the workspace's outcome
 //!   vocabulary.
@@ -20,6 +21,7 @@
 //!   process, and the `VALUE_FORMAT` settings.
 //! - [`glue_registry`]: writer schemas from the AWS Glue Schema Registry (`GetSchemaVersion`),
 //!   cached per process.
+//! - `schema_cache` (crate-private): the per-process schema cache both registry clients share.
 //! - [`trace`]: W3C trace context from record headers to logs and outbound requests.
 //! - [`otlp`]: optional OpenTelemetry (OTLP/HTTP JSON) export of each batch's span.
 
@@ -32,12 +34,14 @@ pub mod glue_registry;
 pub mod http;
 #[cfg(any(test, feature = "testing"))]
 pub mod in_flight;
+pub mod init;
 pub mod metrics;
 pub mod otlp;
 pub mod postgrest;
 pub mod retry;
 pub mod runner;
 pub mod runtime;
+mod schema_cache;
 pub mod schema_registry;
 pub mod secrets;
 pub mod trace;

@@ -15,9 +15,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use crate::config::{ConfigError, Env, InitError};
+use crate::config::{ConfigError, Env};
 use crate::error::{Classify, ErrorClass};
 use crate::http;
+use crate::init::InitError;
 use crate::retry::{Deadline, RetryPolicy};
 pub use crate::secrets::Secret;
 use crate::secrets::{Credential, PerValue, Refusal, SecretSpec};
@@ -528,6 +529,12 @@ pub enum PostgrestError {
     /// with it; the message names the secret or variable to fix, never the key.
     #[error("Supabase key not used: {0}")]
     Key(String),
+}
+
+impl From<PostgrestError> for InitError {
+    fn from(e: PostgrestError) -> Self {
+        Self::Client(e.to_string())
+    }
 }
 
 impl PostgrestError {

@@ -32,9 +32,10 @@ use event_decoding::{AllFailed, BatchReport, Counts, KafkaBatch, KafkaBatchRespo
 use lambda_runtime::LambdaEvent;
 
 use crate::batch::WriteLimits;
-use crate::config::{Env, InitError};
+use crate::config::Env;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, PostgrestDeadLetters};
 use crate::fate::Fate;
+use crate::init::InitError;
 use crate::metrics::{MetricSet, Metrics, now_ms};
 use crate::otlp::{BatchSpan, OtlpExporter};
 use crate::postgrest::{PostgrestClient, PostgrestConfig, Secret, resolve_key};

@@ -7,9 +7,9 @@
 //! A function resolves the ids a batch needs ([`SchemaRegistry::prefetch`]) before it decodes,
 //! then decodes with the registry as the [`SchemaLookup`]: decoding stays synchronous.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -19,11 +19,13 @@ use event_decoding::{
 };
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 
-use crate::config::{ConfigError, Env, InitError};
+use crate::config::{ConfigError, Env};
 use crate::error::{Classify, ErrorClass};
 use crate::glue_registry::{GlueRegistry, GlueRegistryArn, GlueRegistryConfig};
 use crate::http::{self, Failure, Sender};
+use crate::init::InitError;
 use crate::retry::{Deadline, RetryPolicy};
+use crate::schema_cache::SchemaCache;
 use crate::secrets::{Credential, Refusal, Secret, SecretSpec};
 
 /// What a function reads about values and the registry, at cold start.
@@ -961,135 +963,10 @@ impl SchemaLookup for SchemaRegistry {
     }
 }
 
-/// Failures a [`SchemaCache`] remembers at most: a batch naming more distinct ids that all fail
-/// (a corrupted or hostile batch) leaves the rest unremembered, so their records fail as
-/// `schema_fetch_failed` (redelivered) instead of growing memory. Above the ESM's largest batch
-/// (10,000 records), so a real batch never reaches it.
-pub(crate) const MAX_REMEMBERED_FAILURES: usize = 10_000;
-
-/// Schema fetches of one batch in flight at once: thousands of distinct ids cost thousands of
-/// round trips divided by this, not one after another.
-pub(crate) const PREFETCH_CONCURRENCY: usize = 8;
-
-/// Failed ids logged one by one per batch; the others are counted in one line.
-const LOGGED_FAILURES: usize = 16;
-
-/// The writer schemas a registry client resolved, by id, for the life of the execution
-/// environment (an id always names the same schema), and the failure of each id whose last
-/// fetch failed, remembered only until the next [`prefetch`](Self::prefetch) asks again and at
-/// most [`MAX_REMEMBERED_FAILURES`] (a batch that needs the room first forgets the failures of
-/// ids it does not name).
-pub(crate) struct SchemaCache<E> {
-    schemas: RwLock<HashMap<String, Arc<WriterSchema>>>,
-    failures: RwLock<HashMap<String, E>>,
-}
-
-impl<E> Default for SchemaCache<E> {
-    fn default() -> Self {
-        Self {
-            schemas: RwLock::default(),
-            failures: RwLock::default(),
-        }
-    }
-}
-
-impl<E> SchemaCache<E>
-where
-    E: Classify + fmt::Display,
-    for<'e> &'e E: Into<SchemaUnavailable>,
-{
-    /// Schemas cached.
-    pub(crate) fn len(&self) -> usize {
-        self.schemas.read().map(|s| s.len()).unwrap_or(0)
-    }
-
-    /// Failures remembered.
-    #[cfg(test)]
-    pub(crate) fn failures(&self) -> usize {
-        self.failures.read().map(|f| f.len()).unwrap_or(0)
-    }
-
-    /// Fetches every id in `ids` that is not cached, [`PREFETCH_CONCURRENCY`] at a time, and
-    /// caches the schema or remembers the failure.
-    pub(crate) async fn prefetch<F, Fut>(&self, ids: &BTreeSet<String>, fetch: F)
-    where
-        F: Fn(String) -> Fut,
-        Fut: std::future::Future<Output = Result<Arc<WriterSchema>, E>>,
-    {
-        use futures_util::stream::{self, StreamExt as _};
-
-        {
-            // Room for this batch's failures: those of ids it does not name go first.
-            let mut failures = self.failures.write().expect("schema failures");
-            if failures.len() + ids.len() > MAX_REMEMBERED_FAILURES {
-                failures.retain(|id, _| ids.contains(id));
-            }
-        }
-        let missing: Vec<String> = {
-            let schemas = self.schemas.read().expect("schema cache");
-            ids.iter()
-                .filter(|id| !schemas.contains_key(*id))
-                .cloned()
-                .collect()
-        };
-        // Owned ids: a closure over borrowed ones would make the future not `Send` for every
-        // lifetime (the handlers' futures must be).
-        let mut answers = stream::iter(missing)
-            .map(|id| {
-                let answer = fetch(id.clone());
-                async move { (id, answer.await) }
-            })
-            .buffer_unordered(PREFETCH_CONCURRENCY);
-        let (mut failed, mut forgotten) = (0usize, 0usize);
-        while let Some((id, answer)) = answers.next().await {
-            match answer {
-                Ok(schema) => {
-                    self.failures.write().expect("schema failures").remove(&id);
-                    self.schemas
-                        .write()
-                        .expect("schema cache")
-                        .insert(id, schema);
-                }
-                Err(e) => {
-                    failed += 1;
-                    if failed <= LOGGED_FAILURES {
-                        tracing::warn!(schema_id = %id, error_code = e.error_code(), error = %e, "writer schema unavailable");
-                    }
-                    let mut failures = self.failures.write().expect("schema failures");
-                    if failures.len() < MAX_REMEMBERED_FAILURES || failures.contains_key(&id) {
-                        failures.insert(id, e);
-                    } else {
-                        forgotten += 1;
-                    }
-                }
-            }
-        }
-        if failed > LOGGED_FAILURES {
-            tracing::warn!(
-                failed,
-                forgotten,
-                "writer schemas unavailable for {failed} ids of the batch (the first {LOGGED_FAILURES} logged above)"
-            );
-        }
-    }
-
-    /// The schema of `id`, or why it is not at hand.
-    pub(crate) fn lookup(&self, id: &str) -> Result<Arc<WriterSchema>, SchemaUnavailable> {
-        if let Some(s) = self.schemas.read().expect("schema cache").get(id) {
-            return Ok(Arc::clone(s));
-        }
-        match self.failures.read().expect("schema failures").get(id) {
-            Some(e) => Err(e.into()),
-            None => Err(SchemaUnavailable::FetchFailed(format!(
-                "schema {id} was not fetched before decoding"
-            ))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema_cache::{MAX_REMEMBERED_FAILURES, PREFETCH_CONCURRENCY};
     use crate::testing::MockServer;
     use event_decoding::ErrorCode;
 
@@ -2142,5 +2019,60 @@ mod tests {
             .unwrap();
         let e = tombstone.change_via(values.decoding()).unwrap_err();
         assert_eq!(e.code, ErrorCode::SchemaMismatch, "{e}");
+    }
+
+    #[tokio::test]
+    async fn values_with_a_glue_arn_resolve_glue_framed_records() {
+        use crate::glue_registry::tests::{ARN, error, registry as glue_registry, version};
+        use event_decoding::{ErrorCode, KafkaRecord, ValueFormat};
+        let env = Env::from_pairs([("VALUE_FORMAT", "auto"), ("SCHEMA_REGISTRY_URL", ARN)]);
+        let s = ValueSettings::from_env(&env).await.unwrap();
+        assert!(s.registry.is_none());
+        assert_eq!(s.glue.as_ref().unwrap().arn.name, "gifts");
+        assert!(s.build().unwrap().glue().is_some());
+
+        let server = MockServer::start(vec![
+            (200, vec![], version("AVRO", GIFT)),
+            (
+                400,
+                vec![],
+                error("EntityNotFoundException", "Schema version is not found."),
+            ),
+        ])
+        .await;
+        let values = Values::with_glue(ValueFormat::Auto, glue_registry(server.url(), 3));
+        let id = [
+            0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f, 0x40, 0x71, 0x82, 0x93, 0xa4, 0xb5, 0xc6, 0xd7,
+            0xe8, 0xf9,
+        ];
+        let framed = |id: &[u8], body: &[u8]| {
+            let mut v = vec![3, 0];
+            v.extend_from_slice(id);
+            v.extend_from_slice(body);
+            v
+        };
+        let mut other = id;
+        other[15] = 0xff; // sorts after `id`: fetched second, answered 404
+        let records = [
+            KafkaRecord::new("t", 0, 0, 0).with_value(framed(&id, &[84])),
+            KafkaRecord::new("t", 0, 1, 0).with_value(framed(&other, &[84])),
+            KafkaRecord::new("t", 0, 2, 0).with_value(r#"{"page_id": 5}"#),
+        ];
+        values.prepare(&records, &deadline()).await;
+        assert_eq!(
+            server.requests().len(),
+            2,
+            "one GetSchemaVersion per version id"
+        );
+        let d = values.decoding();
+        let v: serde_json::Value = records[0].value_json_via(d).unwrap();
+        assert_eq!(v, serde_json::json!({"page_id": 42}));
+        let e = records[1]
+            .value_json_via::<serde_json::Value>(d)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownSchemaId);
+        assert!(!e.is_permanent());
+        let v: serde_json::Value = records[2].value_json_via(d).unwrap();
+        assert_eq!(v["page_id"], 5);
     }
 }
