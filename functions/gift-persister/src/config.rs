@@ -103,7 +103,7 @@ mod tests {
             (c.gifts_table.as_str(), c.runner.dead_letter_table.as_str()),
             ("vault", "dead_letters")
         );
-        assert_eq!(c.runner.limits, lambda_kit::batch::WriteLimits::default());
+        assert_eq!(c.runner.limits, lambda_kit::bulk::WriteLimits::default());
         assert_eq!(c.runner.postgrest.key.current().await.expose(), "k");
 
         let e = Config::from(&Env::from_pairs([("SUPABASE_URL", "https://x")]))

@@ -216,7 +216,7 @@ mod tests {
             }
         );
         assert_eq!(c.runner.dead_letter_table, "dead_letters");
-        assert_eq!(c.runner.limits, lambda_kit::batch::WriteLimits::default());
+        assert_eq!(c.runner.limits, lambda_kit::bulk::WriteLimits::default());
         assert!(matches!(c.build().unwrap(), PostgrestHandler::Merge(_)));
     }
 

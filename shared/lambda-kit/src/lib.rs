@@ -12,7 +12,7 @@
 //!   vocabulary.
 //! - [`runner`]: the batch lifecycle every function plugs into ([`BatchFunction`](runner::BatchFunction),
 //!   [`Runner`](runner::Runner)).
-//! - [`batch`]: chunked bulk writes and [`bisect`](batch::bisect), the one way bad inputs are
+//! - [`bulk`]: chunked bulk writes and [`bisect`](bulk::bisect), the one way bad inputs are
 //!   isolated.
 //! - [`dead_letter`]: [`DeadLetter`](dead_letter::DeadLetter) rows and the
 //!   [`DeadLetterSink`](dead_letter::DeadLetterSink) trait with its PostgREST implementation.
@@ -25,7 +25,7 @@
 //! - [`trace`]: W3C trace context from record headers to logs and outbound requests.
 //! - [`otlp`]: optional OpenTelemetry (OTLP/HTTP JSON) export of each batch's span.
 
-pub mod batch;
+pub mod bulk;
 pub mod config;
 pub mod dead_letter;
 pub mod error;
@@ -45,6 +45,11 @@ mod schema_cache;
 pub mod schema_registry;
 pub mod secrets;
 pub mod trace;
+
+/// The former name of [`bulk`], for branches written before the rename; remove once no caller
+/// names it.
+#[doc(hidden)]
+pub use bulk as batch;
 
 #[cfg(test)]
 mod testing;
