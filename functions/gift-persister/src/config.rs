@@ -22,7 +22,8 @@
 //! | `SCHEMA_REGISTRY_URL`, `SCHEMA_REGISTRY_USERNAME` / `_PASSWORD` or `SCHEMA_REGISTRY_SECRET_ID` | — | the registry writer schemas come from |
 //! | `KEY_FORMAT` | `auto` | `auto`: the key is not read; `string`, `json`, `avro`, `protobuf`: each key is checked against its format and own schema (the registry's, or `KEY_AVRO_SCHEMA_FILE` / `KEY_PROTOBUF_DESCRIPTOR_SET` + `KEY_PROTOBUF_MESSAGE`) and a record whose key does not decode is dead-lettered ([`Gifts`](crate::handler::Gifts)) |
 
-use lambda_kit::config::{Env, InitError};
+use lambda_kit::config::Env;
+use lambda_kit::init::InitError;
 use lambda_kit::postgrest::PostgrestClient;
 use lambda_kit::runner::RunnerConfig;
 use lambda_kit::schema_registry::ValueSettings;
@@ -102,7 +103,7 @@ mod tests {
             (c.gifts_table.as_str(), c.runner.dead_letter_table.as_str()),
             ("vault", "dead_letters")
         );
-        assert_eq!(c.runner.limits, lambda_kit::batch::WriteLimits::default());
+        assert_eq!(c.runner.limits, lambda_kit::bulk::WriteLimits::default());
         assert_eq!(c.runner.postgrest.key.current().await.expose(), "k");
 
         let e = Config::from(&Env::from_pairs([("SUPABASE_URL", "https://x")]))

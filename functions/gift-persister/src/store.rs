@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use lambda_kit::batch::{WriteLimits, write_rows};
+use lambda_kit::bulk::{WriteLimits, write_rows};
 use lambda_kit::fate::Fate;
 use lambda_kit::postgrest::{Duplicates, PostgrestClient, Upsert};
 use lambda_kit::retry::Deadline;

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
-use lambda_kit::batch::{WriteLimits, write_rows};
+use lambda_kit::bulk::{WriteLimits, write_rows};
 use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink};
 use lambda_kit::error::{Classify, ErrorClass};
 use lambda_kit::fate::Fate;

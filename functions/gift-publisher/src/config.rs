@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gift_persister::gift::GiftLimits;
-use lambda_kit::config::{ConfigError, Env, InitError};
+use lambda_kit::config::{ConfigError, Env};
+use lambda_kit::init::InitError;
 use lambda_kit::metrics::Metrics;
 use lambda_kit::retry::DeadlineSettings;
 use lambda_kit::secrets::{Credential, SecretSpec, resolve};

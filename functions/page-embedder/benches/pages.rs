@@ -84,7 +84,7 @@ fn handler(latency: Duration) -> Handler<Stub, MemoryStore, Rag, MemoryDeadLette
                     concurrency: 4,
                     retry: RetryPolicy::default(),
                 },
-                writes: lambda_kit::batch::WriteLimits::default(),
+                writes: lambda_kit::bulk::WriteLimits::default(),
                 rag_enabled: true,
                 function_name: "bench".into(),
                 unavailable_value: page_embedder::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),

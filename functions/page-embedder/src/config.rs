@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use lambda_kit::config::{ConfigError, Env, InitError};
+use lambda_kit::config::{ConfigError, Env};
+use lambda_kit::init::InitError;
 use lambda_kit::postgrest::{PostgrestClient, Secret};
 use lambda_kit::retry::RetryPolicy;
 use lambda_kit::runner::RunnerConfig;

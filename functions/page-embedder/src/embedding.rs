@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
-use lambda_kit::batch::bisect;
+use lambda_kit::bulk::bisect;
 use lambda_kit::error::Classify;
 use lambda_kit::retry::{Deadline, RetryPolicy, retry};
 

@@ -90,7 +90,7 @@ mod tests {
                         concurrency: 2,
                         retry: RetryPolicy::default(),
                     },
-                    writes: lambda_kit::batch::WriteLimits::default(),
+                    writes: lambda_kit::bulk::WriteLimits::default(),
                     rag_enabled: false,
                     function_name: "page-embedder".into(),
                     unavailable_value: crate::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),
@@ -575,7 +575,7 @@ mod tests {
 
     /// One row per request, three requests in flight.
     fn one_row_requests(h: &mut Handler<Stub, Refusing, NoRag, Letters>) {
-        h.function_mut().settings.writes = lambda_kit::batch::WriteLimits {
+        h.function_mut().settings.writes = lambda_kit::bulk::WriteLimits {
             max_rows: 1,
             concurrency: 3,
             ..Default::default()

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use event_decoding::{Change, KafkaRecord, SourceVersion, json_kind};
-use lambda_kit::batch::{Tried, WriteLimits, bisect, bisect_concurrently};
+use lambda_kit::bulk::{Tried, WriteLimits, bisect, bisect_concurrently};
 use lambda_kit::fate::Fate;
 use lambda_kit::metrics::MetricSet;
 use lambda_kit::retry::Deadline;

@@ -17,7 +17,8 @@
 //! | `SCHEMA_REGISTRY_URL`, `SCHEMA_REGISTRY_USERNAME` / `_PASSWORD` or `SCHEMA_REGISTRY_SECRET_ID` | — | the registry writer schemas come from |
 //! | `KEY_FORMAT` | `auto` | `auto`: the key is not read (rows come from values alone); `string`, `json`, `avro`, `protobuf`: the key is decoded in that format, with its own schema (the registry's, or `KEY_AVRO_SCHEMA_FILE` / `KEY_PROTOBUF_DESCRIPTOR_SET` + `KEY_PROTOBUF_MESSAGE`) and its fields join the row where the value lacks them ([`Shape::row_via`](crate::row::Shape::row_via)) |
 
-use lambda_kit::config::{ConfigError, Env, InitError};
+use lambda_kit::config::{ConfigError, Env};
+use lambda_kit::init::InitError;
 use lambda_kit::postgrest::{PostgrestClient, Upsert};
 use lambda_kit::runner::RunnerConfig;
 use lambda_kit::schema_registry::{ValueSettings, Values};
@@ -215,7 +216,7 @@ mod tests {
             }
         );
         assert_eq!(c.runner.dead_letter_table, "dead_letters");
-        assert_eq!(c.runner.limits, lambda_kit::batch::WriteLimits::default());
+        assert_eq!(c.runner.limits, lambda_kit::bulk::WriteLimits::default());
         assert!(matches!(c.build().unwrap(), PostgrestHandler::Merge(_)));
     }
 

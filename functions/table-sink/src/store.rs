@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 
-use lambda_kit::batch::{WriteLimits, write_rows};
+use lambda_kit::bulk::{WriteLimits, write_rows};
 use lambda_kit::error::{Classify, ErrorClass};
 use lambda_kit::fate::Fate;
 use lambda_kit::postgrest::{PostgrestClient, PostgrestError, Upsert};

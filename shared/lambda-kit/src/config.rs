@@ -208,28 +208,6 @@ fn is_loopback(url: &reqwest::Url) -> bool {
         .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A failed cold start: what `Config::from_env` / `Config::build` of a function return. The
-/// message names the variable, the secret or the client at fault.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InitError {
-    /// A bad setting.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A key could not be resolved.
-    #[error(transparent)]
-    Secret(#[from] crate::secrets::SecretError),
-    /// A client could not be built.
-    #[error("{0}")]
-    Client(String),
-}
-
-impl From<crate::postgrest::PostgrestError> for InitError {
-    fn from(e: crate::postgrest::PostgrestError) -> Self {
-        Self::Client(e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

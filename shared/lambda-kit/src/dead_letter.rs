@@ -8,7 +8,7 @@ use base64::Engine as _;
 use event_decoding::{KafkaRecord, RecordId, SchemaMetadata};
 use serde::Serialize;
 
-use crate::batch::{WriteLimits, write_rows};
+use crate::bulk::{WriteLimits, write_rows};
 use crate::error::Classify;
 use crate::fate::Fate;
 use crate::postgrest::{Duplicates, PostgrestClient, Upsert};
@@ -209,7 +209,7 @@ impl PostgrestDeadLetters {
     /// Dead letters in `table` through `client`.
     ///
     /// ```
-    /// use lambda_kit::{batch::WriteLimits, dead_letter::PostgrestDeadLetters};
+    /// use lambda_kit::{bulk::WriteLimits, dead_letter::PostgrestDeadLetters};
     /// use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
     /// let client = PostgrestClient::new(PostgrestConfig::new("http://127.0.0.1:3000", Secret::new("k"))).unwrap();
     /// let sink = PostgrestDeadLetters::new(client, "dead_letters", WriteLimits::default());

@@ -23,10 +23,11 @@ use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_glue::operation::get_schema_version::GetSchemaVersionError;
 use event_decoding::{DataFormat, SchemaLookup, SchemaUnavailable, WriterSchema};
 
-use crate::config::{ConfigError, Env, InitError};
+use crate::config::{ConfigError, Env};
 use crate::error::{Classify, ErrorClass};
+use crate::init::InitError;
 use crate::retry::{Deadline, RetryPolicy, retry};
-use crate::schema_registry::SchemaCache;
+use crate::schema_cache::SchemaCache;
 
 /// The IAM action a function needs to resolve Glue schemas itself.
 pub const GET_SCHEMA_VERSION: &str = "glue:GetSchemaVersion";
@@ -499,18 +500,18 @@ impl SchemaLookup for GlueRegistry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::testing::MockServer;
 
     const ID: &str = "0a1b2c3d-4e5f-4071-8293-a4b5c6d7e8f9";
-    const ARN: &str = "arn:aws:glue:us-east-1:123456789012:registry/gifts";
+    pub(crate) const ARN: &str = "arn:aws:glue:us-east-1:123456789012:registry/gifts";
     const GIFT: &str =
         r#"{"type":"record","name":"Gift","fields":[{"name":"page_id","type":"long"}]}"#;
 
     /// A client of the loopback server at `url`, as the function builds it (SDK retries off),
     /// with static test credentials.
-    fn registry(url: String, attempts: u32) -> GlueRegistry {
+    pub(crate) fn registry(url: String, attempts: u32) -> GlueRegistry {
         let conf = aws_sdk_glue::Config::builder()
             .behavior_version(aws_sdk_glue::config::BehaviorVersion::latest())
             .region(aws_sdk_glue::config::Region::new("us-east-1"))
@@ -535,7 +536,7 @@ mod tests {
     }
 
     /// A GetSchemaVersion answer (AWS JSON 1.1).
-    fn version(format: &str, definition: &str) -> String {
+    pub(crate) fn version(format: &str, definition: &str) -> String {
         serde_json::json!({
             "SchemaVersionId": ID, "DataFormat": format, "SchemaDefinition": definition,
             "SchemaArn": "arn:aws:glue:us-east-1:123456789012:schema/gifts/gift-value",
@@ -545,7 +546,7 @@ mod tests {
     }
 
     /// An AWS JSON 1.1 error body: the type in `__type`.
-    fn error(kind: &str, message: &str) -> String {
+    pub(crate) fn error(kind: &str, message: &str) -> String {
         serde_json::json!({"__type": kind, "message": message}).to_string()
     }
 
@@ -706,61 +707,6 @@ mod tests {
             .unwrap_err();
         assert!(e.class().is_transient(), "{e}");
         assert!(e.to_string().contains("deadline"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn values_with_a_glue_arn_resolve_glue_framed_records() {
-        use crate::schema_registry::{ValueSettings, Values};
-        use event_decoding::{ErrorCode, KafkaRecord, ValueFormat};
-        let env = Env::from_pairs([("VALUE_FORMAT", "auto"), ("SCHEMA_REGISTRY_URL", ARN)]);
-        let s = ValueSettings::from_env(&env).await.unwrap();
-        assert!(s.registry.is_none());
-        assert_eq!(s.glue.as_ref().unwrap().arn.name, "gifts");
-        assert!(s.build().unwrap().glue().is_some());
-
-        let server = MockServer::start(vec![
-            (200, vec![], version("AVRO", GIFT)),
-            (
-                400,
-                vec![],
-                error("EntityNotFoundException", "Schema version is not found."),
-            ),
-        ])
-        .await;
-        let values = Values::with_glue(ValueFormat::Auto, registry(server.url(), 3));
-        let id = [
-            0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f, 0x40, 0x71, 0x82, 0x93, 0xa4, 0xb5, 0xc6, 0xd7,
-            0xe8, 0xf9,
-        ];
-        let framed = |id: &[u8], body: &[u8]| {
-            let mut v = vec![3, 0];
-            v.extend_from_slice(id);
-            v.extend_from_slice(body);
-            v
-        };
-        let mut other = id;
-        other[15] = 0xff; // sorts after `id`: fetched second, answered 404
-        let records = [
-            KafkaRecord::new("t", 0, 0, 0).with_value(framed(&id, &[84])),
-            KafkaRecord::new("t", 0, 1, 0).with_value(framed(&other, &[84])),
-            KafkaRecord::new("t", 0, 2, 0).with_value(r#"{"page_id": 5}"#),
-        ];
-        values.prepare(&records, &deadline()).await;
-        assert_eq!(
-            server.requests().len(),
-            2,
-            "one GetSchemaVersion per version id"
-        );
-        let d = values.decoding();
-        let v: serde_json::Value = records[0].value_json_via(d).unwrap();
-        assert_eq!(v, serde_json::json!({"page_id": 42}));
-        let e = records[1]
-            .value_json_via::<serde_json::Value>(d)
-            .unwrap_err();
-        assert_eq!(e.code, ErrorCode::UnknownSchemaId);
-        assert!(!e.is_permanent());
-        let v: serde_json::Value = records[2].value_json_via(d).unwrap();
-        assert_eq!(v["page_id"], 5);
     }
 
     #[tokio::test]

@@ -6,12 +6,13 @@
 //! - [`retry`]: [`RetryPolicy`](retry::RetryPolicy), [`Deadline`](retry::Deadline), [`retry`](retry::retry).
 //! - [`postgrest`]: [`PostgrestClient`](postgrest::PostgrestClient), the PostgREST client.
 //! - [`config`]: environment variables with errors naming the variable.
+//! - [`init`]: [`InitError`](init::InitError), what a failed cold start returns.
 //! - [`secrets`]: [`Secret`](secrets::Secret), API keys from the environment or AWS Secrets Manager.
 //! - [`fate`]: [`Fate`](fate::Fate), what became of one record: the workspace's outcome
 //!   vocabulary.
 //! - [`runner`]: the batch lifecycle every function plugs into ([`BatchFunction`](runner::BatchFunction),
 //!   [`Runner`](runner::Runner)).
-//! - [`batch`]: chunked bulk writes and [`bisect`](batch::bisect), the one way bad inputs are
+//! - [`bulk`]: chunked bulk writes and [`bisect`](bulk::bisect), the one way bad inputs are
 //!   isolated.
 //! - [`dead_letter`]: [`DeadLetter`](dead_letter::DeadLetter) rows and the
 //!   [`DeadLetterSink`](dead_letter::DeadLetterSink) trait with its PostgREST implementation.
@@ -20,10 +21,11 @@
 //!   process, and the `VALUE_FORMAT` settings.
 //! - [`glue_registry`]: writer schemas from the AWS Glue Schema Registry (`GetSchemaVersion`),
 //!   cached per process.
+//! - `schema_cache` (crate-private): the per-process schema cache both registry clients share.
 //! - [`trace`]: W3C trace context from record headers to logs and outbound requests.
 //! - [`otlp`]: optional OpenTelemetry (OTLP/HTTP JSON) export of each batch's span.
 
-pub mod batch;
+pub mod bulk;
 pub mod config;
 pub mod dead_letter;
 pub mod error;
@@ -32,15 +34,22 @@ pub mod glue_registry;
 pub mod http;
 #[cfg(any(test, feature = "testing"))]
 pub mod in_flight;
+pub mod init;
 pub mod metrics;
 pub mod otlp;
 pub mod postgrest;
 pub mod retry;
 pub mod runner;
 pub mod runtime;
+mod schema_cache;
 pub mod schema_registry;
 pub mod secrets;
 pub mod trace;
+
+/// The former name of [`bulk`], for branches written before the rename; remove once no caller
+/// names it.
+#[doc(hidden)]
+pub use bulk as batch;
 
 #[cfg(test)]
 mod testing;

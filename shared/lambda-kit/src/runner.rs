@@ -31,10 +31,11 @@ use std::time::{Instant, SystemTime};
 use event_decoding::{AllFailed, BatchReport, Counts, KafkaBatch, KafkaBatchResponse, KafkaRecord};
 use lambda_runtime::LambdaEvent;
 
-use crate::batch::WriteLimits;
-use crate::config::{Env, InitError};
+use crate::bulk::WriteLimits;
+use crate::config::Env;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, PostgrestDeadLetters};
 use crate::fate::Fate;
+use crate::init::InitError;
 use crate::metrics::{MetricSet, Metrics, now_ms};
 use crate::otlp::{BatchSpan, OtlpExporter};
 use crate::postgrest::{PostgrestClient, PostgrestConfig, Secret, resolve_key};
@@ -160,7 +161,7 @@ pub trait BatchFunction: Send + Sync {
     /// job, done once, where the requests are made. A [`Fate::Rejected`] must be of an item
     /// refused alone or with items refused for their own reasons, never of one refused only
     /// because it shared a request (or a read of the batch's ids) with a bad one: bisect such a
-    /// refusal with [`crate::batch::bisect`] ([`crate::batch::write_rows`] does). When every item
+    /// refusal with [`crate::bulk::bisect`] ([`crate::bulk::write_rows`] does). When every item
     /// (two or more) comes back rejected alike, the runner judges the target at fault, not the
     /// items: they fail as an environment fault instead of being dead-lettered.
     fn write(
@@ -565,7 +566,7 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
 /// redelivered once it is fixed, instead of being dead-lettered.
 ///
 /// Isolation happens once, in the function's write: its rejections are of items tried alone
-/// ([`BatchFunction::write`] isolates with [`crate::batch::bisect`]), so the runner judges what
+/// ([`BatchFunction::write`] isolates with [`crate::bulk::bisect`]), so the runner judges what
 /// it is given and writes nothing again.
 fn judge(n: usize, results: Vec<Fate>) -> Vec<Fate> {
     if results.len() != n || !refused_alike(&results) {

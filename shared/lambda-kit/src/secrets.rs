@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, Env, InitError};
+use crate::config::{ConfigError, Env};
 use crate::error::{Classify, ErrorClass};
 
 /// A secret string (API key). `Debug` and `Display` print `[REDACTED]`.
@@ -122,6 +122,16 @@ pub enum SecretError {
         /// What is wrong (never the value).
         problem: String,
     },
+}
+
+/// A bad setting of the secrets themselves (`SECRETS_TTL_SECONDS`): same message, its own code.
+impl From<ConfigError> for SecretError {
+    fn from(e: ConfigError) -> Self {
+        Self::Setting {
+            var: e.var,
+            problem: e.problem,
+        }
+    }
 }
 
 impl Classify for SecretError {
@@ -407,10 +417,10 @@ impl Credential {
     /// Manager secret named by `spec.secret_id_var`, plain or JSON `spec.json_field`) and reads
     /// it now, so a missing or unreadable secret fails the cold start. A Secrets Manager value
     /// is re-read as [`RefreshPolicy::from_env`] says.
-    pub async fn from_env(env: &Env, spec: &SecretSpec<'_>) -> Result<Self, InitError> {
+    pub async fn from_env(env: &Env, spec: &SecretSpec<'_>) -> Result<Self, SecretError> {
         let policy = RefreshPolicy::from_env(env)?;
         // Boxed: cold start only, and it keeps the futures of the functions' `main` shallow.
-        Ok(Box::pin(Self::resolve_with(env, spec, policy)).await?)
+        Box::pin(Self::resolve_with(env, spec, policy)).await
     }
 
     async fn resolve_with(
@@ -786,10 +796,7 @@ impl Stored {
 /// # }
 /// ```
 pub async fn resolve(env: &Env, spec: &SecretSpec<'_>) -> Result<Secret, SecretError> {
-    let policy = RefreshPolicy::from_env(env).map_err(|e| SecretError::Setting {
-        var: e.var,
-        problem: e.problem,
-    })?;
+    let policy = RefreshPolicy::from_env(env)?;
     Ok(Box::pin(Credential::resolve_with(env, spec, policy))
         .await?
         .current()

@@ -13,7 +13,7 @@ use integration_tests::stack::{StackEnv, lit, unique};
 use kl::letters::{DeadLetters, Outcome, Selection};
 use kl::replay::{PageCheck, ReplaySettings, replay};
 use kl::target::Target;
-use lambda_kit::batch::WriteLimits;
+use lambda_kit::bulk::WriteLimits;
 use lambda_kit::dead_letter::{DeadLetter, DeadLetterSink, PostgrestDeadLetters, ValueEncoding};
 use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
 use lambda_kit::retry::Deadline;

@@ -172,7 +172,7 @@ async fn redelivery_skips_unchanged<S: VectorStore>(store: S) -> S {
                 concurrency: 2,
                 retry: fast_retry(),
             },
-            writes: lambda_kit::batch::WriteLimits::default(),
+            writes: lambda_kit::bulk::WriteLimits::default(),
             rag_enabled: false,
             function_name: "page-embedder".into(),
             unavailable_value: page_embedder::pipeline::DEBEZIUM_UNAVAILABLE_VALUE.into(),

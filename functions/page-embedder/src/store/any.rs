@@ -2,7 +2,7 @@
 //! construction from the configuration (keys read at cold start, re-read as [`Credential`] says).
 
 use lambda_kit::config::Env;
-use lambda_kit::config::InitError;
+use lambda_kit::init::InitError;
 use lambda_kit::postgrest::PostgrestClient;
 use lambda_kit::retry::Deadline;
 use lambda_kit::secrets::{Credential, SecretSpec};
@@ -44,9 +44,9 @@ async fn key(
 ) -> Result<Option<Credential>, InitError> {
     match source {
         KeySource::None => Ok(None),
-        _ => Credential::from_env(env, &SecretSpec::new(plain, secret_id, "key"))
-            .await
-            .map(Some),
+        _ => Ok(Some(
+            Credential::from_env(env, &SecretSpec::new(plain, secret_id, "key")).await?,
+        )),
     }
 }
 

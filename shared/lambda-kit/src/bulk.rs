@@ -1,7 +1,7 @@
-//! The write half of "decode -> plan -> write -> report": rows pre-serialized as JSON objects are
-//! sent in chunks bounded by row count and body size, up to [`WriteLimits::concurrency`] chunks
-//! in flight at once, and a chunk rejected for its data is bisected until the offending rows are
-//! isolated, so one bad row never blocks the others.
+//! Bulk writes and bisection: rows pre-serialized as JSON objects are sent in chunks bounded by
+//! row count and body size, up to [`WriteLimits::concurrency`] chunks in flight at once, and a
+//! chunk rejected for its data is bisected ([`bisect`], [`bisect_concurrently`]) until the
+//! offending rows are isolated, so one bad row never blocks the others.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,7 +22,7 @@ use crate::fate::Fate;
 /// Defaults: 500 rows, 1 MiB of JSON body, 4 requests in flight.
 ///
 /// ```
-/// use lambda_kit::batch::WriteLimits;
+/// use lambda_kit::bulk::WriteLimits;
 /// let l = WriteLimits { max_rows: 2, ..WriteLimits::default() };
 /// assert_eq!(l.plan(&[10, 10, 10]), vec![0..2, 2..3]);
 /// ```
@@ -61,7 +61,7 @@ impl WriteLimits {
     /// defaults.
     ///
     /// ```
-    /// use lambda_kit::batch::WriteLimits;
+    /// use lambda_kit::bulk::WriteLimits;
     /// use lambda_kit::config::Env;
     /// let l = WriteLimits::from_env(&Env::from_pairs([("WRITE_CONCURRENCY", "2")])).unwrap();
     /// assert_eq!(l.concurrency, 2);
@@ -96,7 +96,7 @@ impl WriteLimits {
     /// unless a single group exceeds them (then it goes alone).
     ///
     /// ```
-    /// use lambda_kit::batch::WriteLimits;
+    /// use lambda_kit::bulk::WriteLimits;
     /// let l = WriteLimits { max_rows: 4, ..WriteLimits::default() };
     /// assert_eq!(l.plan_groups([(3, 10), (2, 10), (1, 10), (5, 10)]), vec![0..1, 1..3, 3..4]);
     /// ```
@@ -132,7 +132,7 @@ impl WriteLimits {
 /// Joins serialized JSON objects into a JSON array body.
 ///
 /// ```
-/// use lambda_kit::batch::json_array;
+/// use lambda_kit::bulk::json_array;
 /// assert_eq!(&json_array(&[b"{\"a\":1}".to_vec(), b"{}".to_vec()])[..], b"[{\"a\":1},{}]");
 /// ```
 pub fn json_array<R: AsRef<[u8]>>(rows: &[R]) -> Bytes {
@@ -171,7 +171,7 @@ pub type Tried<T, E> = Vec<(Range<usize>, Result<T, Arc<E>>)>;
 /// isolated twice. One range at a time; [`bisect_concurrently`] tries several side by side.
 ///
 /// ```
-/// use lambda_kit::batch::bisect;
+/// use lambda_kit::bulk::bisect;
 /// use lambda_kit::error::{Classify, ErrorClass};
 ///
 /// #[derive(Debug)]
@@ -222,7 +222,7 @@ where
 /// ranges and halves alike, which get that error; ranges in flight finish their current try.
 ///
 /// ```
-/// use lambda_kit::batch::bisect_concurrently;
+/// use lambda_kit::bulk::bisect_concurrently;
 /// use lambda_kit::error::{Classify, ErrorClass};
 ///
 /// #[derive(Debug)]
@@ -353,7 +353,7 @@ where
 /// `limits.concurrency` bodies are in memory.
 ///
 /// ```
-/// use lambda_kit::batch::{write_rows, WriteLimits};
+/// use lambda_kit::bulk::{write_rows, WriteLimits};
 /// use lambda_kit::error::{Classify, ErrorClass};
 /// use lambda_kit::fate::Fate;
 ///
