@@ -49,12 +49,12 @@ pub use glue::{
     glue_message_name, glue_prefix, glue_protobuf_index, inflate, is_glue_schema_version_id,
 };
 pub use protobuf::ProtoSchema;
-pub use record::{Header, KafkaRecord, RecordId};
+pub use record::{Header, KafkaRecord, RecordId, key_and_value_schema_ids, schema_ids};
 pub use response::{
     AllFailed, BatchItemFailure, BatchReport, Counts, ItemIdentifier, KafkaBatchResponse, Outcome,
 };
 pub use schema::{
     DataFormat, Decoding, KeyFormat, NoSchemas, SchemaLookup, SchemaMetadata, SchemaUnavailable,
-    ValueFormat, WriterSchema, confluent_prefix, key_and_value_schema_ids, schema_ids,
+    ValueFormat, WriterSchema, confluent_prefix,
 };
 pub use version::SourceVersion;

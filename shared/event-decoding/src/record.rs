@@ -12,6 +12,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cdc::{self, Change};
 use crate::error::{ErrorCode, RecordError};
+use crate::schema::SchemaMetadata;
+
+mod schema_ids;
+mod via;
+
+pub use schema_ids::{key_and_value_schema_ids, schema_ids};
 
 /// Standard alphabet; padding is optional on input because some producers of test payloads
 /// strip it, and it carries no information.
@@ -134,10 +140,10 @@ pub struct KafkaRecord {
     /// `keySchemaMetadata` (an ESM schema registry with `EventRecordFormat: SOURCE`); boxed, as
     /// most records have none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) key_schema_metadata: Option<Box<crate::SchemaMetadata>>,
+    pub(crate) key_schema_metadata: Option<Box<SchemaMetadata>>,
     /// `valueSchemaMetadata`, likewise.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) value_schema_metadata: Option<Box<crate::SchemaMetadata>>,
+    pub(crate) value_schema_metadata: Option<Box<SchemaMetadata>>,
 }
 
 impl KafkaRecord {
@@ -190,6 +196,28 @@ impl KafkaRecord {
     /// Sets the timestamp type (`CREATE_TIME` / `LOG_APPEND_TIME`).
     pub fn with_timestamp_type(mut self, timestamp_type: impl Into<Arc<str>>) -> Self {
         self.timestamp_type = Some(timestamp_type.into());
+        self
+    }
+
+    /// `keySchemaMetadata`, when the event source mapping's schema registry set it.
+    pub fn key_schema_metadata(&self) -> Option<&SchemaMetadata> {
+        self.key_schema_metadata.as_deref()
+    }
+
+    /// `valueSchemaMetadata`, when the event source mapping's schema registry set it.
+    pub fn value_schema_metadata(&self) -> Option<&SchemaMetadata> {
+        self.value_schema_metadata.as_deref()
+    }
+
+    /// Sets `keySchemaMetadata`.
+    pub fn with_key_schema_metadata(mut self, meta: SchemaMetadata) -> Self {
+        self.key_schema_metadata = Some(Box::new(meta));
+        self
+    }
+
+    /// Sets `valueSchemaMetadata`.
+    pub fn with_value_schema_metadata(mut self, meta: SchemaMetadata) -> Self {
+        self.value_schema_metadata = Some(Box::new(meta));
         self
     }
 
