@@ -644,13 +644,6 @@ impl TryFrom<aws_lambda_events::event::kafka::KafkaEvent> for KafkaBatch {
     }
 }
 
-/// JSON without path tracking, UTF-8 checked once rather than string by string: `None` on any
-/// failure, which the caller then parses again with `serde_path_to_error` only to name where it
-/// went wrong. Tracking the path costs on every value; a valid payload never pays it.
-pub(crate) fn parse_fast<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
-    serde_json::from_str(simdutf8::basic::from_utf8(bytes).ok()?).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cdc::{self, Change};
 use crate::error::{ErrorCode, RecordError};
+use crate::record_id::RecordId;
 use crate::schema::SchemaMetadata;
 
 mod schema_ids;
@@ -25,47 +26,6 @@ pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// Where a record lives: topic, partition, offset. Orders by topic, then partition, then offset.
-///
-/// ```
-/// use event_decoding::RecordId;
-/// let id = RecordId::new("cdc.pages-v2", 3, 42);
-/// assert_eq!(id.topic_partition(), "cdc.pages-v2-3");
-/// assert_eq!(id.to_string(), "cdc.pages-v2-3@42");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RecordId {
-    /// Topic name (may contain dashes and dots).
-    pub topic: String,
-    /// Partition number.
-    pub partition: i32,
-    /// Offset within the partition.
-    pub offset: i64,
-}
-
-impl RecordId {
-    /// Builds an id.
-    pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-            offset,
-        }
-    }
-
-    /// `"<topic>-<partition>"`, the key of the ESM `records` object and the `partition` of a
-    /// batch item failure.
-    pub fn topic_partition(&self) -> String {
-        format!("{}-{}", self.topic, self.partition)
-    }
-}
-
-impl fmt::Display for RecordId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}@{}", self.topic, self.partition, self.offset)
-    }
-}
 
 /// A record header: a name and raw bytes. The ESM encodes the bytes as signed numbers
 /// (`-61` is the byte `0xC3`); this type holds the real bytes.
@@ -365,7 +325,7 @@ impl KafkaRecord {
         bytes: &[u8],
         what: &str,
     ) -> Result<T, RecordError> {
-        if let Some(v) = crate::batch::parse_fast::<T>(bytes) {
+        if let Some(v) = parse_fast::<T>(bytes) {
             return Ok(v);
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -609,6 +569,13 @@ impl<'de> Deserialize<'de> for HeaderBytes {
                 serde::de::Error::custom(format!("header byte {n} out of range -128..=255"))
             })
     }
+}
+
+/// JSON without path tracking, UTF-8 checked once rather than string by string: `None` on any
+/// failure, which the caller then parses again with `serde_path_to_error` only to name where it
+/// went wrong. Tracking the path costs on every value; a valid payload never pays it.
+pub(crate) fn parse_fast<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    serde_json::from_str(simdutf8::basic::from_utf8(bytes).ok()?).ok()
 }
 
 #[cfg(test)]
