@@ -10,11 +10,11 @@ use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::cdc::{self, Change};
 use crate::error::{ErrorCode, RecordError};
 use crate::record_id::RecordId;
 use crate::schema::SchemaMetadata;
 
+mod change;
 mod schema_ids;
 mod via;
 
@@ -256,38 +256,6 @@ impl KafkaRecord {
     /// The first header called `name`.
     pub fn header(&self, name: &str) -> Option<&Header> {
         self.headers.iter().find(|h| h.name == name)
-    }
-
-    /// Decodes the record as a CDC change (Debezium, Debezium Cassandra, flattened rows,
-    /// tombstones, plain rows). See [`crate::cdc`].
-    ///
-    /// ```
-    /// use event_decoding::{Change, KafkaRecord};
-    /// let r = KafkaRecord::new("cdc.pages", 0, 0, 0).with_value(r#"{"page_id":"42","body":"hi"}"#);
-    /// let change = r.change().unwrap();
-    /// assert!(matches!(change, Change::Upsert { .. }));
-    /// assert_eq!(change.field("page_id").and_then(|v| v.as_str()), Some("42"));
-    /// ```
-    pub fn change(&self) -> Result<Change, RecordError> {
-        cdc::decode(self)
-    }
-
-    /// [`change`](Self::change) and, for a Debezium event, where it sits in its source: the
-    /// `source` block's `lsn` (PostgreSQL), `file`/`pos`/`row` (MySQL) or `ts_ms`, else the
-    /// record's partition/offset. Plain rows and tombstones carry none.
-    ///
-    /// ```
-    /// use event_decoding::{KafkaRecord, SourceVersion};
-    /// let r = KafkaRecord::new("cdc.pages", 0, 7, 0).with_value(
-    ///     r#"{"before": null, "after": {"page_id": 1}, "op": "c", "source": {"connector": "postgresql", "lsn": 24023128}}"#,
-    /// );
-    /// let (_, version) = r.change_with_version().unwrap();
-    /// assert_eq!(version, Some(SourceVersion::Lsn(24023128)));
-    /// ```
-    pub fn change_with_version(
-        &self,
-    ) -> Result<(Change, Option<crate::SourceVersion>), RecordError> {
-        cdc::decode_versioned(self)
     }
 
     pub(crate) fn error(&self, code: ErrorCode, message: impl Into<String>) -> RecordError {

@@ -92,18 +92,18 @@ impl KafkaRecord {
         if decoding.format == ValueFormat::Json {
             return match decoding.key_format {
                 KeyFormat::Auto => self.change_with_version(),
-                _ => cdc::decode_versioned_with_key(self, key),
+                _ => self.change_with_key(key),
             };
         }
         let Some(bytes) = self.value()? else {
-            return cdc::from_value(self, None, key);
+            return cdc::from_value(&self.at(), None, key);
         };
         let part = decoding.value_part();
         if let Some(v) = self.shipped_avro_whole(self.value_schema_metadata(), &bytes, part) {
-            return cdc::from_value(self, Some(v), key);
+            return cdc::from_value(&self.at(), Some(v), key);
         }
         match self.encoded(self.value_schema_metadata(), &bytes, part)? {
-            Encoded::Json(_) => cdc::decode_versioned_with_key(self, key),
+            Encoded::Json(_) => self.change_with_key(key),
             Encoded::Registry {
                 schema_id,
                 body,
@@ -113,7 +113,7 @@ impl KafkaRecord {
                     Body::Json(b) => self.parse_json(&b, "value")?,
                     Body::Value(v) => v,
                 };
-                cdc::from_value(self, Some(v), key)
+                cdc::from_value(&self.at(), Some(v), key)
             }
         }
     }
@@ -144,7 +144,7 @@ impl KafkaRecord {
             return Ok(self.key_str()?.map(Value::String));
         }
         let Some(part) = decoding.key_part() else {
-            return cdc::key_value(self);
+            return self.key_value();
         };
         let Some(bytes) = self.key()? else {
             return Ok(None);
@@ -156,7 +156,7 @@ impl KafkaRecord {
                 Encoded::Json(b) if part.format == ValueFormat::Json => {
                     self.parse_json(b, "key")?
                 }
-                Encoded::Json(_) => return cdc::key_value(self),
+                Encoded::Json(_) => return self.key_value(),
                 Encoded::Registry {
                     schema_id,
                     body,
