@@ -1,4 +1,5 @@
-//! Change data capture: turns a record into a [`Change`] whatever the producer's format.
+//! Change data capture: turns a record's decoded value and key into a [`Change`] whatever the
+//! producer's format ([`KafkaRecord::change`] reads them from the record).
 //!
 //! Recognised shapes of the record value (after removing a Kafka Connect JsonConverter
 //! `{"schema": .., "payload": ..}` wrapper, which `schemas.enable=true`, the default, adds):
@@ -12,11 +13,13 @@
 //! | tombstone | value null/absent | [`Change::Tombstone`] keyed by the record key |
 //!
 //! An `op` this module does not know is an `unknown_op` error, never a silent skip.
+//!
+//! [`KafkaRecord::change`]: crate::KafkaRecord::change
 
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorCode, RecordError};
-use crate::record::KafkaRecord;
+use crate::record_id::RecordId;
 use crate::version::SourceVersion;
 
 /// The kind of write an upsert came from.
@@ -148,61 +151,50 @@ impl Change {
     }
 }
 
-pub(crate) fn decode(record: &KafkaRecord) -> Result<Change, RecordError> {
-    decode_versioned(record).map(|(change, _)| change)
+/// Where the record being decoded lives, for the errors its change names: its topic, partition
+/// and offset, borrowed (no allocation unless an error is made).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct At<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
 }
 
-/// The change and, for a Debezium event, where it sits in its source ([`SourceVersion`]: the
-/// `source` block's position, else the Kafka partition/offset). Plain rows and tombstones carry
-/// none.
-pub(crate) fn decode_versioned(
-    record: &KafkaRecord,
-) -> Result<(Change, Option<SourceVersion>), RecordError> {
-    decode_versioned_with_key(record, || key_value(record))
-}
-
-/// [`decode_versioned`] of a JSON value, the key read by `key`.
-pub(crate) fn decode_versioned_with_key(
-    record: &KafkaRecord,
-    key: impl Fn() -> Result<Option<Value>, RecordError>,
-) -> Result<(Change, Option<SourceVersion>), RecordError> {
-    let Some(bytes) = record.value()? else {
-        return from_value(record, None, key);
-    };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(record.error(
-            ErrorCode::MissingValue,
-            "value is empty; expected a JSON change event (a tombstone has a null value)",
-        ));
+impl At<'_> {
+    /// A [`RecordError`] of this record.
+    pub(crate) fn error(&self, code: ErrorCode, message: impl Into<String>) -> RecordError {
+        RecordError::new(
+            RecordId::new(self.topic, self.partition, self.offset),
+            code,
+            message,
+        )
     }
-    let value: Value = record.parse_json(&bytes, "value")?;
-    from_value(record, Some(value), key)
 }
 
 /// The change a decoded value (`None`: a tombstone) and key make.
 pub(crate) fn from_value(
-    record: &KafkaRecord,
+    at: &At<'_>,
     value: Option<Value>,
     key: impl Fn() -> Result<Option<Value>, RecordError>,
 ) -> Result<(Change, Option<SourceVersion>), RecordError> {
     let Some(value) = value else {
-        return tombstone(record, key()?).map(|c| (c, None));
+        return tombstone(at, key()?).map(|c| (c, None));
     };
     let value = unwrap_schema(value);
     let obj = match value {
         Value::Object(o) => o,
         // `{"schema": .., "payload": null}`: the converter's rendering of a null value.
-        Value::Null => return tombstone(record, key()?).map(|c| (c, None)),
+        Value::Null => return tombstone(at, key()?).map(|c| (c, None)),
         other => {
-            return Err(record.error(
+            return Err(at.error(
                 ErrorCode::InvalidEnvelope,
                 format!("value: expected a JSON object, found {}", json_kind(&other)),
             ));
         }
     };
     let offset = || SourceVersion::Offset {
-        partition: record.partition,
-        offset: record.offset,
+        partition: at.partition,
+        offset: at.offset,
     };
 
     if obj.contains_key("op")
@@ -215,7 +207,7 @@ pub(crate) fn from_value(
             .and_then(Value::as_object)
             .and_then(SourceVersion::from_source)
             .unwrap_or_else(offset);
-        return Ok((debezium(record, obj, key()?)?, Some(version)));
+        return Ok((debezium(at, obj, key()?)?, Some(version)));
     }
     if obj.contains_key("__op") || obj.contains_key("__deleted") {
         // ExtractNewRecordState with `add.fields=lsn` or `source.ts_ms`.
@@ -229,37 +221,17 @@ pub(crate) fn from_value(
             (_, Some(ts)) => SourceVersion::TimestampMs(ts),
             _ => offset(),
         };
-        return Ok((flattened(record, obj, key()?)?, Some(version)));
+        return Ok((flattened(at, obj, key()?)?, Some(version)));
     }
-    Ok((plain(record, obj, key()?)?, None))
+    Ok((plain(at, obj, key()?)?, None))
 }
 
-fn tombstone(record: &KafkaRecord, key: Option<Value>) -> Result<Change, RecordError> {
+fn tombstone(at: &At<'_>, key: Option<Value>) -> Result<Change, RecordError> {
     match key {
         Some(key) if !key.is_null() => Ok(Change::Tombstone { key }),
-        _ => Err(record.error(
+        _ => Err(at.error(
             ErrorCode::MissingKey,
             "value is null (a tombstone) but key is null or absent; cannot tell which row was deleted",
-        )),
-    }
-}
-
-/// The key as JSON (schema/payload wrapper removed), or as a string when it is not JSON.
-pub(crate) fn key_value(record: &KafkaRecord) -> Result<Option<Value>, RecordError> {
-    let Some(bytes) = record.key()? else {
-        return Ok(None);
-    };
-    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
-        return Ok(Some(unwrap_key(v)));
-    }
-    match String::from_utf8(bytes) {
-        Ok(s) => Ok(Some(Value::String(s))),
-        Err(e) => Err(record.error(
-            ErrorCode::InvalidUtf8,
-            format!(
-                "key is neither JSON nor UTF-8 text: invalid byte sequence at byte {}",
-                e.utf8_error().valid_up_to()
-            ),
         )),
     }
 }
@@ -285,14 +257,14 @@ fn unwrap_schema(v: Value) -> Value {
 }
 
 fn op_str<'a>(
-    record: &KafkaRecord,
+    at: &At<'_>,
     obj: &'a Map<String, Value>,
     field: &str,
 ) -> Result<Option<&'a str>, RecordError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(record.error(
+        Some(other) => Err(at.error(
             ErrorCode::InvalidField,
             format!("{field}: expected a string, found {}", json_kind(other)),
         )),
@@ -300,11 +272,11 @@ fn op_str<'a>(
 }
 
 fn debezium(
-    record: &KafkaRecord,
+    at: &At<'_>,
     mut obj: Map<String, Value>,
     key: Option<Value>,
 ) -> Result<Change, RecordError> {
-    let op = op_str(record, &obj, "op")?.unwrap_or_default().to_string();
+    let op = op_str(at, &obj, "op")?.unwrap_or_default().to_string();
     let truncated = (op == "t").then(|| source_table(&obj)).flatten();
     let cassandra = obj
         .get("source")
@@ -321,11 +293,11 @@ fn debezium(
                     row
                 })),
                 None | Some(Value::Null) if !required => Ok(None),
-                None | Some(Value::Null) => Err(record.error(
+                None | Some(Value::Null) => Err(at.error(
                     ErrorCode::InvalidEnvelope,
                     format!("{name}: required for op \"{op}\" but null or absent"),
                 )),
-                Some(other) => Err(record.error(
+                Some(other) => Err(at.error(
                     ErrorCode::InvalidEnvelope,
                     format!("{name}: expected an object, found {}", json_kind(&other)),
                 )),
@@ -360,23 +332,23 @@ fn debezium(
         }
         "t" => Change::Truncate { table: truncated },
         "m" => Change::Skip { reason: "message" },
-        other => return Err(unknown_op(record, "op", other)),
+        other => return Err(unknown_op(at, "op", other)),
     })
 }
 
 fn flattened(
-    record: &KafkaRecord,
+    at: &At<'_>,
     mut obj: Map<String, Value>,
     key: Option<Value>,
 ) -> Result<Change, RecordError> {
-    let op = op_str(record, &obj, "__op")?.map(str::to_string);
+    let op = op_str(at, &obj, "__op")?.map(str::to_string);
     let deleted = match obj.get("__deleted") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) if s == "true" => true,
         Some(Value::String(s)) if s == "false" => false,
         Some(other) => {
-            return Err(record.error(
+            return Err(at.error(
                 ErrorCode::InvalidField,
                 format!(
                     "__deleted: expected \"true\" or \"false\", found {}",
@@ -400,16 +372,16 @@ fn flattened(
             key,
             unset: Vec::new(),
         },
-        Some(letter) => by_letter(record, "__op", letter, obj, key)?,
+        Some(letter) => by_letter(at, "__op", letter, obj, key)?,
     })
 }
 
 fn plain(
-    record: &KafkaRecord,
+    at: &At<'_>,
     mut obj: Map<String, Value>,
     key: Option<Value>,
 ) -> Result<Change, RecordError> {
-    let op = op_str(record, &obj, "op")?.map(str::to_string);
+    let op = op_str(at, &obj, "op")?.map(str::to_string);
     obj.remove("op");
     Ok(match op.as_deref() {
         None => Change::Upsert {
@@ -418,12 +390,12 @@ fn plain(
             key,
             unset: Vec::new(),
         },
-        Some(letter) => by_letter(record, "op", letter, obj, key)?,
+        Some(letter) => by_letter(at, "op", letter, obj, key)?,
     })
 }
 
 fn by_letter(
-    record: &KafkaRecord,
+    at: &At<'_>,
     field: &str,
     letter: &str,
     row: Map<String, Value>,
@@ -461,7 +433,7 @@ fn by_letter(
         // A flattened or plain row carries no `source` block naming the table.
         "t" => Change::Truncate { table: None },
         "m" => Change::Skip { reason: "message" },
-        other => return Err(unknown_op(record, field, other)),
+        other => return Err(unknown_op(at, field, other)),
     })
 }
 
@@ -486,10 +458,10 @@ fn source_table(obj: &Map<String, Value>) -> Option<String> {
     )
 }
 
-fn unknown_op(record: &KafkaRecord, field: &str, op: &str) -> RecordError {
+fn unknown_op(at: &At<'_>, field: &str, op: &str) -> RecordError {
     // Bound the echoed text: the op comes from the payload.
     let shown: String = op.chars().take(16).collect();
-    record.error(
+    at.error(
         ErrorCode::UnknownOp,
         format!("{field}: unknown operation {shown:?}; expected one of c, u, r, i, d, t, m"),
     )
@@ -562,28 +534,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn rec(value: Option<Value>, key: Option<Value>) -> KafkaRecord {
-        let mut r = KafkaRecord::new("cdc.pages", 0, 1, 0);
-        if let Some(v) = value {
-            r = r.with_value(v.to_string());
-        }
-        if let Some(k) = key {
-            r = r.with_key(match k {
-                Value::String(s) => s,
-                other => other.to_string(),
-            });
-        }
-        r
-    }
-
-    fn change(value: Value) -> Result<Change, RecordError> {
-        rec(Some(value), None).change()
-    }
-
-    fn row(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
-
     #[test]
     fn json_kind_names_every_json_type() {
         let cases = [
@@ -597,281 +547,5 @@ mod tests {
         for (v, want) in cases {
             assert_eq!(json_kind(&v), want, "{v}");
         }
-    }
-
-    #[test]
-    fn debezium_ops_with_and_without_schema_wrapper() {
-        let after = json!({"page_id": "42", "title": "T", "body": "B"});
-        for (letter, op) in [("c", Op::Create), ("u", Op::Update), ("r", Op::Read)] {
-            let env = json!({"before": null, "after": after, "source": {"connector": "postgresql"}, "op": letter, "ts_ms": 1});
-            let expected = Change::Upsert {
-                op,
-                row: row(after.clone()),
-                key: None,
-                unset: Vec::new(),
-            };
-            assert_eq!(change(env.clone()).unwrap(), expected);
-            let wrapped = json!({"schema": {"type": "struct"}, "payload": env});
-            assert_eq!(change(wrapped).unwrap(), expected);
-        }
-    }
-
-    #[test]
-    fn debezium_delete_truncate_message() {
-        let before = json!({"page_id": 42});
-        let c = change(json!({"before": before, "after": null, "op": "d"})).unwrap();
-        assert_eq!(
-            c,
-            Change::Delete {
-                row: Some(row(before)),
-                key: None
-            }
-        );
-        assert_eq!(c.field("page_id"), Some(&json!(42)));
-        assert_eq!(
-            change(json!({"before": null, "after": null, "op": "t", "source": {}})).unwrap(),
-            Change::Truncate { table: None }
-        );
-        let truncate = |source| {
-            change(json!({"before": null, "after": null, "op": "t", "source": source})).unwrap()
-        };
-        let table = |t: &str| Change::Truncate {
-            table: Some(t.into()),
-        };
-        assert_eq!(
-            truncate(json!({"db": "wiki", "schema": "public", "table": "pages"})),
-            table("public.pages")
-        );
-        assert_eq!(
-            truncate(json!({"db": "inventory", "table": "pages"})),
-            table("inventory.pages")
-        );
-        assert_eq!(
-            truncate(json!({"keyspace": "ks", "table": "pages"})),
-            table("ks.pages")
-        );
-        assert_eq!(truncate(json!({"table": "pages"})), table("pages"));
-        assert_eq!(
-            change(json!({"op": "m", "source": {}, "message": {"prefix": "x"}})).unwrap(),
-            Change::Skip { reason: "message" }
-        );
-    }
-
-    #[test]
-    fn debezium_delete_without_before_keeps_key() {
-        let r = rec(
-            Some(json!({"before": null, "after": null, "op": "d", "source": {}})),
-            Some(json!({"page_id": "7"})),
-        );
-        let c = r.change().unwrap();
-        assert_eq!(
-            c,
-            Change::Delete {
-                row: None,
-                key: Some(json!({"page_id": "7"}))
-            }
-        );
-        assert_eq!(c.field("page_id"), Some(&json!("7")));
-    }
-
-    #[test]
-    fn debezium_errors() {
-        let err = change(json!({"before": null, "after": null, "op": "c"})).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidEnvelope);
-        assert!(
-            err.message.starts_with("after: required"),
-            "{}",
-            err.message
-        );
-        let err = change(json!({"after": [1], "op": "u"})).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidEnvelope);
-        let err = change(json!({"after": {}, "op": "x"})).unwrap_err();
-        assert_eq!(err.code, ErrorCode::UnknownOp);
-        assert!(err.message.contains("\"x\""));
-        let err = change(json!({"after": {}, "op": 5})).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidField);
-    }
-
-    #[test]
-    fn cassandra_insert_update_delete() {
-        let source = json!({"connector": "cassandra", "keyspace": "ks", "table": "pages"});
-        let after = json!({
-            "page_id": {"value": "42", "deletion_ts": null, "set": true},
-            "title": {"value": "T", "deletion_ts": null, "set": true},
-            "body": {"value": null, "deletion_ts": 1, "set": true}
-        });
-        let c = change(json!({"op": "i", "ts_ms": 1, "source": source, "after": after})).unwrap();
-        assert_eq!(
-            c,
-            Change::Upsert {
-                op: Op::Insert,
-                row: row(json!({"page_id": "42", "title": "T", "body": null})),
-                key: None,
-                unset: Vec::new(),
-            }
-        );
-        // Without source.connector the cell shape is recognised on its own.
-        let c = change(json!({"op": "u", "after": after})).unwrap();
-        assert_eq!(c.field("title"), Some(&json!("T")));
-        // An update that did not write `body`: the cell says `"set": false`, its value is not the
-        // column's value, so it is not in the row and is named in `unset`.
-        let partial = json!({
-            "page_id": {"value": "42", "deletion_ts": null, "set": true},
-            "title": {"value": "T2", "deletion_ts": null, "set": true},
-            "body": {"value": null, "deletion_ts": null, "set": false}
-        });
-        let c = change(json!({"op": "u", "source": source, "after": partial})).unwrap();
-        assert_eq!(
-            c,
-            Change::Upsert {
-                op: Op::Update,
-                row: row(json!({"page_id": "42", "title": "T2"})),
-                key: None,
-                unset: vec!["body".to_owned()],
-            }
-        );
-        let c = change(json!({"op": "d", "source": source, "after": {"page_id": {"value": "42", "deletion_ts": 5, "set": true}}})).unwrap();
-        assert_eq!(
-            c,
-            Change::Delete {
-                row: Some(row(json!({"page_id": "42"}))),
-                key: None
-            }
-        );
-    }
-
-    #[test]
-    fn flattened_rows() {
-        let c = change(json!({"page_id": "1", "title": "T", "__op": "u", "__table": "pages", "__deleted": "false"})).unwrap();
-        assert_eq!(
-            c,
-            Change::Upsert {
-                op: Op::Update,
-                row: row(json!({"page_id": "1", "title": "T"})),
-                key: None,
-                unset: Vec::new(),
-            }
-        );
-        let c = change(json!({"page_id": "1", "__op": "d", "__deleted": "true"})).unwrap();
-        assert_eq!(
-            c,
-            Change::Delete {
-                row: Some(row(json!({"page_id": "1"}))),
-                key: None
-            }
-        );
-        let c = change(json!({"page_id": "1", "__deleted": true})).unwrap();
-        assert!(matches!(c, Change::Delete { .. }));
-        let c = change(json!({"page_id": "1", "__deleted": "false"})).unwrap();
-        assert!(matches!(c, Change::Upsert { op: Op::Plain, .. }));
-        assert_eq!(
-            change(json!({"page_id": "1", "__op": "q"}))
-                .unwrap_err()
-                .code,
-            ErrorCode::UnknownOp
-        );
-        assert_eq!(
-            change(json!({"page_id": "1", "__deleted": "yes"}))
-                .unwrap_err()
-                .code,
-            ErrorCode::InvalidField
-        );
-    }
-
-    #[test]
-    fn plain_rows() {
-        let c = change(json!({"page_id": "42", "body": "x"})).unwrap();
-        assert_eq!(
-            c,
-            Change::Upsert {
-                op: Op::Plain,
-                row: row(json!({"page_id": "42", "body": "x"})),
-                key: None,
-                unset: Vec::new(),
-            }
-        );
-        let c = change(json!({"page_id": "42", "body": "x", "op": "c"})).unwrap();
-        assert_eq!(
-            c,
-            Change::Upsert {
-                op: Op::Create,
-                row: row(json!({"page_id": "42", "body": "x"})),
-                key: None,
-                unset: Vec::new(),
-            }
-        );
-        let c = change(json!({"page_id": 42, "op": "d"})).unwrap();
-        assert_eq!(
-            c,
-            Change::Delete {
-                row: Some(row(json!({"page_id": 42}))),
-                key: None
-            }
-        );
-        let err = change(json!({"page_id": 42, "op": "upsert"})).unwrap_err();
-        assert_eq!(err.code, ErrorCode::UnknownOp);
-        let err = change(json!([1, 2])).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidEnvelope);
-    }
-
-    #[test]
-    fn tombstones() {
-        let plain_key = rec(None, Some(json!("42"))).change().unwrap();
-        assert_eq!(plain_key, Change::Tombstone { key: json!(42) });
-        let text_key = rec(None, Some(json!("page-42"))).change().unwrap();
-        assert_eq!(
-            text_key,
-            Change::Tombstone {
-                key: json!("page-42")
-            }
-        );
-        let wrapped = rec(
-            None,
-            Some(json!({"schema": {"type": "struct"}, "payload": {"page_id": "42"}})),
-        )
-        .change()
-        .unwrap();
-        assert_eq!(
-            wrapped,
-            Change::Tombstone {
-                key: json!({"page_id": "42"})
-            }
-        );
-        assert_eq!(wrapped.field("page_id"), Some(&json!("42")));
-        let err = rec(None, None).change().unwrap_err();
-        assert_eq!(err.code, ErrorCode::MissingKey);
-        let null_payload = rec(
-            Some(json!({"schema": null, "payload": null})),
-            Some(json!("9")),
-        )
-        .change()
-        .unwrap();
-        assert_eq!(null_payload, Change::Tombstone { key: json!(9) });
-        let bad_key = KafkaRecord::new("t", 0, 0, 0)
-            .with_key([0xff, 0xfe])
-            .change()
-            .unwrap_err();
-        assert_eq!(bad_key.code, ErrorCode::InvalidUtf8);
-    }
-
-    #[test]
-    fn empty_and_malformed_values() {
-        let r = KafkaRecord::new("t", 0, 0, 0).with_value("");
-        assert_eq!(r.change().unwrap_err().code, ErrorCode::MissingValue);
-        let r = KafkaRecord::new("t", 0, 0, 0).with_value("{not json");
-        assert_eq!(r.change().unwrap_err().code, ErrorCode::InvalidJson);
-        let r = KafkaRecord::new("t", 0, 0, 0).with_raw_value("!!");
-        assert_eq!(r.change().unwrap_err().code, ErrorCode::InvalidBase64);
-        let r = KafkaRecord::new("t", 0, 0, 0).with_value([b'{', 0xc3, b'}']);
-        assert_eq!(r.change().unwrap_err().code, ErrorCode::InvalidUtf8);
-    }
-
-    #[test]
-    fn upsert_carries_unwrapped_key() {
-        let r = rec(
-            Some(json!({"page_id": "1", "op": "c"})),
-            Some(json!({"schema": {}, "payload": {"page_id": "1"}})),
-        );
-        assert_eq!(r.change().unwrap().key(), Some(&json!({"page_id": "1"})));
     }
 }

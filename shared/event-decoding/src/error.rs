@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::record::RecordId;
+use crate::record_id::RecordId;
 
 /// Stable, low-cardinality classification of a decoding failure, suitable as a metric dimension
 /// or a `tracing` field.

@@ -36,6 +36,7 @@ mod error;
 mod glue;
 mod protobuf;
 mod record;
+mod record_id;
 mod response;
 mod schema;
 mod version;
@@ -49,12 +50,13 @@ pub use glue::{
     glue_message_name, glue_prefix, glue_protobuf_index, inflate, is_glue_schema_version_id,
 };
 pub use protobuf::ProtoSchema;
-pub use record::{Header, KafkaRecord, RecordId};
+pub use record::{Header, KafkaRecord, key_and_value_schema_ids, schema_ids};
+pub use record_id::RecordId;
 pub use response::{
     AllFailed, BatchItemFailure, BatchReport, Counts, ItemIdentifier, KafkaBatchResponse, Outcome,
 };
 pub use schema::{
     DataFormat, Decoding, KeyFormat, NoSchemas, SchemaLookup, SchemaMetadata, SchemaUnavailable,
-    ValueFormat, WriterSchema, confluent_prefix, key_and_value_schema_ids, schema_ids,
+    ValueFormat, WriterSchema, confluent_prefix,
 };
 pub use version::SourceVersion;

@@ -10,8 +10,15 @@ use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::cdc::{self, Change};
 use crate::error::{ErrorCode, RecordError};
+use crate::record_id::RecordId;
+use crate::schema::SchemaMetadata;
+
+mod change;
+mod schema_ids;
+mod via;
+
+pub use schema_ids::{key_and_value_schema_ids, schema_ids};
 
 /// Standard alphabet; padding is optional on input because some producers of test payloads
 /// strip it, and it carries no information.
@@ -19,47 +26,6 @@ pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// Where a record lives: topic, partition, offset. Orders by topic, then partition, then offset.
-///
-/// ```
-/// use event_decoding::RecordId;
-/// let id = RecordId::new("cdc.pages-v2", 3, 42);
-/// assert_eq!(id.topic_partition(), "cdc.pages-v2-3");
-/// assert_eq!(id.to_string(), "cdc.pages-v2-3@42");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RecordId {
-    /// Topic name (may contain dashes and dots).
-    pub topic: String,
-    /// Partition number.
-    pub partition: i32,
-    /// Offset within the partition.
-    pub offset: i64,
-}
-
-impl RecordId {
-    /// Builds an id.
-    pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-            offset,
-        }
-    }
-
-    /// `"<topic>-<partition>"`, the key of the ESM `records` object and the `partition` of a
-    /// batch item failure.
-    pub fn topic_partition(&self) -> String {
-        format!("{}-{}", self.topic, self.partition)
-    }
-}
-
-impl fmt::Display for RecordId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}@{}", self.topic, self.partition, self.offset)
-    }
-}
 
 /// A record header: a name and raw bytes. The ESM encodes the bytes as signed numbers
 /// (`-61` is the byte `0xC3`); this type holds the real bytes.
@@ -134,10 +100,10 @@ pub struct KafkaRecord {
     /// `keySchemaMetadata` (an ESM schema registry with `EventRecordFormat: SOURCE`); boxed, as
     /// most records have none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) key_schema_metadata: Option<Box<crate::SchemaMetadata>>,
+    pub(crate) key_schema_metadata: Option<Box<SchemaMetadata>>,
     /// `valueSchemaMetadata`, likewise.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) value_schema_metadata: Option<Box<crate::SchemaMetadata>>,
+    pub(crate) value_schema_metadata: Option<Box<SchemaMetadata>>,
 }
 
 impl KafkaRecord {
@@ -190,6 +156,28 @@ impl KafkaRecord {
     /// Sets the timestamp type (`CREATE_TIME` / `LOG_APPEND_TIME`).
     pub fn with_timestamp_type(mut self, timestamp_type: impl Into<Arc<str>>) -> Self {
         self.timestamp_type = Some(timestamp_type.into());
+        self
+    }
+
+    /// `keySchemaMetadata`, when the event source mapping's schema registry set it.
+    pub fn key_schema_metadata(&self) -> Option<&SchemaMetadata> {
+        self.key_schema_metadata.as_deref()
+    }
+
+    /// `valueSchemaMetadata`, when the event source mapping's schema registry set it.
+    pub fn value_schema_metadata(&self) -> Option<&SchemaMetadata> {
+        self.value_schema_metadata.as_deref()
+    }
+
+    /// Sets `keySchemaMetadata`.
+    pub fn with_key_schema_metadata(mut self, meta: SchemaMetadata) -> Self {
+        self.key_schema_metadata = Some(Box::new(meta));
+        self
+    }
+
+    /// Sets `valueSchemaMetadata`.
+    pub fn with_value_schema_metadata(mut self, meta: SchemaMetadata) -> Self {
+        self.value_schema_metadata = Some(Box::new(meta));
         self
     }
 
@@ -270,38 +258,6 @@ impl KafkaRecord {
         self.headers.iter().find(|h| h.name == name)
     }
 
-    /// Decodes the record as a CDC change (Debezium, Debezium Cassandra, flattened rows,
-    /// tombstones, plain rows). See [`crate::cdc`].
-    ///
-    /// ```
-    /// use event_decoding::{Change, KafkaRecord};
-    /// let r = KafkaRecord::new("cdc.pages", 0, 0, 0).with_value(r#"{"page_id":"42","body":"hi"}"#);
-    /// let change = r.change().unwrap();
-    /// assert!(matches!(change, Change::Upsert { .. }));
-    /// assert_eq!(change.field("page_id").and_then(|v| v.as_str()), Some("42"));
-    /// ```
-    pub fn change(&self) -> Result<Change, RecordError> {
-        cdc::decode(self)
-    }
-
-    /// [`change`](Self::change) and, for a Debezium event, where it sits in its source: the
-    /// `source` block's `lsn` (PostgreSQL), `file`/`pos`/`row` (MySQL) or `ts_ms`, else the
-    /// record's partition/offset. Plain rows and tombstones carry none.
-    ///
-    /// ```
-    /// use event_decoding::{KafkaRecord, SourceVersion};
-    /// let r = KafkaRecord::new("cdc.pages", 0, 7, 0).with_value(
-    ///     r#"{"before": null, "after": {"page_id": 1}, "op": "c", "source": {"connector": "postgresql", "lsn": 24023128}}"#,
-    /// );
-    /// let (_, version) = r.change_with_version().unwrap();
-    /// assert_eq!(version, Some(SourceVersion::Lsn(24023128)));
-    /// ```
-    pub fn change_with_version(
-        &self,
-    ) -> Result<(Change, Option<crate::SourceVersion>), RecordError> {
-        cdc::decode_versioned(self)
-    }
-
     pub(crate) fn error(&self, code: ErrorCode, message: impl Into<String>) -> RecordError {
         RecordError::new(self.id(), code, message)
     }
@@ -337,7 +293,7 @@ impl KafkaRecord {
         bytes: &[u8],
         what: &str,
     ) -> Result<T, RecordError> {
-        if let Some(v) = crate::batch::parse_fast::<T>(bytes) {
+        if let Some(v) = parse_fast::<T>(bytes) {
             return Ok(v);
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -581,6 +537,13 @@ impl<'de> Deserialize<'de> for HeaderBytes {
                 serde::de::Error::custom(format!("header byte {n} out of range -128..=255"))
             })
     }
+}
+
+/// JSON without path tracking, UTF-8 checked once rather than string by string: `None` on any
+/// failure, which the caller then parses again with `serde_path_to_error` only to name where it
+/// went wrong. Tracking the path costs on every value; a valid payload never pays it.
+pub(crate) fn parse_fast<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    serde_json::from_str(simdutf8::basic::from_utf8(bytes).ok()?).ok()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::batch::KafkaBatch;
-use crate::record::RecordId;
+use crate::record_id::RecordId;
 
 /// `{"batchItemFailures":[{"itemIdentifier":{"partition":"<topic>-<partition>","offset":<n>}}]}`.
 ///
