@@ -14,6 +14,7 @@ pub mod embed;
 pub mod embedding;
 pub mod handler;
 pub mod hash;
+pub mod keys;
 pub mod pipeline;
 pub mod rag;
 pub mod state;
