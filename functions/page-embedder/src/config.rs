@@ -11,8 +11,7 @@ use lambda_kit::schema_registry::ValueSettings;
 use lambda_kit::secrets::{Credential, SecretSpec};
 
 use crate::chunk::ChunkLimits;
-use crate::embed::{OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
-use crate::embedding::EmbedSettings;
+use crate::embed::{EmbedSettings, OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
 use crate::handler::ConfiguredHandler;
 pub use crate::keys::KeySource;
 use crate::keys::key_source;

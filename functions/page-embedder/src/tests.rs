@@ -13,8 +13,7 @@ use lambda_kit::retry::{Deadline, DeadlineSettings, RetryPolicy};
 use lambda_runtime::{Context, LambdaEvent};
 
 use crate::chunk::ChunkLimits;
-use crate::embed::{EmbedError, Embedder};
-use crate::embedding::EmbedSettings;
+use crate::embed::{EmbedError, EmbedSettings, Embedder};
 use crate::handler::Handler;
 use crate::pipeline::Pipeline;
 use crate::pipeline::Settings;

@@ -417,7 +417,7 @@ pub fn render_summary(s: &Summary, dry_run: bool) -> String {
 
 async fn reembed_command(args: ReembedArgs) -> CliResult {
     use page_embedder::config::{Config, Provider, StoreConfig};
-    use page_embedder::embedding::EmbedSettings;
+    use page_embedder::embed::EmbedSettings;
     use page_embedder::store::AnyStore;
 
     use crate::reembed::{EmbedPlan, ReembedSettings, Reembedder, estimate};

@@ -170,7 +170,7 @@ mod tests {
 
     use super::*;
     use crate::chunk::ChunkLimits;
-    use crate::embedding::EmbedSettings;
+    use crate::embed::EmbedSettings;
 
     #[test]
     fn delete_all_acts_only_on_the_configured_source_table() {

@@ -1,5 +1,5 @@
 //! Embed: the chunks that changed (and chunk 0 of a page to notify) are embedded in requests
-//! grouped by [`EmbedSettings`](crate::embedding::EmbedSettings); a page whose chunk the provider
+//! grouped by [`EmbedSettings`](crate::embed::EmbedSettings); a page whose chunk the provider
 //! refuses as too long is chunked again, smaller, down to a floor.
 
 use lambda_kit::error::Classify;
@@ -8,8 +8,7 @@ use lambda_kit::retry::Deadline;
 
 use super::plan::PageWork;
 use super::{Pipeline, Stats};
-use crate::embed::{EmbedError, Embedder};
-use crate::embedding::embed_all;
+use crate::embed::{EmbedError, Embedder, embed_all};
 use crate::rag::RagNotifier;
 use crate::store::VectorStore;
 

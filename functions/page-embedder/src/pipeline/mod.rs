@@ -29,7 +29,7 @@ use lambda_kit::schema_registry::Values;
 use lambda_kit::trace::TraceContext;
 
 use crate::chunk::ChunkLimits;
-use crate::embedding::EmbedSettings;
+use crate::embed::EmbedSettings;
 use crate::rag::{Refresh, RefreshStats};
 use crate::state::PageStates;
 
