@@ -72,7 +72,7 @@ fn handler(latency: Duration) -> Handler<Stub, MemoryStore, Rag, MemoryDeadLette
             },
             store: MemoryStore::new(),
             rag: Rag::default(),
-            states: page_embedder::state::PageStates::memory(),
+            states: page_embedder::page_state::PageStates::memory(),
             settings: Settings {
                 page_id_field: "page_id".into(),
                 body_field: "body".into(),

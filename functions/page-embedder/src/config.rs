@@ -15,9 +15,9 @@ use crate::embed::{EmbedSettings, OllamaEmbedder, OpenAiEmbedder, ProviderEmbedd
 use crate::handler::ConfiguredHandler;
 pub use crate::keys::KeySource;
 use crate::keys::key_source;
+use crate::page_state::PageStates;
 use crate::pipeline::{Pipeline, Settings};
 use crate::rag::HttpRag;
-use crate::state::PageStates;
 pub use crate::store::StoreConfig;
 use crate::store::{AnyStore, VectorStore};
 

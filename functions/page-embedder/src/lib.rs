@@ -14,9 +14,9 @@ pub mod embed;
 pub mod handler;
 pub mod hash;
 pub mod keys;
+pub mod page_state;
 pub mod pipeline;
 pub mod rag;
-pub mod state;
 pub mod store;
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ fn handler_with<S: VectorStore>(store: S) -> Handler<Stub, S, NoRag, Letters> {
             embedder: Stub(AtomicUsize::new(0)),
             store,
             rag: NoRag,
-            states: crate::state::PageStates::memory(),
+            states: crate::page_state::PageStates::memory(),
             settings: Settings {
                 page_id_field: "page_id".into(),
                 body_field: "body".into(),

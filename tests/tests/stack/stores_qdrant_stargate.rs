@@ -160,7 +160,7 @@ async fn redelivery_skips_unchanged<S: VectorStore>(store: S) -> S {
         embedder: Counting::default(),
         store,
         rag: NoRag,
-        states: page_embedder::state::PageStates::memory(),
+        states: page_embedder::page_state::PageStates::memory(),
         settings: Settings {
             page_id_field: "page_id".into(),
             body_field: "body".into(),

@@ -30,8 +30,8 @@ use lambda_kit::trace::TraceContext;
 
 use crate::chunk::ChunkLimits;
 use crate::embed::EmbedSettings;
+use crate::page_state::PageStates;
 use crate::rag::{Refresh, RefreshStats};
-use crate::state::PageStates;
 
 pub use decode::MAX_PAGE_ID_BYTES;
 

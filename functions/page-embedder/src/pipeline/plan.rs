@@ -17,8 +17,8 @@ use super::{PageChange, PageItem, Pipeline, Stats};
 use crate::chunk::{ChunkLimits, chunk_text};
 use crate::embed::Embedder;
 use crate::hash::content_hash;
+use crate::page_state::PageState;
 use crate::rag::RagNotifier;
-use crate::state::PageState;
 use crate::store::{StoreError, StoredChunk, VectorStore};
 
 #[derive(Debug)]
