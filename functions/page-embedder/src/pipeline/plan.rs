@@ -21,6 +21,8 @@ use crate::page_state::PageState;
 use crate::rag::RagNotifier;
 use crate::store::{StoreError, StoredChunk, VectorStore};
 
+/// One chunk of a page: its text, the text sent to the model (prefix included), its content
+/// hash, whether that differs from the stored one, and its vector once embedded.
 #[derive(Debug)]
 pub(super) struct ChunkWork {
     pub(super) text: String,
@@ -30,6 +32,7 @@ pub(super) struct ChunkWork {
     pub(super) vector: Option<Vec<f32>>,
 }
 
+/// A page to upsert, as the write step works on it: its chunks, what is stored of it, its fate.
 #[derive(Debug)]
 pub(super) struct PageWork {
     /// Index of the page's item in the write step's input.
