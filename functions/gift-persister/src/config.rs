@@ -29,11 +29,8 @@ use lambda_kit::runner::RunnerConfig;
 use lambda_kit::schema_registry::ValueSettings;
 
 use crate::gift::GiftLimits;
-use crate::handler::{Gifts, PostgrestHandler};
+use crate::handler::{FUNCTION_NAME, Gifts, PostgrestHandler};
 use crate::store::PostgrestGiftStore;
-
-/// Name of the function in dead letters (stable across deployments, so redelivery dedupes).
-pub const FUNCTION_NAME: &str = "gift-persister";
 
 /// Everything the function needs.
 #[derive(Debug, Clone)]

@@ -10,9 +10,11 @@ use lambda_kit::retry::Deadline;
 use lambda_kit::runner::{BatchFunction, Decoded, Keep, Runner};
 use lambda_kit::schema_registry::Values;
 
-use crate::config::FUNCTION_NAME;
 use crate::gift::{Gift, GiftLimits, Provenance};
 use crate::store::{GiftStore, PostgrestGiftStore};
+
+/// Name of the function in dead letters (stable across deployments, so redelivery dedupes).
+pub const FUNCTION_NAME: &str = "gift-persister";
 
 /// The Lambda handler: the gift steps run by the shared runner.
 pub type Handler<S, D> = Runner<Gifts<S>, D>;

@@ -4,7 +4,8 @@
 //! - [`config`]: settings read once at cold start.
 //! - [`gift`]: validation and the row of one gift.
 //! - [`store`]: the [`GiftStore`](store::GiftStore) trait and its PostgREST implementation.
-//! - [`handler`]: decode -> plan -> write -> report.
+//! - [`handler`]: its decode and write for lambda-kit's batch runner (which groups, dead-letters,
+//!   answers with the partial batch response, logs and counts).
 
 pub mod config;
 pub mod gift;

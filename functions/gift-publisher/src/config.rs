@@ -25,7 +25,7 @@ use lambda_kit::metrics::Metrics;
 use lambda_kit::retry::DeadlineSettings;
 use lambda_kit::secrets::{Credential, SecretSpec, resolve};
 
-use crate::handler::Publisher;
+use crate::handler::{Publisher, RequestLimits};
 use crate::kafka::{Auth, KafkaBroker, KafkaSettings};
 
 /// Name of the function (metrics dimension, logs).
@@ -44,24 +44,6 @@ pub struct Config {
     pub retry_after: Duration,
     /// Metrics.
     pub metrics: Metrics,
-}
-
-/// Bounds of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestLimits {
-    /// Largest body, in bytes.
-    pub max_body_bytes: usize,
-    /// Gift validation bounds (shared with gift-persister).
-    pub gift: GiftLimits,
-}
-
-impl Default for RequestLimits {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 256 * 1024,
-            gift: GiftLimits::default(),
-        }
-    }
 }
 
 impl Config {

@@ -18,13 +18,12 @@
 
 use std::time::Instant;
 
-use gift_persister::gift::{Gift, GiftError};
+use gift_persister::gift::{Gift, GiftError, GiftLimits};
 use lambda_kit::metrics::{MetricSet, Metrics, now_ms};
 use lambda_kit::retry::{Deadline, DeadlineSettings};
 use lambda_runtime::LambdaEvent;
 use serde_json::{Map, Value, json};
 
-use crate::config::RequestLimits;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::idempotency::{Caller, client_key};
 use crate::kafka::{Broker, OutRecord, SendError};
@@ -35,6 +34,24 @@ pub const ROUTE: &str = "/vault/save";
 /// Trace context headers copied from the request to the record, so a trace runs from the caller
 /// through the topic to the persister.
 const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// Bounds of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Largest body, in bytes.
+    pub max_body_bytes: usize,
+    /// Gift validation bounds (shared with gift-persister).
+    pub gift: GiftLimits,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            gift: GiftLimits::default(),
+        }
+    }
+}
 
 /// The function: a producer plus the request rules.
 #[derive(Debug)]

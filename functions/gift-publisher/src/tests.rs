@@ -9,8 +9,8 @@ use gift_persister::gift::{Gift, GiftLimits};
 use lambda_kit::retry::{Deadline, DeadlineSettings};
 use serde_json::{Value, json};
 
-use crate::config::RequestLimits;
 use crate::handler::Publisher;
+use crate::handler::RequestLimits;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::idempotency::Caller;
 use crate::kafka::{Broker, Delivery, OutRecord, SendError};

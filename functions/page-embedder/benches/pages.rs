@@ -15,8 +15,7 @@ use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
 use lambda_kit::dead_letter::MemoryDeadLetters;
 use lambda_kit::retry::{Deadline, DeadlineSettings, RetryPolicy};
 use page_embedder::chunk::ChunkLimits;
-use page_embedder::embed::{EmbedError, Embedder};
-use page_embedder::embedding::EmbedSettings;
+use page_embedder::embed::{EmbedError, EmbedSettings, Embedder};
 use page_embedder::handler::Handler;
 use page_embedder::pipeline::{Pipeline, Settings};
 use page_embedder::rag::{RagNotifier, Refresh, RefreshStats};
@@ -73,7 +72,7 @@ fn handler(latency: Duration) -> Handler<Stub, MemoryStore, Rag, MemoryDeadLette
             },
             store: MemoryStore::new(),
             rag: Rag::default(),
-            states: page_embedder::state::PageStates::memory(),
+            states: page_embedder::page_state::PageStates::memory(),
             settings: Settings {
                 page_id_field: "page_id".into(),
                 body_field: "body".into(),

@@ -5,19 +5,21 @@ use std::time::Duration;
 
 use lambda_kit::config::{ConfigError, Env};
 use lambda_kit::init::InitError;
-use lambda_kit::postgrest::{PostgrestClient, Secret};
+use lambda_kit::postgrest::PostgrestClient;
 use lambda_kit::retry::RetryPolicy;
 use lambda_kit::runner::RunnerConfig;
 use lambda_kit::schema_registry::ValueSettings;
 use lambda_kit::secrets::{Credential, SecretSpec};
 
 use crate::chunk::ChunkLimits;
-use crate::embed::{OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
-use crate::embedding::EmbedSettings;
+use crate::embed::{EmbedSettings, OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
 use crate::handler::ConfiguredHandler;
+pub use crate::keys::KeySource;
+use crate::keys::key_source;
+use crate::page_state::PageStates;
 use crate::pipeline::{Pipeline, Settings};
 use crate::rag::HttpRag;
-use crate::state::PageStates;
+pub use crate::store::StoreConfig;
 use crate::store::{AnyStore, VectorStore};
 
 /// Embedding provider (`EMBED_PROVIDER`).
@@ -66,55 +68,8 @@ impl Provider {
     }
 }
 
-/// Where an API key comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum KeySource {
-    /// No key (local servers).
-    None,
-    /// The key itself (`OPENAI_API_KEY`).
-    Plain(Secret),
-    /// A Secrets Manager secret id (`OPENAI_API_KEY_SECRET_ID`), read at cold start and re-read
-    /// as [`Credential`] says (after `SECRETS_TTL_SECONDS`, after a 401/403).
-    SecretId(String),
-}
-
-/// A key given directly or as a Secrets Manager id, not both.
-pub(crate) fn key_source(
-    env: &Env,
-    (plain, secret_id): (&str, &str),
-) -> Result<KeySource, ConfigError> {
-    match (env.get(plain), env.get(secret_id)) {
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            secret_id,
-            format!("set either {plain} or {secret_id}, not both"),
-        )),
-        (Some(k), None) => Ok(KeySource::Plain(Secret::new(k))),
-        (None, Some(id)) => Ok(KeySource::SecretId(id)),
-        (None, None) => Ok(KeySource::None),
-    }
-}
-
 /// The OpenAI key's variables: the key itself, or a Secrets Manager id.
 const OPENAI_KEY_VARS: (&str, &str) = ("OPENAI_API_KEY", "OPENAI_API_KEY_SECRET_ID");
-
-/// Vector store (`VECTOR_STORE`) with its settings.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum StoreConfig {
-    /// A table through PostgREST (`VECTORS_TABLE`, default `page_vectors`, `vector(768)`; with
-    /// `EMBED_PROVIDER=local` `page_vectors_minilm`, `vector(384)`: a column has one dimension,
-    /// so each model size gets its own table).
-    Supabase {
-        /// The vectors table.
-        table: String,
-    },
-    /// A Qdrant collection ([`crate::store::QdrantStore`], `QDRANT_*`).
-    Qdrant(crate::store::QdrantConfig),
-    /// A Cassandra table behind Stargate REST v2 ([`crate::store::StargateStore`],
-    /// `STARGATE_*`); deprecated on Astra DB, kept for existing deployments.
-    Stargate(crate::store::StargateConfig),
-}
 
 /// Everything about the embedding calls.
 #[derive(Debug, Clone)]

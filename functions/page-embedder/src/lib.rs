@@ -2,19 +2,22 @@
 //! chunk vectors (Ollama or an OpenAI-compatible API), stores them (Supabase `page_vectors`
 //! through PostgREST) and notifies a RAG refresh hook.
 //!
-//! [`handler`]: the page [`pipeline`] run by lambda-kit's batch runner (grouping, dead letters,
-//! partial batch response, logs, metrics). The pipeline decodes a record into a page change and
-//! writes the last change of each page: [`chunk`] + [`hash`] -> [`embedding`] -> [`store`] ->
-//! [`rag`]. [`config`] builds the handler (`Config::from_env(..)?.build()`); `main.rs` only
-//! wires.
+//! [`handler`]: the page [`pipeline`] as lambda-kit's batch function (the runner does grouping,
+//! dead letters, partial batch response, logs, metrics). The pipeline decodes a record into a
+//! page change and writes the last change of each page: [`chunk`] + [`hash`] -> [`embed`] ->
+//! [`store`] -> [`rag`]. [`config`] builds the handler (`Config::from_env(..)?.build()`;
+//! API keys as [`keys`] says); `main.rs` only wires.
 
 pub mod chunk;
 pub mod config;
 pub mod embed;
-pub mod embedding;
 pub mod handler;
 pub mod hash;
+pub mod keys;
+pub mod page_state;
 pub mod pipeline;
 pub mod rag;
-pub mod state;
 pub mod store;
+
+#[cfg(test)]
+mod tests;

@@ -23,12 +23,11 @@ use lambda_kit::postgrest::{PostgrestClient, Upsert};
 use lambda_kit::runner::RunnerConfig;
 use lambda_kit::schema_registry::{ValueSettings, Values};
 
-use crate::handler::{Ignore, Merge, OnConflict, PostgrestHandler, PostgrestRunner, TableSink};
+use crate::handler::{
+    FUNCTION_NAME, Ignore, Merge, OnConflict, PostgrestHandler, PostgrestRunner, TableSink,
+};
 use crate::row::{Shape, is_identifier};
 use crate::store::PostgrestRows;
-
-/// Name of the function in dead letters (stable across deployments, so redelivery dedupes).
-pub const FUNCTION_NAME: &str = "table-sink";
 
 /// `SINK_ON_CONFLICT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,9 +25,11 @@ use lambda_kit::runner::{BatchFunction, Decoded, Handled, Keep, Runner};
 use lambda_kit::schema_registry::Values;
 use lambda_runtime::LambdaEvent;
 
-use crate::config::FUNCTION_NAME;
 use crate::row::{Fields, Shape};
 use crate::store::{PostgrestRows, RowStore};
+
+/// Name of the function in dead letters (stable across deployments, so redelivery dedupes).
+pub const FUNCTION_NAME: &str = "table-sink";
 
 /// What a record does to an existing row of its key (`SINK_ON_CONFLICT`). The runner's
 /// [`Keep`] is a constant of the function's type, so each choice is a type.

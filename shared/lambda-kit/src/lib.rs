@@ -46,10 +46,5 @@ pub mod schema_registry;
 pub mod secrets;
 pub mod trace;
 
-/// The former name of [`bulk`], for branches written before the rename; remove once no caller
-/// names it.
-#[doc(hidden)]
-pub use bulk as batch;
-
 #[cfg(test)]
 mod testing;

@@ -17,8 +17,7 @@ use lambda_kit::retry::{Deadline, DeadlineSettings, RetryPolicy};
 use lambda_kit::runner::Runner;
 use lambda_kit::secrets::{Credential, RefreshPolicy};
 use page_embedder::chunk::ChunkLimits;
-use page_embedder::embed::{EmbedError, Embedder};
-use page_embedder::embedding::EmbedSettings;
+use page_embedder::embed::{EmbedError, EmbedSettings, Embedder};
 use page_embedder::pipeline::{Pipeline, Settings};
 use page_embedder::rag::NoRag;
 use page_embedder::store::{
@@ -161,7 +160,7 @@ async fn redelivery_skips_unchanged<S: VectorStore>(store: S) -> S {
         embedder: Counting::default(),
         store,
         rag: NoRag,
-        states: page_embedder::state::PageStates::memory(),
+        states: page_embedder::page_state::PageStates::memory(),
         settings: Settings {
             page_id_field: "page_id".into(),
             body_field: "body".into(),

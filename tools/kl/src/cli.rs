@@ -417,7 +417,7 @@ pub fn render_summary(s: &Summary, dry_run: bool) -> String {
 
 async fn reembed_command(args: ReembedArgs) -> CliResult {
     use page_embedder::config::{Config, Provider, StoreConfig};
-    use page_embedder::embedding::EmbedSettings;
+    use page_embedder::embed::EmbedSettings;
     use page_embedder::store::AnyStore;
 
     use crate::reembed::{EmbedPlan, ReembedSettings, Reembedder, estimate};
@@ -542,4 +542,20 @@ async fn failures_command(args: FailuresArgs) -> CliResult {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_prefix_with_postgrest_s_unescapable_wildcard_is_refused_on_the_command_line() {
+        // Refused on the command line, before any request (`reembed::check_page_prefix`).
+        let parsed = Cli::try_parse_from(["kl", "pages", "reembed", "--page-prefix", "a*"]);
+        let Err(e) = parsed else {
+            panic!("a prefix with `*` was accepted")
+        };
+        let e = e.to_string();
+        assert!(e.contains("wildcard"), "{e}");
+    }
 }

@@ -1,12 +1,14 @@
 //! Embedding providers: the [`Embedder`] trait the handler depends on, the error classes of a
 //! provider call, the vector checks every provider's answer goes through, and [`HttpEmbedder`],
 //! the one HTTP client of both APIs (Ollama's native API and the OpenAI-compatible API), which
-//! differ only in their [`Wire`] format.
+//! differ only in their [`Wire`] format. [`embed_all`] (`requests`) runs many texts through an
+//! embedder: grouped into requests, side by side, retried, a refused input isolated.
 
 #[cfg(feature = "local-embedder")]
 mod local;
 mod ollama;
 mod openai;
+mod requests;
 
 use std::fmt;
 use std::future::Future;
@@ -23,6 +25,7 @@ use serde::Serialize;
 pub use local::LocalProvider;
 pub use ollama::{OllamaApi, OllamaEmbedder};
 pub use openai::{OpenAiApi, OpenAiEmbedder};
+pub use requests::{EmbedSettings, Embedded, embed_all};
 
 /// Turns texts into vectors. Implementations make one provider request per call (the caller
 /// batches and bounds concurrency) and return one vector per input, in input order.

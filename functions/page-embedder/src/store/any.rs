@@ -8,10 +8,10 @@ use lambda_kit::retry::Deadline;
 use lambda_kit::secrets::{Credential, SecretSpec};
 
 use super::{
-    QdrantStore, StargateStore, StoreError, StoredHashes, SupabaseStore, VectorRow, VectorStore,
-    qdrant, stargate,
+    QdrantStore, StargateStore, StoreConfig, StoreError, StoredHashes, SupabaseStore, VectorRow,
+    VectorStore, qdrant, stargate,
 };
-use crate::config::{KeySource, StoreConfig};
+use crate::keys::KeySource;
 
 /// One of the stores.
 #[derive(Debug, Clone)]

@@ -24,6 +24,24 @@ pub use qdrant::{QdrantConfig, QdrantStore, point_id};
 pub use stargate::{StargateConfig, StargateStore};
 pub use supabase::{SupabaseStore, vector_literal};
 
+/// Vector store (`VECTOR_STORE`) with its settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// A table through PostgREST (`VECTORS_TABLE`, default `page_vectors`, `vector(768)`; with
+    /// `EMBED_PROVIDER=local` `page_vectors_minilm`, `vector(384)`: a column has one dimension,
+    /// so each model size gets its own table).
+    Supabase {
+        /// The vectors table.
+        table: String,
+    },
+    /// A Qdrant collection ([`QdrantStore`], `QDRANT_*`).
+    Qdrant(QdrantConfig),
+    /// A Cassandra table behind Stargate REST v2 ([`StargateStore`],
+    /// `STARGATE_*`); deprecated on Astra DB, kept for existing deployments.
+    Stargate(StargateConfig),
+}
+
 /// What is stored about one chunk, enough to decide whether it must be embedded again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredChunk {

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 
 use super::rest::{MAX_ROWS_READ, RestClient, Service, json_text, segment, too_many_rows};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
-use crate::config::{KeySource, key_source};
+use crate::keys::{KeySource, key_source};
 
 /// Namespace of the point ids (a fixed random UUID: changing it would orphan every point).
 const POINT_NAMESPACE: uuid::Uuid = uuid::uuid!("6f1c2b8e-5d3a-4e7f-9a41-2c8d0b7e6a13");

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::qdrant::http_url;
 use super::rest::{MAX_ROWS_READ, RestClient, Service, json_text, segment, too_many_rows};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
-use crate::config::{KeySource, key_source};
+use crate::keys::{KeySource, key_source};
 
 /// Stargate REST v2: the token in `X-Cassandra-Token`, errors as `{"description": "..."}`.
 const STARGATE: Service = Service {

@@ -10,7 +10,7 @@ use lambda_kit::bulk::bisect;
 use lambda_kit::error::Classify;
 use lambda_kit::retry::{Deadline, RetryPolicy, retry};
 
-use crate::embed::{EmbedError, Embedder, check_vector};
+use super::{EmbedError, Embedder, check_vector};
 
 /// A result tagged with the index of its input.
 type Indexed = (usize, Result<Vec<f32>, EmbedError>);
