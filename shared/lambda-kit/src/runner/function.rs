@@ -137,9 +137,9 @@ pub trait BatchFunction: Send + Sync {
     ) -> Decoded<Self::Key, Self::Item>;
 
     /// Writes the items [`keep`](Self::keep) selects (one per key, or with [`Keep::All`] every
-    /// record's, a key's items adjacent) and returns one fate per item, in order. A missing fate
-    /// counts as [`Fate::Failed`]. What must happen once the batch is settled goes into `after`.
-    /// Called once per batch: isolating the items at fault is the write's own
+    /// record's, a key's items adjacent) and returns one fate per item, in order; what must
+    /// happen once the batch is settled goes into `after`. A missing fate counts as
+    /// [`Fate::Failed`]. Called once per batch: isolating the items at fault is the write's own
     /// job, done once, where the requests are made. A [`Fate::Rejected`] must be of an item
     /// refused alone or with items refused for their own reasons, never of one refused only
     /// because it shared a request (or a read of the batch's ids) with a bad one: bisect such a

@@ -5,14 +5,14 @@
 //! line.
 //!
 //! ```text
-//!  records ─prepare─▶ decode ─┬─ Settled(fate) ──────────────────────────────────┐
-//!                             │                                                   ▼
-//!                             └─ items by key ─keep()─▶ write ─judge─▶ fan out ─▶ fate per record
-//!                                                         │                            │
-//!                                                         │ AfterSettled               ▼
-//!                                                         └──────▶ after_settled ◀── dead letters
-//!                                                                       │
-//!  Handled ◀── report: response, summary log, metrics, span export ◀────┘
+//!                            ┌─ Settled(fate) ────────────────────────────────────────┐
+//!                            │                                                        ▼
+//! records ─prepare─▶ decode ─┴─ items by key ─keep()─▶ write ─judge─▶ fan out ─▶ fate per record
+//!                                                        │                            │
+//!                                                        │ AfterSettled               ▼
+//!                                                        └──▶ after_settled ◀──── dead letters
+//!                                                                   │
+//! Handled ◀── report: response, summary log, metrics, span export ◀─┘
 //! ```
 //!
 //! What the runner guarantees, whatever the function does:
