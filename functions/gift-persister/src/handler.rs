@@ -58,10 +58,13 @@ impl<S: GiftStore> BatchFunction for Gifts<S> {
     /// The gift's row, serialized.
     type Item = Vec<u8>;
     type Stats = ();
+    type AfterSettled = ();
 
     /// The same gift twice in one batch is written once (PostgreSQL refuses to touch a row twice
     /// in one upsert, and the first delivery's provenance is the one kept).
-    const KEEP: Keep = Keep::First;
+    fn keep(&self) -> Keep {
+        Keep::First
+    }
 
     fn name(&self) -> &str {
         FUNCTION_NAME
@@ -104,6 +107,7 @@ impl<S: GiftStore> BatchFunction for Gifts<S> {
         &self,
         deadline: &Deadline,
         items: Vec<(String, Vec<u8>)>,
+        _: &mut (),
         _: &mut (),
     ) -> Vec<Fate> {
         self.store.write(deadline, &items).await

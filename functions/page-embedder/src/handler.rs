@@ -11,10 +11,9 @@ use lambda_kit::fate::Fate;
 use lambda_kit::metrics::MetricSet;
 use lambda_kit::retry::Deadline;
 use lambda_kit::runner::{BatchFunction, Decoded, Keep, Runner};
-use lambda_kit::trace::TraceContext;
 
 use crate::embed::{Embedder, ProviderEmbedder};
-use crate::pipeline::{PageItem, Pipeline, Stats};
+use crate::pipeline::{Notifications, PageItem, Pipeline, Stats};
 use crate::rag::{HttpRag, RagNotifier};
 use crate::store::{AnyStore, VectorStore};
 
@@ -33,10 +32,14 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
     type Key = String;
     type Item = PageItem;
     type Stats = Stats;
+    /// The RAG notifications of the pages written, sent once the batch is settled.
+    type AfterSettled = Notifications;
 
     /// Within a batch the last change of a page (in partition/offset order) wins: an update
     /// followed by a delete ends deleted, a delete followed by a create ends present.
-    const KEEP: Keep = Keep::Last;
+    fn keep(&self) -> Keep {
+        Keep::Last
+    }
 
     fn name(&self) -> &str {
         &self.settings.function_name
@@ -48,15 +51,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
 
     fn decode(&self, record: &KafkaRecord, stats: &mut Stats) -> Decoded<String, PageItem> {
         match self.decode_change(record, stats) {
-            Ok(Some((key, item))) => {
-                if self.settings.rag_enabled {
-                    match TraceContext::from_record(record) {
-                        Some(cx) => stats.traces.insert(key.clone(), cx),
-                        None => stats.traces.remove(&key),
-                    };
-                }
-                Decoded::Item { key, item }
-            }
+            Ok(Some((key, item))) => Decoded::Item { key, item },
             Ok(None) => Decoded::Settled(Fate::Skipped),
             Err(fate) => Decoded::Settled(fate),
         }
@@ -67,8 +62,10 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
         deadline: &Deadline,
         items: Vec<(String, PageItem)>,
         stats: &mut Stats,
+        notifications: &mut Notifications,
     ) -> Vec<Fate> {
-        self.write_changes(deadline, items, stats).await
+        self.write_changes(deadline, items, stats, notifications)
+            .await
     }
 
     /// A change older than the one it would replace (by source version) never replaces it, so a
@@ -82,8 +79,13 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
 
     /// The RAG notifications, once dead letters are stored and every record's fate is decided
     /// (a slow or absent RAG service never holds the batch), and never past the deadline.
-    async fn after_settled(&self, deadline: &Deadline, stats: &mut Stats) {
-        self.notify_refreshes(deadline, stats).await
+    async fn after_settled(
+        &self,
+        deadline: &Deadline,
+        notifications: Notifications,
+        stats: &mut Stats,
+    ) {
+        self.notify_refreshes(deadline, notifications, stats).await
     }
 
     /// `EmbeddingCalls`, `ChunksEmbedded` and `ChunksUnchanged` (chunks skipped because their

@@ -21,22 +21,12 @@ use lambda_kit::config::{ConfigError, Env};
 use lambda_kit::init::InitError;
 use lambda_kit::postgrest::{PostgrestClient, Upsert};
 use lambda_kit::runner::RunnerConfig;
-use lambda_kit::schema_registry::{ValueSettings, Values};
+use lambda_kit::schema_registry::ValueSettings;
 
-use crate::handler::{
-    FUNCTION_NAME, Ignore, Merge, OnConflict, PostgrestHandler, PostgrestRunner, TableSink,
-};
+pub use crate::handler::OnConflictMode;
+use crate::handler::{FUNCTION_NAME, PostgrestHandler, TableSink};
 use crate::row::{Shape, is_identifier};
 use crate::store::PostgrestRows;
-
-/// `SINK_ON_CONFLICT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnConflictMode {
-    /// `merge` (the default): update the existing row.
-    Merge,
-    /// `ignore`: keep the existing row.
-    Ignore,
-}
 
 /// The table and the shape of its rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,33 +135,25 @@ impl Config {
     /// The handler `main` runs (tests build theirs the same way).
     pub fn build(&self) -> Result<PostgrestHandler, InitError> {
         let client = PostgrestClient::new(self.runner.postgrest.clone())?;
-        let values = || {
-            self.values
-                .build()
-                .map_err(|e| InitError::Client(e.to_string()))
-        };
-        Ok(match self.sink.on_conflict {
-            OnConflictMode::Merge => {
-                PostgrestHandler::Merge(self.runner::<Merge>(client, values()?))
-            }
-            OnConflictMode::Ignore => {
-                PostgrestHandler::Ignore(self.runner::<Ignore>(client, values()?))
-            }
-        })
-    }
-
-    fn runner<C: OnConflict>(&self, client: PostgrestClient, values: Values) -> PostgrestRunner<C> {
-        let upsert = Upsert::on_conflict(self.sink.conflict_columns.join(","), C::DUPLICATES);
+        let values = self
+            .values
+            .build()
+            .map_err(|e| InitError::Client(e.to_string()))?;
+        let on_conflict = self.sink.on_conflict;
+        let upsert = Upsert::on_conflict(
+            self.sink.conflict_columns.join(","),
+            on_conflict.duplicates(),
+        );
         let rows = PostgrestRows::new(
             client.clone(),
             self.sink.table.clone(),
             self.runner.limits,
             upsert,
         );
-        self.runner.runner(
-            TableSink::<_, C>::new(rows, self.sink.shape()).with_values(values),
+        Ok(self.runner.runner(
+            TableSink::new(rows, self.sink.shape(), on_conflict).with_values(values),
             client,
-        )
+        ))
     }
 }
 
@@ -216,7 +198,10 @@ mod tests {
         );
         assert_eq!(c.runner.dead_letter_table, "dead_letters");
         assert_eq!(c.runner.limits, lambda_kit::bulk::WriteLimits::default());
-        assert!(matches!(c.build().unwrap(), PostgrestHandler::Merge(_)));
+        assert_eq!(
+            c.build().unwrap().function().on_conflict(),
+            OnConflictMode::Merge
+        );
     }
 
     #[tokio::test]
@@ -231,7 +216,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.values.format, event_decoding::ValueFormat::Auto);
         assert!(c.values.registry.is_some());
-        assert!(matches!(c.build().unwrap(), PostgrestHandler::Merge(_)));
+        assert_eq!(
+            c.build().unwrap().function().on_conflict(),
+            OnConflictMode::Merge
+        );
     }
 
     #[tokio::test]
@@ -248,7 +236,10 @@ mod tests {
             c.sink.columns.as_deref(),
             Some(&["email".to_string(), "display_name".to_string()][..])
         );
-        assert!(matches!(c.build().unwrap(), PostgrestHandler::Ignore(_)));
+        assert_eq!(
+            c.build().unwrap().function().on_conflict(),
+            OnConflictMode::Ignore
+        );
     }
 
     #[tokio::test]

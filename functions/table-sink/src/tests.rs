@@ -11,7 +11,7 @@ use lambda_kit::retry::{Deadline, DeadlineSettings};
 use lambda_kit::runner::{Handled, Runner};
 use serde_json::{Map, Value, json};
 
-use crate::handler::{Ignore, Merge, OnConflict, TableSink};
+use crate::handler::{OnConflictMode, TableSink};
 use crate::row::{Fields, Shape, to_json};
 use crate::store::RowStore;
 
@@ -82,15 +82,21 @@ impl RowStore for MemTable {
     }
 }
 
-type Sink<C> = Runner<TableSink<MemTable, C>, MemoryDeadLetters>;
+type Sink = Runner<TableSink<MemTable>, MemoryDeadLetters>;
 
-fn sink<C: OnConflict>(table: MemTable, columns: Option<&[&str]>) -> Sink<C> {
+/// The sink over `table`, in the mode its upsert resolves duplicates in.
+fn sink(table: MemTable, columns: Option<&[&str]>) -> Sink {
     let shape = Shape::new(
         vec!["user_id".into()],
         columns.map(|c| c.iter().map(|s| s.to_string()).collect()),
     );
+    let on_conflict = if table.merge {
+        OnConflictMode::Merge
+    } else {
+        OnConflictMode::Ignore
+    };
     Runner::new(
-        TableSink::new(table, shape),
+        TableSink::new(table, shape, on_conflict),
         MemoryDeadLetters::default(),
         DeadlineSettings::default(),
     )
@@ -114,7 +120,7 @@ fn batch(values: &[Value]) -> KafkaBatch {
         .build()
 }
 
-async fn run<C: OnConflict>(s: &Sink<C>, b: &KafkaBatch) -> Handled<()> {
+async fn run(s: &Sink, b: &KafkaBatch) -> Handled<()> {
     s.process(b, &Deadline::after(Duration::from_secs(5))).await
 }
 
@@ -128,7 +134,7 @@ fn failed(h: &Handled<()>) -> Vec<i64> {
         .collect()
 }
 
-fn letters<C: OnConflict>(s: &Sink<C>) -> Vec<String> {
+fn letters(s: &Sink) -> Vec<String> {
     s.dead_letters()
         .letters()
         .iter()
@@ -138,7 +144,7 @@ fn letters<C: OnConflict>(s: &Sink<C>) -> Vec<String> {
 
 #[tokio::test]
 async fn fixture_rows_are_stored_merged_per_key_and_redelivery_changes_nothing() {
-    let s = sink::<Merge>(MemTable::new(true), Some(COLUMNS));
+    let s = sink(MemTable::new(true), Some(COLUMNS));
     let b = fixture("table-sink.json");
     let h = run(&s, &b).await;
     assert_eq!(h.counts.stored, 6, "{:?}", h.counts);
@@ -167,7 +173,7 @@ async fn fixture_rows_are_stored_merged_per_key_and_redelivery_changes_nothing()
 async fn without_the_allow_list_a_field_that_is_no_column_is_sent_as_is() {
     // The store (the database) decides: here it keeps it, PostgREST would refuse it as an unknown
     // column, an environment fault (see store::SinkError).
-    let s = sink::<Merge>(MemTable::new(true), None);
+    let s = sink(MemTable::new(true), None);
     let h = run(&s, &fixture("table-sink.json")).await;
     assert_eq!(h.counts.stored, 6);
     assert_eq!(s.function().store().rows()["u-1"]["source"], "crm");
@@ -175,7 +181,7 @@ async fn without_the_allow_list_a_field_that_is_no_column_is_sent_as_is() {
 
 #[tokio::test]
 async fn bad_fixture_dead_letters_each_bad_record_with_its_code() {
-    let s = sink::<Merge>(MemTable::new(true), None);
+    let s = sink(MemTable::new(true), None);
     let b = fixture("table-sink-bad.json");
     for _ in 0..2 {
         let h = run(&s, &b).await;
@@ -212,7 +218,7 @@ async fn bad_fixture_dead_letters_each_bad_record_with_its_code() {
 
 #[tokio::test]
 async fn the_last_change_of_a_key_wins_and_partial_changes_add_up() {
-    let s = sink::<Merge>(MemTable::new(true), None);
+    let s = sink(MemTable::new(true), None);
     let b = batch(&[
         json!({"user_id": "a", "email": "a1@x", "display_name": "A1"}),
         json!({"user_id": "b", "email": "b1@x"}),
@@ -233,7 +239,7 @@ async fn the_last_change_of_a_key_wins_and_partial_changes_add_up() {
     assert_eq!(rows.len(), 3);
 
     // The same changes in one batch each: the same row.
-    let one_by_one = sink::<Merge>(MemTable::new(true), None);
+    let one_by_one = sink(MemTable::new(true), None);
     for r in b.records() {
         let single = KafkaBatch::builder(EventSource::Msk)
             .record(r.clone())
@@ -245,7 +251,7 @@ async fn the_last_change_of_a_key_wins_and_partial_changes_add_up() {
 
 #[tokio::test]
 async fn with_ignore_the_first_record_of_a_key_wins() {
-    let s = sink::<Ignore>(MemTable::new(false), None);
+    let s = sink(MemTable::new(false), None);
     let b = batch(&[
         json!({"user_id": "a", "email": "first@x"}),
         json!({"user_id": "a", "email": "second@x", "plan": "pro"}),
@@ -262,7 +268,7 @@ async fn with_ignore_the_first_record_of_a_key_wins() {
 
 #[tokio::test]
 async fn a_refused_merged_row_is_written_change_by_change_so_only_the_bad_one_is_dead_lettered() {
-    let s = sink::<Merge>(MemTable::new(true), None);
+    let s = sink(MemTable::new(true), None);
     let b = batch(&[
         json!({"user_id": "a", "plan": "gold"}),
         json!({"user_id": "a", "plan": "platinum"}),
@@ -292,7 +298,7 @@ async fn a_refused_merged_row_is_written_change_by_change_so_only_the_bad_one_is
 
 #[tokio::test]
 async fn a_good_change_followed_by_a_refused_one_of_the_same_columns_is_still_written() {
-    let s = sink::<Merge>(MemTable::new(true), None);
+    let s = sink(MemTable::new(true), None);
     let b = batch(&[
         json!({"user_id": "a", "plan": "pro"}),
         json!({"user_id": "a", "plan": "gold"}),
@@ -340,7 +346,11 @@ async fn after_a_failed_change_the_later_changes_of_its_key_are_not_written() {
         }
     }
     let s = Runner::new(
-        TableSink::<_, Merge>::new(Picky::default(), Shape::new(vec!["user_id".into()], None)),
+        TableSink::new(
+            Picky::default(),
+            Shape::new(vec!["user_id".into()], None),
+            OnConflictMode::Merge,
+        ),
         MemoryDeadLetters::default(),
         DeadlineSettings::default(),
     );
@@ -374,7 +384,7 @@ async fn an_environment_fault_fails_every_record_without_dead_letters() {
         message: "no table".into(),
         environment: true,
     });
-    let s = sink::<Merge>(table, Some(COLUMNS));
+    let s = sink(table, Some(COLUMNS));
     let h = run(&s, &fixture("table-sink.json")).await;
     assert_eq!(h.response.unwrap_err().failed, 6);
     assert!(s.dead_letters().letters().is_empty());
@@ -390,7 +400,11 @@ async fn a_missing_store_result_fails_the_records_and_an_empty_batch_writes_noth
         }
     }
     let s = Runner::new(
-        TableSink::<_, Merge>::new(Short, Shape::new(vec!["user_id".into()], None)),
+        TableSink::new(
+            Short,
+            Shape::new(vec!["user_id".into()], None),
+            OnConflictMode::Merge,
+        ),
         MemoryDeadLetters::default(),
         DeadlineSettings::default(),
     );
@@ -401,7 +415,7 @@ async fn a_missing_store_result_fails_the_records_and_an_empty_batch_writes_noth
     assert_eq!(h.counts.stored, 1);
     assert_eq!(h.counts.failed, 1);
 
-    let m = sink::<Merge>(MemTable::new(true), None);
+    let m = sink(MemTable::new(true), None);
     let h = run(&m, &batch(&[])).await;
     assert!(failed(&h).is_empty());
     assert!(m.function().store().writes.lock().unwrap().is_empty());
@@ -482,7 +496,7 @@ async fn avro_values_through_the_registry_become_rows_and_registry_faults_are_re
     );
     let shape = Shape::new(vec!["user_id".into()], None);
     let s = Runner::new(
-        TableSink::<_, Merge>::new(MemTable::new(true), shape).with_values(values),
+        TableSink::new(MemTable::new(true), shape, OnConflictMode::Merge).with_values(values),
         MemoryDeadLetters::default(),
         DeadlineSettings::default(),
     );

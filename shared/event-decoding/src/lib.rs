@@ -49,7 +49,7 @@ pub use glue::{
     GLUE_HEADER_LEN, GLUE_HEADER_VERSION, GlueCompression, GlueHeader, MAX_INFLATED_BODY,
     glue_message_name, glue_prefix, glue_protobuf_index, inflate, is_glue_schema_version_id,
 };
-pub use protobuf::ProtoSchema;
+pub use protobuf::{DescriptorSetError, ProtoSchema};
 pub use record::{Header, KafkaRecord, key_and_value_schema_ids, schema_ids};
 pub use record_id::RecordId;
 pub use response::{

@@ -14,6 +14,24 @@ use serde_json::Value;
 
 use crate::budget::{self, Budget, SLOT};
 
+/// Why a configured descriptor set gives no schema ([`ProtoSchema::from_descriptor_set`]): which
+/// of its two settings (the set, or the message named in it) to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DescriptorSetError {
+    /// The bytes are not a usable serialized `FileDescriptorSet`.
+    #[error("not a usable FileDescriptorSet: {0}")]
+    Unusable(String),
+    /// The set holds no message of that full name.
+    #[error("the descriptor set has no message `{message}` (it has: {known})")]
+    NoMessage {
+        /// The name asked for.
+        message: String,
+        /// Up to 20 of the messages it holds, comma separated.
+        known: String,
+    },
+}
+
 /// The file name the registry's schema text is compiled under. References are compiled under
 /// the names the registry gives them, which are the names the schema's `import`s use.
 const MAIN_FILE: &str = "schema-registry-writer-schema.proto";
@@ -132,12 +150,16 @@ impl ProtoSchema {
     /// ([`is_pinned`](Self::is_pinned)).
     ///
     /// ```
-    /// use event_decoding::ProtoSchema;
-    /// assert!(ProtoSchema::from_descriptor_set(b"not a descriptor set", "shop.Gift").is_err());
+    /// use event_decoding::{DescriptorSetError, ProtoSchema};
+    /// let e = ProtoSchema::from_descriptor_set(b"not a descriptor set", "shop.Gift").unwrap_err();
+    /// assert!(matches!(e, DescriptorSetError::Unusable(_)));
     /// ```
-    pub fn from_descriptor_set(descriptor_set: &[u8], message: &str) -> Result<Self, String> {
+    pub fn from_descriptor_set(
+        descriptor_set: &[u8],
+        message: &str,
+    ) -> Result<Self, DescriptorSetError> {
         let pool = DescriptorPool::decode(descriptor_set)
-            .map_err(|e| format!("not a usable FileDescriptorSet: {e}"))?;
+            .map_err(|e| DescriptorSetError::Unusable(e.to_string()))?;
         let message = message.trim().trim_start_matches('.');
         let desc = pool.get_message_by_name(message).ok_or_else(|| {
             let mut known: Vec<String> = pool
@@ -147,10 +169,10 @@ impl ProtoSchema {
                 .collect();
             known.sort();
             known.truncate(20);
-            format!(
-                "the descriptor set has no message `{message}` (it has: {})",
-                known.join(", ")
-            )
+            DescriptorSetError::NoMessage {
+                message: message.to_owned(),
+                known: known.join(", "),
+            }
         })?;
         Ok(Self {
             top: vec![desc],
@@ -814,7 +836,9 @@ mod tests {
             s.decode(&[0], &[10, 1, b'n']).unwrap(),
             json!({"name": "n"})
         );
-        let e = ProtoSchema::from_descriptor_set(&set, "shop.Nope").unwrap_err();
+        let e = ProtoSchema::from_descriptor_set(&set, "shop.Nope")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("shop.Gift") && e.contains("shop.Other"), "{e}");
         assert!(!e.contains("google.protobuf"), "{e}");
     }

@@ -185,7 +185,7 @@ async fn table_sink_fixture_stored_once_redelivery_changes_nothing_later_change_
     expected.sort();
     assert_eq!(without_created_at, expected);
     // Two column sets (u-2 has no plan): two requests.
-    assert_eq!(h.store().client().requests_sent(), 2);
+    assert_eq!(h.function().store().client().requests_sent(), 2);
 
     let r = invoke(&h, &batch).await.unwrap();
     assert!(r.batch_item_failures.is_empty(), "{r:?}");
@@ -267,7 +267,11 @@ async fn table_sink_environment_faults_fail_records_without_dead_letters() {
     let h = handler(&env, &[COLUMNS, ("SINK_TABLE", missing.as_str())]).await;
     let err = invoke(&h, &batch).await.unwrap_err();
     assert!(err.contains("all 6 records failed"), "{err}");
-    assert_eq!(h.store().client().requests_sent(), 1, "not retried");
+    assert_eq!(
+        h.function().store().client().requests_sent(),
+        1,
+        "not retried"
+    );
 
     // A conflict target with no unique index behind it: the same (records that carry it).
     let h = handler(&env, &[COLUMNS, ("SINK_CONFLICT_COLUMNS", "email")]).await;

@@ -4,6 +4,7 @@
 
 use event_decoding::{Change, KafkaRecord, json_kind};
 use lambda_kit::fate::Fate;
+use lambda_kit::trace::TraceContext;
 use serde_json::Value;
 
 use super::{PageChange, PageItem, Pipeline, Settings, Stats};
@@ -68,7 +69,8 @@ fn page_id_text(v: &Value) -> Result<String, &'static str> {
 }
 
 impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
-    /// Decodes a record into `(page id, change)`, `Ok(None)` for records without a page change
+    /// Decodes a record into `(page id, change)` (with its trace context when there is a RAG
+    /// hook to notify in it), `Ok(None)` for records without a page change
     /// (truncate, skip), `Err` for a record to dead-letter.
     pub(crate) fn decode_change(
         &self,
@@ -79,10 +81,16 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         let (change, version) = record
             .change_with_version_via(self.values.decoding())
             .map_err(|e| Fate::undecodable(&e))?;
+        let trace = if self.settings.rag_enabled {
+            TraceContext::from_record(record)
+        } else {
+            None
+        };
         let item = |change| PageItem {
             change,
             version,
             position: (record.partition, record.offset),
+            trace: trace.clone(),
         };
         let id_field = &self.settings.page_id_field;
         let page_id = |change: &Change| -> Result<String, Fate> {

@@ -13,15 +13,14 @@
 //!   page and which of them changed;
 //! - `embed`: the changed chunks embedded, pages re-chunked smaller when a chunk is too long;
 //! - `write`: the write step itself (truncate, vector upserts, trims, deletes, versions);
-//! - `notify`: the RAG notifications of the pages written, sent once the batch is settled.
+//! - `notify`: the RAG notifications of the pages written ([`Notifications`], what the write
+//!   leaves for the runner's `after_settled`), sent once the batch is settled.
 
 mod decode;
 mod embed;
 mod notify;
 mod plan;
 mod write;
-
-use std::collections::HashMap;
 
 use event_decoding::SourceVersion;
 use lambda_kit::bulk::WriteLimits;
@@ -31,9 +30,10 @@ use lambda_kit::trace::TraceContext;
 use crate::chunk::ChunkLimits;
 use crate::embed::EmbedSettings;
 use crate::page_state::PageStates;
-use crate::rag::{Refresh, RefreshStats};
+use crate::rag::RefreshStats;
 
 pub use decode::MAX_PAGE_ID_BYTES;
+pub use notify::Notifications;
 
 /// Settings of the pipeline (from [`crate::config::Config`]).
 #[derive(Debug, Clone)]
@@ -87,8 +87,8 @@ pub enum PageChange {
     DeleteAll,
 }
 
-/// What the write step receives for a page: the change and, for a Debezium event, its source
-/// version.
+/// What the write step receives for a page: the change, for a Debezium event its source version,
+/// and with a RAG hook its record's trace context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageItem {
     /// The change.
@@ -97,6 +97,9 @@ pub struct PageItem {
     pub version: Option<SourceVersion>,
     /// The record's partition and offset (what a truncate supersedes).
     pub position: (i32, i64),
+    /// With a RAG hook: the record's W3C trace context, so the page's notification is sent in
+    /// that record's trace.
+    pub trace: Option<TraceContext>,
 }
 
 /// Counters of one batch, for logs and the benchmark.
@@ -124,11 +127,6 @@ pub struct Stats {
     pub stale_changes_ignored: usize,
     /// RAG deliveries.
     pub rag: RefreshStats,
-    /// Notifications of the pages written, sent once the batch is settled.
-    pub pending_refreshes: Vec<Refresh>,
-    /// With a RAG hook: the W3C trace context of each page's latest record, so its notification
-    /// is sent in that record's trace. Taken by `after_settled`, so never in the summary line.
-    pub traces: HashMap<String, TraceContext>,
 }
 
 /// The page pipeline over its three collaborators.

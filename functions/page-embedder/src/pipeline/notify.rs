@@ -1,7 +1,7 @@
 //! Notify: the RAG refresh of each page written (its chunk hashes and chunk 0's vector) or
-//! deleted, built by the write step and sent once the batch is settled, in the trace of the
-//! page's latest record. What the service accepted is remembered in the page states, so a page
-//! it did not accept is notified again the next time the function sees it.
+//! deleted, built by the write step ([`Notifications`]) and sent once the batch is settled, in
+//! the trace of the page's record. What the service accepted is remembered in the page states, so
+//! a page it did not accept is notified again the next time the function sees it.
 
 use std::collections::HashMap;
 
@@ -9,10 +9,37 @@ use lambda_kit::retry::Deadline;
 use lambda_kit::trace::TraceContext;
 
 use super::plan::{PageWork, page_hash};
-use super::{Pipeline, Stats};
+use super::{PageItem, Pipeline, Stats};
 use crate::embed::Embedder;
 use crate::rag::{ChunkNote, RagNotifier, Refresh, RefreshStats};
 use crate::store::VectorStore;
+
+/// What the write leaves for the runner's `after_settled`: the notifications of the pages it
+/// wrote or deleted, each with the trace context of its page's record.
+#[derive(Debug, Default)]
+pub struct Notifications(Vec<(Refresh, Option<TraceContext>)>);
+
+impl Notifications {
+    /// The trace context of each page of the write's `items`, to send its notification in.
+    pub(super) fn traces_of(items: &[(String, PageItem)]) -> HashMap<String, TraceContext> {
+        items
+            .iter()
+            .filter_map(|(id, item)| Some((id.clone(), item.trace.clone()?)))
+            .collect()
+    }
+
+    /// Adds `refreshes`, each with its page's trace context from `traces`.
+    pub(super) fn extend(
+        &mut self,
+        refreshes: Vec<Refresh>,
+        mut traces: HashMap<String, TraceContext>,
+    ) {
+        self.0.extend(refreshes.into_iter().map(|r| {
+            let trace = traces.remove(r.page_id());
+            (r, trace)
+        }));
+    }
+}
 
 impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
     /// The notifications of the pages written (changed, or not yet accepted by the RAG
@@ -57,31 +84,28 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         refreshes
     }
 
-    /// Sends the notifications the write step left in `stats` (never past the deadline) and
-    /// records which the service accepted.
-    pub(crate) async fn notify_refreshes(&self, deadline: &Deadline, stats: &mut Stats) {
-        let refreshes = std::mem::take(&mut stats.pending_refreshes);
-        let mut traces = std::mem::take(&mut stats.traces);
+    /// Sends the notifications the write step left (never past the deadline) and records which
+    /// the service accepted.
+    pub(crate) async fn notify_refreshes(
+        &self,
+        deadline: &Deadline,
+        notifications: Notifications,
+        stats: &mut Stats,
+    ) {
+        let refreshes = notifications.0;
         if refreshes.is_empty() {
             return;
         }
         let n = refreshes.len();
         let hashes: HashMap<String, String> = refreshes
             .iter()
-            .filter_map(|r| match r {
+            .filter_map(|(r, _)| match r {
                 Refresh::Changed {
                     page_id,
                     content_hash,
                     ..
                 } => Some((page_id.clone(), content_hash.clone())),
                 _ => None,
-            })
-            .collect();
-        let refreshes: Vec<(Refresh, Option<TraceContext>)> = refreshes
-            .into_iter()
-            .map(|r| {
-                let trace = traces.remove(r.page_id());
-                (r, trace)
             })
             .collect();
         let notify = self.rag.notify_traced(refreshes);

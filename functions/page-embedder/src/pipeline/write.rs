@@ -8,6 +8,7 @@ use lambda_kit::bulk::{Tried, bisect_concurrently};
 use lambda_kit::fate::Fate;
 use lambda_kit::retry::Deadline;
 
+use super::notify::Notifications;
 use super::plan::PageWork;
 use super::{PageChange, PageItem, Pipeline, Stats};
 use crate::embed::Embedder;
@@ -16,15 +17,17 @@ use crate::store::{StoreError, VectorRow, VectorStore};
 
 impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
     /// The write step: embeds and stores the batch's last change of each page; returns one fate
-    /// per item, in order.
+    /// per item, in order, and leaves the RAG notifications of what it wrote in `notifications`.
     pub(crate) async fn write_changes(
         &self,
         deadline: &Deadline,
         items: Vec<(String, PageItem)>,
         stats: &mut Stats,
+        notifications: &mut Notifications,
     ) -> Vec<Fate> {
         let mut fates: Vec<Fate> = vec![Fate::missing(); items.len()];
         let versions: Vec<Option<SourceVersion>> = items.iter().map(|(_, i)| i.version).collect();
+        let traces = Notifications::traces_of(&items);
         let items = match self.truncate(deadline, items, &mut fates, stats).await {
             Some(items) => items,
             None => return fates,
@@ -93,7 +96,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         }
         self.record_versions(deadline, &ids, &versions, &mut fates)
             .await;
-        stats.pending_refreshes.extend(refreshes);
+        notifications.extend(refreshes, traces);
         fates
     }
 

@@ -7,7 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use event_decoding::{
-    AvroSchema, KeyFormat, ProtoSchema, SchemaLookup, SchemaUnavailable, ValueFormat, WriterSchema,
+    AvroSchema, DescriptorSetError, KeyFormat, ProtoSchema, SchemaLookup, SchemaUnavailable,
+    ValueFormat, WriterSchema,
 };
 
 use crate::config::{ConfigError, Env};
@@ -174,12 +175,11 @@ fn plain_protobuf(
         Shippable::Protobuf,
     )?;
     let schema = ProtoSchema::from_descriptor_set(&bytes, &message).map_err(|e| {
-        let var = if e.contains("has no message") {
-            names.message
-        } else {
-            names.descriptor_set
+        let var = match e {
+            DescriptorSetError::NoMessage { .. } => names.message,
+            _ => names.descriptor_set,
         };
-        ConfigError::new(var, e)
+        ConfigError::new(var, e.to_string())
     })?;
     Ok(Some(Arc::new(WriterSchema::from(schema))))
 }
