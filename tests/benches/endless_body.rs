@@ -47,10 +47,10 @@ async fn main() {
         ("METRICS_ENABLED", "false".into()),
         ("EMBED_BASE_URL", server.url()),
     ]);
-    let h = Config::from_env(&env)
-        .expect("settings")
-        .build(&env)
+    let h = Config::load(&env)
         .await
+        .expect("settings")
+        .build()
         .expect("the handler builds");
     let p = unique("endless-bench");
     let records = (0..pages)

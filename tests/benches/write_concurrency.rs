@@ -49,7 +49,7 @@ async fn main() {
                 ("METRICS_ENABLED", "false"),
                 ("DEFAULT_BUDGET_MS", "120000"),
             ];
-            let h = Config::from(&Env::from_pairs(pairs))
+            let h = Config::load(&Env::from_pairs(pairs))
                 .await
                 .unwrap()
                 .build()

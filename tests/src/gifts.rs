@@ -39,7 +39,7 @@ pub async fn handler_with(
     ];
     pairs.extend_from_slice(more);
     let env = Env::from_pairs(pairs);
-    let h = Config::from(&env).await.unwrap().build().unwrap();
+    let h = Config::load(&env).await.unwrap().build().unwrap();
     let client = h.function().store().client().clone();
     (h, client)
 }

@@ -162,10 +162,10 @@ pub async fn handler(s: &Setup) -> TestHandler {
         pairs.push(("RAG_REFRESH_CONCURRENCY", "4".into()));
     }
     let env = Env::from_pairs(pairs);
-    let mut h = Config::from_env(&env)
-        .expect("test settings are valid")
-        .build(&env)
+    let mut h = Config::load(&env)
         .await
+        .expect("test settings are valid")
+        .build()
         .expect("the handler builds");
     h.function_mut().settings.function_name = s.function_name.clone();
     h

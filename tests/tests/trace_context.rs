@@ -67,10 +67,10 @@ async fn traceparent_reaches_the_log_lines_and_every_outbound_request() {
         ("EMBED_BASE_URL", embedder.base_url()),
         ("RAG_REFRESH_URL", rag.url()),
     ]);
-    let mut h = Config::from_env(&env)
-        .unwrap()
-        .build(&env)
+    let mut h = Config::load(&env)
         .await
+        .unwrap()
+        .build()
         .expect("the handler builds");
     let function_name = unique("trace");
     h.function_mut().settings.function_name = function_name.clone();

@@ -113,7 +113,7 @@ async fn main() {
         ("DEFAULT_BUDGET_MS", "120000"),
         ("METRICS_ENABLED", "false"),
     ]);
-    let handler = Config::from(&env).await.unwrap().build().unwrap();
+    let handler = Config::load(&env).await.unwrap().build().unwrap();
     let client = handler.function().store().client();
     let started = Instant::now();
     let batch = KafkaBatch::from_slice(&bytes).unwrap();

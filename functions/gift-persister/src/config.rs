@@ -47,13 +47,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the process environment (and Secrets Manager for the key).
-    pub async fn from_env() -> Result<Self, InitError> {
-        Self::from(&Env::process()).await
-    }
-
-    /// Reads `env`.
-    pub async fn from(env: &Env) -> Result<Self, InitError> {
+    /// Reads every setting from `env` and resolves the Supabase key (the environment or Secrets
+    /// Manager), once at cold start: `main` passes `Env::process()`, tests and benchmarks
+    /// `Env::from_pairs(..)`.
+    pub async fn load(env: &Env) -> Result<Self, InitError> {
         let d = GiftLimits::default();
         let gifts_table = env.identifier_or("GIFTS_TABLE", "vault")?;
         let gift_limits = GiftLimits {
@@ -94,7 +91,7 @@ mod tests {
             ("SUPABASE_URL", "http://127.0.0.1:9"),
             ("SUPABASE_SERVICE_ROLE_KEY", "k"),
         ]);
-        let c = Config::from(&env).await.unwrap();
+        let c = Config::load(&env).await.unwrap();
         assert_eq!(c.runner.postgrest.base_url, "http://127.0.0.1:9/rest/v1");
         assert_eq!(
             (c.gifts_table.as_str(), c.runner.dead_letter_table.as_str()),
@@ -103,11 +100,11 @@ mod tests {
         assert_eq!(c.runner.limits, lambda_kit::bulk::WriteLimits::default());
         assert_eq!(c.runner.postgrest.key.current().await.expose(), "k");
 
-        let e = Config::from(&Env::from_pairs([("SUPABASE_URL", "https://x")]))
+        let e = Config::load(&Env::from_pairs([("SUPABASE_URL", "https://x")]))
             .await
             .unwrap_err();
         assert!(e.to_string().contains("SUPABASE_SERVICE_ROLE_KEY"), "{e}");
-        let e = Config::from(&Env::from_pairs([("SUPABASE_SERVICE_ROLE_KEY", "k")]))
+        let e = Config::load(&Env::from_pairs([("SUPABASE_SERVICE_ROLE_KEY", "k")]))
             .await
             .unwrap_err();
         assert!(e.to_string().contains("SUPABASE_URL"), "{e}");
@@ -116,7 +113,7 @@ mod tests {
             ("SUPABASE_SERVICE_ROLE_KEY", "k"),
             ("WRITE_MAX_ROWS", "lots"),
         ]);
-        let e = Config::from(&env).await.unwrap_err();
+        let e = Config::load(&env).await.unwrap_err();
         assert!(e.to_string().contains("WRITE_MAX_ROWS"), "{e}");
         let env = Env::from_pairs([
             ("SUPABASE_URL", "https://x"),
@@ -124,7 +121,7 @@ mod tests {
             ("GIFTS_TABLE", "vault;drop"),
         ]);
         assert!(
-            Config::from(&env)
+            Config::load(&env)
                 .await
                 .unwrap_err()
                 .to_string()

@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 use gift_persister::config::Config;
+use lambda_kit::config::Env;
 use lambda_runtime::Error;
 
 /// Every batch allocates and frees many small strings and maps; mimalloc keeps the pages it
@@ -15,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let handler = &Config::from_env().await?.build()?;
+    let handler = &Config::load(&Env::process()).await?.build()?;
     // The payload is decoded from the invocation's bytes (lambda-kit's runtime layer).
     lambda_kit::runtime::run(move |event| handler.handle(event)).await
 }

@@ -47,13 +47,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the process environment (and Secrets Manager).
-    pub async fn from_env() -> Result<Self, InitError> {
-        Self::from(&Env::process()).await
-    }
-
-    /// Reads `env`.
-    pub async fn from(env: &Env) -> Result<Self, InitError> {
+    /// Reads every setting from `env` and resolves the broker's credentials and CA (the
+    /// environment or Secrets Manager), once at cold start: `main` passes `Env::process()`,
+    /// tests and `esm-local` `Env::from_pairs(..)`.
+    pub async fn load(env: &Env) -> Result<Self, InitError> {
         let bootstrap: Vec<String> = env
             .required("KAFKA_BOOTSTRAP_SERVERS")?
             .split(',')
@@ -87,43 +84,7 @@ impl Config {
                 .into());
             }
         };
-        let auth = match env.string_or("KAFKA_AUTH", "none").as_str() {
-            "none" => Auth::None,
-            mechanism @ ("scram-sha-512" | "scram-sha-256") => {
-                let spec = |var, field| SecretSpec::new(var, "KAFKA_SASL_SECRET_ID", field);
-                Auth::Scram {
-                    sha512: mechanism == "scram-sha-512",
-                    username: Credential::from_env(env, &spec("KAFKA_SASL_USERNAME", "username"))
-                        .await?,
-                    password: Credential::from_env(env, &spec("KAFKA_SASL_PASSWORD", "password"))
-                        .await?,
-                }
-            }
-            "msk-iam" => {
-                if tls.is_none() {
-                    return Err(ConfigError::new(
-                        "KAFKA_AUTH",
-                        "msk-iam needs KAFKA_SECURITY=tls (MSK serves IAM on its TLS listener)",
-                    )
-                    .into());
-                }
-                Auth::MskIam {
-                    region: env
-                        .get("AWS_REGION")
-                        .or_else(|| env.get("AWS_DEFAULT_REGION"))
-                        .ok_or_else(|| {
-                            ConfigError::new("AWS_REGION", "msk-iam signs for a region; set it")
-                        })?,
-                }
-            }
-            other => {
-                return Err(ConfigError::new(
-                    "KAFKA_AUTH",
-                    format!("must be none, msk-iam, scram-sha-512 or scram-sha-256, got {other:?}"),
-                )
-                .into());
-            }
-        };
+        let auth = auth_from_env(env, tls.is_some()).await?;
         let d = RequestLimits::default();
         let limits = RequestLimits {
             max_body_bytes: env.positive_or("GIFT_MAX_BODY_BYTES", d.max_body_bytes)?,
@@ -163,6 +124,47 @@ impl Config {
         )
         .with_metrics(self.metrics.clone())
     }
+}
+
+/// `KAFKA_AUTH` and the credentials it needs; `tls`: whether `KAFKA_SECURITY` is `tls`.
+async fn auth_from_env(env: &Env, tls: bool) -> Result<Auth, InitError> {
+    Ok(match env.string_or("KAFKA_AUTH", "none").as_str() {
+        "none" => Auth::None,
+        mechanism @ ("scram-sha-512" | "scram-sha-256") => {
+            let spec = |var, field| SecretSpec::new(var, "KAFKA_SASL_SECRET_ID", field);
+            Auth::Scram {
+                sha512: mechanism == "scram-sha-512",
+                username: Credential::from_env(env, &spec("KAFKA_SASL_USERNAME", "username"))
+                    .await?,
+                password: Credential::from_env(env, &spec("KAFKA_SASL_PASSWORD", "password"))
+                    .await?,
+            }
+        }
+        "msk-iam" => {
+            if !tls {
+                return Err(ConfigError::new(
+                    "KAFKA_AUTH",
+                    "msk-iam needs KAFKA_SECURITY=tls (MSK serves IAM on its TLS listener)",
+                )
+                .into());
+            }
+            Auth::MskIam {
+                region: env
+                    .get("AWS_REGION")
+                    .or_else(|| env.get("AWS_DEFAULT_REGION"))
+                    .ok_or_else(|| {
+                        ConfigError::new("AWS_REGION", "msk-iam signs for a region; set it")
+                    })?,
+            }
+        }
+        other => {
+            return Err(ConfigError::new(
+                "KAFKA_AUTH",
+                format!("must be none, msk-iam, scram-sha-512 or scram-sha-256, got {other:?}"),
+            )
+            .into());
+        }
+    })
 }
 
 /// TLS with the system's roots, or only the given CA.
@@ -211,7 +213,7 @@ mod tests {
     use super::*;
 
     async fn err(pairs: &[(&str, &str)]) -> String {
-        Config::from(&Env::from_pairs(pairs.iter().copied()))
+        Config::load(&Env::from_pairs(pairs.iter().copied()))
             .await
             .unwrap_err()
             .to_string()
@@ -219,7 +221,7 @@ mod tests {
 
     #[tokio::test]
     async fn defaults_and_local_settings() {
-        let c = Config::from(&Env::from_pairs([
+        let c = Config::load(&Env::from_pairs([
             ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092, 127.0.0.1:9093"),
             ("KAFKA_SECURITY", "plaintext"),
         ]))
@@ -232,7 +234,7 @@ mod tests {
         assert_eq!(c.kafka.timeout, Duration::from_secs(5));
         assert_eq!(c.limits, RequestLimits::default());
         // TLS is the default, with the system's roots.
-        let c = Config::from(&Env::from_pairs([("KAFKA_BOOTSTRAP_SERVERS", "b:9094")]))
+        let c = Config::load(&Env::from_pairs([("KAFKA_BOOTSTRAP_SERVERS", "b:9094")]))
             .await
             .unwrap();
         assert!(c.kafka.tls.is_some());
@@ -281,7 +283,7 @@ mod tests {
     async fn a_custom_ca_is_the_only_trust_anchor() {
         // testdata/ca.pem: a self-signed test CA (its key was thrown away).
         let ca = include_str!("../testdata/ca.pem");
-        let c = Config::from(&Env::from_pairs([
+        let c = Config::load(&Env::from_pairs([
             ("KAFKA_BOOTSTRAP_SERVERS", "b:9094"),
             ("KAFKA_CA_PEM", ca),
         ]))
@@ -297,7 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn scram_credentials_never_show_in_debug_output() {
-        let c = Config::from(&Env::from_pairs([
+        let c = Config::load(&Env::from_pairs([
             ("KAFKA_BOOTSTRAP_SERVERS", "b:9096"),
             ("KAFKA_AUTH", "scram-sha-512"),
             ("KAFKA_SASL_USERNAME", "vault"),

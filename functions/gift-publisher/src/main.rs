@@ -4,12 +4,13 @@
 #![recursion_limit = "256"]
 
 use gift_publisher::config::Config;
+use lambda_kit::config::Env;
 use lambda_runtime::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let handler = &Config::from_env().await?.build();
+    let handler = &Config::load(&Env::process()).await?.build();
     // One producer connection per execution environment, made during init; a broker that is
     // down now is not fatal: requests answer 503 and reconnect.
     if let Err(e) = handler.broker().connect_now().await {

@@ -5,7 +5,7 @@
 //! [`handler`]: the page [`pipeline`] as lambda-kit's batch function (the runner does grouping,
 //! dead letters, partial batch response, logs, metrics). The pipeline decodes a record into a
 //! page change and writes the last change of each page: [`chunk`] + [`hash`] -> [`embed`] ->
-//! [`store`] -> [`rag`]. [`config`] builds the handler (`Config::from_env(..)?.build()`;
+//! [`store`] -> [`rag`]. [`config`] builds the handler (`Config::load(..).await?.build()`;
 //! API keys as [`keys`] says); `main.rs` only wires.
 
 pub mod chunk;

@@ -16,8 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let env = Env::process();
-    let handler = &Config::from_env(&env)?.build(&env).await?;
+    let handler = &Config::load(&Env::process()).await?.build()?;
     // The payload is decoded from the invocation's bytes (lambda-kit's runtime layer).
     lambda_kit::runtime::run(move |event| handler.handle(event)).await
 }

@@ -113,13 +113,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the process environment (and Secrets Manager for the key).
-    pub async fn from_env() -> Result<Self, InitError> {
-        Self::from(&Env::process()).await
-    }
-
-    /// Reads `env`.
-    pub async fn from(env: &Env) -> Result<Self, InitError> {
+    /// Reads every setting from `env` and resolves the Supabase key (the environment or Secrets
+    /// Manager), once at cold start: `main` passes `Env::process()`, tests `Env::from_pairs(..)`.
+    pub async fn load(env: &Env) -> Result<Self, InitError> {
         // The sink's own settings first, so a typo fails fast without an AWS call.
         let sink = SinkSettings::from_env(env)?;
         if env.identifier_or("DEAD_LETTER_TABLE", "dead_letters")? == sink.table {
@@ -179,12 +175,12 @@ mod tests {
     }
 
     async fn error(extra: &[(&str, &str)]) -> String {
-        Config::from(&env(extra)).await.unwrap_err().to_string()
+        Config::load(&env(extra)).await.unwrap_err().to_string()
     }
 
     #[tokio::test]
     async fn defaults() {
-        let c = Config::from(&env(&[])).await.unwrap();
+        let c = Config::load(&env(&[])).await.unwrap();
         assert_eq!(c.runner.postgrest.base_url, "http://127.0.0.1:9/rest/v1");
         assert_eq!(c.runner.postgrest.key.current().await.expose(), "k");
         assert_eq!(
@@ -206,9 +202,9 @@ mod tests {
 
     #[tokio::test]
     async fn value_format_and_registry() {
-        let c = Config::from(&env(&[])).await.unwrap();
+        let c = Config::load(&env(&[])).await.unwrap();
         assert_eq!(c.values.format, event_decoding::ValueFormat::Json);
-        let c = Config::from(&env(&[
+        let c = Config::load(&env(&[
             ("VALUE_FORMAT", "auto"),
             ("SCHEMA_REGISTRY_URL", "http://127.0.0.1:9/registry"),
         ]))
@@ -224,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn lists_and_modes() {
-        let c = Config::from(&env(&[
+        let c = Config::load(&env(&[
             ("SINK_CONFLICT_COLUMNS", " tenant_id , user_id "),
             ("SINK_COLUMNS", "email,display_name"),
             ("SINK_ON_CONFLICT", "ignore"),
@@ -290,7 +286,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_key_is_never_printed() {
-        let c = Config::from(&env(&[("SUPABASE_SERVICE_ROLE_KEY", "sekret-123")]))
+        let c = Config::load(&env(&[("SUPABASE_SERVICE_ROLE_KEY", "sekret-123")]))
             .await
             .unwrap();
         let printed = format!("{c:?} {:?}", c.build().unwrap());

@@ -4,6 +4,7 @@
 // layout of `main` needs more than 128.
 #![recursion_limit = "256"]
 
+use lambda_kit::config::Env;
 use lambda_runtime::Error;
 use table_sink::config::Config;
 
@@ -15,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let handler = &Config::from_env().await?.build()?;
+    let handler = &Config::load(&Env::process()).await?.build()?;
     // The payload is decoded from the invocation's bytes (lambda-kit's runtime layer).
     lambda_kit::runtime::run(move |event| handler.handle(event)).await
 }

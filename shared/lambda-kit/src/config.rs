@@ -1,4 +1,30 @@
 //! Reading configuration from environment variables, with errors that name the variable.
+//!
+//! Each function's settings are one plain struct (its `Config`), read by hand through [`Env`]
+//! once at cold start, not a `serde` struct filled by a crate such as `envy`. Measured
+//! 2026-12-07 against `envy` 0.4.2 (`cargo info envy`: the newest version; crates.io lists it as
+//! released 2021-01-04, the last of 11 releases, about 22 M downloads), with a scratch crate
+//! outside the workspace (serde + envy, the workspace's release profile, its own target dir):
+//!
+//! - What it would cost: `cargo build --release --features envy --timings` compiles `envy` in
+//!   0.31 s; the stripped binary of a five-field struct grows from 334,056 to 363,736 bytes.
+//!   Cheap, but it buys only the lookup and the parse.
+//! - What it would lose (the errors `envy::from_iter` returned there): a missing value is
+//!   `missing value for field sink_table` (the serde field, not `SINK_TABLE`); a bad one is
+//!   `invalid digit found in string while parsing value 'zero' provided by EMBED_DIM`; both a bare
+//!   string, where [`ConfigError::var`] holds the variable for callers and tests to match. A blank
+//!   value (`"  "`) counts as set and `" 5 "` fails to parse, where [`Env::get`] trims and takes
+//!   blank as unset (template.yaml's optional parameters default to `""`). `0` passes where
+//!   [`Env::positive_or`] refuses it.
+//! - What it cannot do, so would stay hand-written beside it: the checks after the type (table
+//!   names, [`check_url`], allowed values named in the error, case-insensitive choices), defaults
+//!   that depend on another setting (page-embedder's dimension, table and chunk size follow
+//!   `EMBED_PROVIDER`), a setting and its legacy name or its `*_SECRET_ID` set together, and
+//!   resolving keys from Secrets Manager, which is I/O that serde does not do.
+//!
+//! `Env::from_pairs` serves tests as `envy::from_iter` would; `RetryPolicy::from_env(env,
+//! prefix)` as `envy::prefixed`. So the readers stay here: about 100 lines whose errors name the
+//! variable and, where there is a closed set, its allowed values.
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! What a failed cold start returns: [`InitError`], the one error of every function's
-//! `Config::from_env` / `Config::build`, wrapping a bad setting ([`config`](crate::config)), a
+//! `Config::load` / `Config::build`, wrapping a bad setting ([`config`](crate::config)), a
 //! secret that could not be resolved ([`secrets`](crate::secrets)) or a client that could not be
 //! built. It sits above both so that neither of them depends on the other's errors; each client
 //! module converts its own build error into it (`From<PostgrestError>` lives in
@@ -8,7 +8,7 @@
 use crate::config::ConfigError;
 use crate::secrets::SecretError;
 
-/// A failed cold start: what `Config::from_env` / `Config::build` of a function return. The
+/// A failed cold start: what `Config::load` / `Config::build` of a function return. The
 /// message names the variable, the secret or the client at fault.
 ///
 /// ```

@@ -590,7 +590,7 @@ async fn scram_credentials_and_root_ca_come_from_secrets_manager() {
         ("KAFKA_SASL_SECRET_ID", scram.as_str()),
         ("KAFKA_ROOT_CA_SECRET_ID", ca.as_str()),
     ]);
-    let config = gift_publisher::config::Config::from(&env).await.unwrap();
+    let config = gift_publisher::config::Config::load(&env).await.unwrap();
     let gift_publisher::kafka::Auth::Scram {
         sha512: true,
         username,
@@ -618,7 +618,7 @@ async fn scram_credentials_and_root_ca_come_from_secrets_manager() {
         ("KAFKA_AUTH", "scram-sha-512"),
         ("KAFKA_SASL_SECRET_ID", "AmazonMSK_does-not-exist"),
     ]);
-    let e = gift_publisher::config::Config::from(&env)
+    let e = gift_publisher::config::Config::load(&env)
         .await
         .unwrap_err()
         .to_string();

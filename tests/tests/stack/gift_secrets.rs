@@ -56,7 +56,7 @@ async fn gift_key_from_secrets_manager_plain_json_and_missing() {
     }
 
     // The whole cold start through the function's config, key from the JSON secret.
-    let cfg = Config::from(&Env::from_pairs([
+    let cfg = Config::load(&Env::from_pairs([
         ("SUPABASE_REST_URL", env.rest_url.as_str()),
         ("SUPABASE_KEY_SECRET_ID", json.as_str()),
     ]))
@@ -88,7 +88,7 @@ async fn gift_key_from_secrets_manager_plain_json_and_missing() {
     assert!(e.contains(&nofield) && e.contains("\"key\""), "{e}");
     assert!(!e.contains(&secret_value), "{e}");
     let missing = unique("gift/missing");
-    let e = Config::from(&Env::from_pairs([
+    let e = Config::load(&Env::from_pairs([
         ("SUPABASE_REST_URL", env.rest_url.as_str()),
         ("SUPABASE_KEY_SECRET_ID", missing.as_str()),
     ]))
@@ -117,7 +117,7 @@ async fn persister_with_key_secret(
     env: &StackEnv,
     id: &str,
 ) -> gift_persister::handler::PostgrestHandler {
-    Config::from(&Env::from_pairs([
+    Config::load(&Env::from_pairs([
         ("SUPABASE_REST_URL", env.rest_url.as_str()),
         ("SUPABASE_KEY_SECRET_ID", id),
         ("RETRY_INITIAL_BACKOFF_MS", "20"),

@@ -34,7 +34,7 @@ async fn handler(env: &StackEnv, more: &[(&str, &str)]) -> PostgrestHandler {
         pairs.retain(|(p, _)| p != k);
         pairs.push((k, v));
     }
-    Config::from(&Env::from_pairs(pairs))
+    Config::load(&Env::from_pairs(pairs))
         .await
         .unwrap()
         .build()

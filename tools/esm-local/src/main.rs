@@ -52,7 +52,7 @@ async fn serve_api(args: ServeApiArgs) -> Result<(), Box<dyn std::error::Error>>
         ("METRICS_ENABLED".into(), "false".into()),
     ]);
     let config =
-        gift_publisher::config::Config::from(&lambda_kit::config::Env::from_pairs(env)).await?;
+        gift_publisher::config::Config::load(&lambda_kit::config::Env::from_pairs(env)).await?;
     esm_local::api::serve(&args.listen, config.build()).await?;
     Ok(())
 }

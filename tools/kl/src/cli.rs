@@ -364,7 +364,7 @@ async fn replay_command(table: &str, args: ReplayArgs) -> CliResult {
         PagesMode::Auto => function == page_embedder::config::FUNCTION_NAME,
     };
     let pages = if check_pages {
-        let config = page_embedder::config::Config::from_env(&env)?;
+        let config = page_embedder::config::PageSettings::from_env(&env)?;
         Some(PageCheck {
             page_id_field: config.page_id_field,
             state_table: config.page_state_table,
@@ -416,14 +416,14 @@ pub fn render_summary(s: &Summary, dry_run: bool) -> String {
 }
 
 async fn reembed_command(args: ReembedArgs) -> CliResult {
-    use page_embedder::config::{Config, Provider, StoreConfig};
+    use page_embedder::config::{PageSettings, Provider, StoreConfig};
     use page_embedder::embed::EmbedSettings;
     use page_embedder::store::AnyStore;
 
     use crate::reembed::{EmbedPlan, ReembedSettings, Reembedder, estimate};
 
     let env = Env::process();
-    let config = Config::from_env(&env)?;
+    let config = PageSettings::from_env(&env)?;
     let StoreConfig::Supabase { table } = &config.store else {
         return Err(
             "kl pages reembed reads the chunk texts from the Supabase vectors table \
@@ -435,8 +435,11 @@ async fn reembed_command(args: ReembedArgs) -> CliResult {
     let http = lambda_kit::http::client_builder()
         .connect_timeout(Duration::from_secs(5))
         .build()?;
-    let embedder = config.embedder(&env, &http).await?;
-    let store = AnyStore::from_config(&config.store, &env, client.clone(), &http).await?;
+    let embedder = config
+        .embed
+        .embedder(config.embed.credential(&env).await?, &http)?;
+    let store_key = AnyStore::credential(&config.store, &env).await?;
+    let store = AnyStore::from_config(&config.store, store_key, client.clone(), &http)?;
     let e = &config.embed;
     let plan = EmbedPlan {
         prefix: e.doc_prefix.clone(),

@@ -1,5 +1,6 @@
 //! The store chosen by `VECTOR_STORE`, as one type the handler can be generic over, and its
-//! construction from the configuration (keys read at cold start, re-read as [`Credential`] says).
+//! construction from the configuration and its key (read at cold start, re-read as [`Credential`]
+//! says).
 
 use lambda_kit::config::Env;
 use lambda_kit::init::InitError;
@@ -25,63 +26,50 @@ pub enum AnyStore {
     Stargate(StargateStore),
 }
 
-/// Why the store could not be built (fails the cold start).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildStoreError {
-    /// A key could not be resolved (or `SECRETS_TTL_SECONDS` is invalid).
-    #[error(transparent)]
-    Secret(#[from] InitError),
-    /// The client could not be built.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-async fn key(
-    env: &Env,
-    source: &KeySource,
-    (plain, secret_id): (&str, &str),
-) -> Result<Option<Credential>, InitError> {
-    match source {
-        KeySource::None => Ok(None),
-        _ => Ok(Some(
-            Credential::from_env(env, &SecretSpec::new(plain, secret_id, "key")).await?,
-        )),
-    }
-}
-
 impl AnyStore {
-    /// Builds the configured store. `postgrest` serves the Supabase store (the function needs
-    /// it for dead letters anyway).
+    /// The key the configured store is sent (`QDRANT_API_KEY*`, `STARGATE_AUTH_TOKEN*`),
+    /// resolved from the environment or Secrets Manager at cold start and re-read as
+    /// [`Credential`] says; `None` when it is sent none.
+    pub async fn credential(
+        config: &StoreConfig,
+        env: &Env,
+    ) -> Result<Option<Credential>, InitError> {
+        let ((plain, secret_id), source) = match config {
+            StoreConfig::Qdrant(q) => (qdrant::API_KEY_VARS, &q.api_key),
+            StoreConfig::Stargate(s) => (stargate::AUTH_TOKEN_VARS, &s.auth_token),
+            StoreConfig::Supabase { .. } => return Ok(None),
+        };
+        match source {
+            KeySource::None => Ok(None),
+            _ => Ok(Some(
+                Credential::from_env(env, &SecretSpec::new(plain, secret_id, "key")).await?,
+            )),
+        }
+    }
+
+    /// Builds the configured store, sending `key` (from [`AnyStore::credential`]). `postgrest`
+    /// serves the Supabase store (the function needs it for dead letters anyway).
     ///
     /// ```
     /// use lambda_kit::config::Env;
     /// use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, Secret};
-    /// use page_embedder::config::Config;
+    /// use page_embedder::config::PageSettings;
     /// use page_embedder::store::AnyStore;
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let env = Env::from_pairs([("VECTOR_STORE", "qdrant"), ("QDRANT_URL", "http://127.0.0.1:6333")]);
-    /// let config = Config::from_env(&env).unwrap();
+    /// let settings = PageSettings::from_env(&env).unwrap();
     /// let pg = PostgrestClient::new(PostgrestConfig::new("http://127.0.0.1:3000", Secret::new("k"))).unwrap();
-    /// let store = AnyStore::from_config(&config.store, &env, pg, &reqwest::Client::new()).await.unwrap();
+    /// let store = AnyStore::from_config(&settings.store, None, pg, &reqwest::Client::new()).unwrap();
     /// assert!(matches!(store, AnyStore::Qdrant(_)));
-    /// # }
     /// ```
-    pub async fn from_config(
+    pub fn from_config(
         config: &StoreConfig,
-        env: &Env,
+        key: Option<Credential>,
         postgrest: PostgrestClient,
         http: &reqwest::Client,
-    ) -> Result<Self, BuildStoreError> {
+    ) -> Result<Self, StoreError> {
         Ok(match config {
-            StoreConfig::Qdrant(q) => {
-                let k = key(env, &q.api_key, qdrant::API_KEY_VARS).await?;
-                Self::Qdrant(QdrantStore::new(q, k, http.clone())?)
-            }
-            StoreConfig::Stargate(s) => {
-                let k = key(env, &s.auth_token, stargate::AUTH_TOKEN_VARS).await?;
-                Self::Stargate(StargateStore::new(s, k, http.clone())?)
-            }
+            StoreConfig::Qdrant(q) => Self::Qdrant(QdrantStore::new(q, key, http.clone())?),
+            StoreConfig::Stargate(s) => Self::Stargate(StargateStore::new(s, key, http.clone())?),
             StoreConfig::Supabase { table } => {
                 Self::Supabase(SupabaseStore::new(postgrest, table.clone()))
             }

@@ -17,7 +17,7 @@ use std::future::Future;
 use lambda_kit::error::{Classify, ErrorClass};
 use lambda_kit::retry::Deadline;
 
-pub use any::{AnyStore, BuildStoreError};
+pub use any::AnyStore;
 #[cfg(any(test, feature = "testing"))]
 pub use memory::MemoryStore;
 pub use qdrant::{QdrantConfig, QdrantStore, point_id};
