@@ -1,4 +1,22 @@
 //! Helpers shared by the integration tests.
+//!
+//! The fake servers are ours, on one serve loop ([`serve`]), rather than `wiremock` (0.6.5, last
+//! released 2025-08-24; its tree is 87 crates, 4 of them new to the workspace: `wiremock`,
+//! `deadpool`, `deadpool-runtime`, `assert-json-diff`; measured 2026-12-07 with `cargo tree -e
+//! normal`). wiremock can answer what most fakes answer (a status with headers such as 429 and
+//! `Retry-After`, a JSON body, a delay before the answer, a connection reset through
+//! `respond_with_err`, state kept by a custom `Respond`), but not these, which the tests need:
+//! - a body that never ends ([`endless`]: HTTP/1.1 without a length, a JSON prefix, then
+//!   `0.125,` for as long as the client reads, counting bytes written and hang-ups): its answer
+//!   is one finished body in memory (`Full<Bytes>`), and `set_delay` only delays the whole answer;
+//! - an answer that awaits other work ([`fake_lambda`] runs a real function binary per
+//!   `Invoke`): `Respond::respond` is a synchronous `fn(&Request) -> ResponseTemplate`;
+//! - passing requests through to the real API after the scripted faults ([`fault_proxy`] in
+//!   front of PostgREST): it has no forwarding;
+//! - TCP below HTTP ([`tcp_gate`]: connection refused, open connections cut, the API brought back
+//!   on the same port, a round-trip delay): it only speaks HTTP.
+//!
+//! Taking it for the rest would leave two server stacks in the tests instead of one.
 
 // page-embedder fakes (documented Ollama / OpenAI embedding APIs, RAG hook) and test helpers.
 pub mod fake_embedder;

@@ -15,6 +15,17 @@
 //! higher version (not `ff`) is read by its first four fields. An invalid `traceparent` is ignored
 //! (the record is processed untraced), and so is `tracestate` without a valid `traceparent`.
 //!
+//! Written here rather than with `opentelemetry_sdk`'s `TraceContextPropagator` and
+//! `tracing-opentelemetry` (0.33.1 and 0.34.0, released 2026-10 and 2026-09, well kept): the
+//! batch span is one span with a parent and links taken from many records, not a `tracing` span
+//! per record, and giving `tracing` spans OpenTelemetry ids takes the SDK's tracer as a layer of
+//! the subscriber, where the functions use `lambda_runtime`'s default one. Measured 2026-12-07: on a minimal
+//! Lambda binary (lambda_runtime, tokio, reqwest with rustls, serde_json; the workspace's release
+//! profile) extracting a context and injecting a span's, they add 11 crates (`cargo tree -e
+//! normal`; 3 new to the workspace) and +237 KB (5,419,496 -> 5,656,056 bytes, +4.4%); and
+//! `extract` from a record's headers took 280 ns a record where [`TraceContext::parse`] took 76
+//! (best of 20 rounds of 10,000 records, both in one release binary).
+//!
 //! ```
 //! use lambda_kit::trace::TraceContext;
 //! let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
