@@ -1,32 +1,17 @@
 //! Helpers shared by the integration tests.
 
-// page-embedder fakes (documented Ollama / OpenAI embedding APIs, RAG hook) and test helpers.
-pub mod fake_embedder;
-pub mod fake_http;
-pub mod pages;
-// An HTTP server whose answers never end (bounded reading of responses).
-pub mod endless;
+// Loopback servers speaking the documented protocols of what cannot run here (embedding APIs,
+// Qdrant, Stargate, a schema registry, Lambda's Invoke API, a RAG hook), and the network faults
+// (an endless body, a fault-injecting proxy, a TCP gate).
+pub mod servers;
 
-// Vector-store fakes (documented Qdrant and Stargate REST APIs) and their raw-path server.
-pub mod fake_qdrant;
-pub mod fake_rest;
-pub mod fake_stargate;
+// Batches, handlers wired as `main` wires them, and readers of what a run stored.
+pub mod fixtures;
 
-// gift-persister tests: the stack's env and SQL, a fault-injecting proxy.
-pub mod fault_proxy;
-pub mod gifts;
+// The local stack's environment and SQL; real Kafka end to end (the broker, the function
+// binaries, an in-process esm-local runner).
+pub mod esm;
 pub mod stack;
 
-// The loopback serve loop behind the fakes and the fault proxy.
-pub mod serve;
-
-// Real Kafka end to end: the runner, the function binaries, a private API outage.
-pub mod esm;
-// Avro values: a Confluent-compatible schema registry (documented REST API).
-pub mod fake_schema_registry;
-// Values from independent encoders and what the run stored.
-pub mod encoded;
-pub mod tcp_gate;
-
-// `kl dead-letters replay --aws-function`: Lambda's Invoke API running a real binary.
-pub mod fake_lambda;
+// Test code's one way to a loopback listener or a port nothing listens on.
+pub use lambda_kit::testing::{async_listener, listener, unused_port};

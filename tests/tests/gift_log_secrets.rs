@@ -8,8 +8,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use integration_tests::fault_proxy::{Fault, FaultProxy};
-use integration_tests::gifts::{gifts, handler, invoke};
+use integration_tests::fixtures::gifts::{gifts, handler, invoke};
+use integration_tests::servers::fault_proxy::{Fault, FaultProxy};
 use integration_tests::stack::{StackEnv, lit, unique};
 
 /// Collects everything the tracing subscriber prints.

@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_decoding::KafkaRecord;
-use integration_tests::fake_embedder::{Api, FakeEmbedder, FakeRag};
-use integration_tests::fault_proxy::FaultProxy;
-use integration_tests::pages::{batch, stack, unique, upsert};
+use integration_tests::fixtures::pages::{batch, stack, unique, upsert};
+use integration_tests::servers::embedding::{Api, EmbeddingServer};
+use integration_tests::servers::fault_proxy::FaultProxy;
+use integration_tests::servers::rag::RagServer;
 use lambda_kit::config::Env;
 use lambda_kit::retry::Deadline;
 use lambda_kit::trace::TraceContext;
@@ -54,8 +55,8 @@ async fn traceparent_reaches_the_log_lines_and_every_outbound_request() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let rest = FaultProxy::start(&std::env::var("SUPABASE_REST_URL").unwrap()).await;
-    let embedder = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
-    let rag = FakeRag::start().await;
+    let embedder = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let rag = RagServer::start().await;
     let env = Env::from_pairs([
         ("SUPABASE_REST_URL", rest.url()),
         (

@@ -273,7 +273,7 @@ impl fmt::Debug for Rejection<'_> {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// // A port with nothing listening.
-/// let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+/// let port = lambda_kit::testing::unused_port();
 /// let request = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/"));
 /// let limit = Limit::new("SOME_URL", 1 << 20);
 /// match attempt(request, Duration::from_secs(1), Some("sk-1"), limit).await {
@@ -784,11 +784,7 @@ mod tests {
     #[tokio::test]
     async fn connection_refused_is_transient() {
         // Bind then drop a listener to get a port with nothing listening.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::testing::unused_port();
         let err = reqwest::Client::new()
             .get(format!("http://127.0.0.1:{port}/"))
             .send()

@@ -1,7 +1,7 @@
 //! Avro values end to end (issue 12): gifts encoded by fastavro (`scripts/avro-tool`, independent
 //! of the decoder under test) with the Confluent wire prefix are published to the real broker,
 //! `esm-local` drives the real `gift-persister` binary configured with `VALUE_FORMAT=avro` and a
-//! Confluent-compatible registry (a loopback fake with basic auth), and rows land in `vault`.
+//! Confluent-compatible registry (on loopback, with basic auth), and rows land in `vault`.
 //! A body cut short is dead-lettered (`schema_mismatch`); a record whose writer schema the
 //! registry does not have is redelivered, never dead-lettered, and stored once the schema is
 //! registered. Without a registry, `AVRO_SCHEMA_FILE` reads plain Avro values.
@@ -10,13 +10,13 @@ use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use integration_tests::encoded::{
-    dead_letters, encode, gift_runner, keyless, repo, run_names, vault_count,
-};
 use integration_tests::esm::{
     Runner, create_topic, function_binary, kafka_or_skip, publish, runner_config, wait_until,
 };
-use integration_tests::fake_schema_registry::FakeSchemaRegistry;
+use integration_tests::fixtures::encoded::{
+    dead_letters, encode, gift_runner, keyless, repo, run_names, vault_count,
+};
+use integration_tests::servers::schema_registry::SchemaRegistryServer;
 use integration_tests::stack::{StackEnv, lit, unique};
 use serde_json::json;
 
@@ -38,7 +38,8 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
     let schema_path = repo().join("events/schemas/1-gift.avsc");
     let schema_text = std::fs::read_to_string(&schema_path).unwrap();
     let registry =
-        FakeSchemaRegistry::start([(1, schema_text.clone())], Some(("sr-key", "sr-s3cret"))).await;
+        SchemaRegistryServer::start([(1, schema_text.clone())], Some(("sr-key", "sr-s3cret")))
+            .await;
 
     let n = 20;
     let gifts: Vec<_> = (0..n)
@@ -220,7 +221,7 @@ fn runner_dead_letters(dir: &std::path::Path) -> usize {
 /// trouble anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debezium_avro_pages_through_the_broker_are_embedded() {
-    use integration_tests::fake_embedder::{Api, FakeEmbedder};
+    use integration_tests::servers::embedding::{Api, EmbeddingServer};
     const MODEL: &str = "avro-embed";
     const DIMS: usize = 768;
 
@@ -237,7 +238,7 @@ async fn debezium_avro_pages_through_the_broker_are_embedded() {
     let schemas = repo().join("events/schemas");
     let key_schema = schemas.join("2-page-key.avsc");
     let env_schema = schemas.join("3-page-envelope.avsc");
-    let registry = FakeSchemaRegistry::start(
+    let registry = SchemaRegistryServer::start(
         [
             (2, std::fs::read_to_string(&key_schema).unwrap()),
             (3, std::fs::read_to_string(&env_schema).unwrap()),
@@ -245,7 +246,7 @@ async fn debezium_avro_pages_through_the_broker_are_embedded() {
         None,
     )
     .await;
-    let embedder = FakeEmbedder::start(Api::Ollama, MODEL, DIMS).await;
+    let embedder = EmbeddingServer::start(Api::Ollama, MODEL, DIMS).await;
 
     let (p1, p2) = (format!("{run}-p1"), format!("{run}-p2"));
     let source = |lsn: i64| {

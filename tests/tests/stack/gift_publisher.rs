@@ -6,7 +6,6 @@
 //! back and the retried POST accepted; and the partitioner agreeing with librdkafka's
 //! `murmur2_random` (the Java client's default).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -230,11 +229,7 @@ struct PrivateBroker {
 
 impl PrivateBroker {
     fn start(bin: PathBuf) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = integration_tests::unused_port();
         let mut b = Self {
             bin,
             port,
@@ -434,11 +429,7 @@ async fn esm_local_serve_api_answers_with_the_functions_own_code() {
     };
     let topic = format!("{}-serve-api", unique("pub").replace('_', "-"));
     create_topic(&kafka, &topic, 1).await;
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = integration_tests::unused_port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = Command::new(function_binary("esm-local"))
         .args(["serve-api", "--topic", &topic, "--listen", &listen])

@@ -5,7 +5,7 @@ use gift_persister::config::Config;
 use std::time::Duration;
 
 use bytes::Bytes;
-use integration_tests::gifts::{gifts, invoke};
+use integration_tests::fixtures::gifts::{gifts, invoke};
 use integration_tests::stack::{StackEnv, lit, unique};
 use lambda_kit::config::Env;
 use lambda_kit::error::Classify;

@@ -11,10 +11,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use integration_tests::encoded::{
+use integration_tests::esm::{Runner, create_topic, kafka_or_skip, publish, wait_until};
+use integration_tests::fixtures::encoded::{
     dead_letters, encode, gift_runner, keyless, repo, run_names, vault_count,
 };
-use integration_tests::esm::{Runner, create_topic, kafka_or_skip, publish, wait_until};
 use integration_tests::stack::{StackEnv, lit};
 use serde_json::json;
 

@@ -12,11 +12,11 @@
 use std::process::Command;
 use std::time::Duration;
 
-use integration_tests::encoded::{
+use integration_tests::esm::{Runner, create_topic, kafka_or_skip, publish, wait_until};
+use integration_tests::fixtures::encoded::{
     dead_letters, encode, gift_runner, keyless, repo, run_names, vault_count,
 };
-use integration_tests::esm::{Runner, create_topic, kafka_or_skip, publish, wait_until};
-use integration_tests::fake_schema_registry::{FakeSchemaRegistry, Registered};
+use integration_tests::servers::schema_registry::{Registered, SchemaRegistryServer};
 use integration_tests::stack::{StackEnv, lit};
 use serde_json::json;
 
@@ -42,7 +42,7 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
     let proto = std::fs::read_to_string(repo().join("events/schemas/gift.proto")).unwrap();
     let json_schema =
         std::fs::read_to_string(repo().join("events/schemas/gift.schema.json")).unwrap();
-    let registry = FakeSchemaRegistry::start([], Some(("sr-key", "sr-s3cret"))).await;
+    let registry = SchemaRegistryServer::start([], Some(("sr-key", "sr-s3cret"))).await;
     registry.add_registered(11, Registered::new("PROTOBUF", proto));
     registry.add_registered(21, Registered::new("JSON", json_schema));
 

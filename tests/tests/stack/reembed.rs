@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use integration_tests::esm::{function_binary, wait_until};
-use integration_tests::fake_embedder::{Api, FakeEmbedder, expected_vector};
-use integration_tests::pages::{Setup, batch, handler, rows, run, stack, unique, upsert};
+use integration_tests::fixtures::pages::{Setup, batch, handler, rows, run, stack, unique, upsert};
+use integration_tests::servers::embedding::{Api, EmbeddingServer, expected_vector};
 use integration_tests::stack::{StackEnv, lit};
 use page_embedder::chunk::ChunkLimits;
 use page_embedder::hash::content_hash;
@@ -47,7 +47,7 @@ async fn model_change_reembeds_every_page_and_a_killed_run_resumes() {
     };
     let old_model = unique("m1");
     let new_model = unique("m2");
-    let fake = FakeEmbedder::start(Api::Ollama, &old_model, 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, &old_model, 768).await;
     let prefix = unique("kl_re");
     let mut setup = Setup::new(Api::Ollama, fake.base_url(), unique("kl_re_fn"));
     setup.model = old_model.clone();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use esm_local::invoke::FunctionSpec;
 use event_decoding::KafkaRecord;
 use integration_tests::esm::function_binary;
-use integration_tests::gifts::{handler_with, invoke};
+use integration_tests::fixtures::gifts::{handler_with, invoke};
 use integration_tests::stack::{StackEnv, lit, unique};
 use kl::letters::{DeadLetters, Outcome, Selection};
 use kl::replay::{PageCheck, ReplaySettings, replay};
@@ -402,13 +402,15 @@ async fn replay_through_the_lambda_invoke_api() {
     let replay_via_invoke = |function_env: Vec<(String, String)>| {
         let (letters, env, selection) = (&letters, &env, &selection);
         async move {
-            let lambda = integration_tests::fake_lambda::FakeLambda::start(FunctionSpec {
-                path: function_binary("gift-persister"),
-                env: function_env,
-                name: "gift-persister".into(),
-                timeout: Duration::from_secs(30),
-                memory_mb: 256,
-            })
+            let lambda = integration_tests::servers::lambda_invoke::LambdaInvokeServer::start(
+                FunctionSpec {
+                    path: function_binary("gift-persister"),
+                    env: function_env,
+                    name: "gift-persister".into(),
+                    timeout: Duration::from_secs(30),
+                    memory_mb: 256,
+                },
+            )
             .await;
             let mut target =
                 Target::aws_with(lambda_client(&lambda.server.url()), "gift-persister");

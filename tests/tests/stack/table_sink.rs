@@ -320,11 +320,7 @@ async fn table_sink_budget_is_honoured_when_the_api_is_down() {
     let Some(env) = StackEnv::get_or_skip("table_sink_api_down") else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = integration_tests::unused_port();
     let url = format!("http://127.0.0.1:{port}");
     let h = handler(
         &env,
@@ -355,7 +351,7 @@ async fn table_sink_budget_is_honoured_when_the_api_is_down() {
 /// a key the schema does not read is dead-lettered `schema_mismatch` with its raw key kept.
 #[tokio::test]
 async fn table_sink_keys_decoded_with_their_own_shipped_schema_key_the_rows() {
-    use integration_tests::encoded::{encode, repo};
+    use integration_tests::fixtures::encoded::{encode, repo};
     use std::process::Command;
 
     let Some(env) = StackEnv::get_or_skip("table_sink_key_format") else {

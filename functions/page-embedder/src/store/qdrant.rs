@@ -393,7 +393,7 @@ mod tests {
     #[tokio::test]
     async fn a_scroll_that_never_ends_is_cut_at_the_row_bound() {
         use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = lambda_kit::testing::listener();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let point = r#"{"id":1,"payload":{"page_id":"p","chunk_index":0,"content_hash":"h"}}"#;
         let body = format!(

@@ -270,7 +270,7 @@ mod tests {
     /// An HTTP server answering `200 {}` to every request, counting them.
     fn counting_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
         use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = lambda_kit::testing::listener();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = Arc::clone(&requests);
