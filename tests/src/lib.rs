@@ -13,5 +13,11 @@ pub mod fixtures;
 pub mod esm;
 pub mod stack;
 
+// A program run to its end: its stdout, or a failure with its stderr.
+pub mod command;
+
+// Log lines captured from a thread-local tracing subscriber.
+pub mod logs;
+
 // Test code's one way to a loopback listener or a port nothing listens on.
 pub use lambda_kit::testing::{async_listener, listener, unused_port};

@@ -184,19 +184,7 @@ async fn bad_fixture_dead_letters_each_bad_record_with_its_code() {
     }
     assert_eq!(
         letters(&s),
-        [
-            "1:invalid_base64",
-            "2:invalid_utf8",
-            "3:invalid_json",
-            "4:missing_value",
-            "5:not_an_object",
-            "6:not_an_object",
-            "7:missing_key_column",
-            "8:missing_key_column",
-            "9:invalid_key_column",
-            "10:db_bad_request",
-            "11:invalid_column_name",
-        ],
+        crate::fixtures::BAD_FIXTURE_LETTERS,
         "once each, although delivered twice"
     );
     assert_eq!(

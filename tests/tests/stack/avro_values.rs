@@ -11,10 +11,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use integration_tests::esm::{
-    Runner, create_topic, function_binary, kafka_or_skip, publish, runner_config, wait_until,
+    Runner, create_topic, function_binary, kafka_or_skip, runner_config, wait_until,
 };
 use integration_tests::fixtures::encoded::{
-    dead_letters, encode, gift_runner, keyless, repo, run_names, vault_count,
+    assert_redelivered_not_dead_lettered, dead_letters, encode, gift_runner, repo, run_names,
+    runner_dead_letters, start_on_one_partition, start_with_an_unknown_schema, vault_count,
+    wait_for_rows_and_a_dead_letter,
 };
 use integration_tests::servers::schema_registry::SchemaRegistryServer;
 use integration_tests::stack::{StackEnv, lit, unique};
@@ -68,7 +70,7 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
                                              "question": "late q", "answer": "late a", "ts": null})],
     );
 
-    let mut cfg = gift_runner(
+    let cfg = gift_runner(
         &kafka,
         &stack,
         (&run, &topic, &dir),
@@ -80,27 +82,13 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
             ("RETRY_MAX_ATTEMPTS", "2"),
         ],
     );
-    // The unknown schema keeps its record redelivering until it is registered.
-    cfg.max_retries = 1000;
-    let mut client = create_topic(&kafka, &topic, 2).await;
-    // Partition 0: the gifts and the cut body; partition 1: the record of the unknown schema
-    // (a redelivered record holds back its partition, as on Lambda).
-    publish(&mut client, &topic, 0, &keyless(values)).await;
-    publish(&mut client, &topic, 1, &keyless(late)).await;
-    let runner = Runner::start(cfg);
+    // The gifts and the cut body; beside them the record of the unknown schema, redelivering
+    // until it is registered.
+    let runner = start_with_an_unknown_schema(&kafka, cfg, &topic, values, late).await;
 
     let count = |extra: &str| vault_count(&stack, &topic, extra);
     let dead = || dead_letters(&stack, &topic);
-    let stored = wait_until(Duration::from_secs(40), || {
-        count("") == n as i64 && !dead().is_empty()
-    })
-    .await;
-    assert!(
-        stored,
-        "expected {n} gifts and a dead letter; got {} and {:?}",
-        count(""),
-        dead()
-    );
+    wait_for_rows_and_a_dead_letter(&stack, &topic, n as i64).await;
     assert_eq!(dead(), format!("schema_mismatch@0:{n}"));
     // What was stored is what fastavro wrote.
     let like = lit(&format!("{run}-g%"));
@@ -113,22 +101,17 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
         n as i64
     );
     // The record of schema 77: reported for redelivery, not dead-lettered.
-    let retried = wait_until(Duration::from_secs(20), || {
-        runner.stats.records_redelivered.load(Relaxed)
-            + runner.stats.failed_invocations.load(Relaxed)
-            > 0
-    })
+    let late_id = format!("{run}-late");
+    let dead_so_far = format!("schema_mismatch@0:{n}");
+    assert_redelivered_not_dead_lettered(
+        &runner,
+        &stack,
+        (&topic, &late_id),
+        1,
+        &dead_so_far,
+        "schema",
+    )
     .await;
-    assert!(retried, "the unknown schema's record should be redelivered");
-    assert_eq!(
-        count(&format!("and event_id = {}", lit(&format!("{run}-late")))),
-        0
-    );
-    assert_eq!(
-        dead(),
-        format!("schema_mismatch@0:{n}"),
-        "no dead letter for an unknown schema"
-    );
 
     // Registered: the next delivery stores it.
     registry.add(77, schema_text);
@@ -181,18 +164,14 @@ async fn plain_avro_gifts_with_a_shipped_schema_file() {
         (&run, &topic, &dir),
         &[("VALUE_FORMAT", "avro"), ("AVRO_SCHEMA_FILE", schema)],
     );
-    let mut client = create_topic(&kafka, &topic, 1).await;
-    publish(&mut client, &topic, 0, &keyless(values)).await;
-    let runner = Runner::start(cfg);
+    let runner = start_on_one_partition(&kafka, cfg, &topic, values).await;
 
     let count = |extra: &str| vault_count(&stack, &topic, extra);
-    let dead = || dead_letters(&stack, &topic);
-    let done = wait_until(Duration::from_secs(40), || {
-        count("") == n as i64 && !dead().is_empty()
-    })
-    .await;
-    assert!(done, "got {} gifts and {:?}", count(""), dead());
-    assert_eq!(dead(), format!("schema_mismatch@0:{n}"));
+    wait_for_rows_and_a_dead_letter(&stack, &topic, n as i64).await;
+    assert_eq!(
+        dead_letters(&stack, &topic),
+        format!("schema_mismatch@0:{n}")
+    );
     let like = lit(&format!("{run}-g%"));
     assert_eq!(
         count(&format!(
@@ -205,13 +184,6 @@ async fn plain_avro_gifts_with_a_shipped_schema_file() {
     runner.assert_running();
     runner.stop().await.expect("runner");
     assert_eq!(runner_dead_letters(&dir), 0);
-}
-
-/// Records esm-local itself gave up on (retries exhausted): none expected.
-fn runner_dead_letters(dir: &std::path::Path) -> usize {
-    std::fs::read_to_string(dir.join("esm.dlq"))
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
 }
 
 /// Debezium Avro page changes (key schema 2, envelope schema 3 of `events/schemas/`, written by

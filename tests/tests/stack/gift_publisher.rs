@@ -14,6 +14,7 @@ use esm_local::invoke::{FunctionProcess, FunctionSpec, InvokeOutcome};
 use esm_local::kafka::KafkaConfig;
 use gift_publisher::idempotency::Caller;
 use gift_publisher::partition::partition_for;
+use integration_tests::command::stdout_of;
 use integration_tests::esm::{
     Runner, create_topic, function_binary, kafka_or_skip, runner_config, wait_until,
 };
@@ -394,23 +395,14 @@ for k in keys:
 p.flush(30)
 print(json.dumps(out))
 "#;
-    let output = Command::new(python)
-        .args([
-            "-c",
-            script,
-            &kafka.bootstrap_servers.join(","),
-            &topic,
-            &serde_json::to_string(&keys).unwrap(),
-        ])
-        .output()
-        .expect("run the librdkafka producer");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let theirs: std::collections::HashMap<String, i32> =
-        serde_json::from_slice(&output.stdout).unwrap();
+    let output = stdout_of(Command::new(python).args([
+        "-c",
+        script,
+        &kafka.bootstrap_servers.join(","),
+        &topic,
+        &serde_json::to_string(&keys).unwrap(),
+    ]));
+    let theirs: std::collections::HashMap<String, i32> = serde_json::from_str(&output).unwrap();
     assert_eq!(theirs.len(), keys.len());
     for k in &keys {
         assert_eq!(
@@ -487,16 +479,8 @@ fn the_msk_iam_token_signature_matches_botocores() {
     // botocore is what AWS's own MSK IAM signer (aws-msk-iam-sasl-signer-python) presigns with;
     // it comes with the SAM CLI venv that `scripts/check-template` installs and caches.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let venv = Command::new(root.join("scripts/check-template"))
-        .arg("--venv")
-        .output()
-        .expect("scripts/check-template --venv");
-    assert!(
-        venv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&venv.stderr)
-    );
-    let python = PathBuf::from(String::from_utf8(venv.stdout).unwrap().trim()).join("bin/python");
+    let venv = stdout_of(Command::new(root.join("scripts/check-template")).arg("--venv"));
+    let python = PathBuf::from(venv.trim()).join("bin/python");
     let creds = aws_credential_types::Credentials::new(
         "AKIDEXAMPLE",
         "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
@@ -510,22 +494,17 @@ fn the_msk_iam_token_signature_matches_botocores() {
     ] {
         let when = std::time::UNIX_EPOCH + Duration::from_secs(at);
         let token = gift_publisher::msk_iam::token(region, &creds, when).unwrap();
-        let out = Command::new(&python)
-            .arg(root.join("tests/py/msk_iam_botocore.py"))
-            .args([
-                &token,
-                "AKIDEXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            ])
-            .arg("IQoJb3JpZ2luX2VjEXAMPLE/token+with=chars")
-            .output()
-            .expect("run botocore");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = stdout_of(
+            Command::new(&python)
+                .arg(root.join("tests/py/msk_iam_botocore.py"))
+                .args([
+                    &token,
+                    "AKIDEXAMPLE",
+                    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                ])
+                .arg("IQoJb3JpZ2luX2VjEXAMPLE/token+with=chars"),
         );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
         for param in [
             "Action",
             "X-Amz-Algorithm",

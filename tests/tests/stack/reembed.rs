@@ -5,6 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use integration_tests::command::stdout_of;
 use integration_tests::esm::{function_binary, wait_until};
 use integration_tests::fixtures::pages::{Setup, batch, handler, rows, run, stack, unique, upsert};
 use integration_tests::servers::embedding::{Api, EmbeddingServer, expected_vector};
@@ -82,15 +83,12 @@ async fn model_change_reembeds_every_page_and_a_killed_run_resumes() {
     };
 
     fake.with_state(|s| s.models.push(new_model.clone()));
-    let dry = kl(&fake.base_url(), &new_model, &prefix, &["--dry-run"])
-        .output()
-        .unwrap();
-    assert!(
-        dry.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dry.stderr)
-    );
-    let dry = String::from_utf8(dry.stdout).unwrap();
+    let dry = stdout_of(&mut kl(
+        &fake.base_url(),
+        &new_model,
+        &prefix,
+        &["--dry-run"],
+    ));
     assert!(
         dry.contains(&format!(
             "24 pages, {total} chunks; stale for {new_model} (768 dims, prefix \"{NEW_PREFIX}\"): {total} chunks of 24 pages"
@@ -124,15 +122,7 @@ async fn model_change_reembeds_every_page_and_a_killed_run_resumes() {
     let sent_by_first = fake.inputs().len() - sent_before;
 
     // Run again: only what was left is embedded.
-    let out = kl(&fake.base_url(), &new_model, &prefix, &[])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = stdout_of(&mut kl(&fake.base_url(), &new_model, &prefix, &[]));
     let sent_by_second = fake.inputs().len() - sent_before - sent_by_first;
     assert_eq!(sent_by_second, total - done_at_kill, "{stdout}");
     assert!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use esm_local::invoke::FunctionSpec;
 use event_decoding::KafkaRecord;
+use integration_tests::command::stdout_of;
 use integration_tests::esm::function_binary;
 use integration_tests::fixtures::gifts::{handler_with, invoke};
 use integration_tests::stack::{StackEnv, lit, unique};
@@ -212,18 +213,13 @@ async fn list_reads_past_the_api_row_limit_and_counts_by_code() {
         ]
     );
     // The command line, with the stack's settings from the environment.
-    let out = std::process::Command::new(function_binary("kl"))
-        .args(["dead-letters", "list", "--counts", "--function", &function])
-        .env("KL_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_of(
+        std::process::Command::new(function_binary("kl"))
+            .args(["dead-letters", "list", "--counts", "--function", &function])
+            .env("KL_LOG", "error"),
     );
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
+        out,
         "1005 dead letter(s)\n       670  too_long\n       335  invalid_json\n"
     );
     selection.error_code = Some("invalid_json".into());
