@@ -218,11 +218,11 @@ pub struct Transport {
 /// A non-2xx answer. Its body is the service's to read (each has its own error JSON); what is
 /// taken from it for a message goes through [`Rejection::clean`].
 pub struct Rejection<'s> {
-    /// The status.
+    /// The non-2xx status the service answered.
     pub status: StatusCode,
     /// The headers (`Retry-After`, `retry-after-ms`).
     pub headers: HeaderMap,
-    /// The body.
+    /// The error body, at most [`MAX_ERROR_READ`] bytes of it.
     pub body: Bytes,
     secret: Option<&'s str>,
 }

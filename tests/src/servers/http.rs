@@ -23,7 +23,7 @@ pub struct Request {
     pub query: String,
     /// Header pairs, names lower-case.
     pub headers: Vec<(String, String)>,
-    /// The body.
+    /// The whole request body.
     pub body: Bytes,
 }
 

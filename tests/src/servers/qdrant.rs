@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 
 use crate::servers::http::{HttpServer, Reply, Request};
 
-/// A stored point.
+/// A point as the collection holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPoint {
-    /// The vector.
+    /// Its vector, of the collection's size.
     pub vector: Vec<f32>,
     /// The payload object.
     pub payload: Value,

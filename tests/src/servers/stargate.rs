@@ -23,7 +23,7 @@ use crate::servers::http::{HttpServer, Reply, Request};
 pub struct StargateState {
     /// Keyspace of the table.
     pub keyspace: String,
-    /// The table.
+    /// The one table served (`STARGATE_TABLE`).
     pub table: String,
     /// Rows by (page_id, chunk_index): the non-key columns.
     pub rows: BTreeMap<(String, i64), Value>,

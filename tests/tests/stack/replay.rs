@@ -11,7 +11,7 @@ use integration_tests::command::stdout_of;
 use integration_tests::esm::function_binary;
 use integration_tests::fixtures::gifts::{handler_with, invoke};
 use integration_tests::stack::{StackEnv, lit, unique};
-use kl::letters::{DeadLetters, Outcome, Selection};
+use kl::letters::{DeadLetters, ReplayOutcome, Selection};
 use kl::replay::{PageCheck, ReplaySettings, replay};
 use kl::target::Target;
 use lambda_kit::bulk::WriteLimits;
@@ -140,7 +140,7 @@ async fn replay_after_the_fix_stores_once_and_marks_each_dead_letter() {
     .await
     .unwrap();
     assert_eq!((s.selected, s.invocations), (2, 1));
-    assert_eq!(s.count(Outcome::Failed), 2, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::Failed), 2, "{s:?}");
     assert_eq!(
         letter_rows(&env, &topic),
         "1|too_long|failed|-|1,2|invalid_json|failed|-|1"
@@ -152,8 +152,8 @@ async fn replay_after_the_fix_stores_once_and_marks_each_dead_letter() {
     let s = replay(&letters, &client(&env), &selection, &mut fixed, &settings())
         .await
         .unwrap();
-    assert_eq!(s.count(Outcome::Stored), 1, "{s:?}");
-    assert_eq!(s.count(Outcome::DeadLettered), 1, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::Stored), 1, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::DeadLettered), 1, "{s:?}");
     assert_eq!(vault(), 2);
     assert_eq!(
         env.count(&format!(
@@ -173,7 +173,7 @@ async fn replay_after_the_fix_stores_once_and_marks_each_dead_letter() {
         .await
         .unwrap();
     assert_eq!((s.selected, s.already_resolved), (2, 1));
-    assert_eq!(s.count(Outcome::DeadLettered), 1, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::DeadLettered), 1, "{s:?}");
     assert_eq!(vault(), 2);
     assert_eq!(
         env.count(&format!(
@@ -299,8 +299,8 @@ async fn page_dead_letters_with_a_newer_page_version_are_superseded_not_sent() {
     let s = replay(&dl, &client(&env), &selection, &mut nowhere, &dry)
         .await
         .unwrap();
-    assert_eq!(s.count(Outcome::Superseded), 2, "{s:?}");
-    assert_eq!(s.count(Outcome::Stored), 2, "would be sent: {s:?}");
+    assert_eq!(s.count(ReplayOutcome::Superseded), 2, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::Stored), 2, "would be sent: {s:?}");
     assert_eq!(s.invocations, 0);
     let marked = || {
         env.sql(&format!(
@@ -325,7 +325,7 @@ async fn page_dead_letters_with_a_newer_page_version_are_superseded_not_sent() {
     let s = replay(&dl, &client(&env), &only_superseded, &mut nowhere, &pages)
         .await
         .unwrap();
-    assert_eq!((s.count(Outcome::Superseded), s.invocations), (2, 0));
+    assert_eq!((s.count(ReplayOutcome::Superseded), s.invocations), (2, 0));
     assert_eq!(marked(), "1:superseded,2:-,3:superseded,4:-");
 
     // Sending the rest needs the function: a binary that cannot start stops the replay with an
@@ -421,14 +421,18 @@ async fn replay_through_the_lambda_invoke_api() {
         ("AWS_LAMBDA_LOG_LEVEL".into(), "off".into()),
     ])
     .await;
-    assert_eq!(s.count(Outcome::Failed), 1, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::Failed), 1, "{s:?}");
 
     let (s, fixed) = replay_via_invoke(vec![
         ("AWS_LAMBDA_LOG_LEVEL".into(), "error".into()),
         ("METRICS_ENABLED".into(), "false".into()),
     ])
     .await;
-    assert_eq!((s.count(Outcome::Stored), s.invocations), (1, 1), "{s:?}");
+    assert_eq!(
+        (s.count(ReplayOutcome::Stored), s.invocations),
+        (1, 1),
+        "{s:?}"
+    );
     let calls = fixed.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1);
     assert_eq!(

@@ -29,7 +29,10 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::rest::{MAX_ROWS_READ, RestClient, Service, json_text, segment, too_many_rows};
+use super::chunk_fields::ChunkFields;
+use super::json_service::{
+    JsonServiceClient, MAX_ROWS_READ, Service, json_text, segment, too_many_rows,
+};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
 use crate::keys::{KeySource, key_source};
 
@@ -144,7 +147,7 @@ fn qdrant_error_text(body: &[u8]) -> Option<String> {
 /// Chunk vectors in a Qdrant collection.
 #[derive(Debug, Clone)]
 pub struct QdrantStore {
-    rest: RestClient,
+    client: JsonServiceClient,
     /// `{url}/collections/{collection}`.
     base: String,
 }
@@ -154,16 +157,7 @@ struct Point<'a> {
     /// Hyphenated UUID text, the form Qdrant accepts for UUID ids.
     id: String,
     vector: &'a [f32],
-    payload: Payload<'a>,
-}
-
-#[derive(Serialize)]
-struct Payload<'a> {
-    page_id: &'a str,
-    chunk_index: usize,
-    content_hash: &'a str,
-    model: &'a str,
-    chunk_text: &'a str,
+    payload: ChunkFields<'a>,
 }
 
 #[derive(Deserialize)]
@@ -207,7 +201,7 @@ impl QdrantStore {
         http: reqwest::Client,
     ) -> Result<Self, StoreError> {
         let collection = segment("QDRANT_COLLECTION", &config.collection)?;
-        let rest = RestClient::new(
+        let client = JsonServiceClient::new(
             &QDRANT,
             api_key,
             http,
@@ -215,7 +209,7 @@ impl QdrantStore {
             &config.retry,
         )?;
         let base = format!("{}/collections/{collection}", config.url);
-        Ok(Self { rest, base })
+        Ok(Self { client, base })
     }
 
     /// `{QDRANT_URL}/collections/{collection}` (collection percent-encoded).
@@ -233,8 +227,11 @@ impl QdrantStore {
     ) -> Result<(), StoreError> {
         let url = format!("{}{path}?wait=true", self.base);
         let bytes = serde_json::to_vec(&body).map_err(encode_error)?;
-        let answer = self.rest.send(deadline, method, &url, Some(bytes)).await?;
-        let envelope: Envelope<Value> = self.rest.decode(&answer)?;
+        let answer = self
+            .client
+            .send(deadline, method, &url, Some(bytes))
+            .await?;
+        let envelope: Envelope<Value> = self.client.decode(&answer)?;
         check_ok(&envelope.status)
     }
 }
@@ -288,10 +285,10 @@ impl VectorStore for QdrantStore {
                 }
                 let bytes = serde_json::to_vec(&body).map_err(encode_error)?;
                 let answer = self
-                    .rest
+                    .client
                     .send(deadline, Method::POST, &url, Some(bytes))
                     .await?;
-                let envelope: Envelope<ScrollResult> = self.rest.decode(&answer)?;
+                let envelope: Envelope<ScrollResult> = self.client.decode(&answer)?;
                 check_ok(&envelope.status)?;
                 let Some(result) = envelope.result else {
                     return Err(check_ok(&Value::Null).unwrap_err());
@@ -327,13 +324,7 @@ impl VectorStore for QdrantStore {
             .map(|r| Point {
                 id: point_id(&r.page_id, r.chunk_index).to_string(),
                 vector: &r.embedding,
-                payload: Payload {
-                    page_id: &r.page_id,
-                    chunk_index: r.chunk_index,
-                    content_hash: &r.content_hash,
-                    model: &r.model,
-                    chunk_text: &r.chunk_text,
-                },
+                payload: r.into(),
             })
             .collect();
         self.write(
