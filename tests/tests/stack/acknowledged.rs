@@ -174,10 +174,7 @@ async fn schema_drift_on_the_gifts_table_dead_letters_nothing_and_fails_every_re
             "{table}: every record is reported for redelivery: {r:?}"
         );
         assert_eq!(
-            env.count(&format!(
-                "select count(*) from dead_letters where topic = {}",
-                lit(&topic)
-            )),
+            env.dead_letter_count(&topic),
             0,
             "{table}: no dead letter for a fault of the environment"
         );

@@ -175,13 +175,7 @@ async fn replay_after_the_fix_stores_once_and_marks_each_dead_letter() {
     assert_eq!((s.selected, s.already_resolved), (2, 1));
     assert_eq!(s.count(ReplayOutcome::DeadLettered), 1, "{s:?}");
     assert_eq!(vault(), 2);
-    assert_eq!(
-        env.count(&format!(
-            "select count(*) from dead_letters where topic = {}",
-            lit(&topic)
-        )),
-        2
-    );
+    assert_eq!(env.dead_letter_count(&topic), 2);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! What the stores write about a chunk beside its vector (its key, hash, model and text), in one
-//! shape, and the error of a body that cannot be serialized.
+//! shape; the rows of an upsert in a store's own shape; and the error of a body that cannot be
+//! serialized.
 
 use lambda_kit::error::ErrorClass;
 use serde::Serialize;
@@ -27,6 +28,15 @@ impl<'a> From<&'a VectorRow> for ChunkFields<'a> {
             chunk_text: &r.chunk_text,
         }
     }
+}
+
+/// The rows of an upsert, each in the store's own shape; `None` for no rows, so that a store
+/// makes no call for nothing.
+pub(super) fn upsert_rows<'a, T>(
+    rows: &'a [VectorRow],
+    shape: impl FnMut(&'a VectorRow) -> T,
+) -> Option<Vec<T>> {
+    (!rows.is_empty()).then(|| rows.iter().map(shape).collect())
 }
 
 /// A write body that could not be serialized: the rows' fault, not the store's.

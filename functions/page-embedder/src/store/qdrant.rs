@@ -29,7 +29,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::chunk_fields::ChunkFields;
+use super::chunk_fields::{ChunkFields, upsert_rows};
 use super::json_service::{
     JsonServiceClient, MAX_ROWS_READ, Service, json_text, segment, too_many_rows,
 };
@@ -316,17 +316,13 @@ impl VectorStore for QdrantStore {
     }
 
     async fn upsert(&self, deadline: &Deadline, rows: &[VectorRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
+        let Some(points) = upsert_rows(rows, |r| Point {
+            id: point_id(&r.page_id, r.chunk_index).to_string(),
+            vector: &r.embedding,
+            payload: r.into(),
+        }) else {
             return Ok(());
-        }
-        let points: Vec<Point<'_>> = rows
-            .iter()
-            .map(|r| Point {
-                id: point_id(&r.page_id, r.chunk_index).to_string(),
-                vector: &r.embedding,
-                payload: r.into(),
-            })
-            .collect();
+        };
         self.write(
             deadline,
             Method::PUT,

@@ -6,7 +6,7 @@ use lambda_kit::postgrest::{Duplicates, Filter, PostgrestClient, Upsert};
 use lambda_kit::retry::Deadline;
 use serde::{Deserialize, Serialize};
 
-use super::chunk_fields::{ChunkFields, encode_error};
+use super::chunk_fields::{ChunkFields, encode_error, upsert_rows};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
 
 /// Page ids per `in.(...)` filter; long ids split sooner ([`Filter::in_lists`] keeps URLs under
@@ -98,16 +98,12 @@ impl VectorStore for SupabaseStore {
     }
 
     async fn upsert(&self, deadline: &Deadline, rows: &[VectorRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
+        let Some(body) = upsert_rows(rows, |r| Row {
+            fields: r.into(),
+            embedding: vector_literal(&r.embedding),
+        }) else {
             return Ok(());
-        }
-        let body: Vec<Row<'_>> = rows
-            .iter()
-            .map(|r| Row {
-                fields: r.into(),
-                embedding: vector_literal(&r.embedding),
-            })
-            .collect();
+        };
         let bytes = serde_json::to_vec(&body).map_err(encode_error)?;
         self.client
             .upsert(
