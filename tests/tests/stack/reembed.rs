@@ -1,4 +1,4 @@
-//! `kl pages reembed` against the real stack and a fake Ollama: after a model and prefix change
+//! `kl pages reembed` against the real stack and a local Ollama API: after a model and prefix change
 //! every page is re-embedded, a run killed half way resumes without embedding a chunk twice, and
 //! the function then finds the vectors current (no embedding on an unchanged page).
 
@@ -40,7 +40,7 @@ fn kl(base_url: &str, model: &str, page_prefix: &str, extra: &[&str]) -> Command
     cmd
 }
 
-// Multi-threaded: the fake provider keeps answering while the test waits on `kl` processes.
+// Multi-threaded: the embedding API keeps answering while the test waits on `kl` processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_change_reembeds_every_page_and_a_killed_run_resumes() {
     let (Some(client), Some(env)) = (stack("reembed"), StackEnv::get_or_skip("reembed")) else {

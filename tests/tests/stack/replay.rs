@@ -339,7 +339,7 @@ async fn page_dead_letters_with_a_newer_page_version_are_superseded_not_sent() {
     ));
 }
 
-/// A Lambda client for the fake Invoke API (static test credentials: requests are still signed).
+/// A Lambda client for the local Invoke API (static test credentials: requests are still signed).
 fn lambda_client(endpoint: &str) -> aws_sdk_lambda::Client {
     let config = aws_sdk_lambda::Config::builder()
         .endpoint_url(endpoint)
@@ -388,7 +388,7 @@ async fn replay_through_the_lambda_invoke_api() {
 
     // A deployed function that cannot start (no Supabase URL): a function error fails the event.
     // The function behind a local Lambda Invoke API, with `function_env`; one replay through it,
-    // and the fake (its recorded calls).
+    // and the server (its recorded calls).
     let replay_via_invoke = |function_env: Vec<(String, String)>| {
         let (letters, env, selection) = (&letters, &env, &selection);
         async move {

@@ -1,5 +1,5 @@
 //! The Qdrant and Stargate vector stores against local servers that follow each documented API
-//! (`fake_qdrant`, `fake_stargate`): the behaviour suite shared with the Supabase store (upsert,
+//! (`servers::qdrant`, `servers::stargate`): the behaviour suite shared with the Supabase store (upsert,
 //! overwrite, shrink removes the tail, delete twice harmless, unchanged content skipped on
 //! redelivery through the real pipeline), plus each API's specifics (ids, wait, error bodies,
 //! path encoding).
@@ -338,7 +338,7 @@ async fn qdrant_errors_are_classified_with_the_server_message() {
 
 #[tokio::test]
 async fn qdrant_without_wait_may_not_be_visible_yet() {
-    // Documents why the store always sends wait=true: the fake, like a real cluster, may apply
+    // Documents why the store always sends wait=true: the server, like a real cluster, may apply
     // an unwaited write later.
     let fake = QdrantServer::start("pages", DIM).await;
     let client = reqwest::Client::new();
