@@ -12,8 +12,8 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::endless::EndlessServer;
-use integration_tests::pages::{batch, unique, upsert};
+use integration_tests::fixtures::pages::{batch, unique, upsert};
+use integration_tests::servers::endless::EndlessServer;
 use lambda_kit::config::Env;
 use lambda_kit::retry::Deadline;
 use page_embedder::config::Config;

@@ -12,9 +12,9 @@
 use std::time::{Duration, Instant};
 
 use gift_persister::config::Config;
-use integration_tests::gifts::{gifts, invoke};
+use integration_tests::fixtures::gifts::{gifts, invoke};
+use integration_tests::servers::tcp_gate::TcpGate;
 use integration_tests::stack::{StackEnv, lit, unique};
-use integration_tests::tcp_gate::TcpGate;
 use lambda_kit::config::Env;
 
 fn list(var: &str, default: &str) -> Vec<u64> {

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use esm_local::invoke::{FunctionProcess, FunctionSpec, InvokeOutcome};
 use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
+use integration_tests::servers::tcp_gate::TcpGate;
 use integration_tests::stack::{StackEnv, lit, unique};
-use integration_tests::tcp_gate::TcpGate;
 
 /// Linux reports utime and stime in USER_HZ ticks, 100 per second on every architecture.
 const TICK_MS: f64 = 10.0;

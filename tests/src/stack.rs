@@ -101,6 +101,14 @@ impl StackEnv {
             .parse()
             .unwrap_or_else(|_| panic!("not a number from {query}"))
     }
+
+    /// How many dead letters `topic` has.
+    pub fn dead_letter_count(&self, topic: &str) -> i64 {
+        self.count(&format!(
+            "select count(*) from dead_letters where topic = {}",
+            lit(topic)
+        ))
+    }
 }
 
 /// A name unique to this process and call, for topics and event ids.

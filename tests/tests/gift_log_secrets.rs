@@ -1,43 +1,22 @@
-//! Keys never reach logs or errors. Its own test binary: the test installs a thread-local tracing
-//! subscriber to capture logs, and tests running concurrently in the same process can race with it
-//! over tracing's per-callsite interest cache, so a capture could miss lines.
+//! Keys never reach logs or errors. Its own test binary: it captures logs
+//! ([`integration_tests::logs`] says why that must not share a process with other tests).
 
 // The function handlers nest deep futures (runner, PostgREST client, credential refresh).
 #![recursion_limit = "256"]
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use integration_tests::fault_proxy::{Fault, FaultProxy};
-use integration_tests::gifts::{gifts, handler, invoke};
-use integration_tests::stack::{StackEnv, lit, unique};
-
-/// Collects everything the tracing subscriber prints.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use integration_tests::fixtures::gifts::{gifts, handler, invoke};
+use integration_tests::logs::LogCapture;
+use integration_tests::servers::fault_proxy::{Fault, FaultProxy};
+use integration_tests::stack::{StackEnv, unique};
 
 #[tokio::test]
 async fn gift_secrets_never_appear_in_logs_or_errors() {
     let Some(env) = StackEnv::get_or_skip("gift_secrets_output") else {
         return;
     };
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let capture = LogCapture::start(tracing::Level::TRACE);
 
     let topic = unique("gift_secret");
     let batch = gifts(&topic, 3);
@@ -53,7 +32,7 @@ async fn gift_secrets_never_appear_in_logs_or_errors() {
     assert!(r.is_err(), "a bad key fails every record: {r:?}");
     outputs.push(format!("{r:?}"));
     outputs.push(format!("{:?}", bad));
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("batch processed") && logs.contains("gift-persister"),
         "the summary line is logged"
@@ -64,11 +43,5 @@ async fn gift_secrets_never_appear_in_logs_or_errors() {
         assert!(!text.contains(&wrong_key), "key leaked");
     }
     // Nothing was dead-lettered for the bad key.
-    assert_eq!(
-        env.count(&format!(
-            "select count(*) from dead_letters where topic = {}",
-            lit(&topic)
-        )),
-        0
-    );
+    assert_eq!(env.dead_letter_count(&topic), 0);
 }

@@ -2,37 +2,24 @@
 //! the log line about that record, the batch's outbound requests (PostgREST through a recording
 //! proxy in front of the real local stack, the embedding provider) carry the batch span, a child
 //! of the first traced record's span, and a page's RAG notification (that record's work alone) a
-//! child of its own record's span. Its own test binary: it installs a
-//! tracing subscriber to capture logs (see gift_log_secrets.rs for why that must not share a
-//! process with other tests).
+//! child of its own record's span. Its own test binary: it captures logs
+//! ([`integration_tests::logs`] says why that must not share a process with other tests).
 
 // The function handlers nest deep futures (runner, PostgREST client, credential refresh).
 #![recursion_limit = "256"]
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_decoding::KafkaRecord;
-use integration_tests::fake_embedder::{Api, FakeEmbedder, FakeRag};
-use integration_tests::fault_proxy::FaultProxy;
-use integration_tests::pages::{batch, stack, unique, upsert};
+use integration_tests::fixtures::pages::{batch, stack, unique, upsert};
+use integration_tests::logs::LogCapture;
+use integration_tests::servers::embedding::{Api, EmbeddingServer};
+use integration_tests::servers::fault_proxy::FaultProxy;
+use integration_tests::servers::rag::RagServer;
 use lambda_kit::config::Env;
 use lambda_kit::retry::Deadline;
 use lambda_kit::trace::TraceContext;
 use page_embedder::config::Config;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const TP_A: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TS_A: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
@@ -44,18 +31,11 @@ async fn traceparent_reaches_the_log_lines_and_every_outbound_request() {
     if stack("traceparent_reaches_the_log_lines_and_every_outbound_request").is_none() {
         return;
     }
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let capture = LogCapture::start(tracing::Level::INFO);
 
     let rest = FaultProxy::start(&std::env::var("SUPABASE_REST_URL").unwrap()).await;
-    let embedder = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
-    let rag = FakeRag::start().await;
+    let embedder = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let rag = RagServer::start().await;
     let env = Env::from_pairs([
         ("SUPABASE_REST_URL", rest.url()),
         (
@@ -96,11 +76,10 @@ async fn traceparent_reaches_the_log_lines_and_every_outbound_request() {
     let handled = h
         .process(&b, &Deadline::after(Duration::from_secs(20)))
         .await;
-    drop(_guard);
+    let log = capture.stop();
     assert_eq!(handled.counts.stored, 3, "{:?}", handled.counts);
     assert_eq!(handled.counts.dead_lettered, 1, "{:?}", handled.counts);
 
-    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     let line = |needle: &str| -> &str {
         log.lines()
             .find(|l| l.contains(needle))

@@ -43,7 +43,7 @@ pub enum GiftError {
     /// A field has the wrong JSON type.
     #[error("{field}: must be {expected}, got {got}")]
     InvalidType {
-        /// The field.
+        /// The payload field at fault (`page_id`, `question`, ...).
         field: &'static str,
         /// What it must be.
         expected: &'static str,
@@ -59,7 +59,7 @@ pub enum GiftError {
     /// A text field is longer than allowed.
     #[error("{field}: {chars} characters, at most {max} allowed")]
     TooLong {
-        /// The field.
+        /// The payload field at fault (`question`, `answer`).
         field: &'static str,
         /// Its length.
         chars: usize,
@@ -113,9 +113,9 @@ pub struct Gift {
     pub event_id: String,
     /// Page the gift belongs to.
     pub page_id: i64,
-    /// The question.
+    /// The question asked, as sent (non-empty, within its length limit).
     pub question: String,
-    /// The answer.
+    /// The answer given, as sent (non-empty, within its length limit).
     pub answer: String,
     /// Event time in microseconds since the epoch (PostgreSQL's precision).
     pub ts_micros: i64,
@@ -128,9 +128,9 @@ pub struct Gift {
 pub struct Provenance<'a> {
     /// Kafka topic.
     pub topic: &'a str,
-    /// Partition.
+    /// Kafka partition of the record.
     pub partition: i32,
-    /// Offset.
+    /// The record's offset in its partition.
     pub offset: i64,
 }
 

@@ -64,9 +64,9 @@ pub struct Publisher<B> {
     metrics: Metrics,
 }
 
-/// What became of one request (for the metrics line).
+/// What became of one request: the metric it counts in (not a record's partial-response outcome).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+enum RequestOutcome {
     Published,
     Rejected,
     Failed,
@@ -116,15 +116,28 @@ impl<B: Broker> Publisher<B> {
         let started = Instant::now();
         let (response, outcome) = self.answer(request, deadline).await;
         let mut m = MetricSet::new();
-        m.count("GiftsPublished", u64::from(outcome == Outcome::Published))
-            .count("GiftsRejected", u64::from(outcome == Outcome::Rejected))
-            .count("PublishFailed", u64::from(outcome == Outcome::Failed))
-            .millis("Duration", started.elapsed().as_millis() as u64);
+        m.count(
+            "GiftsPublished",
+            u64::from(outcome == RequestOutcome::Published),
+        )
+        .count(
+            "GiftsRejected",
+            u64::from(outcome == RequestOutcome::Rejected),
+        )
+        .count(
+            "PublishFailed",
+            u64::from(outcome == RequestOutcome::Failed),
+        )
+        .millis("Duration", started.elapsed().as_millis() as u64);
         self.metrics.emit(&m);
         response
     }
 
-    async fn answer(&self, request: &HttpRequest, deadline: Deadline) -> (HttpResponse, Outcome) {
+    async fn answer(
+        &self,
+        request: &HttpRequest,
+        deadline: Deadline,
+    ) -> (HttpResponse, RequestOutcome) {
         let path = request.raw_path.trim_end_matches('/');
         if !path.ends_with(ROUTE) {
             let detail = format!("this function serves POST {ROUTE}");
@@ -184,7 +197,7 @@ impl<B: Broker> Publisher<B> {
                 );
                 (
                     HttpResponse::json(202, &json!({"queued": true, "event_id": event_id})),
-                    Outcome::Published,
+                    RequestOutcome::Published,
                 )
             }
             Err(e @ SendError::TooLarge(_)) => {
@@ -215,7 +228,10 @@ impl<B: Broker> Publisher<B> {
                     &detail,
                     &request_id,
                 );
-                (r.header("retry-after", secs.to_string()), Outcome::Failed)
+                (
+                    r.header("retry-after", secs.to_string()),
+                    RequestOutcome::Failed,
+                )
             }
         }
     }
@@ -329,8 +345,8 @@ fn request_id(request: &HttpRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-fn rejected(response: HttpResponse) -> (HttpResponse, Outcome) {
-    (response, Outcome::Rejected)
+fn rejected(response: HttpResponse) -> (HttpResponse, RequestOutcome) {
+    (response, RequestOutcome::Rejected)
 }
 
 fn too_large(len: usize, max: usize) -> HttpResponse {

@@ -214,9 +214,9 @@ impl HttpRequest {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpResponse {
-    /// Status code.
+    /// HTTP status (202, 400, 413, 503, ...).
     pub status_code: u16,
-    /// Headers.
+    /// Response headers by name (`content-type`, `retry-after`, ...).
     pub headers: HashMap<String, String>,
     /// Body (JSON text).
     pub body: String,

@@ -74,9 +74,9 @@ pub struct OutRecord {
 /// Where the broker stored a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
-    /// Partition.
+    /// The partition the record's key hashed to.
     pub partition: i32,
-    /// Offset.
+    /// The offset the broker gave the record in that partition.
     pub offset: i64,
 }
 

@@ -89,7 +89,8 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> BatchFunction for Pipeline<E, 
     }
 
     /// `EmbeddingCalls`, `ChunksEmbedded` and `ChunksUnchanged` (chunks skipped because their
-    /// stored hash matched), `BodiesUnavailable`, `TruncatesIgnored`, `RagRefreshFailed`.
+    /// stored hash matched), `BodiesUnavailable`, `TruncatesIgnored`, `TruncatesApplied`,
+    /// `RagRefreshFailed`, `StaleChangesIgnored`.
     fn metrics(&self, stats: &Stats, set: &mut MetricSet) {
         set.count("EmbeddingCalls", stats.embed_requests as u64)
             .count("ChunksEmbedded", stats.chunks_embedded as u64)

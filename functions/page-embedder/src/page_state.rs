@@ -40,7 +40,7 @@ pub enum PageStates {
     Postgrest {
         /// The client (boxed: it is much larger than the in-memory variant).
         client: Box<PostgrestClient>,
-        /// The table.
+        /// The states table (`PAGE_STATE_TABLE`).
         table: String,
     },
     /// In memory (tests and benchmarks; `testing` feature).

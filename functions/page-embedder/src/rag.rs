@@ -35,7 +35,7 @@ pub struct ChunkNote {
 pub enum Refresh {
     /// The page's vectors changed.
     Changed {
-        /// Page id.
+        /// The page written.
         page_id: String,
         /// Vector of chunk 0.
         vector: Vec<f32>,
@@ -48,7 +48,7 @@ pub enum Refresh {
     },
     /// The page has no vectors any more.
     Deleted {
-        /// Page id.
+        /// The page deleted.
         page_id: String,
         /// Always `true`.
         deleted: bool,

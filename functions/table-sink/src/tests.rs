@@ -190,19 +190,7 @@ async fn bad_fixture_dead_letters_each_bad_record_with_its_code() {
     }
     assert_eq!(
         letters(&s),
-        [
-            "1:invalid_base64",
-            "2:invalid_utf8",
-            "3:invalid_json",
-            "4:missing_value",
-            "5:not_an_object",
-            "6:not_an_object",
-            "7:missing_key_column",
-            "8:missing_key_column",
-            "9:invalid_key_column",
-            "10:db_bad_request",
-            "11:invalid_column_name",
-        ],
+        crate::fixtures::BAD_FIXTURE_LETTERS,
         "once each, although delivered twice"
     );
     assert_eq!(
@@ -433,7 +421,7 @@ struct Registry {
 impl Registry {
     fn start(schemas: Vec<(&'static str, &'static str)>) -> Self {
         use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = lambda_kit::testing::listener();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = requests.clone();

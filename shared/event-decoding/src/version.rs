@@ -36,9 +36,9 @@ pub enum SourceVersion {
     TimestampMs(i64),
     /// Nothing better: the Kafka partition and offset (comparable within one partition only).
     Offset {
-        /// Partition.
+        /// Kafka partition of the record.
         partition: i32,
-        /// Offset.
+        /// The record's offset, comparable only with offsets of the same partition.
         offset: i64,
     },
 }

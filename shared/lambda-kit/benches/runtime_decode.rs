@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
-use lambda_kit::runtime::{DecodeLayer, Decoded};
+use lambda_kit::runtime::{BatchPayload, DecodeLayer};
 use lambda_runtime::tower::Layer;
 use lambda_runtime::{LambdaInvocation, Service};
 
@@ -35,7 +35,7 @@ fn payload() -> Vec<u8> {
 /// What `lambda_runtime` does with an invocation's body.
 fn runtime_deserialize(body: &[u8]) -> KafkaBatch {
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize::<_, Decoded>(&mut de)
+    serde_path_to_error::deserialize::<_, BatchPayload>(&mut de)
         .unwrap()
         .0
 }

@@ -693,11 +693,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn unreachable_and_spent_deadline_are_transient() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::testing::unused_port();
         let r = registry(format!("http://127.0.0.1:{port}"), 2);
         let e = r.fetch(ID, &deadline()).await.unwrap_err();
         assert!(e.class().is_transient(), "{e}");

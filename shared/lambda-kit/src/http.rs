@@ -218,11 +218,11 @@ pub struct Transport {
 /// A non-2xx answer. Its body is the service's to read (each has its own error JSON); what is
 /// taken from it for a message goes through [`Rejection::clean`].
 pub struct Rejection<'s> {
-    /// The status.
+    /// The non-2xx status the service answered.
     pub status: StatusCode,
     /// The headers (`Retry-After`, `retry-after-ms`).
     pub headers: HeaderMap,
-    /// The body.
+    /// The error body, at most [`MAX_ERROR_READ`] bytes of it.
     pub body: Bytes,
     secret: Option<&'s str>,
 }
@@ -273,7 +273,7 @@ impl fmt::Debug for Rejection<'_> {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// // A port with nothing listening.
-/// let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+/// let port = lambda_kit::testing::unused_port();
 /// let request = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/"));
 /// let limit = Limit::new("SOME_URL", 1 << 20);
 /// match attempt(request, Duration::from_secs(1), Some("sk-1"), limit).await {
@@ -784,11 +784,7 @@ mod tests {
     #[tokio::test]
     async fn connection_refused_is_transient() {
         // Bind then drop a listener to get a port with nothing listening.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::testing::unused_port();
         let err = reqwest::Client::new()
             .get(format!("http://127.0.0.1:{port}/"))
             .send()

@@ -24,6 +24,7 @@
 //! - `schema_cache` (crate-private): the per-process schema cache both registry clients share.
 //! - [`trace`]: W3C trace context from record headers to logs and outbound requests.
 //! - [`otlp`]: optional OpenTelemetry (OTLP/HTTP JSON) export of each batch's span.
+//! - `testing` (`testing` feature): loopback listeners and free ports for tests.
 
 pub mod bulk;
 pub mod config;
@@ -46,5 +47,5 @@ pub mod schema_registry;
 pub mod secrets;
 pub mod trace;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -638,11 +638,7 @@ mod tests {
         assert_eq!(err.code, "otlp_status");
         assert!(err.message.contains("500"), "{err}");
 
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::testing::unused_port();
         let err = exporter(&format!("http://127.0.0.1:{port}"))
             .export(&batch, &deadline)
             .await

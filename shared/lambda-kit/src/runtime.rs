@@ -43,7 +43,7 @@ where
     F: Fn(LambdaEvent<KafkaBatch>) -> Fut,
     Fut: Future<Output = Result<KafkaBatchResponse, lambda_runtime::Error>>,
 {
-    let service = lambda_runtime::service_fn(move |event: LambdaEvent<Decoded>| {
+    let service = lambda_runtime::service_fn(move |event: LambdaEvent<BatchPayload>| {
         let (decoded, context) = event.into_parts();
         handler(LambdaEvent::new(decoded.0, context))
     });
@@ -54,19 +54,20 @@ where
         .await
 }
 
-/// A [`KafkaBatch`] as the handler of [`run`] receives it: the one [`DecodeLayer`] decoded from
-/// the invocation's bytes, else (no layer, or a payload it left alone) deserialized as usual.
+/// The payload the runtime deserializes for [`run`]'s handler (not the runner's per-record
+/// `Decoded`): the [`KafkaBatch`] [`DecodeLayer`] decoded from the invocation's bytes, else (no
+/// layer, or a payload it left alone) deserialized as usual.
 #[derive(Debug)]
-pub struct Decoded(pub KafkaBatch);
+pub struct BatchPayload(pub KafkaBatch);
 
-impl<'de> Deserialize<'de> for Decoded {
+impl<'de> Deserialize<'de> for BatchPayload {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match DECODED.with(|slot| slot.borrow_mut().take()) {
             Some(batch) => {
                 serde::de::IgnoredAny::deserialize(d)?;
-                Ok(Decoded(batch))
+                Ok(BatchPayload(batch))
             }
-            None => KafkaBatch::deserialize(d).map(Decoded),
+            None => KafkaBatch::deserialize(d).map(BatchPayload),
         }
     }
 }
@@ -125,7 +126,7 @@ mod tests {
     /// `serde_path_to_error` over serde_json) within `call`.
     fn runtime_like(req: LambdaInvocation) -> std::future::Ready<Result<Seen, String>> {
         let mut de = serde_json::Deserializer::from_slice(&req.body);
-        let event = serde_path_to_error::deserialize::<_, Decoded>(&mut de)
+        let event = serde_path_to_error::deserialize::<_, BatchPayload>(&mut de)
             .map(|d| d.0)
             .map_err(|e| e.to_string());
         std::future::ready(Ok((req.body.clone(), event)))

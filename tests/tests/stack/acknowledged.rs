@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use event_decoding::KafkaRecord;
-use integration_tests::fake_embedder::{Api, FakeEmbedder, FakeRag};
-use integration_tests::gifts::{gifts, handler_with, invoke};
-use integration_tests::pages::{
+use integration_tests::fixtures::gifts::{gifts, handler_with, invoke};
+use integration_tests::fixtures::pages::{
     Setup, batch, dead_letters, handler, rows, run, stack, unique, upsert,
 };
+use integration_tests::servers::embedding::{Api, EmbeddingServer};
+use integration_tests::servers::rag::RagServer;
 use integration_tests::stack::{StackEnv, lit};
 use page_embedder::chunk::ChunkLimits;
 
@@ -60,7 +61,7 @@ async fn placeholder_update_keeps_the_stored_vectors_and_makes_no_embedding_call
     let Some(client) = stack("placeholder_update_keeps_the_stored_vectors") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     let p = unique("toast");
     let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
     let id = format!("{p}-page");
@@ -87,7 +88,7 @@ async fn placeholder_update_keeps_the_stored_vectors_and_makes_no_embedding_call
         "no embedding call for a placeholder"
     );
     let after = rows(&client, std::slice::from_ref(&id)).await;
-    let hashes = |rows: &[integration_tests::pages::Row]| -> Vec<String> {
+    let hashes = |rows: &[integration_tests::fixtures::pages::Row]| -> Vec<String> {
         rows.iter().map(|r| r.content_hash.clone()).collect()
     };
     assert_eq!(
@@ -104,7 +105,7 @@ async fn forty_pages_of_thirty_chunks_shrunk_in_one_batch_leave_exactly_forty_ro
         return;
     };
     let env = StackEnv::get_or_skip("forty_pages_of_thirty_chunks_shrunk").expect("stack env");
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     let p = unique("shrink");
     let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());
     setup.limits = ChunkLimits::new(100, 0);
@@ -173,10 +174,7 @@ async fn schema_drift_on_the_gifts_table_dead_letters_nothing_and_fails_every_re
             "{table}: every record is reported for redelivery: {r:?}"
         );
         assert_eq!(
-            env.count(&format!(
-                "select count(*) from dead_letters where topic = {}",
-                lit(&topic)
-            )),
+            env.dead_letter_count(&topic),
             0,
             "{table}: no dead letter for a fault of the environment"
         );
@@ -188,10 +186,10 @@ async fn an_older_change_replayed_after_a_newer_one_and_after_a_delete_leaves_th
     let Some(client) = stack("an_older_change_replayed_after_a_newer_one") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     let p = unique("replay");
     let id = format!("{p}-page");
-    let text = |rows: &[integration_tests::pages::Row]| -> Vec<String> {
+    let text = |rows: &[integration_tests::fixtures::pages::Row]| -> Vec<String> {
         rows.iter()
             .map(|r| r.chunk_text.clone().unwrap_or_default())
             .collect()
@@ -234,8 +232,8 @@ async fn rag_down_then_redelivery_the_refresh_arrives_once() {
     let Some(client) = stack("rag_down_then_redelivery_the_refresh_arrives") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
-    let rag = FakeRag::start().await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let rag = RagServer::start().await;
     let p = unique("ragdown");
     let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());
     setup.rag_url = Some(rag.url());

@@ -1,7 +1,7 @@
 //! Avro values end to end (issue 12): gifts encoded by fastavro (`scripts/avro-tool`, independent
 //! of the decoder under test) with the Confluent wire prefix are published to the real broker,
 //! `esm-local` drives the real `gift-persister` binary configured with `VALUE_FORMAT=avro` and a
-//! Confluent-compatible registry (a loopback fake with basic auth), and rows land in `vault`.
+//! Confluent-compatible registry (on loopback, with basic auth), and rows land in `vault`.
 //! A body cut short is dead-lettered (`schema_mismatch`); a record whose writer schema the
 //! registry does not have is redelivered, never dead-lettered, and stored once the schema is
 //! registered. Without a registry, `AVRO_SCHEMA_FILE` reads plain Avro values.
@@ -10,13 +10,15 @@ use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use integration_tests::encoded::{
-    dead_letters, encode, gift_runner, keyless, repo, run_names, vault_count,
-};
 use integration_tests::esm::{
-    Runner, create_topic, function_binary, kafka_or_skip, publish, runner_config, wait_until,
+    Runner, create_topic, function_binary, kafka_or_skip, runner_config, wait_until,
 };
-use integration_tests::fake_schema_registry::FakeSchemaRegistry;
+use integration_tests::fixtures::encoded::{
+    assert_redelivered_not_dead_lettered, dead_letters, encode, gift_runner, repo, run_names,
+    runner_dead_letters, start_on_one_partition, start_with_an_unknown_schema, vault_count,
+    wait_for_rows_and_a_dead_letter,
+};
+use integration_tests::servers::schema_registry::SchemaRegistryServer;
 use integration_tests::stack::{StackEnv, lit, unique};
 use serde_json::json;
 
@@ -38,7 +40,8 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
     let schema_path = repo().join("events/schemas/1-gift.avsc");
     let schema_text = std::fs::read_to_string(&schema_path).unwrap();
     let registry =
-        FakeSchemaRegistry::start([(1, schema_text.clone())], Some(("sr-key", "sr-s3cret"))).await;
+        SchemaRegistryServer::start([(1, schema_text.clone())], Some(("sr-key", "sr-s3cret")))
+            .await;
 
     let n = 20;
     let gifts: Vec<_> = (0..n)
@@ -67,7 +70,7 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
                                              "question": "late q", "answer": "late a", "ts": null})],
     );
 
-    let mut cfg = gift_runner(
+    let cfg = gift_runner(
         &kafka,
         &stack,
         (&run, &topic, &dir),
@@ -79,27 +82,13 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
             ("RETRY_MAX_ATTEMPTS", "2"),
         ],
     );
-    // The unknown schema keeps its record redelivering until it is registered.
-    cfg.max_retries = 1000;
-    let mut client = create_topic(&kafka, &topic, 2).await;
-    // Partition 0: the gifts and the cut body; partition 1: the record of the unknown schema
-    // (a redelivered record holds back its partition, as on Lambda).
-    publish(&mut client, &topic, 0, &keyless(values)).await;
-    publish(&mut client, &topic, 1, &keyless(late)).await;
-    let runner = Runner::start(cfg);
+    // The gifts and the cut body; beside them the record of the unknown schema, redelivering
+    // until it is registered.
+    let runner = start_with_an_unknown_schema(&kafka, cfg, &topic, values, late).await;
 
     let count = |extra: &str| vault_count(&stack, &topic, extra);
     let dead = || dead_letters(&stack, &topic);
-    let stored = wait_until(Duration::from_secs(40), || {
-        count("") == n as i64 && !dead().is_empty()
-    })
-    .await;
-    assert!(
-        stored,
-        "expected {n} gifts and a dead letter; got {} and {:?}",
-        count(""),
-        dead()
-    );
+    wait_for_rows_and_a_dead_letter(&stack, &topic, n as i64).await;
     assert_eq!(dead(), format!("schema_mismatch@0:{n}"));
     // What was stored is what fastavro wrote.
     let like = lit(&format!("{run}-g%"));
@@ -112,22 +101,17 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
         n as i64
     );
     // The record of schema 77: reported for redelivery, not dead-lettered.
-    let retried = wait_until(Duration::from_secs(20), || {
-        runner.stats.records_redelivered.load(Relaxed)
-            + runner.stats.failed_invocations.load(Relaxed)
-            > 0
-    })
+    let late_id = format!("{run}-late");
+    let dead_so_far = format!("schema_mismatch@0:{n}");
+    assert_redelivered_not_dead_lettered(
+        &runner,
+        &stack,
+        (&topic, &late_id),
+        1,
+        &dead_so_far,
+        "schema",
+    )
     .await;
-    assert!(retried, "the unknown schema's record should be redelivered");
-    assert_eq!(
-        count(&format!("and event_id = {}", lit(&format!("{run}-late")))),
-        0
-    );
-    assert_eq!(
-        dead(),
-        format!("schema_mismatch@0:{n}"),
-        "no dead letter for an unknown schema"
-    );
 
     // Registered: the next delivery stores it.
     registry.add(77, schema_text);
@@ -180,18 +164,14 @@ async fn plain_avro_gifts_with_a_shipped_schema_file() {
         (&run, &topic, &dir),
         &[("VALUE_FORMAT", "avro"), ("AVRO_SCHEMA_FILE", schema)],
     );
-    let mut client = create_topic(&kafka, &topic, 1).await;
-    publish(&mut client, &topic, 0, &keyless(values)).await;
-    let runner = Runner::start(cfg);
+    let runner = start_on_one_partition(&kafka, cfg, &topic, values).await;
 
     let count = |extra: &str| vault_count(&stack, &topic, extra);
-    let dead = || dead_letters(&stack, &topic);
-    let done = wait_until(Duration::from_secs(40), || {
-        count("") == n as i64 && !dead().is_empty()
-    })
-    .await;
-    assert!(done, "got {} gifts and {:?}", count(""), dead());
-    assert_eq!(dead(), format!("schema_mismatch@0:{n}"));
+    wait_for_rows_and_a_dead_letter(&stack, &topic, n as i64).await;
+    assert_eq!(
+        dead_letters(&stack, &topic),
+        format!("schema_mismatch@0:{n}")
+    );
     let like = lit(&format!("{run}-g%"));
     assert_eq!(
         count(&format!(
@@ -206,13 +186,6 @@ async fn plain_avro_gifts_with_a_shipped_schema_file() {
     assert_eq!(runner_dead_letters(&dir), 0);
 }
 
-/// Records esm-local itself gave up on (retries exhausted): none expected.
-fn runner_dead_letters(dir: &std::path::Path) -> usize {
-    std::fs::read_to_string(dir.join("esm.dlq"))
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-}
-
 /// Debezium Avro page changes (key schema 2, envelope schema 3 of `events/schemas/`, written by
 /// fastavro with the Confluent prefix) through the broker, `esm-local` and the real
 /// `page-embedder` binary with `VALUE_FORMAT=avro`: the created-then-updated page is embedded with
@@ -220,7 +193,7 @@ fn runner_dead_letters(dir: &std::path::Path) -> usize {
 /// trouble anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debezium_avro_pages_through_the_broker_are_embedded() {
-    use integration_tests::fake_embedder::{Api, FakeEmbedder};
+    use integration_tests::servers::embedding::{Api, EmbeddingServer};
     const MODEL: &str = "avro-embed";
     const DIMS: usize = 768;
 
@@ -237,7 +210,7 @@ async fn debezium_avro_pages_through_the_broker_are_embedded() {
     let schemas = repo().join("events/schemas");
     let key_schema = schemas.join("2-page-key.avsc");
     let env_schema = schemas.join("3-page-envelope.avsc");
-    let registry = FakeSchemaRegistry::start(
+    let registry = SchemaRegistryServer::start(
         [
             (2, std::fs::read_to_string(&key_schema).unwrap()),
             (3, std::fs::read_to_string(&env_schema).unwrap()),
@@ -245,7 +218,7 @@ async fn debezium_avro_pages_through_the_broker_are_embedded() {
         None,
     )
     .await;
-    let embedder = FakeEmbedder::start(Api::Ollama, MODEL, DIMS).await;
+    let embedder = EmbeddingServer::start(Api::Ollama, MODEL, DIMS).await;
 
     let (p1, p2) = (format!("{run}-p1"), format!("{run}-p2"));
     let source = |lsn: i64| {
@@ -329,13 +302,7 @@ async fn debezium_avro_pages_through_the_broker_are_embedded() {
         runner.stats.records_processed.load(Relaxed)
     );
     assert_eq!(vectors(&p2), "0:", "p2 was deleted");
-    assert_eq!(
-        stack.sql(&format!(
-            "select count(*) from dead_letters where topic = {}",
-            lit(&topic)
-        )),
-        "0"
-    );
+    assert_eq!(stack.dead_letter_count(&topic), 0);
     runner.assert_running();
     runner.stop().await.expect("runner");
     assert_eq!(runner_dead_letters(&dir), 0);

@@ -14,9 +14,9 @@ use integration_tests::esm::{
     Runner, create_topic, function_binary, kafka_or_skip, now_ms, publish, runner_config,
     wait_until,
 };
-use integration_tests::fake_embedder::{Api, FakeEmbedder};
+use integration_tests::servers::embedding::{Api, EmbeddingServer};
+use integration_tests::servers::tcp_gate::TcpGate;
 use integration_tests::stack::{StackEnv, lit, unique};
-use integration_tests::tcp_gate::TcpGate;
 use serde_json::json;
 
 const PARTITIONS: i32 = 3;
@@ -104,7 +104,7 @@ async fn gifts_and_pages_flow_through_kafka_survive_an_api_outage_and_replay_ide
 
     let mut gate = TcpGate::start(&stack.rest_url).await;
     let rest = gate.url_for(&stack.rest_url);
-    let embedder = FakeEmbedder::start(Api::Ollama, MODEL, DIMS).await;
+    let embedder = EmbeddingServer::start(Api::Ollama, MODEL, DIMS).await;
     let key = || {
         (
             "SUPABASE_SERVICE_ROLE_KEY".to_owned(),

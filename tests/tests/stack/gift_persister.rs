@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use event_decoding::{EventSource, KafkaBatch, KafkaBatchResponse, KafkaRecord};
-use integration_tests::fault_proxy::{Fault, FaultProxy};
-use integration_tests::gifts::{gifts, handler, handler_with, invoke};
+use integration_tests::fixtures::gifts::{gifts, handler, handler_with, invoke};
+use integration_tests::servers::fault_proxy::{Fault, FaultProxy};
 use integration_tests::stack::{StackEnv, lit, unique};
 
 /// The fixture's records moved to `topic`, with valid gifts made unique to this run (question
@@ -236,11 +236,7 @@ async fn gift_api_down_reports_failure_then_redelivery_stores_everything_once() 
     let topic = unique("gift_down");
     let batch = gifts(&topic, 10);
     // A port with nothing listening.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = integration_tests::unused_port();
     let (down, _) = handler(
         &format!("http://127.0.0.1:{port}"),
         &env.service_key,

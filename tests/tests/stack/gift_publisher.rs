@@ -6,7 +6,6 @@
 //! back and the retried POST accepted; and the partitioner agreeing with librdkafka's
 //! `murmur2_random` (the Java client's default).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,6 +14,7 @@ use esm_local::invoke::{FunctionProcess, FunctionSpec, InvokeOutcome};
 use esm_local::kafka::KafkaConfig;
 use gift_publisher::idempotency::Caller;
 use gift_publisher::partition::partition_for;
+use integration_tests::command::stdout_of;
 use integration_tests::esm::{
     Runner, create_topic, function_binary, kafka_or_skip, runner_config, wait_until,
 };
@@ -230,11 +230,7 @@ struct PrivateBroker {
 
 impl PrivateBroker {
     fn start(bin: PathBuf) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = integration_tests::unused_port();
         let mut b = Self {
             bin,
             port,
@@ -399,23 +395,14 @@ for k in keys:
 p.flush(30)
 print(json.dumps(out))
 "#;
-    let output = Command::new(python)
-        .args([
-            "-c",
-            script,
-            &kafka.bootstrap_servers.join(","),
-            &topic,
-            &serde_json::to_string(&keys).unwrap(),
-        ])
-        .output()
-        .expect("run the librdkafka producer");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let theirs: std::collections::HashMap<String, i32> =
-        serde_json::from_slice(&output.stdout).unwrap();
+    let output = stdout_of(Command::new(python).args([
+        "-c",
+        script,
+        &kafka.bootstrap_servers.join(","),
+        &topic,
+        &serde_json::to_string(&keys).unwrap(),
+    ]));
+    let theirs: std::collections::HashMap<String, i32> = serde_json::from_str(&output).unwrap();
     assert_eq!(theirs.len(), keys.len());
     for k in &keys {
         assert_eq!(
@@ -434,11 +421,7 @@ async fn esm_local_serve_api_answers_with_the_functions_own_code() {
     };
     let topic = format!("{}-serve-api", unique("pub").replace('_', "-"));
     create_topic(&kafka, &topic, 1).await;
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = integration_tests::unused_port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = Command::new(function_binary("esm-local"))
         .args(["serve-api", "--topic", &topic, "--listen", &listen])
@@ -496,16 +479,8 @@ fn the_msk_iam_token_signature_matches_botocores() {
     // botocore is what AWS's own MSK IAM signer (aws-msk-iam-sasl-signer-python) presigns with;
     // it comes with the SAM CLI venv that `scripts/check-template` installs and caches.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let venv = Command::new(root.join("scripts/check-template"))
-        .arg("--venv")
-        .output()
-        .expect("scripts/check-template --venv");
-    assert!(
-        venv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&venv.stderr)
-    );
-    let python = PathBuf::from(String::from_utf8(venv.stdout).unwrap().trim()).join("bin/python");
+    let venv = stdout_of(Command::new(root.join("scripts/check-template")).arg("--venv"));
+    let python = PathBuf::from(venv.trim()).join("bin/python");
     let creds = aws_credential_types::Credentials::new(
         "AKIDEXAMPLE",
         "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
@@ -519,22 +494,17 @@ fn the_msk_iam_token_signature_matches_botocores() {
     ] {
         let when = std::time::UNIX_EPOCH + Duration::from_secs(at);
         let token = gift_publisher::msk_iam::token(region, &creds, when).unwrap();
-        let out = Command::new(&python)
-            .arg(root.join("tests/py/msk_iam_botocore.py"))
-            .args([
-                &token,
-                "AKIDEXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            ])
-            .arg("IQoJb3JpZ2luX2VjEXAMPLE/token+with=chars")
-            .output()
-            .expect("run botocore");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = stdout_of(
+            Command::new(&python)
+                .arg(root.join("tests/py/msk_iam_botocore.py"))
+                .args([
+                    &token,
+                    "AKIDEXAMPLE",
+                    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                ])
+                .arg("IQoJb3JpZ2luX2VjEXAMPLE/token+with=chars"),
         );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
         for param in [
             "Action",
             "X-Amz-Algorithm",

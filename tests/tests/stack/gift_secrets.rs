@@ -5,7 +5,7 @@ use gift_persister::config::Config;
 use std::time::Duration;
 
 use bytes::Bytes;
-use integration_tests::gifts::{gifts, invoke};
+use integration_tests::fixtures::gifts::{gifts, invoke};
 use integration_tests::stack::{StackEnv, lit, unique};
 use lambda_kit::config::Env;
 use lambda_kit::error::Classify;
@@ -232,10 +232,7 @@ async fn refused_batch(
     let e = invoke(warm, &gifts(&topic, 3)).await.unwrap_err();
     assert!(e.contains("all 3 records failed"), "{e}");
     assert_eq!(vault_rows(env, &topic), 0);
-    let dead = env.count(&format!(
-        "select count(*) from dead_letters where topic = {}",
-        lit(&topic)
-    ));
+    let dead = env.dead_letter_count(&topic);
     assert_eq!(dead, 0, "a refused key is not the records' fault");
     let client = warm.function().store().client();
     let deadline = Deadline::after(Duration::from_secs(5));

@@ -8,13 +8,14 @@
 //! the registry does not have (`EntityNotFoundException`) is redelivered, never dead-lettered.
 
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use integration_tests::encoded::{
-    dead_letters, encode, gift_runner, keyless, repo, run_names, vault_count,
+use integration_tests::esm::kafka_or_skip;
+use integration_tests::fixtures::encoded::{
+    assert_redelivered_not_dead_lettered, dead_letters, encode, gift_runner, repo, run_names,
+    runner_dead_letters, start_with_an_unknown_schema, vault_count,
+    wait_for_rows_and_a_dead_letter,
 };
-use integration_tests::esm::{Runner, create_topic, kafka_or_skip, publish, wait_until};
 use integration_tests::stack::{StackEnv, lit};
 use serde_json::json;
 
@@ -132,7 +133,7 @@ async fn glue_framed_avro_gifts_through_the_broker() {
         ],
     );
 
-    let mut cfg = gift_runner(
+    let cfg = gift_runner(
         &kafka,
         &stack,
         (&run, &topic, &dir),
@@ -143,29 +144,15 @@ async fn glue_framed_avro_gifts_through_the_broker() {
             ("RETRY_MAX_ATTEMPTS", "2"),
         ],
     );
-    // The unknown schema version keeps its record redelivering: it must never run out of retries
-    // while the test watches.
-    cfg.max_retries = 1000;
-    let mut client = create_topic(&kafka, &topic, 2).await;
-    // Partition 0: the gifts and the cut body; partition 1: the unknown version's record (a
-    // redelivered record holds back its partition, as on Lambda).
-    publish(&mut client, &topic, 0, &keyless(values)).await;
-    publish(&mut client, &topic, 1, &keyless(late)).await;
-    let runner = Runner::start(cfg);
+    // The gifts and the cut body; beside them the unknown version's record.
+    let runner = start_with_an_unknown_schema(&kafka, cfg, &topic, values, late).await;
 
     let count = |extra: &str| vault_count(&stack, &topic, extra);
-    let dead = || dead_letters(&stack, &topic);
-    let stored = wait_until(Duration::from_secs(40), || {
-        count("") == n as i64 && !dead().is_empty()
-    })
-    .await;
-    assert!(
-        stored,
-        "expected {n} gifts and a dead letter; got {} and {:?}",
-        count(""),
-        dead()
+    wait_for_rows_and_a_dead_letter(&stack, &topic, n as i64).await;
+    assert_eq!(
+        dead_letters(&stack, &topic),
+        format!("schema_mismatch@0:{n}")
     );
-    assert_eq!(dead(), format!("schema_mismatch@0:{n}"));
     // What was stored is what the Python serializer wrote, compressed or not.
     let like = lit(&format!("{run}-g%"));
     assert_eq!(
@@ -177,31 +164,24 @@ async fn glue_framed_avro_gifts_through_the_broker() {
         n as i64
     );
     // The unknown version's record: reported for redelivery, not dead-lettered, not stored.
-    let retried = wait_until(Duration::from_secs(20), || {
-        runner.stats.records_redelivered.load(Relaxed)
-            + runner.stats.failed_invocations.load(Relaxed)
-            >= 2
-    })
+    let late_id = format!("{run}-late");
+    let dead_so_far = format!("schema_mismatch@0:{n}");
+    assert_redelivered_not_dead_lettered(
+        &runner,
+        &stack,
+        (&topic, &late_id),
+        2,
+        &dead_so_far,
+        "schema version",
+    )
     .await;
-    assert!(
-        retried,
-        "the unknown version's record should be redelivered"
-    );
-    assert_eq!(
-        count(&format!("and event_id = {}", lit(&format!("{run}-late")))),
-        0
-    );
-    assert_eq!(
-        dead(),
-        format!("schema_mismatch@0:{n}"),
-        "no dead letter for an unknown schema version"
-    );
     runner.assert_running();
     runner.stop().await.expect("runner");
-    let runner_dead = std::fs::read_to_string(dir.join("esm.dlq"))
-        .map(|s| s.lines().count())
-        .unwrap_or(0);
-    assert_eq!(runner_dead, 0, "esm-local gave up on no record");
+    assert_eq!(
+        runner_dead_letters(&dir),
+        0,
+        "esm-local gave up on no record"
+    );
 }
 
 /// An event source mapping with a Glue registry and `EventRecordFormat: SOURCE`, Protobuf: the

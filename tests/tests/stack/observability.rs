@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
-use integration_tests::fake_embedder::{Api, FakeEmbedder};
-use integration_tests::pages::{Setup, batch, dead_letters, handler, rows, stack, unique, upsert};
+use integration_tests::fixtures::pages::{
+    Setup, batch, dead_letters, handler, rows, stack, unique, upsert,
+};
+use integration_tests::servers::embedding::{Api, EmbeddingServer};
 use lambda_kit::metrics::{Metrics, check_emf};
 use lambda_kit::retry::Deadline;
 
@@ -17,7 +19,7 @@ async fn wrong_embed_dim_fails_records_without_dead_letters() {
         return;
     };
     // The provider and the function agree on 3 dimensions; the table holds vector(768).
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 3).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 3).await;
     let function_name = unique("dims");
     let mut setup = Setup::new(Api::Ollama, fake.base_url(), function_name.clone());
     setup.dims = 3;
@@ -57,7 +59,7 @@ async fn emf_line_of_a_stored_batch() {
     let Some(client) = stack("emf_line_of_a_stored_batch") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     let function_name = unique("emf");
     let (metrics, lines) = Metrics::capture("KafkaLambdas", &function_name);
     let h = handler(&Setup::new(

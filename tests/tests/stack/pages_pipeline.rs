@@ -1,17 +1,18 @@
 //! page-embedder against the real local stack (PostgREST `page_vectors`, `dead_letters`) with
-//! fake providers speaking Ollama's and OpenAI's documented embedding APIs and a recording RAG
+//! loopback servers speaking Ollama's and OpenAI's documented embedding APIs and a recording RAG
 //! hook. Every test uses its own page ids, so tests run in parallel against one database. Tests
 //! print `SKIPPED` and return when the stack's environment is absent (`scripts/test` sets it).
 
 use std::collections::BTreeMap;
 
 use event_decoding::Change;
-use integration_tests::endless::EndlessServer;
-use integration_tests::fake_embedder::{Api, FakeEmbedder, FakeRag, Fault, expected_vector};
-use integration_tests::pages::{
+use integration_tests::fixtures::pages::{
     Setup, TestHandler, batch, dead_letters, delete, fixture, handler, rows, run, stack, unique,
     upsert,
 };
+use integration_tests::servers::embedding::{Api, EmbeddingServer, Fault, expected_vector};
+use integration_tests::servers::endless::EndlessServer;
+use integration_tests::servers::rag::RagServer;
 use lambda_kit::postgrest::PostgrestClient;
 use page_embedder::chunk::ChunkLimits;
 use page_embedder::handler::Handled;
@@ -88,7 +89,7 @@ async fn every_cdc_format_ends_in_the_expected_state() {
     let Some(client) = stack("every_cdc_format_ends_in_the_expected_state") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     for name in [
         "pages-debezium.json",
         "pages-debezium-plain.json",
@@ -138,7 +139,7 @@ async fn bad_records_are_dead_lettered_with_clear_codes() {
     let Some(client) = stack("bad_records_are_dead_lettered_with_clear_codes") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     let prefix = unique("bad");
     let b = fixture("pages-bad.json", &format!("{prefix}-"));
     let h = handler(&Setup::new(Api::Ollama, fake.base_url(), prefix.clone())).await;
@@ -179,7 +180,7 @@ async fn poison_page_ids_are_dead_lettered_and_the_other_pages_stored() {
     let Some(client) = stack("poison_page_ids_are_dead_lettered_and_the_other_pages_stored") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     let prefix = unique("poison");
     let h = handler(&Setup::new(Api::Ollama, fake.base_url(), prefix.clone())).await;
     let long = format!("{prefix}-{}", "é".repeat((500 - prefix.len() - 1) / 2));
@@ -226,7 +227,7 @@ async fn last_change_per_page_wins() {
     let Some(client) = stack("last_change_per_page_wins") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     let p = unique("order");
     let (a, b, c) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"));
     let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
@@ -269,7 +270,7 @@ async fn long_page_gives_several_chunks_and_shrinking_removes_the_tail() {
     else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     let p = unique("long");
     let id = format!("{p}-page");
     let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());
@@ -316,7 +317,7 @@ async fn redelivery_makes_zero_embedding_calls_and_a_change_reembeds_only_that_p
     let Some(client) = stack("redelivery_makes_zero_embedding_calls") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     let p = unique("redeliver");
     let ids: Vec<String> = (0..5).map(|i| format!("{p}-{i}")).collect();
     let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
@@ -366,7 +367,7 @@ async fn a_model_change_reembeds() {
     let Some(client) = stack("a_model_change_reembeds") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     fake.with_state(|s| s.models.push("nomic-embed-text:v1.5".into()));
     let p = unique("model");
     let id = format!("{p}-page");
@@ -397,7 +398,7 @@ async fn a_wrong_dimension_is_dead_lettered_and_nothing_is_written() {
         return;
     };
     // The provider answers 512 values where 768 are configured.
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 512).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 512).await;
     let p = unique("dims");
     let id = format!("{p}-page");
     let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
@@ -416,7 +417,7 @@ async fn provider_down_gives_a_partial_response_then_recovery_completes() {
     let Some(client) = stack("provider_down_gives_a_partial_response") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     let p = unique("down");
     let (a, b, gone) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-gone"));
     let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
@@ -509,7 +510,7 @@ async fn model_not_found_fails_the_batch_without_dead_letters() {
         return;
     };
     // Ollama answers 404 `model "x" not found, try pulling it first` for an unknown model.
-    let fake = FakeEmbedder::start(Api::Ollama, "other-model", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "other-model", 768).await;
     let p = unique("404");
     let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
     let handled = run(&h, &batch(vec![upsert(0, &format!("{p}-x"), "text")])).await;
@@ -527,7 +528,7 @@ async fn ollama_refusing_a_long_input_makes_smaller_chunks() {
         return;
     };
     // With `truncate: false`, Ollama answers 400 "the input length exceeds the context length".
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     fake.with_state(|s| s.max_input_chars = Some(300));
     let setup = Setup::new(Api::Ollama, fake.base_url(), unique("toolong"));
     long_page_is_split_under(&client, setup, 300).await;
@@ -541,7 +542,7 @@ async fn ollama_busy_and_server_errors_are_retried() {
     };
     // Ollama answers 429 with `{"error": ...}` when its request queue is full (OLLAMA_MAX_QUEUE)
     // and 500 when the runner fails; both are transient, so the batch still completes.
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
     fake.with_state(|s| s.faults = vec![Fault::Throttle { ms: 100 }, Fault::ServerError]);
     let p = unique("ollama-busy");
     let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
@@ -567,7 +568,7 @@ async fn openai_context_length_exceeded_makes_smaller_chunks() {
     };
     // OpenAI answers 400 `context_length_exceeded` for an input over the model's limit; the
     // page is split further instead of being dead-lettered.
-    let fake = FakeEmbedder::start(Api::OpenAi, "text-embedding-3-small", 768).await;
+    let fake = EmbeddingServer::start(Api::OpenAi, "text-embedding-3-small", 768).await;
     fake.with_state(|s| s.max_input_chars = Some(300));
     long_page_is_split_under(
         &client,
@@ -583,7 +584,7 @@ async fn openai_throttling_is_retried_honouring_retry_after_ms() {
         return;
     };
     // OpenAI: 429 with `retry-after-ms`, then 500, then success; `data[]` comes back by `index`.
-    let fake = FakeEmbedder::start(Api::OpenAi, "text-embedding-3-small", 768).await;
+    let fake = EmbeddingServer::start(Api::OpenAi, "text-embedding-3-small", 768).await;
     fake.with_state(|s| s.faults = vec![Fault::Throttle { ms: 150 }, Fault::ServerError]);
     let p = unique("openai");
     let setup = Setup::openai(&fake.base_url(), p.clone());
@@ -614,8 +615,8 @@ async fn rag_is_notified_after_storage_and_its_failure_loses_nothing() {
     let Some(client) = stack("rag_is_notified_after_storage") else {
         return;
     };
-    let fake = FakeEmbedder::start(Api::Ollama, "nomic-embed-text", 768).await;
-    let rag = FakeRag::start().await;
+    let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let rag = RagServer::start().await;
     let p = unique("rag");
     let (a, gone) = (format!("{p}-a"), format!("{p}-gone"));
     let mut setup = Setup::new(Api::Ollama, fake.base_url(), p.clone());

@@ -10,13 +10,13 @@
 //! `FileDescriptorSet` given in configuration.
 
 use std::process::Command;
-use std::time::Duration;
 
-use integration_tests::encoded::{
-    dead_letters, encode, gift_runner, keyless, repo, run_names, vault_count,
+use integration_tests::esm::kafka_or_skip;
+use integration_tests::fixtures::encoded::{
+    dead_letters, encode, gift_runner, repo, run_names, runner_dead_letters,
+    start_on_one_partition, vault_count, wait_for_rows_and_a_dead_letter,
 };
-use integration_tests::esm::{Runner, create_topic, kafka_or_skip, publish, wait_until};
-use integration_tests::fake_schema_registry::{FakeSchemaRegistry, Registered};
+use integration_tests::servers::schema_registry::{Registered, SchemaRegistryServer};
 use integration_tests::stack::{StackEnv, lit};
 use serde_json::json;
 
@@ -42,7 +42,7 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
     let proto = std::fs::read_to_string(repo().join("events/schemas/gift.proto")).unwrap();
     let json_schema =
         std::fs::read_to_string(repo().join("events/schemas/gift.schema.json")).unwrap();
-    let registry = FakeSchemaRegistry::start([], Some(("sr-key", "sr-s3cret"))).await;
+    let registry = SchemaRegistryServer::start([], Some(("sr-key", "sr-s3cret"))).await;
     registry.add_registered(11, Registered::new("PROTOBUF", proto));
     registry.add_registered(21, Registered::new("JSON", json_schema));
 
@@ -98,24 +98,14 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
             ("RETRY_MAX_ATTEMPTS", "2"),
         ],
     );
-    let mut client = create_topic(&kafka, &topic, 1).await;
-    publish(&mut client, &topic, 0, &keyless(values)).await;
-    let runner = Runner::start(cfg);
+    let runner = start_on_one_partition(&kafka, cfg, &topic, values).await;
 
     let count = |extra: &str| vault_count(&stack, &topic, extra);
-    let dead = || dead_letters(&stack, &topic);
-    let stored = n as i64 + 2;
-    let done = wait_until(Duration::from_secs(40), || {
-        count("") == stored && !dead().is_empty()
-    })
-    .await;
-    assert!(
-        done,
-        "expected {stored} gifts and a dead letter; got {} and {:?}",
-        count(""),
-        dead()
+    wait_for_rows_and_a_dead_letter(&stack, &topic, n as i64 + 2).await;
+    assert_eq!(
+        dead_letters(&stack, &topic),
+        format!("schema_mismatch@0:{}", total - 1)
     );
-    assert_eq!(dead(), format!("schema_mismatch@0:{}", total - 1));
     // What was stored is what Google's protobuf runtime wrote: text, the int64 page id, the
     // Timestamp where one was set (and none where not).
     let like = lit(&format!("{run}-g%"));
@@ -142,12 +132,7 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
     assert_eq!(raw(&format!("{run}-json"), "page_id"), "960");
     runner.assert_running();
     runner.stop().await.expect("runner");
-    assert_eq!(
-        std::fs::read_to_string(dir.join("esm.dlq"))
-            .map(|s| s.lines().count())
-            .unwrap_or(0),
-        0
-    );
+    assert_eq!(runner_dead_letters(&dir), 0);
     assert_eq!(
         registry.requests(),
         2,
@@ -192,18 +177,14 @@ async fn plain_protobuf_gifts_with_a_configured_descriptor_set() {
             ("PROTOBUF_MESSAGE", "vault.Gift"),
         ],
     );
-    let mut client = create_topic(&kafka, &topic, 1).await;
-    publish(&mut client, &topic, 0, &keyless(values)).await;
-    let runner = Runner::start(cfg);
+    let runner = start_on_one_partition(&kafka, cfg, &topic, values).await;
 
     let count = |extra: &str| vault_count(&stack, &topic, extra);
-    let dead = || dead_letters(&stack, &topic);
-    let done = wait_until(Duration::from_secs(40), || {
-        count("") == n as i64 && !dead().is_empty()
-    })
-    .await;
-    assert!(done, "got {} gifts and {:?}", count(""), dead());
-    assert_eq!(dead(), format!("schema_mismatch@0:{n}"));
+    wait_for_rows_and_a_dead_letter(&stack, &topic, n as i64).await;
+    assert_eq!(
+        dead_letters(&stack, &topic),
+        format!("schema_mismatch@0:{n}")
+    );
     assert_eq!(
         count(
             "and question = 'plain question ' || (page_id - 700)

@@ -1,13 +1,14 @@
-//! `kl pages reembed` against the real stack and a fake Ollama: after a model and prefix change
+//! `kl pages reembed` against the real stack and a local Ollama API: after a model and prefix change
 //! every page is re-embedded, a run killed half way resumes without embedding a chunk twice, and
 //! the function then finds the vectors current (no embedding on an unchanged page).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use integration_tests::command::stdout_of;
 use integration_tests::esm::{function_binary, wait_until};
-use integration_tests::fake_embedder::{Api, FakeEmbedder, expected_vector};
-use integration_tests::pages::{Setup, batch, handler, rows, run, stack, unique, upsert};
+use integration_tests::fixtures::pages::{Setup, batch, handler, rows, run, stack, unique, upsert};
+use integration_tests::servers::embedding::{Api, EmbeddingServer, expected_vector};
 use integration_tests::stack::{StackEnv, lit};
 use page_embedder::chunk::ChunkLimits;
 use page_embedder::hash::content_hash;
@@ -39,7 +40,7 @@ fn kl(base_url: &str, model: &str, page_prefix: &str, extra: &[&str]) -> Command
     cmd
 }
 
-// Multi-threaded: the fake provider keeps answering while the test waits on `kl` processes.
+// Multi-threaded: the embedding API keeps answering while the test waits on `kl` processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_change_reembeds_every_page_and_a_killed_run_resumes() {
     let (Some(client), Some(env)) = (stack("reembed"), StackEnv::get_or_skip("reembed")) else {
@@ -47,7 +48,7 @@ async fn model_change_reembeds_every_page_and_a_killed_run_resumes() {
     };
     let old_model = unique("m1");
     let new_model = unique("m2");
-    let fake = FakeEmbedder::start(Api::Ollama, &old_model, 768).await;
+    let fake = EmbeddingServer::start(Api::Ollama, &old_model, 768).await;
     let prefix = unique("kl_re");
     let mut setup = Setup::new(Api::Ollama, fake.base_url(), unique("kl_re_fn"));
     setup.model = old_model.clone();
@@ -82,15 +83,12 @@ async fn model_change_reembeds_every_page_and_a_killed_run_resumes() {
     };
 
     fake.with_state(|s| s.models.push(new_model.clone()));
-    let dry = kl(&fake.base_url(), &new_model, &prefix, &["--dry-run"])
-        .output()
-        .unwrap();
-    assert!(
-        dry.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dry.stderr)
-    );
-    let dry = String::from_utf8(dry.stdout).unwrap();
+    let dry = stdout_of(&mut kl(
+        &fake.base_url(),
+        &new_model,
+        &prefix,
+        &["--dry-run"],
+    ));
     assert!(
         dry.contains(&format!(
             "24 pages, {total} chunks; stale for {new_model} (768 dims, prefix \"{NEW_PREFIX}\"): {total} chunks of 24 pages"
@@ -124,15 +122,7 @@ async fn model_change_reembeds_every_page_and_a_killed_run_resumes() {
     let sent_by_first = fake.inputs().len() - sent_before;
 
     // Run again: only what was left is embedded.
-    let out = kl(&fake.base_url(), &new_model, &prefix, &[])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = stdout_of(&mut kl(&fake.base_url(), &new_model, &prefix, &[]));
     let sent_by_second = fake.inputs().len() - sent_before - sent_by_first;
     assert_eq!(sent_by_second, total - done_at_kill, "{stdout}");
     assert!(

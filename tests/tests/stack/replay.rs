@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use esm_local::invoke::FunctionSpec;
 use event_decoding::KafkaRecord;
+use integration_tests::command::stdout_of;
 use integration_tests::esm::function_binary;
-use integration_tests::gifts::{handler_with, invoke};
+use integration_tests::fixtures::gifts::{handler_with, invoke};
 use integration_tests::stack::{StackEnv, lit, unique};
-use kl::letters::{DeadLetters, Outcome, Selection};
+use kl::letters::{DeadLetters, ReplayOutcome, Selection};
 use kl::replay::{PageCheck, ReplaySettings, replay};
 use kl::target::Target;
 use lambda_kit::bulk::WriteLimits;
@@ -139,7 +140,7 @@ async fn replay_after_the_fix_stores_once_and_marks_each_dead_letter() {
     .await
     .unwrap();
     assert_eq!((s.selected, s.invocations), (2, 1));
-    assert_eq!(s.count(Outcome::Failed), 2, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::Failed), 2, "{s:?}");
     assert_eq!(
         letter_rows(&env, &topic),
         "1|too_long|failed|-|1,2|invalid_json|failed|-|1"
@@ -151,8 +152,8 @@ async fn replay_after_the_fix_stores_once_and_marks_each_dead_letter() {
     let s = replay(&letters, &client(&env), &selection, &mut fixed, &settings())
         .await
         .unwrap();
-    assert_eq!(s.count(Outcome::Stored), 1, "{s:?}");
-    assert_eq!(s.count(Outcome::DeadLettered), 1, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::Stored), 1, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::DeadLettered), 1, "{s:?}");
     assert_eq!(vault(), 2);
     assert_eq!(
         env.count(&format!(
@@ -172,15 +173,9 @@ async fn replay_after_the_fix_stores_once_and_marks_each_dead_letter() {
         .await
         .unwrap();
     assert_eq!((s.selected, s.already_resolved), (2, 1));
-    assert_eq!(s.count(Outcome::DeadLettered), 1, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::DeadLettered), 1, "{s:?}");
     assert_eq!(vault(), 2);
-    assert_eq!(
-        env.count(&format!(
-            "select count(*) from dead_letters where topic = {}",
-            lit(&topic)
-        )),
-        2
-    );
+    assert_eq!(env.dead_letter_count(&topic), 2);
 }
 
 #[tokio::test]
@@ -212,18 +207,13 @@ async fn list_reads_past_the_api_row_limit_and_counts_by_code() {
         ]
     );
     // The command line, with the stack's settings from the environment.
-    let out = std::process::Command::new(function_binary("kl"))
-        .args(["dead-letters", "list", "--counts", "--function", &function])
-        .env("KL_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_of(
+        std::process::Command::new(function_binary("kl"))
+            .args(["dead-letters", "list", "--counts", "--function", &function])
+            .env("KL_LOG", "error"),
     );
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
+        out,
         "1005 dead letter(s)\n       670  too_long\n       335  invalid_json\n"
     );
     selection.error_code = Some("invalid_json".into());
@@ -303,8 +293,8 @@ async fn page_dead_letters_with_a_newer_page_version_are_superseded_not_sent() {
     let s = replay(&dl, &client(&env), &selection, &mut nowhere, &dry)
         .await
         .unwrap();
-    assert_eq!(s.count(Outcome::Superseded), 2, "{s:?}");
-    assert_eq!(s.count(Outcome::Stored), 2, "would be sent: {s:?}");
+    assert_eq!(s.count(ReplayOutcome::Superseded), 2, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::Stored), 2, "would be sent: {s:?}");
     assert_eq!(s.invocations, 0);
     let marked = || {
         env.sql(&format!(
@@ -329,7 +319,7 @@ async fn page_dead_letters_with_a_newer_page_version_are_superseded_not_sent() {
     let s = replay(&dl, &client(&env), &only_superseded, &mut nowhere, &pages)
         .await
         .unwrap();
-    assert_eq!((s.count(Outcome::Superseded), s.invocations), (2, 0));
+    assert_eq!((s.count(ReplayOutcome::Superseded), s.invocations), (2, 0));
     assert_eq!(marked(), "1:superseded,2:-,3:superseded,4:-");
 
     // Sending the rest needs the function: a binary that cannot start stops the replay with an
@@ -349,7 +339,7 @@ async fn page_dead_letters_with_a_newer_page_version_are_superseded_not_sent() {
     ));
 }
 
-/// A Lambda client for the fake Invoke API (static test credentials: requests are still signed).
+/// A Lambda client for the local Invoke API (static test credentials: requests are still signed).
 fn lambda_client(endpoint: &str) -> aws_sdk_lambda::Client {
     let config = aws_sdk_lambda::Config::builder()
         .endpoint_url(endpoint)
@@ -398,17 +388,19 @@ async fn replay_through_the_lambda_invoke_api() {
 
     // A deployed function that cannot start (no Supabase URL): a function error fails the event.
     // The function behind a local Lambda Invoke API, with `function_env`; one replay through it,
-    // and the fake (its recorded calls).
+    // and the server (its recorded calls).
     let replay_via_invoke = |function_env: Vec<(String, String)>| {
         let (letters, env, selection) = (&letters, &env, &selection);
         async move {
-            let lambda = integration_tests::fake_lambda::FakeLambda::start(FunctionSpec {
-                path: function_binary("gift-persister"),
-                env: function_env,
-                name: "gift-persister".into(),
-                timeout: Duration::from_secs(30),
-                memory_mb: 256,
-            })
+            let lambda = integration_tests::servers::lambda_invoke::LambdaInvokeServer::start(
+                FunctionSpec {
+                    path: function_binary("gift-persister"),
+                    env: function_env,
+                    name: "gift-persister".into(),
+                    timeout: Duration::from_secs(30),
+                    memory_mb: 256,
+                },
+            )
             .await;
             let mut target =
                 Target::aws_with(lambda_client(&lambda.server.url()), "gift-persister");
@@ -423,14 +415,18 @@ async fn replay_through_the_lambda_invoke_api() {
         ("AWS_LAMBDA_LOG_LEVEL".into(), "off".into()),
     ])
     .await;
-    assert_eq!(s.count(Outcome::Failed), 1, "{s:?}");
+    assert_eq!(s.count(ReplayOutcome::Failed), 1, "{s:?}");
 
     let (s, fixed) = replay_via_invoke(vec![
         ("AWS_LAMBDA_LOG_LEVEL".into(), "error".into()),
         ("METRICS_ENABLED".into(), "false".into()),
     ])
     .await;
-    assert_eq!((s.count(Outcome::Stored), s.invocations), (1, 1), "{s:?}");
+    assert_eq!(
+        (s.count(ReplayOutcome::Stored), s.invocations),
+        (1, 1),
+        "{s:?}"
+    );
     let calls = fixed.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1);
     assert_eq!(

@@ -1,5 +1,5 @@
 //! The Qdrant and Stargate vector stores against local servers that follow each documented API
-//! (`fake_qdrant`, `fake_stargate`): the behaviour suite shared with the Supabase store (upsert,
+//! (`servers::qdrant`, `servers::stargate`): the behaviour suite shared with the Supabase store (upsert,
 //! overwrite, shrink removes the tail, delete twice harmless, unchanged content skipped on
 //! redelivery through the real pipeline), plus each API's specifics (ids, wait, error bodies,
 //! path encoding).
@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use event_decoding::KafkaBatch;
-use integration_tests::fake_qdrant::FakeQdrant;
-use integration_tests::fake_stargate::FakeStargate;
+use integration_tests::servers::qdrant::QdrantServer;
+use integration_tests::servers::stargate::StargateServer;
 use lambda_kit::config::Env;
 use lambda_kit::dead_letter::MemoryDeadLetters;
 use lambda_kit::postgrest::Secret;
@@ -230,7 +230,7 @@ fn stargate_store(url: &str, token: Option<&str>) -> StargateStore {
 
 #[tokio::test]
 async fn qdrant_behaviour_suite() {
-    let fake = FakeQdrant::start("pages", DIM).await;
+    let fake = QdrantServer::start("pages", DIM).await;
     fake.with_state(|s| s.api_key = Some("qk-secret".into()));
     let store = qdrant_store(&fake.url(), Some("qk-secret"));
     suite(&store).await;
@@ -257,14 +257,14 @@ async fn qdrant_behaviour_suite() {
 
 #[tokio::test]
 async fn qdrant_redelivery_skips_unchanged_content() {
-    let fake = FakeQdrant::start("pages", DIM).await;
+    let fake = QdrantServer::start("pages", DIM).await;
     redelivery_skips_unchanged(qdrant_store(&fake.url(), None)).await;
     assert!(!fake.points("pages").is_empty());
 }
 
 #[tokio::test]
 async fn qdrant_scroll_follows_pages() {
-    let fake = FakeQdrant::start("pages", DIM).await;
+    let fake = QdrantServer::start("pages", DIM).await;
     let store = qdrant_store(&fake.url(), None);
     let rows: Vec<VectorRow> = (0..1200).map(|i| row("big", i, "h")).collect();
     store.upsert(&deadline(), &rows).await.unwrap();
@@ -280,7 +280,7 @@ async fn qdrant_scroll_follows_pages() {
 #[tokio::test]
 async fn qdrant_errors_are_classified_with_the_server_message() {
     use lambda_kit::error::Classify;
-    let fake = FakeQdrant::start("pages", DIM).await;
+    let fake = QdrantServer::start("pages", DIM).await;
     let d = deadline();
 
     // Wrong vector size: the collection was made for another size than the embedder's, which
@@ -338,9 +338,9 @@ async fn qdrant_errors_are_classified_with_the_server_message() {
 
 #[tokio::test]
 async fn qdrant_without_wait_may_not_be_visible_yet() {
-    // Documents why the store always sends wait=true: the fake, like a real cluster, may apply
+    // Documents why the store always sends wait=true: the server, like a real cluster, may apply
     // an unwaited write later.
-    let fake = FakeQdrant::start("pages", DIM).await;
+    let fake = QdrantServer::start("pages", DIM).await;
     let client = reqwest::Client::new();
     let id = point_id("p", 0).to_string();
     let body = serde_json::json!({"points": [{"id": id, "vector": [0.0, 0.0, 0.0, 1.0], "payload": {"page_id": "p"}}]});
@@ -365,7 +365,7 @@ async fn qdrant_without_wait_may_not_be_visible_yet() {
 
 #[tokio::test]
 async fn stargate_behaviour_suite() {
-    let fake = FakeStargate::start("gibsey", "page_vectors", Some("tok")).await;
+    let fake = StargateServer::start("gibsey", "page_vectors", Some("tok")).await;
     let store = stargate_store(&fake.url(), Some("tok"));
     suite(&store).await;
     let row = fake.with_state(|s| s.rows.get(&("p1".to_string(), 0)).cloned().unwrap());
@@ -379,14 +379,14 @@ async fn stargate_behaviour_suite() {
 
 #[tokio::test]
 async fn stargate_redelivery_skips_unchanged_content() {
-    let fake = FakeStargate::start("gibsey", "page_vectors", None).await;
+    let fake = StargateServer::start("gibsey", "page_vectors", None).await;
     redelivery_skips_unchanged(stargate_store(&fake.url(), None)).await;
     assert!(fake.with_state(|s| !s.rows.is_empty()));
 }
 
 #[tokio::test]
 async fn stargate_page_ids_cannot_change_the_request() {
-    let fake = FakeStargate::start("gibsey", "page_vectors", None).await;
+    let fake = StargateServer::start("gibsey", "page_vectors", None).await;
     let store = stargate_store(&fake.url(), None);
     let d = deadline();
     let tricky = [
@@ -439,7 +439,7 @@ async fn stargate_page_ids_cannot_change_the_request() {
 #[tokio::test]
 async fn stargate_reads_follow_page_state_and_errors_are_classified() {
     use lambda_kit::error::Classify;
-    let fake = FakeStargate::start("gibsey", "page_vectors", Some("tok")).await;
+    let fake = StargateServer::start("gibsey", "page_vectors", Some("tok")).await;
     let store = stargate_store(&fake.url(), Some("tok"));
     let d = deadline();
     let rows: Vec<VectorRow> = (0..2500).map(|i| row("big", i, "h")).collect();
@@ -500,11 +500,11 @@ async fn rotating_key(var: &str, value: &std::sync::Arc<std::sync::Mutex<String>
 /// same client re-reads it after the 401 and the call goes through, without a rebuild.
 #[tokio::test]
 async fn rotated_keys_reach_warm_qdrant_stargate_and_openai_clients() {
-    use integration_tests::fake_embedder::{Api, FakeEmbedder};
+    use integration_tests::servers::embedding::{Api, EmbeddingServer};
     use page_embedder::embed::OpenAiEmbedder;
     use std::sync::{Arc, Mutex};
 
-    let qdrant = FakeQdrant::start("pages", DIM).await;
+    let qdrant = QdrantServer::start("pages", DIM).await;
     let value = Arc::new(Mutex::new("qk-old".to_owned()));
     let mut cfg = QdrantConfig::from_env(&Env::from_pairs([
         ("QDRANT_URL", qdrant.url().as_str()),
@@ -526,7 +526,7 @@ async fn rotated_keys_reach_warm_qdrant_stargate_and_openai_clients() {
         .unwrap();
     assert_eq!(hashes(&stored, "p"), [(0, "h".to_owned())]);
 
-    let stargate = FakeStargate::start("gibsey", "page_vectors", Some("tok-new")).await;
+    let stargate = StargateServer::start("gibsey", "page_vectors", Some("tok-new")).await;
     let value = Arc::new(Mutex::new("tok-old".to_owned()));
     let mut cfg = StargateConfig::from_env(&Env::from_pairs([(
         "STARGATE_URL",
@@ -542,7 +542,7 @@ async fn rotated_keys_reach_warm_qdrant_stargate_and_openai_clients() {
         .await
         .unwrap();
 
-    let openai = FakeEmbedder::start(Api::OpenAi, "text-embedding-3-small", DIM).await;
+    let openai = EmbeddingServer::start(Api::OpenAi, "text-embedding-3-small", DIM).await;
     openai.with_state(|s| s.api_key = Some("sk-new".into()));
     let value = Arc::new(Mutex::new("sk-old".to_owned()));
     let key = rotating_key("OPENAI_API_KEY_SECRET_ID", &value).await;
@@ -577,7 +577,7 @@ async fn rotated_keys_reach_warm_qdrant_stargate_and_openai_clients() {
 }
 
 async fn embedder_with_stale_key(
-    openai: &integration_tests::fake_embedder::FakeEmbedder,
+    openai: &integration_tests::servers::embedding::EmbeddingServer,
 ) -> EmbedError {
     let value = std::sync::Arc::new(std::sync::Mutex::new("sk-revoked".to_owned()));
     let key = rotating_key("OPENAI_API_KEY_SECRET_ID", &value).await;

@@ -231,19 +231,7 @@ async fn table_sink_bad_fixture_dead_letters_each_bad_record_with_its_code() {
     );
     assert_eq!(
         dead_letters(&env, &topic),
-        [
-            "1:invalid_base64",
-            "2:invalid_utf8",
-            "3:invalid_json",
-            "4:missing_value",
-            "5:not_an_object",
-            "6:not_an_object",
-            "7:missing_key_column",
-            "8:missing_key_column",
-            "9:invalid_key_column",
-            "10:db_bad_request",
-            "11:invalid_column_name",
-        ],
+        table_sink::fixtures::BAD_FIXTURE_LETTERS,
         "one letter per bad record, although delivered twice"
     );
     let message = env.sql(&format!(
@@ -324,11 +312,7 @@ async fn table_sink_budget_is_honoured_when_the_api_is_down() {
     let Some(env) = StackEnv::get_or_skip("table_sink_api_down") else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = integration_tests::unused_port();
     let url = format!("http://127.0.0.1:{port}");
     let h = handler(
         &env,
@@ -359,7 +343,7 @@ async fn table_sink_budget_is_honoured_when_the_api_is_down() {
 /// a key the schema does not read is dead-lettered `schema_mismatch` with its raw key kept.
 #[tokio::test]
 async fn table_sink_keys_decoded_with_their_own_shipped_schema_key_the_rows() {
-    use integration_tests::encoded::{encode, repo};
+    use integration_tests::fixtures::encoded::{encode, repo};
     use std::process::Command;
 
     let Some(env) = StackEnv::get_or_skip("table_sink_key_format") else {

@@ -471,7 +471,7 @@ mod tests {
     /// chunked transfer coding, RFC 9112 §7.1): the invoker stops at Lambda's 6 MB.
     #[tokio::test]
     async fn an_endless_response_fails_the_invocation_at_the_cap() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = lambda_kit::testing::async_listener().await;
         let url = format!("http://{}/invocations", listener.local_addr().unwrap());
         tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();

@@ -14,7 +14,9 @@ use lambda_kit::config::Env;
 use lambda_kit::postgrest::{PostgrestClient, PostgrestConfig, resolve_key};
 use time::OffsetDateTime;
 
-use crate::letters::{DeadLetterRow, DeadLetters, Outcome, Selection, counts_by_code, parse_time};
+use crate::letters::{
+    DeadLetterRow, DeadLetters, ReplayOutcome, Selection, counts_by_code, parse_time,
+};
 use crate::replay::{PageCheck, ReplaySettings, Summary, replay};
 use crate::target::Target;
 
@@ -380,7 +382,7 @@ async fn replay_command(table: &str, args: ReplayArgs) -> CliResult {
     };
     let summary = replay(&letters, &client, &selection, &mut target, &settings).await?;
     print!("{}", render_summary(&summary, args.dry_run));
-    Ok(if summary.count(Outcome::Failed) > 0 {
+    Ok(if summary.count(ReplayOutcome::Failed) > 0 {
         ExitCode::from(EXIT_SOME_FAILED)
     } else {
         ExitCode::SUCCESS
@@ -396,17 +398,17 @@ pub fn render_summary(s: &Summary, dry_run: bool) -> String {
     if dry_run {
         out.push_str(&format!(
             "; dry run: {} would be sent, {} superseded by a newer page version\n",
-            s.count(Outcome::Stored),
-            s.count(Outcome::Superseded)
+            s.count(ReplayOutcome::Stored),
+            s.count(ReplayOutcome::Superseded)
         ));
     } else {
         out.push_str(&format!(
             "; {} event(s) sent: {} stored, {} dead-lettered again, {} failed (replay later), {} superseded\n",
             s.invocations,
-            s.count(Outcome::Stored),
-            s.count(Outcome::DeadLettered),
-            s.count(Outcome::Failed),
-            s.count(Outcome::Superseded)
+            s.count(ReplayOutcome::Stored),
+            s.count(ReplayOutcome::DeadLettered),
+            s.count(ReplayOutcome::Failed),
+            s.count(ReplayOutcome::Superseded)
         ));
     }
     for (id, why) in &s.unrebuildable {

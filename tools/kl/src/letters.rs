@@ -61,7 +61,7 @@ pub struct DeadLetterRow {
     /// When `kl` last replayed it.
     #[serde(default)]
     pub replayed_at: Option<String>,
-    /// What that replay did ([`Outcome`] as text).
+    /// What that replay did ([`ReplayOutcome`] as text).
     #[serde(default)]
     pub replay_outcome: Option<String>,
     /// When a writer last dead-lettered it again.
@@ -86,14 +86,14 @@ impl DeadLetterRow {
     pub fn is_resolved(&self) -> bool {
         matches!(
             self.replay_outcome.as_deref(),
-            Some(o) if o == Outcome::Stored.as_str() || o == Outcome::Superseded.as_str()
+            Some(o) if o == ReplayOutcome::Stored.as_str() || o == ReplayOutcome::Superseded.as_str()
         )
     }
 }
 
 /// What a replay did with a dead letter (`replay_outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Outcome {
+pub enum ReplayOutcome {
     /// The function accepted the record.
     Stored,
     /// The function refused it again; the row stays, stamped.
@@ -104,7 +104,7 @@ pub enum Outcome {
     Superseded,
 }
 
-impl Outcome {
+impl ReplayOutcome {
     /// The stored text.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -207,7 +207,7 @@ impl DeadLetters {
     pub async fn mark(
         &self,
         ids: &[i64],
-        outcome: Outcome,
+        outcome: ReplayOutcome,
         at: OffsetDateTime,
     ) -> Result<(), PostgrestError> {
         let deadline = Deadline::after(TABLE_BUDGET);

@@ -22,7 +22,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::letters::{DeadLetterRow, DeadLetters, Outcome, Selection};
+use crate::letters::{DeadLetterRow, DeadLetters, ReplayOutcome, Selection};
 use crate::rebuild::Rebuilt;
 use crate::target::{Target, TargetError};
 
@@ -64,14 +64,14 @@ pub struct Summary {
     /// Events sent.
     pub invocations: usize,
     /// Rows per outcome (in a dry run: `Superseded`, and `Stored` for "would be sent").
-    pub outcomes: BTreeMap<Outcome, usize>,
+    pub outcomes: BTreeMap<ReplayOutcome, usize>,
     /// Rows that cannot be rebuilt, with the reason; never sent, never marked.
     pub unrebuildable: Vec<(i64, String)>,
 }
 
 impl Summary {
     /// Rows with `outcome`.
-    pub fn count(&self, outcome: Outcome) -> usize {
+    pub fn count(&self, outcome: ReplayOutcome) -> usize {
         self.outcomes.get(&outcome).copied().unwrap_or(0)
     }
 }
@@ -122,10 +122,13 @@ pub async fn replay(
             );
             if !settings.dry_run {
                 letters
-                    .mark(&ids, Outcome::Superseded, OffsetDateTime::now_utc())
+                    .mark(&ids, ReplayOutcome::Superseded, OffsetDateTime::now_utc())
                     .await?;
             }
-            *summary.outcomes.entry(Outcome::Superseded).or_default() += ids.len();
+            *summary
+                .outcomes
+                .entry(ReplayOutcome::Superseded)
+                .or_default() += ids.len();
         }
     }
 
@@ -137,7 +140,7 @@ pub async fn replay(
         ))
     });
     if settings.dry_run {
-        *summary.outcomes.entry(Outcome::Stored).or_default() += pending.len();
+        *summary.outcomes.entry(ReplayOutcome::Stored).or_default() += pending.len();
         return Ok(summary);
     }
 
@@ -169,7 +172,7 @@ async fn replay_event(
     target: &mut Target,
     event: &[(DeadLetterRow, Rebuilt)],
     payload: Vec<u8>,
-) -> Result<BTreeMap<Outcome, Vec<i64>>, ReplayError> {
+) -> Result<BTreeMap<ReplayOutcome, Vec<i64>>, ReplayError> {
     let sent: Vec<(TopicPartition, i64)> = event
         .iter()
         .map(|(_, r)| (r.tp.clone(), r.offset))
@@ -196,14 +199,14 @@ async fn replay_event(
         .into_iter()
         .map(|row| (row.id, row.last_dead_lettered_at))
         .collect();
-    let mut outcomes: BTreeMap<Outcome, Vec<i64>> = BTreeMap::new();
+    let mut outcomes: BTreeMap<ReplayOutcome, Vec<i64>> = BTreeMap::new();
     for (row, _) in event {
         let outcome = if failed.contains(&row.id) {
-            Outcome::Failed
+            ReplayOutcome::Failed
         } else if now.get(&row.id).is_some_and(|t| *t != before[&row.id]) {
-            Outcome::DeadLettered
+            ReplayOutcome::DeadLettered
         } else {
-            Outcome::Stored
+            ReplayOutcome::Stored
         };
         outcomes.entry(outcome).or_default().push(row.id);
     }
@@ -213,9 +216,11 @@ async fn replay_event(
     }
     tracing::info!(
         records = event.len(),
-        stored = outcomes.get(&Outcome::Stored).map_or(0, Vec::len),
-        dead_lettered = outcomes.get(&Outcome::DeadLettered).map_or(0, Vec::len),
-        failed = outcomes.get(&Outcome::Failed).map_or(0, Vec::len),
+        stored = outcomes.get(&ReplayOutcome::Stored).map_or(0, Vec::len),
+        dead_lettered = outcomes
+            .get(&ReplayOutcome::DeadLettered)
+            .map_or(0, Vec::len),
+        failed = outcomes.get(&ReplayOutcome::Failed).map_or(0, Vec::len),
         "event replayed"
     );
     Ok(outcomes)

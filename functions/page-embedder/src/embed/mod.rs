@@ -534,7 +534,7 @@ mod tests {
     /// the client hung up.
     fn endless_provider(prefix: &'static str) -> (String, std::sync::mpsc::Receiver<u64>) {
         use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = lambda_kit::testing::listener();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -91,7 +91,7 @@ pub enum PageChange {
 /// and with a RAG hook its record's trace context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageItem {
-    /// The change.
+    /// What the record says of the page: an upsert with its body, or a delete.
     pub change: PageChange,
     /// Where it sits in its source (`None` for plain rows and tombstones: last write wins).
     pub version: Option<SourceVersion>,
@@ -107,13 +107,13 @@ pub struct PageItem {
 pub struct Stats {
     /// Embedding HTTP requests (retries included).
     pub embed_requests: usize,
-    /// Chunks embedded.
+    /// Chunks sent to the embedding provider (new or changed text).
     pub chunks_embedded: usize,
     /// Chunks whose stored hash matched (not embedded).
     pub chunks_unchanged: usize,
     /// Pages whose vectors were written or trimmed.
     pub pages_changed: usize,
-    /// Pages deleted.
+    /// Pages whose vectors were removed (a delete or a tombstone).
     pub pages_deleted: usize,
     /// Changes whose body the producer did not send (Debezium's unavailable-value placeholder
     /// for an unchanged TOASTed column, or a Cassandra cell with `"set": false`): the page's
@@ -140,7 +140,7 @@ pub struct Pipeline<E, S, R> {
     pub rag: R,
     /// The version last applied to each page.
     pub states: PageStates,
-    /// Settings.
+    /// Chunking, model and write limits.
     pub settings: Settings,
     /// `VALUE_FORMAT` and the schema registry (Debezium Avro or Protobuf envelopes).
     pub values: Values,

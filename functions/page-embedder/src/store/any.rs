@@ -77,25 +77,28 @@ impl AnyStore {
     }
 }
 
+/// Calls the same [`VectorStore`] method on whichever store `$store` is.
+macro_rules! each_store {
+    ($store:expr, $s:ident => $call:expr) => {
+        match $store {
+            AnyStore::Supabase($s) => $call,
+            AnyStore::Qdrant($s) => $call,
+            AnyStore::Stargate($s) => $call,
+        }
+    };
+}
+
 impl VectorStore for AnyStore {
     async fn stored_hashes(
         &self,
         deadline: &Deadline,
         page_ids: &[String],
     ) -> Result<StoredHashes, StoreError> {
-        match self {
-            Self::Supabase(s) => s.stored_hashes(deadline, page_ids).await,
-            Self::Qdrant(s) => s.stored_hashes(deadline, page_ids).await,
-            Self::Stargate(s) => s.stored_hashes(deadline, page_ids).await,
-        }
+        each_store!(self, s => s.stored_hashes(deadline, page_ids).await)
     }
 
     async fn upsert(&self, deadline: &Deadline, rows: &[VectorRow]) -> Result<(), StoreError> {
-        match self {
-            Self::Supabase(s) => s.upsert(deadline, rows).await,
-            Self::Qdrant(s) => s.upsert(deadline, rows).await,
-            Self::Stargate(s) => s.upsert(deadline, rows).await,
-        }
+        each_store!(self, s => s.upsert(deadline, rows).await)
     }
 
     async fn delete_pages(
@@ -103,27 +106,15 @@ impl VectorStore for AnyStore {
         deadline: &Deadline,
         page_ids: &[String],
     ) -> Result<(), StoreError> {
-        match self {
-            Self::Supabase(s) => s.delete_pages(deadline, page_ids).await,
-            Self::Qdrant(s) => s.delete_pages(deadline, page_ids).await,
-            Self::Stargate(s) => s.delete_pages(deadline, page_ids).await,
-        }
+        each_store!(self, s => s.delete_pages(deadline, page_ids).await)
     }
 
     async fn delete_all(&self, deadline: &Deadline) -> Result<(), StoreError> {
-        match self {
-            Self::Supabase(s) => s.delete_all(deadline).await,
-            Self::Qdrant(s) => s.delete_all(deadline).await,
-            Self::Stargate(s) => s.delete_all(deadline).await,
-        }
+        each_store!(self, s => s.delete_all(deadline).await)
     }
 
     fn supports_delete_all(&self) -> bool {
-        match self {
-            Self::Supabase(s) => s.supports_delete_all(),
-            Self::Qdrant(s) => s.supports_delete_all(),
-            Self::Stargate(s) => s.supports_delete_all(),
-        }
+        each_store!(self, s => s.supports_delete_all())
     }
 
     async fn delete_chunks_from(
@@ -132,10 +123,6 @@ impl VectorStore for AnyStore {
         page_id: &str,
         from: usize,
     ) -> Result<(), StoreError> {
-        match self {
-            Self::Supabase(s) => s.delete_chunks_from(deadline, page_id, from).await,
-            Self::Qdrant(s) => s.delete_chunks_from(deadline, page_id, from).await,
-            Self::Stargate(s) => s.delete_chunks_from(deadline, page_id, from).await,
-        }
+        each_store!(self, s => s.delete_chunks_from(deadline, page_id, from).await)
     }
 }

@@ -3,10 +3,11 @@
 //! its row types.
 
 mod any;
+mod chunk_fields;
+mod json_service;
 #[cfg(any(test, feature = "testing"))]
 mod memory;
 mod qdrant;
-mod rest;
 mod stargate;
 mod supabase;
 

@@ -29,7 +29,10 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::rest::{MAX_ROWS_READ, RestClient, Service, json_text, segment, too_many_rows};
+use super::chunk_fields::{ChunkFields, upsert_rows};
+use super::json_service::{
+    JsonServiceClient, MAX_ROWS_READ, Service, json_text, segment, too_many_rows,
+};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
 use crate::keys::{KeySource, key_source};
 
@@ -144,7 +147,7 @@ fn qdrant_error_text(body: &[u8]) -> Option<String> {
 /// Chunk vectors in a Qdrant collection.
 #[derive(Debug, Clone)]
 pub struct QdrantStore {
-    rest: RestClient,
+    client: JsonServiceClient,
     /// `{url}/collections/{collection}`.
     base: String,
 }
@@ -154,16 +157,7 @@ struct Point<'a> {
     /// Hyphenated UUID text, the form Qdrant accepts for UUID ids.
     id: String,
     vector: &'a [f32],
-    payload: Payload<'a>,
-}
-
-#[derive(Serialize)]
-struct Payload<'a> {
-    page_id: &'a str,
-    chunk_index: usize,
-    content_hash: &'a str,
-    model: &'a str,
-    chunk_text: &'a str,
+    payload: ChunkFields<'a>,
 }
 
 #[derive(Deserialize)]
@@ -207,7 +201,7 @@ impl QdrantStore {
         http: reqwest::Client,
     ) -> Result<Self, StoreError> {
         let collection = segment("QDRANT_COLLECTION", &config.collection)?;
-        let rest = RestClient::new(
+        let client = JsonServiceClient::new(
             &QDRANT,
             api_key,
             http,
@@ -215,7 +209,7 @@ impl QdrantStore {
             &config.retry,
         )?;
         let base = format!("{}/collections/{collection}", config.url);
-        Ok(Self { rest, base })
+        Ok(Self { client, base })
     }
 
     /// `{QDRANT_URL}/collections/{collection}` (collection percent-encoded).
@@ -233,8 +227,11 @@ impl QdrantStore {
     ) -> Result<(), StoreError> {
         let url = format!("{}{path}?wait=true", self.base);
         let bytes = serde_json::to_vec(&body).map_err(encode_error)?;
-        let answer = self.rest.send(deadline, method, &url, Some(bytes)).await?;
-        let envelope: Envelope<Value> = self.rest.decode(&answer)?;
+        let answer = self
+            .client
+            .send(deadline, method, &url, Some(bytes))
+            .await?;
+        let envelope: Envelope<Value> = self.client.decode(&answer)?;
         check_ok(&envelope.status)
     }
 }
@@ -288,10 +285,10 @@ impl VectorStore for QdrantStore {
                 }
                 let bytes = serde_json::to_vec(&body).map_err(encode_error)?;
                 let answer = self
-                    .rest
+                    .client
                     .send(deadline, Method::POST, &url, Some(bytes))
                     .await?;
-                let envelope: Envelope<ScrollResult> = self.rest.decode(&answer)?;
+                let envelope: Envelope<ScrollResult> = self.client.decode(&answer)?;
                 check_ok(&envelope.status)?;
                 let Some(result) = envelope.result else {
                     return Err(check_ok(&Value::Null).unwrap_err());
@@ -319,23 +316,13 @@ impl VectorStore for QdrantStore {
     }
 
     async fn upsert(&self, deadline: &Deadline, rows: &[VectorRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
+        let Some(points) = upsert_rows(rows, |r| Point {
+            id: point_id(&r.page_id, r.chunk_index).to_string(),
+            vector: &r.embedding,
+            payload: r.into(),
+        }) else {
             return Ok(());
-        }
-        let points: Vec<Point<'_>> = rows
-            .iter()
-            .map(|r| Point {
-                id: point_id(&r.page_id, r.chunk_index).to_string(),
-                vector: &r.embedding,
-                payload: Payload {
-                    page_id: &r.page_id,
-                    chunk_index: r.chunk_index,
-                    content_hash: &r.content_hash,
-                    model: &r.model,
-                    chunk_text: &r.chunk_text,
-                },
-            })
-            .collect();
+        };
         self.write(
             deadline,
             Method::PUT,
@@ -393,7 +380,7 @@ mod tests {
     #[tokio::test]
     async fn a_scroll_that_never_ends_is_cut_at_the_row_bound() {
         use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = lambda_kit::testing::listener();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let point = r#"{"id":1,"payload":{"page_id":"p","chunk_index":0,"content_hash":"h"}}"#;
         let body = format!(

@@ -32,8 +32,11 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
+use super::chunk_fields::encode_error;
+use super::json_service::{
+    JsonServiceClient, MAX_ROWS_READ, Service, json_text, segment, too_many_rows,
+};
 use super::qdrant::http_url;
-use super::rest::{MAX_ROWS_READ, RestClient, Service, json_text, segment, too_many_rows};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
 use crate::keys::{KeySource, key_source};
 
@@ -105,7 +108,7 @@ fn stargate_error_text(body: &[u8]) -> Option<String> {
 /// Chunk vectors in a Cassandra table behind Stargate REST v2.
 #[derive(Debug, Clone)]
 pub struct StargateStore {
-    rest: RestClient,
+    client: JsonServiceClient,
     /// `{url}/v2/keyspaces/{keyspace}/{table}`.
     base: String,
 }
@@ -147,7 +150,7 @@ impl StargateStore {
         auth_token: Option<Credential>,
         http: reqwest::Client,
     ) -> Result<Self, StoreError> {
-        let rest = RestClient::new(
+        let client = JsonServiceClient::new(
             &STARGATE,
             auth_token,
             http,
@@ -160,7 +163,7 @@ impl StargateStore {
             segment("STARGATE_KEYSPACE", &config.keyspace)?,
             segment("STARGATE_TABLE", &config.table)?
         );
-        Ok(Self { rest, base })
+        Ok(Self { client, base })
     }
 
     /// URL of a page's partition, or of one chunk's row.
@@ -189,8 +192,8 @@ impl StargateStore {
                 url.push_str("&page-state=");
                 url.extend(utf8_percent_encode(&state, NON_ALPHANUMERIC));
             }
-            let body = self.rest.send(deadline, Method::GET, &url, None).await?;
-            let rows: Rows = self.rest.decode(&body)?;
+            let body = self.client.send(deadline, Method::GET, &url, None).await?;
+            let rows: Rows = self.client.decode(&body)?;
             if rows.data.len() > MAX_ROWS_READ - out.len() {
                 return Err(too_many_rows("stargate"));
             }
@@ -207,7 +210,7 @@ impl StargateStore {
     }
 
     async fn delete_url(&self, deadline: &Deadline, url: String) -> Result<(), StoreError> {
-        self.rest
+        self.client
             .send(deadline, Method::DELETE, &url, None)
             .await
             .map(drop)
@@ -256,12 +259,7 @@ impl VectorStore for StargateStore {
                     model: &r.model,
                     chunk_text: &r.chunk_text,
                 })
-                .map_err(|e| StoreError {
-                    class: lambda_kit::error::ErrorClass::Permanent,
-                    code: "encode",
-                    blames_input: true,
-                    message: e.to_string(),
-                })?;
+                .map_err(encode_error)?;
                 Ok((url, body))
             })
             .collect::<Result<_, StoreError>>()?;
@@ -269,7 +267,7 @@ impl VectorStore for StargateStore {
             .into_iter()
             .map(|(url, body)| async move {
                 // PUT on the full primary key replaces the row (an upsert in Cassandra terms).
-                self.rest
+                self.client
                     .send(deadline, Method::PUT, &url, Some(body))
                     .await
                     .map(drop)

@@ -6,6 +6,7 @@ use lambda_kit::postgrest::{Duplicates, Filter, PostgrestClient, Upsert};
 use lambda_kit::retry::Deadline;
 use serde::{Deserialize, Serialize};
 
+use super::chunk_fields::{ChunkFields, encode_error, upsert_rows};
 use super::{StoreError, StoredChunk, StoredHashes, VectorRow, VectorStore};
 
 /// Page ids per `in.(...)` filter; long ids split sooner ([`Filter::in_lists`] keeps URLs under
@@ -28,13 +29,10 @@ struct HashRow {
 
 #[derive(Serialize)]
 struct Row<'a> {
-    page_id: &'a str,
-    chunk_index: usize,
+    #[serde(flatten)]
+    fields: ChunkFields<'a>,
     /// pgvector's text form `[x,y,...]`, which PostgREST passes to the column's input function.
     embedding: String,
-    content_hash: &'a str,
-    model: &'a str,
-    chunk_text: &'a str,
 }
 
 /// pgvector's text literal of a vector.
@@ -100,26 +98,13 @@ impl VectorStore for SupabaseStore {
     }
 
     async fn upsert(&self, deadline: &Deadline, rows: &[VectorRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
+        let Some(body) = upsert_rows(rows, |r| Row {
+            fields: r.into(),
+            embedding: vector_literal(&r.embedding),
+        }) else {
             return Ok(());
-        }
-        let body: Vec<Row<'_>> = rows
-            .iter()
-            .map(|r| Row {
-                page_id: &r.page_id,
-                chunk_index: r.chunk_index,
-                embedding: vector_literal(&r.embedding),
-                content_hash: &r.content_hash,
-                model: &r.model,
-                chunk_text: &r.chunk_text,
-            })
-            .collect();
-        let bytes = serde_json::to_vec(&body).map_err(|e| StoreError {
-            class: lambda_kit::error::ErrorClass::Permanent,
-            code: "encode",
-            blames_input: true,
-            message: e.to_string(),
-        })?;
+        };
+        let bytes = serde_json::to_vec(&body).map_err(encode_error)?;
         self.client
             .upsert(
                 deadline,

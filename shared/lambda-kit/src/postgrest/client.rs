@@ -394,11 +394,7 @@ mod tests {
 
     #[tokio::test]
     async fn connection_refused_gives_up_at_the_deadline() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::testing::unused_port();
         let mut cfg = PostgrestConfig::new(format!("http://127.0.0.1:{port}"), Secret::new("k"));
         cfg.retry = RetryPolicy {
             max_attempts: 1000,

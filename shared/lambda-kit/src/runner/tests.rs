@@ -507,11 +507,7 @@ async fn a_collector_down_or_failing_does_not_change_the_result() {
     assert_eq!(expected, [2]);
 
     let failing = crate::testing::MockServer::start(vec![(500, vec![], "no".into())]).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::testing::unused_port();
     for url in [failing.url(), format!("http://127.0.0.1:{port}")] {
         let r = Runner::new(fake(false), Letters::default(), DeadlineSettings::default())
             .with_otlp(Some(otlp_to(&url)));

@@ -767,11 +767,7 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_registry_and_spent_deadline_are_transient() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::testing::unused_port();
         let r = registry(format!("http://127.0.0.1:{port}"));
         let e = r.fetch("1", &deadline()).await.unwrap_err();
         assert!(e.class().is_transient(), "{e}");

@@ -1,4 +1,4 @@
-//! A fake Stargate REST API v2 for the row calls the store makes, on one table whose primary key
+//! Stargate's REST API v2 on loopback for the row calls the store makes, on one table whose primary key
 //! is `((page_id), chunk_index)`:
 //!
 //! - `GET /v2/keyspaces/{ks}/{table}/{page_id}?fields=..&page-size=..&page-state=..` returns
@@ -16,14 +16,14 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::fake_rest::{RawRequest, RawResponse, RestServer};
+use crate::servers::http::{HttpServer, Reply, Request};
 
-/// The fake's state.
+/// The table, the behaviour and the log of requests.
 #[derive(Debug, Default)]
 pub struct StargateState {
     /// Keyspace of the table.
     pub keyspace: String,
-    /// The table.
+    /// The one table served (`STARGATE_TABLE`).
     pub table: String,
     /// Rows by (page_id, chunk_index): the non-key columns.
     pub rows: BTreeMap<(String, i64), Value>,
@@ -35,19 +35,19 @@ pub struct StargateState {
     pub faults: Vec<u16>,
 }
 
-/// A running fake Stargate.
+/// A running Stargate server.
 #[derive(Debug)]
-pub struct FakeStargate {
-    server: RestServer,
+pub struct StargateServer {
+    server: HttpServer,
     state: Arc<Mutex<StargateState>>,
 }
 
-fn error(status: u16, description: &str) -> RawResponse {
-    RawResponse::json(status, json!({"description": description, "code": status}))
+fn error(status: u16, description: &str) -> Reply {
+    Reply::json(status, json!({"description": description, "code": status}))
 }
 
 impl StargateState {
-    fn handle(&mut self, req: &RawRequest) -> RawResponse {
+    fn handle(&mut self, req: &Request) -> Reply {
         let segs = req.segments();
         self.log
             .push((req.method.clone(), segs.clone(), req.query.clone()));
@@ -121,7 +121,7 @@ impl StargateState {
                 if start + size < matching.len() {
                     body["pageState"] = json!(format!("st:{}", start + size));
                 }
-                RawResponse::json(200, body)
+                Reply::json(200, body)
             }
             ("PUT", Some(c)) => {
                 let cols: Value = match serde_json::from_slice(&req.body) {
@@ -129,23 +129,23 @@ impl StargateState {
                     _ => return error(400, "Request body must be a JSON object"),
                 };
                 self.rows.insert((page_id, c), cols.clone());
-                RawResponse::json(200, json!({"data": cols}))
+                Reply::json(200, json!({"data": cols}))
             }
             ("DELETE", None) => {
                 self.rows.retain(|(p, _), _| *p != page_id);
-                RawResponse::empty(204)
+                Reply::empty(204)
             }
             ("DELETE", Some(c)) => {
                 self.rows.remove(&(page_id, c));
-                RawResponse::empty(204)
+                Reply::empty(204)
             }
             _ => error(405, "HTTP 405 Method Not Allowed"),
         }
     }
 }
 
-impl FakeStargate {
-    /// Starts a fake serving `keyspace.table`.
+impl StargateServer {
+    /// Starts a server for `keyspace.table`.
     pub async fn start(keyspace: &str, table: &str, token: Option<&str>) -> Self {
         let state = Arc::new(Mutex::new(StargateState {
             keyspace: keyspace.to_owned(),
@@ -154,7 +154,7 @@ impl FakeStargate {
             ..StargateState::default()
         }));
         let s = state.clone();
-        let server = RestServer::start(move |req| s.lock().unwrap().handle(&req)).await;
+        let server = HttpServer::start(move |req| s.lock().unwrap().handle(&req)).await;
         Self { server, state }
     }
 

@@ -1,9 +1,11 @@
-//! A scripted HTTP/1.1 server for unit tests of the HTTP clients.
+//! Scripted HTTP/1.1 servers for the unit tests of the HTTP clients: answers in order, and an
+//! answer that never ends.
 
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+
+use super::async_listener;
 
 /// A request as received.
 #[derive(Debug, Clone)]
@@ -23,7 +25,7 @@ pub(crate) struct MockServer {
 
 impl MockServer {
     pub(crate) async fn start(replies: Vec<Reply>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = async_listener().await;
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
@@ -101,7 +103,7 @@ pub(crate) struct EndlessServer {
 impl EndlessServer {
     pub(crate) async fn start() -> Self {
         use std::sync::atomic::Ordering;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = async_listener().await;
         let port = listener.local_addr().unwrap().port();
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let ended = Arc::new(std::sync::atomic::AtomicU64::new(0));

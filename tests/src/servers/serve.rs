@@ -1,5 +1,5 @@
-//! The one loopback HTTP/1 serve loop behind the fakes ([`crate::fake_http`],
-//! [`crate::fake_rest`]) and the [`crate::fault_proxy`]: accept on 127.0.0.1, one hyper
+//! The one loopback HTTP/1 serve loop behind [`crate::servers::http`], the Lambda Invoke API
+//! ([`crate::servers::lambda_invoke`]) and the [`crate::servers::fault_proxy`]: accept on 127.0.0.1, one hyper
 //! connection task per socket, every request to an async handler; the accept loop is aborted when
 //! the [`Server`] is dropped.
 
@@ -15,7 +15,6 @@ use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 
 /// A response as the handlers build it.
 pub type Response = hyper::Response<Full<Bytes>>;
@@ -35,9 +34,7 @@ impl Server {
         F: Fn(hyper::Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
+        let listener = crate::async_listener().await;
         let addr = listener.local_addr().expect("local addr");
         let handler = Arc::new(handler);
         let task = tokio::spawn(async move {

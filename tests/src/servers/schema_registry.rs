@@ -5,7 +5,7 @@
 //! `GET /subjects/{subject}/versions/{version}` (the subject percent-decoded) answers the
 //! registered subject version, `404` with 40401 (no such subject) or 40402 (no such version);
 //! `401` (`error_code` 401) without the configured basic auth, and `503` (`error_code` 50003)
-//! while [`set_down`](FakeSchemaRegistry::set_down).
+//! while [`set_down`](SchemaRegistryServer::set_down).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::fake_http::{FakeResponse, FakeServer};
+use crate::servers::http::{HttpServer, Reply};
 
 /// A schema as the registry keeps it.
 #[derive(Debug, Clone)]
@@ -71,14 +71,14 @@ struct State {
     requests: AtomicUsize,
 }
 
-/// The running fake; stops when dropped.
+/// The running registry; stops when dropped.
 #[derive(Debug)]
-pub struct FakeSchemaRegistry {
-    server: FakeServer,
+pub struct SchemaRegistryServer {
+    server: HttpServer,
     state: Arc<State>,
 }
 
-impl FakeSchemaRegistry {
+impl SchemaRegistryServer {
     /// Serves `schemas` (id, Avro schema text), requiring `basic` auth (user, password) when set.
     pub async fn start(
         schemas: impl IntoIterator<Item = (u32, String)>,
@@ -100,18 +100,18 @@ impl FakeSchemaRegistry {
             ..State::default()
         });
         let s = Arc::clone(&state);
-        let server = FakeServer::start(move |req| {
+        let server = HttpServer::start(move |req| {
             s.requests.fetch_add(1, Ordering::Relaxed);
             if let Some(expected) = &s.authorization
                 && req.header("authorization") != Some(expected.as_str())
             {
-                return FakeResponse::json(
+                return Reply::json(
                     401,
                     json!({"error_code": 401, "message": "Unauthorized"}),
                 );
             }
             if s.down.load(Ordering::Relaxed) {
-                return FakeResponse::json(
+                return Reply::json(
                     503,
                     json!({"error_code": 50003, "message": "Error while forwarding the request"}),
                 );
@@ -127,7 +127,7 @@ impl FakeSchemaRegistry {
                     .into_owned();
                 let subjects = s.subjects.lock().unwrap();
                 let Some(versions) = subjects.get(&subject) else {
-                    return FakeResponse::json(
+                    return Reply::json(
                         404,
                         json!({"error_code": 40401, "message": format!("Subject '{subject}' not found.")}),
                     );
@@ -138,9 +138,9 @@ impl FakeSchemaRegistry {
                         a["subject"] = json!(subject);
                         a["version"] = json!(v);
                         a["id"] = json!(1000 + v);
-                        FakeResponse::json(200, a)
+                        Reply::json(200, a)
                     }
-                    None => FakeResponse::json(
+                    None => Reply::json(
                         404,
                         json!({"error_code": 40402, "message": format!("Version {version} not found.")}),
                     ),
@@ -152,13 +152,13 @@ impl FakeSchemaRegistry {
                 .and_then(|id| id.parse::<u32>().ok());
             match (req.method.as_str(), id) {
                 ("GET", Some(id)) => match s.schemas.lock().unwrap().get(&id) {
-                    Some(schema) => FakeResponse::json(200, schema.answer()),
-                    None => FakeResponse::json(
+                    Some(schema) => Reply::json(200, schema.answer()),
+                    None => Reply::json(
                         404,
                         json!({"error_code": 40403, "message": "Schema not found"}),
                     ),
                 },
-                _ => FakeResponse::json(
+                _ => Reply::json(
                     404,
                     json!({"error_code": 404, "message": "HTTP 404 Not Found"}),
                 ),

@@ -1,4 +1,4 @@
-//! Fake embedding providers speaking Ollama's `POST /api/embed` and OpenAI's
+//! Embedding APIs on loopback speaking Ollama's `POST /api/embed` and OpenAI's
 //! `POST /v1/embeddings` as documented, returning deterministic content-derived vectors
 //! ([`expected_vector`]) so tests can assert what was stored, with switchable faults:
 //!
@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::fake_http::{FakeRequest, FakeResponse, FakeServer};
+use crate::servers::http::{HttpServer, Reply, Request};
 
-/// Which documented API the fake speaks.
+/// Which documented API the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
     /// Ollama `/api/embed`.
@@ -84,19 +84,19 @@ pub struct EmbedState {
     pub trace: Vec<(Option<String>, Option<String>)>,
 }
 
-/// A running fake provider.
+/// A running embedding API.
 #[derive(Debug)]
-pub struct FakeEmbedder {
+pub struct EmbeddingServer {
     /// The HTTP server.
-    pub server: FakeServer,
+    pub server: HttpServer,
     /// Behaviour and log.
     pub state: Arc<Mutex<EmbedState>>,
     /// API spoken.
     pub api: Api,
 }
 
-impl FakeEmbedder {
-    /// Starts a fake for `api` knowing `model`, returning `dims`-long vectors.
+impl EmbeddingServer {
+    /// Starts a server for `api` knowing `model`, returning `dims`-long vectors.
     pub async fn start(api: Api, model: &str, dims: usize) -> Self {
         let state = Arc::new(Mutex::new(EmbedState {
             models: vec![model.to_owned()],
@@ -104,7 +104,7 @@ impl FakeEmbedder {
             ..EmbedState::default()
         }));
         let s = state.clone();
-        let server = FakeServer::start(move |req| answer(api, &s, req)).await;
+        let server = HttpServer::start(move |req| answer(api, &s, req)).await;
         Self { server, state, api }
     }
 
@@ -136,23 +136,23 @@ impl FakeEmbedder {
     }
 }
 
-fn error(api: Api, status: u16, message: &str, kind: &str, code: Option<&str>) -> FakeResponse {
+fn error(api: Api, status: u16, message: &str, kind: &str, code: Option<&str>) -> Reply {
     match api {
-        Api::Ollama => FakeResponse::json(status, json!({ "error": message })),
-        Api::OpenAi => FakeResponse::json(
+        Api::Ollama => Reply::json(status, json!({ "error": message })),
+        Api::OpenAi => Reply::json(
             status,
             json!({ "error": { "message": message, "type": kind, "param": null, "code": code } }),
         ),
     }
 }
 
-fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse {
+fn answer(api: Api, state: &Mutex<EmbedState>, req: Request) -> Reply {
     let path = match api {
         Api::Ollama => "/api/embed",
         Api::OpenAi => "/v1/embeddings",
     };
     if req.method != "POST" || req.path != path {
-        return FakeResponse::json(404, json!({ "error": "404 page not found" }));
+        return Reply::json(404, json!({ "error": "404 page not found" }));
     }
     let body: Value = match serde_json::from_slice(&req.body) {
         Ok(v) => v,
@@ -250,7 +250,7 @@ fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse
         );
     }
     if let Some(max) = st.max_input_chars {
-        // Ollama truncates silently unless `truncate: false`; this fake only checks the strict mode.
+        // Ollama truncates silently unless `truncate: false`; this server only checks the strict mode.
         let strict = api == Api::OpenAi || body["truncate"] == Value::Bool(false);
         if strict && inputs.iter().any(|t| t.chars().count() > max) {
             return match api {
@@ -278,7 +278,7 @@ fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse
     let dims = if dims == st.dims { dims } else { st.dims };
     let vectors: Vec<Vec<f32>> = inputs.iter().map(|t| expected_vector(t, dims)).collect();
     match api {
-        Api::Ollama => FakeResponse::json(
+        Api::Ollama => Reply::json(
             200,
             json!({ "model": model, "embeddings": vectors, "total_duration": 1000, "load_duration": 10, "prompt_eval_count": inputs.len() }),
         ),
@@ -290,76 +290,10 @@ fn answer(api: Api, state: &Mutex<EmbedState>, req: FakeRequest) -> FakeResponse
                 .rev()
                 .map(|(i, v)| json!({ "object": "embedding", "index": i, "embedding": v }))
                 .collect();
-            FakeResponse::json(
+            Reply::json(
                 200,
                 json!({ "object": "list", "data": data, "model": model, "usage": { "prompt_tokens": 1, "total_tokens": 1 } }),
             )
         }
-    }
-}
-
-/// A page id and the `traceparent` header its notification came with.
-pub type PageTrace = (String, Option<String>);
-
-/// A RAG refresh endpoint that records every body it receives; can be switched to fail.
-#[derive(Debug)]
-pub struct FakeRag {
-    /// The HTTP server.
-    pub server: FakeServer,
-    /// Bodies received.
-    pub received: Arc<Mutex<Vec<Value>>>,
-    /// While `true`, answers 503.
-    pub failing: Arc<Mutex<bool>>,
-    /// The `page_id` of every request received (empty when the body has none) and its
-    /// `traceparent` header.
-    pub traceparents: Arc<Mutex<Vec<PageTrace>>>,
-}
-
-impl FakeRag {
-    /// Starts the endpoint at `/refresh`.
-    pub async fn start() -> Self {
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let failing = Arc::new(Mutex::new(false));
-        let traceparents = Arc::new(Mutex::new(Vec::new()));
-        let (r, f, t) = (received.clone(), failing.clone(), traceparents.clone());
-        let server = FakeServer::start(move |req| {
-            let page_id = serde_json::from_slice::<Value>(&req.body)
-                .ok()
-                .and_then(|v| v["page_id"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            t.lock()
-                .unwrap()
-                .push((page_id, req.header("traceparent").map(str::to_owned)));
-            if *f.lock().unwrap() {
-                return FakeResponse::json(503, json!({ "error": "unavailable" }));
-            }
-            if let Ok(v) = serde_json::from_slice::<Value>(&req.body) {
-                r.lock().unwrap().push(v);
-            }
-            FakeResponse::json(202, json!({ "ok": true }))
-        })
-        .await;
-        Self {
-            server,
-            received,
-            failing,
-            traceparents,
-        }
-    }
-
-    /// `RAG_REFRESH_URL`.
-    pub fn url(&self) -> String {
-        format!("{}/refresh", self.server.url())
-    }
-
-    /// Bodies received about `page_id`.
-    pub fn for_page(&self, page_id: &str) -> Vec<Value> {
-        self.received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|v| v["page_id"] == page_id)
-            .cloned()
-            .collect()
     }
 }

@@ -187,7 +187,7 @@ mod tests {
 
     /// An echo server on 127.0.0.1; returns its address.
     async fn echo() -> SocketAddr {
-        let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let echo = crate::async_listener().await;
         let echo_addr = echo.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((s, _)) = echo.accept().await {

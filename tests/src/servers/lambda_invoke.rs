@@ -9,21 +9,21 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use esm_local::invoke::{FunctionProcess, FunctionSpec, InvokeOutcome};
 
-use crate::serve::{Server, header_pairs, json_reply, read_request};
+use crate::servers::serve::{Server, header_pairs, json_reply, read_request};
 
-/// What the fake received: path and `Authorization` header of each call.
+/// What the server received: path and `Authorization` header of each call.
 pub type Calls = Arc<Mutex<Vec<(String, String)>>>;
 
-/// A running fake; stops (and kills the function) when dropped.
+/// A running Invoke API; stops (and kills the function) when dropped.
 #[derive(Debug)]
-pub struct FakeLambda {
+pub struct LambdaInvokeServer {
     /// The loopback server.
     pub server: Server,
     /// Calls seen so far.
     pub calls: Calls,
 }
 
-impl FakeLambda {
+impl LambdaInvokeServer {
     /// Serves `spec`'s binary as the only function.
     pub async fn start(spec: FunctionSpec) -> Self {
         let process = Arc::new(tokio::sync::Mutex::new(FunctionProcess::new(spec)));

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 /// The server; it stops accepting when dropped (its task is aborted).
 #[derive(Debug)]
@@ -28,7 +27,7 @@ struct Counters {
 impl EndlessServer {
     /// Starts on a free loopback port; answers open with `prefix`.
     pub async fn start(prefix: &'static str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = crate::async_listener().await;
         let port = listener.local_addr().expect("addr").port();
         let counters = Arc::new(Counters::default());
         let c = Arc::clone(&counters);

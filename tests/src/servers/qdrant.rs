@@ -1,4 +1,4 @@
-//! A fake Qdrant following its documented REST API for the calls the store makes:
+//! Qdrant on loopback following its documented REST API for the calls the store makes:
 //!
 //! - `PUT /collections/{c}/points?wait=..` upsert (`{"points": [{id, vector, payload}]}`);
 //! - `POST /collections/{c}/points/delete?wait=..` by `{"points": [ids]}` or `{"filter": ..}`;
@@ -16,22 +16,22 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::fake_rest::{RawRequest, RawResponse, RestServer};
+use crate::servers::http::{HttpServer, Reply, Request};
 
-/// A stored point.
+/// A point as the collection holds it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FakePoint {
-    /// The vector.
+pub struct StoredPoint {
+    /// Its vector, of the collection's size.
     pub vector: Vec<f32>,
     /// The payload object.
     pub payload: Value,
 }
 
-/// The fake's state.
+/// The collections, the behaviour and the log of requests.
 #[derive(Debug, Default)]
 pub struct QdrantState {
     /// Collections: name -> (vector size, points by id text).
-    pub collections: HashMap<String, (usize, BTreeMap<String, FakePoint>)>,
+    pub collections: HashMap<String, (usize, BTreeMap<String, StoredPoint>)>,
     /// Required `api-key`, if any.
     pub api_key: Option<String>,
     /// `method path?query` of every request.
@@ -41,22 +41,22 @@ pub struct QdrantState {
     pending: Vec<(String, Value, bool)>,
 }
 
-/// A running fake Qdrant.
+/// A running Qdrant server.
 #[derive(Debug)]
-pub struct FakeQdrant {
-    server: RestServer,
+pub struct QdrantServer {
+    server: HttpServer,
     state: Arc<Mutex<QdrantState>>,
 }
 
-fn error(status: u16, message: &str) -> RawResponse {
-    RawResponse::json(
+fn error(status: u16, message: &str) -> Reply {
+    Reply::json(
         status,
         json!({"status": {"error": message}, "time": 0.0001}),
     )
 }
 
-fn ok(result: Value) -> RawResponse {
-    RawResponse::json(
+fn ok(result: Value) -> Reply {
+    Reply::json(
         200,
         json!({"result": result, "status": "ok", "time": 0.0002}),
     )
@@ -122,7 +122,7 @@ impl QdrantState {
                     .map(|x| x.as_f64().unwrap_or(0.0) as f32)
                     .collect();
                 let payload = p.get("payload").cloned().unwrap_or(json!({}));
-                points.insert(id, FakePoint { vector, payload });
+                points.insert(id, StoredPoint { vector, payload });
             }
         } else if let Some(ids) = op.get("points").and_then(Value::as_array) {
             for id in ids.iter().filter_map(valid_id) {
@@ -134,9 +134,9 @@ impl QdrantState {
         }
     }
 
-    fn handle(&mut self, req: &RawRequest) -> RawResponse {
+    fn handle(&mut self, req: &Request) -> Reply {
         self.log
-            .push(format!("{} {}?{}", req.method, req.raw_path, req.query));
+            .push(format!("{} {}?{}", req.method, req.path, req.query));
         if !self.faults.is_empty() {
             let status = self.faults.remove(0);
             return error(status, "Service temporarily unavailable");
@@ -155,7 +155,7 @@ impl QdrantState {
         response
     }
 
-    fn route(&mut self, req: &RawRequest) -> RawResponse {
+    fn route(&mut self, req: &Request) -> Reply {
         let segs = req.segments();
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let (collection, action) = match segs.as_slice() {
@@ -213,7 +213,7 @@ impl QdrantState {
                 let offset = body.get("offset").and_then(valid_id);
                 let filter = body.get("filter");
                 let with_vector = body.get("with_vector").and_then(Value::as_bool) == Some(true);
-                let selected: Vec<(&String, &FakePoint)> = points
+                let selected: Vec<(&String, &StoredPoint)> = points
                     .iter()
                     .filter(|(id, _)| offset.as_ref().is_none_or(|o| *id >= o))
                     .filter(|(_, p)| matches_filter(&p.payload, filter))
@@ -249,7 +249,7 @@ impl QdrantState {
         }
     }
 
-    fn write(&mut self, collection: &str, op: Value, upsert: bool, wait: bool) -> RawResponse {
+    fn write(&mut self, collection: &str, op: Value, upsert: bool, wait: bool) -> Reply {
         if wait {
             self.apply(collection, &op, upsert);
             ok(json!({"operation_id": self.log.len(), "status": "completed"}))
@@ -260,8 +260,8 @@ impl QdrantState {
     }
 }
 
-impl FakeQdrant {
-    /// Starts a fake with one empty collection of `dim`-sized vectors.
+impl QdrantServer {
+    /// Starts a server with one empty collection of `dim`-sized vectors.
     pub async fn start(collection: &str, dim: usize) -> Self {
         let state = Arc::new(Mutex::new(QdrantState::default()));
         state
@@ -270,7 +270,7 @@ impl FakeQdrant {
             .collections
             .insert(collection.to_owned(), (dim, BTreeMap::new()));
         let s = state.clone();
-        let server = RestServer::start(move |req| s.lock().unwrap().handle(&req)).await;
+        let server = HttpServer::start(move |req| s.lock().unwrap().handle(&req)).await;
         Self { server, state }
     }
 
@@ -285,7 +285,7 @@ impl FakeQdrant {
     }
 
     /// Points of `collection` by id.
-    pub fn points(&self, collection: &str) -> BTreeMap<String, FakePoint> {
+    pub fn points(&self, collection: &str) -> BTreeMap<String, StoredPoint> {
         self.with_state(|s| {
             s.collections
                 .get(collection)
@@ -294,7 +294,7 @@ impl FakeQdrant {
         })
     }
 
-    /// Every request so far, as `METHOD raw_path?query`.
+    /// Every request so far, as `METHOD path?query` (the path as sent).
     pub fn log(&self) -> Vec<String> {
         self.with_state(|s| s.log.clone())
     }

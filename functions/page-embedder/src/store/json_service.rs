@@ -87,7 +87,7 @@ pub(crate) struct Service {
 
 /// A pooled JSON client for one service; cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct RestClient {
+pub(crate) struct JsonServiceClient {
     http: reqwest::Client,
     /// The key and the header carrying it; the key is re-read after a 401/403.
     auth: Option<Auth>,
@@ -97,7 +97,7 @@ pub(crate) struct RestClient {
     refuses_setup: fn(&str) -> bool,
 }
 
-/// The key of a [`RestClient`] and the header carrying it.
+/// The key of a [`JsonServiceClient`] and the header carrying it.
 #[derive(Debug, Clone)]
 struct Auth {
     name: HeaderName,
@@ -125,7 +125,7 @@ impl Auth {
     }
 }
 
-impl RestClient {
+impl JsonServiceClient {
     /// A client of `service` on the process's one HTTP client (it connects within
     /// `HTTP_CONNECT_TIMEOUT_MS`); every request carries `timeout`, capped by the deadline. A
     /// key that cannot be sent in a header fails here (the cold start), naming its variable.
@@ -270,7 +270,7 @@ mod tests {
     /// An HTTP server answering `200 {}` to every request, counting them.
     fn counting_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
         use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = lambda_kit::testing::listener();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = Arc::clone(&requests);
@@ -286,7 +286,7 @@ mod tests {
         (url, requests)
     }
 
-    fn qdrant_client(key: Credential) -> Result<RestClient, StoreError> {
+    fn qdrant_client(key: Credential) -> Result<JsonServiceClient, StoreError> {
         let service = Service {
             name: "qdrant",
             url_var: "QDRANT_URL",
@@ -296,7 +296,7 @@ mod tests {
         };
         let retry = RetryPolicy::default();
         let timeout = Duration::from_secs(5);
-        RestClient::new(&service, Some(key), reqwest::Client::new(), timeout, &retry)
+        JsonServiceClient::new(&service, Some(key), reqwest::Client::new(), timeout, &retry)
     }
 
     /// A key with a character no header may hold (a newline pasted with it) fails the cold

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::serve::{Response, Server, json_reply, read_request};
+use crate::servers::serve::{Response, Server, json_reply, read_request};
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
