@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use esm_local::kafka::KafkaConfig;
-use esm_local::runner::RunnerConfig;
+use esm_local::runner::DeliverySettings;
 use serde_json::Value;
 
 use crate::esm::{function_binary, runner_config};
@@ -82,7 +82,7 @@ pub fn gift_runner(
     stack: &StackEnv,
     (run, topic, dir): (&str, &str, &std::path::Path),
     env: &[(&str, &str)],
-) -> RunnerConfig {
+) -> DeliverySettings {
     let mut all = vec![
         ("SUPABASE_REST_URL".to_owned(), stack.rest_url.clone()),
         (
