@@ -157,6 +157,8 @@ pub(super) struct Tree<'s> {
 }
 
 impl Tree<'_> {
+    /// The node of `schema` with its `shape`. One arm per Avro schema kind, so every kind is seen
+    /// to have its node in one place; records, unions and references build theirs below.
     pub(super) fn node(
         &mut self,
         schema: &apache_avro::Schema,
