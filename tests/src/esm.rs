@@ -10,7 +10,7 @@ use esm_local::dead_letter::DeadLetterTarget;
 use esm_local::invoke::FunctionSpec;
 use esm_local::kafka::{KafkaClient, KafkaConfig, OffsetSpec, ProduceRecord, TopicPartition};
 use esm_local::runner::{
-    FunctionTarget, MappingBehaviour, RunnerConfig, RunnerError, RunnerStats, run,
+    DeliverySettings, FunctionTarget, MappingBehaviour, RunnerError, RunnerStats, run,
 };
 use tokio::sync::watch;
 
@@ -60,13 +60,13 @@ pub fn runner_config(
     function_name: &str,
     env: Vec<(String, String)>,
     dead_letter_file: PathBuf,
-) -> RunnerConfig {
+) -> DeliverySettings {
     let mut env = env;
     // The functions log to the test's stderr: errors only, unless asked for more.
     if std::env::var_os("AWS_LAMBDA_LOG_LEVEL").is_none() {
         env.push(("AWS_LAMBDA_LOG_LEVEL".into(), "error".into()));
     }
-    RunnerConfig {
+    DeliverySettings {
         kafka: kafka.clone(),
         topics: vec![topic.to_owned()],
         group: group.to_owned(),
@@ -99,7 +99,7 @@ pub struct Runner {
 
 impl Runner {
     /// Starts `config`.
-    pub fn start(config: RunnerConfig) -> Self {
+    pub fn start(config: DeliverySettings) -> Self {
         let stats = Arc::new(RunnerStats::default());
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(run(config, Arc::clone(&stats), rx));

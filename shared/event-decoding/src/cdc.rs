@@ -309,14 +309,7 @@ fn debezium(
         key,
         unset,
     };
-    let letter = match op.as_str() {
-        "c" => Some(Op::Create),
-        "u" => Some(Op::Update),
-        "r" => Some(Op::Read),
-        "i" => Some(Op::Insert),
-        _ => None,
-    };
-    if let Some(letter) = letter {
+    if let Some(letter) = upsert_op(&op) {
         let row = take_row("after", true)?;
         return Ok(upsert(letter, row, key, unset));
     }
@@ -365,15 +358,7 @@ fn flattened(
             key,
         });
     }
-    Ok(match op.as_deref() {
-        None => Change::Upsert {
-            op: Op::Plain,
-            row: obj,
-            key,
-            unset: Vec::new(),
-        },
-        Some(letter) => by_letter(at, "__op", letter, obj, key)?,
-    })
+    by_op(at, "__op", op.as_deref(), obj, key)
 }
 
 fn plain(
@@ -383,57 +368,52 @@ fn plain(
 ) -> Result<Change, RecordError> {
     let op = op_str(at, &obj, "op")?.map(str::to_string);
     obj.remove("op");
-    Ok(match op.as_deref() {
-        None => Change::Upsert {
-            op: Op::Plain,
-            row: obj,
-            key,
-            unset: Vec::new(),
-        },
-        Some(letter) => by_letter(at, "op", letter, obj, key)?,
-    })
+    by_op(at, "op", op.as_deref(), obj, key)
 }
 
-fn by_letter(
+/// The upsert an operation letter names (`c`, `u`, `r`, `i`); `None` for any other letter.
+fn upsert_op(letter: &str) -> Option<Op> {
+    match letter {
+        "c" => Some(Op::Create),
+        "u" => Some(Op::Update),
+        "r" => Some(Op::Read),
+        "i" => Some(Op::Insert),
+        _ => None,
+    }
+}
+
+/// The change a flattened or plain row makes by the operation letter in its `field` (absent: a
+/// plain upsert).
+fn by_op(
     at: &At<'_>,
     field: &str,
-    letter: &str,
+    letter: Option<&str>,
     row: Map<String, Value>,
     key: Option<Value>,
 ) -> Result<Change, RecordError> {
-    Ok(match letter {
-        "c" => Change::Upsert {
-            op: Op::Create,
-            row,
-            key,
-            unset: Vec::new(),
+    let op = match letter {
+        None => Op::Plain,
+        Some(letter) => match upsert_op(letter) {
+            Some(op) => op,
+            None => {
+                return Ok(match letter {
+                    "d" => Change::Delete {
+                        row: Some(row),
+                        key,
+                    },
+                    // A flattened or plain row carries no `source` block naming the table.
+                    "t" => Change::Truncate { table: None },
+                    "m" => Change::Skip { reason: "message" },
+                    other => return Err(unknown_op(at, field, other)),
+                });
+            }
         },
-        "u" => Change::Upsert {
-            op: Op::Update,
-            row,
-            key,
-            unset: Vec::new(),
-        },
-        "r" => Change::Upsert {
-            op: Op::Read,
-            row,
-            key,
-            unset: Vec::new(),
-        },
-        "i" => Change::Upsert {
-            op: Op::Insert,
-            row,
-            key,
-            unset: Vec::new(),
-        },
-        "d" => Change::Delete {
-            row: Some(row),
-            key,
-        },
-        // A flattened or plain row carries no `source` block naming the table.
-        "t" => Change::Truncate { table: None },
-        "m" => Change::Skip { reason: "message" },
-        other => return Err(unknown_op(at, field, other)),
+    };
+    Ok(Change::Upsert {
+        op,
+        row,
+        key,
+        unset: Vec::new(),
     })
 }
 

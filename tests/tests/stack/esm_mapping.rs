@@ -92,7 +92,10 @@ async fn template_mapping_bisects_retries_discards_to_s3_and_kl_replays_once() {
         "--env",
         "AWS_LAMBDA_LOG_LEVEL=error",
     ];
-    let config = RunArgs::parse_flags(&args).unwrap().into_config().unwrap();
+    let config = RunArgs::parse_flags(&args)
+        .unwrap()
+        .into_settings()
+        .unwrap();
     assert_eq!(config.topics, std::slice::from_ref(&topic));
     assert_eq!(config.max_retries, 1);
     assert!(config.behaviour.bisect_batch_on_function_error);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use esm_local::dead_letter::DeadLetterTarget;
 use esm_local::invoke::FunctionSpec;
 use esm_local::kafka::{KafkaClient, KafkaConfig, OffsetSpec, ProduceRecord, TopicPartition};
-use esm_local::runner::{FunctionTarget, MappingBehaviour, RunnerConfig, RunnerStats, run};
+use esm_local::runner::{DeliverySettings, FunctionTarget, MappingBehaviour, RunnerStats, run};
 use tokio::sync::watch;
 
 fn now_ms() -> u64 {
@@ -35,8 +35,8 @@ fn function_binary() -> PathBuf {
     f
 }
 
-fn config(kafka: &KafkaConfig, topic: &str, out: &std::path::Path) -> RunnerConfig {
-    RunnerConfig {
+fn config(kafka: &KafkaConfig, topic: &str, out: &std::path::Path) -> DeliverySettings {
+    DeliverySettings {
         kafka: kafka.clone(),
         topics: vec![topic.to_owned()],
         group: format!("{topic}-bench"),

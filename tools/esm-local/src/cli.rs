@@ -1,5 +1,6 @@
 //! The `esm-local` command line (clap): subcommands, flags with their defaults and environment
-//! fallbacks, and their conversion into the runner's and the publisher's configuration.
+//! fallbacks, and their conversion into the runner's delivery settings and the publisher's
+//! configuration.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use crate::invoke::FunctionSpec;
 use crate::kafka::{KafkaConfig, OffsetSpec};
 use crate::mapping::{EventRecordFormat, MappingSettings};
 use crate::on_failure::{DestinationKind, OnFailure, RecordContext};
-use crate::runner::{FunctionTarget, MappingBehaviour, RunnerConfig};
+use crate::runner::{DeliverySettings, FunctionTarget, MappingBehaviour};
 use crate::template::Template;
 
 /// esm-local: a local Kafka event source mapping for Lambda functions.
@@ -214,43 +215,10 @@ impl RunArgs {
         }
     }
 
-    /// The runner configuration; reads the template and the `--env-file`s.
-    pub fn into_config(self) -> Result<RunnerConfig, String> {
-        let mapping = match (&self.template, &self.mapping) {
-            (Some(t), Some(m)) => {
-                let text = std::fs::read_to_string(t)
-                    .map_err(|e| format!("--template {}: {e}", t.display()))?;
-                let overrides = self
-                    .parameter_overrides
-                    .iter()
-                    .map(|kv| {
-                        kv.split_once('=')
-                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                            .ok_or_else(|| format!("--parameter-overrides `{kv}` is not K=V"))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let template = Template::parse(&text, &overrides, &self.stack_name)
-                    .map_err(|e| format!("{}: {e}", t.display()))?;
-                let settings = MappingSettings::from_template(&template, m)
-                    .map_err(|e| format!("{}: {e}", t.display()))?;
-                if let Some(c) = &settings.inactive_condition {
-                    tracing::warn!(mapping = %m, condition = %c, "the stack would not create this mapping with these parameters (its Condition is false); running it anyway");
-                }
-                if settings.event_record_format == EventRecordFormat::Json {
-                    return Err(format!(
-                        "{}: Resources.{m}: SchemaRegistryConfig.EventRecordFormat JSON needs the \
-                         mapping's schema registry to convert values, which esm-local does not \
-                         run: give --parameter-overrides SchemaRegistryEventRecordFormat=SOURCE \
-                         or None (the functions then decode the values themselves)",
-                        t.display()
-                    ));
-                }
-                Some(settings)
-            }
-            _ => None,
-        };
+    /// The delivery settings of the run; reads the template and the `--env-file`s.
+    pub fn into_settings(self) -> Result<DeliverySettings, String> {
+        let mapping = self.template_mapping()?;
         let m = mapping.as_ref();
-        let kafka = self.kafka.config();
         let topics = if self.topics.is_empty() {
             m.map(|m| m.topics.clone()).unwrap_or_default()
         } else {
@@ -259,96 +227,17 @@ impl RunArgs {
         if topics.is_empty() {
             return Err("--topic is required".into());
         }
-        let timeout = self
-            .timeout_s
-            .map(Duration::from_secs)
-            .or(m.map(|m| m.timeout))
-            .unwrap_or(Duration::from_secs(60));
-        let mut env = m.map(|m| m.env.clone()).unwrap_or_default();
-        env.extend(env_pairs(&self.env_files, &self.env)?);
-        let (function, default_name) = match (self.function, self.invoke_url) {
-            (Some(path), None) => {
-                let name = self.function_name.unwrap_or_else(|| {
-                    path.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "function".into())
-                });
-                let spec = FunctionSpec {
-                    path,
-                    env,
-                    name: name.clone(),
-                    timeout,
-                    memory_mb: self.memory_mb.or(m.map(|m| m.memory_mb)).unwrap_or(512),
-                };
-                (FunctionTarget::Process(spec), name)
-            }
-            (None, Some(url)) => {
-                let name = self.function_name.unwrap_or_else(|| "function".into());
-                (FunctionTarget::InvokeUrl(url, timeout), name)
-            }
-            _ => return Err("give exactly one of --function PATH or --invoke-url URL".into()),
-        };
+        let (function, default_name) = self.function_target(m)?;
         let group = self
             .group
+            .clone()
             .or(m.and_then(|m| m.consumer_group.clone()))
             .unwrap_or_else(|| format!("esm-local-{default_name}"));
-        let destination = self.on_failure.or(m.and_then(|m| m.on_failure.clone()));
-        let dead_letter = match (self.dead_letter_topic, self.dead_letter_file, destination) {
-            (Some(t), _, _) => DeadLetterTarget::Topic(t),
-            (None, Some(f), _) => DeadLetterTarget::File(f),
-            (None, None, Some(d)) => DeadLetterTarget::OnFailure(OnFailure {
-                kind: DestinationKind::parse(&d, &self.on_failure_dir)?,
-                context: RecordContext::new(
-                    m.map_or(group.as_str(), |m| m.logical_id.as_str()),
-                    &default_name,
-                ),
-            }),
-            (None, None, None) if m.is_some() => DeadLetterTarget::Drop,
-            (None, None, None) => DeadLetterTarget::File(PathBuf::from("esm-dead-letters.jsonl")),
-        };
-        let max_retries = match self
-            .max_retries
-            .or(m.and_then(|m| m.maximum_retry_attempts))
-            .unwrap_or(3)
-        {
-            -1 if matches!(dead_letter, DeadLetterTarget::Drop) => u32::MAX,
-            -1 => INFINITE_RETRIES_WITH_DESTINATION,
-            n => u32::try_from(n).map_err(|_| format!("--max-retries {n}: use -1..=10000"))?,
-        };
-        let max_record_age = match self
-            .max_record_age_s
-            .or(m.and_then(|m| m.maximum_record_age_s))
-        {
-            None | Some(-1) => None,
-            Some(s) => Some(Duration::from_secs(s.unsigned_abs())),
-        };
-        let patterns = if self.filter_patterns.is_empty() {
-            m.map(|m| m.filter_patterns.clone()).unwrap_or_default()
-        } else {
-            self.filter_patterns
-        };
-        let behaviour = MappingBehaviour {
-            report_batch_item_failures: self
-                .report_batch_item_failures
-                .or(m.map(|m| m.report_batch_item_failures))
-                .unwrap_or(true),
-            bisect_batch_on_function_error: self
-                .bisect_batch_on_function_error
-                .or(m.map(|m| m.bisect_batch_on_function_error))
-                .unwrap_or(false),
-            max_record_age,
-            filters: FilterCriteria::parse(&patterns)?,
-            source_data_format: self.source_data_format.or_else(|| {
-                let m = m.filter(|m| m.event_record_format == EventRecordFormat::Source)?;
-                let protobuf = m
-                    .env
-                    .iter()
-                    .any(|(k, v)| k == "VALUE_FORMAT" && v == "protobuf");
-                Some(if protobuf { "PROTOBUF" } else { "AVRO" }.to_owned())
-            }),
-        };
-        Ok(RunnerConfig {
-            kafka,
+        let dead_letter = self.dead_letter_target(m, &group, &default_name)?;
+        let max_retries = self.max_retries(m, &dead_letter)?;
+        let behaviour = self.behaviour(m)?;
+        Ok(DeliverySettings {
+            kafka: self.kafka.config(),
             topics,
             group,
             batch_size: self
@@ -370,6 +259,166 @@ impl RunArgs {
             dead_letter,
             function,
             behaviour,
+        })
+    }
+
+    /// The mapping `--mapping` of `--template`, with `--parameter-overrides`; `None` without a
+    /// template.
+    fn template_mapping(&self) -> Result<Option<MappingSettings>, String> {
+        let (Some(t), Some(m)) = (&self.template, &self.mapping) else {
+            return Ok(None);
+        };
+        let text =
+            std::fs::read_to_string(t).map_err(|e| format!("--template {}: {e}", t.display()))?;
+        let overrides = self
+            .parameter_overrides
+            .iter()
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| format!("--parameter-overrides `{kv}` is not K=V"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let template = Template::parse(&text, &overrides, &self.stack_name)
+            .map_err(|e| format!("{}: {e}", t.display()))?;
+        let settings = MappingSettings::from_template(&template, m)
+            .map_err(|e| format!("{}: {e}", t.display()))?;
+        if let Some(c) = &settings.inactive_condition {
+            tracing::warn!(mapping = %m, condition = %c, "the stack would not create this mapping with these parameters (its Condition is false); running it anyway");
+        }
+        if settings.event_record_format == EventRecordFormat::Json {
+            return Err(format!(
+                "{}: Resources.{m}: SchemaRegistryConfig.EventRecordFormat JSON needs the \
+                 mapping's schema registry to convert values, which esm-local does not \
+                 run: give --parameter-overrides SchemaRegistryEventRecordFormat=SOURCE \
+                 or None (the functions then decode the values themselves)",
+                t.display()
+            ));
+        }
+        Ok(Some(settings))
+    }
+
+    /// The function (a binary, or a URL) with its environment, and the name it goes by.
+    fn function_target(
+        &self,
+        m: Option<&MappingSettings>,
+    ) -> Result<(FunctionTarget, String), String> {
+        let timeout = self
+            .timeout_s
+            .map(Duration::from_secs)
+            .or(m.map(|m| m.timeout))
+            .unwrap_or(Duration::from_secs(60));
+        let mut env = m.map(|m| m.env.clone()).unwrap_or_default();
+        env.extend(env_pairs(&self.env_files, &self.env)?);
+        match (&self.function, &self.invoke_url) {
+            (Some(path), None) => {
+                let name = self.function_name.clone().unwrap_or_else(|| {
+                    path.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "function".into())
+                });
+                let spec = FunctionSpec {
+                    path: path.clone(),
+                    env,
+                    name: name.clone(),
+                    timeout,
+                    memory_mb: self.memory_mb.or(m.map(|m| m.memory_mb)).unwrap_or(512),
+                };
+                Ok((FunctionTarget::Process(spec), name))
+            }
+            (None, Some(url)) => {
+                let name = self
+                    .function_name
+                    .clone()
+                    .unwrap_or_else(|| "function".into());
+                Ok((FunctionTarget::InvokeUrl(url.clone(), timeout), name))
+            }
+            _ => Err("give exactly one of --function PATH or --invoke-url URL".into()),
+        }
+    }
+
+    /// Where exhausted records go: esm-local's own dead letters when asked for, else the
+    /// destination (flag over mapping); a mapping without one drops them, as Lambda does.
+    fn dead_letter_target(
+        &self,
+        m: Option<&MappingSettings>,
+        group: &str,
+        function_name: &str,
+    ) -> Result<DeadLetterTarget, String> {
+        let destination = self
+            .on_failure
+            .clone()
+            .or(m.and_then(|m| m.on_failure.clone()));
+        Ok(
+            match (&self.dead_letter_topic, &self.dead_letter_file, destination) {
+                (Some(t), _, _) => DeadLetterTarget::Topic(t.clone()),
+                (None, Some(f), _) => DeadLetterTarget::File(f.clone()),
+                (None, None, Some(d)) => DeadLetterTarget::OnFailure(OnFailure {
+                    kind: DestinationKind::parse(&d, &self.on_failure_dir)?,
+                    context: RecordContext::new(
+                        m.map_or(group, |m| m.logical_id.as_str()),
+                        function_name,
+                    ),
+                }),
+                (None, None, None) if m.is_some() => DeadLetterTarget::Drop,
+                (None, None, None) => {
+                    DeadLetterTarget::File(PathBuf::from("esm-dead-letters.jsonl"))
+                }
+            },
+        )
+    }
+
+    /// `--max-retries` or `MaximumRetryAttempts`; -1 means until the records expire, capped
+    /// with a destination as Lambda caps it.
+    fn max_retries(
+        &self,
+        m: Option<&MappingSettings>,
+        dead_letter: &DeadLetterTarget,
+    ) -> Result<u32, String> {
+        match self
+            .max_retries
+            .or(m.and_then(|m| m.maximum_retry_attempts))
+            .unwrap_or(3)
+        {
+            -1 if matches!(dead_letter, DeadLetterTarget::Drop) => Ok(u32::MAX),
+            -1 => Ok(INFINITE_RETRIES_WITH_DESTINATION),
+            n => u32::try_from(n).map_err(|_| format!("--max-retries {n}: use -1..=10000")),
+        }
+    }
+
+    /// The mapping's error handling, filters and record format, flags over the template.
+    fn behaviour(&self, m: Option<&MappingSettings>) -> Result<MappingBehaviour, String> {
+        let max_record_age = match self
+            .max_record_age_s
+            .or(m.and_then(|m| m.maximum_record_age_s))
+        {
+            None | Some(-1) => None,
+            Some(s) => Some(Duration::from_secs(s.unsigned_abs())),
+        };
+        let patterns = if self.filter_patterns.is_empty() {
+            m.map(|m| m.filter_patterns.clone()).unwrap_or_default()
+        } else {
+            self.filter_patterns.clone()
+        };
+        Ok(MappingBehaviour {
+            report_batch_item_failures: self
+                .report_batch_item_failures
+                .or(m.map(|m| m.report_batch_item_failures))
+                .unwrap_or(true),
+            bisect_batch_on_function_error: self
+                .bisect_batch_on_function_error
+                .or(m.map(|m| m.bisect_batch_on_function_error))
+                .unwrap_or(false),
+            max_record_age,
+            filters: FilterCriteria::parse(&patterns)?,
+            source_data_format: self.source_data_format.clone().or_else(|| {
+                let m = m.filter(|m| m.event_record_format == EventRecordFormat::Source)?;
+                let protobuf = m
+                    .env
+                    .iter()
+                    .any(|(k, v)| k == "VALUE_FORMAT" && v == "protobuf");
+                Some(if protobuf { "PROTOBUF" } else { "AVRO" }.to_owned())
+            }),
         })
     }
 }
@@ -469,9 +518,16 @@ mod tests {
         Ok(cli.command.expect("a subcommand"))
     }
 
-    fn run(args: &[&str]) -> RunnerConfig {
+    /// `run --topic t --function f` (a run that starts) followed by `extra`.
+    fn run_args(extra: &[&'static str]) -> Vec<&'static str> {
+        let mut args = vec!["run", "--topic", "t", "--function", "f"];
+        args.extend_from_slice(extra);
+        args
+    }
+
+    fn run(args: &[&str]) -> DeliverySettings {
         match parse(args).unwrap() {
-            Command::Run(r) => (*r).into_config().unwrap(),
+            Command::Run(r) => (*r).into_settings().unwrap(),
             other => panic!("{other:?}"),
         }
     }
@@ -595,108 +651,47 @@ mod tests {
             ("earliest", OffsetSpec::Earliest),
             ("latest", OffsetSpec::Latest),
         ] {
-            let c = run(&[
-                "run",
-                "--topic",
-                "t",
-                "--function",
-                "f",
-                "--starting-position",
-                s,
-            ]);
+            let c = run(&run_args(&["--starting-position", s]));
             assert_eq!(c.starting_position, want, "{s}");
         }
-        let e = parse(&[
-            "run",
-            "--topic",
-            "t",
-            "--function",
-            "f",
-            "--starting-position",
-            "AT_TIMESTAMP",
-        ])
-        .unwrap_err()
-        .to_string();
+        let e = parse(&run_args(&["--starting-position", "AT_TIMESTAMP"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("use TRIM_HORIZON or LATEST"), "{e}");
     }
 
     #[test]
     fn mistakes_are_refused_naming_the_flag() {
-        let cases: &[(&[&str], &str)] = &[
-            (&["run", "--function", "f"], "--topic"),
-            (&["run", "--topic", "t"], "--function"),
+        let cases: Vec<(Vec<&str>, &str)> = vec![
+            (vec!["run", "--function", "f"], "--topic"),
+            (vec!["run", "--topic", "t"], "--function"),
+            (run_args(&["--invoke-url", "u"]), "--invoke-url"),
             (
-                &[
-                    "run",
-                    "--topic",
-                    "t",
-                    "--function",
-                    "f",
-                    "--invoke-url",
-                    "u",
-                ],
-                "--invoke-url",
-            ),
-            (
-                &[
-                    "run",
-                    "--topic",
-                    "t",
-                    "--function",
-                    "f",
-                    "--dead-letter-file",
-                    "x",
-                    "--dead-letter-topic",
-                    "y",
-                ],
+                run_args(&["--dead-letter-file", "x", "--dead-letter-topic", "y"]),
                 "--dead-letter-topic",
             ),
-            (
-                &[
-                    "run",
-                    "--topic",
-                    "t",
-                    "--function",
-                    "f",
-                    "--batch-size",
-                    "x",
-                ],
-                "--batch-size",
-            ),
-            (
-                &[
-                    "run",
-                    "--topic",
-                    "t",
-                    "--function",
-                    "f",
-                    "--sasl-mechanism",
-                    "PLAIN",
-                ],
-                "--sasl-mechanism",
-            ),
-            (&["publish", "--topic"], "--topic"),
-            (&["consume", "--topic", "t"], "consume"),
+            (run_args(&["--batch-size", "x"]), "--batch-size"),
+            (run_args(&["--sasl-mechanism", "PLAIN"]), "--sasl-mechanism"),
+            (vec!["publish", "--topic"], "--topic"),
+            (vec!["consume", "--topic", "t"], "consume"),
         ];
-        for (args, flag) in cases {
+        for (args, flag) in &cases {
             let e = parse(args).unwrap_err().to_string();
             assert!(e.contains(flag), "{args:?}: {e}");
         }
         let Command::Run(r) = parse(&["run", "--topic", ",", "--function", "f"]).unwrap() else {
             panic!()
         };
-        assert_eq!((*r).into_config().unwrap_err(), "--topic is required");
-        let Command::Run(r) =
-            parse(&["run", "--topic", "t", "--function", "f", "--env", "A"]).unwrap()
-        else {
+        assert_eq!((*r).into_settings().unwrap_err(), "--topic is required");
+        let Command::Run(r) = parse(&run_args(&["--env", "A"])).unwrap() else {
             panic!()
         };
-        assert!((*r).into_config().unwrap_err().contains("not K=V"));
+        assert!((*r).into_settings().unwrap_err().contains("not K=V"));
     }
 
     const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
 
-    fn from_template(extra: &[&str]) -> Result<RunnerConfig, String> {
+    fn from_template(extra: &[&str]) -> Result<DeliverySettings, String> {
         let mut args = vec![
             "run",
             "--template",
@@ -711,7 +706,7 @@ mod tests {
         ];
         args.extend_from_slice(extra);
         match parse(&args).map_err(|e| e.to_string())? {
-            Command::Run(r) => (*r).into_config(),
+            Command::Run(r) => (*r).into_settings(),
             other => panic!("{other:?}"),
         }
     }

@@ -342,6 +342,8 @@ async fn serve(
 
 const PREFIX: &str = "/2018-06-01/runtime";
 
+/// The Runtime API's routes: the next invocation, an init error, an invocation's response or
+/// error.
 async fn route(
     req: Request<Incoming>,
     state: Arc<Mutex<ServerState>>,
@@ -353,63 +355,7 @@ async fn route(
         return reply(StatusCode::NOT_FOUND, r#"{"errorMessage":"unknown path"}"#);
     };
     match (req.method(), rest) {
-        (&Method::GET, "/invocation/next") => {
-            // Long poll: the runtime waits here until the runner has a batch.
-            let p = loop {
-                let Some(p) = rx.lock().await.recv().await else {
-                    return reply(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        r#"{"errorMessage":"runner stopped"}"#,
-                    );
-                };
-                // The runner gave up on it (shutdown mid-send): never hand it out.
-                if !p.reply.is_closed() {
-                    break p;
-                }
-            };
-            let id = format!(
-                "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
-                fastrand::u32(..),
-                fastrand::u16(..),
-                fastrand::u16(..0x1000),
-                fastrand::u16(..0x1000),
-                fastrand::u64(..1 << 48)
-            );
-            let deadline = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                + spec.timeout;
-            state
-                .lock()
-                .expect("not poisoned")
-                .in_flight
-                .insert(id.clone(), p.reply);
-            let mut r = Response::new(Full::new(Bytes::from(p.payload)));
-            let h = r.headers_mut();
-            let hv = |s: String| hyper::header::HeaderValue::from_str(&s).expect("ASCII header");
-            h.insert("content-type", hv("application/json".into()));
-            h.insert("lambda-runtime-aws-request-id", hv(id));
-            h.insert(
-                "lambda-runtime-deadline-ms",
-                hv(deadline.as_millis().to_string()),
-            );
-            h.insert(
-                "lambda-runtime-invoked-function-arn",
-                hv(format!(
-                    "arn:aws:lambda:us-east-1:000000000000:function:{}",
-                    spec.name
-                )),
-            );
-            h.insert(
-                "lambda-runtime-trace-id",
-                hv(format!(
-                    "Root=1-{:08x}-{:024x};Sampled=0",
-                    deadline.as_secs(),
-                    fastrand::u128(..1 << 96)
-                )),
-            );
-            r
-        }
+        (&Method::GET, "/invocation/next") => next_invocation(&state, &rx, &spec).await,
         (&Method::POST, "/init/error") => {
             let body = read_body(req).await.unwrap_or_else(String::into_bytes);
             tracing::error!(function = %spec.name, error = %truncate(&body), "function init error");
@@ -417,28 +363,102 @@ async fn route(
             reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
         }
         (&Method::POST, rest) if rest.starts_with("/invocation/") => {
-            let tail = &rest["/invocation/".len()..];
-            let (id, kind) = match tail.rsplit_once('/') {
-                Some((id, k @ ("response" | "error"))) => (id.to_owned(), k),
-                _ => return reply(StatusCode::NOT_FOUND, r#"{"errorMessage":"unknown path"}"#),
-            };
-            let body = read_body(req).await;
-            let Some(tx) = state.lock().expect("not poisoned").in_flight.remove(&id) else {
-                return reply(
-                    StatusCode::BAD_REQUEST,
-                    r#"{"errorMessage":"unknown or finished request id","errorType":"InvalidRequestID"}"#,
-                );
-            };
-            let outcome = match body {
-                Ok(body) if kind == "response" => InvokeOutcome::Response(body),
-                Ok(body) => InvokeOutcome::FunctionError(truncate(&body)),
-                Err(e) => InvokeOutcome::FunctionError(e),
-            };
-            tx.send(outcome).ok();
-            reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+            let tail = rest["/invocation/".len()..].to_owned();
+            invocation_result(req, &tail, &state).await
         }
         _ => reply(StatusCode::NOT_FOUND, r#"{"errorMessage":"unknown path"}"#),
     }
+}
+
+/// `GET /invocation/next`: a long poll, answered with the next batch and its request id,
+/// deadline, function ARN and trace id headers.
+async fn next_invocation(
+    state: &Mutex<ServerState>,
+    rx: &Queue,
+    spec: &FunctionSpec,
+) -> Response<Body> {
+    // Long poll: the runtime waits here until the runner has a batch.
+    let p = loop {
+        let Some(p) = rx.lock().await.recv().await else {
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"errorMessage":"runner stopped"}"#,
+            );
+        };
+        // The runner gave up on it (shutdown mid-send): never hand it out.
+        if !p.reply.is_closed() {
+            break p;
+        }
+    };
+    let id = format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        fastrand::u32(..),
+        fastrand::u16(..),
+        fastrand::u16(..0x1000),
+        fastrand::u16(..0x1000),
+        fastrand::u64(..1 << 48)
+    );
+    let deadline = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        + spec.timeout;
+    state
+        .lock()
+        .expect("not poisoned")
+        .in_flight
+        .insert(id.clone(), p.reply);
+    let mut r = Response::new(Full::new(Bytes::from(p.payload)));
+    let h = r.headers_mut();
+    let hv = |s: String| hyper::header::HeaderValue::from_str(&s).expect("ASCII header");
+    h.insert("content-type", hv("application/json".into()));
+    h.insert("lambda-runtime-aws-request-id", hv(id));
+    h.insert(
+        "lambda-runtime-deadline-ms",
+        hv(deadline.as_millis().to_string()),
+    );
+    h.insert(
+        "lambda-runtime-invoked-function-arn",
+        hv(format!(
+            "arn:aws:lambda:us-east-1:000000000000:function:{}",
+            spec.name
+        )),
+    );
+    h.insert(
+        "lambda-runtime-trace-id",
+        hv(format!(
+            "Root=1-{:08x}-{:024x};Sampled=0",
+            deadline.as_secs(),
+            fastrand::u128(..1 << 96)
+        )),
+    );
+    r
+}
+
+/// `POST /invocation/{id}/response` or `/error` (`tail` is `{id}/{kind}`): hands the outcome
+/// to the invocation waiting for it.
+async fn invocation_result(
+    req: Request<Incoming>,
+    tail: &str,
+    state: &Mutex<ServerState>,
+) -> Response<Body> {
+    let (id, kind) = match tail.rsplit_once('/') {
+        Some((id, k @ ("response" | "error"))) => (id.to_owned(), k),
+        _ => return reply(StatusCode::NOT_FOUND, r#"{"errorMessage":"unknown path"}"#),
+    };
+    let body = read_body(req).await;
+    let Some(tx) = state.lock().expect("not poisoned").in_flight.remove(&id) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            r#"{"errorMessage":"unknown or finished request id","errorType":"InvalidRequestID"}"#,
+        );
+    };
+    let outcome = match body {
+        Ok(body) if kind == "response" => InvokeOutcome::Response(body),
+        Ok(body) => InvokeOutcome::FunctionError(truncate(&body)),
+        Err(e) => InvokeOutcome::FunctionError(e),
+    };
+    tx.send(outcome).ok();
+    reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
 }
 
 /// The most a function may post as a response or error, as Lambda allows a synchronous

@@ -81,7 +81,7 @@ async fn main() -> std::process::ExitCode {
             print!("{}", Cli::command().render_help());
             return std::process::ExitCode::SUCCESS;
         }
-        Some(Command::Run(args)) => match (*args).into_config() {
+        Some(Command::Run(args)) => match (*args).into_settings() {
             Err(e) => Err(e.into()),
             Ok(config) => {
                 let (tx, rx) = tokio::sync::watch::channel(false);

@@ -90,152 +90,40 @@ impl MappingSettings {
             Some(c) if !template.condition(c)? => Some(c.to_owned()),
             _ => None,
         };
-        let props_at = format!("{base}.Properties");
+        let at = format!("{base}.Properties");
         let props = match res.get("Properties") {
-            Some(p) => template.resolve(p, &props_at)?,
+            Some(p) => template.resolve(p, &at)?,
             None => None,
         };
-        let props = props
+        let map = props
             .as_ref()
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let get = |k: &str| props.get(k);
-        let at = |k: &str| format!("{props_at}.{k}");
-        let bad = |k: &str, what: &str, v: &Value| TemplateError {
-            at: at(k),
-            problem: format!("{what}, not {v}"),
-        };
-        let int = |k: &str| -> Result<Option<i64>, TemplateError> {
-            get(k)
-                .map(|v| {
-                    scalar_text(v)
-                        .and_then(|s| s.trim().parse::<i64>().ok())
-                        .ok_or_else(|| bad(k, "needs a whole number", v))
-                })
-                .transpose()
-        };
-        let boolean = |k: &str| -> Result<bool, TemplateError> {
-            match get(k) {
-                None => Ok(false),
-                Some(v) => match scalar_text(v).as_deref() {
-                    Some("true" | "True") => Ok(true),
-                    Some("false" | "False") => Ok(false),
-                    _ => Err(bad(k, "needs true or false", v)),
-                },
-            }
-        };
+        let props = Props { map, at };
 
-        let function = get("FunctionName")
-            .and_then(scalar_text)
-            .ok_or_else(|| TemplateError {
-                at: at("FunctionName"),
-                problem: "is missing or not a single value".into(),
-            })?;
-        let topics = match get("Topics") {
-            Some(Value::Array(a)) => a.iter().filter_map(scalar_text).collect(),
-            _ => Vec::new(),
-        };
-        if topics.is_empty() {
-            return Err(TemplateError {
-                at: at("Topics"),
-                problem: "names no topic".into(),
-            });
-        }
-        let source_config = get("AmazonManagedKafkaEventSourceConfig")
-            .or_else(|| get("SelfManagedKafkaEventSourceConfig"));
-        let consumer_group = source_config
+        let function = props.function_name()?;
+        let topics = props.topics()?;
+        let consumer_group = props
+            .source_config()
             .and_then(|c| c.get("ConsumerGroupId"))
             .and_then(scalar_text);
-        let event_record_format = match source_config
-            .and_then(|c| c.get("SchemaRegistryConfig"))
-            .and_then(|r| r.get("EventRecordFormat"))
-        {
-            None => EventRecordFormat::None,
-            Some(v) => match scalar_text(v).as_deref() {
-                Some("JSON") => EventRecordFormat::Json,
-                Some("SOURCE") => EventRecordFormat::Source,
-                _ => {
-                    return Err(bad(
-                        "SchemaRegistryConfig.EventRecordFormat",
-                        "needs JSON or SOURCE",
-                        v,
-                    ));
-                }
-            },
-        };
-        let batch_size = int("BatchSize")?
-            .map(|n| {
-                usize::try_from(n)
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| bad("BatchSize", "needs 1..=10000", &Value::from(n)))
-            })
-            .transpose()?;
-        let batching_window = int("MaximumBatchingWindowInSeconds")?
-            .map(|s| {
-                u64::try_from(s)
-                    .ok()
-                    .filter(|s| *s <= 300)
-                    .map(Duration::from_secs)
-                    .ok_or_else(|| {
-                        bad(
-                            "MaximumBatchingWindowInSeconds",
-                            "needs 0..=300",
-                            &Value::from(s),
-                        )
-                    })
-            })
-            .transpose()?;
-        let starting_position = match get("StartingPosition") {
-            None => None,
-            Some(v) => Some(match scalar_text(v).as_deref() {
-                Some("TRIM_HORIZON") => OffsetSpec::Earliest,
-                Some("LATEST") => OffsetSpec::Latest,
-                _ => return Err(bad("StartingPosition", "needs TRIM_HORIZON or LATEST", v)),
-            }),
-        };
-        let report_batch_item_failures = match get("FunctionResponseTypes") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .any(|v| v.as_str() == Some("ReportBatchItemFailures")),
-            _ => false,
-        };
-        let maximum_retry_attempts = int("MaximumRetryAttempts")?;
-        if let Some(n) = maximum_retry_attempts.filter(|n| !(-1..=10_000).contains(n)) {
-            return Err(bad(
-                "MaximumRetryAttempts",
-                "needs -1..=10000",
-                &Value::from(n),
-            ));
-        }
-        let maximum_record_age_s = int("MaximumRecordAgeInSeconds")?;
-        if let Some(n) = maximum_record_age_s.filter(|n| *n != -1 && !(60..=604_800).contains(n)) {
-            return Err(bad(
-                "MaximumRecordAgeInSeconds",
-                "needs -1 or 60..=604800",
-                &Value::from(n),
-            ));
-        }
-        let filter_patterns = match get("FilterCriteria").and_then(|f| f.get("Filters")) {
-            Some(Value::Array(fs)) => fs
-                .iter()
-                .map(|f| match f.get("Pattern") {
-                    Some(Value::String(s)) => Ok(s.clone()),
-                    Some(v @ Value::Object(_)) => Ok(v.to_string()),
-                    _ => Err(TemplateError {
-                        at: at("FilterCriteria.Filters"),
-                        problem: "a filter without a Pattern".into(),
-                    }),
-                })
-                .collect::<Result<_, _>>()?,
-            _ => Vec::new(),
-        };
-        let on_failure = get("DestinationConfig")
-            .and_then(|d| d.get("OnFailure"))
-            .and_then(|o| o.get("Destination"))
-            .and_then(scalar_text)
-            .filter(|d| !d.is_empty());
+        let event_record_format = props.event_record_format()?;
+        let batch_size = props.batch_size()?;
+        let batching_window = props.batching_window()?;
+        let starting_position = props.starting_position()?;
+        let report_batch_item_failures = props.report_batch_item_failures();
+        let maximum_retry_attempts =
+            props.int_within("MaximumRetryAttempts", "needs -1..=10000", |n| {
+                (-1..=10_000).contains(&n)
+            })?;
+        let maximum_record_age_s = props.int_within(
+            "MaximumRecordAgeInSeconds",
+            "needs -1 or 60..=604800",
+            |n| n == -1 || (60..=604_800).contains(&n),
+        )?;
+        let filter_patterns = props.filter_patterns()?;
+        let on_failure = props.on_failure();
 
         let (env, timeout, memory_mb) = function_settings(template, &function)?;
         Ok(Self {
@@ -249,7 +137,7 @@ impl MappingSettings {
             report_batch_item_failures,
             maximum_retry_attempts,
             maximum_record_age_s,
-            bisect_batch_on_function_error: boolean("BisectBatchOnFunctionError")?,
+            bisect_batch_on_function_error: props.boolean("BisectBatchOnFunctionError")?,
             filter_patterns,
             event_record_format,
             on_failure,
@@ -258,6 +146,183 @@ impl MappingSettings {
             memory_mb,
             inactive_condition,
         })
+    }
+}
+
+/// A mapping's resolved `Properties`, read with errors that name the property.
+struct Props {
+    map: Map<String, Value>,
+    /// `Resources.<id>.Properties`.
+    at: String,
+}
+
+impl Props {
+    fn get(&self, k: &str) -> Option<&Value> {
+        self.map.get(k)
+    }
+
+    fn at(&self, k: &str) -> String {
+        format!("{}.{k}", self.at)
+    }
+
+    fn bad(&self, k: &str, what: &str, v: &Value) -> TemplateError {
+        TemplateError {
+            at: self.at(k),
+            problem: format!("{what}, not {v}"),
+        }
+    }
+
+    fn int(&self, k: &str) -> Result<Option<i64>, TemplateError> {
+        self.get(k)
+            .map(|v| {
+                scalar_text(v)
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                    .ok_or_else(|| self.bad(k, "needs a whole number", v))
+            })
+            .transpose()
+    }
+
+    /// A whole number that `ok` accepts; `what` says which ones it does.
+    fn int_within(
+        &self,
+        k: &str,
+        what: &str,
+        ok: impl Fn(i64) -> bool,
+    ) -> Result<Option<i64>, TemplateError> {
+        let n = self.int(k)?;
+        match n {
+            Some(n) if !ok(n) => Err(self.bad(k, what, &Value::from(n))),
+            _ => Ok(n),
+        }
+    }
+
+    fn boolean(&self, k: &str) -> Result<bool, TemplateError> {
+        match self.get(k) {
+            None => Ok(false),
+            Some(v) => match scalar_text(v).as_deref() {
+                Some("true" | "True") => Ok(true),
+                Some("false" | "False") => Ok(false),
+                _ => Err(self.bad(k, "needs true or false", v)),
+            },
+        }
+    }
+
+    fn function_name(&self) -> Result<String, TemplateError> {
+        self.get("FunctionName")
+            .and_then(scalar_text)
+            .ok_or_else(|| TemplateError {
+                at: self.at("FunctionName"),
+                problem: "is missing or not a single value".into(),
+            })
+    }
+
+    fn topics(&self) -> Result<Vec<String>, TemplateError> {
+        let topics: Vec<String> = match self.get("Topics") {
+            Some(Value::Array(a)) => a.iter().filter_map(scalar_text).collect(),
+            _ => Vec::new(),
+        };
+        if topics.is_empty() {
+            return Err(TemplateError {
+                at: self.at("Topics"),
+                problem: "names no topic".into(),
+            });
+        }
+        Ok(topics)
+    }
+
+    /// `AmazonManagedKafkaEventSourceConfig`, else `SelfManagedKafkaEventSourceConfig`.
+    fn source_config(&self) -> Option<&Value> {
+        self.get("AmazonManagedKafkaEventSourceConfig")
+            .or_else(|| self.get("SelfManagedKafkaEventSourceConfig"))
+    }
+
+    fn event_record_format(&self) -> Result<EventRecordFormat, TemplateError> {
+        let format = self
+            .source_config()
+            .and_then(|c| c.get("SchemaRegistryConfig"))
+            .and_then(|r| r.get("EventRecordFormat"));
+        match format {
+            None => Ok(EventRecordFormat::None),
+            Some(v) => match scalar_text(v).as_deref() {
+                Some("JSON") => Ok(EventRecordFormat::Json),
+                Some("SOURCE") => Ok(EventRecordFormat::Source),
+                _ => Err(self.bad(
+                    "SchemaRegistryConfig.EventRecordFormat",
+                    "needs JSON or SOURCE",
+                    v,
+                )),
+            },
+        }
+    }
+
+    fn batch_size(&self) -> Result<Option<usize>, TemplateError> {
+        self.int("BatchSize")?
+            .map(|n| {
+                usize::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| self.bad("BatchSize", "needs 1..=10000", &Value::from(n)))
+            })
+            .transpose()
+    }
+
+    fn batching_window(&self) -> Result<Option<Duration>, TemplateError> {
+        let k = "MaximumBatchingWindowInSeconds";
+        self.int(k)?
+            .map(|s| {
+                u64::try_from(s)
+                    .ok()
+                    .filter(|s| *s <= 300)
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| self.bad(k, "needs 0..=300", &Value::from(s)))
+            })
+            .transpose()
+    }
+
+    fn starting_position(&self) -> Result<Option<OffsetSpec>, TemplateError> {
+        let Some(v) = self.get("StartingPosition") else {
+            return Ok(None);
+        };
+        match scalar_text(v).as_deref() {
+            Some("TRIM_HORIZON") => Ok(Some(OffsetSpec::Earliest)),
+            Some("LATEST") => Ok(Some(OffsetSpec::Latest)),
+            _ => Err(self.bad("StartingPosition", "needs TRIM_HORIZON or LATEST", v)),
+        }
+    }
+
+    fn report_batch_item_failures(&self) -> bool {
+        match self.get("FunctionResponseTypes") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .any(|v| v.as_str() == Some("ReportBatchItemFailures")),
+            _ => false,
+        }
+    }
+
+    /// `FilterCriteria.Filters[].Pattern`, each as JSON text.
+    fn filter_patterns(&self) -> Result<Vec<String>, TemplateError> {
+        match self.get("FilterCriteria").and_then(|f| f.get("Filters")) {
+            Some(Value::Array(fs)) => fs
+                .iter()
+                .map(|f| match f.get("Pattern") {
+                    Some(Value::String(s)) => Ok(s.clone()),
+                    Some(v @ Value::Object(_)) => Ok(v.to_string()),
+                    _ => Err(TemplateError {
+                        at: self.at("FilterCriteria.Filters"),
+                        problem: "a filter without a Pattern".into(),
+                    }),
+                })
+                .collect(),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn on_failure(&self) -> Option<String> {
+        self.get("DestinationConfig")
+            .and_then(|d| d.get("OnFailure"))
+            .and_then(|o| o.get("Destination"))
+            .and_then(scalar_text)
+            .filter(|d| !d.is_empty())
     }
 }
 

@@ -198,97 +198,123 @@ impl Template {
             }
             Value::Object(m) if m.len() == 1 => {
                 let (k, arg) = m.iter().next().expect("one entry");
-                let at_fn = format!("{at}.{k}");
-                match k.as_str() {
-                    "Ref" => self.reference(arg, &at_fn),
-                    "Condition" => {
-                        let name = arg
-                            .as_str()
-                            .ok_or_else(|| err(&at_fn, "takes a condition name"))?;
-                        Ok(Some(Value::Bool(self.condition_at(name, d)?)))
-                    }
-                    "Fn::If" => {
-                        let [c, yes, no] = args::<3>(arg, &at_fn)?;
-                        let name = c
-                            .as_str()
-                            .ok_or_else(|| err(&at_fn, "takes a condition name first"))?;
-                        let pick = if self.condition_at(name, d)? { yes } else { no };
-                        self.eval(pick, &at_fn, d)
-                    }
-                    "Fn::Equals" => {
-                        let [a, b] = args::<2>(arg, &at_fn)?;
-                        let a = self.eval_scalar(a, &at_fn, d)?;
-                        let b = self.eval_scalar(b, &at_fn, d)?;
-                        Ok(Some(Value::Bool(a == b)))
-                    }
-                    "Fn::Not" => {
-                        let [c] = args::<1>(arg, &at_fn)?;
-                        Ok(Some(Value::Bool(!self.eval_bool(c, &at_fn, d)?)))
-                    }
-                    "Fn::And" | "Fn::Or" => {
-                        let items = arg
-                            .as_array()
-                            .filter(|a| !a.is_empty())
-                            .ok_or_else(|| err(&at_fn, "takes a list of conditions"))?;
-                        let mut acc = k == "Fn::And";
-                        for c in items {
-                            let b = self.eval_bool(c, &at_fn, d)?;
-                            acc = if k == "Fn::And" { acc && b } else { acc || b };
-                        }
-                        Ok(Some(Value::Bool(acc)))
-                    }
-                    "Fn::Sub" => self.sub(arg, &at_fn, d).map(|s| Some(Value::String(s))),
-                    "Fn::GetAtt" => {
-                        let (res, attr) = match arg {
-                            Value::String(s) => s
-                                .split_once('.')
-                                .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                                .ok_or_else(|| err(&at_fn, "takes Resource.Attribute"))?,
-                            Value::Array(a) if a.len() == 2 => (
-                                self.eval_scalar(&a[0], &at_fn, d)?,
-                                self.eval_scalar(&a[1], &at_fn, d)?,
-                            ),
-                            _ => return Err(err(&at_fn, "takes Resource.Attribute")),
-                        };
-                        self.get_att(&res, &attr, &at_fn)
-                            .map(|s| Some(Value::String(s)))
-                    }
-                    "Fn::Join" => {
-                        let [sep, list] = args::<2>(arg, &at_fn)?;
-                        let sep = self.eval_scalar(sep, &at_fn, d)?;
-                        let list = self.eval_list(list, &at_fn, d)?;
-                        Ok(Some(Value::String(list.join(&sep))))
-                    }
-                    "Fn::Split" => {
-                        let [sep, s] = args::<2>(arg, &at_fn)?;
-                        let sep = self.eval_scalar(sep, &at_fn, d)?;
-                        let s = self.eval_scalar(s, &at_fn, d)?;
-                        Ok(Some(Value::Array(
-                            s.split(sep.as_str())
-                                .map(|p| Value::String(p.to_owned()))
-                                .collect(),
-                        )))
-                    }
-                    "Fn::Select" => {
-                        let [i, list] = args::<2>(arg, &at_fn)?;
-                        let i: usize = self
-                            .eval_scalar(i, &at_fn, d)?
-                            .parse()
-                            .map_err(|_| err(&at_fn, "takes an index first"))?;
-                        let list = self.eval_list(list, &at_fn, d)?;
-                        list.get(i)
-                            .map(|s| Some(Value::String(s.clone())))
-                            .ok_or_else(|| err(&at_fn, format!("index {i} is past the list")))
-                    }
-                    f if f.starts_with("Fn::") => Err(err(
-                        &at_fn,
-                        "is an intrinsic function esm-local does not evaluate",
-                    )),
-                    _ => self.eval_object(m, at, d),
+                if k == "Ref" || k == "Condition" || k.starts_with("Fn::") {
+                    self.intrinsic(k, arg, &format!("{at}.{k}"), d)
+                } else {
+                    self.eval_object(m, at, d)
                 }
             }
             Value::Object(m) => self.eval_object(m, at, d),
             other => Ok(Some(other.clone())),
+        }
+    }
+
+    /// `Ref`, `Condition` and the condition functions; the others go to [`Self::text_intrinsic`].
+    fn intrinsic(
+        &self,
+        k: &str,
+        arg: &Value,
+        at: &str,
+        d: usize,
+    ) -> Result<Option<Value>, TemplateError> {
+        match k {
+            "Ref" => self.reference(arg, at),
+            "Condition" => {
+                let name = arg
+                    .as_str()
+                    .ok_or_else(|| err(at, "takes a condition name"))?;
+                Ok(Some(Value::Bool(self.condition_at(name, d)?)))
+            }
+            "Fn::If" => {
+                let [c, yes, no] = args::<3>(arg, at)?;
+                let name = c
+                    .as_str()
+                    .ok_or_else(|| err(at, "takes a condition name first"))?;
+                let pick = if self.condition_at(name, d)? { yes } else { no };
+                self.eval(pick, at, d)
+            }
+            "Fn::Equals" => {
+                let [a, b] = args::<2>(arg, at)?;
+                let a = self.eval_scalar(a, at, d)?;
+                let b = self.eval_scalar(b, at, d)?;
+                Ok(Some(Value::Bool(a == b)))
+            }
+            "Fn::Not" => {
+                let [c] = args::<1>(arg, at)?;
+                Ok(Some(Value::Bool(!self.eval_bool(c, at, d)?)))
+            }
+            "Fn::And" | "Fn::Or" => {
+                let items = arg
+                    .as_array()
+                    .filter(|a| !a.is_empty())
+                    .ok_or_else(|| err(at, "takes a list of conditions"))?;
+                let mut acc = k == "Fn::And";
+                for c in items {
+                    let b = self.eval_bool(c, at, d)?;
+                    acc = if k == "Fn::And" { acc && b } else { acc || b };
+                }
+                Ok(Some(Value::Bool(acc)))
+            }
+            _ => self.text_intrinsic(k, arg, at, d),
+        }
+    }
+
+    /// The functions that build strings and lists; any other `Fn::` is refused by name.
+    fn text_intrinsic(
+        &self,
+        k: &str,
+        arg: &Value,
+        at: &str,
+        d: usize,
+    ) -> Result<Option<Value>, TemplateError> {
+        match k {
+            "Fn::Sub" => self.sub(arg, at, d).map(|s| Some(Value::String(s))),
+            "Fn::GetAtt" => {
+                let (res, attr) = match arg {
+                    Value::String(s) => s
+                        .split_once('.')
+                        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                        .ok_or_else(|| err(at, "takes Resource.Attribute"))?,
+                    Value::Array(a) if a.len() == 2 => (
+                        self.eval_scalar(&a[0], at, d)?,
+                        self.eval_scalar(&a[1], at, d)?,
+                    ),
+                    _ => return Err(err(at, "takes Resource.Attribute")),
+                };
+                self.get_att(&res, &attr, at)
+                    .map(|s| Some(Value::String(s)))
+            }
+            "Fn::Join" => {
+                let [sep, list] = args::<2>(arg, at)?;
+                let sep = self.eval_scalar(sep, at, d)?;
+                let list = self.eval_list(list, at, d)?;
+                Ok(Some(Value::String(list.join(&sep))))
+            }
+            "Fn::Split" => {
+                let [sep, s] = args::<2>(arg, at)?;
+                let sep = self.eval_scalar(sep, at, d)?;
+                let s = self.eval_scalar(s, at, d)?;
+                Ok(Some(Value::Array(
+                    s.split(sep.as_str())
+                        .map(|p| Value::String(p.to_owned()))
+                        .collect(),
+                )))
+            }
+            "Fn::Select" => {
+                let [i, list] = args::<2>(arg, at)?;
+                let i: usize = self
+                    .eval_scalar(i, at, d)?
+                    .parse()
+                    .map_err(|_| err(at, "takes an index first"))?;
+                let list = self.eval_list(list, at, d)?;
+                list.get(i)
+                    .map(|s| Some(Value::String(s.clone())))
+                    .ok_or_else(|| err(at, format!("index {i} is past the list")))
+            }
+            _ => Err(err(
+                at,
+                "is an intrinsic function esm-local does not evaluate",
+            )),
         }
     }
 

@@ -17,7 +17,7 @@ use esm_local::kafka::{
     BrokerConnection, KafkaClient, KafkaConfig, OffsetSpec, ProduceRecord, TopicPartition,
 };
 use esm_local::on_failure::{DestinationKind, OnFailure, RecordContext, bucket_objects};
-use esm_local::runner::{FunctionTarget, MappingBehaviour, RunnerConfig, RunnerStats, run};
+use esm_local::runner::{DeliverySettings, FunctionTarget, MappingBehaviour, RunnerStats, run};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -79,13 +79,13 @@ impl Scenario {
             .unwrap();
     }
 
-    fn config(&self, env: &[(&str, &str)]) -> RunnerConfig {
+    fn config(&self, env: &[(&str, &str)]) -> DeliverySettings {
         let mut env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         env.push(("ESM_TEST_OUT".into(), self.out.display().to_string()));
-        RunnerConfig {
+        DeliverySettings {
             kafka: self.kafka.clone(),
             topics: vec![self.topic.clone()],
             group: format!("{}-group", self.topic),
@@ -146,7 +146,7 @@ impl Scenario {
     /// Runs the runner until `done` holds (or 30 s pass), then stops it cleanly.
     async fn run_until(
         &self,
-        config: RunnerConfig,
+        config: DeliverySettings,
         done: impl Fn(&Self) -> bool,
     ) -> Arc<RunnerStats> {
         let stats = Arc::new(RunnerStats::default());

@@ -418,11 +418,11 @@ pub fn render_summary(s: &Summary, dry_run: bool) -> String {
 }
 
 async fn reembed_command(args: ReembedArgs) -> CliResult {
-    use page_embedder::config::{PageSettings, Provider, StoreConfig};
+    use page_embedder::config::{PageSettings, StoreConfig};
     use page_embedder::embed::EmbedSettings;
     use page_embedder::store::AnyStore;
 
-    use crate::reembed::{EmbedPlan, ReembedSettings, Reembedder, estimate};
+    use crate::reembed::{EmbedPlan, ReembedSettings, Reembedder};
 
     let env = Env::process();
     let config = PageSettings::from_env(&env)?;
@@ -458,19 +458,7 @@ async fn reembed_command(args: ReembedArgs) -> CliResult {
         pause: Duration::from_millis(args.pause_ms),
         page_prefix: args.page_prefix.clone(),
     };
-    let progress = if args.no_progress || args.dry_run {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} pages, eta {eta}",
-            )
-            .expect("a valid template")
-            .progress_chars("=> "),
-        );
-        bar
-    };
+    let progress = reembed_progress(args.no_progress || args.dry_run);
     let reembedder = Reembedder {
         client: &client,
         table,
@@ -480,7 +468,37 @@ async fn reembed_command(args: ReembedArgs) -> CliResult {
     };
     let summary = reembedder.run(&settings, &progress).await;
     progress.finish_and_clear();
-    let s = summary?;
+    print_reembed_summary(table, &summary?, e, args.dry_run);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bar counting pages; `hidden` when asked, or in a dry run (nothing to wait for).
+fn reembed_progress(hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} pages, eta {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// What a re-embed of `table` found and did (or, in a dry run, would do and cost) with the
+/// embedding settings `e`.
+fn print_reembed_summary(
+    table: &str,
+    s: &crate::reembed::ReembedSummary,
+    e: &page_embedder::config::EmbedConfig,
+    dry_run: bool,
+) {
+    use crate::reembed::estimate;
+    use page_embedder::config::Provider;
+
     println!(
         "{table}: {} pages, {} chunks; stale for {} ({} dims, prefix {:?}): {} chunks of {} pages",
         s.pages, s.chunks, e.model, e.dimensions, e.doc_prefix, s.stale_chunks, s.stale_pages
@@ -492,8 +510,8 @@ async fn reembed_command(args: ReembedArgs) -> CliResult {
             s.needs_source
         );
     }
-    if args.dry_run {
-        let est = estimate(&s, &e.model, e.provider == Provider::OpenAi);
+    if dry_run {
+        let est = estimate(s, &e.model, e.provider == Provider::OpenAi);
         print!(
             "  dry run: about {} embedding call(s) ({} texts per call), about {} tokens",
             est.calls, e.batch_size, est.tokens
@@ -515,7 +533,6 @@ async fn reembed_command(args: ReembedArgs) -> CliResult {
             println!("  page {page}: refused by the provider ({code})");
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn failures_command(args: FailuresArgs) -> CliResult {

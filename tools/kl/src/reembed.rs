@@ -143,6 +143,10 @@ struct Work {
     hash: String,
 }
 
+/// A batch's vectors, in `Work` order (`None` where the text was refused), and the pages
+/// refused with their error code.
+type Embedded = (Vec<Option<Vec<f32>>>, HashMap<String, &'static str>);
+
 /// Re-embeds the stale chunks of a Supabase vectors table.
 #[derive(Debug)]
 pub struct Reembedder<'a, E, S> {
@@ -205,6 +209,7 @@ impl<E: Embedder, S: VectorStore> Reembedder<'_, E, S> {
         Ok(rows.into_iter().map(|r| r.page_id).collect())
     }
 
+    /// Re-embeds the stale chunks of `page_ids` (or, in a dry run, counts them).
     async fn batch(
         &self,
         page_ids: &[String],
@@ -212,104 +217,17 @@ impl<E: Embedder, S: VectorStore> Reembedder<'_, E, S> {
         summary: &mut ReembedSummary,
     ) -> Result<(), ReembedError> {
         let deadline = Deadline::after(BATCH_BUDGET);
-        let mut rows: Vec<ChunkRow> = Vec::new();
-        // Long page ids split the read: its URL stays under 8 KiB.
-        for ids in Filter::in_lists("page_id", page_ids, page_ids.len()) {
-            rows.extend(
-                self.client
-                    .select_all::<ChunkRow>(
-                        &deadline,
-                        self.table,
-                        "page_id,chunk_index,content_hash,chunk_text",
-                        &[ids],
-                        "page_id,chunk_index",
-                    )
-                    .await?,
-            );
-        }
+        let rows = self.read_chunks(page_ids, &deadline).await?;
         summary.chunks += rows.len();
-        let model = self.embedder.model();
-        let dims = self.embedder.dimensions();
-        let mut work: Vec<Work> = Vec::new();
-        let mut stale_pages: HashSet<String> = HashSet::new();
-        for row in rows {
-            let Some(text) = row.chunk_text else {
-                // Without its text the chunk cannot be current by any hash: stale, not fixable here.
-                summary.stale_chunks += 1;
-                summary.needs_source += 1;
-                stale_pages.insert(row.page_id);
-                continue;
-            };
-            let embedded = format!("{}{text}", self.plan.prefix);
-            let hash = content_hash(model, dims, &embedded);
-            if hash == row.content_hash {
-                continue;
-            }
-            summary.stale_chunks += 1;
-            stale_pages.insert(row.page_id.clone());
-            if text.chars().count() > self.plan.max_chars {
-                summary.needs_source += 1;
-                continue;
-            }
-            summary.stale_chars += embedded.chars().count() as u64;
-            work.push(Work {
-                page_id: row.page_id,
-                chunk_index: row.chunk_index,
-                old_hash: row.content_hash,
-                text,
-                embedded,
-                hash,
-            });
-        }
-        summary.stale_pages += stale_pages.len();
+        let work = self.stale_work(rows, summary);
         summary.planned_calls += work.len().div_ceil(self.plan.settings.batch_size.max(1));
         if dry_run || work.is_empty() {
             return Ok(());
         }
-
-        let texts: Vec<String> = work.iter().map(|w| w.embedded.clone()).collect();
-        let embedded = embed_all(self.embedder, &texts, &self.plan.settings, &deadline).await;
-        summary.embed_requests += embedded.requests;
-        let mut refused: HashMap<String, &'static str> = HashMap::new();
-        let mut vectors: Vec<Option<Vec<f32>>> = Vec::with_capacity(work.len());
-        for (w, result) in work.iter().zip(embedded.results) {
-            match result {
-                Ok(v) => vectors.push(Some(v)),
-                // The text itself is refused (too long for the model, rejected): that page stays.
-                Err(e) if matches!(e.class(), ErrorClass::Permanent) && e.blames_input() => {
-                    refused.entry(w.page_id.clone()).or_insert(e.error_code());
-                    vectors.push(None);
-                }
-                Err(e) => {
-                    return Err(ReembedError::Embed {
-                        code: e.error_code(),
-                        message: e.to_string(),
-                    });
-                }
-            }
-        }
-
-        // A page the function rewrote since it was read keeps the function's vectors.
-        let ids: Vec<String> = {
-            let mut ids: Vec<String> = work.iter().map(|w| w.page_id.clone()).collect();
-            ids.dedup();
-            ids
-        };
-        let now = self
-            .store
-            .stored_hashes(&deadline, &ids)
-            .await
-            .map_err(ReembedError::Store)?;
-        let changed: HashSet<&str> = work
-            .iter()
-            .filter(|w| {
-                now.get(&w.page_id)
-                    .and_then(|chunks| chunks.iter().find(|c| c.chunk_index == w.chunk_index))
-                    .is_none_or(|c| c.content_hash != w.old_hash)
-            })
-            .map(|w| w.page_id.as_str())
-            .collect();
+        let (vectors, refused) = self.embed(&work, &deadline, summary).await?;
+        let changed = self.changed_meanwhile(&work, &deadline).await?;
         summary.changed_meanwhile += changed.len();
+        let model = self.embedder.model();
         let rows: Vec<VectorRow> = work
             .iter()
             .zip(vectors)
@@ -344,6 +262,131 @@ impl<E: Embedder, S: VectorStore> Reembedder<'_, E, S> {
         refused.sort();
         summary.refused.extend(refused);
         Ok(())
+    }
+
+    /// The chunks of `page_ids`, in page and chunk order.
+    async fn read_chunks(
+        &self,
+        page_ids: &[String],
+        deadline: &Deadline,
+    ) -> Result<Vec<ChunkRow>, ReembedError> {
+        let mut rows: Vec<ChunkRow> = Vec::new();
+        // Long page ids split the read: its URL stays under 8 KiB.
+        for ids in Filter::in_lists("page_id", page_ids, page_ids.len()) {
+            rows.extend(
+                self.client
+                    .select_all::<ChunkRow>(
+                        deadline,
+                        self.table,
+                        "page_id,chunk_index,content_hash,chunk_text",
+                        &[ids],
+                        "page_id,chunk_index",
+                    )
+                    .await?,
+            );
+        }
+        Ok(rows)
+    }
+
+    /// The stale chunks of `rows` that can be re-embedded here; every stale chunk is counted,
+    /// those that need their source (no stored text, or too long now) apart.
+    fn stale_work(&self, rows: Vec<ChunkRow>, summary: &mut ReembedSummary) -> Vec<Work> {
+        let model = self.embedder.model();
+        let dims = self.embedder.dimensions();
+        let mut work: Vec<Work> = Vec::new();
+        let mut stale_pages: HashSet<String> = HashSet::new();
+        for row in rows {
+            let Some(text) = row.chunk_text else {
+                // Without its text the chunk cannot be current by any hash: stale, not fixable here.
+                summary.stale_chunks += 1;
+                summary.needs_source += 1;
+                stale_pages.insert(row.page_id);
+                continue;
+            };
+            let embedded = format!("{}{text}", self.plan.prefix);
+            let hash = content_hash(model, dims, &embedded);
+            if hash == row.content_hash {
+                continue;
+            }
+            summary.stale_chunks += 1;
+            stale_pages.insert(row.page_id.clone());
+            if text.chars().count() > self.plan.max_chars {
+                summary.needs_source += 1;
+                continue;
+            }
+            summary.stale_chars += embedded.chars().count() as u64;
+            work.push(Work {
+                page_id: row.page_id,
+                chunk_index: row.chunk_index,
+                old_hash: row.content_hash,
+                text,
+                embedded,
+                hash,
+            });
+        }
+        summary.stale_pages += stale_pages.len();
+        work
+    }
+
+    /// Embeds every chunk of `work`: a vector per chunk (`None` where the provider refused the
+    /// text), and the pages refused with their error code. A fault that is not the text's stops
+    /// the run.
+    async fn embed(
+        &self,
+        work: &[Work],
+        deadline: &Deadline,
+        summary: &mut ReembedSummary,
+    ) -> Result<Embedded, ReembedError> {
+        let texts: Vec<String> = work.iter().map(|w| w.embedded.clone()).collect();
+        let embedded = embed_all(self.embedder, &texts, &self.plan.settings, deadline).await;
+        summary.embed_requests += embedded.requests;
+        let mut refused: HashMap<String, &'static str> = HashMap::new();
+        let mut vectors: Vec<Option<Vec<f32>>> = Vec::with_capacity(work.len());
+        for (w, result) in work.iter().zip(embedded.results) {
+            match result {
+                Ok(v) => vectors.push(Some(v)),
+                // The text itself is refused (too long for the model, rejected): that page stays.
+                Err(e) if matches!(e.class(), ErrorClass::Permanent) && e.blames_input() => {
+                    refused.entry(w.page_id.clone()).or_insert(e.error_code());
+                    vectors.push(None);
+                }
+                Err(e) => {
+                    return Err(ReembedError::Embed {
+                        code: e.error_code(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok((vectors, refused))
+    }
+
+    /// The pages of `work` the function rewrote since they were read: they keep the function's
+    /// vectors.
+    async fn changed_meanwhile<'w>(
+        &self,
+        work: &'w [Work],
+        deadline: &Deadline,
+    ) -> Result<HashSet<&'w str>, ReembedError> {
+        let ids: Vec<String> = {
+            let mut ids: Vec<String> = work.iter().map(|w| w.page_id.clone()).collect();
+            ids.dedup();
+            ids
+        };
+        let now = self
+            .store
+            .stored_hashes(deadline, &ids)
+            .await
+            .map_err(ReembedError::Store)?;
+        Ok(work
+            .iter()
+            .filter(|w| {
+                now.get(&w.page_id)
+                    .and_then(|chunks| chunks.iter().find(|c| c.chunk_index == w.chunk_index))
+                    .is_none_or(|c| c.content_hash != w.old_hash)
+            })
+            .map(|w| w.page_id.as_str())
+            .collect())
     }
 }
 

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use num_bigint::BigInt;
 use serde_json::{Map, Number, Value};
 
-use super::tree::{Node, Other, decimal_len};
+use super::tree::{Field, Node, Other, decimal_len};
 use super::{MAX_DECIMAL_BYTES, MAX_DEPTH, MAX_ITEMS, MAX_VARIABLE_SCALE};
 use crate::budget::{self, Budget, SLOT};
 
@@ -148,6 +148,8 @@ impl<'a> Reader<'a> {
         out
     }
 
+    /// The next datum of the shape `node`, as JSON; composite and logical kinds each have a
+    /// reader of their own below.
     pub(super) fn value(&mut self, node: &Node) -> Decoded<Value> {
         // Every value costs its slot, whatever it takes of the body: an array of nulls too.
         if !matches!(node, Node::Union(_) | Node::Named(_)) {
@@ -174,148 +176,31 @@ impl<'a> Reader<'a> {
             }
             Node::Bytes => {
                 let bytes = self.sized("bytes")?;
-                self.charge(budget::base64(bytes.len()))?;
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                self.base64(bytes)?
             }
             Node::Fixed(n) => {
                 let bytes = self.take(*n, "a fixed")?;
-                self.charge(budget::base64(bytes.len()))?;
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                self.base64(bytes)?
             }
             Node::String => {
                 let s = self.str()?;
                 self.charge(s.len())?;
                 Value::String(s.to_owned())
             }
-            Node::JsonString => {
-                let v: Value = serde_json::from_str(self.str()?).or_else(|e| {
-                    fail(format!(
-                        "an io.debezium.data.Json string that is not JSON: {e}"
-                    ))
-                })?;
-                // Built before it is measured, but from text of the body: at most what the
-                // same text takes as a JSON value of its own.
-                self.charge(budget::json(&v) - SLOT)?;
-                v
-            }
+            Node::JsonString => self.json_string()?,
             Node::Decimal { scale, fixed } => {
                 let unscaled = self.unscaled(*fixed)?;
-                self.charge(decimal_len(unscaled.bits().div_ceil(8) as usize, *scale))?;
-                Value::String(decimal(&unscaled, *scale))
+                self.decimal_text(&unscaled, *scale)?
             }
-            Node::Enum(symbols) => {
-                let i = self.int()?;
-                match usize::try_from(i).ok().and_then(|i| symbols.get(i)) {
-                    Some(s) => {
-                        self.charge(s.len())?;
-                        Value::String(s.clone())
-                    }
-                    None => {
-                        return fail(format!("enum index {i} of {} symbols", symbols.len()));
-                    }
-                }
-            }
-            Node::Record(fields) => self.nested(|r| {
-                let keys = fields.iter().map(|f| f.name.len()).sum();
-                r.charge(budget::object(fields.len(), keys))?;
-                let mut map = Map::new();
-                for f in fields.iter() {
-                    let v = r.value(&f.node).map_err(|mut e| {
-                        e.path.push(f.name.clone());
-                        e
-                    })?;
-                    map.insert(f.name.clone(), v);
-                }
-                Ok(Value::Object(map))
-            })?,
+            Node::Enum(symbols) => self.symbol(symbols)?,
+            Node::Record(fields) => self.nested(|r| r.record(fields))?,
             Node::VariableScaleDecimal {
                 fields,
                 scale,
                 value,
-            } => {
-                let mut s = None;
-                let mut unscaled = None;
-                for (i, f) in fields.iter().enumerate() {
-                    let read = if Some(i) == *scale {
-                        self.int().and_then(|n| {
-                            // The scale comes from the body: it is written out as that many
-                            // digits, so a bad body could ask for gigabytes.
-                            if n > MAX_VARIABLE_SCALE {
-                                return fail(format!(
-                                    "a VariableScaleDecimal scale of {n} (at most {MAX_VARIABLE_SCALE})"
-                                ));
-                            }
-                            s = u32::try_from(n).ok();
-                            Ok(())
-                        })
-                    } else if Some(i) == *value {
-                        self.unscaled(None).map(|u| unscaled = Some(u))
-                    } else {
-                        self.nested(|r| r.value(&f.node)).map(drop)
-                    };
-                    read.map_err(|mut e| {
-                        e.path.push(f.name.clone());
-                        e
-                    })?;
-                }
-                match (s, unscaled) {
-                    (Some(s), Some(u)) => {
-                        self.charge(decimal_len(u.bits().div_ceil(8) as usize, s))?;
-                        Value::String(decimal(&u, s))
-                    }
-                    _ => {
-                        return fail(
-                            "a VariableScaleDecimal without an int `scale` and bytes `value`",
-                        );
-                    }
-                }
-            }
-            Node::Array(item) => self.nested(|r| {
-                let mut items = Vec::new();
-                loop {
-                    let n = r.block(items.len())?;
-                    if n == 0 {
-                        break;
-                    }
-                    // Each item takes at least a byte unless it is null: reserve no more than
-                    // the body could hold.
-                    items.reserve(n.min(r.left()));
-                    for _ in 0..n {
-                        items.push(r.value(item)?);
-                    }
-                }
-                Ok(Value::Array(items))
-            })?,
-            Node::Map(item) => self.nested(|r| {
-                let mut entries: Vec<(String, Value)> = Vec::new();
-                loop {
-                    let n = r.block(entries.len())?;
-                    if n == 0 {
-                        break;
-                    }
-                    entries.reserve(n.min(r.left()));
-                    for _ in 0..n {
-                        let k = r.str()?;
-                        // The entry while it waits to be sorted, then its share of the map.
-                        r.charge(
-                            std::mem::size_of::<(String, Value)>() + budget::object(1, k.len()),
-                        )?;
-                        let k = k.to_owned();
-                        let v = r.value(item).map_err(|mut e| {
-                            e.path.push("*".into());
-                            e
-                        })?;
-                        entries.push((k, v));
-                    }
-                }
-                // The last of equal keys wins; keys in order whatever the Map type keeps.
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-                let mut map = Map::new();
-                for (k, v) in entries {
-                    map.insert(k, v);
-                }
-                Ok(Value::Object(map))
-            })?,
+            } => self.variable_scale_decimal(fields, *scale, *value)?,
+            Node::Array(item) => self.nested(|r| r.array(item))?,
+            Node::Map(item) => self.nested(|r| r.map(item))?,
             Node::Union(branches) => {
                 let i = self.long()?;
                 match usize::try_from(i).ok().and_then(|i| branches.get(i)) {
@@ -329,18 +214,162 @@ impl<'a> Reader<'a> {
                 let named = self.named;
                 self.value(&named[*i])?
             }
-            Node::Other(Other(reader)) => {
-                let mut rest = &self.body[self.pos..];
-                let v = reader
-                    .read_value(&mut rest)
-                    .or_else(|e| fail(bounded(e.to_string())))?;
-                let read = self.body.len() - self.pos - rest.len();
-                self.pos = self.body.len() - rest.len();
-                // Text of what it read (a uuid, a big decimal), or three numbers.
-                self.charge(read.saturating_mul(3).saturating_add(3 * SLOT))?;
-                other(v)
-            }
+            Node::Other(Other(reader)) => self.read_other(reader)?,
         })
+    }
+
+    /// Bytes as base64 text, charged for its length.
+    fn base64(&mut self, bytes: &[u8]) -> Decoded<Value> {
+        self.charge(budget::base64(bytes.len()))?;
+        Ok(Value::String(
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        ))
+    }
+
+    /// An `io.debezium.data.Json` string, as the JSON it holds.
+    fn json_string(&mut self) -> Decoded<Value> {
+        let v: Value = serde_json::from_str(self.str()?).or_else(|e| {
+            fail(format!(
+                "an io.debezium.data.Json string that is not JSON: {e}"
+            ))
+        })?;
+        // Built before it is measured, but from text of the body: at most what the
+        // same text takes as a JSON value of its own.
+        self.charge(budget::json(&v) - SLOT)?;
+        Ok(v)
+    }
+
+    /// `unscaled × 10^-scale` as exact decimal text, charged for its length.
+    fn decimal_text(&mut self, unscaled: &BigInt, scale: u32) -> Decoded<Value> {
+        self.charge(decimal_len(unscaled.bits().div_ceil(8) as usize, scale))?;
+        Ok(Value::String(decimal(unscaled, scale)))
+    }
+
+    /// An enum's symbol, by the index the body holds.
+    fn symbol(&mut self, symbols: &[String]) -> Decoded<Value> {
+        let i = self.int()?;
+        match usize::try_from(i).ok().and_then(|i| symbols.get(i)) {
+            Some(s) => {
+                self.charge(s.len())?;
+                Ok(Value::String(s.clone()))
+            }
+            None => fail(format!("enum index {i} of {} symbols", symbols.len())),
+        }
+    }
+
+    /// A record's fields in schema order, as an object; an error names the field.
+    fn record(&mut self, fields: &[Field]) -> Decoded<Value> {
+        let keys = fields.iter().map(|f| f.name.len()).sum();
+        self.charge(budget::object(fields.len(), keys))?;
+        let mut map = Map::new();
+        for f in fields {
+            let v = self.value(&f.node).map_err(|mut e| {
+                e.path.push(f.name.clone());
+                e
+            })?;
+            map.insert(f.name.clone(), v);
+        }
+        Ok(Value::Object(map))
+    }
+
+    /// Debezium's `VariableScaleDecimal` record (an int `scale` and bytes `value`, at the
+    /// field positions given), as exact decimal text.
+    fn variable_scale_decimal(
+        &mut self,
+        fields: &[Field],
+        scale: Option<usize>,
+        value: Option<usize>,
+    ) -> Decoded<Value> {
+        let mut s = None;
+        let mut unscaled = None;
+        for (i, f) in fields.iter().enumerate() {
+            let read = if Some(i) == scale {
+                self.int().and_then(|n| {
+                    // The scale comes from the body: it is written out as that many
+                    // digits, so a bad body could ask for gigabytes.
+                    if n > MAX_VARIABLE_SCALE {
+                        return fail(format!(
+                            "a VariableScaleDecimal scale of {n} (at most {MAX_VARIABLE_SCALE})"
+                        ));
+                    }
+                    s = u32::try_from(n).ok();
+                    Ok(())
+                })
+            } else if Some(i) == value {
+                self.unscaled(None).map(|u| unscaled = Some(u))
+            } else {
+                self.nested(|r| r.value(&f.node)).map(drop)
+            };
+            read.map_err(|mut e| {
+                e.path.push(f.name.clone());
+                e
+            })?;
+        }
+        match (s, unscaled) {
+            (Some(s), Some(u)) => self.decimal_text(&u, s),
+            _ => fail("a VariableScaleDecimal without an int `scale` and bytes `value`"),
+        }
+    }
+
+    /// An array's blocks of items.
+    fn array(&mut self, item: &Node) -> Decoded<Value> {
+        let mut items = Vec::new();
+        loop {
+            let n = self.block(items.len())?;
+            if n == 0 {
+                break;
+            }
+            // Each item takes at least a byte unless it is null: reserve no more than
+            // the body could hold.
+            items.reserve(n.min(self.left()));
+            for _ in 0..n {
+                items.push(self.value(item)?);
+            }
+        }
+        Ok(Value::Array(items))
+    }
+
+    /// A map's blocks of entries, as an object with its keys in order.
+    fn map(&mut self, item: &Node) -> Decoded<Value> {
+        let mut entries: Vec<(String, Value)> = Vec::new();
+        loop {
+            let n = self.block(entries.len())?;
+            if n == 0 {
+                break;
+            }
+            entries.reserve(n.min(self.left()));
+            for _ in 0..n {
+                let k = self.str()?;
+                // The entry while it waits to be sorted, then its share of the map.
+                self.charge(std::mem::size_of::<(String, Value)>() + budget::object(1, k.len()))?;
+                let k = k.to_owned();
+                let v = self.value(item).map_err(|mut e| {
+                    e.path.push("*".into());
+                    e
+                })?;
+                entries.push((k, v));
+            }
+        }
+        // The last of equal keys wins; keys in order whatever the Map type keeps.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut map = Map::new();
+        for (k, v) in entries {
+            map.insert(k, v);
+        }
+        Ok(Value::Object(map))
+    }
+
+    /// A type `apache-avro` reads (uuid, big decimal, duration), from the rest of the body.
+    fn read_other(&mut self, reader: &apache_avro::GenericSingleObjectReader) -> Decoded<Value> {
+        let mut rest = &self.body[self.pos..];
+        let v = reader
+            .read_value(&mut rest)
+            .or_else(|e| fail(bounded(e.to_string())))?;
+        let read = self.body.len() - self.pos - rest.len();
+        self.pos = self.body.len() - rest.len();
+        // Text of what it read (a uuid, a big decimal), or three numbers.
+        self.charge(read.saturating_mul(3).saturating_add(3 * SLOT))?;
+        Ok(other(v))
     }
 }
 

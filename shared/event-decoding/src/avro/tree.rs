@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use apache_avro::schema::{
-    DecimalSchema, EnumSchema, FixedSchema, InnerDecimalSchema, Name, NamespaceRef, RecordSchema,
+    DecimalSchema, EnumSchema, FixedSchema, InnerDecimalSchema, Name, NamespaceRef, RecordField,
+    RecordSchema, UnionSchema,
 };
 use serde_json::Value;
 
@@ -156,6 +157,8 @@ pub(super) struct Tree<'s> {
 }
 
 impl Tree<'_> {
+    /// The node of `schema` with its `shape`. One arm per Avro schema kind, so every kind is seen
+    /// to have its node in one place; records, unions and references build theirs below.
     pub(super) fn node(
         &mut self,
         schema: &apache_avro::Schema,
@@ -209,59 +212,7 @@ impl Tree<'_> {
             },
             S::Enum(EnumSchema { symbols, .. }) => Node::Enum(symbols.clone().into_boxed_slice()),
             S::Record(RecordSchema { name, fields, .. }) => {
-                let full = name.fully_qualified_name(namespace).into_owned();
-                // Registered before its fields, so a field can refer to the record itself.
-                let slot = self.named.len();
-                self.named.push(None);
-                self.index.entry(full.clone()).or_insert(slot);
-                let inner = full.namespace();
-                let node = if *shape == Shape::VariableScaleDecimal {
-                    // Its fields are read as they are, without the JSON mapping's annotations.
-                    let fields = fields
-                        .iter()
-                        .map(|f| {
-                            Ok(Field {
-                                name: f.name.clone(),
-                                node: self.node(&f.schema, &Shape::Plain, inner)?,
-                            })
-                        })
-                        .collect::<Result<Box<[Field]>, String>>()?;
-                    let at = |name: &str, kind: fn(&apache_avro::Schema) -> bool| {
-                        fields
-                            .iter()
-                            .zip(fields_of(schema))
-                            .position(|(f, s)| f.name == name && kind(s))
-                    };
-                    let scale = at("scale", |s| matches!(s, S::Int));
-                    let value = at("value", |s| matches!(s, S::Bytes));
-                    Node::VariableScaleDecimal {
-                        fields,
-                        scale,
-                        value,
-                    }
-                } else {
-                    let shapes = match shape {
-                        Shape::Record(s) => s.as_slice(),
-                        _ => &[],
-                    };
-                    let fields = fields
-                        .iter()
-                        .enumerate()
-                        .map(|(i, f)| {
-                            Ok(Field {
-                                name: f.name.clone(),
-                                node: self.node(
-                                    &f.schema,
-                                    shapes.get(i).unwrap_or(&Shape::Plain),
-                                    inner,
-                                )?,
-                            })
-                        })
-                        .collect::<Result<Box<[Field]>, String>>()?;
-                    Node::Record(fields)
-                };
-                self.named[slot] = Some(node.clone());
-                node
+                self.record(schema, name, fields, shape, namespace)?
             }
             S::Array(a) => Node::Array(Box::new(self.node(
                 &a.items,
@@ -279,45 +230,8 @@ impl Tree<'_> {
                 },
                 namespace,
             )?)),
-            S::Union(u) => Node::Union(
-                u.variants()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        let branch = match shape {
-                            Shape::Union(branches) => branches.get(i).unwrap_or(&Shape::Plain),
-                            // A union whose annotations were not found: each branch as the whole.
-                            other => other,
-                        };
-                        self.node(v, branch, namespace)
-                    })
-                    .collect::<Result<_, String>>()?,
-            ),
-            S::Ref { name } => {
-                let full = name.fully_qualified_name(namespace).into_owned();
-                if let Some(&i) = self.index.get(&full) {
-                    return Ok(Node::Named(i));
-                }
-                let target = *self
-                    .names
-                    .get(&full)
-                    .ok_or_else(|| format!("the named type {full} is not defined"))?;
-                match target {
-                    // A record registers itself (at the next slot) while it is built.
-                    S::Record(_) => {
-                        let slot = self.named.len();
-                        self.node(target, shape, full.namespace())?;
-                        Node::Named(slot)
-                    }
-                    _ => {
-                        let node = self.node(target, shape, full.namespace())?;
-                        let slot = self.named.len();
-                        self.named.push(Some(node));
-                        self.index.insert(full, slot);
-                        Node::Named(slot)
-                    }
-                }
-            }
+            S::Union(u) => self.union(u, shape, namespace)?,
+            S::Ref { name } => self.reference(name, shape, namespace)?,
             S::Uuid(_) | S::BigDecimal | S::Duration(_) => Node::Other(Other(Arc::new(
                 apache_avro::GenericSingleObjectReader::builder()
                     .schema(schema.clone())
@@ -326,6 +240,126 @@ impl Tree<'_> {
                     .map_err(|e| e.to_string())?,
             ))),
         })
+    }
+
+    /// A record: registered as a named type before its fields are built (a field can refer to
+    /// the record itself), read as Debezium's `VariableScaleDecimal` when its shape says so.
+    fn record(
+        &mut self,
+        schema: &apache_avro::Schema,
+        name: &Name,
+        fields: &[RecordField],
+        shape: &Shape,
+        namespace: NamespaceRef<'_>,
+    ) -> Result<Node, String> {
+        use apache_avro::Schema as S;
+        let full = name.fully_qualified_name(namespace).into_owned();
+        let slot = self.named.len();
+        self.named.push(None);
+        self.index.entry(full.clone()).or_insert(slot);
+        let inner = full.namespace();
+        let node = if *shape == Shape::VariableScaleDecimal {
+            // Its fields are read as they are, without the JSON mapping's annotations.
+            let fields = fields
+                .iter()
+                .map(|f| {
+                    Ok(Field {
+                        name: f.name.clone(),
+                        node: self.node(&f.schema, &Shape::Plain, inner)?,
+                    })
+                })
+                .collect::<Result<Box<[Field]>, String>>()?;
+            let at = |name: &str, kind: fn(&apache_avro::Schema) -> bool| {
+                fields
+                    .iter()
+                    .zip(fields_of(schema))
+                    .position(|(f, s)| f.name == name && kind(s))
+            };
+            let scale = at("scale", |s| matches!(s, S::Int));
+            let value = at("value", |s| matches!(s, S::Bytes));
+            Node::VariableScaleDecimal {
+                fields,
+                scale,
+                value,
+            }
+        } else {
+            let shapes = match shape {
+                Shape::Record(s) => s.as_slice(),
+                _ => &[],
+            };
+            let fields = fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    Ok(Field {
+                        name: f.name.clone(),
+                        node: self.node(
+                            &f.schema,
+                            shapes.get(i).unwrap_or(&Shape::Plain),
+                            inner,
+                        )?,
+                    })
+                })
+                .collect::<Result<Box<[Field]>, String>>()?;
+            Node::Record(fields)
+        };
+        self.named[slot] = Some(node.clone());
+        Ok(node)
+    }
+
+    /// A union: each branch with its own shape.
+    fn union(
+        &mut self,
+        union: &UnionSchema,
+        shape: &Shape,
+        namespace: NamespaceRef<'_>,
+    ) -> Result<Node, String> {
+        let branches = union
+            .variants()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let branch = match shape {
+                    Shape::Union(branches) => branches.get(i).unwrap_or(&Shape::Plain),
+                    // A union whose annotations were not found: each branch as the whole.
+                    other => other,
+                };
+                self.node(v, branch, namespace)
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Node::Union(branches))
+    }
+
+    /// A reference to a named type: its index, built on first use.
+    fn reference(
+        &mut self,
+        name: &Name,
+        shape: &Shape,
+        namespace: NamespaceRef<'_>,
+    ) -> Result<Node, String> {
+        let full = name.fully_qualified_name(namespace).into_owned();
+        if let Some(&i) = self.index.get(&full) {
+            return Ok(Node::Named(i));
+        }
+        let target = *self
+            .names
+            .get(&full)
+            .ok_or_else(|| format!("the named type {full} is not defined"))?;
+        match target {
+            // A record registers itself (at the next slot) while it is built.
+            apache_avro::Schema::Record(_) => {
+                let slot = self.named.len();
+                self.node(target, shape, full.namespace())?;
+                Ok(Node::Named(slot))
+            }
+            _ => {
+                let node = self.node(target, shape, full.namespace())?;
+                let slot = self.named.len();
+                self.named.push(Some(node));
+                self.index.insert(full, slot);
+                Ok(Node::Named(slot))
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Cluster-level operations: leader routing, fetch, produce, offsets.
+//! Cluster-level operations: metadata and leader routing, fetch, produce, list offsets, topic
+//! creation (group offsets are in [`super::group`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,17 +10,12 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, FetchRequest, FindCoordinatorRequest, GroupId,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
-    TopicName,
+    BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -89,9 +85,6 @@ const METADATA_V: i16 = 4;
 const PRODUCE_V: i16 = 3;
 const FETCH_V: i16 = 4;
 const LIST_OFFSETS_V: i16 = 1;
-const FIND_COORDINATOR_V: i16 = 1;
-const OFFSET_COMMIT_V: i16 = 2;
-const OFFSET_FETCH_V: i16 = 1;
 const CREATE_TOPICS_V: i16 = 2;
 
 /// A client for one cluster; keeps one connection per broker it talks to.
@@ -101,7 +94,8 @@ pub struct KafkaClient {
     brokers: HashMap<i32, String>,
     leaders: HashMap<TopicPartition, i32>,
     conns: HashMap<String, BrokerConnection>,
-    coordinators: HashMap<String, String>,
+    /// Group id -> its coordinator's address ([`super::group`]).
+    pub(super) coordinators: HashMap<String, String>,
 }
 
 impl KafkaClient {
@@ -123,7 +117,7 @@ impl KafkaClient {
         self.config.bootstrap_servers.join(",")
     }
 
-    async fn conn(&mut self, addr: &str) -> Result<&mut BrokerConnection, KafkaError> {
+    pub(super) async fn conn(&mut self, addr: &str) -> Result<&mut BrokerConnection, KafkaError> {
         if !self.conns.contains_key(addr) {
             let conn = BrokerConnection::connect(addr).await?;
             self.conns.insert(addr.to_owned(), conn);
@@ -132,7 +126,7 @@ impl KafkaClient {
     }
 
     /// Any live connection: an existing one, else the first bootstrap server that answers.
-    async fn any_conn(&mut self) -> Result<&mut BrokerConnection, KafkaError> {
+    pub(super) async fn any_conn(&mut self) -> Result<&mut BrokerConnection, KafkaError> {
         if let Some(addr) = self.conns.keys().next().cloned() {
             return self.conn(&addr).await;
         }
@@ -151,10 +145,24 @@ impl KafkaClient {
     }
 
     /// Drops a connection after an I/O error so the next call reconnects.
-    fn drop_conn_on_io(&mut self, addr: &str, err: &KafkaError) {
+    pub(super) fn drop_conn_on_io(&mut self, addr: &str, err: &KafkaError) {
         if matches!(err, KafkaError::Io { .. } | KafkaError::Protocol(_)) {
             self.conns.remove(addr);
         }
+    }
+
+    /// Sends `req` to the broker at `addr`, dropping the connection when the call broke it.
+    async fn send_to<R: Request>(
+        &mut self,
+        addr: &str,
+        req: &R,
+        version: i16,
+    ) -> Result<R::Response, KafkaError> {
+        let res = self.conn(addr).await?.send(req, version).await;
+        if let Err(e) = &res {
+            self.drop_conn_on_io(addr, e);
+        }
+        res
     }
 
     /// Loads brokers and partition leaders; returns the partition count of each named topic.
@@ -252,69 +260,9 @@ impl KafkaClient {
         }
         let mut out = Vec::new();
         for (addr, group) in by_leader {
-            let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-            for (tp, offset) in &group {
-                topics.entry(tp.topic.as_str()).or_default().push(
-                    FetchPartition::default()
-                        .with_partition(tp.partition)
-                        .with_fetch_offset(*offset)
-                        .with_partition_max_bytes(partition_max_bytes),
-                );
-            }
-            let req = FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(max_wait_ms)
-                .with_min_bytes(1)
-                .with_max_bytes(partition_max_bytes.saturating_mul(4))
-                .with_isolation_level(0)
-                .with_topics(
-                    topics
-                        .into_iter()
-                        .map(|(t, parts)| {
-                            FetchTopic::default()
-                                .with_topic(topic_name(t))
-                                .with_partitions(parts)
-                        })
-                        .collect(),
-                );
-            let conn = self.conn(&addr).await?;
-            let resp = match conn.send(&req, FETCH_V).await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.drop_conn_on_io(&addr, &e);
-                    return Err(e);
-                }
-            };
-            for t in resp.responses {
-                let topic = t.topic.0.as_str().to_owned();
-                for p in t.partitions {
-                    let tp = TopicPartition::new(topic.clone(), p.partition_index);
-                    let from = group
-                        .iter()
-                        .find(|(g, _)| *g == tp)
-                        .map(|(_, o)| *o)
-                        .unwrap_or(0);
-                    let mut fetched = FetchedPartition {
-                        tp,
-                        records: Vec::new(),
-                        error: None,
-                    };
-                    if let Err(e) = check(p.error_code, "Fetch") {
-                        fetched.error = Some(e);
-                    } else if let Some(mut bytes) = p.records {
-                        match decode_records(&mut bytes) {
-                            Ok(recs) => {
-                                fetched.records = recs
-                                    .into_iter()
-                                    .filter(|r| !r.control && r.offset >= from)
-                                    .collect();
-                            }
-                            Err(e) => fetched.error = Some(e),
-                        }
-                    }
-                    out.push(fetched);
-                }
-            }
+            let req = fetch_request(&group, max_wait_ms, partition_max_bytes);
+            let resp = self.send_to(&addr, &req, FETCH_V).await?;
+            out.extend(fetched_partitions(resp, &group));
         }
         Ok(out)
     }
@@ -380,14 +328,7 @@ impl KafkaClient {
                 .await?;
         }
         let addr = self.leader_addr(tp)?;
-        let conn = self.conn(&addr).await?;
-        let resp = match conn.send(&req, PRODUCE_V).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.drop_conn_on_io(&addr, &e);
-                return Err(e);
-            }
-        };
+        let resp = self.send_to(&addr, &req, PRODUCE_V).await?;
         let part = resp
             .responses
             .iter()
@@ -430,131 +371,93 @@ impl KafkaClient {
         check(p.error_code, "ListOffsets")?;
         Ok(p.offset)
     }
-
-    async fn coordinator(&mut self, group: &str) -> Result<String, KafkaError> {
-        if let Some(addr) = self.coordinators.get(group) {
-            return Ok(addr.clone());
-        }
-        let req = FindCoordinatorRequest::default()
-            .with_key(StrBytes::from_string(group.to_owned()))
-            .with_key_type(0);
-        let resp = self
-            .any_conn()
-            .await?
-            .send(&req, FIND_COORDINATOR_V)
-            .await?;
-        check(resp.error_code, "FindCoordinator")?;
-        let addr = format!("{}:{}", resp.host.as_str(), resp.port);
-        self.coordinators.insert(group.to_owned(), addr.clone());
-        Ok(addr)
-    }
-
-    fn forget_coordinator(&mut self, group: &str, err: &KafkaError) {
-        let moved = matches!(
-            err.broker_error(),
-            Some(ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable)
-        );
-        if (moved || err.is_transient())
-            && let Some(addr) = self.coordinators.remove(group)
-        {
-            self.drop_conn_on_io(&addr, err);
-        }
-    }
-
-    /// Committed offsets of `group` (the next offset to consume); `None` where nothing is committed.
-    pub async fn committed_offsets(
-        &mut self,
-        group: &str,
-        tps: &[TopicPartition],
-    ) -> Result<HashMap<TopicPartition, Option<i64>>, KafkaError> {
-        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for tp in tps {
-            topics.entry(&tp.topic).or_default().push(tp.partition);
-        }
-        let req = OffsetFetchRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
-            .with_topics(Some(
-                topics
-                    .into_iter()
-                    .map(|(t, p)| {
-                        OffsetFetchRequestTopic::default()
-                            .with_name(topic_name(t))
-                            .with_partition_indexes(p)
-                    })
-                    .collect(),
-            ));
-        let addr = self.coordinator(group).await?;
-        let res = async { self.conn(&addr).await?.send(&req, OFFSET_FETCH_V).await }.await;
-        let resp = match res {
-            Ok(r) => r,
-            Err(e) => {
-                self.forget_coordinator(group, &e);
-                return Err(e);
-            }
-        };
-        let mut out = HashMap::new();
-        for t in resp.topics {
-            for p in t.partitions {
-                check(p.error_code, "OffsetFetch")?;
-                let tp = TopicPartition::new(t.name.0.as_str(), p.partition_index);
-                out.insert(tp, (p.committed_offset >= 0).then_some(p.committed_offset));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Commits `offsets` (each the next offset to consume) for `group`.
-    pub async fn commit(
-        &mut self,
-        group: &str,
-        offsets: &[(TopicPartition, i64)],
-    ) -> Result<(), KafkaError> {
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for (tp, offset) in offsets {
-            topics.entry(&tp.topic).or_default().push(
-                OffsetCommitRequestPartition::default()
-                    .with_partition_index(tp.partition)
-                    .with_committed_offset(*offset),
-            );
-        }
-        let req = OffsetCommitRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
-            .with_generation_id_or_member_epoch(-1)
-            .with_member_id(StrBytes::from_static_str(""))
-            .with_retention_time_ms(-1)
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(t, p)| {
-                        OffsetCommitRequestTopic::default()
-                            .with_name(topic_name(t))
-                            .with_partitions(p)
-                    })
-                    .collect(),
-            );
-        let addr = self.coordinator(group).await?;
-        let res = async { self.conn(&addr).await?.send(&req, OFFSET_COMMIT_V).await }.await;
-        let resp = match res {
-            Ok(r) => r,
-            Err(e) => {
-                self.forget_coordinator(group, &e);
-                return Err(e);
-            }
-        };
-        for t in resp.topics {
-            for p in t.partitions {
-                check(p.error_code, "OffsetCommit")?;
-            }
-        }
-        Ok(())
-    }
 }
 
 fn topic_name(t: &str) -> TopicName {
     TopicName(StrBytes::from_string(t.to_owned()))
+}
+
+/// `items` grouped by topic, in topic name order, each group made into a request's topic entry
+/// by `entry`.
+pub(super) fn per_topic<'a, P, T>(
+    items: impl IntoIterator<Item = (&'a str, P)>,
+    entry: impl Fn(TopicName, Vec<P>) -> T,
+) -> Vec<T> {
+    let mut topics: BTreeMap<&str, Vec<P>> = BTreeMap::new();
+    for (topic, item) in items {
+        topics.entry(topic).or_default().push(item);
+    }
+    topics
+        .into_iter()
+        .map(|(t, parts)| entry(topic_name(t), parts))
+        .collect()
+}
+
+/// A fetch of every `(partition, offset)` of `group` (partitions led by one broker).
+fn fetch_request(
+    group: &[&(TopicPartition, i64)],
+    max_wait_ms: i32,
+    partition_max_bytes: i32,
+) -> FetchRequest {
+    let partitions = group.iter().map(|(tp, offset)| {
+        let p = FetchPartition::default()
+            .with_partition(tp.partition)
+            .with_fetch_offset(*offset)
+            .with_partition_max_bytes(partition_max_bytes);
+        (tp.topic.as_str(), p)
+    });
+    let topics = per_topic(partitions, |name, parts| {
+        FetchTopic::default()
+            .with_topic(name)
+            .with_partitions(parts)
+    });
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(partition_max_bytes.saturating_mul(4))
+        .with_isolation_level(0)
+        .with_topics(topics)
+}
+
+/// Each partition of a fetch response: its records from the offset asked for (a batch may
+/// start before it), control records left out, or its error.
+fn fetched_partitions(
+    resp: FetchResponse,
+    group: &[&(TopicPartition, i64)],
+) -> Vec<FetchedPartition> {
+    let mut out = Vec::new();
+    for t in resp.responses {
+        let topic = t.topic.0.as_str().to_owned();
+        for p in t.partitions {
+            let tp = TopicPartition::new(topic.clone(), p.partition_index);
+            let from = group
+                .iter()
+                .find(|(g, _)| *g == tp)
+                .map(|(_, o)| *o)
+                .unwrap_or(0);
+            let mut fetched = FetchedPartition {
+                tp,
+                records: Vec::new(),
+                error: None,
+            };
+            if let Err(e) = check(p.error_code, "Fetch") {
+                fetched.error = Some(e);
+            } else if let Some(mut bytes) = p.records {
+                match decode_records(&mut bytes) {
+                    Ok(recs) => {
+                        fetched.records = recs
+                            .into_iter()
+                            .filter(|r| !r.control && r.offset >= from)
+                            .collect();
+                    }
+                    Err(e) => fetched.error = Some(e),
+                }
+            }
+            out.push(fetched);
+        }
+    }
+    out
 }
 
 fn decode_records(bytes: &mut Bytes) -> Result<Vec<Record>, KafkaError> {

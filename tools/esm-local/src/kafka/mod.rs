@@ -8,6 +8,7 @@
 
 mod client;
 mod conn;
+mod group;
 mod inflate;
 
 pub use client::{FetchedPartition, KafkaClient, OffsetSpec, ProduceRecord, TopicPartition};
