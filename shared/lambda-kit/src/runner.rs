@@ -34,7 +34,7 @@ use lambda_runtime::LambdaEvent;
 use crate::bulk::WriteLimits;
 use crate::config::Env;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, PostgrestDeadLetters};
-use crate::fate::Fate;
+use crate::fate::{Fate, Fault};
 use crate::init::InitError;
 use crate::metrics::{MetricSet, Metrics, now_ms};
 use crate::otlp::{BatchSpan, OtlpExporter};
@@ -547,13 +547,10 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
             fates[i] = Fate::Failed {
                 code,
                 message,
-                environment: matches!(
-                    fate,
-                    Fate::Failed {
-                        environment: true,
-                        ..
-                    }
-                ),
+                fault: match fate {
+                    Fate::Failed { fault, .. } => fault,
+                    _ => Fault::Transient,
+                },
             };
         }
     }
@@ -580,7 +577,7 @@ fn judge(n: usize, results: Vec<Fate>) -> Vec<Fate> {
                 message: format!(
                     "every item, written alone, was refused with the same error, so the target (schema, table, configuration) is at fault, not the records: {message}"
                 ),
-                environment: true,
+                fault: Fault::Environment,
             },
             other => other,
         })
@@ -624,13 +621,8 @@ fn log_failures(records: &[KafkaRecord], fates: &[Fate], trace: &BatchTrace) {
     for (code, first, count) in seen {
         let r = &records[first];
         let traceparent = trace.record(first);
-        if let Fate::Failed {
-            message,
-            environment,
-            ..
-        } = &fates[first]
-        {
-            if *environment {
+        if let Fate::Failed { message, fault, .. } = &fates[first] {
+            if *fault == Fault::Environment {
                 tracing::error!(error_code = code, records = count, topic = %r.topic, partition = r.partition, offset = r.offset, traceparent, error = %message, "records failed for a reason that is not their data (configuration, schema, credentials); reported for redelivery");
             } else {
                 tracing::warn!(error_code = code, records = count, topic = %r.topic, partition = r.partition, offset = r.offset, traceparent, error = %message, "records failed; reported for redelivery");
@@ -696,7 +688,7 @@ mod tests {
                         "down" => Fate::Failed {
                             code: "down",
                             message: "503".into(),
-                            environment: false,
+                            fault: Fault::Transient,
                         },
                         _ => Fate::Stored,
                     }
@@ -755,7 +747,7 @@ mod tests {
                     Fate::Failed {
                         code: "db_unavailable",
                         message: "503".into(),
-                        environment: false,
+                        fault: Fault::Transient,
                     }
                 } else {
                     Fate::Stored

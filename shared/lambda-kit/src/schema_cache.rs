@@ -1,6 +1,6 @@
 //! The per-process cache of writer schemas both registry clients share (the Confluent-compatible
 //! [`SchemaRegistry`](crate::schema_registry::SchemaRegistry) and the Glue
-//! [`GlueRegistry`](crate::glue_registry::GlueRegistry)): schemas by id for the life of the
+//! [`GlueRegistry`](crate::schema_registry::GlueRegistry)): schemas by id for the life of the
 //! execution environment, the failures of the last fetch of each id (bounded), and the
 //! concurrent prefetch of the ids a batch needs.
 
