@@ -257,9 +257,8 @@ impl VectorStore for StargateStore {
                     chunk_text: &r.chunk_text,
                 })
                 .map_err(|e| StoreError {
-                    class: lambda_kit::error::ErrorClass::Permanent,
+                    class: lambda_kit::error::ErrorClass::Data,
                     code: "encode",
-                    blames_input: true,
                     message: e.to_string(),
                 })?;
                 Ok((url, body))

@@ -115,9 +115,8 @@ impl VectorStore for SupabaseStore {
             })
             .collect();
         let bytes = serde_json::to_vec(&body).map_err(|e| StoreError {
-            class: lambda_kit::error::ErrorClass::Permanent,
+            class: lambda_kit::error::ErrorClass::Data,
             code: "encode",
-            blames_input: true,
             message: e.to_string(),
         })?;
         self.client

@@ -366,4 +366,58 @@ mod tests {
             assert_eq!(e.class(), ErrorClass::Data, "{code}");
         }
     }
+
+    #[test]
+    fn answers_keep_their_fates() {
+        use crate::fate::{Fate, Fault};
+        use reqwest::{StatusCode, header::HeaderMap};
+        let api = |status: u16, code: &str| PostgrestError::Api {
+            status,
+            code: Some(code.into()),
+            message: "m".into(),
+            details: None,
+            hint: None,
+            class: http::classify_status(StatusCode::from_u16(status).unwrap(), &HeaderMap::new()),
+        };
+        let failed = |code: &'static str, status: u16, sqlstate: &str, fault| Fate::Failed {
+            code,
+            message: format!("PostgREST {status}: m (code {sqlstate})"),
+            fault,
+        };
+        // A value the table refuses: the row's fault.
+        assert_eq!(
+            Fate::from_error(&api(400, "23514")),
+            Fate::rejected("db_bad_request", "PostgREST 400: m (code 23514)")
+        );
+        assert_eq!(
+            Fate::from_error(&api(409, "23505")),
+            Fate::rejected("db_conflict", "PostgREST 409: m (code 23505)")
+        );
+        // The key, a missing table, a column the schema lacks: the environment's.
+        assert_eq!(
+            Fate::from_error(&api(401, "PGRST301")),
+            failed("db_unauthorized", 401, "PGRST301", Fault::Environment)
+        );
+        assert_eq!(
+            Fate::from_error(&api(404, "PGRST205")),
+            failed("db_schema", 404, "PGRST205", Fault::Environment)
+        );
+        assert_eq!(
+            Fate::from_error(&api(400, "PGRST204")),
+            failed("db_schema", 400, "PGRST204", Fault::Environment)
+        );
+        // The server down: transient.
+        assert_eq!(
+            Fate::from_error(&api(503, "PGRST500")),
+            failed("db_server_error", 503, "PGRST500", Fault::Transient)
+        );
+        assert_eq!(
+            Fate::from_error(&PostgrestError::DeadlineExceeded),
+            Fate::Failed {
+                code: "deadline_exceeded",
+                message: "deadline reached before the PostgREST call could complete".into(),
+                fault: Fault::Transient,
+            }
+        );
+    }
 }
