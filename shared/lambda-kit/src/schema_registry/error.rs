@@ -138,7 +138,10 @@ impl fmt::Display for RegistryError {
                 code,
                 message,
                 ..
-            } => write!(f, "Glue GetSchemaVersion for {id} failed ({code}): {message}"),
+            } => write!(
+                f,
+                "Glue GetSchemaVersion for {id} failed ({code}): {message}"
+            ),
         }
     }
 }

@@ -227,12 +227,10 @@ fn classify(id: &str, e: SdkError<GetSchemaVersionError>) -> RegistryError {
                     id: id.to_string(),
                     message: text,
                 },
-                GetSchemaVersionError::AccessDeniedException(_) => {
-                    RegistryError::AccessDenied {
-                        id: id.to_string(),
-                        message: text,
-                    }
-                }
+                GetSchemaVersionError::AccessDeniedException(_) => RegistryError::AccessDenied {
+                    id: id.to_string(),
+                    message: text,
+                },
                 GetSchemaVersionError::InvalidInputException(_) => RegistryError::Unusable {
                     registry: Registry::Glue,
                     id: id.to_string(),
@@ -391,10 +389,7 @@ impl GlueRegistry {
     }
 
     /// The writer schema of a fetched version (Glue schemas have no references).
-    fn parse(
-        id: &str,
-        version: &GlueSchemaVersion,
-    ) -> Result<Arc<WriterSchema>, RegistryError> {
+    fn parse(id: &str, version: &GlueSchemaVersion) -> Result<Arc<WriterSchema>, RegistryError> {
         WriterSchema::parse(version.data_format, &version.definition, &[])
             .map(Arc::new)
             .map_err(|problem| RegistryError::Unusable {

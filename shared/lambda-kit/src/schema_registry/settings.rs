@@ -11,8 +11,8 @@ use crate::init::InitError;
 
 use super::shipped::{KEY_SCHEMAS, Shippable, Shipped, VALUE_SCHEMAS, shipped_schema};
 use super::{
-    GlueRegistry, GlueRegistryArn, GlueRegistryConfig, RegistryConfig, RegistryError, SchemaRegistry,
-    Values,
+    GlueRegistry, GlueRegistryArn, GlueRegistryConfig, RegistryConfig, RegistryError,
+    SchemaRegistry, Values,
 };
 
 /// What a function reads about values and the registry, at cold start.
