@@ -20,7 +20,7 @@ use crate::config::Env;
 use crate::http::{self, Failure, Sender};
 use crate::init::InitError;
 use crate::retry::{Deadline, RetryPolicy};
-use crate::schema_cache::SchemaCache;
+use crate::schema_cache::{SchemaCache, debug_registry_client};
 use crate::secrets::{Credential, Secret, SecretSpec};
 
 use super::error::{Registry, RegistryError};
@@ -119,14 +119,7 @@ pub struct SchemaRegistry {
     fetches: std::sync::atomic::AtomicU64,
 }
 
-impl fmt::Debug for SchemaRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SchemaRegistry")
-            .field("url", &self.url)
-            .field("cached", &self.cache.len())
-            .finish_non_exhaustive()
-    }
-}
+debug_registry_client!(SchemaRegistry, url);
 
 impl SchemaRegistry {
     /// A client for `config`.

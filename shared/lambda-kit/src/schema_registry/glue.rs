@@ -27,7 +27,7 @@ use crate::config::{ConfigError, Env};
 use crate::error::ErrorClass;
 use crate::init::InitError;
 use crate::retry::{Deadline, RetryPolicy, retry};
-use crate::schema_cache::SchemaCache;
+use crate::schema_cache::{SchemaCache, debug_registry_client};
 
 use super::error::{Registry, RegistryError};
 
@@ -277,14 +277,7 @@ pub struct GlueRegistry {
     fetches: AtomicU64,
 }
 
-impl fmt::Debug for GlueRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GlueRegistry")
-            .field("arn", &self.arn)
-            .field("cached", &self.cache.len())
-            .finish_non_exhaustive()
-    }
-}
+debug_registry_client!(GlueRegistry, arn);
 
 impl GlueRegistry {
     /// A client for `config`. The SDK's own retries are off: [`RetryPolicy`] and the batch's
