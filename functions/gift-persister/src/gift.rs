@@ -97,9 +97,18 @@ impl GiftError {
     }
 }
 
+/// Every validation failure is the record's own: dead-lettered, never retried.
 impl lambda_kit::error::Classify for GiftError {
     fn class(&self) -> lambda_kit::error::ErrorClass {
-        lambda_kit::error::ErrorClass::Permanent
+        match self {
+            Self::NotAnObject(_)
+            | Self::MissingField(_)
+            | Self::InvalidType { .. }
+            | Self::PageIdOutOfRange(_)
+            | Self::EmptyField(_)
+            | Self::TooLong { .. }
+            | Self::InvalidTimestamp(_) => lambda_kit::error::ErrorClass::Data,
+        }
     }
     fn error_code(&self) -> &'static str {
         GiftError::error_code(self)

@@ -32,8 +32,9 @@ enum MemError {
 impl Classify for MemError {
     fn class(&self) -> ErrorClass {
         match self {
+            MemError::Row => ErrorClass::Data,
             MemError::Down => ErrorClass::TRANSIENT,
-            _ => ErrorClass::Permanent,
+            MemError::Auth => ErrorClass::Environment,
         }
     }
     fn error_code(&self) -> &'static str {
@@ -42,9 +43,6 @@ impl Classify for MemError {
             MemError::Down => "db_server_error",
             MemError::Auth => "db_unauthorized",
         }
-    }
-    fn blames_input(&self) -> bool {
-        *self == MemError::Row
     }
 }
 

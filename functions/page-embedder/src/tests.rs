@@ -173,7 +173,7 @@ fn bad_request(code: &str, message: &str) -> crate::store::StoreError {
         message: message.into(),
         details: None,
         hint: None,
-        class: lambda_kit::error::ErrorClass::Permanent,
+        class: lambda_kit::error::ErrorClass::Environment,
     })
 }
 

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use event_decoding::{Decoding, KafkaRecord, KeyFormat, ValueFormat, json_kind};
+use lambda_kit::error::{Classify, ErrorClass};
 use lambda_kit::fate::Fate;
 use serde_json::value::RawValue;
 
@@ -277,7 +278,7 @@ fn parse_via(record: &KafkaRecord, decoding: Decoding<'_>) -> Result<Fields, Fat
         Err(e) => e,
     };
     // Slow path, bad records only: a value that decodes but is no object is named as such.
-    if error.is_permanent()
+    if error.class() == ErrorClass::Data
         && let Ok(v) = record.value_json_via::<serde_json::Value>(decoding)
         && !v.is_object()
     {

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use lambda_kit::bulk::{WriteLimits, write_rows};
 use lambda_kit::error::{Classify, ErrorClass};
-use lambda_kit::fate::Fate;
+use lambda_kit::fate::{Fate, Fault};
 use lambda_kit::postgrest::{PostgrestClient, PostgrestError, Upsert};
 use lambda_kit::retry::Deadline;
 
@@ -80,7 +80,7 @@ impl RowStore for PostgrestRows {
             table_fault = written
                 .iter()
                 .find(|f| {
-                    matches!(f, Fate::Failed { environment: true, code, .. } if *code != UNKNOWN_COLUMN)
+                    matches!(f, Fate::Failed { fault: Fault::Environment, code, .. } if *code != UNKNOWN_COLUMN)
                 })
                 .cloned();
             for (i, fate) in members.into_iter().zip(written) {
@@ -126,7 +126,7 @@ const UNKNOWN_COLUMN: &str = "db_unknown_column";
 ///   `SINK_CONFLICT_COLUMNS`) is the environment's fault too (`db_schema`): every row would fail
 ///   the same way until the table or the settings change;
 /// - the same row twice in one request (`21000`, a 500 that no retry fixes: two keys this
-///   function cannot tell apart, such as `1` and `1.0` in a numeric column) blames the rows, so
+///   function cannot tell apart, such as `1` and `1.0` in a numeric column) is the rows' fault, so
 ///   the request is bisected until they travel apart.
 #[derive(Debug, Clone)]
 pub struct SinkError(pub PostgrestError);
@@ -189,7 +189,8 @@ impl fmt::Display for SinkError {
 impl Classify for SinkError {
     fn class(&self) -> ErrorClass {
         match self.kind() {
-            Kind::RowTwice | Kind::UnknownColumn | Kind::Schema => ErrorClass::Permanent,
+            Kind::RowTwice => ErrorClass::Data,
+            Kind::UnknownColumn | Kind::Schema => ErrorClass::Environment,
             Kind::Other => self.0.class(),
         }
     }
@@ -200,14 +201,6 @@ impl Classify for SinkError {
             Kind::UnknownColumn => UNKNOWN_COLUMN,
             Kind::Schema => "db_schema",
             Kind::Other => self.0.error_code(),
-        }
-    }
-
-    fn blames_input(&self) -> bool {
-        match self.kind() {
-            Kind::RowTwice => true,
-            Kind::UnknownColumn | Kind::Schema => false,
-            Kind::Other => self.0.blames_input(),
         }
     }
 }
@@ -226,7 +219,7 @@ mod tests {
             class: if status >= 500 {
                 ErrorClass::TRANSIENT
             } else {
-                ErrorClass::Permanent
+                ErrorClass::Environment
             },
         })
     }
@@ -291,7 +284,7 @@ mod tests {
         ] {
             assert_eq!(e.error_code(), code);
             assert!(
-                matches!(fate(&e), Fate::Failed { code: c, environment: true, .. } if c == code),
+                matches!(fate(&e), Fate::Failed { code: c, fault: Fault::Environment, .. } if c == code),
                 "{e}: {:?}",
                 fate(&e)
             );
@@ -306,7 +299,7 @@ mod tests {
             "21000",
             "ON CONFLICT DO UPDATE command cannot affect row a second time",
         );
-        assert!(twice.class().is_permanent() && twice.blames_input());
+        assert_eq!(twice.class(), ErrorClass::Data);
         assert_eq!(twice.error_code(), "db_row_twice_in_request");
 
         let down = api(503, "PGRST500", "Service temporarily unavailable");
@@ -314,7 +307,7 @@ mod tests {
             fate(&down),
             Fate::Failed {
                 code: "db_server_error",
-                environment: false,
+                fault: Fault::Transient,
                 ..
             }
         ));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
 use lambda_kit::dead_letter::MemoryDeadLetters;
-use lambda_kit::fate::Fate;
+use lambda_kit::fate::{Fate, Fault};
 use lambda_kit::retry::{Deadline, DeadlineSettings};
 use lambda_kit::runner::{Handled, Runner};
 use serde_json::{Map, Value, json};
@@ -322,7 +322,7 @@ async fn after_a_failed_change_the_later_changes_of_its_key_are_not_written() {
                         Fate::Failed {
                             code: "db_server_error",
                             message: "503".into(),
-                            environment: false,
+                            fault: Fault::Transient,
                         }
                     } else {
                         Fate::Stored
@@ -370,7 +370,7 @@ async fn an_environment_fault_fails_every_record_without_dead_letters() {
     table.down = Some(Fate::Failed {
         code: "db_not_found",
         message: "no table".into(),
-        environment: true,
+        fault: Fault::Environment,
     });
     let s = sink(table, Some(COLUMNS));
     let h = run(&s, &fixture("table-sink.json")).await;

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
 use crate::config::{ConfigError, Env};
-use crate::error::Classify;
+use crate::error::{Classify, ErrorClass};
 use crate::fate::Fate;
 
 /// Bounds of bulk writes: of one request, and of the requests in flight at once.
@@ -157,12 +157,11 @@ fn json_array_of<'a>(rows: impl Iterator<Item = &'a [u8]> + Clone) -> Bytes {
 pub type Tried<T, E> = Vec<(Range<usize>, Result<T, Arc<E>>)>;
 
 /// Isolates the inputs an operation refuses: `attempt` is called with each range of `ranges` in
-/// order; a range refused with an error that is permanent and
-/// [blames the input](Classify::blames_input) is halved and both halves are tried, until the
-/// refused inputs stand alone. Returns every range tried last, with its result, in input order.
+/// order; a range refused with an [`ErrorClass::Data`] error (the input's fault) is halved and
+/// both halves are tried, until the refused inputs stand alone. Returns every range tried last, with its result, in input order.
 ///
-/// Any other error ends the range's tries with that error; a permanent one (credentials, a
-/// missing table: the environment, not the data) also ends the ranges not yet tried, which get
+/// Any other error ends the range's tries with that error; an [`ErrorClass::Environment`] one
+/// (credentials, a missing table: not the data) also ends the ranges not yet tried, which get
 /// the same error without being sent.
 ///
 /// The workspace's one isolation strategy: bulk writes ([`write_rows`]), embedding requests,
@@ -177,7 +176,7 @@ pub type Tried<T, E> = Vec<(Range<usize>, Result<T, Arc<E>>)>;
 /// #[derive(Debug)]
 /// struct Bad;
 /// impl Classify for Bad {
-///     fn class(&self) -> ErrorClass { ErrorClass::Permanent }
+///     fn class(&self) -> ErrorClass { ErrorClass::Data }
 ///     fn error_code(&self) -> &'static str { "bad" }
 /// }
 ///
@@ -218,7 +217,7 @@ where
 /// Within a range, halves are tried one after the other. At most `concurrency` calls of
 /// `attempt` are alive at once (what bounds the request bodies in memory).
 ///
-/// An environment fault (permanent, not blaming the input) stops everything not yet sent,
+/// An [`ErrorClass::Environment`] error stops everything not yet sent,
 /// ranges and halves alike, which get that error; ranges in flight finish their current try.
 ///
 /// ```
@@ -228,7 +227,7 @@ where
 /// #[derive(Debug)]
 /// struct Bad;
 /// impl Classify for Bad {
-///     fn class(&self) -> ErrorClass { ErrorClass::Permanent }
+///     fn class(&self) -> ErrorClass { ErrorClass::Data }
 ///     fn error_code(&self) -> &'static str { "bad" }
 /// }
 ///
@@ -318,13 +317,13 @@ where
         }
         match attempt(range.clone()).await {
             Ok(t) => out.push((range, Ok(t))),
-            Err(e) if e.blames_input() && e.class().is_permanent() && range.len() > 1 => {
+            Err(e) if e.class() == ErrorClass::Data && range.len() > 1 => {
                 let mid = range.start + range.len() / 2;
                 todo.push(mid..range.end);
                 todo.push(range.start..mid);
             }
             Err(e) => {
-                let environment = e.class().is_permanent() && !e.blames_input();
+                let environment = e.class() == ErrorClass::Environment;
                 let e = Arc::new(e);
                 out.push((range, Err(Arc::clone(&e))));
                 if environment {
@@ -342,11 +341,11 @@ where
 /// with the JSON array body of each chunk, and returns the fate of every row, in order.
 ///
 /// - success: the chunk's rows are [`Fate::Stored`];
-/// - an error that [`blames_input`](Classify::blames_input): the chunk is [bisected](bisect)
-///   until single rows remain, which are [`Fate::Rejected`];
-/// - any other error: the chunk's rows are [`Fate::Failed`]. A permanent error that does not
-///   blame the input (bad credentials, missing table) also fails every row not yet written,
-///   without sending them.
+/// - an [`ErrorClass::Data`] error: the chunk is [bisected](bisect) until single rows remain,
+///   which are [`Fate::Rejected`];
+/// - any other error: the chunk's rows are [`Fate::Failed`]. An [`ErrorClass::Environment`]
+///   error (bad credentials, missing table) also fails every row not yet written, without
+///   sending them.
 ///
 /// `write` is expected to retry transient faults itself and to stop at the invocation's deadline
 /// (the PostgREST client does); a body is built when its request starts, so at most
@@ -363,7 +362,7 @@ where
 ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("bad row") }
 /// }
 /// impl Classify for BadRow {
-///     fn class(&self) -> ErrorClass { ErrorClass::Permanent }
+///     fn class(&self) -> ErrorClass { ErrorClass::Data }
 ///     fn error_code(&self) -> &'static str { "bad_row" }
 /// }
 ///
@@ -417,7 +416,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorClass;
     use proptest::prelude::*;
 
     #[derive(Debug, PartialEq)]
@@ -434,15 +432,13 @@ mod tests {
     impl Classify for E {
         fn class(&self) -> ErrorClass {
             match self {
-                E::Row | E::Auth => ErrorClass::Permanent,
+                E::Row => ErrorClass::Data,
+                E::Auth => ErrorClass::Environment,
                 E::Down => ErrorClass::TRANSIENT,
             }
         }
         fn error_code(&self) -> &'static str {
             "e"
-        }
-        fn blames_input(&self) -> bool {
-            *self == E::Row
         }
     }
 

@@ -1,9 +1,12 @@
-//! Error classes shared by every function: is a failure worth retrying, and how to name it in
-//! logs and dead letters.
+//! Error classes shared by every function: whose fault a failure is (the record's, the
+//! environment's, or nobody's yet), and how to name it in logs and dead letters.
 
 use std::time::Duration;
 
-/// What to do about an error, decided where the error is created.
+use event_decoding::{ErrorCode, RecordError};
+
+/// Whose fault an error is, decided where the error is created: the one vocabulary behind
+/// retries ([`crate::retry`]), bisection ([`crate::bulk`]) and a record's [`Fate`](crate::fate::Fate).
 ///
 /// ```
 /// use lambda_kit::error::ErrorClass;
@@ -11,14 +14,18 @@ use std::time::Duration;
 ///
 /// let throttled = ErrorClass::Transient { retry_after: Some(Duration::from_secs(2)) };
 /// assert!(throttled.is_transient());
-/// assert!(ErrorClass::Permanent.is_permanent());
+/// assert_eq!(throttled.retry_after(), Some(Duration::from_secs(2)));
+/// assert!(!ErrorClass::Data.is_transient() && !ErrorClass::Environment.is_transient());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ErrorClass {
-    /// Retrying cannot help (bad input, rejected request, bad configuration).
-    Permanent,
-    /// Retrying may help (network, timeouts, 408/429/5xx); the server may ask for a wait.
+    /// The record itself is bad (a rejected value, bytes that do not decode): dead-letter it,
+    /// never retry.
+    Data,
+    /// Configuration, schema, credentials, a wrong vector dimension: retrying alone cannot help
+    /// and the record is not to blame. Report it for redelivery; the message names the setting.
+    Environment,
+    /// Network, timeouts, 408/429/5xx: retry within the deadline, then report for redelivery.
     Transient {
         /// Wait requested by the server (`Retry-After`), if any.
         retry_after: Option<Duration>,
@@ -34,50 +41,42 @@ impl ErrorClass {
         matches!(self, Self::Transient { .. })
     }
 
-    /// `true` for [`ErrorClass::Permanent`].
-    pub fn is_permanent(self) -> bool {
-        matches!(self, Self::Permanent)
-    }
-
     /// The wait requested by the server, if any.
     pub fn retry_after(self) -> Option<Duration> {
         match self {
             Self::Transient { retry_after } => retry_after,
-            Self::Permanent => None,
+            Self::Data | Self::Environment => None,
         }
     }
 }
 
-/// Implemented by every error that can reach a retry loop or a dead letter.
+/// Implemented by every error that can reach a retry loop or a dead letter. There is no default
+/// class: each error says whose fault it is.
 ///
 /// ```
 /// use lambda_kit::error::{Classify, ErrorClass};
 ///
 /// #[derive(Debug)]
-/// struct Timeout;
-/// impl Classify for Timeout {
-///     fn class(&self) -> ErrorClass { ErrorClass::TRANSIENT }
-///     fn error_code(&self) -> &'static str { "timeout" }
+/// enum WriteError { Timeout, BadValue, MissingTable }
+/// impl Classify for WriteError {
+///     fn class(&self) -> ErrorClass {
+///         match self {
+///             Self::Timeout => ErrorClass::TRANSIENT,
+///             Self::BadValue => ErrorClass::Data,
+///             Self::MissingTable => ErrorClass::Environment,
+///         }
+///     }
+///     fn error_code(&self) -> &'static str { "write" }
 /// }
-/// assert!(Timeout.class().is_transient());
-/// assert!(!Timeout.blames_input());
+/// assert!(WriteError::Timeout.class().is_transient());
+/// assert_eq!(WriteError::MissingTable.class(), ErrorClass::Environment);
 /// ```
 pub trait Classify {
-    /// Retry or not.
+    /// Whose fault the error is, and whether retrying may help.
     fn class(&self) -> ErrorClass;
 
     /// Low-cardinality name for logs, metrics and dead letters (`snake_case`).
     fn error_code(&self) -> &'static str;
-
-    /// `true` when the error is about the data that was sent (so isolating and dead-lettering
-    /// the offending rows is right), `false` when it is about the environment (bad credentials,
-    /// missing table): then nothing should be dead-lettered, the records are reported as failed
-    /// so they are redelivered once the configuration is fixed.
-    ///
-    /// Defaults to "permanent errors blame the input".
-    fn blames_input(&self) -> bool {
-        self.class().is_permanent()
-    }
 }
 
 impl<E: Classify + ?Sized> Classify for std::sync::Arc<E> {
@@ -87,8 +86,44 @@ impl<E: Classify + ?Sized> Classify for std::sync::Arc<E> {
     fn error_code(&self) -> &'static str {
         (**self).error_code()
     }
-    fn blames_input(&self) -> bool {
-        (**self).blames_input()
+}
+
+/// The one place that decides the class of each decoding failure ([`ErrorCode`]): bytes that do
+/// not decode are the record's fault; a writer schema that is unknown or whose format is not
+/// decoded is the environment's; a schema that could not be fetched is transient.
+///
+/// ```
+/// use event_decoding::{ErrorCode, RecordError, RecordId};
+/// use lambda_kit::error::{Classify, ErrorClass};
+/// let id = RecordId::new("t", 0, 0);
+/// let class = |code| RecordError::new(id.clone(), code, "").class();
+/// assert_eq!(class(ErrorCode::SchemaMismatch), ErrorClass::Data);
+/// assert_eq!(class(ErrorCode::UnknownSchemaId), ErrorClass::Environment);
+/// assert_eq!(class(ErrorCode::SchemaFetchFailed), ErrorClass::TRANSIENT);
+/// ```
+impl Classify for RecordError {
+    fn class(&self) -> ErrorClass {
+        match self.code {
+            ErrorCode::InvalidBase64
+            | ErrorCode::InvalidUtf8
+            | ErrorCode::InvalidJson
+            | ErrorCode::MissingValue
+            | ErrorCode::MissingKey
+            | ErrorCode::InvalidField
+            | ErrorCode::UnknownOp
+            | ErrorCode::InvalidEnvelope
+            | ErrorCode::MissingSchemaId
+            | ErrorCode::SchemaMismatch => ErrorClass::Data,
+            ErrorCode::UnknownSchemaId | ErrorCode::UnsupportedFormat => ErrorClass::Environment,
+            ErrorCode::SchemaFetchFailed => ErrorClass::TRANSIENT,
+            // `ErrorCode` is `#[non_exhaustive]`: a code added later never dead-letters a record
+            // before it is classified here.
+            _ => ErrorClass::Environment,
+        }
+    }
+
+    fn error_code(&self) -> &'static str {
+        self.code.as_str()
     }
 }
 
@@ -97,20 +132,47 @@ mod tests {
     use super::*;
 
     #[derive(Debug)]
-    struct Bad;
-    impl Classify for Bad {
+    struct Missing;
+    impl Classify for Missing {
         fn class(&self) -> ErrorClass {
-            ErrorClass::Permanent
+            ErrorClass::Environment
         }
         fn error_code(&self) -> &'static str {
-            "bad"
+            "missing"
         }
     }
 
     #[test]
-    fn permanent_errors_blame_input_by_default() {
-        assert!(Bad.blames_input());
-        assert!(std::sync::Arc::new(Bad).blames_input());
+    fn an_arc_keeps_the_class_and_code() {
+        let e = std::sync::Arc::new(Missing);
+        assert_eq!(e.class(), ErrorClass::Environment);
+        assert_eq!(e.error_code(), "missing");
+    }
+
+    #[test]
+    fn decoding_failures_are_data_but_for_the_writer_schema() {
+        use event_decoding::RecordId;
+        let all = [
+            ErrorCode::InvalidBase64,
+            ErrorCode::InvalidUtf8,
+            ErrorCode::InvalidJson,
+            ErrorCode::MissingValue,
+            ErrorCode::MissingKey,
+            ErrorCode::InvalidField,
+            ErrorCode::UnknownOp,
+            ErrorCode::InvalidEnvelope,
+            ErrorCode::MissingSchemaId,
+            ErrorCode::SchemaMismatch,
+            ErrorCode::UnknownSchemaId,
+            ErrorCode::SchemaFetchFailed,
+            ErrorCode::UnsupportedFormat,
+        ];
+        for code in all {
+            let e = RecordError::new(RecordId::new("t", 0, 0), code, "m");
+            // The decoding crate's own reading ("the bytes are at fault") agrees.
+            assert_eq!(e.class() == ErrorClass::Data, e.is_permanent(), "{code}");
+            assert_eq!(e.error_code(), code.as_str());
+        }
     }
 
     #[test]
@@ -123,7 +185,9 @@ mod tests {
             .retry_after(),
             Some(d)
         );
-        assert_eq!(ErrorClass::Permanent.retry_after(), None);
-        assert!(!ErrorClass::Permanent.is_transient());
+        assert_eq!(ErrorClass::Data.retry_after(), None);
+        assert_eq!(ErrorClass::Environment.retry_after(), None);
+        assert!(!ErrorClass::Data.is_transient());
+        assert!(!ErrorClass::Environment.is_transient());
     }
 }

@@ -69,9 +69,13 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 }
 
 /// Classifies a non-success HTTP status: 408, 429 and 5xx (except 501) are transient, every other
-/// status is permanent. A transient class carries the wait asked for in the headers.
+/// status is [`ErrorClass::Environment`]. A transient class carries the wait asked for in the
+/// headers. A status alone never blames the record: a client that knows which refusals are about
+/// the data it sent (PostgREST's 400 with a data SQLSTATE, a provider's 422) says
+/// [`ErrorClass::Data`] itself.
 ///
 /// ```
+/// use lambda_kit::error::ErrorClass;
 /// use lambda_kit::http::classify_status;
 /// use reqwest::{StatusCode, header::HeaderMap};
 ///
@@ -79,8 +83,8 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 /// h.insert("retry-after", "3".parse().unwrap());
 /// let class = classify_status(StatusCode::TOO_MANY_REQUESTS, &h);
 /// assert_eq!(class.retry_after(), Some(std::time::Duration::from_secs(3)));
-/// assert!(classify_status(StatusCode::NOT_IMPLEMENTED, &h).is_permanent());
-/// assert!(classify_status(StatusCode::BAD_REQUEST, &h).is_permanent());
+/// assert_eq!(classify_status(StatusCode::NOT_IMPLEMENTED, &h), ErrorClass::Environment);
+/// assert_eq!(classify_status(StatusCode::BAD_REQUEST, &h), ErrorClass::Environment);
 /// ```
 pub fn classify_status(status: StatusCode, headers: &HeaderMap) -> ErrorClass {
     let transient = status == StatusCode::REQUEST_TIMEOUT
@@ -91,7 +95,7 @@ pub fn classify_status(status: StatusCode, headers: &HeaderMap) -> ErrorClass {
             retry_after: retry_after(headers, SystemTime::now()),
         }
     } else {
-        ErrorClass::Permanent
+        ErrorClass::Environment
     }
 }
 
@@ -131,10 +135,11 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 
 /// Classifies a transport error from reqwest: connection refused or reset, timeouts and other
 /// failures while sending are transient; an invalid request (builder), a redirect loop or an
-/// undecodable response are permanent.
+/// undecodable response are [`ErrorClass::Environment`] (the client or the server, never the
+/// record).
 pub fn classify_reqwest(err: &reqwest::Error) -> ErrorClass {
     if err.is_builder() || err.is_redirect() || err.is_decode() {
-        ErrorClass::Permanent
+        ErrorClass::Environment
     } else {
         ErrorClass::TRANSIENT
     }
@@ -259,10 +264,12 @@ impl fmt::Debug for Rejection<'_> {
 /// [`crate::trace`]), reads the body through `limit` and returns it for a 2xx answer;
 /// anything else is a [`Failure`] whose messages never contain `secret`:
 /// - a 2xx body longer than `limit.max_body` (announced or read): [`Failure::Transport`]
-///   `http_body_too_large`, permanent (the same answer would come again; the batch is redelivered,
-///   no record is blamed), naming the host and the limit; reading stops at the limit;
+///   `http_body_too_large`, [`ErrorClass::Environment`] (the same answer would come again; the
+///   batch is redelivered, no record is blamed), naming the host and the limit; reading stops at
+///   the limit;
 /// - a 3xx (the client follows no redirect, see [`client_builder`]): [`Failure::Transport`]
-///   `http_redirect`, permanent, naming `limit.setting` and the host redirected to;
+///   `http_redirect`, [`ErrorClass::Environment`], naming `limit.setting` and the host
+///   redirected to;
 /// - another status: [`Failure::Status`] with at most [`MAX_ERROR_READ`] bytes of its body.
 ///
 /// The timeout covers the body too: a body that trickles in forever fails as `http_timeout`.
@@ -304,7 +311,7 @@ pub async fn attempt<'s>(
             Ok(Some(body)) => Ok(body),
             Ok(None) => Err(Failure::Transport(Transport {
                 code: "http_body_too_large",
-                class: ErrorClass::Permanent,
+                class: ErrorClass::Environment,
                 message: format!(
                     "the answer of {} is larger than {} bytes, the limit for {}; reading stopped there",
                     host(response.url()),
@@ -324,7 +331,7 @@ pub async fn attempt<'s>(
             .map_or_else(|| "no valid Location".to_owned(), |u| host(&u));
         return Err(Failure::Transport(Transport {
             code: "http_redirect",
-            class: ErrorClass::Permanent,
+            class: ErrorClass::Environment,
             message: format!(
                 "{} answered HTTP {} redirecting to {to}; redirects are not followed (the request carries a credential): set {} to the URL that answers",
                 host(response.url()),
@@ -552,7 +559,7 @@ mod tests {
         }
         for s in [400, 401, 403, 404, 405, 409, 413, 422, 501] {
             assert!(
-                classify_status(StatusCode::from_u16(s).unwrap(), &h).is_permanent(),
+                classify_status(StatusCode::from_u16(s).unwrap(), &h) == ErrorClass::Environment,
                 "{s}"
             );
         }
@@ -660,7 +667,7 @@ mod tests {
             panic!("expected a transport failure");
         };
         assert_eq!(t.code, "http_body_too_large");
-        assert!(t.class.is_permanent());
+        assert_eq!(t.class, ErrorClass::Environment);
         assert!(t.message.contains("262144 bytes"), "{}", t.message);
         assert!(t.message.contains("EMBED_BASE_URL"), "{}", t.message);
         assert!(t.message.contains("http://127.0.0.1:"), "{}", t.message);
@@ -753,7 +760,7 @@ mod tests {
             panic!("expected a transport failure");
         };
         assert_eq!(t.code, "http_redirect");
-        assert!(t.class.is_permanent());
+        assert_eq!(t.class, ErrorClass::Environment);
         assert!(t.message.contains("SUPABASE_URL"), "{}", t.message);
         assert!(t.message.contains("307"), "{}", t.message);
         assert!(t.message.contains(&thief.url()), "{}", t.message);

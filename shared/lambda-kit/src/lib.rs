@@ -1,7 +1,8 @@
 //! Shared plumbing of the functions: configuration, secrets, retries with deadlines, the
 //! PostgREST client, dead letters and the chunked bulk-write machinery.
 //!
-//! - [`error`]: [`ErrorClass`](error::ErrorClass) and the [`Classify`](error::Classify) trait.
+//! - [`error`]: [`ErrorClass`](error::ErrorClass) (data, environment, transient) and the
+//!   [`Classify`](error::Classify) trait.
 //! - [`http`]: status / transport classification, `Retry-After`, safe error bodies.
 //! - [`retry`]: [`RetryPolicy`](retry::RetryPolicy), [`Deadline`](retry::Deadline), [`retry`](retry::retry).
 //! - [`postgrest`]: [`PostgrestClient`](postgrest::PostgrestClient), the PostgREST client.
@@ -17,10 +18,9 @@
 //! - [`dead_letter`]: [`DeadLetter`](dead_letter::DeadLetter) rows and the
 //!   [`DeadLetterSink`](dead_letter::DeadLetterSink) trait with its PostgREST implementation.
 //! - [`metrics`]: per-invocation CloudWatch Embedded Metric Format lines.
-//! - [`schema_registry`]: writer schemas from a Confluent-compatible registry, cached per
-//!   process, and the `VALUE_FORMAT` settings.
-//! - [`glue_registry`]: writer schemas from the AWS Glue Schema Registry (`GetSchemaVersion`),
-//!   cached per process.
+//! - [`schema_registry`]: writer schemas from a Confluent-compatible registry or the AWS Glue
+//!   Schema Registry (`GetSchemaVersion`), cached per process, with their one
+//!   [`RegistryError`](schema_registry::RegistryError), and the `VALUE_FORMAT` settings.
 //! - `schema_cache` (crate-private): the per-process schema cache both registry clients share.
 //! - [`trace`]: W3C trace context from record headers to logs and outbound requests.
 //! - [`otlp`]: optional OpenTelemetry (OTLP/HTTP JSON) export of each batch's span.
@@ -31,7 +31,6 @@ pub mod config;
 pub mod dead_letter;
 pub mod error;
 pub mod fate;
-pub mod glue_registry;
 pub mod http;
 #[cfg(any(test, feature = "testing"))]
 pub mod in_flight;

@@ -1,8 +1,8 @@
 //! Retries with exponential backoff and jitter, bounded by the invocation deadline.
 //!
 //! The policy is plain data ([`RetryPolicy`]), the budget is a [`Deadline`], and [`retry`] runs
-//! any async operation whose error implements [`Classify`]: permanent errors return at once,
-//! transient ones are retried after a backoff (or the wait the server asked for), and no sleep
+//! any async operation whose error implements [`Classify`]: data and environment errors return at
+//! once, transient ones are retried after a backoff (or the wait the server asked for), and no sleep
 //! ever ends past the deadline.
 
 use std::future::Future;
@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::config::{ConfigError, Env};
-use crate::error::Classify;
+use crate::error::{Classify, ErrorClass};
 
 /// How often and how fast to retry.
 ///
@@ -223,7 +223,7 @@ pub struct Attempt {
     pub remaining: Duration,
 }
 
-/// Runs `op` until it succeeds, fails permanently, runs out of attempts, or the next wait would
+/// Runs `op` until it succeeds, fails with an error that is not transient, runs out of attempts, or the next wait would
 /// end past `deadline`. Returns the last error in the failure cases. A server-requested wait
 /// (`Retry-After`) replaces the computed backoff.
 ///
@@ -276,13 +276,14 @@ where
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        let class = err.class();
-        if class.is_permanent() || number >= policy.max_attempts.max(1) {
+        // Only a transient error is retried: data and environment errors come back the same.
+        let ErrorClass::Transient { retry_after } = err.class() else {
+            return Err(err);
+        };
+        if number >= policy.max_attempts.max(1) {
             return Err(err);
         }
-        let wait = class
-            .retry_after()
-            .unwrap_or_else(|| policy.backoff(number));
+        let wait = retry_after.unwrap_or_else(|| policy.backoff(number));
         if wait >= deadline.remaining() {
             tracing::debug!(
                 error_code = err.error_code(),
@@ -305,19 +306,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorClass;
 
     #[derive(Debug, PartialEq)]
     enum E {
         T(Option<Duration>),
         P,
+        D,
         Expired,
     }
     impl Classify for E {
         fn class(&self) -> ErrorClass {
             match self {
                 E::T(r) => ErrorClass::Transient { retry_after: *r },
-                E::P => ErrorClass::Permanent,
+                E::P => ErrorClass::Environment,
+                E::D => ErrorClass::Data,
                 E::Expired => ErrorClass::TRANSIENT,
             }
         }
@@ -336,19 +338,22 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn permanent_is_not_retried() {
-        let mut n = 0;
-        let r: Result<(), E> = retry(
-            &fast(),
-            &Deadline::after(Duration::from_secs(9)),
-            || E::Expired,
-            |_| {
-                n += 1;
-                async { Err(E::P) }
-            },
-        )
-        .await;
-        assert_eq!(r, Err(E::P));
-        assert_eq!(n, 1);
+        for e in [E::P, E::D] {
+            let mut n = 0;
+            let r: Result<(), E> = retry(
+                &fast(),
+                &Deadline::after(Duration::from_secs(9)),
+                || E::Expired,
+                |_| {
+                    n += 1;
+                    let e = if e == E::P { E::P } else { E::D };
+                    async { Err(e) }
+                },
+            )
+            .await;
+            assert_eq!(r, Err(e));
+            assert_eq!(n, 1);
+        }
     }
 
     #[tokio::test(start_paused = true)]

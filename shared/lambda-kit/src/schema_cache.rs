@@ -1,6 +1,6 @@
 //! The per-process cache of writer schemas both registry clients share (the Confluent-compatible
 //! [`SchemaRegistry`](crate::schema_registry::SchemaRegistry) and the Glue
-//! [`GlueRegistry`](crate::glue_registry::GlueRegistry)): schemas by id for the life of the
+//! [`GlueRegistry`](crate::schema_registry::GlueRegistry)): schemas by id for the life of the
 //! execution environment, the failures of the last fetch of each id (bounded), and the
 //! concurrent prefetch of the ids a batch needs.
 
@@ -24,6 +24,22 @@ pub(crate) const PREFETCH_CONCURRENCY: usize = 8;
 
 /// Failed ids logged one by one per batch; the others are counted in one line.
 const LOGGED_FAILURES: usize = 16;
+
+/// `Debug` of a registry client with a [`SchemaCache`] in its `cache` field: its name, where it
+/// reads (`$place`, a field), and how many schemas it holds; nothing else (never a credential).
+macro_rules! debug_registry_client {
+    ($client:ident, $place:ident) => {
+        impl std::fmt::Debug for $client {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($client))
+                    .field(stringify!($place), &self.$place)
+                    .field("cached", &self.cache.len())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use debug_registry_client;
 
 /// The writer schemas a registry client resolved, by id, for the life of the execution
 /// environment (an id always names the same schema), and the failure of each id whose last

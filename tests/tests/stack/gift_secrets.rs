@@ -186,7 +186,7 @@ async fn a_key_rotated_to_a_publishable_key_is_refused_by_a_warm_gift_persister(
     put_secret(&id, &key_json(publishable)).await;
     let e = refused_batch(&env, &warm, "gift_pub").await;
     assert_eq!(e.error_code(), "db_key_unusable");
-    assert!(!e.blames_input());
+    assert_eq!(e.class(), lambda_kit::error::ErrorClass::Environment);
     let text = e.to_string();
     assert!(
         text.contains("SUPABASE_KEY_SECRET_ID")

@@ -279,7 +279,7 @@ async fn qdrant_scroll_follows_pages() {
 
 #[tokio::test]
 async fn qdrant_errors_are_classified_with_the_server_message() {
-    use lambda_kit::error::Classify;
+    use lambda_kit::error::{Classify, ErrorClass};
     let fake = QdrantServer::start("pages", DIM).await;
     let d = deadline();
 
@@ -291,7 +291,7 @@ async fn qdrant_errors_are_classified_with_the_server_message() {
     bad.embedding = vec![1.0; 3];
     let e = store.upsert(&d, &[bad]).await.unwrap_err();
     assert_eq!(e.error_code(), "store_setup");
-    assert!(e.class().is_permanent() && !e.blames_input());
+    assert_eq!(e.class(), ErrorClass::Environment);
     assert!(
         e.message.contains("expected dim: 4, got 3"),
         "{}",
@@ -311,7 +311,7 @@ async fn qdrant_errors_are_classified_with_the_server_message() {
         .await
         .unwrap_err();
     assert_eq!(e.error_code(), "store_not_found");
-    assert!(!e.blames_input());
+    assert_eq!(e.class(), ErrorClass::Environment);
     assert!(e.message.contains("doesn't exist"), "{}", e.message);
 
     // Wrong key: not input, and the key never appears in the error.
@@ -321,7 +321,8 @@ async fn qdrant_errors_are_classified_with_the_server_message() {
         .await
         .unwrap_err();
     assert_eq!(e.error_code(), "store_unauthorized");
-    assert!(!e.blames_input() && !e.to_string().contains("wrong-key"));
+    assert_eq!(e.class(), ErrorClass::Environment);
+    assert!(!e.to_string().contains("wrong-key"));
 
     // 503 twice, then success: retried within the deadline.
     fake.with_state(|s| {
@@ -421,12 +422,12 @@ async fn stargate_page_ids_cannot_change_the_request() {
     assert!(fake.with_state(|s| s.rows.is_empty()));
 
     // Ids no URL can carry as a segment are refused as bad input, before any request.
-    use lambda_kit::error::Classify;
+    use lambda_kit::error::{Classify, ErrorClass};
     let before = fake.with_state(|s| s.log.len());
     for bad in ["..", ".", ""] {
         let e = store.upsert(&d, &[row(bad, 0, "h")]).await.unwrap_err();
         assert_eq!(e.error_code(), "store_invalid_key");
-        assert!(e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Data);
         let e = store
             .delete_pages(&d, &[bad.to_string()])
             .await

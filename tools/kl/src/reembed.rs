@@ -346,7 +346,7 @@ impl<E: Embedder, S: VectorStore> Reembedder<'_, E, S> {
             match result {
                 Ok(v) => vectors.push(Some(v)),
                 // The text itself is refused (too long for the model, rejected): that page stays.
-                Err(e) if matches!(e.class(), ErrorClass::Permanent) && e.blames_input() => {
+                Err(e) if e.class() == ErrorClass::Data => {
                     refused.entry(w.page_id.clone()).or_insert(e.error_code());
                     vectors.push(None);
                 }

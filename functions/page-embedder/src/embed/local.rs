@@ -92,7 +92,7 @@ impl Embedder for LocalProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lambda_kit::error::Classify;
+    use lambda_kit::error::{Classify, ErrorClass};
 
     #[test]
     fn errors_keep_their_class() {
@@ -103,7 +103,7 @@ mod tests {
             },
             "m",
         );
-        assert!(e.class().is_permanent() && e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Data);
         let e = LocalEmbedder::load("no-such-dir").unwrap_err();
         assert!(!e.is_transient());
     }

@@ -130,8 +130,8 @@ impl Classify for EmbedError {
             EmbedError::InvalidResponse { .. } => ErrorClass::TRANSIENT,
             EmbedError::InputTooLong { .. }
             | EmbedError::InputRejected { .. }
-            | EmbedError::Config { .. }
-            | EmbedError::InvalidVector { .. } => ErrorClass::Permanent,
+            | EmbedError::InvalidVector { .. } => ErrorClass::Data,
+            EmbedError::Config { .. } => ErrorClass::Environment,
         }
     }
 
@@ -144,15 +144,6 @@ impl Classify for EmbedError {
             EmbedError::InvalidResponse { .. } => "embed_invalid_response",
             EmbedError::InvalidVector { .. } => "embed_invalid_vector",
         }
-    }
-
-    fn blames_input(&self) -> bool {
-        matches!(
-            self,
-            EmbedError::InputTooLong { .. }
-                | EmbedError::InputRejected { .. }
-                | EmbedError::InvalidVector { .. }
-        )
     }
 }
 
@@ -584,7 +575,7 @@ mod tests {
             };
             let e = result.unwrap_err();
             assert!(e.class().is_transient(), "{e}");
-            assert!(!e.blames_input(), "{e}");
+            assert_ne!(e.class(), ErrorClass::Data, "{e}");
             assert_eq!(e.error_code(), "embed_invalid_response");
             let limit = answer_limit(2, 768);
             assert!(
@@ -636,7 +627,7 @@ mod tests {
             r#"{"error":"model \"x\" not found, try pulling it first"}"#,
         );
         assert!(matches!(e, EmbedError::Config { status: 404, .. }));
-        assert!(!e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Environment);
         assert!(e.to_string().contains("not found"));
     }
 
@@ -648,7 +639,7 @@ mod tests {
             r#"{"error":{"message":"This model does not support specifying dimensions.","type":"invalid_request_error","param":null,"code":null}}"#,
         );
         assert!(matches!(e, EmbedError::Config { status: 400, .. }), "{e:?}");
-        assert!(!e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Environment);
         assert!(e.to_string().contains("EMBED_DIM"), "{e}");
         // An OpenAI-compatible server naming an unknown model.
         let e = err(
@@ -664,7 +655,7 @@ mod tests {
         assert!(matches!(e, EmbedError::Config { .. }), "{e:?}");
         // An ordinary refusal of one input still blames the input.
         let e = err(400, r#"{"error":{"message":"'$.input' is invalid"}}"#);
-        assert!(e.blames_input(), "{e:?}");
+        assert_eq!(e.class(), ErrorClass::Data, "{e:?}");
     }
 
     #[test]
@@ -679,7 +670,7 @@ mod tests {
             r#"{"error":{"message":"'$.input' is invalid.","type":"invalid_request_error","code":null}}"#,
         );
         assert!(matches!(e, EmbedError::InputRejected { status: 400, .. }));
-        assert!(e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Data);
         let e = err(
             401,
             r#"{"error":{"message":"Incorrect API key provided: sk-secret","type":"invalid_request_error","code":"invalid_api_key"}}"#,

@@ -257,7 +257,7 @@ mod tests {
         let f = fake(0, 2);
         let out = embed_within_5s(&f, &texts(&["a"]), 8).await;
         let err = out.results[0].as_ref().unwrap_err();
-        assert!(err.class().is_permanent());
+        assert_eq!(err.class(), lambda_kit::error::ErrorClass::Data);
         let msg = err.to_string();
         assert!(
             msg.contains("fake") && msg.contains("expected 3") && msg.contains("got 2"),

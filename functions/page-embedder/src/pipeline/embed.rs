@@ -2,7 +2,7 @@
 //! grouped by [`EmbedSettings`](crate::embed::EmbedSettings); a page whose chunk the provider
 //! refuses as too long is chunked again, smaller, down to a floor.
 
-use lambda_kit::error::Classify;
+use lambda_kit::error::{Classify, ErrorClass};
 use lambda_kit::fate::Fate;
 use lambda_kit::retry::Deadline;
 
@@ -72,7 +72,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
                                 too_long.push(pi);
                             }
                         }
-                        Err(e) if e.blames_input() => {
+                        Err(e) if e.class() == ErrorClass::Data => {
                             if page.is_pending() {
                                 page.settle(&e);
                             }

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use lambda_kit::bulk::bisect;
-use lambda_kit::error::Classify;
+use lambda_kit::error::{Classify, ErrorClass};
 use lambda_kit::fate::Fate;
 use lambda_kit::retry::Deadline;
 use sha2::{Digest, Sha256};
@@ -125,7 +125,7 @@ impl<E: Embedder, S: VectorStore, R: RagNotifier> Pipeline<E, S, R> {
         })
         .await;
         // A read that failed for another reason than its ids: nothing is written blind.
-        if let Some((_, e)) = refused.iter().find(|(_, e)| !e.blames_input()) {
+        if let Some((_, e)) = refused.iter().find(|(_, e)| e.class() != ErrorClass::Data) {
             fates.fill(Fate::from_error(&**e));
             return None;
         }

@@ -42,9 +42,8 @@ pub(super) fn upsert_rows<'a, T>(
 /// A write body that could not be serialized: the rows' fault, not the store's.
 pub(super) fn encode_error(e: serde_json::Error) -> StoreError {
     StoreError {
-        class: ErrorClass::Permanent,
+        class: ErrorClass::Data,
         code: "encode",
-        blames_input: true,
         message: e.to_string(),
     }
 }

@@ -28,9 +28,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'
 pub(crate) fn segment(field: &str, value: &str) -> Result<String, StoreError> {
     if value.is_empty() || value == "." || value == ".." {
         return Err(StoreError {
-            class: ErrorClass::Permanent,
+            class: ErrorClass::Data,
             code: "store_invalid_key",
-            blames_input: true,
             message: format!("{field} {value:?} cannot be used as a URL path segment"),
         });
     }
@@ -50,9 +49,8 @@ pub(crate) const MAX_ROWS_READ: usize = 100_000;
 /// The error for a read that passed [`MAX_ROWS_READ`].
 pub(crate) fn too_many_rows(service: &str) -> StoreError {
     StoreError {
-        class: ErrorClass::Permanent,
+        class: ErrorClass::Environment,
         code: "store_too_many_rows",
-        blames_input: false,
         message: format!(
             "{service} kept answering further pages past {MAX_ROWS_READ} rows for one read; reading stopped (does the server ignore the page cursor?)"
         ),
@@ -111,9 +109,8 @@ impl Auth {
     fn value(&self, service: &str, key: &Secret) -> Result<HeaderValue, StoreError> {
         self.value.get(key, |key| {
             let mut value = HeaderValue::from_str(key.expose()).map_err(|_| StoreError {
-                class: ErrorClass::Permanent,
+                class: ErrorClass::Environment,
                 code: "store_key_unusable",
-                blames_input: false,
                 message: format!(
                     "{service}: {} contains characters not allowed in an HTTP header; store the key alone",
                     self.key.source()
@@ -186,7 +183,6 @@ impl JsonServiceClient {
         let expired = || StoreError {
             class: ErrorClass::TRANSIENT,
             code: "deadline_exceeded",
-            blames_input: false,
             message: format!("deadline reached before the {service} call completed"),
         };
         let error = |failure: http::Failure<'_>| self.error(failure);
@@ -207,15 +203,15 @@ impl JsonServiceClient {
         body: &[u8],
     ) -> Result<T, StoreError> {
         serde_json::from_slice(body).map_err(|e| StoreError {
-            class: ErrorClass::Permanent,
+            class: ErrorClass::Environment,
             code: "store_decode",
-            blames_input: false,
             message: format!("{} answer could not be decoded: {e}", self.sender.service),
         })
     }
 
-    /// The stores' reading of a failed attempt: a rejected body (400/413/422) blames the input,
-    /// unless the service says its own setup is at fault; 401/403/404 blame the configuration.
+    /// The stores' reading of a failed attempt: a rejected body (400/413/422) is the input's fault
+    /// ([`ErrorClass::Data`]), unless the service says its own setup is at fault; 401/403/404 are
+    /// the configuration's ([`ErrorClass::Environment`]).
     fn error(&self, failure: http::Failure<'_>) -> StoreError {
         let service = self.sender.service;
         let r = match failure {
@@ -224,7 +220,6 @@ impl JsonServiceClient {
                 return StoreError {
                     class: t.class,
                     code: t.code,
-                    blames_input: false,
                     message: format!("{service} request failed: {}", t.message),
                 };
             }
@@ -241,10 +236,14 @@ impl JsonServiceClient {
             _ => "store_rejected",
         };
         let setup = matches!(status, 400 | 422) && (self.refuses_setup)(&text);
+        let refused_input = matches!(status, 400 | 413 | 422) && !setup;
         StoreError {
-            class: r.class(),
+            class: if refused_input {
+                ErrorClass::Data
+            } else {
+                r.class()
+            },
             code: if setup { "store_setup" } else { code },
-            blames_input: matches!(status, 400 | 413 | 422) && !setup,
             message: format!("{service} HTTP {status}: {}", r.clean(&text)),
         }
     }
@@ -307,7 +306,7 @@ mod tests {
         let e =
             qdrant_client(Credential::fixed("QDRANT_API_KEY", Secret::new("k-1\n"))).unwrap_err();
         assert_eq!(e.code, "store_key_unusable");
-        assert!(!e.blames_input && e.class.is_permanent(), "{e:?}");
+        assert_eq!(e.class, ErrorClass::Environment, "{e:?}");
         assert!(e.message.contains("QDRANT_API_KEY"), "{}", e.message);
         assert!(!e.message.contains("k-1"), "{}", e.message);
 
@@ -343,7 +342,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.code, "store_key_unusable");
-        assert!(!e.blames_input && e.class.is_permanent(), "{e:?}");
+        assert_eq!(e.class, ErrorClass::Environment, "{e:?}");
         assert!(
             e.message.contains("prod/qdrant") && e.message.contains("QDRANT_API_KEY_SECRET_ID"),
             "{}",
@@ -369,7 +368,7 @@ mod tests {
         for bad in ["", ".", ".."] {
             let e = segment("page_id", bad).unwrap_err();
             assert_eq!(e.code, "store_invalid_key");
-            assert!(e.blames_input && e.class.is_permanent());
+            assert_eq!(e.class, ErrorClass::Data);
             assert!(e.message.contains("page_id"), "{}", e.message);
         }
     }

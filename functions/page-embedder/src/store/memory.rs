@@ -46,7 +46,7 @@ impl MemoryStore {
     }
 
     /// Makes every `delete_pages` call that includes `page_id` fail as the store refusing that
-    /// id (permanent, blaming the input), as a database refuses one bad row of a bulk statement.
+    /// id ([`ErrorClass::Data`]), as a database refuses one bad row of a bulk statement.
     pub fn refuse_delete_of(&self, page_id: &str) {
         self.refused.lock().unwrap().push(page_id.to_owned());
     }
@@ -57,7 +57,6 @@ impl MemoryStore {
             Some(class) => Err(StoreError {
                 class,
                 code: "injected",
-                blames_input: class.is_permanent(),
                 message: "injected failure".into(),
             }),
             None => Ok(()),
@@ -101,9 +100,8 @@ impl VectorStore for MemoryStore {
             .any(|id| self.refused.lock().unwrap().contains(id))
         {
             return Err(StoreError {
-                class: ErrorClass::Permanent,
+                class: ErrorClass::Data,
                 code: "refused",
-                blames_input: true,
                 message: "the store refuses this page id".into(),
             });
         }

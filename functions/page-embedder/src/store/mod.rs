@@ -73,12 +73,10 @@ pub struct VectorRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoreError {
-    /// Retry or not.
+    /// Whose fault: the rows' (dead-letter), the environment's, or nobody's yet (retry).
     pub class: ErrorClass,
     /// Low-cardinality code of the underlying error.
     pub code: &'static str,
-    /// Whether the rows themselves were rejected (dead-letter) or the environment is at fault.
-    pub blames_input: bool,
     /// Description (secret-free).
     pub message: String,
 }
@@ -96,7 +94,6 @@ impl StoreError {
         Self {
             class: err.class(),
             code: err.error_code(),
-            blames_input: err.blames_input(),
             message: err.to_string(),
         }
     }
@@ -116,9 +113,6 @@ impl Classify for StoreError {
     }
     fn error_code(&self) -> &'static str {
         self.code
-    }
-    fn blames_input(&self) -> bool {
-        self.blames_input
     }
 }
 
@@ -160,9 +154,8 @@ pub trait VectorStore: Send + Sync {
         let _ = deadline;
         async {
             Err(StoreError {
-                class: ErrorClass::Permanent,
+                class: ErrorClass::Environment,
                 code: "truncate_unsupported",
-                blames_input: false,
                 message:
                     "this vector store cannot delete every vector (CDC_ON_TRUNCATE=delete-all)"
                         .into(),

@@ -243,7 +243,6 @@ fn check_ok(status: &Value) -> Result<(), StoreError> {
         Err(StoreError {
             class: ErrorClass::TRANSIENT,
             code: "store_decode",
-            blames_input: false,
             message: format!("qdrant answered 2xx with status {status}"),
         })
     }
@@ -251,9 +250,8 @@ fn check_ok(status: &Value) -> Result<(), StoreError> {
 
 fn encode_error(e: serde_json::Error) -> StoreError {
     StoreError {
-        class: ErrorClass::Permanent,
+        class: ErrorClass::Data,
         code: "encode",
-        blames_input: true,
         message: e.to_string(),
     }
 }
@@ -413,7 +411,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.code, "store_too_many_rows");
-        assert!(!e.blames_input, "{e:?}");
+        assert_eq!(e.class, ErrorClass::Environment, "{e:?}");
         assert_eq!(
             requests.load(std::sync::atomic::Ordering::Relaxed),
             MAX_ROWS_READ / SCROLL_LIMIT + 1

@@ -282,7 +282,7 @@ impl PostgrestClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Classify;
+    use crate::error::{Classify, ErrorClass};
     use crate::postgrest::test_support::{client, insert_empty, rotating_key};
     use crate::retry::RetryPolicy;
     use crate::secrets::Secret;
@@ -383,7 +383,7 @@ mod tests {
         let e = insert_empty(&c, "vault").await.unwrap_err();
         assert_eq!(server.requests().len(), 3);
         assert_eq!(e.error_code(), "db_unauthorized");
-        assert!(!e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Environment);
         let text = e.to_string();
         assert!(
             text.contains("SUPABASE_KEY_SECRET_ID") && text.contains("app/supabase"),
@@ -475,7 +475,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.error_code(), "db_decode");
-        assert!(!e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Environment);
         assert!(e.to_string().contains("more than 1000000 rows"), "{e}");
         assert_eq!(
             server.requests().len(),
@@ -492,7 +492,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.error_code(), "http_body_too_large");
-        assert!(!e.blames_input() && e.class().is_permanent());
+        assert_eq!(e.class(), ErrorClass::Environment);
         let server = MockServer::start(vec![(
             308,
             vec![("location", "https://elsewhere.example/rest/v1/t")],
@@ -504,7 +504,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.error_code(), "http_redirect");
-        assert!(!e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Environment);
         assert!(e.to_string().contains("SUPABASE_URL"), "{e}");
         assert!(!e.to_string().contains("sekret-key"), "{e}");
         assert_eq!(server.requests().len(), 1, "not retried");

@@ -24,7 +24,9 @@ pub enum PostgrestError {
         details: Option<String>,
         /// `hint` of the error JSON.
         hint: Option<String>,
-        /// Class decided from the status and `Retry-After`.
+        /// [`http::classify_status`] of the answer: transient (with the wait asked for) or not.
+        /// Whether a refusal is the rows' fault is read from the status and code
+        /// ([`Classify::class`]).
         class: ErrorClass,
     },
     /// The request did not complete (connection refused/reset, timeout, ...).
@@ -84,9 +86,10 @@ impl PostgrestError {
     ///     message: "Could not find the 'answer' column of 'vault' in the schema cache".into(),
     ///     details: None,
     ///     hint: None,
-    ///     class: ErrorClass::Permanent,
+    ///     class: ErrorClass::Environment,
     /// };
-    /// assert!(e.is_schema_mismatch() && !e.blames_input());
+    /// assert!(e.is_schema_mismatch());
+    /// assert_eq!(e.class(), ErrorClass::Environment);
     /// assert_eq!(e.error_code(), "db_schema");
     /// ```
     pub fn is_schema_mismatch(&self) -> bool {
@@ -110,10 +113,10 @@ impl PostgrestError {
     ///     message: "expected 768 dimensions, not 3".into(),
     ///     details: None,
     ///     hint: None,
-    ///     class: ErrorClass::Permanent,
+    ///     class: ErrorClass::Environment,
     /// };
     /// assert!(e.is_vector_dimension_mismatch());
-    /// assert!(!e.blames_input());
+    /// assert_eq!(e.class(), ErrorClass::Environment);
     /// assert_eq!(e.error_code(), "db_vector_dimensions");
     /// ```
     pub fn is_vector_dimension_mismatch(&self) -> bool {
@@ -133,11 +136,34 @@ impl PostgrestError {
     }
 }
 
+/// Only a rejection of the data itself (400 bad value, 409 constraint, 413 too large, 422) is
+/// [`ErrorClass::Data`]: bad credentials (401/403), a missing table (404), a method not allowed, a
+/// schema that lacks what the rows name
+/// ([`is_schema_mismatch`](PostgrestError::is_schema_mismatch)) or a vector column of another
+/// dimension ([`is_vector_dimension_mismatch`](PostgrestError::is_vector_dimension_mismatch))
+/// are the environment's, and the rows must not be dead-lettered for them.
 impl Classify for PostgrestError {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::Api { class, .. } | Self::Transport { class, .. } => *class,
-            Self::Decode(_) | Self::Build(_) | Self::Key(_) => ErrorClass::Permanent,
+            Self::Api {
+                class: class @ ErrorClass::Transient { .. },
+                ..
+            }
+            | Self::Transport {
+                class: class @ ErrorClass::Transient { .. },
+                ..
+            } => *class,
+            Self::Api {
+                status: 400 | 409 | 413 | 422,
+                ..
+            } if !self.is_schema_mismatch() && !self.is_vector_dimension_mismatch() => {
+                ErrorClass::Data
+            }
+            Self::Api { .. }
+            | Self::Transport { .. }
+            | Self::Decode(_)
+            | Self::Build(_)
+            | Self::Key(_) => ErrorClass::Environment,
             Self::DeadlineExceeded => ErrorClass::TRANSIENT,
         }
     }
@@ -162,24 +188,6 @@ impl Classify for PostgrestError {
             Self::Build(_) => "db_client_build",
             Self::Key(_) => "db_key_unusable",
         }
-    }
-
-    /// Only a rejection of the data itself (400 bad value, 409 constraint, 413 too large, 422)
-    /// blames the rows: bad credentials (401/403), a missing table (404), a method not allowed, a
-    /// schema that lacks what the rows name
-    /// ([`is_schema_mismatch`](PostgrestError::is_schema_mismatch)) or a vector column of another
-    /// dimension ([`is_vector_dimension_mismatch`](PostgrestError::is_vector_dimension_mismatch))
-    /// are environment problems, and the rows must not be dead-lettered for them.
-    fn blames_input(&self) -> bool {
-        !self.is_vector_dimension_mismatch()
-            && !self.is_schema_mismatch()
-            && matches!(
-                self,
-                Self::Api {
-                    status: 400 | 409 | 413 | 422,
-                    ..
-                }
-            )
     }
 }
 
@@ -266,7 +274,7 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test]
-    async fn constraint_error_is_parsed_permanent_and_blames_input() {
+    async fn constraint_error_is_parsed_as_data() {
         let body = r#"{"code":"23502","message":"null value in column \"question\" violates not-null constraint sekret-key","details":null,"hint":null}"#;
         let server = MockServer::start(vec![(400, vec![], body.into())]).await;
         let c = client(&server.url());
@@ -276,8 +284,7 @@ mod tests {
             1,
             "permanent errors are not retried"
         );
-        assert!(e.class().is_permanent());
-        assert!(e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Data);
         assert_eq!(e.error_code(), "db_bad_request");
         let text = e.to_string();
         assert!(
@@ -297,8 +304,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(server.requests().len(), 1, "not retried");
         assert!(e.is_vector_dimension_mismatch());
-        assert!(e.class().is_permanent());
-        assert!(!e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Environment);
         assert_eq!(e.error_code(), "db_vector_dimensions");
         assert!(e.to_string().contains("expected 768 dimensions"), "{e}");
 
@@ -309,10 +315,10 @@ mod tests {
             message: "some other data exception".into(),
             details: None,
             hint: None,
-            class: ErrorClass::Permanent,
+            class: ErrorClass::Environment,
         };
         assert!(!other.is_vector_dimension_mismatch());
-        assert!(other.blames_input());
+        assert_eq!(other.class(), ErrorClass::Data);
         assert_eq!(other.error_code(), "db_bad_request");
     }
 
@@ -332,8 +338,7 @@ mod tests {
             )
             .await
             .unwrap_err();
-        assert!(e.class().is_permanent());
-        assert!(!e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Environment);
         assert_eq!(e.error_code(), "db_unauthorized");
     }
 
@@ -345,19 +350,74 @@ mod tests {
             message: "m".into(),
             details: None,
             hint: None,
-            class: ErrorClass::Permanent,
+            class: ErrorClass::Environment,
         };
         for code in [
             "PGRST100", "PGRST204", "PGRST205", "42703", "42P01", "42P10", "42704", "42883",
         ] {
             let e = api(400, code);
             assert!(e.is_schema_mismatch(), "{code}");
-            assert!(!e.blames_input(), "{code}");
+            assert_eq!(e.class(), ErrorClass::Environment, "{code}");
             assert_eq!(e.error_code(), "db_schema", "{code}");
         }
         for (status, code) in [(400, "22P02"), (400, "23514"), (409, "23505")] {
             let e = api(status, code);
-            assert!(!e.is_schema_mismatch() && e.blames_input(), "{code}");
+            assert!(!e.is_schema_mismatch(), "{code}");
+            assert_eq!(e.class(), ErrorClass::Data, "{code}");
         }
+    }
+
+    #[test]
+    fn answers_keep_their_fates() {
+        use crate::fate::{Fate, Fault};
+        use reqwest::{StatusCode, header::HeaderMap};
+        let api = |status: u16, code: &str| PostgrestError::Api {
+            status,
+            code: Some(code.into()),
+            message: "m".into(),
+            details: None,
+            hint: None,
+            class: http::classify_status(StatusCode::from_u16(status).unwrap(), &HeaderMap::new()),
+        };
+        let failed = |code: &'static str, status: u16, sqlstate: &str, fault| Fate::Failed {
+            code,
+            message: format!("PostgREST {status}: m (code {sqlstate})"),
+            fault,
+        };
+        // A value the table refuses: the row's fault.
+        assert_eq!(
+            Fate::from_error(&api(400, "23514")),
+            Fate::rejected("db_bad_request", "PostgREST 400: m (code 23514)")
+        );
+        assert_eq!(
+            Fate::from_error(&api(409, "23505")),
+            Fate::rejected("db_conflict", "PostgREST 409: m (code 23505)")
+        );
+        // The key, a missing table, a column the schema lacks: the environment's.
+        assert_eq!(
+            Fate::from_error(&api(401, "PGRST301")),
+            failed("db_unauthorized", 401, "PGRST301", Fault::Environment)
+        );
+        assert_eq!(
+            Fate::from_error(&api(404, "PGRST205")),
+            failed("db_schema", 404, "PGRST205", Fault::Environment)
+        );
+        assert_eq!(
+            Fate::from_error(&api(400, "PGRST204")),
+            failed("db_schema", 400, "PGRST204", Fault::Environment)
+        );
+        // The server down: transient.
+        assert_eq!(
+            Fate::from_error(&api(503, "PGRST500")),
+            failed("db_server_error", 503, "PGRST500", Fault::Transient)
+        );
+        assert_eq!(
+            Fate::from_error(&PostgrestError::DeadlineExceeded),
+            Fate::Failed {
+                code: "deadline_exceeded",
+                message: "deadline reached before the PostgREST call could complete".into(),
+                fault: Fault::Transient,
+            }
+        );
     }
 }

@@ -216,7 +216,7 @@ pub(super) fn auth_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Classify;
+    use crate::error::{Classify, ErrorClass};
     use crate::postgrest::test_support::{insert_empty, jwt, rotating_key, rotating_key_with_ttl};
     use crate::postgrest::{PostgrestClient, PostgrestConfig};
     use crate::testing::MockServer;
@@ -401,7 +401,7 @@ mod tests {
 
     fn assert_key_refused(e: &PostgrestError, key: &str) {
         assert_eq!(e.error_code(), "db_key_unusable");
-        assert!(e.class().is_permanent() && !e.blames_input(), "{e:?}");
+        assert_eq!(e.class(), ErrorClass::Environment, "{e:?}");
         let text = e.to_string();
         assert!(
             text.contains("app/supabase") && text.contains("SUPABASE_KEY_SECRET_ID"),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use event_decoding::KafkaRecord;
 
 use super::function::{BatchFunction, Decoded, Keep};
-use crate::fate::Fate;
+use crate::fate::{Fate, Fault};
 
 /// The batch's records of one key.
 struct Group<I> {
@@ -113,7 +113,7 @@ pub(super) fn judge(n: usize, results: Vec<Fate>) -> Vec<Fate> {
                 message: format!(
                     "every item, written alone, was refused with the same error, so the target (schema, table, configuration) is at fault, not the records: {message}"
                 ),
-                environment: true,
+                fault: Fault::Environment,
             },
             other => other,
         })

@@ -9,7 +9,7 @@ use event_decoding::{BatchReport, KafkaBatch, KafkaRecord};
 use super::function::BatchFunction;
 use super::lifecycle::{Handled, Runner};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
-use crate::fate::Fate;
+use crate::fate::{Fate, Fault};
 use crate::metrics::{MetricSet, now_ms};
 use crate::otlp::BatchSpan;
 use crate::retry::Deadline;
@@ -75,13 +75,10 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
             fates[i] = Fate::Failed {
                 code,
                 message,
-                environment: matches!(
-                    fate,
-                    Fate::Failed {
-                        environment: true,
-                        ..
-                    }
-                ),
+                fault: match fate {
+                    Fate::Failed { fault, .. } => fault,
+                    _ => Fault::Transient,
+                },
             };
         }
     }
@@ -173,13 +170,8 @@ pub(super) fn log_failures(records: &[KafkaRecord], fates: &[Fate], trace: &Batc
     for (code, first, count) in seen {
         let r = &records[first];
         let traceparent = trace.record(first);
-        if let Fate::Failed {
-            message,
-            environment,
-            ..
-        } = &fates[first]
-        {
-            if *environment {
+        if let Fate::Failed { message, fault, .. } = &fates[first] {
+            if *fault == Fault::Environment {
                 tracing::error!(error_code = code, records = count, topic = %r.topic, partition = r.partition, offset = r.offset, traceparent, error = %message, "records failed for a reason that is not their data (configuration, schema, credentials); reported for redelivery");
             } else {
                 tracing::warn!(error_code = code, records = count, topic = %r.topic, partition = r.partition, offset = r.offset, traceparent, error = %message, "records failed; reported for redelivery");

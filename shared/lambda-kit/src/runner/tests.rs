@@ -8,7 +8,7 @@ use event_decoding::{EventSource, KafkaBatch, KafkaRecord};
 
 use super::{BatchFunction, Decoded, Handled, Keep, Runner};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
-use crate::fate::Fate;
+use crate::fate::{Fate, Fault};
 use crate::metrics::Metrics;
 use crate::otlp::OtlpExporter;
 use crate::retry::{Deadline, DeadlineSettings};
@@ -65,7 +65,7 @@ impl BatchFunction for Fake {
                     "down" => Fate::Failed {
                         code: "down",
                         message: "503".into(),
-                        environment: false,
+                        fault: Fault::Transient,
                     },
                     _ => Fate::Stored,
                 }
@@ -161,7 +161,7 @@ impl DeadLetterSink for Letters {
                 Fate::Failed {
                     code: "db_unavailable",
                     message: "503".into(),
-                    environment: false,
+                    fault: Fault::Transient,
                 }
             } else {
                 Fate::Stored

@@ -17,12 +17,13 @@ use event_decoding::{DataFormat, SchemaLookup, SchemaUnavailable, WriterSchema};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 
 use crate::config::Env;
-use crate::error::{Classify, ErrorClass};
 use crate::http::{self, Failure, Sender};
 use crate::init::InitError;
 use crate::retry::{Deadline, RetryPolicy};
-use crate::schema_cache::SchemaCache;
-use crate::secrets::{Credential, Refusal, Secret, SecretSpec};
+use crate::schema_cache::{SchemaCache, debug_registry_client};
+use crate::secrets::{Credential, Secret, SecretSpec};
+
+use super::error::{Registry, RegistryError};
 
 /// How to reach the registry.
 #[derive(Clone)]
@@ -102,78 +103,6 @@ impl RegistryConfig {
     }
 }
 
-/// Fetching a schema failed.
-#[non_exhaustive]
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RegistryError {
-    /// The client could not be built.
-    #[error("schema registry client: {0}")]
-    Build(String),
-    /// The registry has no schema with this id (404, `error_code` 40403).
-    #[error("schema registry has no schema {id}: {message}")]
-    NotFound {
-        /// The id.
-        id: String,
-        /// The registry's message.
-        message: String,
-    },
-    /// The schema is not one this client can use (an unknown type, a reference that cannot be
-    /// had, does not parse).
-    #[error("schema {id} cannot be used: {problem}")]
-    Unusable {
-        /// The id.
-        id: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// Any other answer, or none: network, 5xx, 401/403, deadline.
-    #[error("schema registry request for schema {id} failed ({code}): {message}")]
-    Request {
-        /// The id.
-        id: String,
-        /// Low-cardinality code.
-        code: &'static str,
-        /// What happened (never the credentials).
-        message: String,
-        /// [`ErrorClass`] of the failure.
-        class: ErrorClass,
-    },
-}
-
-impl Classify for RegistryError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            Self::Request { class, .. } => *class,
-            _ => ErrorClass::Permanent,
-        }
-    }
-    fn error_code(&self) -> &'static str {
-        match self {
-            Self::Build(_) => "schema_registry_build",
-            Self::NotFound { .. } => "unknown_schema_id",
-            Self::Unusable { .. } => "schema_unusable",
-            Self::Request { .. } => "schema_fetch_failed",
-        }
-    }
-    /// Never the record's fault: a schema that cannot be had is the environment's.
-    fn blames_input(&self) -> bool {
-        false
-    }
-}
-
-impl From<&RegistryError> for SchemaUnavailable {
-    fn from(e: &RegistryError) -> Self {
-        match e {
-            RegistryError::NotFound { .. } | RegistryError::Unusable { .. } => {
-                SchemaUnavailable::Unknown(e.to_string())
-            }
-            RegistryError::Build(_) | RegistryError::Request { .. } => {
-                SchemaUnavailable::FetchFailed(e.to_string())
-            }
-        }
-    }
-}
-
 /// A Confluent-compatible registry client with a per-process cache of parsed schemas.
 ///
 /// Schemas are cached for the life of the execution environment (an id always names the same
@@ -190,14 +119,7 @@ pub struct SchemaRegistry {
     fetches: std::sync::atomic::AtomicU64,
 }
 
-impl fmt::Debug for SchemaRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SchemaRegistry")
-            .field("url", &self.url)
-            .field("cached", &self.cache.len())
-            .finish_non_exhaustive()
-    }
-}
+debug_registry_client!(SchemaRegistry, url);
 
 impl SchemaRegistry {
     /// A client for `config`.
@@ -278,6 +200,7 @@ impl SchemaRegistry {
     ) -> Result<WriterSchema, RegistryError> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(RegistryError::Unusable {
+                registry: Registry::Confluent,
                 id: id.to_string(),
                 problem: "not a Confluent schema id (a decimal number); a Glue schema version id needs a Glue registry".into(),
             });
@@ -285,6 +208,7 @@ impl SchemaRegistry {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let unusable = |problem: String| RegistryError::Unusable {
+            registry: Registry::Confluent,
             id: id.to_string(),
             problem,
         };
@@ -306,6 +230,7 @@ impl SchemaRegistry {
         deadline: &Deadline,
     ) -> Result<Vec<(String, String)>, RegistryError> {
         let unusable = |problem: String| RegistryError::Unusable {
+            registry: Registry::Confluent,
             id: id.to_string(),
             problem,
         };
@@ -372,12 +297,7 @@ impl SchemaRegistry {
                 "application/vnd.schemaregistry.v1+json, application/json",
             )
         };
-        let expired = || RegistryError::Request {
-            id: id.to_string(),
-            code: "deadline",
-            message: "the invocation deadline passed before the schema could be fetched".into(),
-            class: ErrorClass::TRANSIENT,
-        };
+        let expired = || RegistryError::deadline(Registry::Confluent, id);
         let error = |failure: Failure<'_>| failed(id, failure);
         let body = match &self.auth {
             None => self.sender.send(deadline, request, expired, error).await?,
@@ -407,31 +327,6 @@ fn basic_auth(user: &Secret, password: &Secret) -> Result<HeaderValue, RegistryE
     })?;
     v.set_sensitive(true);
     Ok(v)
-}
-
-/// A 401/403 is the registry refusing the credentials; one that stands after they were re-read
-/// says which setting to fix.
-impl Refusal for RegistryError {
-    fn is_refusal(&self) -> bool {
-        matches!(self, Self::Request { code, .. } if *code == "schema_registry_auth")
-    }
-
-    fn with_note(self, note: String) -> Self {
-        match self {
-            Self::Request {
-                id,
-                code,
-                message,
-                class,
-            } => Self::Request {
-                id,
-                code,
-                message: format!("{message}; {note}"),
-                class,
-            },
-            other => other,
-        }
-    }
 }
 
 /// Largest registry answer read: a schema (JSON-escaped in the answer) of several megabytes is
@@ -486,6 +381,7 @@ struct Reference {
 fn failed(id: &str, failure: Failure<'_>) -> RegistryError {
     match failure {
         Failure::Transport(t) => RegistryError::Request {
+            registry: Registry::Confluent,
             id: id.to_string(),
             code: t.code,
             message: t.message,
@@ -511,11 +407,13 @@ fn failed(id: &str, failure: Failure<'_>) -> RegistryError {
                 && matches!(code, Some(40401..=40403) | None)
             {
                 return RegistryError::NotFound {
+                    registry: Registry::Confluent,
                     id: id.to_string(),
                     message,
                 };
             }
             RegistryError::Request {
+                registry: Registry::Confluent,
                 id: id.to_string(),
                 code: match r.status.as_u16() {
                     401 | 403 => "schema_registry_auth",
@@ -538,6 +436,8 @@ impl SchemaLookup for SchemaRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Classify, ErrorClass};
+    use crate::fate::{Fate, Fault};
     use crate::schema_cache::{MAX_REMEMBERED_FAILURES, PREFETCH_CONCURRENCY};
     use crate::schema_registry::test_support::{deadline, ok_body, registry};
     use crate::testing::MockServer;
@@ -652,6 +552,7 @@ mod tests {
                 }
                 in_flight.fetch_sub(1, Ordering::Relaxed);
                 Err(RegistryError::Unusable {
+                    registry: Registry::Confluent,
                     id,
                     problem: "unknown".into(),
                 })
@@ -771,7 +672,7 @@ mod tests {
         let r = registry(format!("http://127.0.0.1:{port}"));
         let e = r.fetch("1", &deadline()).await.unwrap_err();
         assert!(e.class().is_transient(), "{e}");
-        assert!(!e.blames_input());
+        assert_ne!(e.class(), ErrorClass::Data);
         let e = r
             .fetch("1", &Deadline::after(Duration::ZERO))
             .await
@@ -906,7 +807,7 @@ mod tests {
         let e = r.fetch("5", &deadline()).await.unwrap_err();
         assert_eq!(e.error_code(), "schema_unusable", "{e}");
         assert!(e.to_string().contains("gone.proto (gone version 4)"), "{e}");
-        assert!(!e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Environment);
         // 404 is not retried.
         assert_eq!(server.requests().len(), 2);
     }
@@ -932,5 +833,58 @@ mod tests {
         let e = r.fetch("1", &deadline()).await.unwrap_err();
         assert!(e.to_string().contains("nest deeper than"), "{e}");
         assert_eq!(server.requests().len(), MAX_REFERENCE_DEPTH + 1);
+    }
+
+    #[tokio::test]
+    async fn refusals_keep_their_fates() {
+        // A 404 is an unknown id, a 401 a refused key: both the environment's, never the
+        // record's; a 503 is transient.
+        let server = MockServer::start(vec![
+            (
+                404,
+                vec![],
+                r#"{"error_code":40403,"message":"Schema 9 not found"}"#.into(),
+            ),
+            (401, vec![], r#"{"message":"Unauthorized"}"#.into()),
+        ])
+        .await;
+        let r = registry(server.url());
+        let missing = r.fetch("9", &deadline()).await.unwrap_err();
+        assert_eq!(
+            Fate::from_error(&missing),
+            Fate::Failed {
+                code: "unknown_schema_id",
+                message: "schema registry has no schema 9: Schema 9 not found".into(),
+                fault: Fault::Environment,
+            }
+        );
+        let refused = r.fetch("9", &deadline()).await.unwrap_err();
+        assert!(
+            matches!(
+                Fate::from_error(&refused),
+                Fate::Failed {
+                    code: "schema_fetch_failed",
+                    fault: Fault::Environment,
+                    ..
+                }
+            ),
+            "{refused}"
+        );
+        let server = MockServer::start(vec![(503, vec![], "busy".into()); 3]).await;
+        let down = registry(server.url())
+            .fetch("9", &deadline())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                Fate::from_error(&down),
+                Fate::Failed {
+                    code: "schema_fetch_failed",
+                    fault: Fault::Transient,
+                    ..
+                }
+            ),
+            "{down}"
+        );
     }
 }

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use event_decoding::{KeyFormat, ValueFormat, WriterSchema};
 
 use crate::config::{ConfigError, Env};
-use crate::glue_registry::{GlueRegistry, GlueRegistryArn, GlueRegistryConfig};
 use crate::init::InitError;
 
 use super::shipped::{KEY_SCHEMAS, Shippable, Shipped, VALUE_SCHEMAS, shipped_schema};
-use super::{RegistryConfig, RegistryError, SchemaRegistry, Values};
+use super::{
+    GlueRegistry, GlueRegistryArn, GlueRegistryConfig, RegistryConfig, RegistryError,
+    SchemaRegistry, Values,
+};
 
 /// What a function reads about values and the registry, at cold start.
 ///

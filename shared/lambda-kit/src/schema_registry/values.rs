@@ -9,11 +9,10 @@ use event_decoding::{
     key_and_value_schema_ids,
 };
 
-use crate::glue_registry::GlueRegistry;
 use crate::retry::Deadline;
 
-use super::SchemaRegistry;
 use super::shipped::Shipped;
+use super::{GlueRegistry, SchemaRegistry};
 
 /// `VALUE_FORMAT` and the registry client, built once per process: a function fetches a batch's
 /// schemas with [`prepare`](Self::prepare) (its
@@ -183,7 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn values_with_a_glue_arn_resolve_glue_framed_records() {
-        use crate::glue_registry::tests::{ARN, error, registry as glue_registry, version};
+        use crate::schema_registry::glue::tests::{ARN, error, registry as glue_registry, version};
         use event_decoding::{ErrorCode, KafkaRecord, ValueFormat};
         let env = Env::from_pairs([("VALUE_FORMAT", "auto"), ("SCHEMA_REGISTRY_URL", ARN)]);
         let s = ValueSettings::from_env(&env).await.unwrap();

@@ -63,7 +63,12 @@ impl Classify for SecretError {
             Self::Fetch {
                 transient: true, ..
             } => ErrorClass::TRANSIENT,
-            _ => ErrorClass::Permanent,
+            Self::Fetch {
+                transient: false, ..
+            }
+            | Self::NotConfigured { .. }
+            | Self::Setting { .. }
+            | Self::Unusable { .. } => ErrorClass::Environment,
         }
     }
     fn error_code(&self) -> &'static str {

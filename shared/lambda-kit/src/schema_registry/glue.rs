@@ -24,18 +24,17 @@ use aws_sdk_glue::operation::get_schema_version::GetSchemaVersionError;
 use event_decoding::{DataFormat, SchemaLookup, SchemaUnavailable, WriterSchema};
 
 use crate::config::{ConfigError, Env};
-use crate::error::{Classify, ErrorClass};
+use crate::error::ErrorClass;
 use crate::init::InitError;
 use crate::retry::{Deadline, RetryPolicy, retry};
-use crate::schema_cache::SchemaCache;
+use crate::schema_cache::{SchemaCache, debug_registry_client};
 
-/// The IAM action a function needs to resolve Glue schemas itself.
-pub const GET_SCHEMA_VERSION: &str = "glue:GetSchemaVersion";
+use super::error::{Registry, RegistryError};
 
 /// A Glue registry ARN, split.
 ///
 /// ```
-/// use lambda_kit::glue_registry::GlueRegistryArn;
+/// use lambda_kit::schema_registry::GlueRegistryArn;
 /// let arn: GlueRegistryArn = "arn:aws:glue:eu-west-1:123456789012:registry/gifts".parse().unwrap();
 /// assert_eq!((arn.region.as_str(), arn.name.as_str()), ("eu-west-1", "gifts"));
 /// assert!(GlueRegistryArn::looks_like("arn:aws:glue:eu-west-1:123456789012:registry/gifts"));
@@ -108,7 +107,7 @@ impl std::str::FromStr for GlueRegistryArn {
 /// Whether `id` is a schema version id as Glue writes them: canonical UUID text.
 ///
 /// ```
-/// use lambda_kit::glue_registry::is_schema_version_id;
+/// use lambda_kit::schema_registry::is_schema_version_id;
 /// assert!(is_schema_version_id("0a1b2c3d-4e5f-4071-8293-a4b5c6d7e8f9"));
 /// assert!(!is_schema_version_id("17"));
 /// assert!(!is_schema_version_id("0a1b2c3d-4e5f-4071-8293-a4b5c6d7e8f"));
@@ -181,84 +180,6 @@ pub struct GlueSchemaVersion {
     pub schema_arn: Option<String>,
 }
 
-/// Fetching a schema version failed.
-#[non_exhaustive]
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum GlueRegistryError {
-    /// The registry has no schema version with this id (`EntityNotFoundException`).
-    #[error("the Glue schema registry has no schema version {id}: {message}")]
-    NotFound {
-        /// The id.
-        id: String,
-        /// Glue's message.
-        message: String,
-    },
-    /// The function's role may not read schema versions (`AccessDeniedException`).
-    #[error(
-        "the Glue schema registry refused schema version {id}: the function's role needs {GET_SCHEMA_VERSION} ({message})"
-    )]
-    AccessDenied {
-        /// The id.
-        id: String,
-        /// Glue's message.
-        message: String,
-    },
-    /// The id is not one Glue knows how to name, or the schema version cannot be used.
-    #[error("Glue schema version {id} cannot be used: {problem}")]
-    Unusable {
-        /// The id.
-        id: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// Any other answer, or none: throttling, 5xx, network, deadline.
-    #[error("Glue GetSchemaVersion for {id} failed ({code}): {message}")]
-    Request {
-        /// The id.
-        id: String,
-        /// Low-cardinality code.
-        code: &'static str,
-        /// What happened.
-        message: String,
-        /// [`ErrorClass`] of the failure.
-        class: ErrorClass,
-    },
-}
-
-impl Classify for GlueRegistryError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            Self::Request { class, .. } => *class,
-            _ => ErrorClass::Permanent,
-        }
-    }
-    fn error_code(&self) -> &'static str {
-        match self {
-            Self::NotFound { .. } => "unknown_schema_id",
-            Self::AccessDenied { .. } => "schema_registry_auth",
-            Self::Unusable { .. } => "schema_unusable",
-            Self::Request { .. } => "schema_fetch_failed",
-        }
-    }
-    /// Never the record's fault: a schema that cannot be had is the environment's.
-    fn blames_input(&self) -> bool {
-        false
-    }
-}
-
-impl From<&GlueRegistryError> for SchemaUnavailable {
-    fn from(e: &GlueRegistryError) -> Self {
-        match e {
-            GlueRegistryError::NotFound { .. } | GlueRegistryError::Unusable { .. } => {
-                SchemaUnavailable::Unknown(e.to_string())
-            }
-            GlueRegistryError::AccessDenied { .. } | GlueRegistryError::Request { .. } => {
-                SchemaUnavailable::FetchFailed(e.to_string())
-            }
-        }
-    }
-}
-
 /// Error codes of AWS's JSON protocols that mean "slow down".
 const THROTTLING: &[&str] = &[
     "ThrottlingException",
@@ -279,9 +200,10 @@ const AUTH: &[&str] = &[
     "MissingAuthenticationToken",
 ];
 
-fn classify(id: &str, e: SdkError<GetSchemaVersionError>) -> GlueRegistryError {
+fn classify(id: &str, e: SdkError<GetSchemaVersionError>) -> RegistryError {
     let message = DisplayErrorContext(&e).to_string();
-    let request = |code, class| GlueRegistryError::Request {
+    let request = |code, class| RegistryError::Request {
+        registry: Registry::Glue,
         id: id.to_string(),
         code,
         message: message.clone(),
@@ -290,7 +212,7 @@ fn classify(id: &str, e: SdkError<GetSchemaVersionError>) -> GlueRegistryError {
     match &e {
         SdkError::TimeoutError(_) => request("glue_timeout", ErrorClass::TRANSIENT),
         SdkError::DispatchFailure(d) if d.is_user() => {
-            request("glue_client", ErrorClass::Permanent)
+            request("glue_client", ErrorClass::Environment)
         }
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             request("glue_unreachable", ErrorClass::TRANSIENT)
@@ -300,43 +222,45 @@ fn classify(id: &str, e: SdkError<GetSchemaVersionError>) -> GlueRegistryError {
             let status = se.raw().status().as_u16();
             let text = err.message().unwrap_or("no message").to_string();
             match err {
-                GetSchemaVersionError::EntityNotFoundException(_) => GlueRegistryError::NotFound {
+                GetSchemaVersionError::EntityNotFoundException(_) => RegistryError::NotFound {
+                    registry: Registry::Glue,
                     id: id.to_string(),
                     message: text,
                 },
-                GetSchemaVersionError::AccessDeniedException(_) => {
-                    GlueRegistryError::AccessDenied {
-                        id: id.to_string(),
-                        message: text,
-                    }
-                }
-                GetSchemaVersionError::InvalidInputException(_) => GlueRegistryError::Unusable {
+                GetSchemaVersionError::AccessDeniedException(_) => RegistryError::AccessDenied {
+                    id: id.to_string(),
+                    message: text,
+                },
+                GetSchemaVersionError::InvalidInputException(_) => RegistryError::Unusable {
+                    registry: Registry::Glue,
                     id: id.to_string(),
                     problem: format!("Glue refused the id: {text}"),
                 },
                 GetSchemaVersionError::InternalServiceException(_) => {
                     request("glue_unavailable", ErrorClass::TRANSIENT)
                 }
+                // The error is `#[non_exhaustive]`: the others by their code and status, none of
+                // them the record's fault.
                 _ => match err.code() {
                     Some(c) if THROTTLING.contains(&c) => {
                         request("glue_throttled", ErrorClass::TRANSIENT)
                     }
-                    Some(c) if AUTH.contains(&c) => GlueRegistryError::AccessDenied {
+                    Some(c) if AUTH.contains(&c) => RegistryError::AccessDenied {
                         id: id.to_string(),
                         message: format!("{c}: {text}"),
                     },
                     _ if status == 429 => request("glue_throttled", ErrorClass::TRANSIENT),
                     _ if status >= 500 => request("glue_unavailable", ErrorClass::TRANSIENT),
-                    _ if status == 401 || status == 403 => GlueRegistryError::AccessDenied {
+                    _ if status == 401 || status == 403 => RegistryError::AccessDenied {
                         id: id.to_string(),
                         message: format!("HTTP {status}: {text}"),
                     },
-                    _ => request("glue_refused", ErrorClass::Permanent),
+                    _ => request("glue_refused", ErrorClass::Environment),
                 },
             }
         }
         // A request that could not be built, or a failure the SDK does not name.
-        _ => request("glue_client", ErrorClass::Permanent),
+        _ => request("glue_client", ErrorClass::Environment),
     }
 }
 
@@ -349,18 +273,11 @@ pub struct GlueRegistry {
     arn: String,
     timeout: Duration,
     retry: RetryPolicy,
-    cache: SchemaCache<GlueRegistryError>,
+    cache: SchemaCache<RegistryError>,
     fetches: AtomicU64,
 }
 
-impl fmt::Debug for GlueRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GlueRegistry")
-            .field("arn", &self.arn)
-            .field("cached", &self.cache.len())
-            .finish_non_exhaustive()
-    }
-}
+debug_registry_client!(GlueRegistry, arn);
 
 impl GlueRegistry {
     /// A client for `config`. The SDK's own retries are off: [`RetryPolicy`] and the batch's
@@ -405,20 +322,16 @@ impl GlueRegistry {
         &self,
         id: &str,
         deadline: &Deadline,
-    ) -> Result<GlueSchemaVersion, GlueRegistryError> {
+    ) -> Result<GlueSchemaVersion, RegistryError> {
         if !is_schema_version_id(id) {
-            return Err(GlueRegistryError::Unusable {
+            return Err(RegistryError::Unusable {
+                registry: Registry::Glue,
                 id: id.to_string(),
                 problem: "not a Glue schema version id (a UUID): the value names a Confluent schema id, but SCHEMA_REGISTRY_URL is a Glue registry".into(),
             });
         }
         self.fetches.fetch_add(1, Relaxed);
-        let expired = || GlueRegistryError::Request {
-            id: id.to_string(),
-            code: "deadline",
-            message: "the invocation deadline passed before the schema could be fetched".into(),
-            class: ErrorClass::TRANSIENT,
-        };
+        let expired = || RegistryError::deadline(Registry::Glue, id);
         let out = retry(&self.retry, deadline, expired, |attempt| async move {
             let call = self
                 .client
@@ -427,7 +340,8 @@ impl GlueRegistry {
                 .send();
             match tokio::time::timeout(self.timeout.min(attempt.remaining), call).await {
                 Ok(r) => r.map_err(|e| classify(id, e)),
-                Err(_) => Err(GlueRegistryError::Request {
+                Err(_) => Err(RegistryError::Request {
+                    registry: Registry::Glue,
                     id: id.to_string(),
                     code: "glue_timeout",
                     message: format!(
@@ -439,7 +353,8 @@ impl GlueRegistry {
             }
         })
         .await?;
-        let unusable = |problem: String| GlueRegistryError::Unusable {
+        let unusable = |problem: String| RegistryError::Unusable {
+            registry: Registry::Glue,
             id: id.to_string(),
             problem,
         };
@@ -467,13 +382,11 @@ impl GlueRegistry {
     }
 
     /// The writer schema of a fetched version (Glue schemas have no references).
-    fn parse(
-        id: &str,
-        version: &GlueSchemaVersion,
-    ) -> Result<Arc<WriterSchema>, GlueRegistryError> {
+    fn parse(id: &str, version: &GlueSchemaVersion) -> Result<Arc<WriterSchema>, RegistryError> {
         WriterSchema::parse(version.data_format, &version.definition, &[])
             .map(Arc::new)
-            .map_err(|problem| GlueRegistryError::Unusable {
+            .map_err(|problem| RegistryError::Unusable {
+                registry: Registry::Glue,
                 id: id.to_string(),
                 problem,
             })
@@ -502,6 +415,7 @@ impl SchemaLookup for GlueRegistry {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::error::Classify;
     use crate::testing::MockServer;
 
     const ID: &str = "0a1b2c3d-4e5f-4071-8293-a4b5c6d7e8f9";
@@ -618,7 +532,7 @@ pub(crate) mod tests {
             assert_eq!(server.requests().len(), 3, "{kind}: three attempts");
             assert!(e.class().is_transient(), "{kind}: {e}");
             assert_eq!(e.error_code(), "schema_fetch_failed");
-            assert!(!e.blames_input());
+            assert_ne!(e.class(), ErrorClass::Data);
             assert!(!e.to_string().contains("s3cr3t"));
         }
         // Throttled once, then answered.
@@ -647,10 +561,10 @@ pub(crate) mod tests {
         .await;
         let r = registry(server.url(), 3);
         let e = r.fetch(ID, &deadline()).await.unwrap_err();
-        assert!(matches!(e, GlueRegistryError::AccessDenied { .. }), "{e}");
+        assert!(matches!(e, RegistryError::AccessDenied { .. }), "{e}");
         assert_eq!(server.requests().len(), 1, "not retried");
         assert!(e.to_string().contains("needs glue:GetSchemaVersion"), "{e}");
-        assert!(!e.blames_input());
+        assert_eq!(e.class(), ErrorClass::Environment);
         assert_eq!(
             SchemaUnavailable::from(&e),
             SchemaUnavailable::FetchFailed(e.to_string())
