@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 
 use crate::http::{HttpRequest, HttpResponse};
 use crate::idempotency::{Caller, client_key};
-use crate::kafka::{Broker, OutRecord, SendError};
+use crate::kafka::{Broker, Delivery, OutRecord, SendError};
 
 /// The route this function serves (an HTTP API stage prefix is allowed before it).
 pub const ROUTE: &str = "/vault/save";
@@ -160,16 +160,9 @@ impl<B: Broker> Publisher<B> {
             );
             return rejected(r.header("allow", "POST"));
         }
-        let max = self.limits.max_body_bytes;
-        if request.body_len() > max {
-            return rejected(too_large(request.body_len(), max));
-        }
-        let body = match request.body_bytes() {
-            Ok(b) if b.len() > max => return rejected(too_large(b.len(), max)),
+        let body = match self.body_within_limit(request) {
             Ok(b) => b,
-            Err(e) => {
-                return rejected(bad_request("invalid_body_encoding", &e.to_string(), vec![]));
-            }
+            Err(r) => return rejected(r),
         };
         let prepared = match self.prepare(request, &body) {
             Ok(p) => p,
@@ -185,6 +178,18 @@ impl<B: Broker> Publisher<B> {
                 remaining.as_millis()
             ))),
         };
+        self.settled(request, &event_id, page_id, sent)
+    }
+
+    /// The answer to a gift the broker took (202), refused as too large (413), or could not take
+    /// (503 with `Retry-After`).
+    fn settled(
+        &self,
+        request: &HttpRequest,
+        event_id: &str,
+        page_id: i64,
+        sent: Result<Delivery, SendError>,
+    ) -> (HttpResponse, RequestOutcome) {
         match sent {
             Ok(d) => {
                 tracing::info!(
@@ -233,6 +238,19 @@ impl<B: Broker> Publisher<B> {
                     RequestOutcome::Failed,
                 )
             }
+        }
+    }
+
+    /// The decoded body, or the 413/400 when it is over `max_body_bytes` or not valid base64.
+    fn body_within_limit(&self, request: &HttpRequest) -> Result<Vec<u8>, HttpResponse> {
+        let max = self.limits.max_body_bytes;
+        if request.body_len() > max {
+            return Err(too_large(request.body_len(), max));
+        }
+        match request.body_bytes() {
+            Ok(b) if b.len() > max => Err(too_large(b.len(), max)),
+            Ok(b) => Ok(b),
+            Err(e) => Err(bad_request("invalid_body_encoding", &e.to_string(), vec![])),
         }
     }
 
