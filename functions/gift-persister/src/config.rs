@@ -20,7 +20,7 @@
 //! | `METRICS_ENABLED` / `METRICS_NAMESPACE` | `true` / `KafkaLambdas` | one EMF metrics line per invocation |
 //! | `VALUE_FORMAT` | `json` | `json`, `avro`, `protobuf` or `auto` (Avro, Protobuf and JSON Schema values: [`ValueSettings`]) |
 //! | `SCHEMA_REGISTRY_URL`, `SCHEMA_REGISTRY_USERNAME` / `_PASSWORD` or `SCHEMA_REGISTRY_SECRET_ID` | — | the registry writer schemas come from |
-//! | `KEY_FORMAT` | `auto` | `auto`: the key is not read; `string`, `json`, `avro`, `protobuf`: each key is checked against its format and own schema (the registry's, or `KEY_AVRO_SCHEMA_FILE` / `KEY_PROTOBUF_DESCRIPTOR_SET` + `KEY_PROTOBUF_MESSAGE`) and a record whose key does not decode is dead-lettered ([`Gifts`](crate::handler::Gifts)) |
+//! | `KEY_FORMAT` | `auto` | `auto`: the key is not read; `string`, `json`, `avro`, `protobuf`: each key is checked against its format and own schema (the registry's, or `KEY_AVRO_SCHEMA_FILE` / `KEY_PROTOBUF_DESCRIPTOR_SET` + `KEY_PROTOBUF_MESSAGE`) and a record whose key does not decode is dead-lettered ([`Gifts`]) |
 
 use lambda_kit::config::Env;
 use lambda_kit::init::InitError;

@@ -25,6 +25,11 @@
 //! - [`trace`]: W3C trace context from record headers to logs and outbound requests.
 //! - [`otlp`]: optional OpenTelemetry (OTLP/HTTP JSON) export of each batch's span.
 //! - `testing` (`testing` feature): loopback listeners and free ports for tests.
+//!
+//! One crate, not three: the PostgREST client and the schema-registry clients could be crates of
+//! their own, but gift-persister, page-embedder and table-sink each use both (and the runner, which
+//! writes dead letters through PostgREST), and gift-publisher, which uses neither, carries none of
+//! their code after thin LTO. A split would add manifests without shrinking any binary.
 
 pub mod bulk;
 pub mod config;

@@ -30,10 +30,10 @@
 //! Written here rather than with `metrics_cloudwatch_embedded` (0.10.0, released 2026-02-10, one
 //! maintainer), the EMF backend of the `metrics` facade. It is a process-wide recorder
 //! (`metrics::set_global_recorder`, once per process), where a [`Metrics`] is a value each
-//! handler holds and a test captures on its own ([`Metrics::capture`]; the integration tests run
-//! several functions in one process); it leaves out a metric that did not change unless
-//! `emit_zeros` is set, and its cold-start metric is 1 on the cold start only, not the 1-then-0
-//! above whose `Average` is a share. Measured 2026-12-07 on a minimal Lambda binary
+//! handler holds and a test captures on its own (`Metrics::capture`, `testing` feature; the
+//! integration tests run several functions in one process); it leaves out a metric that did not
+//! change unless `emit_zeros` is set, and its cold-start metric is 1 on the cold start only, not
+//! the 1-then-0 above whose `Average` is a share. Measured 2026-12-07 on a minimal Lambda binary
 //! (lambda_runtime, tokio, reqwest with rustls, serde_json; the workspace's release profile)
 //! emitting one line, with and without it and `metrics`: 4 more crates (`cargo tree -e normal`;
 //! 3 new to the workspace) and +188 KB (5,419,496 -> 5,607,488 bytes, +3.5%), for what is one

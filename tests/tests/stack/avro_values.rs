@@ -18,6 +18,7 @@ use integration_tests::fixtures::encoded::{
     runner_dead_letters, start_on_one_partition, start_with_an_unknown_schema, vault_count,
     wait_for_rows_and_a_dead_letter,
 };
+use integration_tests::fixtures::gifts::numbered_gifts;
 use integration_tests::servers::schema_registry::SchemaRegistryServer;
 use integration_tests::stack::{StackEnv, lit, unique};
 use serde_json::json;
@@ -44,13 +45,20 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
             .await;
 
     let n = 20;
-    let gifts: Vec<_> = (0..n)
-        .map(|i| {
-            json!({"event_id": format!("{run}-g{i}"), "page_id": 900 + i,
-                   "question": format!("avro question {i} ü"), "answer": format!("avro answer {i}"),
-                   "ts": if i % 2 == 0 { json!(1_732_350_000.25) } else { json!(null) }})
-        })
-        .collect();
+    let gifts = numbered_gifts(
+        &run,
+        n,
+        900,
+        |i| format!("avro question {i} ü"),
+        |i| format!("avro answer {i}"),
+        |i| {
+            Some(if i % 2 == 0 {
+                json!(1_732_350_000.25)
+            } else {
+                json!(null)
+            })
+        },
+    );
     let schema = schema_path.to_str().unwrap();
     let mut values = fastavro(schema, 1, &gifts);
     // Cut short: the body does not match its schema.
@@ -142,13 +150,20 @@ async fn plain_avro_gifts_with_a_shipped_schema_file() {
     let (run, topic, dir) = run_names("avrof");
 
     let n = 6;
-    let gifts: Vec<_> = (0..n)
-        .map(|i| {
-            json!({"event_id": format!("{run}-g{i}"), "page_id": 800 + i,
-                   "question": format!("shipped question {i}"), "answer": format!("shipped answer {i}"),
-                   "ts": if i % 2 == 0 { json!(1_732_350_000.25) } else { json!(null) }})
-        })
-        .collect();
+    let gifts = numbered_gifts(
+        &run,
+        n,
+        800,
+        |i| format!("shipped question {i}"),
+        |i| format!("shipped answer {i}"),
+        |i| {
+            Some(if i % 2 == 0 {
+                json!(1_732_350_000.25)
+            } else {
+                json!(null)
+            })
+        },
+    );
     let schema_path = repo().join("events/schemas/1-gift.avsc");
     let schema = schema_path.to_str().unwrap();
     let mut encoder = Command::new(repo().join("scripts/avro-tool"));

@@ -16,6 +16,7 @@ use integration_tests::fixtures::encoded::{
     runner_dead_letters, start_with_an_unknown_schema, vault_count,
     wait_for_rows_and_a_dead_letter,
 };
+use integration_tests::fixtures::gifts::numbered_gifts;
 use integration_tests::stack::{StackEnv, lit};
 use serde_json::json;
 
@@ -97,14 +98,25 @@ async fn glue_framed_avro_gifts_through_the_broker() {
     );
 
     let n = 20;
-    let gifts: Vec<_> = (0..n)
-        .map(|i| {
-            json!({"event_id": format!("{run}-g{i}"), "page_id": 900 + i,
-                   "question": format!("glue question {i} ü"),
-                   "answer": format!("glue answer {i}{}", "!".repeat(if i % 4 == 0 { 400 } else { 0 })),
-                   "ts": if i % 2 == 0 { json!(1_732_350_000.25) } else { json!(null) }})
-        })
-        .collect();
+    let gifts = numbered_gifts(
+        &run,
+        n,
+        900,
+        |i| format!("glue question {i} ü"),
+        |i| {
+            format!(
+                "glue answer {i}{}",
+                "!".repeat(if i % 4 == 0 { 400 } else { 0 })
+            )
+        },
+        |i| {
+            Some(if i % 2 == 0 {
+                json!(1_732_350_000.25)
+            } else {
+                json!(null)
+            })
+        },
+    );
     // Half of them zlib-compressed, as a producer with compression enabled writes them.
     let (plain, zlib) = gifts.split_at(n / 2);
     let mut values = glue_encode(&moto, schema, &version, false, plain);

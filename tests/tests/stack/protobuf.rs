@@ -16,6 +16,7 @@ use integration_tests::fixtures::encoded::{
     dead_letters, encode, gift_runner, repo, run_names, runner_dead_letters,
     start_on_one_partition, vault_count, wait_for_rows_and_a_dead_letter,
 };
+use integration_tests::fixtures::gifts::numbered_gifts;
 use integration_tests::servers::schema_registry::{Registered, SchemaRegistryServer};
 use integration_tests::stack::{StackEnv, lit};
 use serde_json::json;
@@ -47,16 +48,14 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
     registry.add_registered(21, Registered::new("JSON", json_schema));
 
     let n = 12;
-    let gifts: Vec<_> = (0..n)
-        .map(|i| {
-            let mut g = json!({"event_id": format!("{run}-g{i}"), "page_id": 900 + i,
-                   "question": format!("proto question {i} ü"), "answer": format!("proto answer {i}")});
-            if i % 2 == 0 {
-                g["ts"] = json!("2024-11-23T08:20:00.250Z");
-            }
-            g
-        })
-        .collect();
+    let gifts = numbered_gifts(
+        &run,
+        n,
+        900,
+        |i| format!("proto question {i} ü"),
+        |i| format!("proto answer {i}"),
+        |i| (i % 2 == 0).then(|| json!("2024-11-23T08:20:00.250Z")),
+    );
     let mut values = protobuf("vault.Gift", Some(11), &gifts);
     // Message indexes [1]: a TaggedGift, its extra fields kept in the row's raw JSON.
     values.extend(protobuf(
@@ -154,13 +153,14 @@ async fn plain_protobuf_gifts_with_a_configured_descriptor_set() {
     let (run, topic, dir) = run_names("protop");
 
     let n = 6;
-    let gifts: Vec<_> = (0..n)
-        .map(|i| {
-            json!({"event_id": format!("{run}-g{i}"), "page_id": 700 + i,
-                   "question": format!("plain question {i}"), "answer": format!("plain answer {i}"),
-                   "ts": "2024-11-23T08:20:00.250Z"})
-        })
-        .collect();
+    let gifts = numbered_gifts(
+        &run,
+        n,
+        700,
+        |i| format!("plain question {i}"),
+        |i| format!("plain answer {i}"),
+        |_| Some(json!("2024-11-23T08:20:00.250Z")),
+    );
     let mut values = protobuf("vault.Gift", None, &gifts[..n - 1]);
     values.extend(protobuf("vault.Gift", Some(11), &gifts[n - 1..]));
     let cut = values[0].clone();
