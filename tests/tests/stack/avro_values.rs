@@ -14,9 +14,9 @@ use integration_tests::esm::{
     Runner, create_topic, function_binary, kafka_or_skip, runner_config, wait_until,
 };
 use integration_tests::fixtures::encoded::{
-    assert_redelivered_not_dead_lettered, dead_letters, encode, gift_runner, repo, run_names,
-    runner_dead_letters, start_on_one_partition, start_with_an_unknown_schema, vault_count,
-    wait_for_rows_and_a_dead_letter,
+    Scenario, assert_redelivered_not_dead_lettered, dead_letters, encode, gift_runner, repo,
+    runner_dead_letters, scenario, start_on_one_partition, start_with_an_unknown_schema,
+    vault_count, wait_for_rows_and_a_dead_letter,
 };
 use integration_tests::fixtures::gifts::numbered_gifts;
 use integration_tests::servers::schema_registry::SchemaRegistryServer;
@@ -32,11 +32,16 @@ fn fastavro(schema: &str, id: u32, values: &[serde_json::Value]) -> Vec<Vec<u8>>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avro_gifts_through_the_broker_with_a_schema_registry() {
-    let test = "avro_values";
-    let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
+    let Some(Scenario {
+        kafka,
+        stack,
+        run,
+        topic,
+        dir,
+    }) = scenario("avro_values", "avro")
+    else {
         return;
     };
-    let (run, topic, dir) = run_names("avro");
 
     let schema_path = repo().join("events/schemas/1-gift.avsc");
     let schema_text = std::fs::read_to_string(&schema_path).unwrap();
@@ -143,11 +148,16 @@ async fn avro_gifts_through_the_broker_with_a_schema_registry() {
 /// dead-lettered `schema_mismatch`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_avro_gifts_with_a_shipped_schema_file() {
-    let test = "avro_schema_file";
-    let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
+    let Some(Scenario {
+        kafka,
+        stack,
+        run,
+        topic,
+        dir,
+    }) = scenario("avro_schema_file", "avrof")
+    else {
         return;
     };
-    let (run, topic, dir) = run_names("avrof");
 
     let n = 6;
     let gifts = numbered_gifts(

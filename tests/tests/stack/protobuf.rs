@@ -11,14 +11,13 @@
 
 use std::process::Command;
 
-use integration_tests::esm::kafka_or_skip;
 use integration_tests::fixtures::encoded::{
-    dead_letters, encode, gift_runner, repo, run_names, runner_dead_letters,
+    Scenario, dead_letters, encode, gift_runner, repo, runner_dead_letters, scenario,
     start_on_one_partition, vault_count, wait_for_rows_and_a_dead_letter,
 };
 use integration_tests::fixtures::gifts::numbered_gifts;
 use integration_tests::servers::schema_registry::{Registered, SchemaRegistryServer};
-use integration_tests::stack::{StackEnv, lit};
+use integration_tests::stack::lit;
 use serde_json::json;
 
 /// Values of `message` encoded by `scripts/proto-tool encode`, behind the Confluent prefix of
@@ -34,11 +33,16 @@ fn protobuf(message: &str, id: Option<u32>, values: &[serde_json::Value]) -> Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protobuf_and_json_schema_gifts_through_the_broker() {
-    let test = "protobuf_values";
-    let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
+    let Some(Scenario {
+        kafka,
+        stack,
+        run,
+        topic,
+        dir,
+    }) = scenario("protobuf_values", "proto")
+    else {
         return;
     };
-    let (run, topic, dir) = run_names("proto");
 
     let proto = std::fs::read_to_string(repo().join("events/schemas/gift.proto")).unwrap();
     let json_schema =
@@ -146,11 +150,16 @@ async fn protobuf_and_json_schema_gifts_through_the_broker() {
 /// field is dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_protobuf_gifts_with_a_configured_descriptor_set() {
-    let test = "protobuf_plain";
-    let (Some(kafka), Some(stack)) = (kafka_or_skip(test), StackEnv::get_or_skip(test)) else {
+    let Some(Scenario {
+        kafka,
+        stack,
+        run,
+        topic,
+        dir,
+    }) = scenario("protobuf_plain", "protop")
+    else {
         return;
     };
-    let (run, topic, dir) = run_names("protop");
 
     let n = 6;
     let gifts = numbered_gifts(
