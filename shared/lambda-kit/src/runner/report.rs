@@ -77,7 +77,9 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
                 message,
                 fault: match fate {
                     Fate::Failed { fault, .. } => fault,
-                    _ => Fault::Transient,
+                    // A letter the sink refused or skipped: the record is redelivered and the
+                    // sink's own log line names the cause; logged as a warning, as before.
+                    Fate::Rejected { .. } | Fate::Skipped | Fate::Stored => Fault::Transient,
                 },
             };
         }
