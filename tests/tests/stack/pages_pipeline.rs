@@ -393,23 +393,29 @@ async fn a_model_change_reembeds() {
 }
 
 #[tokio::test]
-async fn a_wrong_dimension_is_dead_lettered_and_nothing_is_written() {
-    let Some(client) = stack("a_wrong_dimension_is_dead_lettered") else {
+async fn a_wrong_dimension_is_redelivered_not_dead_lettered_and_nothing_is_written() {
+    let Some(client) = stack("a_wrong_dimension_is_redelivered") else {
         return;
     };
-    // The provider answers 512 values where 768 are configured.
+    // The provider answers 512 values where 768 are configured: the model and EMBED_DIM disagree,
+    // which no page causes, so the pages are reported for redelivery, not dead-lettered.
     let fake = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 512).await;
     let p = unique("dims");
-    let id = format!("{p}-page");
+    let (a, b) = (format!("{p}-a"), format!("{p}-b"));
     let h = handler(&Setup::new(Api::Ollama, fake.base_url(), p.clone())).await;
-    let handled = run(&h, &batch(vec![upsert(0, &id, "text")])).await;
-    assert!(handled.response.unwrap().batch_item_failures.is_empty());
-    assert_eq!(handled.counts.dead_lettered, 1);
-    assert!(rows(&client, std::slice::from_ref(&id)).await.is_empty());
-    assert_eq!(
-        dead_letters(&client, &p).await,
-        vec![(0, "embed_invalid_vector".to_owned())]
+    let handled = run(
+        &h,
+        &batch(vec![upsert(0, &a, "text"), upsert(1, &b, "more")]),
+    )
+    .await;
+    assert_eq!(handled.counts.dead_lettered, 0);
+    assert_eq!(handled.counts.failed, 2);
+    assert!(
+        handled.response.is_err(),
+        "every record failed: the batch is retried whole"
     );
+    assert!(rows(&client, &[a, b]).await.is_empty());
+    assert!(dead_letters(&client, &p).await.is_empty());
 }
 
 #[tokio::test]

@@ -109,7 +109,20 @@ pub enum EmbedError {
         /// What is wrong.
         message: String,
     },
-    /// A vector of the wrong length or with non-finite values: nothing is written for the page.
+    /// A vector of another length than `EMBED_DIM`: the model and the setting disagree, whatever
+    /// the text, so the page is redelivered (nothing written) until the configuration is fixed.
+    #[error(
+        "model {model} answered {got} dimensions where EMBED_DIM is {expected}: set EMBED_DIM to the model's dimensions (and the vector column to match) or pick a model of {expected}"
+    )]
+    WrongDimension {
+        /// The model.
+        model: String,
+        /// Configured dimension (`EMBED_DIM`).
+        expected: usize,
+        /// Dimensions of the vector the model answered.
+        got: usize,
+    },
+    /// A vector with non-finite values for this text: nothing is written for the page.
     #[error("invalid vector from model {model} (expected {expected} dimensions): {problem}")]
     InvalidVector {
         /// The model.
@@ -131,7 +144,9 @@ impl Classify for EmbedError {
             EmbedError::InputTooLong { .. }
             | EmbedError::InputRejected { .. }
             | EmbedError::InvalidVector { .. } => ErrorClass::Data,
-            EmbedError::Config { .. } => ErrorClass::Environment,
+            EmbedError::Config { .. } | EmbedError::WrongDimension { .. } => {
+                ErrorClass::Environment
+            }
         }
     }
 
@@ -142,6 +157,7 @@ impl Classify for EmbedError {
             EmbedError::InputRejected { .. } => "embed_input_rejected",
             EmbedError::Config { .. } => "embed_config",
             EmbedError::InvalidResponse { .. } => "embed_invalid_response",
+            EmbedError::WrongDimension { .. } => "embed_wrong_dimension",
             EmbedError::InvalidVector { .. } => "embed_invalid_vector",
         }
     }
@@ -153,20 +169,23 @@ impl Classify for EmbedError {
 /// use page_embedder::embed::check_vector;
 /// assert!(check_vector("m", 3, &[0.1, 0.2, 0.3]).is_ok());
 /// let err = check_vector("m", 3, &[0.1, 0.2]).unwrap_err();
-/// assert!(err.to_string().contains("model m") && err.to_string().contains("got 2"));
+/// assert!(err.to_string().contains("model m answered 2 dimensions where EMBED_DIM is 3"));
 /// assert!(check_vector("m", 2, &[0.1, f32::NAN]).is_err());
 /// ```
 pub fn check_vector(model: &str, expected: usize, v: &[f32]) -> Result<(), EmbedError> {
-    let invalid = |problem: String| EmbedError::InvalidVector {
-        model: model.to_owned(),
-        expected,
-        problem,
-    };
     if v.len() != expected {
-        return Err(invalid(format!("got {} dimensions", v.len())));
+        return Err(EmbedError::WrongDimension {
+            model: model.to_owned(),
+            expected,
+            got: v.len(),
+        });
     }
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(invalid(format!("value {i} is not finite")));
+        return Err(EmbedError::InvalidVector {
+            model: model.to_owned(),
+            expected,
+            problem: format!("value {i} is not finite"),
+        });
     }
     Ok(())
 }

@@ -253,14 +253,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn wrong_dimension_is_a_permanent_error_naming_model_and_dims() {
+    async fn wrong_dimension_is_an_environment_fault_naming_model_dims_and_setting() {
         let f = fake(0, 2);
         let out = embed_within_5s(&f, &texts(&["a"]), 8).await;
         let err = out.results[0].as_ref().unwrap_err();
-        assert_eq!(err.class(), lambda_kit::error::ErrorClass::Data);
+        assert_eq!(err.class(), lambda_kit::error::ErrorClass::Environment);
+        assert_eq!(err.error_code(), "embed_wrong_dimension");
         let msg = err.to_string();
         assert!(
-            msg.contains("fake") && msg.contains("expected 3") && msg.contains("got 2"),
+            msg.contains("model fake answered 2 dimensions where EMBED_DIM is 3"),
             "{msg}"
         );
     }
