@@ -14,6 +14,8 @@
 //! - `ignore`: the first record of a key is inserted if the row does not exist yet; later ones
 //!   are duplicates ([`Keep::First`]), as they are across batches.
 
+use std::ops::Range;
+
 use event_decoding::KafkaRecord;
 use lambda_kit::dead_letter::PostgrestDeadLetters;
 use lambda_kit::fate::Fate;
@@ -129,10 +131,10 @@ impl<S: RowStore> BatchFunction for TableSink<S> {
         _: &mut (),
     ) -> Vec<Fate> {
         // The items of each key: a run of equal keys.
-        let mut keys: Vec<Vec<usize>> = Vec::new();
+        let mut keys: Vec<Range<usize>> = Vec::new();
         let mut start = 0;
         for run in items.chunk_by(|(a, _), (b, _)| a == b) {
-            keys.push((start..start + run.len()).collect());
+            keys.push(start..start + run.len());
             start += run.len();
         }
         let rows: Vec<Fields> = items.into_iter().map(|(_, fields)| fields).collect();
@@ -141,18 +143,16 @@ impl<S: RowStore> BatchFunction for TableSink<S> {
         // key's items folded oldest first, later fields winning.
         let merged: Vec<Fields> = keys
             .iter()
-            .map(|members| fold(members.iter().map(|&i| &rows[i])))
+            .map(|members| fold(rows[members.clone()].iter()))
             .collect();
         let mut fates: Vec<Option<Fate>> = vec![None; rows.len()];
-        let mut refused: Vec<&[usize]> = Vec::new();
+        let mut refused: Vec<Range<usize>> = Vec::new();
         let written = self.store.write(deadline, &merged).await;
         for (members, fate) in keys.iter().zip(results(written)) {
             if members.len() > 1 && matches!(fate, Fate::Rejected { .. }) {
-                refused.push(members);
+                refused.push(members.clone());
             } else {
-                for &i in members {
-                    fates[i] = Some(fate.clone());
-                }
+                fates[members.clone()].fill(Some(fate.clone()));
             }
         }
 
@@ -160,21 +160,19 @@ impl<S: RowStore> BatchFunction for TableSink<S> {
         // that only the bad ones are dead-lettered. After a failure the key's later items are
         // not written (a newer change must not land ahead of an older one redelivered).
         for layer in 0.. {
-            let now: Vec<(usize, &[usize])> = refused
+            let now: Vec<(usize, usize)> = refused
                 .iter()
-                .filter_map(|members| members.get(layer).map(|&i| (i, *members)))
-                .filter(|(i, _)| fates[*i].is_none())
+                .map(|members| (members.start + layer, members.end))
+                .filter(|&(i, end)| i < end && fates[i].is_none())
                 .collect();
             if now.is_empty() {
                 break;
             }
             let again: Vec<Fields> = now.iter().map(|(i, _)| rows[*i].clone()).collect();
             let written = self.store.write(deadline, &again).await;
-            for ((i, members), fate) in now.into_iter().zip(results(written)) {
+            for ((i, end), fate) in now.into_iter().zip(results(written)) {
                 if matches!(fate, Fate::Failed { .. }) {
-                    for &later in &members[layer + 1..] {
-                        fates[later] = Some(fate.clone());
-                    }
+                    fates[i + 1..end].fill(Some(fate.clone()));
                 }
                 fates[i] = Some(fate);
             }

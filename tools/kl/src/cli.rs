@@ -419,7 +419,6 @@ pub fn render_summary(s: &Summary, dry_run: bool) -> String {
 
 async fn reembed_command(args: ReembedArgs) -> CliResult {
     use page_embedder::config::{PageSettings, StoreConfig};
-    use page_embedder::embed::EmbedSettings;
     use page_embedder::store::AnyStore;
 
     use crate::reembed::{EmbedPlan, ReembedSettings, Reembedder};
@@ -446,11 +445,7 @@ async fn reembed_command(args: ReembedArgs) -> CliResult {
     let plan = EmbedPlan {
         prefix: e.doc_prefix.clone(),
         max_chars: e.limits.max_chars,
-        settings: EmbedSettings {
-            batch_size: e.batch_size,
-            concurrency: e.concurrency,
-            retry: e.retry.clone(),
-        },
+        settings: e.settings(),
     };
     let settings = ReembedSettings {
         pages_per_batch: args.pages_per_batch,

@@ -9,7 +9,7 @@ use lambda_kit::retry::RetryPolicy;
 use lambda_kit::secrets::{Credential, SecretSpec};
 
 use crate::chunk::ChunkLimits;
-use crate::embed::{OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
+use crate::embed::{EmbedSettings, OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
 use crate::keys::{KeySource, key_source};
 
 /// Embedding provider (`EMBED_PROVIDER`).
@@ -95,6 +95,16 @@ pub struct EmbedConfig {
 }
 
 impl EmbedConfig {
+    /// How texts are sent to the provider: `EMBED_BATCH_SIZE`, `EMBED_CONCURRENCY` and the
+    /// retry policy, for the function and for `kl pages reembed` alike.
+    pub fn settings(&self) -> EmbedSettings {
+        EmbedSettings {
+            batch_size: self.batch_size,
+            concurrency: self.concurrency,
+            retry: self.retry.clone(),
+        }
+    }
+
     /// Reads and checks the embedding settings (no I/O).
     ///
     /// ```

@@ -19,7 +19,6 @@ use lambda_kit::secrets::Credential;
 
 pub use self::embed::{EmbedConfig, Provider};
 pub use self::page::{PageSettings, RagConfig};
-use crate::embed::EmbedSettings;
 use crate::handler::ConfiguredHandler;
 pub use crate::keys::KeySource;
 use crate::page_state::PageStates;
@@ -132,11 +131,7 @@ impl Config {
             body_field: s.body_field.clone(),
             doc_prefix: e.doc_prefix.clone(),
             limits: e.limits,
-            embed: EmbedSettings {
-                batch_size: e.batch_size,
-                concurrency: e.concurrency,
-                retry: e.retry.clone(),
-            },
+            embed: e.settings(),
             writes: self.runner.limits,
             rag_enabled: s.rag.is_some(),
             function_name: FUNCTION_NAME.to_owned(),

@@ -10,7 +10,8 @@ use super::function::{BatchFunction, Decoded, Keep};
 use crate::fate::{Fate, Fault};
 
 /// The batch's records of one key.
-struct Group<I> {
+struct Group<K, I> {
+    key: K,
     /// Record indices in batch order.
     records: Vec<usize>,
     /// The items written, each with its record: the chosen one, or with [`Keep::All`] every one.
@@ -35,7 +36,7 @@ pub(super) fn plan<F: BatchFunction>(
 ) -> Plan<F::Key, F::Item> {
     let keep = function.keep();
     let mut index: HashMap<F::Key, usize> = HashMap::new();
-    let mut groups: Vec<Group<F::Item>> = Vec::new();
+    let mut groups: Vec<Group<F::Key, F::Item>> = Vec::new();
     for (i, record) in records.iter().enumerate() {
         let (key, item) = match function.decode(record, stats) {
             Decoded::Settled(fate) => {
@@ -45,8 +46,9 @@ pub(super) fn plan<F: BatchFunction>(
             Decoded::Item { key, item } => (key, item),
         };
         let Some(&g) = index.get(&key) else {
-            index.insert(key, groups.len());
+            index.insert(key.clone(), groups.len());
             groups.push(Group {
+                key,
                 records: vec![i],
                 items: vec![(i, item)],
             });
@@ -64,17 +66,13 @@ pub(super) fn plan<F: BatchFunction>(
             Keep::All => group.items.push((i, item)),
         }
     }
-    let mut keys: Vec<Option<F::Key>> = (0..groups.len()).map(|_| None).collect();
-    for (key, g) in index {
-        keys[g] = Some(key);
-    }
 
     let mut plan = Plan {
         items: Vec::with_capacity(records.len()),
         shares: Vec::with_capacity(records.len()),
     };
-    for (key, group) in keys.into_iter().zip(groups) {
-        let key = key.expect("every group has its key");
+    for group in groups {
+        let key = group.key;
         if keep == Keep::All {
             let mut items = group.items;
             // Stable: records of one partition and offset (of different topics) keep batch order.
