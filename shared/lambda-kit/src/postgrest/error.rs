@@ -342,16 +342,22 @@ mod tests {
         assert_eq!(e.error_code(), "db_unauthorized");
     }
 
-    #[test]
-    fn schema_codes_are_the_environment_and_data_codes_blame_the_rows() {
-        let api = |status: u16, code: &str| PostgrestError::Api {
+    /// PostgREST's error answer `status` with SQLSTATE or PGRST `code`, classified as the
+    /// client classifies it.
+    fn api(status: u16, code: &str) -> PostgrestError {
+        use reqwest::{StatusCode, header::HeaderMap};
+        PostgrestError::Api {
             status,
             code: Some(code.into()),
             message: "m".into(),
             details: None,
             hint: None,
-            class: ErrorClass::Environment,
-        };
+            class: http::classify_status(StatusCode::from_u16(status).unwrap(), &HeaderMap::new()),
+        }
+    }
+
+    #[test]
+    fn schema_codes_are_the_environment_and_data_codes_blame_the_rows() {
         for code in [
             "PGRST100", "PGRST204", "PGRST205", "42703", "42P01", "42P10", "42704", "42883",
         ] {
@@ -370,15 +376,6 @@ mod tests {
     #[test]
     fn answers_keep_their_fates() {
         use crate::fate::{Fate, Fault};
-        use reqwest::{StatusCode, header::HeaderMap};
-        let api = |status: u16, code: &str| PostgrestError::Api {
-            status,
-            code: Some(code.into()),
-            message: "m".into(),
-            details: None,
-            hint: None,
-            class: http::classify_status(StatusCode::from_u16(status).unwrap(), &HeaderMap::new()),
-        };
         let failed = |code: &'static str, status: u16, sqlstate: &str, fault| Fate::Failed {
             code,
             message: format!("PostgREST {status}: m (code {sqlstate})"),
