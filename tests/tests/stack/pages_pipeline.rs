@@ -408,14 +408,30 @@ async fn a_wrong_dimension_is_redelivered_not_dead_lettered_and_nothing_is_writt
         &batch(vec![upsert(0, &a, "text"), upsert(1, &b, "more")]),
     )
     .await;
+    assert!(
+        fake.request_count() >= 1,
+        "the provider was called and answered"
+    );
     assert_eq!(handled.counts.dead_lettered, 0);
     assert_eq!(handled.counts.failed, 2);
     assert!(
         handled.response.is_err(),
         "every record failed: the batch is retried whole"
     );
-    assert!(rows(&client, &[a, b]).await.is_empty());
+    assert!(rows(&client, &[a.clone(), b.clone()]).await.is_empty());
     assert!(dead_letters(&client, &p).await.is_empty());
+
+    // The redelivery, once the model answers 768 values, stores both pages: the dimension was
+    // the only fault.
+    let right = EmbeddingServer::start(Api::Ollama, "nomic-embed-text", 768).await;
+    let h = handler(&Setup::new(Api::Ollama, right.base_url(), p.clone())).await;
+    let again = run(
+        &h,
+        &batch(vec![upsert(0, &a, "text"), upsert(1, &b, "more")]),
+    )
+    .await;
+    assert_eq!(again.counts.stored, 2);
+    assert_eq!(rows(&client, &[a, b]).await.len(), 2);
 }
 
 #[tokio::test]

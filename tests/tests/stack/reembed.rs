@@ -169,3 +169,49 @@ async fn model_change_reembeds_every_page_and_a_killed_run_resumes() {
     run(&h, &batch(vec![upsert(100, &page_ids[1], &body)])).await;
     assert_eq!(fake.inputs().len(), sent, "the function re-embeds nothing");
 }
+
+/// A model that answers another number of dimensions than `EMBED_DIM` is the configuration's
+/// fault, not a page's: `kl pages reembed` stops at once naming `EMBED_DIM`, and writes nothing,
+/// instead of counting every page as refused and going on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_of_another_dimension_stops_the_run_naming_the_setting() {
+    let (Some(client), Some(_env)) = (
+        stack("reembed_dimension"),
+        StackEnv::get_or_skip("reembed_dimension"),
+    ) else {
+        return;
+    };
+    let old_model = unique("d1");
+    let fake = EmbeddingServer::start(Api::Ollama, &old_model, 768).await;
+    let prefix = unique("kl_dim");
+    let mut setup = Setup::new(Api::Ollama, fake.base_url(), unique("kl_dim_fn"));
+    setup.model = old_model.clone();
+    let page_ids: Vec<String> = (0..3).map(|i| format!("{prefix}-{i}")).collect();
+    let records = page_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| upsert(i as i64, id, &format!("Page {i} of {prefix}.")))
+        .collect();
+    run(&handler(&setup).await, &batch(records)).await;
+    let before = rows(&client, &page_ids).await;
+    assert_eq!(before.len(), 3);
+
+    // The new model answers 512 values; EMBED_DIM stays at its default, 768.
+    let new_model = unique("d2");
+    let other = EmbeddingServer::start(Api::Ollama, &new_model, 512).await;
+    let out = kl(&other.base_url(), &new_model, &prefix, &[])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("embed_wrong_dimension") && stderr.contains("EMBED_DIM is 768"),
+        "{stderr}"
+    );
+    let after = rows(&client, &page_ids).await;
+    assert!(
+        after.iter().all(|r| r.model == old_model),
+        "nothing written"
+    );
+    assert_eq!(after.len(), 3);
+}

@@ -525,7 +525,7 @@ fn print_reembed_summary(
             s.refused.len()
         );
         for (page, code) in &s.refused {
-            println!("  page {page}: refused by the provider ({code})");
+            println!("  page {page}: not re-embedded, its text was refused ({code})");
         }
     }
 }

@@ -539,6 +539,21 @@ mod tests {
     use reqwest::StatusCode;
     use reqwest::header::HeaderMap;
 
+    #[test]
+    fn a_vector_of_another_length_is_the_environment_s_a_non_finite_one_the_text_s() {
+        let wrong = check_vector("m", 3, &[0.1, 0.2]).unwrap_err();
+        assert_eq!(wrong.error_code(), "embed_wrong_dimension");
+        assert_eq!(wrong.class(), ErrorClass::Environment);
+        assert!(wrong.to_string().contains("EMBED_DIM is 3"), "{wrong}");
+
+        let nan = check_vector("m", 2, &[0.1, f32::NAN]).unwrap_err();
+        assert_eq!(nan.error_code(), "embed_invalid_vector");
+        assert_eq!(nan.class(), ErrorClass::Data);
+        assert!(nan.to_string().contains("value 1 is not finite"), "{nan}");
+        assert!(check_vector("m", 2, &[0.1, f32::INFINITY]).is_err());
+        assert!(check_vector("m", 2, &[0.1, 0.2]).is_ok());
+    }
+
     /// A provider whose 200 answer never ends (`prefix`, then `0.125,` forever, until the client
     /// hangs up), on a thread of its own; returns its URL and the bytes it managed to write once
     /// the client hung up.
