@@ -29,6 +29,9 @@ pub enum Keep {
     /// partition/offset order, and each record gets its own item's fate (the runner fans nothing
     /// out). For a write that folds a key's changes itself, such as partial rows merged field by
     /// field, where a change the runner dropped would be acknowledged without being written.
+    /// After a key's item fails, the write must not store its later items (give them the same
+    /// failure): redelivery starts again at the failed record, and a newer change must not land
+    /// ahead of the older one.
     All,
 }
 
@@ -144,8 +147,8 @@ pub trait BatchFunction: Send + Sync {
     /// refused alone or with items refused for their own reasons, never of one refused only
     /// because it shared a request (or a read of the batch's ids) with a bad one: bisect such a
     /// refusal with [`crate::bulk::bisect`] ([`crate::bulk::write_rows`] does). When every item
-    /// (two or more) comes back rejected alike, the runner judges the target at fault, not the
-    /// items: they fail as an environment fault instead of being dead-lettered.
+    /// (two or more, of two keys or more) comes back rejected alike, the runner judges the target
+    /// at fault, not the items: they fail as an environment fault instead of being dead-lettered.
     fn write(
         &self,
         deadline: &Deadline,

@@ -24,6 +24,8 @@ pub(super) struct Plan<K, I> {
     pub items: Vec<(K, I)>,
     /// For each item, in order: the records its fate goes to, and its own record.
     pub shares: Vec<(Vec<usize>, usize)>,
+    /// How many keys the items hold (fewer than the items with [`Keep::All`]).
+    pub keys: usize,
 }
 
 /// Decodes every record: a settled record gets its fate in `fates`, the others are grouped by key
@@ -70,6 +72,7 @@ pub(super) fn plan<F: BatchFunction>(
     let mut plan = Plan {
         items: Vec::with_capacity(records.len()),
         shares: Vec::with_capacity(records.len()),
+        keys: groups.len(),
     };
     for group in groups {
         let key = group.key;
@@ -91,16 +94,18 @@ pub(super) fn plan<F: BatchFunction>(
 }
 
 /// The rule "dead letters are for what the record itself causes", applied to a write's results:
-/// when every item of a write (two or more) is rejected with the same code and message, no row
-/// is at fault but the target (a column or table missing from the schema, a type the API cannot
-/// see, a vector size of another model), and they fail as an environment fault, to be
-/// redelivered once it is fixed, instead of being dead-lettered.
+/// when every item of a write (two or more, of two keys or more) is rejected with the same code
+/// and message, no row is at fault but the target (a column or table missing from the schema, a
+/// type the API cannot see, a vector size of another model), and they fail as an environment
+/// fault, to be redelivered once it is fixed, instead of being dead-lettered. Items of one key
+/// alone ([`Keep::All`]: a bad row and the producer's retry of it) prove nothing about the
+/// target: judged as the target's fault they would be redelivered forever.
 ///
 /// Isolation happens once, in the function's write: its rejections are of items tried alone
 /// ([`BatchFunction::write`] isolates with [`crate::bulk::bisect`]), so the runner judges what
 /// it is given and writes nothing again.
-pub(super) fn judge(n: usize, results: Vec<Fate>) -> Vec<Fate> {
-    if results.len() != n || !refused_alike(&results) {
+pub(super) fn judge(n: usize, keys: usize, results: Vec<Fate>) -> Vec<Fate> {
+    if results.len() != n || keys < 2 || !refused_alike(&results) {
         return results;
     }
     results

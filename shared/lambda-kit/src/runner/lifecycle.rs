@@ -145,7 +145,7 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
         } else {
             let n = plan.items.len();
             let written = self.function.write(deadline, plan.items, stats, after);
-            judge(n, trace.scope(written).await)
+            judge(n, plan.keys, trace.scope(written).await)
         };
         let keep = self.function.keep();
         let mut results = results.into_iter();

@@ -357,6 +357,24 @@ async fn every_item_refused_alike_is_an_environment_fault_not_dead_letters() {
 }
 
 #[tokio::test]
+async fn records_of_one_key_refused_alike_are_dead_lettered_not_blamed_on_the_target() {
+    // Keep::All: a bad row and its retried copy, alone in a batch, are refused alike; one key's
+    // rows say nothing about the target, and judged as its fault they would come back forever.
+    let r = Runner::new(
+        AllFake(fake(false), Mutex::default()),
+        Letters::default(),
+        DeadlineSettings::default(),
+    );
+    let h = r.process(&batch(&["a:bad", "a:bad"]), &deadline()).await;
+    assert_eq!(h.counts.dead_lettered, 2);
+    assert!(h.response.unwrap().batch_item_failures.is_empty());
+    // Two keys refused alike still point at the target.
+    let h = r.process(&batch(&["a:bad", "b:bad"]), &deadline()).await;
+    assert_eq!(h.counts.dead_lettered, 0);
+    assert_eq!(h.response.unwrap_err().failed, 2);
+}
+
+#[tokio::test]
 async fn a_write_is_made_once_and_a_refusal_of_every_item_judged_without_writing_again() {
     let r = Runner::new(fake(false), Letters::default(), DeadlineSettings::default());
     // Every item refused alike: the target is at fault, nothing is dead-lettered, and the
