@@ -2,9 +2,9 @@
 //! from: given directly in a variable or as a Secrets Manager id, never both.
 
 use lambda_kit::config::{ConfigError, Env};
+use lambda_kit::init::InitError;
 use lambda_kit::postgrest::Secret;
-#[cfg(doc)]
-use lambda_kit::secrets::Credential;
+use lambda_kit::secrets::{Credential, SecretSpec};
 
 /// Where an API key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,22 @@ pub enum KeySource {
     /// A Secrets Manager secret id (`OPENAI_API_KEY_SECRET_ID`), read at cold start and re-read
     /// as [`Credential`] says (after `SECRETS_TTL_SECONDS`, after a 401/403).
     SecretId(String),
+}
+
+impl KeySource {
+    /// The key as a [`Credential`] (resolved now, from `plain` or the secret `secret_id`
+    /// names), or `None` when no key is set.
+    pub(crate) async fn credential(
+        &self,
+        env: &Env,
+        (plain, secret_id): (&str, &str),
+    ) -> Result<Option<Credential>, InitError> {
+        if *self == KeySource::None {
+            return Ok(None);
+        }
+        let spec = SecretSpec::new(plain, secret_id, "key");
+        Ok(Some(Credential::from_env(env, &spec).await?))
+    }
 }
 
 /// A key given directly or as a Secrets Manager id, not both.

@@ -70,8 +70,7 @@ pub enum Fault {
 impl Fault {
     /// The fault of a record reported for redelivery because of an error of `class`. A data
     /// error reported for redelivery instead of dead-lettered (its record has another fate to
-    /// keep, or its dead letter could not be stored) needs an operator as much as the
-    /// environment does.
+    /// keep) needs an operator as much as the environment does.
     pub fn of(class: ErrorClass) -> Self {
         match class {
             ErrorClass::Transient { .. } => Self::Transient,

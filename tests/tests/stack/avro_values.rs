@@ -15,8 +15,8 @@ use integration_tests::esm::{
 };
 use integration_tests::fixtures::encoded::{
     Scenario, assert_redelivered_not_dead_lettered, dead_letters, encode, gift_runner, repo,
-    runner_dead_letters, scenario, start_on_one_partition, start_with_an_unknown_schema,
-    vault_count, wait_for_rows_and_a_dead_letter,
+    runner_dead_letter_file, runner_dead_letters, scenario, start_on_one_partition,
+    start_with_an_unknown_schema, vault_count, wait_for_rows_and_a_dead_letter,
 };
 use integration_tests::fixtures::gifts::numbered_gifts;
 use integration_tests::servers::schema_registry::SchemaRegistryServer;
@@ -285,7 +285,7 @@ async fn debezium_avro_pages_through_the_broker_are_embedded() {
         &page_bin,
         &format!("{run}-page-embedder"),
         env,
-        dir.join("esm.dlq"),
+        runner_dead_letter_file(&dir),
     );
     let mut client = create_topic(&kafka, &topic, 1).await;
     // The records are binary: esm-local hands them to the function base64-encoded, as the ESM does.

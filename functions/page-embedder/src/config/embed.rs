@@ -6,7 +6,7 @@ use std::time::Duration;
 use lambda_kit::config::{ConfigError, Env};
 use lambda_kit::init::InitError;
 use lambda_kit::retry::RetryPolicy;
-use lambda_kit::secrets::{Credential, SecretSpec};
+use lambda_kit::secrets::Credential;
 
 use crate::chunk::ChunkLimits;
 use crate::embed::{EmbedSettings, OllamaEmbedder, OpenAiEmbedder, ProviderEmbedder};
@@ -164,11 +164,10 @@ impl EmbedConfig {
     /// The provider's key, resolved from the environment or Secrets Manager (at cold start;
     /// re-read as [`Credential`] says); `None` when the provider is sent no key.
     pub async fn credential(&self, env: &Env) -> Result<Option<Credential>, InitError> {
-        if self.provider != Provider::OpenAi || self.api_key == KeySource::None {
+        if self.provider != Provider::OpenAi {
             return Ok(None);
         }
-        let spec = SecretSpec::new(OPENAI_KEY_VARS.0, OPENAI_KEY_VARS.1, "key");
-        Ok(Some(Credential::from_env(env, &spec).await?))
+        self.api_key.credential(env, OPENAI_KEY_VARS).await
     }
 
     /// The provider client, on `http`, sending `api_key` (from [`EmbedConfig::credential`]);

@@ -6,13 +6,12 @@ use lambda_kit::config::Env;
 use lambda_kit::init::InitError;
 use lambda_kit::postgrest::PostgrestClient;
 use lambda_kit::retry::Deadline;
-use lambda_kit::secrets::{Credential, SecretSpec};
+use lambda_kit::secrets::Credential;
 
 use super::{
     QdrantStore, StargateStore, StoreConfig, StoreError, StoredHashes, SupabaseStore, VectorRow,
     VectorStore, qdrant, stargate,
 };
-use crate::keys::KeySource;
 
 /// One of the stores.
 #[derive(Debug, Clone)]
@@ -34,16 +33,14 @@ impl AnyStore {
         config: &StoreConfig,
         env: &Env,
     ) -> Result<Option<Credential>, InitError> {
-        let ((plain, secret_id), source) = match config {
-            StoreConfig::Qdrant(q) => (qdrant::API_KEY_VARS, &q.api_key),
-            StoreConfig::Stargate(s) => (stargate::AUTH_TOKEN_VARS, &s.auth_token),
-            StoreConfig::Supabase { .. } => return Ok(None),
-        };
-        match source {
-            KeySource::None => Ok(None),
-            _ => Ok(Some(
-                Credential::from_env(env, &SecretSpec::new(plain, secret_id, "key")).await?,
-            )),
+        match config {
+            StoreConfig::Qdrant(q) => q.api_key.credential(env, qdrant::API_KEY_VARS).await,
+            StoreConfig::Stargate(s) => {
+                s.auth_token
+                    .credential(env, stargate::AUTH_TOKEN_VARS)
+                    .await
+            }
+            StoreConfig::Supabase { .. } => Ok(None),
         }
     }
 

@@ -77,8 +77,8 @@ impl<F: BatchFunction, D: DeadLetterSink> Runner<F, D> {
                 message,
                 fault: match fate {
                     Fate::Failed { fault, .. } => fault,
-                    // A letter the sink refused or skipped: the record is redelivered and the
-                    // sink's own log line names the cause; logged as a warning, as before.
+                    // A letter the sink refused or skipped: the record is redelivered, and the
+                    // error line above names the sink's answer; its summary line stays a warning.
                     Fate::Rejected { .. } | Fate::Skipped | Fate::Stored => Fault::Transient,
                 },
             };
