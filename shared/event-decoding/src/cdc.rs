@@ -391,23 +391,19 @@ fn by_op(
     row: Map<String, Value>,
     key: Option<Value>,
 ) -> Result<Change, RecordError> {
-    let op = match letter {
+    let op = match letter.map(|l| (l, upsert_op(l))) {
         None => Op::Plain,
-        Some(letter) => match upsert_op(letter) {
-            Some(op) => op,
-            None => {
-                return Ok(match letter {
-                    "d" => Change::Delete {
-                        row: Some(row),
-                        key,
-                    },
-                    // A flattened or plain row carries no `source` block naming the table.
-                    "t" => Change::Truncate { table: None },
-                    "m" => Change::Skip { reason: "message" },
-                    other => return Err(unknown_op(at, field, other)),
-                });
-            }
-        },
+        Some((_, Some(op))) => op,
+        Some(("d", None)) => {
+            return Ok(Change::Delete {
+                row: Some(row),
+                key,
+            });
+        }
+        // A flattened or plain row carries no `source` block naming the table.
+        Some(("t", None)) => return Ok(Change::Truncate { table: None }),
+        Some(("m", None)) => return Ok(Change::Skip { reason: "message" }),
+        Some((other, None)) => return Err(unknown_op(at, field, other)),
     };
     Ok(Change::Upsert {
         op,

@@ -212,7 +212,7 @@ impl Tree<'_> {
             },
             S::Enum(EnumSchema { symbols, .. }) => Node::Enum(symbols.clone().into_boxed_slice()),
             S::Record(RecordSchema { name, fields, .. }) => {
-                self.record(schema, name, fields, shape, namespace)?
+                self.record(name, fields, shape, namespace)?
             }
             S::Array(a) => Node::Array(Box::new(self.node(
                 &a.items,
@@ -246,9 +246,8 @@ impl Tree<'_> {
     /// the record itself), read as Debezium's `VariableScaleDecimal` when its shape says so.
     fn record(
         &mut self,
-        schema: &apache_avro::Schema,
         name: &Name,
-        fields: &[RecordField],
+        record_fields: &[RecordField],
         shape: &Shape,
         namespace: NamespaceRef<'_>,
     ) -> Result<Node, String> {
@@ -260,7 +259,7 @@ impl Tree<'_> {
         let inner = full.namespace();
         let node = if *shape == Shape::VariableScaleDecimal {
             // Its fields are read as they are, without the JSON mapping's annotations.
-            let fields = fields
+            let fields = record_fields
                 .iter()
                 .map(|f| {
                     Ok(Field {
@@ -272,7 +271,7 @@ impl Tree<'_> {
             let at = |name: &str, kind: fn(&apache_avro::Schema) -> bool| {
                 fields
                     .iter()
-                    .zip(fields_of(schema))
+                    .zip(record_fields.iter().map(|f| &f.schema))
                     .position(|(f, s)| f.name == name && kind(s))
             };
             let scale = at("scale", |s| matches!(s, S::Int));
@@ -287,7 +286,7 @@ impl Tree<'_> {
                 Shape::Record(s) => s.as_slice(),
                 _ => &[],
             };
-            let fields = fields
+            let fields = record_fields
                 .iter()
                 .enumerate()
                 .map(|(i, f)| {
@@ -361,15 +360,4 @@ impl Tree<'_> {
             }
         }
     }
-}
-
-/// The field schemas of a record schema.
-pub(super) fn fields_of(
-    schema: &apache_avro::Schema,
-) -> impl Iterator<Item = &apache_avro::Schema> {
-    let fields = match schema {
-        apache_avro::Schema::Record(r) => r.fields.as_slice(),
-        _ => &[],
-    };
-    fields.iter().map(|f| &f.schema)
 }

@@ -65,7 +65,7 @@ impl Lane {
         let verdict = self.invoke(taken.event, &taken.runs).await?;
         let whole = matches!(verdict, BatchVerdict::AllFailed(_));
         if whole && self.settings.behaviour.bisect_batch_on_function_error && count > 1 {
-            self.bisect(taken.runs, count, rotated).await;
+            self.split_failed_batch(taken.runs, count, rotated).await;
             return Ok(None);
         }
         self.settle(taken.runs, &verdict).await
@@ -211,7 +211,7 @@ impl Lane {
 
     /// `BisectBatchOnFunctionError`: the first half of the failed batch of `count` records,
     /// then the second, as batches of their own; the split is not a retry.
-    async fn bisect(&mut self, runs: Vec<Run>, count: usize, rotated: bool) {
+    async fn split_failed_batch(&mut self, runs: Vec<Run>, count: usize, rotated: bool) {
         let first = count.div_ceil(2);
         if rotated {
             // The halves start where this batch started.
